@@ -1,0 +1,270 @@
+//! The typed async client. Cheap to clone; requests from several tasks are
+//! pipelined over one connection.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio::io::AsyncWriteExt;
+use tokio::net::UnixStream;
+use tokio::net::unix::OwnedWriteHalf;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::frame::{self, FrameError};
+use crate::schema::*;
+
+/// Events buffered for a subscriber before the oldest are dropped (and a
+/// [`Event::Lagged`] says how many).
+pub const EVENT_BUFFER: usize = 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("peddlenetd is not running (no daemon answers at {0}); start it with `peddlenetd`")]
+    NotRunning(PathBuf),
+    #[error("cannot reach peddlenetd at {path}: {source}")]
+    Connect { path: PathBuf, source: std::io::Error },
+    #[error("connection to peddlenetd lost")]
+    Closed,
+    #[error("bad frame from peddlenetd: {0}")]
+    Frame(#[from] FrameError),
+    #[error("unexpected reply from peddlenetd: {0}")]
+    Protocol(String),
+    #[error(transparent)]
+    Api(#[from] ApiError),
+}
+
+type Pending = Arc<Mutex<Option<HashMap<u64, oneshot::Sender<Outcome>>>>>;
+
+struct Inner {
+    writer: tokio::sync::Mutex<OwnedWriteHalf>,
+    pending: Pending,
+    next_id: AtomicU64,
+    events: Mutex<Option<mpsc::Receiver<Event>>>,
+    reader: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
+}
+
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+/// Live events after [`Client::subscribe`].
+pub struct EventStream {
+    rx: mpsc::Receiver<Event>,
+}
+
+impl EventStream {
+    /// The next event; `None` once the daemon is gone.
+    pub async fn next(&mut self) -> Option<Event> {
+        self.rx.recv().await
+    }
+}
+
+impl Client {
+    /// Connects to the daemon at `path`.
+    pub async fn connect(path: &Path) -> Result<Self, ClientError> {
+        let stream = match UnixStream::connect(path).await {
+            Ok(s) => s,
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused) => {
+                return Err(ClientError::NotRunning(path.to_owned()));
+            }
+            Err(source) => return Err(ClientError::Connect { path: path.to_owned(), source }),
+        };
+        let (mut rd, wr) = stream.into_split();
+        let pending: Pending = Arc::new(Mutex::new(Some(HashMap::new())));
+        let (ev_tx, ev_rx) = mpsc::channel(EVENT_BUFFER);
+        let pend = pending.clone();
+        let reader = tokio::spawn(async move {
+            let mut missed = 0u64;
+            loop {
+                let payload = match frame::read_frame(&mut rd).await {
+                    Ok(Some(p)) => p,
+                    Ok(None) | Err(_) => break,
+                };
+                let Ok(f) = serde_json::from_slice::<ServerFrame>(&payload) else {
+                    tracing::warn!("ignoring an unparseable frame from the daemon");
+                    continue;
+                };
+                match f {
+                    ServerFrame::Reply(r) => {
+                        let tx = pend.lock().expect("lock").as_mut().and_then(|m| m.remove(&r.id));
+                        if let Some(tx) = tx {
+                            let _ = tx.send(r.outcome);
+                        }
+                    }
+                    ServerFrame::Event(e) => {
+                        if missed > 0 && ev_tx.try_send(Event::Lagged { missed }).is_ok() {
+                            missed = 0;
+                        }
+                        match ev_tx.try_send(e) {
+                            Ok(()) => {}
+                            Err(mpsc::error::TrySendError::Full(_)) => missed += 1,
+                            Err(mpsc::error::TrySendError::Closed(_)) => {}
+                        }
+                    }
+                }
+            }
+            // Fail every request still waiting: the connection is gone.
+            pend.lock().expect("lock").take();
+        });
+        Ok(Self {
+            inner: Arc::new(Inner {
+                writer: tokio::sync::Mutex::new(wr),
+                pending,
+                next_id: AtomicU64::new(1),
+                events: Mutex::new(Some(ev_rx)),
+                reader,
+            }),
+        })
+    }
+
+    /// Connects to the daemon at the default socket path.
+    pub async fn connect_default() -> Result<Self, ClientError> {
+        Self::connect(&crate::paths::default_socket_path()).await
+    }
+
+    /// Sends one request and waits for its reply.
+    pub async fn call(&self, request: Request) -> Result<Response, ClientError> {
+        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        match self.inner.pending.lock().expect("lock").as_mut() {
+            Some(m) => m.insert(id, tx),
+            None => return Err(ClientError::Closed),
+        };
+        let payload = serde_json::to_vec(&ClientFrame { id, request }).expect("requests serialize");
+        let bytes = frame::encode(&payload)?;
+        {
+            let mut w = self.inner.writer.lock().await;
+            if w.write_all(&bytes).await.is_err() {
+                return Err(ClientError::Closed);
+            }
+        }
+        match rx.await {
+            Ok(Outcome::Ok(r)) => Ok(r),
+            Ok(Outcome::Error(e)) => Err(ClientError::Api(e)),
+            Err(_) => Err(ClientError::Closed),
+        }
+    }
+
+    /// Asks the daemon for events; returns the stream (once per client).
+    pub async fn subscribe(&self) -> Result<EventStream, ClientError> {
+        let rx = self.inner.events.lock().expect("lock").take().ok_or_else(|| ClientError::Protocol("already subscribed".into()))?;
+        self.call(Request::Subscribe).await?;
+        Ok(EventStream { rx })
+    }
+
+    pub async fn status(&self) -> Result<Status, ClientError> {
+        match self.call(Request::Status).await? {
+            Response::Status(s) => Ok(s),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    pub async fn peers(&self) -> Result<Vec<PeerInfo>, ClientError> {
+        match self.call(Request::Peers).await? {
+            Response::Peers { peers } => Ok(peers),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    pub async fn dial(&self, addr: &str) -> Result<(), ClientError> {
+        self.done(Request::Dial { addr: addr.into() }).await
+    }
+
+    pub async fn set_display_name(&self, name: &str) -> Result<(), ClientError> {
+        self.done(Request::SetDisplayName { name: name.into() }).await
+    }
+
+    pub async fn room_create(&self, name: &str) -> Result<RoomInfo, ClientError> {
+        self.room(Request::RoomCreate { name: name.into() }).await
+    }
+
+    pub async fn room_join(&self, invite: &str) -> Result<RoomInfo, ClientError> {
+        self.room(Request::RoomJoin { invite: invite.into() }).await
+    }
+
+    pub async fn room_invite(&self, room: &str) -> Result<(RoomInfo, String), ClientError> {
+        match self.call(Request::RoomInvite { room: room.into() }).await? {
+            Response::Invite { room, uri } => Ok((room, uri)),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    pub async fn room_leave(&self, room: &str) -> Result<(), ClientError> {
+        self.done(Request::RoomLeave { room: room.into() }).await
+    }
+
+    pub async fn room_list(&self) -> Result<Vec<RoomInfo>, ClientError> {
+        match self.call(Request::RoomList).await? {
+            Response::Rooms { rooms } => Ok(rooms),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Sends a text; returns once the daemon holds it on disk.
+    pub async fn send(&self, room: &str, text: &str) -> Result<MessageInfo, ClientError> {
+        match self.call(Request::Send { room: room.into(), text: text.into() }).await? {
+            Response::Sent(m) => Ok(m),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// A page of history, newest first; pass the returned cursor to go further back.
+    pub async fn history(&self, room: &str, before: Option<String>, limit: Option<u32>) -> Result<(Vec<MessageInfo>, Option<String>), ClientError> {
+        match self.call(Request::History { room: room.into(), before, limit }).await? {
+            Response::History { messages, next } => Ok((messages, next)),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn room(&self, r: Request) -> Result<RoomInfo, ClientError> {
+        match self.call(r).await? {
+            Response::Room(r) => Ok(r),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn done(&self, r: Request) -> Result<(), ClientError> {
+        match self.call(r).await? {
+            Response::Done => Ok(()),
+            other => Err(unexpected(other)),
+        }
+    }
+}
+
+fn unexpected(r: Response) -> ClientError {
+    ClientError::Protocol(format!("unexpected response {r:?}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wire_shape_is_stable() {
+        // The JSON other clients (web UI, scripts) rely on.
+        let f = ClientFrame { id: 7, request: Request::Send { room: "camp".into(), text: "hi".into() } };
+        assert_eq!(serde_json::to_string(&f).unwrap(), r#"{"id":7,"method":"send","params":{"room":"camp","text":"hi"}}"#);
+        let s = ClientFrame { id: 1, request: Request::Status };
+        assert_eq!(serde_json::to_string(&s).unwrap(), r#"{"id":1,"method":"status"}"#);
+        let r = ServerFrame::Reply(Reply { id: 7, outcome: Outcome::Error(ApiError::new(ErrorCode::UnknownRoom, "no room")) });
+        assert_eq!(serde_json::to_string(&r).unwrap(), r#"{"reply":{"id":7,"error":{"code":"unknown_room","message":"no room"}}}"#);
+        let back: ServerFrame = serde_json::from_str(&serde_json::to_string(&r).unwrap()).unwrap();
+        assert_eq!(back, r);
+    }
+
+    #[tokio::test]
+    async fn a_missing_daemon_is_reported_as_not_running() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = Client::connect(&dir.path().join("none.sock")).await.err().unwrap();
+        assert!(matches!(err, ClientError::NotRunning(_)), "{err}");
+        assert!(err.to_string().contains("not running"));
+    }
+}

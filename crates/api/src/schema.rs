@@ -1,0 +1,179 @@
+//! Requests, replies and events, as JSON. Ids (rooms, messages, authors) are
+//! lowercase hex strings; times are milliseconds since the Unix epoch.
+
+use serde::{Deserialize, Serialize};
+
+/// Everything a client sends.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ClientFrame {
+    pub id: u64,
+    #[serde(flatten)]
+    pub request: Request,
+}
+
+/// Everything the daemon sends.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "snake_case")]
+pub enum ServerFrame {
+    Reply(Reply),
+    Event(Event),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Reply {
+    /// The id of the request this answers; 0 when the request could not be
+    /// parsed far enough to know its id.
+    pub id: u64,
+    #[serde(flatten)]
+    pub outcome: Outcome,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Ok(Response),
+    Error(ApiError),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "method", content = "params", rename_all = "snake_case")]
+pub enum Request {
+    Status,
+    Peers,
+    /// Dial a peer by multiaddr, e.g. `/ip4/192.168.4.2/tcp/4717`.
+    Dial { addr: String },
+    SetDisplayName { name: String },
+    RoomCreate { name: String },
+    /// `room` is a room's name or a prefix of its id, as for every room below.
+    RoomInvite { room: String },
+    RoomJoin { invite: String },
+    RoomLeave { room: String },
+    RoomList,
+    Send { room: String, text: String },
+    History { room: String, #[serde(default)] before: Option<String>, #[serde(default)] limit: Option<u32> },
+    /// Start receiving [`Event`]s on this connection.
+    Subscribe,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Response {
+    Done,
+    Status(Status),
+    Peers { peers: Vec<PeerInfo> },
+    Room(RoomInfo),
+    Rooms { rooms: Vec<RoomInfo> },
+    Invite { room: RoomInfo, uri: String },
+    Sent(MessageInfo),
+    History { messages: Vec<MessageInfo>, next: Option<String> },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Status {
+    pub version: String,
+    pub api_version: u8,
+    pub author_id: String,
+    pub display_name: String,
+    pub listen_addrs: Vec<String>,
+    pub peers: usize,
+    pub rooms: usize,
+    pub data_dir: String,
+    pub uptime_ms: u64,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Link {
+    /// libp2p over IP: LAN, hotspot or a Wi-Fi Direct group.
+    Lan,
+    Bluetooth,
+    WifiDirect,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PeerInfo {
+    /// The peer's network id for this session. It changes at every start of
+    /// that peer's daemon and is not its author identity.
+    pub peer: String,
+    pub link: Link,
+    pub addr: String,
+    pub rtt_ms: Option<f64>,
+    pub connected_ms: u64,
+    pub last_seen_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RoomInfo {
+    pub id: String,
+    pub name: String,
+    pub joined_ms: u64,
+    pub messages: u64,
+    /// Connected peers that carry this room's topic now.
+    pub online_peers: u32,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum DeliveryState {
+    /// On this node's disk; no peer has taken it yet.
+    Stored,
+    /// Handed to this many peers.
+    Sent { peers: u32 },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct MessageInfo {
+    pub id: String,
+    pub room: String,
+    pub author: String,
+    pub author_name: String,
+    pub timestamp_ms: u64,
+    pub received_ms: u64,
+    pub text: String,
+    /// Written by this node.
+    pub own: bool,
+    /// For this node's own messages.
+    pub delivery: Option<DeliveryState>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Event {
+    Message { message: MessageInfo },
+    PeerUp { peer: PeerInfo },
+    PeerDown { peer: String },
+    Delivery { id: String, room: String, delivery: DeliveryState },
+    /// This subscriber fell behind and `missed` events were dropped for it.
+    Lagged { missed: u64 },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, thiserror::Error)]
+#[error("{message}")]
+pub struct ApiError {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self { code, message: message.into() }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The frame was not a valid request.
+    BadRequest,
+    UnknownRoom,
+    AmbiguousRoom,
+    BadInvite,
+    AlreadyMember,
+    /// A field is over its limit (text, names).
+    TooLong,
+    BadAddress,
+    /// The daemon is busy beyond its bounds; try again.
+    Busy,
+    ShuttingDown,
+    Internal,
+}

@@ -1,0 +1,274 @@
+//! `peddlenet`: the command-line front end of peddlenetd.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use peddlenet_api::{Client, ClientError, DeliveryState, Event, MessageInfo, PeerInfo, RoomInfo};
+use qrcode::QrCode;
+use qrcode::render::unicode::Dense1x2;
+
+/// Talk to people around you with no internet, through the local peddlenetd.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    /// The daemon's socket [default: $XDG_RUNTIME_DIR/peddlenet/peddlenetd.sock]
+    #[arg(long, global = true, env = "PEDDLENET_SOCKET")]
+    socket: Option<PathBuf>,
+    /// Print JSON (one object per line for `watch`) instead of text
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Is the daemon running, who am I, how many peers and rooms
+    Status,
+    /// Connected peers, with their link and round-trip time
+    Peers,
+    /// Dial a peer by multiaddr, e.g. /ip4/192.168.4.2/tcp/4717
+    Connect { addr: String },
+    /// Show or set the name others see with your messages
+    Name { name: Option<String> },
+    /// Create, share, join and leave rooms
+    #[command(subcommand)]
+    Room(RoomCmd),
+    /// Send a message to a room (by name or id prefix)
+    Send { room: String, text: Vec<String> },
+    /// A room's messages, newest last
+    History {
+        room: String,
+        /// How many messages
+        #[arg(short = 'n', long, default_value_t = 50)]
+        limit: u32,
+        /// Start before this cursor (printed at the top of an earlier page)
+        #[arg(long)]
+        before: Option<String>,
+    },
+    /// Follow messages, peers and delivery states as they happen
+    Watch,
+}
+
+#[derive(Debug, Subcommand)]
+enum RoomCmd {
+    /// Create a room and print its invite
+    Create { name: String },
+    /// Print a room's invite as text and as a QR code
+    Invite {
+        room: String,
+        /// Only the invite text, no QR code
+        #[arg(long)]
+        no_qr: bool,
+    },
+    /// Join a room from an invite (peddlenet://join/...)
+    Join { invite: String },
+    /// Leave a room and forget its messages
+    Leave { room: String },
+    /// Your rooms
+    List,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
+    match rt.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("peddlenet: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn print_json<T: serde::Serialize>(v: &T) {
+    println!("{}", serde_json::to_string_pretty(v).expect("serializable"));
+}
+
+fn time(ms: u64) -> String {
+    let secs = (ms / 1000) as i64;
+    let (h, m, s) = ((secs / 3600) % 24, (secs / 60) % 60, secs % 60);
+    format!("{h:02}:{m:02}:{s:02}Z")
+}
+
+fn delivery(d: &Option<DeliveryState>) -> String {
+    match d {
+        None => String::new(),
+        Some(DeliveryState::Stored) => " [stored here]".into(),
+        Some(DeliveryState::Sent { peers }) => format!(" [sent to {peers} peer{}]", if *peers == 1 { "" } else { "s" }),
+    }
+}
+
+fn print_message(m: &MessageInfo) {
+    let who = if m.own { format!("{} (you)", m.author_name) } else { m.author_name.clone() };
+    println!("{} {}: {}{}", time(m.timestamp_ms), who, m.text, delivery(&m.delivery));
+}
+
+fn print_room(r: &RoomInfo) {
+    println!("{}  {}  {} messages, {} peers online", &r.id[..16], r.name, r.messages, r.online_peers);
+}
+
+fn print_peer(p: &PeerInfo) {
+    let rtt = p.rtt_ms.map(|r| format!("{r:.1} ms")).unwrap_or_else(|| "-".into());
+    println!("{:?}  {}  {}  rtt {}", p.link, &p.peer, p.addr, rtt);
+}
+
+fn qr(text: &str) -> anyhow::Result<String> {
+    let code = QrCode::new(text.as_bytes())?;
+    Ok(code.render::<Dense1x2>().dark_color(Dense1x2::Light).light_color(Dense1x2::Dark).quiet_zone(true).build())
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let path = cli.socket.unwrap_or_else(peddlenet_api::paths::default_socket_path);
+    let client = Client::connect(&path).await.map_err(explain)?;
+    let json = cli.json;
+    match cli.cmd {
+        Cmd::Status => {
+            let s = client.status().await.map_err(explain)?;
+            if json {
+                print_json(&s);
+            } else {
+                println!("peddlenetd {} running for {}s", s.version, s.uptime_ms / 1000);
+                println!("you:      {} ({})", s.display_name, &s.author_id[..16]);
+                println!("peers:    {}", s.peers);
+                println!("rooms:    {}", s.rooms);
+                println!("data:     {}", s.data_dir);
+                for a in &s.listen_addrs {
+                    println!("listen:   {a}");
+                }
+            }
+        }
+        Cmd::Peers => {
+            let peers = client.peers().await.map_err(explain)?;
+            if json {
+                print_json(&peers);
+            } else if peers.is_empty() {
+                println!("no peers connected");
+            } else {
+                peers.iter().for_each(print_peer);
+            }
+        }
+        Cmd::Connect { addr } => {
+            client.dial(&addr).await.map_err(explain)?;
+            if json {
+                print_json(&serde_json::json!({"dialling": addr}));
+            } else {
+                println!("dialling {addr}; `peddlenet peers` shows when it is up");
+            }
+        }
+        Cmd::Name { name } => {
+            if let Some(n) = &name {
+                client.set_display_name(n).await.map_err(explain)?;
+            }
+            let s = client.status().await.map_err(explain)?;
+            if json {
+                print_json(&serde_json::json!({"display_name": s.display_name}));
+            } else {
+                println!("{}", s.display_name);
+            }
+        }
+        Cmd::Room(rc) => room(&client, rc, json).await?,
+        Cmd::Send { room, text } => {
+            let text = text.join(" ");
+            let m = client.send(&room, &text).await.map_err(explain)?;
+            if json {
+                print_json(&m);
+            } else {
+                println!("sent{}", delivery(&m.delivery));
+            }
+        }
+        Cmd::History { room, limit, before } => {
+            let (msgs, next) = client.history(&room, before, Some(limit)).await.map_err(explain)?;
+            if json {
+                print_json(&serde_json::json!({"messages": msgs, "next": next}));
+            } else {
+                if let Some(n) = &next {
+                    println!("(older messages: --before {n})");
+                }
+                msgs.iter().rev().for_each(print_message);
+            }
+        }
+        Cmd::Watch => {
+            let mut events = client.subscribe().await.map_err(explain)?;
+            if !json {
+                eprintln!("watching; Ctrl-C to stop");
+            }
+            while let Some(e) = events.next().await {
+                if json {
+                    println!("{}", serde_json::to_string(&e)?);
+                } else {
+                    match &e {
+                        Event::Message { message } => print_message(message),
+                        Event::PeerUp { peer } => println!("peer up: {} via {:?} at {}", peer.peer, peer.link, peer.addr),
+                        Event::PeerDown { peer } => println!("peer down: {peer}"),
+                        Event::Delivery { id, delivery: d, .. } => println!("message {}:{}", &id[..16], delivery(&Some(*d))),
+                        Event::Lagged { missed } => println!("(missed {missed} events)"),
+                    }
+                }
+                std::io::stdout().flush()?;
+            }
+            anyhow::bail!("the daemon went away");
+        }
+    }
+    Ok(())
+}
+
+async fn room(client: &Client, rc: RoomCmd, json: bool) -> anyhow::Result<()> {
+    match rc {
+        RoomCmd::Create { name } => {
+            let r = client.room_create(&name).await.map_err(explain)?;
+            let (_, uri) = client.room_invite(&r.id).await.map_err(explain)?;
+            if json {
+                print_json(&serde_json::json!({"room": r, "invite": uri}));
+            } else {
+                println!("created room {:?} ({})", r.name, &r.id[..16]);
+                println!("invite: {uri}");
+                println!("show it as a QR code with `peddlenet room invite {:?}`", r.name);
+            }
+        }
+        RoomCmd::Invite { room, no_qr } => {
+            let (r, uri) = client.room_invite(&room).await.map_err(explain)?;
+            if json {
+                print_json(&serde_json::json!({"room": r, "invite": uri}));
+            } else {
+                if !no_qr {
+                    println!("{}", qr(&uri)?);
+                }
+                println!("scan to join {:?}, or paste:\n{uri}", r.name);
+            }
+        }
+        RoomCmd::Join { invite } => {
+            let r = client.room_join(&invite).await.map_err(explain)?;
+            if json {
+                print_json(&r);
+            } else {
+                println!("joined {:?} ({})", r.name, &r.id[..16]);
+            }
+        }
+        RoomCmd::Leave { room } => {
+            client.room_leave(&room).await.map_err(explain)?;
+            if json {
+                print_json(&serde_json::json!({"left": room}));
+            } else {
+                println!("left {room:?}");
+            }
+        }
+        RoomCmd::List => {
+            let rooms = client.room_list().await.map_err(explain)?;
+            if json {
+                print_json(&rooms);
+            } else if rooms.is_empty() {
+                println!("no rooms yet: `peddlenet room create NAME` or `peddlenet room join INVITE`");
+            } else {
+                rooms.iter().for_each(print_room);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn explain(e: ClientError) -> anyhow::Error {
+    anyhow::Error::new(e)
+}

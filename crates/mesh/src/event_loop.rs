@@ -1,0 +1,402 @@
+//! The event loop that owns the swarm.
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use futures::StreamExt;
+use libp2p::core::ConnectedPoint;
+use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, MessageAuthenticity, ValidationMode};
+use libp2p::multiaddr::Protocol;
+use libp2p::swarm::behaviour::toggle::Toggle;
+use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
+use libp2p::swarm::{ConnectionId, NetworkBehaviour, SwarmEvent};
+use libp2p::{Multiaddr, PeerId, Swarm, identify, mdns, noise, ping, tcp, yamux};
+use peddlenet_proto::{EnvelopeView, MAX_ENVELOPE_LEN, topic_for};
+use tokio::sync::mpsc;
+
+use crate::{Command, Error, MeshConfig, MeshEvent, Result};
+
+const PROTOCOL_VERSION: &str = "/peddlenet/1";
+const REDIAL_MIN: Duration = Duration::from_secs(1);
+const REDIAL_MAX: Duration = Duration::from_secs(30);
+
+#[derive(NetworkBehaviour)]
+struct Behaviour {
+    gossipsub: gossipsub::Behaviour,
+    identify: identify::Behaviour,
+    ping: ping::Behaviour,
+    mdns: Toggle<mdns::tokio::Behaviour>,
+}
+
+/// What the daemon learns of a connected peer.
+#[derive(Debug, Clone)]
+pub struct PeerSnapshot {
+    pub peer: PeerId,
+    pub addr: Multiaddr,
+    pub rtt: Option<Duration>,
+    pub connected_ms: u64,
+    pub last_seen_ms: u64,
+}
+
+enum Wanted {
+    Idle { next_try: Instant, backoff: Duration },
+    Dialing(ConnectionId, Duration),
+    Connected(PeerId),
+}
+
+pub(crate) struct EventLoop {
+    swarm: Swarm<Behaviour>,
+    commands: mpsc::Receiver<Command>,
+    events: mpsc::Sender<MeshEvent>,
+    peers: HashMap<PeerId, PeerSnapshot>,
+    wanted: HashMap<Multiaddr, Wanted>,
+    topics: HashSet<String>,
+    listen_addrs: Vec<Multiaddr>,
+    max_peers: usize,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// Gossip message ids are content hashes, so the same envelope is one message
+/// however many ways it arrives.
+fn content_id(m: &gossipsub::Message) -> gossipsub::MessageId {
+    gossipsub::MessageId::from(peddlenet_proto::message_id(&m.data).as_bytes().to_vec())
+}
+
+/// The gossip-level check: a well-formed envelope of the topic's room with a
+/// valid room signature. Needs no room secret, so relays apply it too.
+fn validate(topic: &str, data: &[u8]) -> MessageAcceptance {
+    let Ok(view) = EnvelopeView::parse(data) else { return MessageAcceptance::Reject };
+    if topic_for(&view.room_id) != topic {
+        return MessageAcceptance::Reject;
+    }
+    match view.verify_room_signature() {
+        Ok(()) => MessageAcceptance::Accept,
+        Err(_) => MessageAcceptance::Reject,
+    }
+}
+
+impl EventLoop {
+    pub(crate) fn new(
+        keypair: libp2p::identity::Keypair,
+        cfg: MeshConfig,
+        commands: mpsc::Receiver<Command>,
+        events: mpsc::Sender<MeshEvent>,
+    ) -> Result<Self> {
+        let build = |e: &dyn std::fmt::Display| Error::Build(e.to_string());
+        let gossip_cfg = gossipsub::ConfigBuilder::default()
+            .heartbeat_interval(cfg.gossip_heartbeat)
+            .heartbeat_initial_delay(Duration::from_millis(100))
+            .validation_mode(ValidationMode::Anonymous)
+            .validate_messages()
+            .message_id_fn(content_id)
+            .max_transmit_size(MAX_ENVELOPE_LEN + 1024)
+            .connection_handler_queue_len(cfg.gossip_queue_len)
+            .duplicate_cache_time(Duration::from_secs(120))
+            .build()
+            .map_err(|e| build(&e))?;
+        let mdns_cfg = mdns::Config { query_interval: cfg.mdns_query_interval, ..Default::default() };
+        let mdns_on = cfg.mdns;
+        let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
+            .with_tokio()
+            .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)
+            .map_err(|e| build(&e))?
+            .with_quic()
+            .with_behaviour(|key| {
+                let peer_id = key.public().to_peer_id();
+                let mdns = if mdns_on { Some(mdns::tokio::Behaviour::new(mdns_cfg, peer_id)?) } else { None };
+                Ok(Behaviour {
+                    // Anonymous: the envelope carries its own authentication;
+                    // libp2p's signatures would stamp every message with the
+                    // publisher's peer id for every hop to see.
+                    gossipsub: gossipsub::Behaviour::new(MessageAuthenticity::Anonymous, gossip_cfg)?,
+                    identify: identify::Behaviour::new(
+                        identify::Config::new(PROTOCOL_VERSION.into(), key.public()).with_agent_version("peddlenet".into()),
+                    ),
+                    ping: ping::Behaviour::new(ping::Config::new().with_interval(Duration::from_secs(5))),
+                    mdns: Toggle::from(mdns),
+                })
+            })
+            .map_err(|e| build(&e))?
+            .with_swarm_config(|c| c.with_idle_connection_timeout(cfg.idle_timeout))
+            .build();
+
+        for addr in &cfg.listen {
+            if let Err(e) = swarm.listen_on(addr.clone()) {
+                let fallback: Multiaddr = addr
+                    .iter()
+                    .map(|p| match p {
+                        Protocol::Tcp(_) => Protocol::Tcp(0),
+                        Protocol::Udp(_) => Protocol::Udp(0),
+                        other => other,
+                    })
+                    .collect();
+                if fallback == *addr {
+                    return Err(Error::Listen { addr: addr.clone(), reason: e.to_string() });
+                }
+                tracing::warn!(%addr, error = %e, "cannot listen there; using a free port instead");
+                swarm
+                    .listen_on(fallback.clone())
+                    .map_err(|e| Error::Listen { addr: fallback, reason: e.to_string() })?;
+            }
+        }
+        let now = Instant::now();
+        let wanted = cfg
+            .peers
+            .iter()
+            .map(|a| (a.clone(), Wanted::Idle { next_try: now, backoff: REDIAL_MIN }))
+            .collect();
+        Ok(Self {
+            swarm,
+            commands,
+            events,
+            peers: HashMap::new(),
+            wanted,
+            topics: HashSet::new(),
+            listen_addrs: Vec::new(),
+            max_peers: cfg.max_peers,
+        })
+    }
+
+    pub(crate) async fn run(mut self) {
+        let mut redial = tokio::time::interval(Duration::from_millis(500));
+        redial.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                ev = self.swarm.select_next_some() => self.on_swarm(ev).await,
+                cmd = self.commands.recv() => match cmd {
+                    Some(Command::Shutdown(done)) => {
+                        let peers: Vec<_> = self.swarm.connected_peers().copied().collect();
+                        for p in peers {
+                            let _ = self.swarm.disconnect_peer_id(p);
+                        }
+                        let _ = done.send(());
+                        return;
+                    }
+                    Some(c) => self.on_command(c),
+                    None => return,
+                },
+                _ = redial.tick() => self.redial(),
+            }
+        }
+    }
+
+    fn redial(&mut self) {
+        let now = Instant::now();
+        let due: Vec<Multiaddr> = self
+            .wanted
+            .iter()
+            .filter(|(_, w)| matches!(w, Wanted::Idle { next_try, .. } if *next_try <= now))
+            .map(|(a, _)| a.clone())
+            .collect();
+        for addr in due {
+            let backoff = match self.wanted.get(&addr) {
+                Some(Wanted::Idle { backoff, .. }) => *backoff,
+                _ => REDIAL_MIN,
+            };
+            let opts = DialOpts::unknown_peer_id().address(addr.clone()).build();
+            let id = opts.connection_id();
+            match self.swarm.dial(opts) {
+                Ok(()) => {
+                    self.wanted.insert(addr, Wanted::Dialing(id, backoff));
+                }
+                Err(e) => {
+                    tracing::debug!(%addr, error = %e, "dial failed");
+                    self.wanted.insert(addr, Wanted::Idle { next_try: now + backoff, backoff: (backoff * 2).min(REDIAL_MAX) });
+                }
+            }
+        }
+    }
+
+    fn on_command(&mut self, cmd: Command) {
+        match cmd {
+            Command::Subscribe(topic, reply) => {
+                let r = self
+                    .swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .subscribe(&IdentTopic::new(topic.clone()))
+                    .map(|_| ())
+                    .map_err(|e| Error::Gossip(e.to_string()));
+                if r.is_ok() {
+                    self.topics.insert(topic);
+                }
+                let _ = reply.send(r);
+            }
+            Command::Unsubscribe(topic) => {
+                self.swarm.behaviour_mut().gossipsub.unsubscribe(&IdentTopic::new(topic.clone()));
+                self.topics.remove(&topic);
+            }
+            Command::Publish(topic, data, reply) => {
+                let r = self.publish(topic, data);
+                let _ = reply.send(r);
+            }
+            Command::Dial(addr, reply) => {
+                self.wanted.entry(addr).or_insert(Wanted::Idle { next_try: Instant::now(), backoff: REDIAL_MIN });
+                self.redial();
+                let _ = reply.send(Ok(()));
+            }
+            Command::Peers(reply) => {
+                let _ = reply.send(self.peers.values().cloned().collect());
+            }
+            Command::ListenAddrs(reply) => {
+                let _ = reply.send(self.listen_addrs.clone());
+            }
+            Command::TopicPeers(topic, reply) => {
+                let hash = IdentTopic::new(topic).hash();
+                let n = self.swarm.behaviour().gossipsub.all_peers().filter(|(_, ts)| ts.contains(&&hash)).count();
+                let _ = reply.send(n as u32);
+            }
+            Command::Shutdown(_) => unreachable!("handled in run"),
+        }
+    }
+
+    fn publish(&mut self, topic: String, data: Vec<u8>) -> Result<u32> {
+        let ident = IdentTopic::new(topic);
+        let hash = ident.hash();
+        let gs = &mut self.swarm.behaviour_mut().gossipsub;
+        let subscribed = gs.all_peers().filter(|(_, ts)| ts.contains(&&hash)).count() as u32;
+        match gs.publish(ident, data) {
+            Ok(_) => Ok(subscribed),
+            Err(gossipsub::PublishError::NoPeersSubscribedToTopic) => Ok(0),
+            Err(gossipsub::PublishError::Duplicate) => Ok(subscribed),
+            Err(e) => Err(Error::Gossip(e.to_string())),
+        }
+    }
+
+    async fn emit(&mut self, ev: MeshEvent) {
+        // Waiting here is the back-pressure: the daemon is behind.
+        let _ = self.events.send(ev).await;
+    }
+
+    async fn on_swarm(&mut self, ev: SwarmEvent<BehaviourEvent>) {
+        match ev {
+            SwarmEvent::NewListenAddr { address, .. } => {
+                tracing::info!(%address, "listening");
+                if !self.listen_addrs.contains(&address) {
+                    self.listen_addrs.push(address);
+                }
+            }
+            SwarmEvent::ExpiredListenAddr { address, .. } => self.listen_addrs.retain(|a| *a != address),
+            SwarmEvent::ConnectionEstablished { peer_id, endpoint, connection_id, num_established, .. } => {
+                let addr = match &endpoint {
+                    ConnectedPoint::Dialer { address, .. } => address.clone(),
+                    ConnectedPoint::Listener { send_back_addr, .. } => send_back_addr.clone(),
+                };
+                for w in self.wanted.values_mut() {
+                    if matches!(w, Wanted::Dialing(id, _) if *id == connection_id) {
+                        *w = Wanted::Connected(peer_id);
+                    }
+                }
+                if num_established.get() > 1 {
+                    return;
+                }
+                if self.peers.len() >= self.max_peers {
+                    tracing::warn!(%peer_id, max = self.max_peers, "peer limit reached; closing the new connection");
+                    let _ = self.swarm.disconnect_peer_id(peer_id);
+                    return;
+                }
+                let now = now_ms();
+                let snap = PeerSnapshot { peer: peer_id, addr, rtt: None, connected_ms: now, last_seen_ms: now };
+                tracing::info!(%peer_id, addr = %snap.addr, "peer up");
+                self.peers.insert(peer_id, snap.clone());
+                self.emit(MeshEvent::PeerUp(snap)).await;
+            }
+            SwarmEvent::ConnectionClosed { peer_id, num_established, .. } => {
+                if num_established > 0 {
+                    return;
+                }
+                for w in self.wanted.values_mut() {
+                    if matches!(w, Wanted::Connected(p) if *p == peer_id) {
+                        *w = Wanted::Idle { next_try: Instant::now() + REDIAL_MIN, backoff: REDIAL_MIN };
+                    }
+                }
+                if self.peers.remove(&peer_id).is_some() {
+                    tracing::info!(%peer_id, "peer down");
+                    self.emit(MeshEvent::PeerDown(peer_id)).await;
+                }
+            }
+            SwarmEvent::OutgoingConnectionError { connection_id, error, .. } => {
+                for (addr, w) in self.wanted.iter_mut() {
+                    if let Wanted::Dialing(id, backoff) = w
+                        && *id == connection_id
+                    {
+                        tracing::debug!(%addr, %error, "could not reach peer; will retry");
+                        *w = Wanted::Idle { next_try: Instant::now() + *backoff, backoff: (*backoff * 2).min(REDIAL_MAX) };
+                    }
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Mdns(mdns::Event::Discovered(found))) => {
+                let mut by_peer: HashMap<PeerId, Vec<Multiaddr>> = HashMap::new();
+                for (peer, addr) in found {
+                    by_peer.entry(peer).or_default().push(addr);
+                }
+                for (peer, addrs) in by_peer {
+                    if self.swarm.is_connected(&peer) || peer == *self.swarm.local_peer_id() {
+                        continue;
+                    }
+                    tracing::debug!(%peer, "found by mDNS");
+                    let opts = DialOpts::peer_id(peer).condition(PeerCondition::DisconnectedAndNotDialing).addresses(addrs).build();
+                    if let Err(e) = self.swarm.dial(opts) {
+                        tracing::debug!(%peer, error = %e, "dial after mDNS failed");
+                    }
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message { propagation_source, message_id, message })) => {
+                let topic = message.topic.as_str().to_owned();
+                let verdict = if self.topics.contains(&topic) { validate(&topic, &message.data) } else { MessageAcceptance::Ignore };
+                let accepted = matches!(verdict, MessageAcceptance::Accept);
+                if !accepted {
+                    tracing::debug!(peer = %propagation_source, "rejected an invalid gossip message");
+                }
+                self.swarm.behaviour_mut().gossipsub.report_message_validation_result(&message_id, &propagation_source, verdict);
+                if accepted {
+                    if let Some(p) = self.peers.get_mut(&propagation_source) {
+                        p.last_seen_ms = now_ms();
+                    }
+                    self.emit(MeshEvent::Message { topic, data: message.data, from: propagation_source }).await;
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::SlowPeer { peer_id, failed_messages })) => {
+                tracing::debug!(%peer_id, ?failed_messages, "peer is slow; gossip to it was dropped");
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Ping(ping::Event { peer, result: Ok(rtt), .. })) => {
+                if let Some(p) = self.peers.get_mut(&peer) {
+                    p.rtt = Some(rtt);
+                    p.last_seen_ms = now_ms();
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. })) => {
+                if info.protocol_version != PROTOCOL_VERSION {
+                    tracing::debug!(%peer_id, version = %info.protocol_version, "not a PeddleNet peer; disconnecting");
+                    let _ = self.swarm.disconnect_peer_id(peer_id);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use peddlenet_proto::{Body, Identity, RoomKeys, RoomSecret, seal};
+
+    #[test]
+    fn validation_needs_no_secret_but_catches_forgeries() {
+        let keys = RoomKeys::derive(&RoomSecret([1; 32]));
+        let env = seal(&keys, &Identity::from_seed(&[2; 32]), "a", &Body::Text("x".into()), 1, [0; 24]).unwrap();
+        assert!(matches!(validate(&keys.topic(), &env), MessageAcceptance::Accept));
+        // Right envelope, wrong topic.
+        let other = RoomKeys::derive(&RoomSecret([2; 32]));
+        assert!(matches!(validate(&other.topic(), &env), MessageAcceptance::Reject));
+        // Garbage and a broken room signature.
+        assert!(matches!(validate(&keys.topic(), b"garbage"), MessageAcceptance::Reject));
+        let mut bad = env.clone();
+        let n = bad.len();
+        bad[n - 1] ^= 1;
+        assert!(matches!(validate(&keys.topic(), &bad), MessageAcceptance::Reject));
+    }
+}

@@ -1,0 +1,186 @@
+//! PeddleNet's mesh over IP links, on libp2p: TCP and QUIC, Noise, Yamux,
+//! identify, ping, mDNS discovery and one gossipsub topic per room.
+//!
+//! Shape: [`Mesh::start`] builds the swarm and spawns its event loop, which
+//! owns the swarm alone. The rest of the daemon talks to it through a
+//! [`Mesh`] handle (commands over a bounded channel, each with a oneshot for
+//! the reply) and receives [`MeshEvent`]s over another bounded channel. When
+//! the daemon falls behind, the event loop waits: back-pressure reaches the
+//! peers through the transports instead of growing a queue.
+//!
+//! Every gossip message is validated here before gossipsub forwards it: it must
+//! parse as an envelope, belong to the topic it came on, and carry a valid room
+//! signature. Anything else is rejected and counts against the peer's score.
+//! The network identity (libp2p peer id) is the caller's to choose; the daemon
+//! makes a new one at every start so that it cannot be used to follow a
+//! device over time.
+
+mod event_loop;
+
+use std::time::Duration;
+
+pub use libp2p::identity::Keypair;
+pub use libp2p::{Multiaddr, PeerId};
+
+/// A new random network identity (Ed25519), for one run of the daemon.
+pub fn fresh_network_identity() -> Keypair {
+    Keypair::generate_ed25519()
+}
+use tokio::sync::{mpsc, oneshot};
+
+pub use event_loop::PeerSnapshot;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("the mesh is not running")]
+    Stopped,
+    #[error("cannot listen on {addr}: {reason}")]
+    Listen { addr: Multiaddr, reason: String },
+    #[error("bad address {addr}: {reason}")]
+    Address { addr: String, reason: String },
+    #[error("gossip: {0}")]
+    Gossip(String),
+    #[error("building the transport failed: {0}")]
+    Build(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, Clone)]
+pub struct MeshConfig {
+    /// Addresses to listen on. A fixed port already in use falls back to a free
+    /// one, with a warning.
+    pub listen: Vec<Multiaddr>,
+    /// Peers to dial at start and to keep dialling, with backoff, while they are away.
+    pub peers: Vec<Multiaddr>,
+    pub mdns: bool,
+    /// How often mDNS asks again once its start-up probing is done. Probing
+    /// itself starts at 500 ms and doubles up to this.
+    pub mdns_query_interval: Duration,
+    /// Most connected peers; further connections are closed.
+    pub max_peers: usize,
+    pub gossip_heartbeat: Duration,
+    /// Messages a gossip connection may queue before further ones are dropped
+    /// (publishing reports it).
+    pub gossip_queue_len: usize,
+    /// Capacity of the event channel to the daemon.
+    pub event_buffer: usize,
+    pub idle_timeout: Duration,
+}
+
+impl Default for MeshConfig {
+    fn default() -> Self {
+        Self {
+            listen: vec![
+                "/ip4/0.0.0.0/tcp/4717".parse().expect("valid"),
+                "/ip4/0.0.0.0/udp/4717/quic-v1".parse().expect("valid"),
+            ],
+            peers: Vec::new(),
+            mdns: true,
+            mdns_query_interval: Duration::from_secs(5),
+            max_peers: 64,
+            gossip_heartbeat: Duration::from_millis(700),
+            gossip_queue_len: 4096,
+            event_buffer: 4096,
+            idle_timeout: Duration::from_secs(120),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub enum MeshEvent {
+    /// A gossip message that passed validation.
+    Message { topic: String, data: Vec<u8>, from: PeerId },
+    PeerUp(PeerSnapshot),
+    PeerDown(PeerId),
+}
+
+pub(crate) enum Command {
+    Subscribe(String, oneshot::Sender<Result<()>>),
+    Unsubscribe(String),
+    Publish(String, Vec<u8>, oneshot::Sender<Result<u32>>),
+    Dial(Multiaddr, oneshot::Sender<Result<()>>),
+    Peers(oneshot::Sender<Vec<PeerSnapshot>>),
+    ListenAddrs(oneshot::Sender<Vec<Multiaddr>>),
+    TopicPeers(String, oneshot::Sender<u32>),
+    Shutdown(oneshot::Sender<()>),
+}
+
+/// Handle to the mesh's event loop. Cheap to clone.
+#[derive(Clone)]
+pub struct Mesh {
+    tx: mpsc::Sender<Command>,
+    peer_id: PeerId,
+}
+
+/// Capacity of the command channel into the event loop.
+pub const COMMAND_BUFFER: usize = 1024;
+
+impl Mesh {
+    /// Builds the swarm with `keypair` as the network identity, starts
+    /// listening, and spawns the event loop on the current tokio runtime.
+    pub async fn start(
+        keypair: libp2p::identity::Keypair,
+        config: MeshConfig,
+    ) -> Result<(Mesh, mpsc::Receiver<MeshEvent>)> {
+        let peer_id = keypair.public().to_peer_id();
+        let (tx, rx) = mpsc::channel(COMMAND_BUFFER);
+        let (ev_tx, ev_rx) = mpsc::channel(config.event_buffer);
+        let lp = event_loop::EventLoop::new(keypair, config, rx, ev_tx)?;
+        tokio::spawn(lp.run());
+        Ok((Mesh { tx, peer_id }, ev_rx))
+    }
+
+    pub fn peer_id(&self) -> PeerId {
+        self.peer_id
+    }
+
+    async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T> {
+        let (tx, rx) = oneshot::channel();
+        self.tx.send(make(tx)).await.map_err(|_| Error::Stopped)?;
+        rx.await.map_err(|_| Error::Stopped)
+    }
+
+    pub async fn subscribe(&self, topic: String) -> Result<()> {
+        self.ask(|tx| Command::Subscribe(topic, tx)).await?
+    }
+
+    pub async fn unsubscribe(&self, topic: String) -> Result<()> {
+        self.tx.send(Command::Unsubscribe(topic)).await.map_err(|_| Error::Stopped)
+    }
+
+    /// Publishes on a topic; returns how many connected peers take that topic.
+    /// `Ok(0)` when none does yet: the message stays the daemon's to carry.
+    pub async fn publish(&self, topic: String, data: Vec<u8>) -> Result<u32> {
+        self.ask(|tx| Command::Publish(topic, data, tx)).await?
+    }
+
+    /// Dials an address now and keeps it as a peer to come back to.
+    pub async fn dial(&self, addr: Multiaddr) -> Result<()> {
+        self.ask(|tx| Command::Dial(addr, tx)).await?
+    }
+
+    pub async fn peers(&self) -> Result<Vec<PeerSnapshot>> {
+        self.ask(Command::Peers).await
+    }
+
+    /// How many connected peers are subscribed to `topic`.
+    pub async fn topic_peers(&self, topic: String) -> Result<u32> {
+        self.ask(|tx| Command::TopicPeers(topic, tx)).await
+    }
+
+    /// The addresses this node can be reached at (one per interface).
+    pub async fn listen_addrs(&self) -> Result<Vec<Multiaddr>> {
+        self.ask(Command::ListenAddrs).await
+    }
+
+    /// Closes every connection and stops the event loop.
+    pub async fn shutdown(&self) {
+        let _ = self.ask(Command::Shutdown).await;
+    }
+}
+
+/// Parses a multiaddr given by a person, with a clear error.
+pub fn parse_addr(s: &str) -> Result<Multiaddr> {
+    s.trim().parse::<Multiaddr>().map_err(|e| Error::Address { addr: s.to_owned(), reason: e.to_string() })
+}

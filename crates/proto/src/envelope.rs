@@ -1,0 +1,301 @@
+//! The room envelope: the one unit that travels, is stored and is synced.
+//!
+//! ```text
+//! off   size  field
+//! 0     1     version        = 1
+//! 1     1     kind           = 1 (room message)
+//! 2     32    room_id
+//! 34    16    author_tag     HMAC-SHA256(tag key, author key)[..16]
+//! 50    8     timestamp_ms   u64 big-endian, the author's clock
+//! 58    24    nonce          random, XChaCha20-Poly1305
+//! 82    4     ct_len (N)     u32 big-endian
+//! 86    N     ciphertext     AEAD(aead key, nonce, aad = bytes[0..86], plaintext)
+//! 86+N  64    room_sig       Ed25519(room key, "peddlenet/v1/envelope" || bytes[0..86+N])
+//! ```
+//! The plaintext layout is in [`Opened`] and docs/protocol.md.
+
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use ed25519_dalek::{Signature, Signer, VerifyingKey};
+use sha2::{Digest, Sha256};
+
+use crate::{AuthorId, Error, Identity, MessageId, Result, RoomId, RoomKeys};
+
+pub const VERSION: u8 = 1;
+pub const KIND_ROOM_MESSAGE: u8 = 1;
+const BODY_TEXT: u8 = 1;
+
+const HEADER_LEN: usize = 86;
+const SIG_LEN: usize = 64;
+const TAG_LEN: usize = 16;
+/// Bytes an envelope adds around its padded plaintext: header, AEAD tag, room signature.
+pub const ENVELOPE_OVERHEAD: usize = HEADER_LEN + TAG_LEN + SIG_LEN;
+/// No envelope is longer than this; decoders refuse longer input before looking at it.
+pub const MAX_ENVELOPE_LEN: usize = 64 * 1024;
+/// Longest message text, in bytes of UTF-8.
+pub const MAX_TEXT_LEN: usize = 32 * 1024;
+/// Longest display name, in bytes of UTF-8.
+pub const MAX_NAME_LEN: usize = 64;
+/// Plaintexts are padded with zeros to a multiple of this, so that lengths on
+/// the air reveal little.
+pub const PAD_BLOCK: usize = 256;
+/// How far ahead of the receiver's clock an envelope's timestamp may be.
+pub const MAX_FUTURE_SKEW_MS: u64 = 10 * 60 * 1000;
+
+const DOMAIN_ENVELOPE: &[u8] = b"peddlenet/v1/envelope";
+const DOMAIN_MESSAGE: &[u8] = b"peddlenet/v1/message";
+
+/// The body of a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Body {
+    Text(String),
+}
+
+/// A parsed envelope whose structure is valid. Nothing is verified yet: call
+/// [`EnvelopeView::verify_room_signature`] (anyone can) or [`EnvelopeView::open`] (members).
+#[derive(Debug, Clone, Copy)]
+pub struct EnvelopeView<'a> {
+    raw: &'a [u8],
+    pub room_id: RoomId,
+    pub author_tag: [u8; 16],
+    pub timestamp_ms: u64,
+}
+
+/// A message that decrypted and whose author signature verified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Opened {
+    pub id: MessageId,
+    pub room_id: RoomId,
+    pub author: AuthorId,
+    pub author_name: String,
+    pub timestamp_ms: u64,
+    pub body: Body,
+}
+
+/// SHA-256 of the envelope bytes.
+pub fn message_id(envelope: &[u8]) -> MessageId {
+    MessageId(Sha256::digest(envelope).into())
+}
+
+/// Refuses timestamps too far ahead of `now_ms`. Old timestamps are fine:
+/// messages are carried across days.
+pub fn check_timestamp(timestamp_ms: u64, now_ms: u64) -> Result<()> {
+    if timestamp_ms > now_ms.saturating_add(MAX_FUTURE_SKEW_MS) {
+        return Err(Error::FromTheFuture { ahead_ms: timestamp_ms - now_ms });
+    }
+    Ok(())
+}
+
+fn be_u32(b: &[u8]) -> u32 {
+    u32::from_be_bytes(b.try_into().expect("4 bytes"))
+}
+
+impl<'a> EnvelopeView<'a> {
+    /// Checks the structure: limits, version, kind, lengths. Constant work
+    /// before the length check, so oversized input costs nothing.
+    pub fn parse(raw: &'a [u8]) -> Result<Self> {
+        if raw.len() > MAX_ENVELOPE_LEN {
+            return Err(Error::TooLarge { len: raw.len(), max: MAX_ENVELOPE_LEN });
+        }
+        if raw.len() < HEADER_LEN {
+            return Err(Error::Truncated { needed: HEADER_LEN, had: raw.len() });
+        }
+        if raw[0] != VERSION {
+            return Err(Error::Version(raw[0]));
+        }
+        if raw[1] != KIND_ROOM_MESSAGE {
+            return Err(Error::Kind(raw[1]));
+        }
+        let n = be_u32(&raw[82..86]) as usize;
+        if n < TAG_LEN || n > MAX_ENVELOPE_LEN {
+            return Err(Error::FieldLength { field: "ciphertext", len: n, max: MAX_ENVELOPE_LEN });
+        }
+        let total = HEADER_LEN + n + SIG_LEN;
+        if raw.len() < total {
+            return Err(Error::Truncated { needed: total, had: raw.len() });
+        }
+        if raw.len() > total {
+            return Err(Error::TrailingBytes { trailing: raw.len() - total });
+        }
+        Ok(Self {
+            raw,
+            room_id: RoomId(raw[2..34].try_into().expect("32 bytes")),
+            author_tag: raw[34..50].try_into().expect("16 bytes"),
+            timestamp_ms: u64::from_be_bytes(raw[50..58].try_into().expect("8 bytes")),
+        })
+    }
+
+    pub fn bytes(&self) -> &'a [u8] {
+        self.raw
+    }
+
+    pub fn id(&self) -> MessageId {
+        message_id(self.raw)
+    }
+
+    fn signed_part(&self) -> &'a [u8] {
+        &self.raw[..self.raw.len() - SIG_LEN]
+    }
+
+    /// Proves the envelope was made by someone holding the room secret, without
+    /// the secret: what relays check before they keep or pass anything on.
+    pub fn verify_room_signature(&self) -> Result<()> {
+        let key = VerifyingKey::from_bytes(self.room_id.as_bytes()).map_err(|_| Error::RoomSignature)?;
+        let sig = Signature::from_bytes(self.raw[self.raw.len() - SIG_LEN..].try_into().expect("64 bytes"));
+        let mut msg = Vec::with_capacity(DOMAIN_ENVELOPE.len() + self.raw.len());
+        msg.extend_from_slice(DOMAIN_ENVELOPE);
+        msg.extend_from_slice(self.signed_part());
+        key.verify_strict(&msg, &sig).map_err(|_| Error::RoomSignature)
+    }
+
+    /// Verifies the room signature, decrypts, parses the plaintext, checks the
+    /// author tag and the author's signature. Only members can do this.
+    pub fn open(&self, keys: &RoomKeys) -> Result<Opened> {
+        if self.room_id != keys.room_id() {
+            return Err(Error::WrongRoom);
+        }
+        self.verify_room_signature()?;
+        let n = be_u32(&self.raw[82..86]) as usize;
+        let nonce = XNonce::from_slice(&self.raw[58..82]);
+        let cipher = XChaCha20Poly1305::new(keys.aead_key().into());
+        let plain = cipher
+            .decrypt(nonce, Payload { msg: &self.raw[HEADER_LEN..HEADER_LEN + n], aad: &self.raw[..HEADER_LEN] })
+            .map_err(|_| Error::Decrypt)?;
+        let inner = Inner::parse(&plain)?;
+        if keys.author_tag(&inner.author) != self.author_tag {
+            return Err(Error::AuthorTag);
+        }
+        let key = VerifyingKey::from_bytes(inner.author.as_bytes()).map_err(|_| Error::AuthorKey)?;
+        let msg = author_signed_message(&self.room_id, &self.author_tag, self.timestamp_ms, &plain[..inner.sig_offset]);
+        let sig = Signature::from_bytes(&inner.sig);
+        key.verify_strict(&msg, &sig).map_err(|_| Error::AuthorSignature)?;
+        Ok(Opened {
+            id: self.id(),
+            room_id: self.room_id,
+            author: inner.author,
+            author_name: inner.name,
+            timestamp_ms: self.timestamp_ms,
+            body: inner.body,
+        })
+    }
+}
+
+fn author_signed_message(room: &RoomId, tag: &[u8; 16], ts: u64, unsigned_plaintext: &[u8]) -> Vec<u8> {
+    let mut m = Vec::with_capacity(DOMAIN_MESSAGE.len() + 32 + 16 + 8 + unsigned_plaintext.len());
+    m.extend_from_slice(DOMAIN_MESSAGE);
+    m.extend_from_slice(room.as_bytes());
+    m.extend_from_slice(tag);
+    m.extend_from_slice(&ts.to_be_bytes());
+    m.extend_from_slice(unsigned_plaintext);
+    m
+}
+
+/// Plaintext: author key (32) | name_len (1) | name | body kind (1) |
+/// body_len (u32 BE) | body | author_sig (64) | zero padding to a multiple of 256.
+struct Inner {
+    author: AuthorId,
+    name: String,
+    body: Body,
+    sig: [u8; 64],
+    sig_offset: usize,
+}
+
+struct Reader<'a> {
+    b: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8]> {
+        let end = self.pos.checked_add(n).filter(|e| *e <= self.b.len()).ok_or(Error::Truncated {
+            needed: self.pos.saturating_add(n),
+            had: self.b.len(),
+        })?;
+        let s = &self.b[self.pos..end];
+        self.pos = end;
+        Ok(s)
+    }
+}
+
+impl Inner {
+    fn parse(p: &[u8]) -> Result<Self> {
+        let mut r = Reader { b: p, pos: 0 };
+        let author = AuthorId(r.take(32)?.try_into().expect("32 bytes"));
+        let name_len = r.take(1)?[0] as usize;
+        if name_len > MAX_NAME_LEN {
+            return Err(Error::FieldLength { field: "display name", len: name_len, max: MAX_NAME_LEN });
+        }
+        let name = std::str::from_utf8(r.take(name_len)?).map_err(|_| Error::Utf8("display name"))?.to_owned();
+        let kind = r.take(1)?[0];
+        if kind != BODY_TEXT {
+            return Err(Error::Kind(kind));
+        }
+        let body_len = be_u32(r.take(4)?) as usize;
+        if body_len > MAX_TEXT_LEN {
+            return Err(Error::FieldLength { field: "text", len: body_len, max: MAX_TEXT_LEN });
+        }
+        let text = std::str::from_utf8(r.take(body_len)?).map_err(|_| Error::Utf8("text"))?.to_owned();
+        let sig_offset = r.pos;
+        let sig: [u8; 64] = r.take(64)?.try_into().expect("64 bytes");
+        if p[r.pos..].iter().any(|b| *b != 0) {
+            return Err(Error::Padding);
+        }
+        Ok(Self { author, name, body: Body::Text(text), sig, sig_offset })
+    }
+}
+
+/// Makes an envelope. `nonce` must be fresh random bytes for every envelope
+/// (the test vectors fix it; nothing else should).
+pub fn seal(
+    keys: &RoomKeys,
+    author: &Identity,
+    author_name: &str,
+    body: &Body,
+    timestamp_ms: u64,
+    nonce: [u8; 24],
+) -> Result<Vec<u8>> {
+    let Body::Text(text) = body;
+    if author_name.len() > MAX_NAME_LEN {
+        return Err(Error::FieldLength { field: "display name", len: author_name.len(), max: MAX_NAME_LEN });
+    }
+    if text.len() > MAX_TEXT_LEN {
+        return Err(Error::FieldLength { field: "text", len: text.len(), max: MAX_TEXT_LEN });
+    }
+    let author_id = author.author_id();
+    let tag = keys.author_tag(&author_id);
+    let room_id = keys.room_id();
+
+    let mut plain = Vec::with_capacity(32 + 1 + author_name.len() + 5 + text.len() + 64 + PAD_BLOCK);
+    plain.extend_from_slice(author_id.as_bytes());
+    plain.push(author_name.len() as u8);
+    plain.extend_from_slice(author_name.as_bytes());
+    plain.push(BODY_TEXT);
+    plain.extend_from_slice(&(text.len() as u32).to_be_bytes());
+    plain.extend_from_slice(text.as_bytes());
+    let sig = author.sign(&author_signed_message(&room_id, &tag, timestamp_ms, &plain));
+    plain.extend_from_slice(&sig);
+    let padded = plain.len().div_ceil(PAD_BLOCK) * PAD_BLOCK;
+    plain.resize(padded, 0);
+
+    let ct_len = plain.len() + TAG_LEN;
+    let mut out = Vec::with_capacity(HEADER_LEN + ct_len + SIG_LEN);
+    out.push(VERSION);
+    out.push(KIND_ROOM_MESSAGE);
+    out.extend_from_slice(room_id.as_bytes());
+    out.extend_from_slice(&tag);
+    out.extend_from_slice(&timestamp_ms.to_be_bytes());
+    out.extend_from_slice(&nonce);
+    out.extend_from_slice(&(ct_len as u32).to_be_bytes());
+    let cipher = XChaCha20Poly1305::new(keys.aead_key().into());
+    let ct = cipher
+        .encrypt(XNonce::from_slice(&nonce), Payload { msg: &plain, aad: &out[..HEADER_LEN] })
+        .map_err(|_| Error::Decrypt)?;
+    debug_assert_eq!(ct.len(), ct_len);
+    out.extend_from_slice(&ct);
+    let mut signed = Vec::with_capacity(DOMAIN_ENVELOPE.len() + out.len());
+    signed.extend_from_slice(DOMAIN_ENVELOPE);
+    signed.extend_from_slice(&out);
+    out.extend_from_slice(&keys.signing_key().sign(&signed).to_bytes());
+    debug_assert!(out.len() <= MAX_ENVELOPE_LEN);
+    Ok(out)
+}

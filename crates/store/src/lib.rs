@@ -1,0 +1,359 @@
+//! PeddleNet's durable store, on sled.
+//!
+//! Layout (one sled database, several trees; all keys binary, values JSON):
+//!
+//! | tree        | key                                   | value                          |
+//! |-------------|---------------------------------------|--------------------------------|
+//! | `meta`      | UTF-8 name                            | JSON value (schema, settings)  |
+//! | `rooms`     | room id (32)                          | [`RoomRecord`]                 |
+//! | `envelopes` | message id (32)                       | envelope bytes, as on the wire |
+//! | `history`   | room id (32) ‖ timestamp ms (u64 BE) ‖ message id (32) | [`StoredMessage`] |
+//! | `delivery`  | message id (32)                       | [`Delivery`]                   |
+//!
+//! `envelopes` holds every envelope this node carries, whether it can read it
+//! or not, so relaying and per-room quotas add an index beside it rather than
+//! a new layout. `history` holds only rooms this node is a member of.
+//!
+//! Durability: writes land in sled's log at once; [`Store::flush`] makes them
+//! durable. Callers that acknowledge a write to anyone flush first.
+
+use std::path::Path;
+
+use peddlenet_proto::{AuthorId, MessageId, RoomId};
+use serde::{Deserialize, Serialize};
+use sled::Transactional;
+use sled::transaction::{ConflictableTransactionError, TransactionError};
+
+/// The on-disk layout version this code writes and reads.
+pub const SCHEMA_VERSION: u64 = 1;
+/// Most messages one history call returns.
+pub const MAX_PAGE: usize = 500;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("storage error: {0}")]
+    Sled(#[from] sled::Error),
+    #[error("stored record is corrupt: {0}")]
+    Corrupt(String),
+    #[error("the store was written by a newer PeddleNet (schema {found}, this one reads {supported})")]
+    Schema { found: u64, supported: u64 },
+    #[error("bad history cursor")]
+    Cursor,
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RoomRecord {
+    pub room_id: RoomId,
+    pub name: String,
+    /// The room secret, hex. The store is the daemon's private folder (0700).
+    pub secret_hex: String,
+    pub inviter: Option<AuthorId>,
+    pub joined_ms: u64,
+    /// Multiaddrs from the invite, dialled on start.
+    #[serde(default)]
+    pub bootstrap: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct StoredMessage {
+    pub id: MessageId,
+    pub room_id: RoomId,
+    pub author: AuthorId,
+    pub author_name: String,
+    pub timestamp_ms: u64,
+    pub received_ms: u64,
+    pub text: String,
+    /// Written by this node's own identity.
+    pub own: bool,
+}
+
+/// Delivery state of a message this node wrote.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum Delivery {
+    /// On this node's disk; no peer has taken it yet.
+    Stored,
+    /// Handed to this many peers on the mesh.
+    Sent { peers: u32 },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Inserted {
+    New,
+    Duplicate,
+}
+
+#[derive(Clone)]
+pub struct Store {
+    db: sled::Db,
+    meta: sled::Tree,
+    rooms: sled::Tree,
+    envelopes: sled::Tree,
+    history: sled::Tree,
+    delivery: sled::Tree,
+}
+
+fn json<T: Serialize>(v: &T) -> Vec<u8> {
+    serde_json::to_vec(v).expect("store records serialize")
+}
+
+fn unjson<T: for<'de> Deserialize<'de>>(what: &str, b: &[u8]) -> Result<T> {
+    serde_json::from_slice(b).map_err(|e| Error::Corrupt(format!("{what}: {e}")))
+}
+
+fn history_key(room: &RoomId, ts: u64, id: &MessageId) -> [u8; 72] {
+    let mut k = [0u8; 72];
+    k[..32].copy_from_slice(room.as_bytes());
+    k[32..40].copy_from_slice(&ts.to_be_bytes());
+    k[40..].copy_from_slice(id.as_bytes());
+    k
+}
+
+/// A position in a room's history, opaque to clients: hex of timestamp ‖ id.
+pub fn cursor_of(m: &StoredMessage) -> String {
+    let mut b = Vec::with_capacity(40);
+    b.extend_from_slice(&m.timestamp_ms.to_be_bytes());
+    b.extend_from_slice(m.id.as_bytes());
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn parse_cursor(room: &RoomId, c: &str) -> Result<[u8; 72]> {
+    if c.len() != 80 || !c.is_ascii() {
+        return Err(Error::Cursor);
+    }
+    let mut raw = [0u8; 40];
+    for (i, out) in raw.iter_mut().enumerate() {
+        *out = u8::from_str_radix(&c[2 * i..2 * i + 2], 16).map_err(|_| Error::Cursor)?;
+    }
+    let ts = u64::from_be_bytes(raw[..8].try_into().expect("8 bytes"));
+    let id = MessageId(raw[8..].try_into().expect("32 bytes"));
+    Ok(history_key(room, ts, &id))
+}
+
+impl Store {
+    /// Opens (or creates) the store in `dir`. `cache_bytes` bounds sled's page cache.
+    pub fn open(dir: &Path, cache_bytes: u64) -> Result<Self> {
+        let db = sled::Config::new().path(dir).cache_capacity(cache_bytes).mode(sled::Mode::LowSpace).open()?;
+        let store = Self {
+            meta: db.open_tree("meta")?,
+            rooms: db.open_tree("rooms")?,
+            envelopes: db.open_tree("envelopes")?,
+            history: db.open_tree("history")?,
+            delivery: db.open_tree("delivery")?,
+            db,
+        };
+        match store.meta_get::<u64>("schema")? {
+            None => {
+                store.meta_set("schema", &SCHEMA_VERSION)?;
+                store.flush()?;
+            }
+            Some(v) if v > SCHEMA_VERSION => return Err(Error::Schema { found: v, supported: SCHEMA_VERSION }),
+            Some(_) => {}
+        }
+        Ok(store)
+    }
+
+    /// Makes every write so far durable. Returns the bytes flushed.
+    pub fn flush(&self) -> Result<usize> {
+        Ok(self.db.flush()?)
+    }
+
+    pub fn meta_get<T: for<'de> Deserialize<'de>>(&self, key: &str) -> Result<Option<T>> {
+        self.meta.get(key)?.map(|v| unjson(key, &v)).transpose()
+    }
+
+    pub fn meta_set<T: Serialize>(&self, key: &str, value: &T) -> Result<()> {
+        self.meta.insert(key, json(value))?;
+        Ok(())
+    }
+
+    pub fn put_room(&self, room: &RoomRecord) -> Result<()> {
+        self.rooms.insert(room.room_id.as_bytes(), json(room))?;
+        Ok(())
+    }
+
+    pub fn room(&self, id: &RoomId) -> Result<Option<RoomRecord>> {
+        self.rooms.get(id.as_bytes())?.map(|v| unjson("room", &v)).transpose()
+    }
+
+    pub fn rooms(&self) -> Result<Vec<RoomRecord>> {
+        self.rooms.iter().values().map(|v| unjson("room", &v?)).collect()
+    }
+
+    /// Forgets a room: its secret, its history and its envelopes.
+    pub fn remove_room(&self, id: &RoomId) -> Result<bool> {
+        let existed = self.rooms.remove(id.as_bytes())?.is_some();
+        let mut hist = sled::Batch::default();
+        let mut envs = sled::Batch::default();
+        let mut del = sled::Batch::default();
+        for kv in self.history.scan_prefix(id.as_bytes()) {
+            let (k, _) = kv?;
+            envs.remove(&k[40..]);
+            del.remove(&k[40..]);
+            hist.remove(k);
+        }
+        self.history.apply_batch(hist)?;
+        self.envelopes.apply_batch(envs)?;
+        self.delivery.apply_batch(del)?;
+        Ok(existed)
+    }
+
+    pub fn contains(&self, id: &MessageId) -> Result<bool> {
+        Ok(self.envelopes.contains_key(id.as_bytes())?)
+    }
+
+    pub fn envelope(&self, id: &MessageId) -> Result<Option<Vec<u8>>> {
+        Ok(self.envelopes.get(id.as_bytes())?.map(|v| v.to_vec()))
+    }
+
+    /// Stores a member room's message with its envelope, atomically. A message
+    /// already held is a [`Inserted::Duplicate`] and changes nothing.
+    pub fn insert_message(&self, msg: &StoredMessage, envelope: &[u8]) -> Result<Inserted> {
+        let key = history_key(&msg.room_id, msg.timestamp_ms, &msg.id);
+        let value = json(msg);
+        let r = (&self.envelopes, &self.history).transaction(|(envs, hist)| {
+            if envs.get(msg.id.as_bytes())?.is_some() {
+                return Ok(Inserted::Duplicate);
+            }
+            envs.insert(msg.id.as_bytes(), envelope)?;
+            hist.insert(&key[..], value.as_slice())?;
+            Ok::<_, ConflictableTransactionError<()>>(Inserted::New)
+        });
+        match r {
+            Ok(v) => Ok(v),
+            Err(TransactionError::Storage(e)) => Err(e.into()),
+            Err(TransactionError::Abort(())) => unreachable!("the transaction never aborts"),
+        }
+    }
+
+    /// A page of a room's history, newest first, strictly older than `before`.
+    /// Returns the page and the cursor for the next (older) page, if any.
+    pub fn history(&self, room: &RoomId, before: Option<&str>, limit: usize) -> Result<(Vec<StoredMessage>, Option<String>)> {
+        let limit = limit.clamp(1, MAX_PAGE);
+        let start = history_key(room, 0, &MessageId([0; 32]));
+        let end = match before {
+            Some(c) => parse_cursor(room, c)?,
+            None => history_key(room, u64::MAX, &MessageId([0xff; 32])),
+        };
+        let mut out = Vec::with_capacity(limit.min(64));
+        let mut more = false;
+        for kv in self.history.range(start..end).rev() {
+            let (_, v) = kv?;
+            if out.len() == limit {
+                more = true;
+                break;
+            }
+            out.push(unjson::<StoredMessage>("message", &v)?);
+        }
+        let next = if more { out.last().map(cursor_of) } else { None };
+        Ok((out, next))
+    }
+
+    pub fn message_count(&self, room: &RoomId) -> usize {
+        self.history.scan_prefix(room.as_bytes()).count()
+    }
+
+    pub fn set_delivery(&self, id: &MessageId, d: Delivery) -> Result<()> {
+        self.delivery.insert(id.as_bytes(), json(&d))?;
+        Ok(())
+    }
+
+    pub fn delivery(&self, id: &MessageId) -> Result<Option<Delivery>> {
+        self.delivery.get(id.as_bytes())?.map(|v| unjson("delivery", &v)).transpose()
+    }
+
+    /// Bytes the database takes on disk.
+    pub fn size_on_disk(&self) -> u64 {
+        self.db.size_on_disk().unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(room: u8, ts: u64, id: u8) -> StoredMessage {
+        StoredMessage {
+            id: MessageId([id; 32]),
+            room_id: RoomId([room; 32]),
+            author: AuthorId([1; 32]),
+            author_name: "a".into(),
+            timestamp_ms: ts,
+            received_ms: ts,
+            text: format!("m{id}"),
+            own: false,
+        }
+    }
+
+    #[test]
+    fn history_pages_newest_first_and_rooms_stay_apart() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path(), 1 << 20).unwrap();
+        for i in 0..25u8 {
+            assert_eq!(s.insert_message(&msg(1, 1000 + i as u64, i), b"env").unwrap(), Inserted::New);
+        }
+        s.insert_message(&msg(2, 5000, 200), b"env").unwrap();
+        let (p1, c1) = s.history(&RoomId([1; 32]), None, 10).unwrap();
+        assert_eq!(p1.iter().map(|m| m.timestamp_ms).collect::<Vec<_>>(), (1015..1025).rev().collect::<Vec<_>>());
+        let (p2, c2) = s.history(&RoomId([1; 32]), c1.as_deref(), 10).unwrap();
+        assert_eq!(p2.first().unwrap().timestamp_ms, 1014);
+        let (p3, c3) = s.history(&RoomId([1; 32]), c2.as_deref(), 10).unwrap();
+        assert_eq!(p3.len(), 5);
+        assert_eq!(c3, None);
+        assert_eq!(s.message_count(&RoomId([2; 32])), 1);
+        assert!(matches!(s.history(&RoomId([1; 32]), Some("zz"), 10), Err(Error::Cursor)));
+    }
+
+    #[test]
+    fn duplicates_change_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path(), 1 << 20).unwrap();
+        let m = msg(1, 10, 9);
+        assert_eq!(s.insert_message(&m, b"one").unwrap(), Inserted::New);
+        let mut changed = m.clone();
+        changed.text = "tampered".into();
+        assert_eq!(s.insert_message(&changed, b"two").unwrap(), Inserted::Duplicate);
+        assert_eq!(s.envelope(&m.id).unwrap().unwrap(), b"one");
+        assert_eq!(s.history(&m.room_id, None, 10).unwrap().0, vec![m]);
+    }
+
+    #[test]
+    fn survives_reopen_and_leaving_forgets() {
+        let dir = tempfile::tempdir().unwrap();
+        let room = RoomRecord {
+            room_id: RoomId([1; 32]),
+            name: "r".into(),
+            secret_hex: "00".repeat(32),
+            inviter: None,
+            joined_ms: 1,
+            bootstrap: vec![],
+        };
+        {
+            let s = Store::open(dir.path(), 1 << 20).unwrap();
+            s.put_room(&room).unwrap();
+            s.insert_message(&msg(1, 10, 9), b"e").unwrap();
+            s.set_delivery(&MessageId([9; 32]), Delivery::Sent { peers: 2 }).unwrap();
+            s.flush().unwrap();
+        }
+        let s = Store::open(dir.path(), 1 << 20).unwrap();
+        assert_eq!(s.rooms().unwrap(), vec![room.clone()]);
+        assert_eq!(s.delivery(&MessageId([9; 32])).unwrap(), Some(Delivery::Sent { peers: 2 }));
+        assert!(s.remove_room(&room.room_id).unwrap());
+        assert_eq!(s.message_count(&room.room_id), 0);
+        assert!(!s.contains(&MessageId([9; 32])).unwrap());
+        assert!(s.rooms().unwrap().is_empty());
+    }
+
+    #[test]
+    fn refuses_a_newer_schema() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = Store::open(dir.path(), 1 << 20).unwrap();
+            s.meta_set("schema", &(SCHEMA_VERSION + 1)).unwrap();
+            s.flush().unwrap();
+        }
+        assert!(matches!(Store::open(dir.path(), 1 << 20), Err(Error::Schema { .. })));
+    }
+}

@@ -1,0 +1,209 @@
+//! Configuration: built-in defaults, then the TOML file, then environment
+//! variables and flags. `packaging/peddlenetd.toml` lists every key with its
+//! default; keep the two in step.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// The TOML file's contents. Every field has a default.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct FileConfig {
+    /// Where the identity and the store live. Default: `$XDG_DATA_HOME/peddlenet`.
+    pub data_dir: Option<PathBuf>,
+    /// The IPC socket. Default: `$XDG_RUNTIME_DIR/peddlenet/peddlenetd.sock`,
+    /// or `/tmp/peddlenet-$UID/peddlenetd.sock` where XDG_RUNTIME_DIR is unset.
+    pub socket: Option<PathBuf>,
+    /// The name shown with this node's messages. Default: `camper-` and the
+    /// first four hex digits of the author key; kept once set.
+    pub display_name: Option<String>,
+    pub mesh: MeshSection,
+    pub store: StoreSection,
+    pub ipc: IpcSection,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct MeshSection {
+    pub listen: Vec<String>,
+    pub peers: Vec<String>,
+    pub mdns: bool,
+    pub mdns_query_interval_ms: u64,
+    pub max_peers: usize,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreSection {
+    /// sled's page cache, in MiB.
+    pub cache_mib: u64,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct IpcSection {
+    pub max_clients: usize,
+    /// Requests one client may have in flight before the daemon stops reading from it.
+    pub max_in_flight: usize,
+}
+
+impl Default for FileConfig {
+    fn default() -> Self {
+        Self {
+            data_dir: None,
+            socket: None,
+            display_name: None,
+            mesh: MeshSection::default(),
+            store: StoreSection::default(),
+            ipc: IpcSection::default(),
+        }
+    }
+}
+
+impl Default for MeshSection {
+    fn default() -> Self {
+        Self {
+            listen: vec![
+                "/ip4/0.0.0.0/tcp/4717".into(),
+                "/ip4/0.0.0.0/udp/4717/quic-v1".into(),
+                "/ip6/::/tcp/4717".into(),
+                "/ip6/::/udp/4717/quic-v1".into(),
+            ],
+            peers: Vec::new(),
+            mdns: true,
+            mdns_query_interval_ms: 5_000,
+            max_peers: 64,
+        }
+    }
+}
+
+impl Default for StoreSection {
+    fn default() -> Self {
+        Self { cache_mib: 8 }
+    }
+}
+
+impl Default for IpcSection {
+    fn default() -> Self {
+        Self { max_clients: 64, max_in_flight: 1024 }
+    }
+}
+
+/// The configuration the daemon runs with, every path resolved.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub socket: PathBuf,
+    pub display_name: Option<String>,
+    pub listen: Vec<String>,
+    pub peers: Vec<String>,
+    pub mdns: bool,
+    pub mdns_query_interval: Duration,
+    pub max_peers: usize,
+    pub cache_bytes: u64,
+    pub max_clients: usize,
+    pub max_in_flight: usize,
+}
+
+/// `$XDG_CONFIG_HOME/peddlenet/peddlenetd.toml` (default `~/.config/...`).
+pub fn default_config_path() -> PathBuf {
+    xdg_dir("XDG_CONFIG_HOME", ".config").join("peddlenet").join("peddlenetd.toml")
+}
+
+/// `$XDG_DATA_HOME/peddlenet` (default `~/.local/share/peddlenet`).
+pub fn default_data_dir() -> PathBuf {
+    xdg_dir("XDG_DATA_HOME", ".local/share").join("peddlenet")
+}
+
+fn xdg_dir(var: &str, fallback: &str) -> PathBuf {
+    match std::env::var_os(var).map(PathBuf::from).filter(|p| p.is_absolute()) {
+        Some(p) => p,
+        None => {
+            let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/"));
+            home.join(fallback)
+        }
+    }
+}
+
+impl FileConfig {
+    /// Reads the file at `path`. A missing file at the default path is no error;
+    /// a missing file the user named is.
+    pub fn load(path: &Path, must_exist: bool) -> anyhow::Result<Self> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => toml::from_str(&text).map_err(|e| anyhow::anyhow!("config file {}: {e}", path.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !must_exist => Ok(Self::default()),
+            Err(e) => Err(anyhow::anyhow!("cannot read config file {}: {e}", path.display())),
+        }
+    }
+}
+
+/// What flags and environment variables may override.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub data_dir: Option<PathBuf>,
+    pub socket: Option<PathBuf>,
+    pub display_name: Option<String>,
+    pub listen: Vec<String>,
+    pub peers: Vec<String>,
+    pub no_mdns: bool,
+}
+
+impl Config {
+    pub fn resolve(file: FileConfig, o: Overrides) -> Self {
+        let data_dir = o.data_dir.or(file.data_dir).unwrap_or_else(default_data_dir);
+        let socket = o.socket.or(file.socket).unwrap_or_else(|| {
+            peddlenet_api::paths::default_runtime_dir().join(peddlenet_api::paths::SOCKET_NAME)
+        });
+        let mut peers = file.mesh.peers;
+        peers.extend(o.peers);
+        Self {
+            data_dir,
+            socket,
+            display_name: o.display_name.or(file.display_name),
+            listen: if o.listen.is_empty() { file.mesh.listen } else { o.listen },
+            peers,
+            mdns: file.mesh.mdns && !o.no_mdns,
+            mdns_query_interval: Duration::from_millis(file.mesh.mdns_query_interval_ms.max(500)),
+            max_peers: file.mesh.max_peers.max(1),
+            cache_bytes: file.store.cache_mib.max(1) * 1024 * 1024,
+            max_clients: file.ipc.max_clients.max(1),
+            max_in_flight: file.ipc.max_in_flight.max(1),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shipped_config_file_matches_the_defaults() {
+        let shipped = include_str!("../../packaging/peddlenetd.toml");
+        let parsed: FileConfig = toml::from_str(shipped).unwrap();
+        assert_eq!(parsed, FileConfig::default(), "packaging/peddlenetd.toml must list the defaults");
+        // Every key is written down, commented or not.
+        for key in ["data_dir", "socket", "display_name", "listen", "peers", "mdns", "mdns_query_interval_ms", "max_peers", "cache_mib", "max_clients", "max_in_flight"] {
+            assert!(shipped.contains(key), "{key} is not documented in packaging/peddlenetd.toml");
+        }
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        assert!(toml::from_str::<FileConfig>("mdsn = false").is_err());
+        assert!(toml::from_str::<FileConfig>("[mesh]\nmdsn = false").is_err());
+    }
+
+    #[test]
+    fn flags_win_over_the_file() {
+        let file: FileConfig = toml::from_str("[mesh]\nmdns = true\npeers = [\"/ip4/10.0.0.1/tcp/1\"]").unwrap();
+        let c = Config::resolve(
+            file,
+            Overrides { no_mdns: true, peers: vec!["/ip4/10.0.0.2/tcp/2".into()], data_dir: Some("/x".into()), ..Default::default() },
+        );
+        assert!(!c.mdns);
+        assert_eq!(c.peers.len(), 2);
+        assert_eq!(c.data_dir, PathBuf::from("/x"));
+    }
+}

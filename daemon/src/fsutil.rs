@@ -1,0 +1,90 @@
+//! Private folders and the identity key file.
+
+use std::fs::{self, OpenOptions};
+use std::io::{Read, Write};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::Path;
+
+use anyhow::{Context, bail};
+use peddlenet_proto::Identity;
+
+/// Creates `dir` (and parents) with mode 0700 if missing; refuses a folder
+/// owned by someone else, and tightens a folder of ours that is open to others.
+pub fn private_dir(dir: &Path) -> anyhow::Result<()> {
+    fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let meta = fs::metadata(dir).with_context(|| format!("cannot inspect {}", dir.display()))?;
+    let uid = peddlenet_api::paths::current_uid();
+    if meta.uid() != uid {
+        bail!("{} belongs to uid {}, not to this user ({uid}); refusing to use it", dir.display(), meta.uid());
+    }
+    if meta.mode() & 0o077 != 0 {
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).with_context(|| format!("cannot make {} private", dir.display()))?;
+    }
+    Ok(())
+}
+
+/// Loads the identity from `path`, or creates one there (mode 0600) on first start.
+pub fn load_or_create_identity(path: &Path) -> anyhow::Result<(Identity, bool)> {
+    match OpenOptions::new().read(true).open(path) {
+        Ok(mut f) => {
+            let meta = f.metadata()?;
+            if meta.mode() & 0o077 != 0 {
+                tracing::warn!(path = %path.display(), "identity key was readable by others; making it private");
+                fs::set_permissions(path, fs::Permissions::from_mode(0o600))?;
+            }
+            let mut seed = [0u8; 32];
+            let mut rest = Vec::new();
+            f.read_exact(&mut seed).with_context(|| format!("identity key {} is truncated", path.display()))?;
+            f.read_to_end(&mut rest)?;
+            if !rest.is_empty() {
+                bail!("identity key {} is {} bytes, expected 32", path.display(), 32 + rest.len());
+            }
+            Ok((Identity::from_seed(&seed), false))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let id = Identity::generate();
+            let tmp = path.with_extension("key.tmp");
+            let _ = fs::remove_file(&tmp);
+            let mut f = OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)
+                .with_context(|| format!("cannot create {}", tmp.display()))?;
+            f.write_all(id.seed())?;
+            f.sync_all()?;
+            fs::rename(&tmp, path)?;
+            if let Some(parent) = path.parent() {
+                fs::File::open(parent)?.sync_all()?;
+            }
+            Ok((id, true))
+        }
+        Err(e) => Err(e).with_context(|| format!("cannot read identity key {}", path.display())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identity_is_created_private_and_reloaded() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("identity.key");
+        let (a, created) = load_or_create_identity(&p).unwrap();
+        assert!(created);
+        assert_eq!(fs::metadata(&p).unwrap().mode() & 0o777, 0o600);
+        let (b, created) = load_or_create_identity(&p).unwrap();
+        assert!(!created);
+        assert_eq!(a.author_id(), b.author_id());
+        fs::write(&p, [1u8; 10]).unwrap();
+        assert!(load_or_create_identity(&p).is_err());
+    }
+
+    #[test]
+    fn private_dir_tightens_modes() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().join("a/b");
+        private_dir(&d).unwrap();
+        assert_eq!(fs::metadata(&d).unwrap().mode() & 0o777, 0o700);
+        fs::set_permissions(&d, fs::Permissions::from_mode(0o755)).unwrap();
+        private_dir(&d).unwrap();
+        assert_eq!(fs::metadata(&d).unwrap().mode() & 0o777, 0o700);
+    }
+}

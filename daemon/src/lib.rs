@@ -1,0 +1,71 @@
+//! `peddlenetd`: the daemon that holds a node's identity, rooms and messages,
+//! runs the mesh, and serves its front ends over IPC.
+
+pub mod config;
+pub mod flusher;
+pub mod fsutil;
+pub mod ipc;
+pub mod node;
+
+use std::os::unix::fs::PermissionsExt;
+use anyhow::{Context, bail};
+use peddlenet_mesh::{Mesh, MeshConfig};
+use peddlenet_store::Store;
+use tokio::net::UnixListener;
+use tokio::sync::watch;
+
+pub use config::Config;
+
+/// Binds the IPC socket: refuses to start beside a running daemon, removes a
+/// stale socket, and makes the new one private (0600 in a 0700 folder).
+fn bind_socket(cfg: &Config) -> anyhow::Result<UnixListener> {
+    let path = &cfg.socket;
+    let dir = path.parent().context("the socket path has no folder")?;
+    fsutil::private_dir(dir)?;
+    if path.exists() {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            bail!("another peddlenetd is already running at {}", path.display());
+        }
+        std::fs::remove_file(path).with_context(|| format!("cannot remove the stale socket {}", path.display()))?;
+    }
+    let l = UnixListener::bind(path).with_context(|| format!("cannot listen on {}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(l)
+}
+
+/// Runs the daemon until `stop` turns true (the binary sets it on SIGTERM or SIGINT).
+pub async fn run(cfg: Config, mut stop: watch::Receiver<bool>) -> anyhow::Result<()> {
+    fsutil::private_dir(&cfg.data_dir)?;
+    let (identity, created) = fsutil::load_or_create_identity(&cfg.data_dir.join("identity.key"))?;
+    if created {
+        tracing::info!(author = %identity.author_id(), "created a new identity");
+    }
+    let store = Store::open(&cfg.data_dir.join("store"), cfg.cache_bytes)
+        .with_context(|| format!("cannot open the store in {} (is another peddlenetd using it?)", cfg.data_dir.display()))?;
+    let listener = bind_socket(&cfg)?;
+
+    let mesh_cfg = MeshConfig {
+        listen: cfg.listen.iter().map(|a| peddlenet_mesh::parse_addr(a)).collect::<Result<_, _>>()?,
+        peers: cfg.peers.iter().map(|a| peddlenet_mesh::parse_addr(a)).collect::<Result<_, _>>()?,
+        mdns: cfg.mdns,
+        mdns_query_interval: cfg.mdns_query_interval,
+        max_peers: cfg.max_peers,
+        ..MeshConfig::default()
+    };
+    // A fresh network identity at every start: the peer id seen on the LAN
+    // and in mDNS cannot follow a device from one day to the next.
+    let (mesh, mesh_events) = Mesh::start(peddlenet_mesh::fresh_network_identity(), mesh_cfg).await?;
+    let node = node::Node::new(identity, store.clone(), mesh.clone(), cfg.data_dir.clone(), cfg.display_name.clone())?;
+    node.start_rooms().await?;
+    tokio::spawn(node.clone().run_mesh_events(mesh_events));
+    let server = tokio::spawn(ipc::serve(listener, node.clone(), cfg.max_clients, cfg.max_in_flight, stop.clone()));
+    tracing::info!(socket = %cfg.socket.display(), data = %cfg.data_dir.display(), "peddlenetd is ready");
+
+    let _ = stop.wait_for(|s| *s).await;
+    tracing::info!("shutting down");
+    let _ = server.await;
+    mesh.shutdown().await;
+    store.flush().context("flushing the store at shutdown")?;
+    let _ = std::fs::remove_file(&cfg.socket);
+    Ok(())
+}

@@ -1,0 +1,450 @@
+//! The node: rooms, messages and peers, behind the IPC requests.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use peddlenet_api::{
+    ApiError, DeliveryState, ErrorCode, Event, Link, MessageInfo, PeerInfo, Request, Response, RoomInfo, Status,
+};
+use peddlenet_mesh::{Mesh, MeshEvent, PeerSnapshot};
+use peddlenet_proto::{
+    Body, EnvelopeView, Identity, Invite, MAX_NAME_LEN, MAX_TEXT_LEN, RoomId, RoomKeys, RoomSecret, check_timestamp, seal,
+};
+use peddlenet_store::{Delivery, Inserted, RoomRecord, Store, StoredMessage};
+use rand::RngCore;
+use tokio::sync::{broadcast, mpsc};
+
+use crate::flusher::Flusher;
+
+/// Events kept for subscribers that fall behind before they are told they lagged.
+pub const EVENT_BACKLOG: usize = 4096;
+const DEFAULT_PAGE: u32 = 50;
+
+pub fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+struct Room {
+    record: RoomRecord,
+    keys: RoomKeys,
+}
+
+pub struct Node {
+    identity: Identity,
+    store: Store,
+    flusher: Flusher,
+    mesh: Mesh,
+    rooms: RwLock<HashMap<RoomId, Arc<Room>>>,
+    events: broadcast::Sender<Event>,
+    display_name: RwLock<String>,
+    started: Instant,
+    data_dir: PathBuf,
+}
+
+/// What a request produced, and whether its reply must wait for the disk.
+pub struct Handled {
+    pub response: Response,
+    pub durable: bool,
+}
+
+impl Handled {
+    fn now(response: Response) -> Self {
+        Self { response, durable: false }
+    }
+    fn after_flush(response: Response) -> Self {
+        Self { response, durable: true }
+    }
+}
+
+/// What happened to an envelope that arrived from the network.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Ingested {
+    New,
+    Duplicate,
+    NotMember,
+}
+
+fn err(code: ErrorCode, msg: impl Into<String>) -> ApiError {
+    ApiError::new(code, msg)
+}
+
+fn internal(e: impl std::fmt::Display) -> ApiError {
+    err(ErrorCode::Internal, e.to_string())
+}
+
+fn delivery_api(d: Delivery) -> DeliveryState {
+    match d {
+        Delivery::Stored => DeliveryState::Stored,
+        Delivery::Sent { peers } => DeliveryState::Sent { peers },
+    }
+}
+
+fn peer_info(p: &PeerSnapshot) -> PeerInfo {
+    PeerInfo {
+        peer: p.peer.to_string(),
+        link: Link::Lan,
+        addr: p.addr.to_string(),
+        rtt_ms: p.rtt.map(|d| d.as_secs_f64() * 1000.0),
+        connected_ms: p.connected_ms,
+        last_seen_ms: p.last_seen_ms,
+    }
+}
+
+impl Node {
+    pub fn new(identity: Identity, store: Store, mesh: Mesh, data_dir: PathBuf, display_name: Option<String>) -> anyhow::Result<Arc<Self>> {
+        let stored_name: Option<String> = store.meta_get("display_name")?;
+        let name = match display_name {
+            Some(n) => {
+                let n = n.trim().to_owned();
+                anyhow::ensure!(!n.is_empty() && n.len() <= MAX_NAME_LEN, "display_name must be 1 to {MAX_NAME_LEN} bytes");
+                store.meta_set("display_name", &n)?;
+                n
+            }
+            None => stored_name.unwrap_or_else(|| format!("camper-{}", &identity.author_id().to_hex()[..4])),
+        };
+        let mut rooms = HashMap::new();
+        for record in store.rooms()? {
+            let secret = parse_secret(&record.secret_hex)?;
+            let keys = RoomKeys::derive(&secret);
+            anyhow::ensure!(keys.room_id() == record.room_id, "room {} in the store does not match its secret", record.name);
+            rooms.insert(record.room_id, Arc::new(Room { record, keys }));
+        }
+        let (events, _) = broadcast::channel(EVENT_BACKLOG);
+        Ok(Arc::new(Self {
+            flusher: Flusher::start(store.clone()),
+            identity,
+            store,
+            mesh,
+            rooms: RwLock::new(rooms),
+            events,
+            display_name: RwLock::new(name),
+            started: Instant::now(),
+            data_dir,
+        }))
+    }
+
+    /// Subscribes the mesh to every room's topic and dials the rooms' known addresses.
+    pub async fn start_rooms(&self) -> anyhow::Result<()> {
+        let rooms: Vec<Arc<Room>> = self.rooms.read().expect("lock").values().cloned().collect();
+        for r in rooms {
+            self.mesh.subscribe(r.keys.topic()).await?;
+            for a in &r.record.bootstrap {
+                if let Ok(addr) = peddlenet_mesh::parse_addr(a) {
+                    let _ = self.mesh.dial(addr).await;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn subscribe_events(&self) -> broadcast::Receiver<Event> {
+        self.events.subscribe()
+    }
+
+    pub async fn flush(&self) -> Result<(), String> {
+        self.flusher.durable().await
+    }
+
+    pub fn mesh(&self) -> &Mesh {
+        &self.mesh
+    }
+
+    fn emit(&self, e: Event) {
+        // No subscriber is fine.
+        let _ = self.events.send(e);
+    }
+
+    fn resolve(&self, query: &str) -> Result<Arc<Room>, ApiError> {
+        let q = query.trim();
+        let rooms = self.rooms.read().expect("lock");
+        let by_name: Vec<_> = rooms.values().filter(|r| r.record.name.eq_ignore_ascii_case(q)).cloned().collect();
+        let found: Vec<_> = if !by_name.is_empty() {
+            by_name
+        } else if q.len() >= 4 && q.chars().all(|c| c.is_ascii_hexdigit()) {
+            let q = q.to_ascii_lowercase();
+            rooms.values().filter(|r| r.record.room_id.to_hex().starts_with(&q)).cloned().collect()
+        } else {
+            Vec::new()
+        };
+        match found.len() {
+            1 => Ok(found.into_iter().next().expect("one")),
+            0 => Err(err(ErrorCode::UnknownRoom, format!("no room named or with an id starting with {q:?}; `peddlenet room list` shows your rooms"))),
+            _ => Err(err(
+                ErrorCode::AmbiguousRoom,
+                format!(
+                    "{q:?} matches several rooms: {}; use more of the id",
+                    found.iter().map(|r| format!("{} ({})", r.record.name, r.record.room_id.short())).collect::<Vec<_>>().join(", ")
+                ),
+            )),
+        }
+    }
+
+    async fn room_info(&self, r: &Room) -> RoomInfo {
+        RoomInfo {
+            id: r.record.room_id.to_hex(),
+            name: r.record.name.clone(),
+            joined_ms: r.record.joined_ms,
+            messages: self.store.message_count(&r.record.room_id) as u64,
+            online_peers: self.mesh.topic_peers(r.keys.topic()).await.unwrap_or(0),
+        }
+    }
+
+    fn message_info(&self, m: StoredMessage) -> MessageInfo {
+        let delivery = if m.own { self.store.delivery(&m.id).ok().flatten().map(delivery_api) } else { None };
+        MessageInfo {
+            id: m.id.to_hex(),
+            room: m.room_id.to_hex(),
+            author: m.author.to_hex(),
+            author_name: m.author_name,
+            timestamp_ms: m.timestamp_ms,
+            received_ms: m.received_ms,
+            text: m.text,
+            own: m.own,
+            delivery,
+        }
+    }
+
+    pub async fn handle(&self, req: Request) -> Result<Handled, ApiError> {
+        match req {
+            Request::Status => {
+                let listen = self.mesh.listen_addrs().await.map_err(internal)?;
+                let peers = self.mesh.peers().await.map_err(internal)?;
+                Ok(Handled::now(Response::Status(Status {
+                    version: env!("CARGO_PKG_VERSION").into(),
+                    api_version: peddlenet_api::PROTOCOL_VERSION,
+                    author_id: self.identity.author_id().to_hex(),
+                    display_name: self.display_name.read().expect("lock").clone(),
+                    listen_addrs: listen.iter().map(|a| a.to_string()).collect(),
+                    peers: peers.len(),
+                    rooms: self.rooms.read().expect("lock").len(),
+                    data_dir: self.data_dir.display().to_string(),
+                    uptime_ms: self.started.elapsed().as_millis() as u64,
+                })))
+            }
+            Request::Peers => {
+                let mut peers: Vec<PeerInfo> = self.mesh.peers().await.map_err(internal)?.iter().map(peer_info).collect();
+                peers.sort_by_key(|p| p.connected_ms);
+                Ok(Handled::now(Response::Peers { peers }))
+            }
+            Request::Dial { addr } => {
+                let a = peddlenet_mesh::parse_addr(&addr).map_err(|e| err(ErrorCode::BadAddress, e.to_string()))?;
+                self.mesh.dial(a).await.map_err(internal)?;
+                Ok(Handled::now(Response::Done))
+            }
+            Request::SetDisplayName { name } => {
+                let name = name.trim().to_owned();
+                if name.is_empty() {
+                    return Err(err(ErrorCode::BadRequest, "the display name must not be empty"));
+                }
+                if name.len() > MAX_NAME_LEN {
+                    return Err(err(ErrorCode::TooLong, format!("the display name is {} bytes; the limit is {MAX_NAME_LEN}", name.len())));
+                }
+                self.store.meta_set("display_name", &name).map_err(internal)?;
+                *self.display_name.write().expect("lock") = name;
+                Ok(Handled::after_flush(Response::Done))
+            }
+            Request::RoomCreate { name } => {
+                let secret = RoomSecret::generate();
+                let invite_check = Invite::new(secret.clone(), self.identity.author_id(), name.trim(), Vec::new())
+                    .map_err(|e| err(ErrorCode::BadRequest, format!("room name: {e}")))?;
+                let info = self.add_room(secret, invite_check.room_name, None, Vec::new()).await?;
+                Ok(Handled::after_flush(Response::Room(info)))
+            }
+            Request::RoomJoin { invite } => {
+                let inv = Invite::parse(&invite).map_err(|e| err(ErrorCode::BadInvite, format!("this is not a valid invite: {e}")))?;
+                let id = RoomKeys::derive(&inv.secret).room_id();
+                if let Some(r) = self.rooms.read().expect("lock").get(&id) {
+                    return Err(err(ErrorCode::AlreadyMember, format!("already a member of {:?}", r.record.name)));
+                }
+                let info = self.add_room(inv.secret, inv.room_name, Some(inv.inviter), inv.addrs.clone()).await?;
+                for a in &inv.addrs {
+                    match peddlenet_mesh::parse_addr(a) {
+                        Ok(addr) => {
+                            let _ = self.mesh.dial(addr).await;
+                        }
+                        Err(e) => tracing::debug!(error = %e, "ignoring an address in an invite"),
+                    }
+                }
+                Ok(Handled::after_flush(Response::Room(info)))
+            }
+            Request::RoomInvite { room } => {
+                let r = self.resolve(&room)?;
+                let addrs = self.invite_addrs().await;
+                let inv = Invite::new(r.keys.secret().clone(), self.identity.author_id(), &r.record.name, addrs).map_err(internal)?;
+                Ok(Handled::now(Response::Invite { room: self.room_info(&r).await, uri: inv.to_uri() }))
+            }
+            Request::RoomLeave { room } => {
+                let r = self.resolve(&room)?;
+                self.rooms.write().expect("lock").remove(&r.record.room_id);
+                let _ = self.mesh.unsubscribe(r.keys.topic()).await;
+                self.store.remove_room(&r.record.room_id).map_err(internal)?;
+                Ok(Handled::after_flush(Response::Done))
+            }
+            Request::RoomList => {
+                let rooms: Vec<Arc<Room>> = self.rooms.read().expect("lock").values().cloned().collect();
+                let mut out = Vec::with_capacity(rooms.len());
+                for r in rooms {
+                    out.push(self.room_info(&r).await);
+                }
+                out.sort_by(|a, b| a.name.to_lowercase().cmp(&b.name.to_lowercase()).then(a.id.cmp(&b.id)));
+                Ok(Handled::now(Response::Rooms { rooms: out }))
+            }
+            Request::Send { room, text } => self.send(&room, text).await.map(Handled::after_flush),
+            Request::History { room, before, limit } => {
+                let r = self.resolve(&room)?;
+                let (msgs, next) = self
+                    .store
+                    .history(&r.record.room_id, before.as_deref(), limit.unwrap_or(DEFAULT_PAGE) as usize)
+                    .map_err(|e| match e {
+                        peddlenet_store::Error::Cursor => err(ErrorCode::BadRequest, "bad history cursor"),
+                        e => internal(e),
+                    })?;
+                Ok(Handled::now(Response::History { messages: msgs.into_iter().map(|m| self.message_info(m)).collect(), next }))
+            }
+            Request::Subscribe => Ok(Handled::now(Response::Done)),
+        }
+    }
+
+    async fn add_room(&self, secret: RoomSecret, name: String, inviter: Option<peddlenet_proto::AuthorId>, bootstrap: Vec<String>) -> Result<RoomInfo, ApiError> {
+        let keys = RoomKeys::derive(&secret);
+        let record = RoomRecord {
+            room_id: keys.room_id(),
+            name,
+            secret_hex: keys.secret().0.iter().map(|b| format!("{b:02x}")).collect(),
+            inviter,
+            joined_ms: now_ms(),
+            bootstrap,
+        };
+        self.store.put_room(&record).map_err(internal)?;
+        self.mesh.subscribe(keys.topic()).await.map_err(internal)?;
+        let room = Arc::new(Room { record, keys });
+        self.rooms.write().expect("lock").insert(room.record.room_id, room.clone());
+        Ok(self.room_info(&room).await)
+    }
+
+    /// Up to four addresses others can dial: real interfaces first, loopback
+    /// only when there is nothing else (one machine, tests).
+    async fn invite_addrs(&self) -> Vec<String> {
+        let addrs = self.mesh.listen_addrs().await.unwrap_or_default();
+        let text: Vec<String> = addrs.iter().map(|a| a.to_string()).collect();
+        let loopback = |a: &String| a.starts_with("/ip4/127.") || a.starts_with("/ip6/::1/");
+        let link_local = |a: &String| a.starts_with("/ip6/fe80");
+        let mut out: Vec<String> = text.iter().filter(|a| !loopback(a) && !link_local(a)).cloned().collect();
+        out.sort_by_key(|a| (!a.contains("/tcp/"), a.starts_with("/ip6/")));
+        if out.is_empty() {
+            out = text.into_iter().filter(|a| loopback(a)).collect();
+        }
+        out.truncate(peddlenet_proto::MAX_INVITE_ADDRS);
+        out
+    }
+
+    async fn send(&self, room: &str, text: String) -> Result<Response, ApiError> {
+        if text.len() > MAX_TEXT_LEN {
+            return Err(err(ErrorCode::TooLong, format!("the message is {} bytes; the limit is {MAX_TEXT_LEN}", text.len())));
+        }
+        if text.trim().is_empty() {
+            return Err(err(ErrorCode::BadRequest, "the message is empty"));
+        }
+        let r = self.resolve(room)?;
+        let name = self.display_name.read().expect("lock").clone();
+        let mut nonce = [0u8; 24];
+        rand::rngs::OsRng.fill_bytes(&mut nonce);
+        let ts = now_ms();
+        let body = Body::Text(text);
+        let env = seal(&r.keys, &self.identity, &name, &body, ts, nonce).map_err(internal)?;
+        let id = peddlenet_proto::message_id(&env);
+        let Body::Text(text) = body;
+        let msg = StoredMessage {
+            id,
+            room_id: r.record.room_id,
+            author: self.identity.author_id(),
+            author_name: name,
+            timestamp_ms: ts,
+            received_ms: ts,
+            text,
+            own: true,
+        };
+        self.store.insert_message(&msg, &env).map_err(internal)?;
+        let peers = match self.mesh.publish(r.keys.topic(), env).await {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::warn!(error = %e, "publishing failed; the message stays stored here");
+                0
+            }
+        };
+        let delivery = if peers > 0 { Delivery::Sent { peers } } else { Delivery::Stored };
+        self.store.set_delivery(&id, delivery).map_err(internal)?;
+        let mut info = self.message_info(msg);
+        info.delivery = Some(delivery_api(delivery));
+        self.emit(Event::Message { message: info.clone() });
+        Ok(Response::Sent(info))
+    }
+
+    /// Takes an envelope from the network: verify, decrypt, store, announce.
+    pub fn ingest(&self, data: &[u8]) -> Result<Ingested, IngestError> {
+        let view = EnvelopeView::parse(data)?;
+        let room = self.rooms.read().expect("lock").get(&view.room_id).cloned();
+        let Some(room) = room else {
+            // Relaying other rooms' envelopes comes with store-and-forward.
+            return Ok(Ingested::NotMember);
+        };
+        if self.store.contains(&view.id()).map_err(IngestError::Store)? {
+            return Ok(Ingested::Duplicate);
+        }
+        let opened = view.open(&room.keys)?;
+        let now = now_ms();
+        check_timestamp(opened.timestamp_ms, now)?;
+        let Body::Text(text) = opened.body;
+        let msg = StoredMessage {
+            id: opened.id,
+            room_id: opened.room_id,
+            author: opened.author,
+            author_name: opened.author_name,
+            timestamp_ms: opened.timestamp_ms,
+            received_ms: now,
+            own: opened.author == self.identity.author_id(),
+            text,
+        };
+        match self.store.insert_message(&msg, data).map_err(IngestError::Store)? {
+            Inserted::Duplicate => Ok(Ingested::Duplicate),
+            Inserted::New => {
+                self.emit(Event::Message { message: self.message_info(msg) });
+                Ok(Ingested::New)
+            }
+        }
+    }
+
+    /// Consumes the mesh's events until it stops.
+    pub async fn run_mesh_events(self: Arc<Self>, mut rx: mpsc::Receiver<MeshEvent>) {
+        while let Some(ev) = rx.recv().await {
+            match ev {
+                MeshEvent::Message { data, from, .. } => match self.ingest(&data) {
+                    Ok(Ingested::New) => {}
+                    Ok(other) => tracing::trace!(?other, %from, "envelope not stored"),
+                    Err(e) => tracing::debug!(error = %e, %from, "refused an envelope"),
+                },
+                MeshEvent::PeerUp(p) => self.emit(Event::PeerUp { peer: peer_info(&p) }),
+                MeshEvent::PeerDown(p) => self.emit(Event::PeerDown { peer: p.to_string() }),
+            }
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error(transparent)]
+    Proto(#[from] peddlenet_proto::Error),
+    #[error("store: {0}")]
+    Store(peddlenet_store::Error),
+}
+
+fn parse_secret(hex: &str) -> anyhow::Result<RoomSecret> {
+    anyhow::ensure!(hex.len() == 64, "stored room secret has the wrong length");
+    let mut b = [0u8; 32];
+    for (i, out) in b.iter_mut().enumerate() {
+        *out = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16)?;
+    }
+    Ok(RoomSecret(b))
+}
