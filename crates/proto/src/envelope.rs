@@ -254,6 +254,32 @@ pub fn seal(
     timestamp_ms: u64,
     nonce: [u8; 24],
 ) -> Result<Vec<u8>> {
+    seal_as(keys, &author.author_id(), author, author_name, body, timestamp_ms, nonce)
+}
+
+/// Hostile envelopes for tests: sealed with the room's keys but claiming
+/// `claimed` as the author while `signer` signs. Receivers must refuse them.
+#[cfg(feature = "forge")]
+pub fn forge_author(
+    keys: &RoomKeys,
+    claimed: &AuthorId,
+    signer: &Identity,
+    body: &Body,
+    timestamp_ms: u64,
+) -> Vec<u8> {
+    seal_as(keys, claimed, signer, "forger", body, timestamp_ms, [9; 24]).expect("within limits")
+}
+
+fn seal_as(
+    keys: &RoomKeys,
+    author_id: &AuthorId,
+    author: &Identity,
+    author_name: &str,
+    body: &Body,
+    timestamp_ms: u64,
+    nonce: [u8; 24],
+) -> Result<Vec<u8>> {
+    let author_id = *author_id;
     let Body::Text(text) = body;
     if author_name.len() > MAX_NAME_LEN {
         return Err(Error::FieldLength { field: "display name", len: author_name.len(), max: MAX_NAME_LEN });
@@ -261,7 +287,6 @@ pub fn seal(
     if text.len() > MAX_TEXT_LEN {
         return Err(Error::FieldLength { field: "text", len: text.len(), max: MAX_TEXT_LEN });
     }
-    let author_id = author.author_id();
     let tag = keys.author_tag(&author_id);
     let room_id = keys.room_id();
 

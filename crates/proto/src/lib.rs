@@ -17,6 +17,8 @@ pub use envelope::{
     MAX_NAME_LEN, MAX_TEXT_LEN, PAD_BLOCK, VERSION, check_timestamp, message_id, seal,
     MAX_FUTURE_SKEW_MS,
 };
+#[cfg(feature = "forge")]
+pub use envelope::forge_author;
 pub use error::Error;
 pub use ids::{AuthorId, MessageId, RoomId};
 pub use identity::Identity;

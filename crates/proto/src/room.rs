@@ -92,8 +92,14 @@ impl RoomKeys {
         &self.sign
     }
 
-    pub(crate) fn aead_key(&self) -> &[u8; 32] {
+    /// The XChaCha20-Poly1305 key (label `peddlenet/v1/room-aead`).
+    pub fn aead_key(&self) -> &[u8; 32] {
         &self.aead
+    }
+
+    /// The HMAC-SHA256 key for author tags (label `peddlenet/v1/author-tag`).
+    pub fn tag_key(&self) -> &[u8; 32] {
+        &self.tag
     }
 
     /// The author's pseudonym in this room: HMAC-SHA256(tag key, author key)[..16].

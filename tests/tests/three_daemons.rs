@@ -1,0 +1,96 @@
+//! Three daemons on loopback: B is given A's address, C only has the invite.
+//! A message sent on one is in the other two's history within 2 seconds, and
+//! the three histories agree.
+
+use std::time::Duration;
+
+use peddlenet_tests::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_reaches_everyone_within_two_seconds_and_histories_agree() {
+    let _g = serial();
+    let a = Daemon::start(DaemonOpts::loopback("A"));
+    let ca = a.client().await;
+    let a_addr = a.tcp_addr().await;
+    let b = Daemon::start(DaemonOpts::loopback("B").peer(&a_addr));
+    let c = Daemon::start(DaemonOpts::loopback("C"));
+    let (cb, cc) = (b.client().await, c.client().await);
+
+    let room = ca.room_create("Base camp").await.unwrap();
+    let (_, invite) = ca.room_invite(&room.id).await.unwrap();
+    assert_eq!(cb.room_join(&invite).await.unwrap().id, room.id);
+    // C has no peers configured: it reaches A through the invite's addresses.
+    assert_eq!(cc.room_join(&invite).await.unwrap().id, room.id);
+    wait_room_peers(&ca, &room.id, 2).await;
+    wait_room_peers(&cb, &room.id, 1).await;
+    wait_room_peers(&cc, &room.id, 1).await;
+
+    let clients = [(&ca, "A"), (&cb, "B"), (&cc, "C")];
+    for (i, (sender, name)) in clients.iter().enumerate() {
+        let text = format!("hello from {name}");
+        let sent = sender.send(&room.id, &text).await.unwrap();
+        assert!(sent.own);
+        for (j, (other, oname)) in clients.iter().enumerate() {
+            if i == j {
+                continue;
+            }
+            let (_, took) = eventually(Duration::from_secs(2), &format!("{text} at {oname}"), || async {
+                let (msgs, _) = other.history(&room.id, None, Some(10)).await.ok()?;
+                msgs.into_iter().find(|m| m.id == sent.id).filter(|m| m.text == text && m.author_name == *name && !m.own)
+            })
+            .await;
+            eprintln!("{name} -> {oname}: {took:?}");
+        }
+    }
+
+    // A burst from B, then the histories must be identical, in the same order.
+    for i in 0..50 {
+        cb.send(&room.id, &format!("burst {i}")).await.unwrap();
+    }
+    let want = history_ids(&cb, &room.id).await;
+    assert_eq!(want.len(), 53);
+    for (cl, name) in [(&ca, "A"), (&cc, "C")] {
+        eventually(Duration::from_secs(5), &format!("{name}'s history to agree"), || async {
+            (history_ids(cl, &room.id).await == want).then_some(())
+        })
+        .await;
+    }
+
+    // The author's view of delivery: B's burst was handed to a peer.
+    let (mine, _) = cb.history(&room.id, None, Some(1)).await.unwrap();
+    assert_eq!(mine[0].delivery, Some(peddlenet_api::DeliveryState::Sent { peers: 1 }));
+
+    // Peers are listed with their link and a round-trip time soon after.
+    let peers = ca.peers().await.unwrap();
+    assert_eq!(peers.len(), 2);
+    assert!(peers.iter().all(|p| p.link == peddlenet_api::Link::Lan));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_outside_the_room_receives_nothing() {
+    let _g = serial();
+    let a = Daemon::start(DaemonOpts::loopback("A"));
+    let ca = a.client().await;
+    let b = Daemon::start(DaemonOpts::loopback("B").peer(&a.tcp_addr().await));
+    let cb = b.client().await;
+    let room = ca.room_create("private").await.unwrap();
+    let other = cb.room_create("elsewhere").await.unwrap();
+    eventually(Duration::from_secs(5), "connection", || async { (ca.peers().await.ok()?.len() == 1).then_some(()) }).await;
+    let mut events = cb.subscribe().await.unwrap();
+    ca.send(&room.id, "not for B").await.unwrap();
+    ca.send(&room.id, "nor this").await.unwrap();
+    // Give it the time a member would need, then check nothing arrived.
+    let got = tokio::time::timeout(Duration::from_millis(1500), async {
+        loop {
+            match events.next().await {
+                Some(peddlenet_api::Event::Message { message }) => return message,
+                Some(_) => continue,
+                None => panic!("daemon went away"),
+            }
+        }
+    })
+    .await;
+    assert!(got.is_err(), "B received a message of a room it is not in: {got:?}");
+    assert!(cb.history(&room.id, None, None).await.is_err(), "B must not know the room");
+    assert_eq!(cb.history(&other.id, None, None).await.unwrap().0.len(), 0);
+}
