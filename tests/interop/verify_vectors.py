@@ -1,0 +1,582 @@
+#!/usr/bin/env python3
+"""Independent implementation of the PeddleNet v1 wire formats, written from
+docs/protocol.md (sections 1, 2, 3 and 5), checked against
+docs/test-vectors/v1.json.
+
+Needs: pip install cryptography pynacl
+
+Prints one line per check and, last, "N passed, M failed". Exits 1 if any
+check failed.
+"""
+
+import base64
+import hashlib
+import hmac
+import json
+import os
+import sys
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from nacl.bindings import (
+    crypto_aead_xchacha20poly1305_ietf_decrypt,
+    crypto_aead_xchacha20poly1305_ietf_encrypt,
+)
+from nacl.exceptions import CryptoError
+
+VECTORS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "docs", "test-vectors", "v1.json")
+
+
+class ProtoError(Exception):
+    """A refusal, named as in docs/protocol.md §3.5 / §5.3."""
+
+    def __init__(self, code, detail=""):
+        super().__init__(f"{code}: {detail}" if detail else code)
+        self.code = code
+
+
+# ---------------------------------------------------------------------------
+# §1 Ed25519 strict verification
+
+P = 2**255 - 19
+L = 2**252 + 27742317777372353535851937790883648493
+D = (-121665 * pow(121666, P - 2, P)) % P
+SQRT_M1 = pow(2, (P - 1) // 4, P)
+
+
+def _decode_point(b):
+    """Decoding rule of §1 step 2 (y >= p reduced, x = 0 with sign bit accepted)."""
+    y = (int.from_bytes(b, "little") & ((1 << 255) - 1)) % P
+    sign = b[31] >> 7
+    u = (y * y - 1) % P
+    v = (D * y * y + 1) % P
+    x2 = u * pow(v, P - 2, P) % P
+    x = pow(x2, (P + 3) // 8, P)
+    if (x * x - x2) % P != 0:
+        x = x * SQRT_M1 % P
+    if (x * x - x2) % P != 0:
+        return None
+    if x & 1:
+        x = P - x
+    if sign:
+        x = (P - x) % P
+    return (x, y)
+
+
+def _add(p1, p2):
+    (x1, y1), (x2, y2) = p1, p2
+    t = D * x1 * x2 * y1 * y2 % P
+    x3 = (x1 * y2 + x2 * y1) * pow(1 + t, P - 2, P) % P
+    y3 = (y1 * y2 + x1 * x2) * pow(1 - t, P - 2, P) % P
+    return (x3, y3)
+
+
+def _small_order(pt):
+    q = pt
+    for _ in range(3):
+        q = _add(q, q)
+    return q == (0, 1)
+
+
+def verify_strict(public_key, message, sig):
+    """True iff sig is valid under the strict rule of docs/protocol.md §1.
+    Raises ProtoError('PointDecode') if the public key does not decode.
+
+    Steps 1-3 are done here; steps 4-5 (the cofactorless equation with a
+    byte comparison of R) are OpenSSL's Ed25519 verification, via
+    `cryptography`. (OpenSSL may additionally refuse a non-canonical public
+    key encoding that ed25519-dalek accepts; no honest peer produces one.)"""
+    if len(public_key) != 32 or len(sig) != 64:
+        return False
+    a = _decode_point(public_key)
+    if a is None:
+        raise ProtoError("PointDecode")
+    if int.from_bytes(sig[32:], "little") >= L:
+        return False
+    r = _decode_point(sig[:32])
+    if r is None or _small_order(r) or _small_order(a):
+        return False
+    try:
+        Ed25519PublicKey.from_public_bytes(public_key).verify(sig, message)
+        return True
+    except InvalidSignature:
+        return False
+
+
+def ed25519_public(seed):
+    return Ed25519PrivateKey.from_private_bytes(seed).public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+
+
+def ed25519_sign(seed, message):
+    return Ed25519PrivateKey.from_private_bytes(seed).sign(message)
+
+
+# ---------------------------------------------------------------------------
+# §2 Key derivation
+
+KDF_SALT = b"peddlenet v1"
+LABEL_SIGN = b"peddlenet/v1/room-sign"
+LABEL_AEAD = b"peddlenet/v1/room-aead"
+LABEL_TAG = b"peddlenet/v1/author-tag"
+LABEL_TOPIC = b"peddlenet/v1/topic"
+
+
+def hkdf(secret, label):
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=KDF_SALT, info=label).derive(secret)
+
+
+class RoomKeys:
+    def __init__(self, secret):
+        assert len(secret) == 32
+        self.secret = secret
+        self.sign_seed = hkdf(secret, LABEL_SIGN)
+        self.room_id = ed25519_public(self.sign_seed)
+        self.aead_key = hkdf(secret, LABEL_AEAD)
+        self.tag_key = hkdf(secret, LABEL_TAG)
+
+    def author_tag(self, author_key):
+        return hmac.new(self.tag_key, author_key, hashlib.sha256).digest()[:16]
+
+    def topic(self):
+        return topic_for(self.room_id)
+
+
+def topic_for(room_id):
+    return "peddlenet/1/" + hashlib.sha256(LABEL_TOPIC + room_id).digest()[:16].hex()
+
+
+# ---------------------------------------------------------------------------
+# §3 Envelope
+
+VERSION = 1
+KIND_ROOM_MESSAGE = 1
+BODY_TEXT = 1
+HEADER_LEN = 86
+TAG_LEN = 16
+SIG_LEN = 64
+MAX_ENVELOPE_LEN = 64 * 1024
+MAX_TEXT_LEN = 32 * 1024
+MAX_NAME_LEN = 64
+PAD_BLOCK = 256
+MAX_FUTURE_SKEW_MS = 10 * 60 * 1000
+DOMAIN_ENVELOPE = b"peddlenet/v1/envelope"
+DOMAIN_MESSAGE = b"peddlenet/v1/message"
+
+
+def author_signed_message(room_id, tag, ts, p0):
+    return DOMAIN_MESSAGE + room_id + tag + ts.to_bytes(8, "big") + p0
+
+
+def seal(keys, author_seed, name, text, ts, nonce):
+    name_b, text_b = name.encode("utf-8"), text.encode("utf-8")
+    if len(name_b) > MAX_NAME_LEN:
+        raise ProtoError("FieldLength", "display name")
+    if len(text_b) > MAX_TEXT_LEN:
+        raise ProtoError("FieldLength", "text")
+    assert len(nonce) == 24
+    author_key = ed25519_public(author_seed)
+    tag = keys.author_tag(author_key)
+    p0 = author_key + bytes([len(name_b)]) + name_b + bytes([BODY_TEXT]) + len(text_b).to_bytes(4, "big") + text_b
+    plain = p0 + ed25519_sign(author_seed, author_signed_message(keys.room_id, tag, ts, p0))
+    plain += b"\x00" * (-len(plain) % PAD_BLOCK)
+    n = len(plain) + TAG_LEN
+    header = bytes([VERSION, KIND_ROOM_MESSAGE]) + keys.room_id + tag + ts.to_bytes(8, "big") + nonce + n.to_bytes(4, "big")
+    assert len(header) == HEADER_LEN
+    ct = crypto_aead_xchacha20poly1305_ietf_encrypt(plain, header, nonce, keys.aead_key)
+    assert len(ct) == n
+    body = header + ct
+    return body + ed25519_sign(keys.sign_seed, DOMAIN_ENVELOPE + body)
+
+
+class View:
+    """Checks 1-6 of §3.5."""
+
+    def __init__(self, raw):
+        if len(raw) > MAX_ENVELOPE_LEN:
+            raise ProtoError("TooLarge")
+        if len(raw) < HEADER_LEN:
+            raise ProtoError("Truncated")
+        if raw[0] != VERSION:
+            raise ProtoError("Version", str(raw[0]))
+        if raw[1] != KIND_ROOM_MESSAGE:
+            raise ProtoError("Kind", str(raw[1]))
+        n = int.from_bytes(raw[82:86], "big")
+        if n < TAG_LEN or n > MAX_ENVELOPE_LEN:
+            raise ProtoError("FieldLength", "ciphertext")
+        total = HEADER_LEN + n + SIG_LEN
+        if len(raw) < total:
+            raise ProtoError("Truncated")
+        if len(raw) > total:
+            raise ProtoError("TrailingBytes")
+        self.raw = raw
+        self.n = n
+        self.room_id = raw[2:34]
+        self.author_tag = raw[34:50]
+        self.timestamp_ms = int.from_bytes(raw[50:58], "big")
+        self.nonce = raw[58:82]
+
+    def verify_room_signature(self):
+        """Check 8 of §3.5."""
+        try:
+            ok = verify_strict(self.room_id, DOMAIN_ENVELOPE + self.raw[:-SIG_LEN], self.raw[-SIG_LEN:])
+        except ProtoError:
+            ok = False
+        if not ok:
+            raise ProtoError("RoomSignature")
+
+    def open(self, keys):
+        """Checks 7-13 of §3.5."""
+        if self.room_id != keys.room_id:
+            raise ProtoError("WrongRoom")
+        self.verify_room_signature()
+        try:
+            plain = crypto_aead_xchacha20poly1305_ietf_decrypt(
+                self.raw[HEADER_LEN:HEADER_LEN + self.n], self.raw[:HEADER_LEN], self.nonce, keys.aead_key)
+        except CryptoError:
+            raise ProtoError("Decrypt") from None
+        pos = 0
+
+        def take(k):
+            nonlocal pos
+            if pos + k > len(plain):
+                raise ProtoError("Truncated")
+            s = plain[pos:pos + k]
+            pos += k
+            return s
+
+        def utf8(b, what):
+            try:
+                return b.decode("utf-8")
+            except UnicodeDecodeError:
+                raise ProtoError("Utf8", what) from None
+
+        author_key = take(32)
+        name_len = take(1)[0]
+        if name_len > MAX_NAME_LEN:
+            raise ProtoError("FieldLength", "display name")
+        name = utf8(take(name_len), "display name")
+        kind = take(1)[0]
+        if kind != BODY_TEXT:
+            raise ProtoError("Kind", str(kind))
+        body_len = int.from_bytes(take(4), "big")
+        if body_len > MAX_TEXT_LEN:
+            raise ProtoError("FieldLength", "text")
+        text = utf8(take(body_len), "text")
+        sig_offset = pos
+        author_sig = take(64)
+        if any(plain[pos:]):
+            raise ProtoError("Padding")
+        if keys.author_tag(author_key) != self.author_tag:
+            raise ProtoError("AuthorTag")
+        msg = author_signed_message(self.room_id, self.author_tag, self.timestamp_ms, plain[:sig_offset])
+        try:
+            ok = verify_strict(author_key, msg, author_sig)
+        except ProtoError:
+            raise ProtoError("AuthorKey") from None
+        if not ok:
+            raise ProtoError("AuthorSignature")
+        return {
+            "id": message_id(self.raw),
+            "room_id": self.room_id,
+            "author": author_key,
+            "author_name": name,
+            "timestamp_ms": self.timestamp_ms,
+            "text": text,
+            "plaintext_len": len(plain),
+        }
+
+
+def check_timestamp(ts, now_ms):
+    """Check 14 of §3.5."""
+    if ts > min(now_ms + MAX_FUTURE_SKEW_MS, 2**64 - 1):
+        raise ProtoError("FromTheFuture")
+
+
+def message_id(envelope):
+    return hashlib.sha256(envelope).digest()
+
+
+# ---------------------------------------------------------------------------
+# §5 Invite
+
+INVITE_PREFIX = "peddlenet://join/"
+INVITE_VERSION = 1
+MAX_ROOM_NAME_LEN = 64
+MAX_INVITE_ADDRS = 4
+MAX_INVITE_ADDR_LEN = 128
+MAX_PAYLOAD = 1 + 32 + 32 + 1 + MAX_ROOM_NAME_LEN + 1 + MAX_INVITE_ADDRS * (1 + MAX_INVITE_ADDR_LEN) + 4
+MAX_URI_LEN = len(INVITE_PREFIX) + -(-MAX_PAYLOAD // 3) * 4
+B64URL = set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+# Characters with the Unicode White_Space property (what Rust's str::trim removes).
+WHITE_SPACE = "\t\n\x0b\x0c\r \x85\xa0\u1680" + "".join(chr(c) for c in range(0x2000, 0x200B)) + "\u2028\u2029\u202f\u205f\u3000"
+
+
+def check_room_name(name):
+    if not name.strip(WHITE_SPACE):
+        raise ProtoError("Empty", "room name")
+    if len(name.encode("utf-8")) > MAX_ROOM_NAME_LEN:
+        raise ProtoError("FieldLength", "room name")
+
+
+def b64url_decode_strict(s):
+    if any(c not in B64URL for c in s) or len(s) % 4 == 1:
+        raise ProtoError("InviteEncoding")
+    out = base64.urlsafe_b64decode(s + "=" * (-len(s) % 4))
+    if base64.urlsafe_b64encode(out).decode().rstrip("=") != s:  # non-zero unused bits
+        raise ProtoError("InviteEncoding")
+    return out
+
+
+def invite_to_bytes(secret, inviter, room_name, addrs):
+    name_b = room_name.encode("utf-8")
+    b = bytes([INVITE_VERSION]) + secret + inviter + bytes([len(name_b)]) + name_b + bytes([len(addrs)])
+    for a in addrs:
+        ab = a.encode("utf-8")
+        b += bytes([len(ab)]) + ab
+    return b + hashlib.sha256(b).digest()[:4]
+
+
+def invite_to_uri(secret, inviter, room_name, addrs):
+    check_room_name(room_name)
+    addrs = [a for a in addrs if a and len(a.encode("utf-8")) <= MAX_INVITE_ADDR_LEN][:MAX_INVITE_ADDRS]
+    payload = invite_to_bytes(secret, inviter, room_name, addrs)
+    return INVITE_PREFIX + base64.urlsafe_b64encode(payload).decode().rstrip("=")
+
+
+def invite_from_bytes(b):
+    if len(b) > MAX_PAYLOAD:
+        raise ProtoError("TooLarge")
+    if len(b) < 72:
+        raise ProtoError("Truncated")
+    body, checksum = b[:-4], b[-4:]
+    if hashlib.sha256(body).digest()[:4] != checksum:
+        raise ProtoError("InviteChecksum")
+    if body[0] != INVITE_VERSION:
+        raise ProtoError("Version", str(body[0]))
+    pos = 1
+
+    def take(k):
+        nonlocal pos
+        if pos + k > len(body):
+            raise ProtoError("Truncated")
+        s = body[pos:pos + k]
+        pos += k
+        return s
+
+    def utf8(x, what):
+        try:
+            return x.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ProtoError("Utf8", what) from None
+
+    secret = take(32)
+    inviter = take(32)
+    name = utf8(take(take(1)[0]), "room name")
+    check_room_name(name)
+    count = take(1)[0]
+    if count > MAX_INVITE_ADDRS:
+        raise ProtoError("FieldLength", "address list")
+    addrs = []
+    for _ in range(count):
+        n = take(1)[0]
+        if n == 0 or n > MAX_INVITE_ADDR_LEN:
+            raise ProtoError("FieldLength", "address")
+        addrs.append(utf8(take(n), "address"))
+    if pos != len(body):
+        raise ProtoError("TrailingBytes")
+    return {"secret": secret, "inviter": inviter, "room_name": name, "addrs": addrs}
+
+
+def invite_parse(uri):
+    uri = uri.strip(WHITE_SPACE)
+    if len(uri.encode("utf-8")) > MAX_URI_LEN:
+        raise ProtoError("TooLarge")
+    if uri[:len(INVITE_PREFIX)].lower() != INVITE_PREFIX or not uri[:len(INVITE_PREFIX)].isascii():
+        raise ProtoError("InviteScheme")
+    return invite_from_bytes(b64url_decode_strict(uri[len(INVITE_PREFIX):]))
+
+
+# ---------------------------------------------------------------------------
+# Checks
+
+results = []
+
+
+def check(name, fn):
+    try:
+        r = fn()
+        ok, detail = (r, "") if isinstance(r, bool) else r
+    except Exception as e:  # noqa: BLE001 - report any failure as a failed check
+        ok, detail = False, f"{type(e).__name__}: {e}"
+    results.append(ok)
+    print(f"{'PASS' if ok else 'FAIL'}  {name}" + (f"  ({detail})" if detail else ""))
+
+
+def eq(got, want):
+    return (got == want, "" if got == want else f"got {got!r}, want {want!r}")
+
+
+def refused(code, fn):
+    try:
+        fn()
+    except ProtoError as e:
+        return eq(e.code, code)
+    return (False, f"accepted, want {code}")
+
+
+def main():
+    with open(VECTORS, encoding="utf-8") as f:
+        v = json.load(f)
+    kdf, auth, env, inv = v["kdf"], v["author"], v["envelope"], v["invite"]
+    h = bytes.fromhex
+
+    secret = h(kdf["room_secret"])
+    check("inputs: room secret is 0x00..0x1f", lambda: eq(secret, bytes(range(0x00, 0x20))))
+    check("inputs: author seed is 0x20..0x3f", lambda: eq(h(auth["seed"]), bytes(range(0x20, 0x40))))
+    check("inputs: nonce is 0x40..0x57", lambda: eq(h(env["nonce"]), bytes(range(0x40, 0x58))))
+
+    keys = RoomKeys(secret)
+    check("kdf: salt", lambda: eq(KDF_SALT, kdf["salt"].encode()))
+    check("kdf: room_id", lambda: eq(keys.room_id.hex(), kdf["room_id"]))
+    check("kdf: aead_key", lambda: eq(keys.aead_key.hex(), kdf["aead_key"]))
+    check("kdf: author_tag_key", lambda: eq(keys.tag_key.hex(), kdf["author_tag_key"]))
+    check("kdf: topic", lambda: eq(keys.topic(), kdf["topic"]))
+
+    seed = h(auth["seed"])
+    author_key = ed25519_public(seed)
+    check("author: public_key", lambda: eq(author_key.hex(), auth["public_key"]))
+    check("author: author_tag", lambda: eq(keys.author_tag(author_key).hex(), auth["author_tag"]))
+
+    raw = h(env["bytes"])
+    ts, name, text, nonce = env["timestamp_ms"], env["display_name"], env["text"], h(env["nonce"])
+    check("envelope: sealing the inputs reproduces the bytes",
+          lambda: eq(seal(keys, seed, name, text, ts, nonce).hex(), env["bytes"]))
+    check("envelope: message_id = SHA-256(bytes)", lambda: eq(message_id(raw).hex(), env["message_id"]))
+
+    def header():
+        view = View(raw)
+        got = (raw[0], raw[1], view.room_id.hex(), view.author_tag.hex(), view.timestamp_ms, view.nonce.hex(), view.n, len(raw))
+        want = (1, 1, kdf["room_id"], auth["author_tag"], ts, env["nonce"], 272, 422)
+        return eq(got, want)
+
+    check("envelope: header fields by offset", header)
+    check("envelope: topic of its room id", lambda: eq(topic_for(View(raw).room_id), kdf["topic"]))
+
+    def room_sig():
+        View(raw).verify_room_signature()
+        return True
+
+    check("envelope: room signature verifies without the secret", room_sig)
+
+    def opens():
+        o = View(raw).open(keys)
+        got = (o["author"].hex(), o["author_name"], o["text"], o["timestamp_ms"], o["id"].hex(), o["plaintext_len"])
+        want = (auth["public_key"], name, text, ts, env["message_id"], 256)
+        return eq(got, want)
+
+    check("envelope: opens (room sig, decrypt, padding, author tag, author sig) to text/name/timestamp", opens)
+    check("envelope: timestamp 10 min ahead is accepted", lambda: (check_timestamp(ts, ts - MAX_FUTURE_SKEW_MS) is None))
+    check("envelope: timestamp 10 min + 1 ms ahead is refused",
+          lambda: refused("FromTheFuture", lambda: check_timestamp(ts, ts - MAX_FUTURE_SKEW_MS - 1)))
+    check("envelope: an old timestamp is accepted", lambda: (check_timestamp(ts, ts + 10**12) is None))
+
+    # Negative envelope checks.
+    def flipped(i):
+        b = bytearray(raw)
+        b[i] ^= 0x01
+        return bytes(b)
+
+    for off, what in [(20, "room_id"), (40, "author_tag"), (57, "timestamp"), (70, "nonce"), (200, "ciphertext"),
+                      (357, "AEAD tag"), (400, "room_sig")]:
+        check(f"negative: flipped {what} byte (offset {off}) fails the room signature",
+              lambda off=off: refused("RoomSignature", lambda: View(flipped(off)).open(keys)))
+    check("negative: flipped ct_len byte is refused structurally",
+          lambda: refused("Truncated", lambda: View(flipped(85))))
+    check("negative: version 2", lambda: refused("Version", lambda: View(b"\x02" + raw[1:])))
+    check("negative: kind 2", lambda: refused("Kind", lambda: View(raw[:1] + b"\x02" + raw[2:])))
+    check("negative: truncated by one byte", lambda: refused("Truncated", lambda: View(raw[:-1])))
+    check("negative: one trailing byte", lambda: refused("TrailingBytes", lambda: View(raw + b"\x00")))
+    check("negative: over 64 KiB", lambda: refused("TooLarge", lambda: View(raw + bytes(65536))))
+    check("negative: other room's keys", lambda: refused("WrongRoom", lambda: View(raw).open(RoomKeys(bytes(32)))))
+
+    def resign(body):
+        """A member's power: re-sign the room layer of modified bytes."""
+        return body + ed25519_sign(keys.sign_seed, DOMAIN_ENVELOPE + body)
+
+    check("negative: flipped ciphertext byte, room layer re-signed, fails to decrypt",
+          lambda: refused("Decrypt", lambda: View(resign(flipped(200)[:-64])).open(keys)))
+
+    def reencrypt(plain, tag=None):
+        hdr = bytearray(raw[:86])
+        if tag is not None:
+            hdr[34:50] = tag
+        hdr[82:86] = (len(plain) + 16).to_bytes(4, "big")
+        hdr = bytes(hdr)
+        return resign(hdr + crypto_aead_xchacha20poly1305_ietf_encrypt(plain, hdr, nonce, keys.aead_key))
+
+    plain = crypto_aead_xchacha20poly1305_ietf_decrypt(raw[86:358], raw[:86], nonce, keys.aead_key)
+    altered_text = plain[:41] + b"N" + plain[42:]  # "Meet" -> "Neet", author signature kept
+    check("negative: altered text under the author's old signature",
+          lambda: refused("AuthorSignature", lambda: View(reencrypt(altered_text)).open(keys)))
+    check("negative: wrong author tag in the header",
+          lambda: refused("AuthorTag", lambda: View(reencrypt(plain, tag=bytes(16))).open(keys)))
+    check("negative: non-zero padding byte",
+          lambda: refused("Padding", lambda: View(reencrypt(plain[:-1] + b"\x01")).open(keys)))
+    check("negative: body kind 2", lambda: refused("Kind", lambda: View(reencrypt(plain[:36] + b"\x02" + plain[37:])).open(keys)))
+    check("negative: name_len 65", lambda: refused("FieldLength", lambda: View(reencrypt(plain[:32] + b"\x41" + plain[33:])).open(keys)))
+    check("negative: padding not a multiple of 256 is still accepted (receivers only check zeros)",
+          lambda: eq(View(reencrypt(plain[:136])).open(keys)["text"], text))
+
+    # Invite.
+    def parsed():
+        i = invite_parse(inv["uri"])
+        got = (i["secret"].hex(), i["inviter"].hex(), i["room_name"], i["addrs"])
+        return eq(got, (inv["room_secret"], inv["inviter"], inv["room_name"], inv["addrs"]))
+
+    check("invite: URI parses to the listed fields", parsed)
+    check("invite: inviter is the vector author", lambda: eq(inv["inviter"], auth["public_key"]))
+    check("invite: room secret is the kdf room secret", lambda: eq(inv["room_secret"], kdf["room_secret"]))
+    check("invite: re-encodes identically",
+          lambda: eq(invite_to_uri(h(inv["room_secret"]), h(inv["inviter"]), inv["room_name"], inv["addrs"]), inv["uri"]))
+    check("invite: surrounding white space and an upper-case prefix are accepted",
+          lambda: eq(invite_parse("  \n" + "PEDDLENET://JOIN/" + inv["uri"][17:] + "\t ")["room_name"], inv["room_name"]))
+
+    payload = b64url_decode_strict(inv["uri"][17:])
+
+    def uri_of(b):
+        return INVITE_PREFIX + base64.urlsafe_b64encode(b).decode().rstrip("=")
+
+    check("negative: invite with a wrong checksum",
+          lambda: refused("InviteChecksum", lambda: invite_parse(uri_of(payload[:-1] + bytes([payload[-1] ^ 1])))))
+    check("negative: invite with an altered secret byte",
+          lambda: refused("InviteChecksum", lambda: invite_parse(uri_of(payload[:5] + bytes([payload[5] ^ 1]) + payload[6:]))))
+    check("negative: invite with another scheme",
+          lambda: refused("InviteScheme", lambda: invite_parse("peddlenet://jain/" + inv["uri"][17:])))
+    check("negative: invite with base64 padding",
+          lambda: refused("InviteEncoding", lambda: invite_parse(inv["uri"] + "==")))
+    check("negative: invite with inner white space",
+          lambda: refused("InviteEncoding", lambda: invite_parse(inv["uri"][:40] + " " + inv["uri"][40:])))
+    check("negative: invite cut short",
+          lambda: refused("InviteChecksum", lambda: invite_parse(uri_of(payload[:-8]))))
+
+    def with_sum(body):
+        return uri_of(body + hashlib.sha256(body).digest()[:4])
+
+    check("negative: invite version 2",
+          lambda: refused("Version", lambda: invite_parse(with_sum(b"\x02" + payload[1:-4]))))
+    check("negative: invite with 5 addresses",
+          lambda: refused("FieldLength", lambda: invite_parse(with_sum(payload[:75] + b"\x05" + payload[76:-4]))))
+    check("negative: invite with a blank room name",
+          lambda: refused("Empty", lambda: invite_parse(with_sum(payload[:66] + b"         " + payload[75:-4]))))
+
+    passed = sum(results)
+    failed = len(results) - passed
+    print(f"{passed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
