@@ -18,12 +18,8 @@ enum Out {
     Subscribe,
 }
 
-fn encode(f: &ServerFrame) -> Vec<u8> {
-    let payload = serde_json::to_vec(f).expect("server frames serialize");
-    frame::encode(&payload).unwrap_or_else(|_| {
-        let e = ServerFrame::Reply(Reply { id: 0, outcome: Outcome::Error(ApiError::new(ErrorCode::Internal, "reply too large")) });
-        frame::encode(&serde_json::to_vec(&e).expect("serialize")).expect("small frame")
-    })
+fn encode(f: &ServerFrame) -> Result<Vec<u8>, FrameError> {
+    frame::encode(&serde_json::to_vec(f).expect("server frames serialize"))
 }
 
 fn reply(id: u64, outcome: Result<Response, ApiError>) -> Vec<u8> {
@@ -31,7 +27,16 @@ fn reply(id: u64, outcome: Result<Response, ApiError>) -> Vec<u8> {
         Ok(r) => Outcome::Ok(r),
         Err(e) => Outcome::Error(e),
     };
-    encode(&ServerFrame::Reply(Reply { id, outcome }))
+    encode(&ServerFrame::Reply(Reply { id, outcome })).unwrap_or_else(|e| {
+        let err = ApiError::new(ErrorCode::Internal, format!("the reply is too large to send ({e}); ask for less"));
+        encode(&ServerFrame::Reply(Reply { id, outcome: Outcome::Error(err) })).expect("a small frame")
+    })
+}
+
+/// An event frame; `None` for one too large to send (none is: a message is
+/// at most 32 KiB of text).
+fn event(e: Event) -> Option<Vec<u8>> {
+    encode(&ServerFrame::Event(e)).ok()
 }
 
 pub async fn serve(listener: UnixListener, node: Arc<Node>, max_clients: usize, max_in_flight: usize, mut stop: watch::Receiver<bool>) {
@@ -80,8 +85,11 @@ async fn connection(stream: UnixStream, node: Arc<Node>, max_in_flight: usize, m
                     None => break,
                 },
                 e = async { events.as_mut().expect("guarded").recv().await }, if events.is_some() => match e {
-                    Ok(ev) => encode(&ServerFrame::Event(ev)),
-                    Err(broadcast::error::RecvError::Lagged(n)) => encode(&ServerFrame::Event(Event::Lagged { missed: n })),
+                    Ok(ev) => match event(ev) {
+                        Some(b) => b,
+                        None => continue,
+                    },
+                    Err(broadcast::error::RecvError::Lagged(n)) => event(Event::Lagged { missed: n }).expect("small"),
                     Err(broadcast::error::RecvError::Closed) => break,
                 },
             };

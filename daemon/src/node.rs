@@ -21,6 +21,11 @@ use crate::flusher::Flusher;
 /// Events kept for subscribers that fall behind before they are told they lagged.
 pub const EVENT_BACKLOG: usize = 4096;
 const DEFAULT_PAGE: u32 = 50;
+/// A history page stops growing past this many bytes of text, so that every
+/// reply fits in one IPC frame; the cursor picks up where it stopped.
+const PAGE_BYTES: usize = 512 * 1024;
+/// Waiting messages re-sent at once when a peer joins a room's topic.
+const OUTBOX_BATCH: usize = 256;
 
 pub fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
@@ -41,6 +46,8 @@ pub struct Node {
     display_name: RwLock<String>,
     started: Instant,
     data_dir: PathBuf,
+    /// One outbox flush at a time.
+    outbox_busy: tokio::sync::Mutex<()>,
 }
 
 /// What a request produced, and whether its reply must wait for the disk.
@@ -122,6 +129,7 @@ impl Node {
             display_name: RwLock::new(name),
             started: Instant::now(),
             data_dir,
+            outbox_busy: tokio::sync::Mutex::new(()),
         }))
     }
 
@@ -294,13 +302,21 @@ impl Node {
             Request::Send { room, text } => self.send(&room, text).await.map(Handled::after_flush),
             Request::History { room, before, limit } => {
                 let r = self.resolve(&room)?;
-                let (msgs, next) = self
+                let (mut msgs, mut next) = self
                     .store
                     .history(&r.record.room_id, before.as_deref(), limit.unwrap_or(DEFAULT_PAGE) as usize)
                     .map_err(|e| match e {
                         peddlenet_store::Error::Cursor => err(ErrorCode::BadRequest, "bad history cursor"),
                         e => internal(e),
                     })?;
+                let mut bytes = 0;
+                if let Some(cut) = msgs.iter().position(|m| {
+                    bytes += m.text.len() + m.author_name.len() + 512;
+                    bytes > PAGE_BYTES
+                }) {
+                    msgs.truncate(cut.max(1));
+                    next = msgs.last().map(peddlenet_store::cursor_of);
+                }
                 Ok(Handled::now(Response::History { messages: msgs.into_iter().map(|m| self.message_info(m)).collect(), next }))
             }
             Request::Subscribe => Ok(Handled::now(Response::Done)),
@@ -376,6 +392,9 @@ impl Node {
         };
         let delivery = if peers > 0 { Delivery::Sent { peers } } else { Delivery::Stored };
         self.store.set_delivery(&id, delivery).map_err(internal)?;
+        if peers == 0 {
+            self.store.outbox_add(&msg).map_err(internal)?;
+        }
         let mut info = self.message_info(msg);
         info.delivery = Some(delivery_api(delivery));
         self.emit(Event::Message { message: info.clone() });
@@ -426,7 +445,48 @@ impl Node {
                     Err(e) => tracing::debug!(error = %e, %from, "refused an envelope"),
                 },
                 MeshEvent::PeerUp(p) => self.emit(Event::PeerUp { peer: peer_info(&p) }),
+                // Publishing waits on the mesh, which may be waiting on this
+                // loop: hand it to a task of its own.
+                MeshEvent::TopicJoined { topic, .. } => {
+                    tokio::spawn(self.clone().flush_outbox(topic));
+                }
                 MeshEvent::PeerDown(p) => self.emit(Event::PeerDown { peer: p.to_string() }),
+            }
+        }
+    }
+}
+
+impl Node {
+    /// Publishes this node's messages that no peer has taken yet, now that a
+    /// peer takes the room's topic, and reports their new delivery state.
+    async fn flush_outbox(self: Arc<Self>, topic: String) {
+        let _one = self.outbox_busy.lock().await;
+        let room = self.rooms.read().expect("lock").values().find(|r| r.keys.topic() == topic).cloned();
+        let Some(room) = room else { return };
+        loop {
+            let waiting = match self.store.outbox(&room.record.room_id, OUTBOX_BATCH) {
+                Ok(w) if !w.is_empty() => w,
+                Ok(_) => return,
+                Err(e) => return tracing::warn!(error = %e, "reading the outbox failed"),
+            };
+            let batch = waiting.len();
+            for (key, id) in waiting {
+                let Ok(Some(env)) = self.store.envelope(&id) else {
+                    let _ = self.store.outbox_remove(&key);
+                    continue;
+                };
+                let peers = match self.mesh.publish(topic.clone(), env).await {
+                    Ok(n) if n > 0 => n,
+                    _ => return,
+                };
+                let d = Delivery::Sent { peers };
+                if self.store.set_delivery(&id, d).and_then(|_| self.store.outbox_remove(&key)).is_err() {
+                    return;
+                }
+                self.emit(Event::Delivery { id: id.to_hex(), room: room.record.room_id.to_hex(), delivery: delivery_api(d) });
+            }
+            if batch < OUTBOX_BATCH {
+                return;
             }
         }
     }

@@ -166,8 +166,8 @@ DOMAIN_ENVELOPE = b"peddlenet/v1/envelope"
 DOMAIN_MESSAGE = b"peddlenet/v1/message"
 
 
-def author_signed_message(room_id, tag, ts, p0):
-    return DOMAIN_MESSAGE + room_id + tag + ts.to_bytes(8, "big") + p0
+def author_signed_message(room_id, tag, ts, nonce, p0):
+    return DOMAIN_MESSAGE + room_id + tag + ts.to_bytes(8, "big") + nonce + p0
 
 
 def seal(keys, author_seed, name, text, ts, nonce):
@@ -180,7 +180,7 @@ def seal(keys, author_seed, name, text, ts, nonce):
     author_key = ed25519_public(author_seed)
     tag = keys.author_tag(author_key)
     p0 = author_key + bytes([len(name_b)]) + name_b + bytes([BODY_TEXT]) + len(text_b).to_bytes(4, "big") + text_b
-    plain = p0 + ed25519_sign(author_seed, author_signed_message(keys.room_id, tag, ts, p0))
+    plain = p0 + ed25519_sign(author_seed, author_signed_message(keys.room_id, tag, ts, nonce, p0))
     plain += b"\x00" * (-len(plain) % PAD_BLOCK)
     n = len(plain) + TAG_LEN
     header = bytes([VERSION, KIND_ROOM_MESSAGE]) + keys.room_id + tag + ts.to_bytes(8, "big") + nonce + n.to_bytes(4, "big")
@@ -238,6 +238,8 @@ class View:
         except CryptoError:
             raise ProtoError("Decrypt") from None
         pos = 0
+        if len(plain) % PAD_BLOCK != 0:
+            raise ProtoError("Padding")
 
         def take(k):
             nonlocal pos
@@ -271,7 +273,7 @@ class View:
             raise ProtoError("Padding")
         if keys.author_tag(author_key) != self.author_tag:
             raise ProtoError("AuthorTag")
-        msg = author_signed_message(self.room_id, self.author_tag, self.timestamp_ms, plain[:sig_offset])
+        msg = author_signed_message(self.room_id, self.author_tag, self.timestamp_ms, self.nonce, plain[:sig_offset])
         try:
             ok = verify_strict(author_key, msg, author_sig)
         except ProtoError:
@@ -483,6 +485,12 @@ def main():
           lambda: refused("FromTheFuture", lambda: check_timestamp(ts, ts - MAX_FUTURE_SKEW_MS - 1)))
     check("envelope: an old timestamp is accepted", lambda: (check_timestamp(ts, ts + 10**12) is None))
 
+    identity = bytes([1]) + bytes(31)  # encoding of the identity point, a small-order "key"
+    check("negative: small-order key and R are refused by strict verification",
+          lambda: eq(verify_strict(identity, b"any message", identity + bytes(32)), False))
+    check("negative: S >= L is refused by strict verification",
+          lambda: eq(verify_strict(author_key, b"x", raw[:32] + (L + 1).to_bytes(32, "little")), False))
+
     # Negative envelope checks.
     def flipped(i):
         b = bytearray(raw)
@@ -492,7 +500,11 @@ def main():
     for off, what in [(20, "room_id"), (40, "author_tag"), (57, "timestamp"), (70, "nonce"), (200, "ciphertext"),
                       (357, "AEAD tag"), (400, "room_sig")]:
         check(f"negative: flipped {what} byte (offset {off}) fails the room signature",
-              lambda off=off: refused("RoomSignature", lambda: View(flipped(off)).open(keys)))
+              lambda off=off: refused("RoomSignature", lambda: View(flipped(off)).verify_room_signature()))
+    check("negative: flipped room_id byte, opened by a member, is another room",
+          lambda: refused("WrongRoom", lambda: View(flipped(20)).open(keys)))
+    check("negative: flipped ciphertext byte, opened by a member, fails the room signature first",
+          lambda: refused("RoomSignature", lambda: View(flipped(200)).open(keys)))
     check("negative: flipped ct_len byte is refused structurally",
           lambda: refused("Truncated", lambda: View(flipped(85))))
     check("negative: version 2", lambda: refused("Version", lambda: View(b"\x02" + raw[1:])))
@@ -509,15 +521,21 @@ def main():
     check("negative: flipped ciphertext byte, room layer re-signed, fails to decrypt",
           lambda: refused("Decrypt", lambda: View(resign(flipped(200)[:-64])).open(keys)))
 
-    def reencrypt(plain, tag=None):
+    def reencrypt(plain, tag=None, new_nonce=None):
+        n = nonce if new_nonce is None else new_nonce
         hdr = bytearray(raw[:86])
         if tag is not None:
             hdr[34:50] = tag
+        hdr[58:82] = n
         hdr[82:86] = (len(plain) + 16).to_bytes(4, "big")
         hdr = bytes(hdr)
-        return resign(hdr + crypto_aead_xchacha20poly1305_ietf_encrypt(plain, hdr, nonce, keys.aead_key))
+        return resign(hdr + crypto_aead_xchacha20poly1305_ietf_encrypt(plain, hdr, n, keys.aead_key))
 
     plain = crypto_aead_xchacha20poly1305_ietf_decrypt(raw[86:358], raw[:86], nonce, keys.aead_key)
+    check("negative: another author's plaintext re-encrypted under a new nonce (a copy with a new id)",
+          lambda: refused("AuthorSignature", lambda: View(reencrypt(plain, new_nonce=bytes(24))).open(keys)))
+    check("re-encrypting under the same nonce gives back the same bytes (same id)",
+          lambda: eq(reencrypt(plain), raw))
     altered_text = plain[:41] + b"N" + plain[42:]  # "Meet" -> "Neet", author signature kept
     check("negative: altered text under the author's old signature",
           lambda: refused("AuthorSignature", lambda: View(reencrypt(altered_text)).open(keys)))
@@ -527,8 +545,8 @@ def main():
           lambda: refused("Padding", lambda: View(reencrypt(plain[:-1] + b"\x01")).open(keys)))
     check("negative: body kind 2", lambda: refused("Kind", lambda: View(reencrypt(plain[:36] + b"\x02" + plain[37:])).open(keys)))
     check("negative: name_len 65", lambda: refused("FieldLength", lambda: View(reencrypt(plain[:32] + b"\x41" + plain[33:])).open(keys)))
-    check("negative: padding not a multiple of 256 is still accepted (receivers only check zeros)",
-          lambda: eq(View(reencrypt(plain[:136])).open(keys)["text"], text))
+    check("negative: plaintext not padded to a multiple of 256",
+          lambda: refused("Padding", lambda: View(reencrypt(plain[:136])).open(keys)))
 
     # Invite.
     def parsed():

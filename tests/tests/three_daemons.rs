@@ -94,3 +94,36 @@ async fn a_node_outside_the_room_receives_nothing() {
     assert!(cb.history(&room.id, None, None).await.is_err(), "B must not know the room");
     assert_eq!(cb.history(&other.id, None, None).await.unwrap().0.len(), 0);
 }
+
+/// Written with nobody around: stored here, then handed over, with a
+/// delivery event, as soon as a member connects.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_written_alone_goes_out_when_a_member_arrives() {
+    let _g = serial();
+    let a = Daemon::start(DaemonOpts::loopback("A"));
+    let ca = a.client().await;
+    let room = ca.room_create("camp").await.unwrap();
+    let (_, invite) = ca.room_invite(&room.id).await.unwrap();
+    let mut events = ca.subscribe().await.unwrap();
+    let alone = ca.send(&room.id, "anyone?").await.unwrap();
+    assert_eq!(alone.delivery, Some(peddlenet_api::DeliveryState::Stored));
+
+    let b = Daemon::start(DaemonOpts::loopback("B"));
+    let cb = b.client().await;
+    cb.room_join(&invite).await.unwrap();
+    let delivered = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            if let Some(peddlenet_api::Event::Delivery { id, delivery, .. }) = events.next().await
+                && id == alone.id
+            {
+                return delivery;
+            }
+        }
+    })
+    .await
+    .expect("a delivery event");
+    assert_eq!(delivered, peddlenet_api::DeliveryState::Sent { peers: 1 });
+    eventually(Duration::from_secs(2), "B to have it", || async { history_ids(&cb, &room.id).await.contains(&alone.id).then_some(()) }).await;
+    let (h, _) = ca.history(&room.id, None, Some(1)).await.unwrap();
+    assert_eq!(h[0].delivery, Some(peddlenet_api::DeliveryState::Sent { peers: 1 }));
+}

@@ -174,6 +174,5 @@ pub enum ErrorCode {
     BadAddress,
     /// The daemon is busy beyond its bounds; try again.
     Busy,
-    ShuttingDown,
     Internal,
 }

@@ -359,6 +359,12 @@ impl EventLoop {
                     self.emit(MeshEvent::Message { topic, data: message.data, from: propagation_source }).await;
                 }
             }
+            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Subscribed { peer_id, topic, .. })) => {
+                let topic = topic.as_str().to_owned();
+                if self.topics.contains(&topic) {
+                    self.emit(MeshEvent::TopicJoined { topic, peer: peer_id }).await;
+                }
+            }
             SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::SlowPeer { peer_id, failed_messages })) => {
                 tracing::debug!(%peer_id, ?failed_messages, "peer is slow; gossip to it was dropped");
             }

@@ -10,7 +10,8 @@
 //!
 //! Every gossip message is validated here before gossipsub forwards it: it must
 //! parse as an envelope, belong to the topic it came on, and carry a valid room
-//! signature. Anything else is rejected and counts against the peer's score.
+//! signature. Anything else is reported to gossipsub as rejected, so it is
+//! neither delivered nor forwarded.
 //! The network identity (libp2p peer id) is the caller's to choose; the daemon
 //! makes a new one at every start so that it cannot be used to follow a
 //! device over time.
@@ -92,6 +93,8 @@ pub enum MeshEvent {
     /// A gossip message that passed validation.
     Message { topic: String, data: Vec<u8>, from: PeerId },
     PeerUp(PeerSnapshot),
+    /// A connected peer now takes this topic: messages waiting for it can go.
+    TopicJoined { topic: String, peer: PeerId },
     PeerDown(PeerId),
 }
 

@@ -166,7 +166,7 @@ impl<'a> EnvelopeView<'a> {
             return Err(Error::AuthorTag);
         }
         let key = VerifyingKey::from_bytes(inner.author.as_bytes()).map_err(|_| Error::AuthorKey)?;
-        let msg = author_signed_message(&self.room_id, &self.author_tag, self.timestamp_ms, &plain[..inner.sig_offset]);
+        let msg = author_signed_message(&self.room_id, &self.author_tag, self.timestamp_ms, &self.raw[58..82], &plain[..inner.sig_offset]);
         let sig = Signature::from_bytes(&inner.sig);
         key.verify_strict(&msg, &sig).map_err(|_| Error::AuthorSignature)?;
         Ok(Opened {
@@ -180,18 +180,23 @@ impl<'a> EnvelopeView<'a> {
     }
 }
 
-fn author_signed_message(room: &RoomId, tag: &[u8; 16], ts: u64, unsigned_plaintext: &[u8]) -> Vec<u8> {
-    let mut m = Vec::with_capacity(DOMAIN_MESSAGE.len() + 32 + 16 + 8 + unsigned_plaintext.len());
+/// What the author signs. The nonce is included so that the signed message
+/// belongs to exactly one envelope: a member who re-encrypts someone else's
+/// plaintext under a new nonce (to get a new message id) breaks the signature.
+fn author_signed_message(room: &RoomId, tag: &[u8; 16], ts: u64, nonce: &[u8], unsigned_plaintext: &[u8]) -> Vec<u8> {
+    let mut m = Vec::with_capacity(DOMAIN_MESSAGE.len() + 32 + 16 + 8 + 24 + unsigned_plaintext.len());
     m.extend_from_slice(DOMAIN_MESSAGE);
     m.extend_from_slice(room.as_bytes());
     m.extend_from_slice(tag);
     m.extend_from_slice(&ts.to_be_bytes());
+    m.extend_from_slice(nonce);
     m.extend_from_slice(unsigned_plaintext);
     m
 }
 
 /// Plaintext: author key (32) | name_len (1) | name | body kind (1) |
-/// body_len (u32 BE) | body | author_sig (64) | zero padding to a multiple of 256.
+/// body_len (u32 BE) | body | author_sig (64) | zero padding to a multiple of
+/// 256. A plaintext whose length is not a multiple of 256 is refused.
 struct Inner {
     author: AuthorId,
     name: String,
@@ -219,6 +224,9 @@ impl<'a> Reader<'a> {
 
 impl Inner {
     fn parse(p: &[u8]) -> Result<Self> {
+        if p.len() % PAD_BLOCK != 0 {
+            return Err(Error::Padding);
+        }
         let mut r = Reader { b: p, pos: 0 };
         let author = AuthorId(r.take(32)?.try_into().expect("32 bytes"));
         let name_len = r.take(1)?[0] as usize;
@@ -297,7 +305,7 @@ fn seal_as(
     plain.push(BODY_TEXT);
     plain.extend_from_slice(&(text.len() as u32).to_be_bytes());
     plain.extend_from_slice(text.as_bytes());
-    let sig = author.sign(&author_signed_message(&room_id, &tag, timestamp_ms, &plain));
+    let sig = author.sign(&author_signed_message(&room_id, &tag, timestamp_ms, &nonce, &plain));
     plain.extend_from_slice(&sig);
     let padded = plain.len().div_ceil(PAD_BLOCK) * PAD_BLOCK;
     plain.resize(padded, 0);

@@ -26,7 +26,7 @@ pub enum Error {
     AuthorSignature,
     #[error("the author tag does not match the author")]
     AuthorTag,
-    #[error("padding must be zero bytes")]
+    #[error("padding must be zero bytes up to a multiple of 256")]
     Padding,
     #[error("{0} is not valid UTF-8")]
     Utf8(&'static str),

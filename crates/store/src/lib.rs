@@ -9,6 +9,7 @@
 //! | `envelopes` | message id (32)                       | envelope bytes, as on the wire |
 //! | `history`   | room id (32) ‖ timestamp ms (u64 BE) ‖ message id (32) | [`StoredMessage`] |
 //! | `delivery`  | message id (32)                       | [`Delivery`]                   |
+//! | `outbox`    | room id (32) ‖ timestamp ms (u64 BE) ‖ message id (32) | empty: own messages no peer has taken yet |
 //!
 //! `envelopes` holds every envelope this node carries, whether it can read it
 //! or not, so relaying and per-room quotas add an index beside it rather than
@@ -93,6 +94,7 @@ pub struct Store {
     envelopes: sled::Tree,
     history: sled::Tree,
     delivery: sled::Tree,
+    outbox: sled::Tree,
 }
 
 fn json<T: Serialize>(v: &T) -> Vec<u8> {
@@ -142,6 +144,7 @@ impl Store {
             envelopes: db.open_tree("envelopes")?,
             history: db.open_tree("history")?,
             delivery: db.open_tree("delivery")?,
+            outbox: db.open_tree("outbox")?,
             db,
         };
         match store.meta_get::<u64>("schema")? {
@@ -188,6 +191,11 @@ impl Store {
         let mut hist = sled::Batch::default();
         let mut envs = sled::Batch::default();
         let mut del = sled::Batch::default();
+        let mut out = sled::Batch::default();
+        for kv in self.outbox.scan_prefix(id.as_bytes()) {
+            out.remove(kv?.0);
+        }
+        self.outbox.apply_batch(out)?;
         for kv in self.history.scan_prefix(id.as_bytes()) {
             let (k, _) = kv?;
             envs.remove(&k[40..]);
@@ -262,6 +270,30 @@ impl Store {
 
     pub fn delivery(&self, id: &MessageId) -> Result<Option<Delivery>> {
         self.delivery.get(id.as_bytes())?.map(|v| unjson("delivery", &v)).transpose()
+    }
+
+    /// Records an own message that no peer has taken yet.
+    pub fn outbox_add(&self, m: &StoredMessage) -> Result<()> {
+        self.outbox.insert(history_key(&m.room_id, m.timestamp_ms, &m.id), &[])?;
+        Ok(())
+    }
+
+    /// Up to `limit` waiting messages of a room, oldest first, as (key, id).
+    pub fn outbox(&self, room: &RoomId, limit: usize) -> Result<Vec<(Vec<u8>, MessageId)>> {
+        self.outbox
+            .scan_prefix(room.as_bytes())
+            .keys()
+            .take(limit)
+            .map(|k| {
+                let k = k?;
+                Ok((k.to_vec(), MessageId(k[40..72].try_into().map_err(|_| Error::Corrupt("outbox key".into()))?)))
+            })
+            .collect()
+    }
+
+    pub fn outbox_remove(&self, key: &[u8]) -> Result<()> {
+        self.outbox.remove(key)?;
+        Ok(())
     }
 
     /// Bytes the database takes on disk.
@@ -340,7 +372,13 @@ mod tests {
         let s = Store::open(dir.path(), 1 << 20).unwrap();
         assert_eq!(s.rooms().unwrap(), vec![room.clone()]);
         assert_eq!(s.delivery(&MessageId([9; 32])).unwrap(), Some(Delivery::Sent { peers: 2 }));
+        let m = msg(1, 20, 10);
+        s.insert_message(&m, b"e").unwrap();
+        s.outbox_add(&m).unwrap();
+        assert_eq!(s.outbox(&room.room_id, 10).unwrap().len(), 1);
+        assert!(s.outbox(&RoomId([2; 32]), 10).unwrap().is_empty());
         assert!(s.remove_room(&room.room_id).unwrap());
+        assert!(s.outbox(&room.room_id, 10).unwrap().is_empty());
         assert_eq!(s.message_count(&room.room_id), 0);
         assert!(!s.contains(&MessageId([9; 32])).unwrap());
         assert!(s.rooms().unwrap().is_empty());

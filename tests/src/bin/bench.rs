@@ -1,1 +1,203 @@
-fn main(){}
+//! peddlenet-bench: messages per second from a client on daemon A until
+//! stored on daemon B, latency A to B, and the daemons' memory.
+//!
+//! Run with release binaries (the daemons are taken from the same target
+//! folder as this program):
+//!
+//! ```sh
+//! cargo build --release --workspace
+//! target/release/peddlenet-bench [--messages 20000] [--window 512] [--size 256]
+//! ```
+//!
+//! Latency is measured from just before the client sends on A to the moment
+//! B's event stream reports the message, which B emits after storing it.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use peddlenet_api::Event;
+use peddlenet_tests::*;
+use tokio::sync::{Mutex, Semaphore};
+
+struct Args {
+    messages: usize,
+    window: usize,
+    size: usize,
+}
+
+fn args() -> Args {
+    let mut a = Args { messages: 20_000, window: 512, size: 256 };
+    let v: Vec<String> = std::env::args().skip(1).collect();
+    for pair in v.chunks(2) {
+        let n: usize = pair.get(1).and_then(|x| x.parse().ok()).unwrap_or_else(|| panic!("{} needs a number", pair[0]));
+        match pair[0].as_str() {
+            "--messages" => a.messages = n,
+            "--window" => a.window = n,
+            "--size" => a.size = n,
+            other => panic!("unknown option {other}; options: --messages N --window N --size BYTES"),
+        }
+    }
+    a
+}
+
+fn text(seq: usize, size: usize) -> String {
+    let mut t = format!("bench {seq:08} ");
+    while t.len() < size {
+        t.push('x');
+    }
+    t.truncate(size);
+    t
+}
+
+fn seq_of(text: &str) -> Option<usize> {
+    text.strip_prefix("bench ")?.get(..8)?.parse().ok()
+}
+
+fn pct(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
+}
+
+fn mib(kib: u64) -> String {
+    format!("{:.1} MiB", kib as f64 / 1024.0)
+}
+
+struct Run {
+    sent_at: Arc<Mutex<HashMap<usize, Instant>>>,
+    received: Arc<Mutex<Vec<(usize, Instant)>>>,
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let args = args();
+    let a = Daemon::start(DaemonOpts { log: "warn".into(), ..DaemonOpts::loopback("A") });
+    let ca = a.client().await;
+    let b = Daemon::start(DaemonOpts { log: "warn".into(), ..DaemonOpts::loopback("B").peer(&a.tcp_addr().await) });
+    let cb = b.client().await;
+    let room = ca.room_create("bench").await.unwrap();
+    let (_, invite) = ca.room_invite(&room.id).await.unwrap();
+    cb.room_join(&invite).await.unwrap();
+    wait_room_peers(&ca, &room.id, 1).await;
+    wait_room_peers(&cb, &room.id, 1).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let idle = (a.rss_kib(), b.rss_kib());
+
+    let run = Run { sent_at: Arc::default(), received: Arc::default() };
+    let mut events = cb.subscribe().await.unwrap();
+    let received = run.received.clone();
+    tokio::spawn(async move {
+        while let Some(e) = events.next().await {
+            match e {
+                Event::Message { message } => {
+                    if let Some(s) = seq_of(&message.text) {
+                        received.lock().await.push((s, Instant::now()));
+                    }
+                }
+                Event::Lagged { missed } => eprintln!("bench client lagged by {missed} events"),
+                _ => {}
+            }
+        }
+    });
+
+    // 1. Unloaded latency: one message at a time, 5 ms apart.
+    let unloaded = 500;
+    for seq in 0..unloaded {
+        run.sent_at.lock().await.insert(seq, Instant::now());
+        ca.send(&room.id, &text(seq, args.size)).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    wait_count(&run, unloaded, Duration::from_secs(10)).await;
+    let lat_idle = latencies(&run, 0..unloaded).await;
+
+    // 2. Throughput: `window` sends in flight over one connection.
+    let (pa, pb) = (a.pid(), b.pid());
+    let peak = Arc::new(std::sync::Mutex::new((0u64, 0u64)));
+    let sampling = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let sampler = {
+        let (peak, sampling) = (peak.clone(), sampling.clone());
+        std::thread::spawn(move || {
+            while sampling.load(std::sync::atomic::Ordering::Relaxed) {
+                let mut p = peak.lock().unwrap();
+                p.0 = p.0.max(rss_kib(pa));
+                p.1 = p.1.max(rss_kib(pb));
+                drop(p);
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        })
+    };
+    let first = unloaded;
+    let last = unloaded + args.messages;
+    let window = Arc::new(Semaphore::new(args.window));
+    let start = Instant::now();
+    let mut tasks = Vec::with_capacity(args.messages);
+    for seq in first..last {
+        let permit = window.clone().acquire_owned().await.unwrap();
+        let (ca, room, sent_at, size) = (ca.clone(), room.id.clone(), run.sent_at.clone(), args.size);
+        sent_at.lock().await.insert(seq, Instant::now());
+        tasks.push(tokio::spawn(async move {
+            let r = ca.send(&room, &text(seq, size)).await;
+            drop(permit);
+            r.is_ok()
+        }));
+    }
+    let mut acked = 0;
+    for t in tasks {
+        acked += t.await.unwrap() as usize;
+    }
+    let acked_in = start.elapsed();
+    let got = wait_count(&run, unloaded + args.messages, Duration::from_secs(30)).await - unloaded;
+    let last_at = run.received.lock().await.iter().filter(|(s, _)| *s >= first).map(|(_, t)| *t).max().unwrap_or(start);
+    let stored_in = last_at - start;
+    sampling.store(false, std::sync::atomic::Ordering::Relaxed);
+    sampler.join().unwrap();
+    let lat_load = latencies(&run, first..last).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = (a.rss_kib(), b.rss_kib());
+    let peak = *peak.lock().unwrap();
+
+    println!("\npeddlenet-bench: {} messages of {} bytes, window {}, loopback, one room, A -> B", args.messages, args.size, args.window);
+    println!("| measure | value |");
+    println!("|---|---|");
+    println!("| acknowledged by A (on A's disk) | {acked} in {} ({:.0} msg/s) |", ms(acked_in), acked as f64 / acked_in.as_secs_f64());
+    println!("| stored on B | {got} of {} in {} ({:.0} msg/s) |", args.messages, ms(stored_in), got as f64 / stored_in.as_secs_f64());
+    println!("| latency A->B unloaded ({unloaded} msgs, 5 ms apart) | p50 {} / p99 {} |", ms(pct(&lat_idle, 0.5)), ms(pct(&lat_idle, 0.99)));
+    println!("| latency A->B under full load | p50 {} / p99 {} |", ms(pct(&lat_load, 0.5)), ms(pct(&lat_load, 0.99)));
+    println!("| RSS idle A / B | {} / {} |", mib(idle.0), mib(idle.1));
+    println!("| RSS peak under load A / B | {} / {} |", mib(peak.0), mib(peak.1));
+    println!("| RSS 2 s after load A / B | {} / {} |", mib(after.0), mib(after.1));
+    if got < args.messages {
+        println!("\nWARNING: {} messages did not reach B", args.messages - got);
+    }
+}
+
+async fn wait_count(run: &Run, n: usize, limit: Duration) -> usize {
+    let start = Instant::now();
+    loop {
+        let have = run.received.lock().await.len();
+        if have >= n || start.elapsed() > limit {
+            return have;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+async fn latencies(run: &Run, range: std::ops::Range<usize>) -> Vec<Duration> {
+    let sent = run.sent_at.lock().await;
+    let mut v: Vec<Duration> = run
+        .received
+        .lock()
+        .await
+        .iter()
+        .filter(|(s, _)| range.contains(s))
+        .filter_map(|(s, t)| sent.get(s).map(|t0| t.saturating_duration_since(*t0)))
+        .collect();
+    v.sort();
+    v
+}
