@@ -164,6 +164,12 @@ impl Daemon {
         s.listen_addrs.into_iter().find(|a| a.contains("/tcp/")).expect("a TCP listen address")
     }
 
+    /// The daemon's QUIC address.
+    pub async fn quic_addr(&self) -> String {
+        let s = self.client().await.status().await.expect("status");
+        s.listen_addrs.into_iter().find(|a| a.contains("/quic-v1")).expect("a QUIC listen address")
+    }
+
     /// Runs the CLI against this daemon.
     pub fn cli(&self, args: &[&str]) -> Output {
         cli(&self.socket, args)

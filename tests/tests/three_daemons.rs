@@ -1,4 +1,5 @@
-//! Three daemons on loopback: B is given A's address, C only has the invite.
+//! Three daemons on loopback: B is given A's QUIC address, C only has the
+//! invite (whose first address is TCP).
 //! A message sent on one is in the other two's history within 2 seconds, and
 //! the three histories agree.
 
@@ -11,8 +12,7 @@ async fn a_message_reaches_everyone_within_two_seconds_and_histories_agree() {
     let _g = serial();
     let a = Daemon::start(DaemonOpts::loopback("A"));
     let ca = a.client().await;
-    let a_addr = a.tcp_addr().await;
-    let b = Daemon::start(DaemonOpts::loopback("B").peer(&a_addr));
+    let b = Daemon::start(DaemonOpts::loopback("B").peer(&a.quic_addr().await));
     let c = Daemon::start(DaemonOpts::loopback("C"));
     let (cb, cc) = (b.client().await, c.client().await);
 
@@ -24,6 +24,10 @@ async fn a_message_reaches_everyone_within_two_seconds_and_histories_agree() {
     wait_room_peers(&ca, &room.id, 2).await;
     wait_room_peers(&cb, &room.id, 1).await;
     wait_room_peers(&cc, &room.id, 1).await;
+    let b_peers = cb.peers().await.unwrap();
+    assert!(b_peers[0].addr.ends_with("/quic-v1"), "B reaches A over QUIC: {}", b_peers[0].addr);
+    let c_peers = cc.peers().await.unwrap();
+    assert!(c_peers[0].addr.contains("/tcp/"), "C reaches A over TCP: {}", c_peers[0].addr);
 
     let clients = [(&ca, "A"), (&cb, "B"), (&cc, "C")];
     for (i, (sender, name)) in clients.iter().enumerate() {

@@ -260,6 +260,30 @@ mod tests {
         assert_eq!(back, r);
     }
 
+    proptest::proptest! {
+        /// The request and reply decoders never panic, whatever the payload.
+        #[test]
+        fn json_decoders_survive_any_payload(b in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512), s in "\\PC{0,200}") {
+            let _ = serde_json::from_slice::<ClientFrame>(&b);
+            let _ = serde_json::from_slice::<ServerFrame>(&b);
+            let _ = serde_json::from_str::<ClientFrame>(&s);
+            let _ = serde_json::from_str::<ClientFrame>(&format!(r#"{{"id":1,"method":"send","params":{{"room":{s:?},"text":{s:?}}}}}"#));
+        }
+
+        #[test]
+        fn requests_round_trip(id in 0u64.., room in "\\PC{0,40}", text in "\\PC{0,200}", limit in proptest::option::of(0u32..1000)) {
+            for request in [
+                Request::Send { room: room.clone(), text: text.clone() },
+                Request::History { room: room.clone(), before: Some(text.clone()), limit },
+                Request::RoomJoin { invite: text.clone() },
+            ] {
+                let f = ClientFrame { id, request };
+                let back: ClientFrame = serde_json::from_slice(&serde_json::to_vec(&f).unwrap()).unwrap();
+                proptest::prop_assert_eq!(back, f);
+            }
+        }
+    }
+
     #[tokio::test]
     async fn a_missing_daemon_is_reported_as_not_running() {
         let dir = tempfile::tempdir().unwrap();
