@@ -143,9 +143,14 @@ async fn connection(stream: UnixStream, node: Arc<Node>, max_in_flight: usize, m
                 let node = node.clone();
                 let out_tx = out_tx.clone();
                 tokio::spawn(async move {
-                    let r = match node.flush().await {
-                        Ok(()) => Ok(h.response),
-                        Err(e) => Err(ApiError::new(ErrorCode::Internal, format!("could not write to disk: {e}"))),
+                    let response = match h.sending {
+                        Some(s) => node.finish_send(s).await,
+                        None => Ok(h.response),
+                    };
+                    let r = match (response, node.flush().await) {
+                        (Ok(r), Ok(())) => Ok(r),
+                        (Err(e), _) => Err(e),
+                        (_, Err(e)) => Err(ApiError::new(ErrorCode::Internal, format!("could not write to disk: {e}"))),
                     };
                     let _ = out_tx.send(Out::Frame(reply(frame.id, r))).await;
                     drop(permit);

@@ -54,15 +54,23 @@ pub struct Node {
 pub struct Handled {
     pub response: Response,
     pub durable: bool,
+    /// A message being published; [`Node::finish_send`] completes it.
+    pub sending: Option<Sending>,
 }
 
 impl Handled {
     fn now(response: Response) -> Self {
-        Self { response, durable: false }
+        Self { response, durable: false, sending: None }
     }
     fn after_flush(response: Response) -> Self {
-        Self { response, durable: true }
+        Self { response, durable: true, sending: None }
     }
+}
+
+/// A sent message whose publication is under way.
+pub struct Sending {
+    msg: StoredMessage,
+    published: Option<tokio::sync::oneshot::Receiver<peddlenet_mesh::Result<u32>>>,
 }
 
 /// What happened to an envelope that arrived from the network.
@@ -299,7 +307,7 @@ impl Node {
                 out.sort_by(|a, b| a.name.to_lowercase().cmp(&b.name.to_lowercase()).then(a.id.cmp(&b.id)));
                 Ok(Handled::now(Response::Rooms { rooms: out }))
             }
-            Request::Send { room, text } => self.send(&room, text).await.map(Handled::after_flush),
+            Request::Send { room, text } => self.send(&room, text).await,
             Request::History { room, before, limit } => {
                 let r = self.resolve(&room)?;
                 let (mut msgs, mut next) = self
@@ -356,7 +364,9 @@ impl Node {
         out
     }
 
-    async fn send(&self, room: &str, text: String) -> Result<Response, ApiError> {
+    /// Seals and stores the message and queues its publication; the caller
+    /// finishes with [`finish_send`](Self::finish_send), then waits for the flush.
+    async fn send(&self, room: &str, text: String) -> Result<Handled, ApiError> {
         if text.len() > MAX_TEXT_LEN {
             return Err(err(ErrorCode::TooLong, format!("the message is {} bytes; the limit is {MAX_TEXT_LEN}", text.len())));
         }
@@ -383,26 +393,45 @@ impl Node {
             own: true,
         };
         self.store.insert_message(&msg, &env).map_err(internal)?;
-        let peers = match self.mesh.publish(r.keys.topic(), env).await {
-            Ok(n) => n,
+        let published = match self.mesh.publish_begin(r.keys.topic(), env).await {
+            Ok(rx) => Some(rx),
             Err(e) => {
                 tracing::warn!(error = %e, "publishing failed; the message stays stored here");
-                0
+                None
             }
         };
+        Ok(Handled { response: Response::Done, durable: true, sending: Some(Sending { msg, published }) })
+    }
+
+    /// Records how a sent message's publication went, announces it, and
+    /// returns the reply for the client.
+    pub async fn finish_send(&self, s: Sending) -> Result<Response, ApiError> {
+        let peers = match s.published {
+            Some(rx) => match rx.await {
+                Ok(Ok(n)) => n,
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "publishing failed; the message stays stored here");
+                    0
+                }
+                Err(_) => 0,
+            },
+            None => 0,
+        };
         let delivery = if peers > 0 { Delivery::Sent { peers } } else { Delivery::Stored };
-        self.store.set_delivery(&id, delivery).map_err(internal)?;
+        self.store.set_delivery(&s.msg.id, delivery).map_err(internal)?;
         if peers == 0 {
-            self.store.outbox_add(&msg).map_err(internal)?;
+            self.store.outbox_add(&s.msg).map_err(internal)?;
         }
-        let mut info = self.message_info(msg);
+        let mut info = self.message_info(s.msg);
         info.delivery = Some(delivery_api(delivery));
         self.emit(Event::Message { message: info.clone() });
         Ok(Response::Sent(info))
     }
 
     /// Takes an envelope from the network: verify, decrypt, store, announce.
-    pub fn ingest(&self, data: &[u8]) -> Result<Ingested, IngestError> {
+    /// `room_verified`: the link already checked the room signature (the
+    /// mesh's gossip validation does); otherwise it is checked here.
+    pub fn ingest(&self, data: &[u8], room_verified: bool) -> Result<Ingested, IngestError> {
         let view = EnvelopeView::parse(data)?;
         let room = self.rooms.read().expect("lock").get(&view.room_id).cloned();
         let Some(room) = room else {
@@ -412,7 +441,7 @@ impl Node {
         if self.store.contains(&view.id()).map_err(IngestError::Store)? {
             return Ok(Ingested::Duplicate);
         }
-        let opened = view.open(&room.keys)?;
+        let opened = if room_verified { view.open_room_verified(&room.keys)? } else { view.open(&room.keys)? };
         let now = now_ms();
         check_timestamp(opened.timestamp_ms, now)?;
         let Body::Text(text) = opened.body;
@@ -439,7 +468,7 @@ impl Node {
     pub async fn run_mesh_events(self: Arc<Self>, mut rx: mpsc::Receiver<MeshEvent>) {
         while let Some(ev) = rx.recv().await {
             match ev {
-                MeshEvent::Message { data, from, .. } => match self.ingest(&data) {
+                MeshEvent::Message { data, from, .. } => match self.ingest(&data, true) {
                     Ok(Ingested::New) => {}
                     Ok(other) => tracing::trace!(?other, %from, "envelope not stored"),
                     Err(e) => tracing::debug!(error = %e, %from, "refused an envelope"),

@@ -90,7 +90,8 @@ impl Default for MeshConfig {
 
 #[derive(Debug)]
 pub enum MeshEvent {
-    /// A gossip message that passed validation.
+    /// A gossip message that passed validation: a well-formed envelope of the
+    /// topic's room whose room signature verified.
     Message { topic: String, data: Vec<u8>, from: PeerId },
     PeerUp(PeerSnapshot),
     /// A connected peer now takes this topic: messages waiting for it can go.
@@ -155,7 +156,15 @@ impl Mesh {
     /// Publishes on a topic; returns how many connected peers take that topic.
     /// `Ok(0)` when none does yet: the message stays the daemon's to carry.
     pub async fn publish(&self, topic: String, data: Vec<u8>) -> Result<u32> {
-        self.ask(|tx| Command::Publish(topic, data, tx)).await?
+        self.publish_begin(topic, data).await?.await.map_err(|_| Error::Stopped)?
+    }
+
+    /// Queues a publish and returns at once with a receiver for its outcome
+    /// (see [`publish`](Self::publish)), so callers can go on meanwhile.
+    pub async fn publish_begin(&self, topic: String, data: Vec<u8>) -> Result<oneshot::Receiver<Result<u32>>> {
+        let (tx, rx) = oneshot::channel();
+        self.tx.send(Command::Publish(topic, data, tx)).await.map_err(|_| Error::Stopped)?;
+        Ok(rx)
     }
 
     /// Dials an address now and keeps it as a peer to come back to.

@@ -155,6 +155,21 @@ impl<'a> EnvelopeView<'a> {
             return Err(Error::WrongRoom);
         }
         self.verify_room_signature()?;
+        self.decrypt_and_verify_author(keys)
+    }
+
+    /// [`open`](Self::open) for an envelope whose room signature the caller
+    /// has already verified with [`verify_room_signature`](Self::verify_room_signature)
+    /// (the mesh does, before it forwards or delivers anything). Decryption
+    /// and the author's signature are still checked.
+    pub fn open_room_verified(&self, keys: &RoomKeys) -> Result<Opened> {
+        if self.room_id != keys.room_id() {
+            return Err(Error::WrongRoom);
+        }
+        self.decrypt_and_verify_author(keys)
+    }
+
+    fn decrypt_and_verify_author(&self, keys: &RoomKeys) -> Result<Opened> {
         let n = be_u32(&self.raw[82..86]) as usize;
         let nonce = XNonce::from_slice(&self.raw[58..82]);
         let cipher = XChaCha20Poly1305::new(keys.aead_key().into());

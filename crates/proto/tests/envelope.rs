@@ -41,6 +41,18 @@ fn a_non_member_cannot_read() {
 }
 
 #[test]
+fn open_room_verified_still_checks_the_contents() {
+    let k = keys(1);
+    let me = Identity::from_seed(&[9; 32]);
+    let env = seal(&k, &me, "ana", &text("hi"), 1, [7; 24]).unwrap();
+    assert_eq!(EnvelopeView::parse(&env).unwrap().open_room_verified(&k).unwrap().body, text("hi"));
+    let mut bad = env.clone();
+    bad[100] ^= 1;
+    assert_eq!(EnvelopeView::parse(&bad).unwrap().open_room_verified(&k), Err(Error::Decrypt));
+    assert_eq!(EnvelopeView::parse(&env).unwrap().open_room_verified(&keys(2)), Err(Error::WrongRoom));
+}
+
+#[test]
 fn a_non_member_cannot_post() {
     // An outsider who knows the room id (it is public) but not the secret signs
     // with their own key: members and relays refuse it.

@@ -22,8 +22,6 @@ use std::path::Path;
 
 use peddlenet_proto::{AuthorId, MessageId, RoomId};
 use serde::{Deserialize, Serialize};
-use sled::Transactional;
-use sled::transaction::{ConflictableTransactionError, TransactionError};
 
 /// The on-disk layout version this code writes and reads.
 pub const SCHEMA_VERSION: u64 = 1;
@@ -216,23 +214,24 @@ impl Store {
         Ok(self.envelopes.get(id.as_bytes())?.map(|v| v.to_vec()))
     }
 
-    /// Stores a member room's message with its envelope, atomically. A message
-    /// already held is a [`Inserted::Duplicate`] and changes nothing.
+    /// Stores a member room's message with its envelope. A message already
+    /// held is a [`Inserted::Duplicate`] and changes nothing.
+    ///
+    /// No transaction is needed: both writes are keyed by the message's
+    /// content, so repeating them is harmless, and the history entry goes
+    /// first. A crash between the two leaves history without the envelope;
+    /// the message then counts as new when it comes again and both are
+    /// (re)written. The envelope's compare-and-swap decides, atomically, which
+    /// of two concurrent inserts of one message is the new one.
     pub fn insert_message(&self, msg: &StoredMessage, envelope: &[u8]) -> Result<Inserted> {
+        if self.envelopes.contains_key(msg.id.as_bytes())? {
+            return Ok(Inserted::Duplicate);
+        }
         let key = history_key(&msg.room_id, msg.timestamp_ms, &msg.id);
-        let value = json(msg);
-        let r = (&self.envelopes, &self.history).transaction(|(envs, hist)| {
-            if envs.get(msg.id.as_bytes())?.is_some() {
-                return Ok(Inserted::Duplicate);
-            }
-            envs.insert(msg.id.as_bytes(), envelope)?;
-            hist.insert(&key[..], value.as_slice())?;
-            Ok::<_, ConflictableTransactionError<()>>(Inserted::New)
-        });
-        match r {
-            Ok(v) => Ok(v),
-            Err(TransactionError::Storage(e)) => Err(e.into()),
-            Err(TransactionError::Abort(())) => unreachable!("the transaction never aborts"),
+        self.history.insert(&key[..], json(msg))?;
+        match self.envelopes.compare_and_swap(msg.id.as_bytes(), None as Option<&[u8]>, Some(envelope))? {
+            Ok(()) => Ok(Inserted::New),
+            Err(_) => Ok(Inserted::Duplicate),
         }
     }
 
@@ -347,6 +346,7 @@ mod tests {
         let mut changed = m.clone();
         changed.text = "tampered".into();
         assert_eq!(s.insert_message(&changed, b"two").unwrap(), Inserted::Duplicate);
+        assert_eq!(s.message_count(&m.room_id), 1);
         assert_eq!(s.envelope(&m.id).unwrap().unwrap(), b"one");
         assert_eq!(s.history(&m.room_id, None, 10).unwrap().0, vec![m]);
     }

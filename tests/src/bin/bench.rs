@@ -135,6 +135,7 @@ async fn main() {
     let first = unloaded;
     let last = unloaded + args.messages;
     let window = Arc::new(Semaphore::new(args.window));
+    let cpu0 = (cpu_time(pa), cpu_time(pb), cpu_time(std::process::id()));
     let start = Instant::now();
     let mut tasks = Vec::with_capacity(args.messages);
     for seq in first..last {
@@ -155,6 +156,8 @@ async fn main() {
     let got = wait_count(&run, unloaded + args.messages, Duration::from_secs(30)).await - unloaded;
     let last_at = run.received.lock().await.iter().filter(|(s, _)| *s >= first).map(|(_, t)| *t).max().unwrap_or(start);
     let stored_in = last_at - start;
+    let cpu = (cpu_time(pa) - cpu0.0, cpu_time(pb) - cpu0.1, cpu_time(std::process::id()) - cpu0.2);
+    let per_k = |d: Duration| format!("{:.0} ms", d.as_secs_f64() * 1000.0 * 1000.0 / args.messages as f64);
     sampling.store(false, std::sync::atomic::Ordering::Relaxed);
     sampler.join().unwrap();
     let lat_load = latencies(&run, first..last).await;
@@ -169,6 +172,7 @@ async fn main() {
     println!("| stored on B | {got} of {} in {} ({:.0} msg/s) |", args.messages, ms(stored_in), got as f64 / stored_in.as_secs_f64());
     println!("| latency A->B unloaded ({unloaded} msgs, 5 ms apart) | p50 {} / p99 {} |", ms(pct(&lat_idle, 0.5)), ms(pct(&lat_idle, 0.99)));
     println!("| latency A->B under full load | p50 {} / p99 {} |", ms(pct(&lat_load, 0.5)), ms(pct(&lat_load, 0.99)));
+    println!("| CPU per 1000 messages: A / B / this client | {} / {} / {} |", per_k(cpu.0), per_k(cpu.1), per_k(cpu.2));
     println!("| RSS idle A / B | {} / {} |", mib(idle.0), mib(idle.1));
     println!("| RSS peak under load A / B | {} / {} |", mib(peak.0), mib(peak.1));
     println!("| RSS 2 s after load A / B | {} / {} |", mib(after.0), mib(after.1));
