@@ -94,7 +94,7 @@ impl EventLoop {
             .message_id_fn(content_id)
             .max_transmit_size(MAX_ENVELOPE_LEN + 1024)
             .connection_handler_queue_len(cfg.gossip_queue_len)
-            .duplicate_cache_time(Duration::from_secs(120))
+            .duplicate_cache_time(Duration::from_secs(20))
             .build()
             .map_err(|e| build(&e))?;
         let mdns_cfg = mdns::Config { query_interval: cfg.mdns_query_interval, ..Default::default() };

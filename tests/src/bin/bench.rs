@@ -163,6 +163,8 @@ async fn main() {
     let lat_load = latencies(&run, first..last).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let after = (a.rss_kib(), b.rss_kib());
+    tokio::time::sleep(Duration::from_secs(13)).await;
+    let settled = (a.rss_kib(), b.rss_kib());
     let peak = *peak.lock().unwrap();
 
     println!("\npeddlenet-bench: {} messages of {} bytes, window {}, loopback, one room, A -> B", args.messages, args.size, args.window);
@@ -176,6 +178,7 @@ async fn main() {
     println!("| RSS idle A / B | {} / {} |", mib(idle.0), mib(idle.1));
     println!("| RSS peak under load A / B | {} / {} |", mib(peak.0), mib(peak.1));
     println!("| RSS 2 s after load A / B | {} / {} |", mib(after.0), mib(after.1));
+    println!("| RSS 15 s after load A / B | {} / {} |", mib(settled.0), mib(settled.1));
     if got < args.messages {
         println!("\nWARNING: {} messages did not reach B", args.messages - got);
     }
