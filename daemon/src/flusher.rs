@@ -30,12 +30,15 @@ impl Flusher {
                     while let Ok(t) = rx.try_recv() {
                         batch.push(t);
                     }
-                    let r = store.flush().map(|_| ()).map_err(|e| e.to_string());
-                    if let Err(e) = &r {
-                        tracing::error!(error = %e, "flushing the store failed");
+                    if let Err(e) = store.flush() {
+                        // What the disk holds is now unknown: acknowledging
+                        // anything more would be a lie. Stop, and let the
+                        // supervisor restart us on a store that reopens clean.
+                        tracing::error!(error = %e, "flushing the store failed; stopping");
+                        std::process::abort();
                     }
                     for t in batch.drain(..) {
-                        let _ = t.send(r.clone());
+                        let _ = t.send(Ok(()));
                     }
                 }
             })

@@ -12,7 +12,12 @@ use peddlenet_proto::Identity;
 /// owned by someone else, and tightens a folder of ours that is open to others.
 pub fn private_dir(dir: &Path) -> anyhow::Result<()> {
     fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let meta = fs::metadata(dir).with_context(|| format!("cannot inspect {}", dir.display()))?;
+    // Not following links: a link planted by someone else to a folder of
+    // ours would pass the owner check and could be swapped later.
+    let meta = fs::symlink_metadata(dir).with_context(|| format!("cannot inspect {}", dir.display()))?;
+    if meta.file_type().is_symlink() {
+        bail!("{} is a symbolic link; refusing to use it as a private folder", dir.display());
+    }
     let uid = peddlenet_api::paths::current_uid();
     if meta.uid() != uid {
         bail!("{} belongs to uid {}, not to this user ({uid}); refusing to use it", dir.display(), meta.uid());
@@ -86,5 +91,8 @@ mod tests {
         fs::set_permissions(&d, fs::Permissions::from_mode(0o755)).unwrap();
         private_dir(&d).unwrap();
         assert_eq!(fs::metadata(&d).unwrap().mode() & 0o777, 0o700);
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&d, &link).unwrap();
+        assert!(private_dir(&link).unwrap_err().to_string().contains("symbolic link"));
     }
 }

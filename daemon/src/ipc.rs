@@ -39,8 +39,13 @@ fn event(e: Event) -> Option<Vec<u8>> {
     encode(&ServerFrame::Event(e)).ok()
 }
 
+/// Requests in flight across all clients. Each may hold a message of up to
+/// 32 KiB until it is on disk.
+pub const MAX_IN_FLIGHT_TOTAL: usize = 4096;
+
 pub async fn serve(listener: UnixListener, node: Arc<Node>, max_clients: usize, max_in_flight: usize, mut stop: watch::Receiver<bool>) {
     let clients = Arc::new(Semaphore::new(max_clients));
+    let total = Arc::new(Semaphore::new(MAX_IN_FLIGHT_TOTAL));
     loop {
         tokio::select! {
             _ = stop.changed() => return,
@@ -52,10 +57,9 @@ pub async fn serve(listener: UnixListener, node: Arc<Node>, max_clients: usize, 
                         let _ = stream.write_all(&f).await;
                         continue;
                     };
-                    let node = node.clone();
-                    let stop = stop.clone();
+                    let (node, stop, total) = (node.clone(), stop.clone(), total.clone());
                     tokio::spawn(async move {
-                        connection(stream, node, max_in_flight, stop).await;
+                        connection(stream, node, max_in_flight, total, stop).await;
                         drop(permit);
                     });
                 }
@@ -68,7 +72,7 @@ pub async fn serve(listener: UnixListener, node: Arc<Node>, max_clients: usize, 
     }
 }
 
-async fn connection(stream: UnixStream, node: Arc<Node>, max_in_flight: usize, mut stop: watch::Receiver<bool>) {
+async fn connection(stream: UnixStream, node: Arc<Node>, max_in_flight: usize, total: Arc<Semaphore>, mut stop: watch::Receiver<bool>) {
     let (mut rd, mut wr) = stream.into_split();
     let (out_tx, mut out_rx) = mpsc::channel::<Out>(max_in_flight + 8);
     let events_node = node.clone();
@@ -133,6 +137,8 @@ async fn connection(stream: UnixStream, node: Arc<Node>, max_in_flight: usize, m
             }
         };
         let Ok(permit) = in_flight.clone().acquire_owned().await else { break };
+        let Ok(global) = total.clone().acquire_owned().await else { break };
+        let permit = (permit, global);
         let is_subscribe = matches!(frame.request, peddlenet_api::Request::Subscribe);
         let handled = node.handle(frame.request).await;
         if is_subscribe && handled.is_ok() && out_tx.send(Out::Subscribe).await.is_err() {

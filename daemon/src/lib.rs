@@ -18,10 +18,18 @@ pub use config::Config;
 
 /// Binds the IPC socket: refuses to start beside a running daemon, removes a
 /// stale socket, and makes the new one private (0600 in a 0700 folder).
-fn bind_socket(cfg: &Config) -> anyhow::Result<UnixListener> {
+fn bind_socket(cfg: &Config) -> anyhow::Result<(UnixListener, std::fs::File)> {
     let path = &cfg.socket;
     let dir = path.parent().context("the socket path has no folder")?;
     fsutil::private_dir(dir)?;
+    // Held for the daemon's life: a second daemon on this socket stops here,
+    // before it can remove a live socket.
+    let lock_path = path.with_extension("lock");
+    let lock = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path)
+        .with_context(|| format!("cannot open {}", lock_path.display()))?;
+    if lock.try_lock().is_err() {
+        bail!("another peddlenetd is already running at {}", path.display());
+    }
     if path.exists() {
         if std::os::unix::net::UnixStream::connect(path).is_ok() {
             bail!("another peddlenetd is already running at {}", path.display());
@@ -30,7 +38,7 @@ fn bind_socket(cfg: &Config) -> anyhow::Result<UnixListener> {
     }
     let l = UnixListener::bind(path).with_context(|| format!("cannot listen on {}", path.display()))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-    Ok(l)
+    Ok((l, lock))
 }
 
 /// Runs the daemon until `stop` turns true (the binary sets it on SIGTERM or SIGINT).
@@ -42,7 +50,7 @@ pub async fn run(cfg: Config, mut stop: watch::Receiver<bool>) -> anyhow::Result
     }
     let store = Store::open(&cfg.data_dir.join("store"), cfg.cache_bytes)
         .with_context(|| format!("cannot open the store in {} (is another peddlenetd using it?)", cfg.data_dir.display()))?;
-    let listener = bind_socket(&cfg)?;
+    let (listener, _socket_lock) = bind_socket(&cfg)?;
 
     let mesh_cfg = MeshConfig {
         listen: cfg.listen.iter().map(|a| peddlenet_mesh::parse_addr(a)).collect::<Result<_, _>>()?,
@@ -56,8 +64,10 @@ pub async fn run(cfg: Config, mut stop: watch::Receiver<bool>) -> anyhow::Result
     // and in mDNS cannot follow a device from one day to the next.
     let (mesh, mesh_events) = Mesh::start(peddlenet_mesh::fresh_network_identity(), mesh_cfg).await?;
     let node = node::Node::new(identity, store.clone(), mesh.clone(), cfg.data_dir.clone(), cfg.display_name.clone())?;
-    node.start_rooms().await?;
+    // Take the mesh's events before asking it anything: it may be waiting to
+    // hand one over before it reads the next command.
     tokio::spawn(node.clone().run_mesh_events(mesh_events));
+    node.start_rooms().await?;
     let server = tokio::spawn(ipc::serve(listener, node.clone(), cfg.max_clients, cfg.max_in_flight, stop.clone()));
     tracing::info!(socket = %cfg.socket.display(), data = %cfg.data_dir.display(), "peddlenetd is ready");
 

@@ -21,7 +21,7 @@ use crate::flusher::Flusher;
 /// Events kept for subscribers that fall behind before they are told they lagged.
 pub const EVENT_BACKLOG: usize = 4096;
 const DEFAULT_PAGE: u32 = 50;
-/// A history page stops growing past this many bytes of text, so that every
+/// A history page stops growing past this many bytes of JSON, so that every
 /// reply fits in one IPC frame; the cursor picks up where it stopped.
 const PAGE_BYTES: usize = 512 * 1024;
 /// Waiting messages re-sent at once when a peer joins a room's topic.
@@ -48,6 +48,9 @@ pub struct Node {
     data_dir: PathBuf,
     /// One outbox flush at a time.
     outbox_busy: tokio::sync::Mutex<()>,
+    /// Topics with a flush queued: peers that re-subscribe again and again
+    /// get one, not one task each.
+    outbox_pending: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 /// What a request produced, and whether its reply must wait for the disk.
@@ -138,6 +141,7 @@ impl Node {
             started: Instant::now(),
             data_dir,
             outbox_busy: tokio::sync::Mutex::new(()),
+            outbox_pending: Default::default(),
         }))
     }
 
@@ -208,7 +212,12 @@ impl Node {
     }
 
     fn message_info(&self, m: StoredMessage) -> MessageInfo {
-        let delivery = if m.own { self.store.delivery(&m.id).ok().flatten().map(delivery_api) } else { None };
+        let delivery = if m.own {
+            // No record yet: stored here, no peer took it.
+            Some(delivery_api(self.store.delivery(&m.id).ok().flatten().unwrap_or(Delivery::Stored)))
+        } else {
+            None
+        };
         MessageInfo {
             id: m.id.to_hex(),
             room: m.room_id.to_hex(),
@@ -293,9 +302,9 @@ impl Node {
             }
             Request::RoomLeave { room } => {
                 let r = self.resolve(&room)?;
+                self.store.remove_room(&r.record.room_id).map_err(internal)?;
                 self.rooms.write().expect("lock").remove(&r.record.room_id);
                 let _ = self.mesh.unsubscribe(r.keys.topic()).await;
-                self.store.remove_room(&r.record.room_id).map_err(internal)?;
                 Ok(Handled::after_flush(Response::Done))
             }
             Request::RoomList => {
@@ -317,15 +326,20 @@ impl Node {
                         peddlenet_store::Error::Cursor => err(ErrorCode::BadRequest, "bad history cursor"),
                         e => internal(e),
                     })?;
+                // Sized as sent: JSON escapes can make a text up to six times longer.
                 let mut bytes = 0;
-                if let Some(cut) = msgs.iter().position(|m| {
-                    bytes += m.text.len() + m.author_name.len() + 512;
-                    bytes > PAGE_BYTES
-                }) {
-                    msgs.truncate(cut.max(1));
-                    next = msgs.last().map(peddlenet_store::cursor_of);
+                let mut page = Vec::with_capacity(msgs.len());
+                for m in msgs.drain(..) {
+                    let cursor = peddlenet_store::cursor_of(&m);
+                    let info = self.message_info(m);
+                    bytes += serde_json::to_vec(&info).map(|v| v.len()).unwrap_or(PAGE_BYTES);
+                    if bytes > PAGE_BYTES && !page.is_empty() {
+                        next = page.last().map(|(c, _): &(String, MessageInfo)| c.clone());
+                        break;
+                    }
+                    page.push((cursor, info));
                 }
-                Ok(Handled::now(Response::History { messages: msgs.into_iter().map(|m| self.message_info(m)).collect(), next }))
+                Ok(Handled::now(Response::History { messages: page.into_iter().map(|(_, i)| i).collect(), next }))
             }
             Request::Subscribe => Ok(Handled::now(Response::Done)),
         }
@@ -341,8 +355,11 @@ impl Node {
             joined_ms: now_ms(),
             bootstrap,
         };
-        self.store.put_room(&record).map_err(internal)?;
         self.mesh.subscribe(keys.topic()).await.map_err(internal)?;
+        if let Err(e) = self.store.put_room(&record) {
+            let _ = self.mesh.unsubscribe(keys.topic()).await;
+            return Err(internal(e));
+        }
         let room = Arc::new(Room { record, keys });
         self.rooms.write().expect("lock").insert(room.record.room_id, room.clone());
         Ok(self.room_info(&room).await)
@@ -392,7 +409,9 @@ impl Node {
             text,
             own: true,
         };
-        self.store.insert_message(&msg, &env).map_err(internal)?;
+        // Stored with its place in the outbox, in one batch: if no peer takes
+        // it, or the daemon stops first, the outbox still holds it.
+        self.store.insert_message(&msg, &env, true).map_err(internal)?;
         let published = match self.mesh.publish_begin(r.keys.topic(), env).await {
             Ok(rx) => Some(rx),
             Err(e) => {
@@ -418,9 +437,8 @@ impl Node {
             None => 0,
         };
         let delivery = if peers > 0 { Delivery::Sent { peers } } else { Delivery::Stored };
-        self.store.set_delivery(&s.msg.id, delivery).map_err(internal)?;
-        if peers == 0 {
-            self.store.outbox_add(&s.msg).map_err(internal)?;
+        if peers > 0 {
+            self.store.record_delivery(&s.msg.room_id, s.msg.timestamp_ms, &s.msg.id, delivery).map_err(internal)?;
         }
         let mut info = self.message_info(s.msg);
         info.delivery = Some(delivery_api(delivery));
@@ -455,7 +473,7 @@ impl Node {
             own: opened.author == self.identity.author_id(),
             text,
         };
-        match self.store.insert_message(&msg, data).map_err(IngestError::Store)? {
+        match self.store.insert_message(&msg, data, false).map_err(IngestError::Store)? {
             Inserted::Duplicate => Ok(Ingested::Duplicate),
             Inserted::New => {
                 self.emit(Event::Message { message: self.message_info(msg) });
@@ -471,13 +489,16 @@ impl Node {
                 MeshEvent::Message { data, from, .. } => match self.ingest(&data, true) {
                     Ok(Ingested::New) => {}
                     Ok(other) => tracing::trace!(?other, %from, "envelope not stored"),
+                    Err(IngestError::Store(e)) => tracing::error!(error = %e, "storing a received message failed"),
                     Err(e) => tracing::debug!(error = %e, %from, "refused an envelope"),
                 },
                 MeshEvent::PeerUp(p) => self.emit(Event::PeerUp { peer: peer_info(&p) }),
                 // Publishing waits on the mesh, which may be waiting on this
                 // loop: hand it to a task of its own.
                 MeshEvent::TopicJoined { topic, .. } => {
-                    tokio::spawn(self.clone().flush_outbox(topic));
+                    if self.outbox_pending.lock().expect("lock").insert(topic.clone()) {
+                        tokio::spawn(self.clone().flush_outbox(topic));
+                    }
                 }
                 MeshEvent::PeerDown(p) => self.emit(Event::PeerDown { peer: p.to_string() }),
             }
@@ -490,29 +511,37 @@ impl Node {
     /// peer takes the room's topic, and reports their new delivery state.
     async fn flush_outbox(self: Arc<Self>, topic: String) {
         let _one = self.outbox_busy.lock().await;
+        self.outbox_pending.lock().expect("lock").remove(&topic);
         let room = self.rooms.read().expect("lock").values().find(|r| r.keys.topic() == topic).cloned();
         let Some(room) = room else { return };
+        let room_id = room.record.room_id;
         loop {
-            let waiting = match self.store.outbox(&room.record.room_id, OUTBOX_BATCH) {
+            let waiting = match self.store.outbox(&room_id, OUTBOX_BATCH) {
                 Ok(w) if !w.is_empty() => w,
                 Ok(_) => return,
-                Err(e) => return tracing::warn!(error = %e, "reading the outbox failed"),
+                Err(e) => return tracing::error!(error = %e, "reading the outbox failed"),
             };
             let batch = waiting.len();
-            for (key, id) in waiting {
-                let Ok(Some(env)) = self.store.envelope(&id) else {
-                    let _ = self.store.outbox_remove(&key);
-                    continue;
+            for (ts, id) in waiting {
+                let env = match self.store.envelope(&id) {
+                    Ok(Some(env)) => env,
+                    Ok(None) => {
+                        // The room was left meanwhile, or the entry is stale.
+                        let _ = self.store.outbox_remove(&room_id, ts, &id);
+                        continue;
+                    }
+                    Err(e) => return tracing::error!(error = %e, "reading an envelope from the outbox failed"),
                 };
                 let peers = match self.mesh.publish(topic.clone(), env).await {
                     Ok(n) if n > 0 => n,
-                    _ => return,
+                    Ok(_) => return, // the peer left again; the next one triggers us
+                    Err(e) => return tracing::warn!(error = %e, "re-sending from the outbox failed; will retry"),
                 };
                 let d = Delivery::Sent { peers };
-                if self.store.set_delivery(&id, d).and_then(|_| self.store.outbox_remove(&key)).is_err() {
-                    return;
+                if let Err(e) = self.store.record_delivery(&room_id, ts, &id, d) {
+                    return tracing::error!(error = %e, "recording a delivery failed");
                 }
-                self.emit(Event::Delivery { id: id.to_hex(), room: room.record.room_id.to_hex(), delivery: delivery_api(d) });
+                self.emit(Event::Delivery { id: id.to_hex(), room: room_id.to_hex(), delivery: delivery_api(d) });
             }
             if batch < OUTBOX_BATCH {
                 return;

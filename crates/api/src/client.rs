@@ -24,6 +24,8 @@ pub enum ClientError {
     NotRunning(PathBuf),
     #[error("cannot reach peddlenetd at {path}: {source}")]
     Connect { path: PathBuf, source: std::io::Error },
+    #[error("the daemon at {path} runs as uid {uid}, not as you: refusing to talk to it")]
+    Untrusted { path: PathBuf, uid: u32 },
     #[error("connection to peddlenetd lost")]
     Closed,
     #[error("bad frame from peddlenetd: {0}")]
@@ -77,6 +79,14 @@ impl Client {
             }
             Err(source) => return Err(ClientError::Connect { path: path.to_owned(), source }),
         };
+        // Where the socket lives in a shared folder (/tmp), another user could
+        // have put a daemon of theirs there to collect invites and texts.
+        let uid = crate::paths::current_uid();
+        match stream.peer_cred() {
+            Ok(cred) if cred.uid() == uid || cred.uid() == 0 => {}
+            Ok(cred) => return Err(ClientError::Untrusted { path: path.to_owned(), uid: cred.uid() }),
+            Err(source) => return Err(ClientError::Connect { path: path.to_owned(), source }),
+        }
         let (mut rd, wr) = stream.into_split();
         let pending: Pending = Arc::new(Mutex::new(Some(HashMap::new())));
         let (ev_tx, ev_rx) = mpsc::channel(EVENT_BUFFER);

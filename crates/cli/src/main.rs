@@ -101,13 +101,20 @@ fn delivery(d: &Option<DeliveryState>) -> String {
     }
 }
 
+/// Text from other people, safe for a terminal: control characters (escape
+/// sequences among them) are shown as U+FFFD; line breaks stay.
+fn clean(s: &str) -> String {
+    s.chars().map(|c| if c.is_control() && c != '\n' && c != '\t' { '\u{fffd}' } else { c }).collect()
+}
+
 fn print_message(m: &MessageInfo) {
-    let who = if m.own { format!("{} (you)", m.author_name) } else { m.author_name.clone() };
-    println!("{} {}: {}{}", time(m.timestamp_ms), who, m.text, delivery(&m.delivery));
+    // Names are labels anyone can pick; the key's first digits tell people apart.
+    let who = if m.own { format!("{} (you)", clean(&m.author_name)) } else { format!("{} [{}]", clean(&m.author_name), &m.author[..4]) };
+    println!("{} {}: {}{}", time(m.timestamp_ms), who, clean(&m.text), delivery(&m.delivery));
 }
 
 fn print_room(r: &RoomInfo) {
-    println!("{}  {}  {} messages, {} peers online", &r.id[..16], r.name, r.messages, r.online_peers);
+    println!("{}  {}  {} messages, {} peers online", &r.id[..16], clean(&r.name), r.messages, r.online_peers);
 }
 
 fn print_peer(p: &PeerInfo) {
@@ -244,7 +251,7 @@ async fn room(client: &Client, rc: RoomCmd, json: bool) -> anyhow::Result<()> {
             if json {
                 print_json(&r);
             } else {
-                println!("joined {:?} ({})", r.name, &r.id[..16]);
+                println!("joined {:?} ({})", clean(&r.name), &r.id[..16]);
             }
         }
         RoomCmd::Leave { room } => {

@@ -1,6 +1,6 @@
 //! The event loop that owns the swarm.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures::StreamExt;
@@ -19,6 +19,18 @@ use crate::{Command, Error, MeshConfig, MeshEvent, Result};
 const PROTOCOL_VERSION: &str = "/peddlenet/1";
 const REDIAL_MIN: Duration = Duration::from_secs(1);
 const REDIAL_MAX: Duration = Duration::from_secs(30);
+/// A connection shorter than this does not reset the redial backoff.
+const STABLE_CONNECTION: Duration = Duration::from_secs(10);
+/// Addresses kept for redialling.
+pub(crate) const MAX_WANTED: usize = 128;
+/// Failed dials after which an address from an invite or a Dial request is
+/// dropped (configured peers are kept).
+const MAX_FAILURES: u32 = 20;
+/// Connections kept to one peer (both may have dialled the other).
+const MAX_CONNECTIONS_PER_PEER: u32 = 2;
+/// Gossip message ids remembered beyond gossipsub's time-based cache, so
+/// that an old envelope replayed into the mesh is not flooded again.
+const SEEN_IDS: usize = 32 * 1024;
 
 #[derive(NetworkBehaviour)]
 struct Behaviour {
@@ -38,10 +50,57 @@ pub struct PeerSnapshot {
     pub last_seen_ms: u64,
 }
 
-enum Wanted {
-    Idle { next_try: Instant, backoff: Duration },
-    Dialing(ConnectionId, Duration),
-    Connected(PeerId),
+enum WantState {
+    Idle { next_try: Instant },
+    Dialing(ConnectionId),
+    Connected { peer: PeerId, since: Instant },
+}
+
+struct Wanted {
+    state: WantState,
+    backoff: Duration,
+    failures: u32,
+    /// Configured by the user: never dropped.
+    permanent: bool,
+}
+
+impl Wanted {
+    fn new(permanent: bool) -> Self {
+        Self { state: WantState::Idle { next_try: Instant::now() }, backoff: REDIAL_MIN, failures: 0, permanent }
+    }
+
+    fn failed(&mut self) {
+        self.failures += 1;
+        self.state = WantState::Idle { next_try: Instant::now() + self.backoff };
+        self.backoff = (self.backoff * 2).min(REDIAL_MAX);
+    }
+}
+
+/// A bounded memory of message ids: the oldest is forgotten first.
+struct SeenIds {
+    set: HashSet<Vec<u8>>,
+    order: VecDeque<Vec<u8>>,
+}
+
+impl SeenIds {
+    fn new() -> Self {
+        Self { set: HashSet::with_capacity(1024), order: VecDeque::with_capacity(1024) }
+    }
+
+    /// Records `id`; false when it was already there.
+    fn insert(&mut self, id: &[u8]) -> bool {
+        if self.set.contains(id) {
+            return false;
+        }
+        if self.order.len() == SEEN_IDS
+            && let Some(old) = self.order.pop_front()
+        {
+            self.set.remove(&old);
+        }
+        self.set.insert(id.to_vec());
+        self.order.push_back(id.to_vec());
+        true
+    }
 }
 
 pub(crate) struct EventLoop {
@@ -53,6 +112,7 @@ pub(crate) struct EventLoop {
     topics: HashSet<String>,
     listen_addrs: Vec<Multiaddr>,
     max_peers: usize,
+    seen: SeenIds,
 }
 
 fn now_ms() -> u64 {
@@ -142,12 +202,7 @@ impl EventLoop {
                     .map_err(|e| Error::Listen { addr: fallback, reason: e.to_string() })?;
             }
         }
-        let now = Instant::now();
-        let wanted = cfg
-            .peers
-            .iter()
-            .map(|a| (a.clone(), Wanted::Idle { next_try: now, backoff: REDIAL_MIN }))
-            .collect();
+        let wanted = cfg.peers.iter().take(MAX_WANTED).map(|a| (a.clone(), Wanted::new(true))).collect();
         Ok(Self {
             swarm,
             commands,
@@ -157,6 +212,7 @@ impl EventLoop {
             topics: HashSet::new(),
             listen_addrs: Vec::new(),
             max_peers: cfg.max_peers,
+            seen: SeenIds::new(),
         })
     }
 
@@ -185,27 +241,29 @@ impl EventLoop {
 
     fn redial(&mut self) {
         let now = Instant::now();
-        let due: Vec<Multiaddr> = self
-            .wanted
-            .iter()
-            .filter(|(_, w)| matches!(w, Wanted::Idle { next_try, .. } if *next_try <= now))
-            .map(|(a, _)| a.clone())
-            .collect();
-        for addr in due {
-            let backoff = match self.wanted.get(&addr) {
-                Some(Wanted::Idle { backoff, .. }) => *backoff,
-                _ => REDIAL_MIN,
-            };
+        let mut dials = Vec::new();
+        for (addr, w) in self.wanted.iter_mut() {
+            if !matches!(w.state, WantState::Idle { next_try } if next_try <= now) {
+                continue;
+            }
             let opts = DialOpts::unknown_peer_id().address(addr.clone()).build();
-            let id = opts.connection_id();
-            match self.swarm.dial(opts) {
-                Ok(()) => {
-                    self.wanted.insert(addr, Wanted::Dialing(id, backoff));
-                }
-                Err(e) => {
-                    tracing::debug!(%addr, error = %e, "dial failed");
-                    self.wanted.insert(addr, Wanted::Idle { next_try: now + backoff, backoff: (backoff * 2).min(REDIAL_MAX) });
-                }
+            w.state = WantState::Dialing(opts.connection_id());
+            dials.push((addr.clone(), opts));
+        }
+        for (addr, opts) in dials {
+            if let Err(e) = self.swarm.dial(opts) {
+                tracing::debug!(%addr, error = %e, "dial failed");
+                self.dial_failed(&addr);
+            }
+        }
+    }
+
+    fn dial_failed(&mut self, addr: &Multiaddr) {
+        if let Some(w) = self.wanted.get_mut(addr) {
+            w.failed();
+            if !w.permanent && w.failures >= MAX_FAILURES {
+                tracing::info!(%addr, failures = w.failures, "giving up on an address that never answered");
+                self.wanted.remove(addr);
             }
         }
     }
@@ -234,7 +292,11 @@ impl EventLoop {
                 let _ = reply.send(r);
             }
             Command::Dial(addr, reply) => {
-                self.wanted.entry(addr).or_insert(Wanted::Idle { next_try: Instant::now(), backoff: REDIAL_MIN });
+                if !self.wanted.contains_key(&addr) && self.wanted.len() >= MAX_WANTED {
+                    let _ = reply.send(Err(Error::Address { addr: addr.to_string(), reason: format!("already keeping {MAX_WANTED} addresses") }));
+                    return;
+                }
+                self.wanted.entry(addr).or_insert_with(|| Wanted::new(false));
                 self.redial();
                 let _ = reply.send(Ok(()));
             }
@@ -286,9 +348,14 @@ impl EventLoop {
                     ConnectedPoint::Listener { send_back_addr, .. } => send_back_addr.clone(),
                 };
                 for w in self.wanted.values_mut() {
-                    if matches!(w, Wanted::Dialing(id, _) if *id == connection_id) {
-                        *w = Wanted::Connected(peer_id);
+                    if matches!(w.state, WantState::Dialing(id) if id == connection_id) {
+                        w.state = WantState::Connected { peer: peer_id, since: Instant::now() };
+                        w.failures = 0;
                     }
+                }
+                if num_established.get() > MAX_CONNECTIONS_PER_PEER {
+                    self.swarm.close_connection(connection_id);
+                    return;
                 }
                 if num_established.get() > 1 {
                     return;
@@ -309,8 +376,13 @@ impl EventLoop {
                     return;
                 }
                 for w in self.wanted.values_mut() {
-                    if matches!(w, Wanted::Connected(p) if *p == peer_id) {
-                        *w = Wanted::Idle { next_try: Instant::now() + REDIAL_MIN, backoff: REDIAL_MIN };
+                    if let WantState::Connected { peer, since } = w.state
+                        && peer == peer_id
+                    {
+                        // A peer that keeps dropping us right away (peer limit,
+                        // not a PeddleNet node) is not hammered every second.
+                        w.backoff = if since.elapsed() >= STABLE_CONNECTION { REDIAL_MIN } else { (w.backoff * 2).min(REDIAL_MAX) };
+                        w.state = WantState::Idle { next_try: Instant::now() + w.backoff };
                     }
                 }
                 if self.peers.remove(&peer_id).is_some() {
@@ -319,13 +391,15 @@ impl EventLoop {
                 }
             }
             SwarmEvent::OutgoingConnectionError { connection_id, error, .. } => {
-                for (addr, w) in self.wanted.iter_mut() {
-                    if let Wanted::Dialing(id, backoff) = w
-                        && *id == connection_id
-                    {
-                        tracing::debug!(%addr, %error, "could not reach peer; will retry");
-                        *w = Wanted::Idle { next_try: Instant::now() + *backoff, backoff: (*backoff * 2).min(REDIAL_MAX) };
-                    }
+                let failed: Vec<Multiaddr> = self
+                    .wanted
+                    .iter()
+                    .filter(|(_, w)| matches!(w.state, WantState::Dialing(id) if id == connection_id))
+                    .map(|(a, _)| a.clone())
+                    .collect();
+                for addr in failed {
+                    tracing::debug!(%addr, %error, "could not reach peer; will retry");
+                    self.dial_failed(&addr);
                 }
             }
             SwarmEvent::Behaviour(BehaviourEvent::Mdns(mdns::Event::Discovered(found))) => {
@@ -346,7 +420,11 @@ impl EventLoop {
             }
             SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message { propagation_source, message_id, message })) => {
                 let topic = message.topic.as_str().to_owned();
-                let verdict = if self.topics.contains(&topic) { validate(&topic, &message.data) } else { MessageAcceptance::Ignore };
+                let verdict = if !self.topics.contains(&topic) || !self.seen.insert(&message_id.0) {
+                    MessageAcceptance::Ignore
+                } else {
+                    validate(&topic, &message.data)
+                };
                 let accepted = matches!(verdict, MessageAcceptance::Accept);
                 if !accepted {
                     tracing::debug!(peer = %propagation_source, "rejected an invalid gossip message");
@@ -388,6 +466,29 @@ impl EventLoop {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn seen_ids_are_bounded_and_forget_the_oldest() {
+        let mut s = SeenIds::new();
+        assert!(s.insert(b"a"));
+        assert!(!s.insert(b"a"));
+        for i in 0..SEEN_IDS as u32 {
+            s.insert(&i.to_be_bytes());
+        }
+        assert_eq!(s.order.len(), SEEN_IDS);
+        assert_eq!(s.set.len(), SEEN_IDS);
+        assert!(s.insert(b"a"), "the oldest id was forgotten");
+    }
+
+    #[test]
+    fn addresses_that_never_answer_back_off() {
+        let mut w = Wanted::new(false);
+        for _ in 0..10 {
+            w.failed();
+        }
+        assert_eq!(w.backoff, REDIAL_MAX);
+        assert_eq!(w.failures, 10);
+    }
     use peddlenet_proto::{Body, Identity, RoomKeys, RoomSecret, seal};
 
     #[test]

@@ -81,7 +81,7 @@ impl Default for MeshConfig {
             mdns_query_interval: Duration::from_secs(5),
             max_peers: 64,
             gossip_heartbeat: Duration::from_millis(700),
-            gossip_queue_len: 4096,
+            gossip_queue_len: 1024,
             event_buffer: 4096,
             idle_timeout: Duration::from_secs(120),
         }

@@ -15,7 +15,7 @@ fn main() {
         let mut id = [0u8; 32];
         id[..8].copy_from_slice(&i.to_be_bytes());
         let m = StoredMessage { id: MessageId(id), room_id: RoomId([1; 32]), author: AuthorId([2; 32]), author_name: "camper-1234".into(), timestamp_ms: 1_700_000_000_000 + i, received_ms: 0, text: "x".repeat(256), own: true };
-        s.insert_message(&m, &[7u8; 422]).unwrap();
+        s.insert_message(&m, &[7u8; 422], false).unwrap();
         if i % 10_000 == 9_999 {
             s.flush().unwrap();
             println!("| {} | {} |", i + 1, rss());

@@ -1,19 +1,23 @@
 //! PeddleNet's durable store, on sled.
 //!
-//! Layout (one sled database, several trees; all keys binary, values JSON):
+//! Layout: one sled database with three trees; keys binary, values JSON.
 //!
-//! | tree        | key                                   | value                          |
-//! |-------------|---------------------------------------|--------------------------------|
-//! | `meta`      | UTF-8 name                            | JSON value (schema, settings)  |
-//! | `rooms`     | room id (32)                          | [`RoomRecord`]                 |
-//! | `envelopes` | message id (32)                       | envelope bytes, as on the wire |
-//! | `history`   | room id (32) ‖ timestamp ms (u64 BE) ‖ message id (32) | [`StoredMessage`] |
-//! | `delivery`  | message id (32)                       | [`Delivery`]                   |
-//! | `outbox`    | room id (32) ‖ timestamp ms (u64 BE) ‖ message id (32) | empty: own messages no peer has taken yet |
+//! | tree    | key                                        | value                          |
+//! |---------|--------------------------------------------|--------------------------------|
+//! | `meta`  | UTF-8 name                                 | JSON value (schema, settings)  |
+//! | `rooms` | room id (32)                               | [`RoomRecord`]                 |
+//! | `msgs`  | `E` ‖ message id (32)                      | envelope bytes, as on the wire |
+//! | `msgs`  | `H` ‖ room id (32) ‖ timestamp ms (u64 BE) ‖ message id (32) | [`StoredMessage`] |
+//! | `msgs`  | `D` ‖ message id (32)                      | [`Delivery`] of an own message (none yet: Stored) |
+//! | `msgs`  | `O` ‖ room id ‖ timestamp ‖ message id     | empty: own message no peer took yet (the outbox) |
 //!
-//! `envelopes` holds every envelope this node carries, whether it can read it
-//! or not, so relaying and per-room quotas add an index beside it rather than
-//! a new layout. `history` holds only rooms this node is a member of.
+//! Writes are ordered rather than batched (a sled batch or transaction costs
+//! more than the rest of handling a message): the envelope, which marks a
+//! message as held, is always written last, and [`Store::open`] removes what
+//! an interrupted write of an own message left behind. `E` entries hold every envelope this node
+//! carries, whether it can read it or not, so relaying and per-room quotas add
+//! a prefix beside them rather than a new layout. `H` holds only rooms this
+//! node is a member of.
 //!
 //! Durability: writes land in sled's log at once; [`Store::flush`] makes them
 //! durable. Callers that acknowledge a write to anyone flush first.
@@ -89,10 +93,26 @@ pub struct Store {
     db: sled::Db,
     meta: sled::Tree,
     rooms: sled::Tree,
-    envelopes: sled::Tree,
-    history: sled::Tree,
-    delivery: sled::Tree,
-    outbox: sled::Tree,
+    msgs: sled::Tree,
+}
+
+const ENVELOPE: u8 = b'E';
+const HISTORY: u8 = b'H';
+const DELIVERY: u8 = b'D';
+const OUTBOX: u8 = b'O';
+
+fn id_key(prefix: u8, id: &MessageId) -> [u8; 33] {
+    let mut k = [0u8; 33];
+    k[0] = prefix;
+    k[1..].copy_from_slice(id.as_bytes());
+    k
+}
+
+fn room_prefix(prefix: u8, room: &RoomId) -> [u8; 33] {
+    let mut k = [0u8; 33];
+    k[0] = prefix;
+    k[1..].copy_from_slice(room.as_bytes());
+    k
 }
 
 fn json<T: Serialize>(v: &T) -> Vec<u8> {
@@ -103,12 +123,21 @@ fn unjson<T: for<'de> Deserialize<'de>>(what: &str, b: &[u8]) -> Result<T> {
     serde_json::from_slice(b).map_err(|e| Error::Corrupt(format!("{what}: {e}")))
 }
 
-fn history_key(room: &RoomId, ts: u64, id: &MessageId) -> [u8; 72] {
-    let mut k = [0u8; 72];
-    k[..32].copy_from_slice(room.as_bytes());
-    k[32..40].copy_from_slice(&ts.to_be_bytes());
-    k[40..].copy_from_slice(id.as_bytes());
+/// `prefix ‖ room ‖ timestamp ‖ id`: history and outbox keys, in time order.
+fn timed_key(prefix: u8, room: &RoomId, ts: u64, id: &MessageId) -> [u8; 73] {
+    let mut k = [0u8; 73];
+    k[0] = prefix;
+    k[1..33].copy_from_slice(room.as_bytes());
+    k[33..41].copy_from_slice(&ts.to_be_bytes());
+    k[41..].copy_from_slice(id.as_bytes());
     k
+}
+
+fn timed_parts(k: &[u8]) -> Result<(u64, MessageId)> {
+    if k.len() != 73 {
+        return Err(Error::Corrupt(format!("key of {} bytes", k.len())));
+    }
+    Ok((u64::from_be_bytes(k[33..41].try_into().expect("8 bytes")), MessageId(k[41..].try_into().expect("32 bytes"))))
 }
 
 /// A position in a room's history, opaque to clients: hex of timestamp ‖ id.
@@ -119,7 +148,7 @@ pub fn cursor_of(m: &StoredMessage) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-fn parse_cursor(room: &RoomId, c: &str) -> Result<[u8; 72]> {
+fn parse_cursor(room: &RoomId, c: &str) -> Result<[u8; 73]> {
     if c.len() != 80 || !c.is_ascii() {
         return Err(Error::Cursor);
     }
@@ -129,22 +158,14 @@ fn parse_cursor(room: &RoomId, c: &str) -> Result<[u8; 72]> {
     }
     let ts = u64::from_be_bytes(raw[..8].try_into().expect("8 bytes"));
     let id = MessageId(raw[8..].try_into().expect("32 bytes"));
-    Ok(history_key(room, ts, &id))
+    Ok(timed_key(HISTORY, room, ts, &id))
 }
 
 impl Store {
     /// Opens (or creates) the store in `dir`. `cache_bytes` bounds sled's page cache.
     pub fn open(dir: &Path, cache_bytes: u64) -> Result<Self> {
         let db = sled::Config::new().path(dir).cache_capacity(cache_bytes).mode(sled::Mode::LowSpace).open()?;
-        let store = Self {
-            meta: db.open_tree("meta")?,
-            rooms: db.open_tree("rooms")?,
-            envelopes: db.open_tree("envelopes")?,
-            history: db.open_tree("history")?,
-            delivery: db.open_tree("delivery")?,
-            outbox: db.open_tree("outbox")?,
-            db,
-        };
+        let store = Self { meta: db.open_tree("meta")?, rooms: db.open_tree("rooms")?, msgs: db.open_tree("msgs")?, db };
         match store.meta_get::<u64>("schema")? {
             None => {
                 store.meta_set("schema", &SCHEMA_VERSION)?;
@@ -152,6 +173,11 @@ impl Store {
             }
             Some(v) if v > SCHEMA_VERSION => return Err(Error::Schema { found: v, supported: SCHEMA_VERSION }),
             Some(_) => {}
+        }
+        let repaired = store.repair()?;
+        if repaired > 0 {
+            tracing::info!(repaired, "removed the traces of sends a crash interrupted (never acknowledged)");
+            store.flush()?;
         }
         Ok(store)
     }
@@ -183,70 +209,89 @@ impl Store {
         self.rooms.iter().values().map(|v| unjson("room", &v?)).collect()
     }
 
-    /// Forgets a room: its secret, its history and its envelopes.
+    /// Forgets a room: its history, envelopes, delivery states and outbox in
+    /// one batch, then the room itself (a crash in between leaves an empty room).
     pub fn remove_room(&self, id: &RoomId) -> Result<bool> {
-        let existed = self.rooms.remove(id.as_bytes())?.is_some();
-        let mut hist = sled::Batch::default();
-        let mut envs = sled::Batch::default();
-        let mut del = sled::Batch::default();
-        let mut out = sled::Batch::default();
-        for kv in self.outbox.scan_prefix(id.as_bytes()) {
-            out.remove(kv?.0);
+        let mut batch = sled::Batch::default();
+        for k in self.msgs.scan_prefix(room_prefix(HISTORY, id)).keys() {
+            let k = k?;
+            let (_, mid) = timed_parts(&k)?;
+            batch.remove(&id_key(ENVELOPE, &mid)[..]);
+            batch.remove(&id_key(DELIVERY, &mid)[..]);
+            batch.remove(k);
         }
-        self.outbox.apply_batch(out)?;
-        for kv in self.history.scan_prefix(id.as_bytes()) {
-            let (k, _) = kv?;
-            envs.remove(&k[40..]);
-            del.remove(&k[40..]);
-            hist.remove(k);
+        for k in self.msgs.scan_prefix(room_prefix(OUTBOX, id)).keys() {
+            batch.remove(k?);
         }
-        self.history.apply_batch(hist)?;
-        self.envelopes.apply_batch(envs)?;
-        self.delivery.apply_batch(del)?;
-        Ok(existed)
+        self.msgs.apply_batch(batch)?;
+        Ok(self.rooms.remove(id.as_bytes())?.is_some())
     }
 
     pub fn contains(&self, id: &MessageId) -> Result<bool> {
-        Ok(self.envelopes.contains_key(id.as_bytes())?)
+        Ok(self.msgs.contains_key(id_key(ENVELOPE, id))?)
     }
 
     pub fn envelope(&self, id: &MessageId) -> Result<Option<Vec<u8>>> {
-        Ok(self.envelopes.get(id.as_bytes())?.map(|v| v.to_vec()))
+        Ok(self.msgs.get(id_key(ENVELOPE, id))?.map(|v| v.to_vec()))
     }
 
-    /// Stores a member room's message with its envelope. A message already
-    /// held is a [`Inserted::Duplicate`] and changes nothing.
+    /// Stores a member room's message with its envelope. With `outbox`, the
+    /// message is also recorded as this node's own, not yet taken by any peer
+    /// ([`Delivery::Stored`]). A message already held is a
+    /// [`Inserted::Duplicate`] and changes nothing.
     ///
-    /// No transaction is needed: both writes are keyed by the message's
-    /// content, so repeating them is harmless, and the history entry goes
-    /// first. A crash between the two leaves history without the envelope;
-    /// the message then counts as new when it comes again and both are
-    /// (re)written. The envelope's compare-and-swap decides, atomically, which
-    /// of two concurrent inserts of one message is the new one.
-    pub fn insert_message(&self, msg: &StoredMessage, envelope: &[u8]) -> Result<Inserted> {
-        if self.envelopes.contains_key(msg.id.as_bytes())? {
+    /// The envelope goes last, and its compare-and-swap decides which of two
+    /// concurrent inserts of one message is the new one. Interrupted before
+    /// it, a received message is simply stored again when it comes again (all
+    /// other writes are keyed by content); an own message was never
+    /// acknowledged, and [`Store::open`] removes its traces.
+    pub fn insert_message(&self, msg: &StoredMessage, envelope: &[u8], outbox: bool) -> Result<Inserted> {
+        if self.contains(&msg.id)? {
             return Ok(Inserted::Duplicate);
         }
-        let key = history_key(&msg.room_id, msg.timestamp_ms, &msg.id);
-        self.history.insert(&key[..], json(msg))?;
-        match self.envelopes.compare_and_swap(msg.id.as_bytes(), None as Option<&[u8]>, Some(envelope))? {
+        if outbox {
+            // An own message without a delivery record is Stored.
+            self.msgs.insert(timed_key(OUTBOX, &msg.room_id, msg.timestamp_ms, &msg.id), &[])?;
+        }
+        self.msgs.insert(timed_key(HISTORY, &msg.room_id, msg.timestamp_ms, &msg.id), json(msg))?;
+        match self.msgs.compare_and_swap(id_key(ENVELOPE, &msg.id), None as Option<&[u8]>, Some(envelope))? {
             Ok(()) => Ok(Inserted::New),
             Err(_) => Ok(Inserted::Duplicate),
         }
+    }
+
+    /// Removes what an own message's interrupted insert left: outbox, delivery
+    /// and history entries without an envelope. Returns how many it removed.
+    fn repair(&self) -> Result<usize> {
+        let mut broken = Vec::new();
+        for k in self.msgs.scan_prefix([OUTBOX]).keys() {
+            let k = k?;
+            let (ts, id) = timed_parts(&k)?;
+            if !self.contains(&id)? {
+                let room = RoomId(k[1..33].try_into().expect("32 bytes"));
+                broken.push((room, ts, id));
+            }
+        }
+        for (room, ts, id) in &broken {
+            self.msgs.remove(timed_key(HISTORY, room, *ts, id))?;
+            self.msgs.remove(id_key(DELIVERY, id))?;
+            self.msgs.remove(timed_key(OUTBOX, room, *ts, id))?;
+        }
+        Ok(broken.len())
     }
 
     /// A page of a room's history, newest first, strictly older than `before`.
     /// Returns the page and the cursor for the next (older) page, if any.
     pub fn history(&self, room: &RoomId, before: Option<&str>, limit: usize) -> Result<(Vec<StoredMessage>, Option<String>)> {
         let limit = limit.clamp(1, MAX_PAGE);
-        let start = history_key(room, 0, &MessageId([0; 32]));
+        let start = timed_key(HISTORY, room, 0, &MessageId([0; 32]));
         let end = match before {
             Some(c) => parse_cursor(room, c)?,
-            None => history_key(room, u64::MAX, &MessageId([0xff; 32])),
+            None => timed_key(HISTORY, room, u64::MAX, &MessageId([0xff; 32])),
         };
         let mut out = Vec::with_capacity(limit.min(64));
         let mut more = false;
-        for kv in self.history.range(start..end).rev() {
+        for kv in self.msgs.range(start..end).rev() {
             let (_, v) = kv?;
             if out.len() == limit {
                 more = true;
@@ -259,39 +304,35 @@ impl Store {
     }
 
     pub fn message_count(&self, room: &RoomId) -> usize {
-        self.history.scan_prefix(room.as_bytes()).count()
+        self.msgs.scan_prefix(room_prefix(HISTORY, room)).count()
     }
 
-    pub fn set_delivery(&self, id: &MessageId, d: Delivery) -> Result<()> {
-        self.delivery.insert(id.as_bytes(), json(&d))?;
+    /// Records an own message's delivery state and its place in the outbox:
+    /// in it while [`Delivery::Stored`], out of it once sent. (Interrupted
+    /// between the two, a sent message may be sent once more: harmless.)
+    pub fn record_delivery(&self, room: &RoomId, ts: u64, id: &MessageId, d: Delivery) -> Result<()> {
+        self.msgs.insert(id_key(DELIVERY, id), json(&d))?;
+        let ok = timed_key(OUTBOX, room, ts, id);
+        match d {
+            Delivery::Stored => self.msgs.insert(ok, &[])?,
+            Delivery::Sent { .. } => self.msgs.remove(ok)?,
+        };
         Ok(())
     }
 
     pub fn delivery(&self, id: &MessageId) -> Result<Option<Delivery>> {
-        self.delivery.get(id.as_bytes())?.map(|v| unjson("delivery", &v)).transpose()
+        self.msgs.get(id_key(DELIVERY, id))?.map(|v| unjson("delivery", &v)).transpose()
     }
 
-    /// Records an own message that no peer has taken yet.
-    pub fn outbox_add(&self, m: &StoredMessage) -> Result<()> {
-        self.outbox.insert(history_key(&m.room_id, m.timestamp_ms, &m.id), &[])?;
-        Ok(())
+    /// Up to `limit` of a room's own messages no peer has taken, oldest first,
+    /// as (timestamp, id).
+    pub fn outbox(&self, room: &RoomId, limit: usize) -> Result<Vec<(u64, MessageId)>> {
+        self.msgs.scan_prefix(room_prefix(OUTBOX, room)).keys().take(limit).map(|k| timed_parts(&k?)).collect()
     }
 
-    /// Up to `limit` waiting messages of a room, oldest first, as (key, id).
-    pub fn outbox(&self, room: &RoomId, limit: usize) -> Result<Vec<(Vec<u8>, MessageId)>> {
-        self.outbox
-            .scan_prefix(room.as_bytes())
-            .keys()
-            .take(limit)
-            .map(|k| {
-                let k = k?;
-                Ok((k.to_vec(), MessageId(k[40..72].try_into().map_err(|_| Error::Corrupt("outbox key".into()))?)))
-            })
-            .collect()
-    }
-
-    pub fn outbox_remove(&self, key: &[u8]) -> Result<()> {
-        self.outbox.remove(key)?;
+    /// Drops an outbox entry whose envelope is gone.
+    pub fn outbox_remove(&self, room: &RoomId, ts: u64, id: &MessageId) -> Result<()> {
+        self.msgs.remove(timed_key(OUTBOX, room, ts, id))?;
         Ok(())
     }
 
@@ -323,9 +364,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = Store::open(dir.path(), 1 << 20).unwrap();
         for i in 0..25u8 {
-            assert_eq!(s.insert_message(&msg(1, 1000 + i as u64, i), b"env").unwrap(), Inserted::New);
+            assert_eq!(s.insert_message(&msg(1, 1000 + i as u64, i), b"env", false).unwrap(), Inserted::New);
         }
-        s.insert_message(&msg(2, 5000, 200), b"env").unwrap();
+        s.insert_message(&msg(2, 5000, 200), b"env", false).unwrap();
         let (p1, c1) = s.history(&RoomId([1; 32]), None, 10).unwrap();
         assert_eq!(p1.iter().map(|m| m.timestamp_ms).collect::<Vec<_>>(), (1015..1025).rev().collect::<Vec<_>>());
         let (p2, c2) = s.history(&RoomId([1; 32]), c1.as_deref(), 10).unwrap();
@@ -342,10 +383,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = Store::open(dir.path(), 1 << 20).unwrap();
         let m = msg(1, 10, 9);
-        assert_eq!(s.insert_message(&m, b"one").unwrap(), Inserted::New);
+        assert_eq!(s.insert_message(&m, b"one", false).unwrap(), Inserted::New);
         let mut changed = m.clone();
         changed.text = "tampered".into();
-        assert_eq!(s.insert_message(&changed, b"two").unwrap(), Inserted::Duplicate);
+        assert_eq!(s.insert_message(&changed, b"two", false).unwrap(), Inserted::Duplicate);
         assert_eq!(s.message_count(&m.room_id), 1);
         assert_eq!(s.envelope(&m.id).unwrap().unwrap(), b"one");
         assert_eq!(s.history(&m.room_id, None, 10).unwrap().0, vec![m]);
@@ -365,23 +406,44 @@ mod tests {
         {
             let s = Store::open(dir.path(), 1 << 20).unwrap();
             s.put_room(&room).unwrap();
-            s.insert_message(&msg(1, 10, 9), b"e").unwrap();
-            s.set_delivery(&MessageId([9; 32]), Delivery::Sent { peers: 2 }).unwrap();
+            s.insert_message(&msg(1, 10, 9), b"e", true).unwrap();
+            assert_eq!(s.outbox(&RoomId([1; 32]), 10).unwrap(), vec![(10, MessageId([9; 32]))]);
+            s.record_delivery(&RoomId([1; 32]), 10, &MessageId([9; 32]), Delivery::Sent { peers: 2 }).unwrap();
+            assert!(s.outbox(&RoomId([1; 32]), 10).unwrap().is_empty(), "sent leaves the outbox");
             s.flush().unwrap();
         }
         let s = Store::open(dir.path(), 1 << 20).unwrap();
         assert_eq!(s.rooms().unwrap(), vec![room.clone()]);
         assert_eq!(s.delivery(&MessageId([9; 32])).unwrap(), Some(Delivery::Sent { peers: 2 }));
         let m = msg(1, 20, 10);
-        s.insert_message(&m, b"e").unwrap();
-        s.outbox_add(&m).unwrap();
+        s.insert_message(&m, b"e", true).unwrap();
         assert_eq!(s.outbox(&room.room_id, 10).unwrap().len(), 1);
+        assert_eq!(s.delivery(&m.id).unwrap(), None, "not delivered yet");
         assert!(s.outbox(&RoomId([2; 32]), 10).unwrap().is_empty());
         assert!(s.remove_room(&room.room_id).unwrap());
         assert!(s.outbox(&room.room_id, 10).unwrap().is_empty());
         assert_eq!(s.message_count(&room.room_id), 0);
         assert!(!s.contains(&MessageId([9; 32])).unwrap());
+        assert_eq!(s.delivery(&MessageId([9; 32])).unwrap(), None);
         assert!(s.rooms().unwrap().is_empty());
+    }
+
+    #[test]
+    fn an_interrupted_own_send_is_cleaned_up_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let (whole, cut) = (msg(1, 10, 1), msg(1, 11, 2));
+        {
+            let s = Store::open(dir.path(), 1 << 20).unwrap();
+            s.insert_message(&whole, b"e", true).unwrap();
+            // What insert_message writes before the envelope, then a crash.
+            s.msgs.insert(timed_key(OUTBOX, &cut.room_id, cut.timestamp_ms, &cut.id), &[]).unwrap();
+            s.msgs.insert(timed_key(HISTORY, &cut.room_id, cut.timestamp_ms, &cut.id), json(&cut)).unwrap();
+            s.flush().unwrap();
+        }
+        let s = Store::open(dir.path(), 1 << 20).unwrap();
+        assert_eq!(s.history(&cut.room_id, None, 10).unwrap().0, vec![whole.clone()]);
+        assert_eq!(s.outbox(&cut.room_id, 10).unwrap(), vec![(10, whole.id)]);
+        assert_eq!(s.delivery(&cut.id).unwrap(), None);
     }
 
     #[test]
