@@ -185,3 +185,41 @@ async fn a_hostile_peer_cannot_inject_forge_or_replay() {
     assert_eq!(ids.len(), 2);
     c.status().await.unwrap();
 }
+
+/// A daemon of another user at the socket path (where it lives in a shared
+/// folder such as /tmp) is refused: front ends would hand it invites and texts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daemon_of_another_user_is_not_trusted() {
+    if peddlenet_api::paths::current_uid() != 0 {
+        return skip("bad_input::a_daemon_of_another_user_is_not_trusted", "starting a daemon as another user needs root");
+    }
+    let _g = serial();
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let sock = dir.path().join("run/peddlenetd.sock");
+    let mut other = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(bin("peddlenetd"))
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .arg("--socket")
+        .arg(&sock)
+        .arg("--config")
+        .arg("/dev/null")
+        .args(["--no-mdns", "--listen", "/ip4/127.0.0.1/tcp/0"])
+        .env("HOME", dir.path())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("setpriv (util-linux)");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !sock.exists() {
+        assert!(std::time::Instant::now() < deadline, "the other user's daemon did not start");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let e = peddlenet_api::Client::connect(&sock).await.err().expect("refused");
+    let _ = other.kill();
+    let _ = other.wait();
+    assert!(matches!(e, peddlenet_api::ClientError::Untrusted { uid: 65534, .. }), "{e}");
+    assert!(e.to_string().contains("not as you"));
+}
