@@ -198,7 +198,14 @@ async fn a_daemon_of_another_user_is_not_trusted() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
     let sock = dir.path().join("run/peddlenetd.sock");
-    let mut other = std::process::Command::new("setpriv")
+    struct KillOnDrop(std::process::Child);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _other = KillOnDrop(std::process::Command::new("setpriv")
         .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
         .arg(bin("peddlenetd"))
         .arg("--data-dir")
@@ -209,17 +216,16 @@ async fn a_daemon_of_another_user_is_not_trusted() {
         .arg("/dev/null")
         .args(["--no-mdns", "--listen", "/ip4/127.0.0.1/tcp/0"])
         .env("HOME", dir.path())
+        .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
-        .expect("setpriv (util-linux)");
+        .expect("setpriv (util-linux)"));
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while !sock.exists() {
         assert!(std::time::Instant::now() < deadline, "the other user's daemon did not start");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let e = peddlenet_api::Client::connect(&sock).await.err().expect("refused");
-    let _ = other.kill();
-    let _ = other.wait();
+    let e = peddlenet_api::Client::connect(&sock).await.err().expect("a daemon of another user must be refused");
     assert!(matches!(e, peddlenet_api::ClientError::Untrusted { uid: 65534, .. }), "{e}");
     assert!(e.to_string().contains("not as you"));
 }
