@@ -8,8 +8,10 @@ use std::path::Path;
 use anyhow::{Context, bail};
 use peddlenet_proto::Identity;
 
-/// Creates `dir` (and parents) with mode 0700 if missing; refuses a folder
-/// owned by someone else, and tightens a folder of ours that is open to others.
+/// Creates `dir` (and parents) with mode 0700 if missing. An existing folder
+/// must be ours, not a symbolic link, and not writable by others (such as
+/// /tmp: it is refused, never changed); one merely readable by others is
+/// made private.
 pub fn private_dir(dir: &Path) -> anyhow::Result<()> {
     fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     // Not following links: a link planted by someone else to a folder of
@@ -22,10 +24,25 @@ pub fn private_dir(dir: &Path) -> anyhow::Result<()> {
     if meta.uid() != uid {
         bail!("{} belongs to uid {}, not to this user ({uid}); refusing to use it", dir.display(), meta.uid());
     }
+    if meta.mode() & 0o022 != 0 {
+        bail!("{} can be written by other users; choose a folder of your own", dir.display());
+    }
     if meta.mode() & 0o077 != 0 {
         fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).with_context(|| format!("cannot make {} private", dir.display()))?;
     }
     Ok(())
+}
+
+/// The folder of a socket path the user chose: created private if missing;
+/// an existing one is used as it is (the socket itself is made 0600), so that
+/// `--socket /tmp/me.sock` leaves /tmp alone.
+pub fn socket_dir(dir: &Path) -> anyhow::Result<()> {
+    match fs::symlink_metadata(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => private_dir(dir),
+        Err(e) => Err(e).with_context(|| format!("cannot inspect {}", dir.display())),
+        Ok(m) if m.file_type().is_symlink() => bail!("{} is a symbolic link; refusing to put the socket there", dir.display()),
+        Ok(_) => Ok(()),
+    }
 }
 
 /// Loads the identity from `path`, or creates one there (mode 0600) on first start.
@@ -91,6 +108,16 @@ mod tests {
         fs::set_permissions(&d, fs::Permissions::from_mode(0o755)).unwrap();
         private_dir(&d).unwrap();
         assert_eq!(fs::metadata(&d).unwrap().mode() & 0o777, 0o700);
+        // A shared folder like /tmp is refused, and left exactly as it was.
+        let shared = dir.path().join("shared");
+        fs::create_dir(&shared).unwrap();
+        fs::set_permissions(&shared, fs::Permissions::from_mode(0o1777)).unwrap();
+        assert!(private_dir(&shared).unwrap_err().to_string().contains("written by other users"));
+        assert_eq!(fs::metadata(&shared).unwrap().mode() & 0o7777, 0o1777);
+        socket_dir(&shared).unwrap();
+        assert_eq!(fs::metadata(&shared).unwrap().mode() & 0o7777, 0o1777, "a socket's existing folder is not changed");
+        socket_dir(&dir.path().join("new")).unwrap();
+        assert_eq!(fs::metadata(dir.path().join("new")).unwrap().mode() & 0o777, 0o700);
         let link = dir.path().join("link");
         std::os::unix::fs::symlink(&d, &link).unwrap();
         assert!(private_dir(&link).unwrap_err().to_string().contains("symbolic link"));

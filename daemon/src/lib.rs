@@ -6,6 +6,7 @@ pub mod flusher;
 pub mod fsutil;
 pub mod ipc;
 pub mod node;
+pub mod sync;
 
 use std::os::unix::fs::PermissionsExt;
 use anyhow::{Context, bail};
@@ -21,7 +22,11 @@ pub use config::Config;
 fn bind_socket(cfg: &Config) -> anyhow::Result<(UnixListener, std::fs::File)> {
     let path = &cfg.socket;
     let dir = path.parent().context("the socket path has no folder")?;
-    fsutil::private_dir(dir)?;
+    if dir == peddlenet_api::paths::default_runtime_dir() {
+        fsutil::private_dir(dir)?;
+    } else {
+        fsutil::socket_dir(dir)?;
+    }
     // Held for the daemon's life: a second daemon on this socket stops here,
     // before it can remove a live socket.
     let lock_path = path.with_extension("lock");
@@ -68,6 +73,7 @@ pub async fn run(cfg: Config, mut stop: watch::Receiver<bool>) -> anyhow::Result
     // hand one over before it reads the next command.
     tokio::spawn(node.clone().run_mesh_events(mesh_events));
     node.start_rooms().await?;
+    tokio::spawn(node.clone().resync_loop());
     let server = tokio::spawn(ipc::serve(listener, node.clone(), cfg.max_clients, cfg.max_in_flight, stop.clone()));
     tracing::info!(socket = %cfg.socket.display(), data = %cfg.data_dir.display(), "peddlenetd is ready");
 

@@ -51,6 +51,14 @@ pub struct Node {
     /// Topics with a flush queued: peers that re-subscribe again and again
     /// get one, not one task each.
     outbox_pending: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// Bumped at every message stored in a room: the sync cache's key.
+    generations: std::sync::Mutex<HashMap<RoomId, u64>>,
+    /// Each room's items for reconciliation, with the generation they reflect.
+    sync_cache: std::sync::Mutex<HashMap<RoomId, (u64, Arc<peddlenet_sync::Storage>)>>,
+    /// Peers a sync session is running with.
+    syncing: std::sync::Mutex<std::collections::HashSet<peddlenet_mesh::PeerId>>,
+    /// Wakes the resync loop early (after joining a room).
+    resync: tokio::sync::Notify,
 }
 
 /// What a request produced, and whether its reply must wait for the disk.
@@ -142,6 +150,10 @@ impl Node {
             data_dir,
             outbox_busy: tokio::sync::Mutex::new(()),
             outbox_pending: Default::default(),
+            generations: Default::default(),
+            sync_cache: Default::default(),
+            syncing: Default::default(),
+            resync: tokio::sync::Notify::new(),
         }))
     }
 
@@ -169,6 +181,66 @@ impl Node {
 
     pub fn mesh(&self) -> &Mesh {
         &self.mesh
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn member_rooms(&self) -> Vec<RoomId> {
+        self.rooms.read().expect("lock").keys().copied().collect()
+    }
+
+    pub fn is_member(&self, room: &RoomId) -> bool {
+        self.rooms.read().expect("lock").contains_key(room)
+    }
+
+    fn bump(&self, room: &RoomId) {
+        *self.generations.lock().expect("lock").entry(*room).or_default() += 1;
+    }
+
+    /// The room's items for reconciliation, rebuilt only when it changed.
+    pub fn sync_storage(&self, room: &RoomId) -> anyhow::Result<Arc<peddlenet_sync::Storage>> {
+        let generation = self.generations.lock().expect("lock").get(room).copied().unwrap_or(0);
+        if let Some((g, s)) = self.sync_cache.lock().expect("lock").get(room)
+            && *g == generation
+        {
+            return Ok(s.clone());
+        }
+        let items = self.store.room_items(room)?.into_iter().map(|(ts, id)| peddlenet_sync::Item { ts, id: id.0 }).collect();
+        let s = Arc::new(peddlenet_sync::Storage::new(items));
+        self.sync_cache.lock().expect("lock").insert(*room, (generation, s.clone()));
+        Ok(s)
+    }
+
+    /// Marks a sync session with `peer` as running; false if one already is.
+    pub fn begin_sync(&self, peer: peddlenet_mesh::PeerId) -> bool {
+        self.syncing.lock().expect("lock").insert(peer)
+    }
+
+    pub fn end_sync(&self, peer: peddlenet_mesh::PeerId) {
+        self.syncing.lock().expect("lock").remove(&peer);
+    }
+
+    /// Reconciles with every connected peer every [`crate::sync::RESYNC_EVERY`],
+    /// and at once after a room is joined. Runs until the daemon stops.
+    pub async fn resync_loop(self: Arc<Self>) {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(crate::sync::RESYNC_EVERY) => {}
+                _ = self.resync.notified() => {}
+            }
+            self.sync_all().await;
+        }
+    }
+
+    /// Starts a sync session with every connected peer (each at most once).
+    pub async fn sync_all(self: &Arc<Self>) {
+        if let Ok(peers) = self.mesh.peers().await {
+            for p in peers {
+                tokio::spawn(crate::sync::sync_with(self.clone(), p.peer));
+            }
+        }
     }
 
     fn emit(&self, e: Event) {
@@ -284,6 +356,8 @@ impl Node {
                     return Err(err(ErrorCode::AlreadyMember, format!("already a member of {:?}", r.record.name)));
                 }
                 let info = self.add_room(inv.secret, inv.room_name, Some(inv.inviter), inv.addrs.clone()).await?;
+                // Catch up on the room's history from whoever is connected.
+                self.resync.notify_one();
                 for a in &inv.addrs {
                     match peddlenet_mesh::parse_addr(a) {
                         Ok(addr) => {
@@ -347,6 +421,7 @@ impl Node {
 
     async fn add_room(&self, secret: RoomSecret, name: String, inviter: Option<peddlenet_proto::AuthorId>, bootstrap: Vec<String>) -> Result<RoomInfo, ApiError> {
         let keys = RoomKeys::derive(&secret);
+        self.sync_cache.lock().expect("lock").remove(&keys.room_id());
         let record = RoomRecord {
             room_id: keys.room_id(),
             name,
@@ -409,9 +484,10 @@ impl Node {
             text,
             own: true,
         };
-        // Stored with its place in the outbox, in one batch: if no peer takes
-        // it, or the daemon stops first, the outbox still holds it.
+        // Stored with its place in the outbox: if no peer takes it, or the
+        // daemon stops first, the outbox still holds it.
         self.store.insert_message(&msg, &env, true).map_err(internal)?;
+        self.bump(&msg.room_id);
         let published = match self.mesh.publish_begin(r.keys.topic(), env).await {
             Ok(rx) => Some(rx),
             Err(e) => {
@@ -476,6 +552,7 @@ impl Node {
         match self.store.insert_message(&msg, data, false).map_err(IngestError::Store)? {
             Inserted::Duplicate => Ok(Ingested::Duplicate),
             Inserted::New => {
+                self.bump(&msg.room_id);
                 self.emit(Event::Message { message: self.message_info(msg) });
                 Ok(Ingested::New)
             }
@@ -492,10 +569,18 @@ impl Node {
                     Err(IngestError::Store(e)) => tracing::error!(error = %e, "storing a received message failed"),
                     Err(e) => tracing::debug!(error = %e, %from, "refused an envelope"),
                 },
-                MeshEvent::PeerUp(p) => self.emit(Event::PeerUp { peer: peer_info(&p) }),
+                MeshEvent::PeerUp(p) => {
+                    tokio::spawn(crate::sync::sync_with(self.clone(), p.peer));
+                    self.emit(Event::PeerUp { peer: peer_info(&p) });
+                }
+                MeshEvent::SyncRequest { request, reply, .. } => {
+                    tokio::spawn(crate::sync::answer(self.clone(), request, reply));
+                }
                 // Publishing waits on the mesh, which may be waiting on this
                 // loop: hand it to a task of its own.
-                MeshEvent::TopicJoined { topic, .. } => {
+                MeshEvent::TopicJoined { topic, peer } => {
+                    // A peer that joined one of our rooms: catch each other up.
+                    tokio::spawn(crate::sync::sync_with(self.clone(), peer));
                     if self.outbox_pending.lock().expect("lock").insert(topic.clone()) {
                         tokio::spawn(self.clone().flush_outbox(topic));
                     }

@@ -10,11 +10,13 @@ use libp2p::multiaddr::Protocol;
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::{ConnectionId, NetworkBehaviour, SwarmEvent};
+use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport};
 use libp2p::{Multiaddr, PeerId, Swarm, identify, mdns, noise, ping, tcp, yamux};
 use peddlenet_proto::{EnvelopeView, MAX_ENVELOPE_LEN, topic_for};
 use tokio::sync::mpsc;
 
-use crate::{Command, Error, MeshConfig, MeshEvent, Result};
+use crate::sync_codec::{PROTOCOL as SYNC_PROTOCOL, SyncCodec};
+use crate::{Command, Error, MeshConfig, MeshEvent, Result, SyncReply};
 
 const PROTOCOL_VERSION: &str = "/peddlenet/1";
 const REDIAL_MIN: Duration = Duration::from_secs(1);
@@ -38,6 +40,7 @@ struct Behaviour {
     identify: identify::Behaviour,
     ping: ping::Behaviour,
     mdns: Toggle<mdns::tokio::Behaviour>,
+    sync: request_response::Behaviour<SyncCodec>,
 }
 
 /// What the daemon learns of a connected peer.
@@ -113,6 +116,7 @@ pub(crate) struct EventLoop {
     listen_addrs: Vec<Multiaddr>,
     max_peers: usize,
     seen: SeenIds,
+    pending_sync: HashMap<OutboundRequestId, tokio::sync::oneshot::Sender<Result<Vec<u8>>>>,
 }
 
 fn now_ms() -> u64 {
@@ -177,6 +181,11 @@ impl EventLoop {
                     ),
                     ping: ping::Behaviour::new(ping::Config::new().with_interval(Duration::from_secs(5))),
                     mdns: Toggle::from(mdns),
+                    sync: request_response::Behaviour::with_codec(
+                        SyncCodec,
+                        [(SYNC_PROTOCOL, ProtocolSupport::Full)],
+                        request_response::Config::default().with_request_timeout(Duration::from_secs(30)).with_max_concurrent_streams(16),
+                    ),
                 })
             })
             .map_err(|e| build(&e))?
@@ -213,6 +222,7 @@ impl EventLoop {
             listen_addrs: Vec::new(),
             max_peers: cfg.max_peers,
             seen: SeenIds::new(),
+            pending_sync: HashMap::new(),
         })
     }
 
@@ -310,6 +320,15 @@ impl EventLoop {
                 let hash = IdentTopic::new(topic).hash();
                 let n = self.swarm.behaviour().gossipsub.all_peers().filter(|(_, ts)| ts.contains(&&hash)).count();
                 let _ = reply.send(n as u32);
+            }
+            Command::SyncRequest(peer, request, reply) => {
+                let id = self.swarm.behaviour_mut().sync.send_request(&peer, request);
+                self.pending_sync.insert(id, reply);
+            }
+            Command::SyncRespond(SyncReply(channel), response) => {
+                if self.swarm.behaviour_mut().sync.send_response(channel, response).is_err() {
+                    tracing::debug!("a sync response found its peer gone");
+                }
             }
             Command::Shutdown(_) => unreachable!("handled in run"),
         }
@@ -446,6 +465,25 @@ impl EventLoop {
             SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::SlowPeer { peer_id, failed_messages })) => {
                 tracing::debug!(%peer_id, ?failed_messages, "peer is slow; gossip to it was dropped");
             }
+            SwarmEvent::Behaviour(BehaviourEvent::Sync(ev)) => match ev {
+                request_response::Event::Message { peer, message: request_response::Message::Request { request, channel, .. }, .. } => {
+                    self.emit(MeshEvent::SyncRequest { peer, request, reply: SyncReply(channel) }).await;
+                }
+                request_response::Event::Message { message: request_response::Message::Response { request_id, response }, .. } => {
+                    if let Some(tx) = self.pending_sync.remove(&request_id) {
+                        let _ = tx.send(Ok(response));
+                    }
+                }
+                request_response::Event::OutboundFailure { peer, request_id, error, .. } => {
+                    if let Some(tx) = self.pending_sync.remove(&request_id) {
+                        let _ = tx.send(Err(Error::Sync { peer, reason: error.to_string() }));
+                    }
+                }
+                request_response::Event::InboundFailure { peer, error, .. } => {
+                    tracing::debug!(%peer, %error, "a sync request from a peer failed");
+                }
+                request_response::Event::ResponseSent { .. } => {}
+            },
             SwarmEvent::Behaviour(BehaviourEvent::Ping(ping::Event { peer, result: Ok(rtt), .. })) => {
                 if let Some(p) = self.peers.get_mut(&peer) {
                     p.rtt = Some(rtt);

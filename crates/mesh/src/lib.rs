@@ -17,6 +17,7 @@
 //! device over time.
 
 mod event_loop;
+mod sync_codec;
 
 use std::time::Duration;
 
@@ -41,6 +42,8 @@ pub enum Error {
     Address { addr: String, reason: String },
     #[error("gossip: {0}")]
     Gossip(String),
+    #[error("sync with {peer}: {reason}")]
+    Sync { peer: PeerId, reason: String },
     #[error("building the transport failed: {0}")]
     Build(String),
 }
@@ -96,7 +99,19 @@ pub enum MeshEvent {
     PeerUp(PeerSnapshot),
     /// A connected peer now takes this topic: messages waiting for it can go.
     TopicJoined { topic: String, peer: PeerId },
+    /// A peer asks something of the sync protocol; answer with
+    /// [`Mesh::sync_respond`] (an unanswered request times out at the peer).
+    SyncRequest { peer: PeerId, request: Vec<u8>, reply: SyncReply },
     PeerDown(PeerId),
+}
+
+/// Where the answer to a [`MeshEvent::SyncRequest`] goes.
+pub struct SyncReply(libp2p::request_response::ResponseChannel<Vec<u8>>);
+
+impl std::fmt::Debug for SyncReply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SyncReply")
+    }
 }
 
 pub(crate) enum Command {
@@ -107,6 +122,8 @@ pub(crate) enum Command {
     Peers(oneshot::Sender<Vec<PeerSnapshot>>),
     ListenAddrs(oneshot::Sender<Vec<Multiaddr>>),
     TopicPeers(String, oneshot::Sender<u32>),
+    SyncRequest(PeerId, Vec<u8>, oneshot::Sender<Result<Vec<u8>>>),
+    SyncRespond(SyncReply, Vec<u8>),
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -174,6 +191,16 @@ impl Mesh {
 
     pub async fn peers(&self) -> Result<Vec<PeerSnapshot>> {
         self.ask(Command::Peers).await
+    }
+
+    /// Sends a sync request to a connected peer and waits for its response.
+    pub async fn sync_request(&self, peer: PeerId, request: Vec<u8>) -> Result<Vec<u8>> {
+        self.ask(|tx| Command::SyncRequest(peer, request, tx)).await?
+    }
+
+    /// Answers a peer's sync request.
+    pub async fn sync_respond(&self, reply: SyncReply, response: Vec<u8>) -> Result<()> {
+        self.tx.send(Command::SyncRespond(reply, response)).await.map_err(|_| Error::Stopped)
     }
 
     /// How many connected peers are subscribed to `topic`.

@@ -303,6 +303,22 @@ impl Store {
         Ok((out, next))
     }
 
+    /// `(timestamp, id)` of every message of a member room, oldest first:
+    /// what reconciliation compares.
+    pub fn room_items(&self, room: &RoomId) -> Result<Vec<(u64, MessageId)>> {
+        self.msgs.scan_prefix(room_prefix(HISTORY, room)).keys().map(|k| timed_parts(&k?)).collect()
+    }
+
+    /// The envelope whose id starts with `prefix`, if this node holds one.
+    pub fn envelope_by_prefix(&self, prefix: &[u8]) -> Result<Option<(MessageId, Vec<u8>)>> {
+        let mut start = vec![ENVELOPE];
+        start.extend_from_slice(prefix);
+        match self.msgs.range(start.clone()..).next().transpose()? {
+            Some((k, v)) if k.starts_with(&start) && k.len() == 33 => Ok(Some((MessageId(k[1..].try_into().expect("32 bytes")), v.to_vec()))),
+            _ => Ok(None),
+        }
+    }
+
     pub fn message_count(&self, room: &RoomId) -> usize {
         self.msgs.scan_prefix(room_prefix(HISTORY, room)).count()
     }
@@ -345,6 +361,20 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Reopens a store dropped a moment ago in this process: sled's
+    /// background thread may hold the file lock briefly after the drop.
+    fn reopen(dir: &Path) -> Result<Store> {
+        for _ in 0..100 {
+            match Store::open(dir, 1 << 20) {
+                Err(Error::Sled(sled::Error::Io(e))) if e.kind() == std::io::ErrorKind::WouldBlock || e.to_string().contains("lock") => {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                other => return other,
+            }
+        }
+        Store::open(dir, 1 << 20)
+    }
 
     fn msg(room: u8, ts: u64, id: u8) -> StoredMessage {
         StoredMessage {
@@ -412,7 +442,7 @@ mod tests {
             assert!(s.outbox(&RoomId([1; 32]), 10).unwrap().is_empty(), "sent leaves the outbox");
             s.flush().unwrap();
         }
-        let s = Store::open(dir.path(), 1 << 20).unwrap();
+        let s = reopen(dir.path()).unwrap();
         assert_eq!(s.rooms().unwrap(), vec![room.clone()]);
         assert_eq!(s.delivery(&MessageId([9; 32])).unwrap(), Some(Delivery::Sent { peers: 2 }));
         let m = msg(1, 20, 10);
@@ -440,10 +470,24 @@ mod tests {
             s.msgs.insert(timed_key(HISTORY, &cut.room_id, cut.timestamp_ms, &cut.id), json(&cut)).unwrap();
             s.flush().unwrap();
         }
-        let s = Store::open(dir.path(), 1 << 20).unwrap();
+        let s = reopen(dir.path()).unwrap();
         assert_eq!(s.history(&cut.room_id, None, 10).unwrap().0, vec![whole.clone()]);
         assert_eq!(s.outbox(&cut.room_id, 10).unwrap(), vec![(10, whole.id)]);
         assert_eq!(s.delivery(&cut.id).unwrap(), None);
+    }
+
+    #[test]
+    fn items_and_lookup_by_prefix() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path(), 1 << 20).unwrap();
+        let (a, b) = (msg(1, 5, 0x11), msg(1, 3, 0x22));
+        s.insert_message(&a, b"ea", false).unwrap();
+        s.insert_message(&b, b"eb", false).unwrap();
+        s.insert_message(&msg(2, 1, 0x33), b"ec", false).unwrap();
+        assert_eq!(s.room_items(&RoomId([1; 32])).unwrap(), vec![(3, b.id), (5, a.id)]);
+        assert_eq!(s.envelope_by_prefix(&[0x22; 16]).unwrap(), Some((b.id, b"eb".to_vec())));
+        assert_eq!(s.envelope_by_prefix(&[0x21; 16]).unwrap(), None);
+        assert_eq!(s.envelope_by_prefix(&[0xff; 16]).unwrap(), None);
     }
 
     #[test]
@@ -454,6 +498,7 @@ mod tests {
             s.meta_set("schema", &(SCHEMA_VERSION + 1)).unwrap();
             s.flush().unwrap();
         }
-        assert!(matches!(Store::open(dir.path(), 1 << 20), Err(Error::Schema { .. })));
+        let r = reopen(dir.path());
+        assert!(matches!(r, Err(Error::Schema { .. })), "{:?}", r.err());
     }
 }

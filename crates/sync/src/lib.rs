@@ -14,6 +14,7 @@
 
 mod reconcile;
 mod storage;
+pub mod transport;
 mod wire;
 
 pub use reconcile::{Reconciler, BUCKETS, ID_LIST_THRESHOLD};

@@ -34,13 +34,19 @@ pub struct Storage {
 }
 
 impl Storage {
+    /// Items stamped 2^64-1 are left out: no bound can sit above them but
+    /// infinity (and receivers refuse such timestamps anyway).
     pub fn new(mut items: Vec<Item>) -> Self {
+        items.retain(|i| i.ts != u64::MAX);
         items.sort_unstable();
         items.dedup();
         Self { items }
     }
 
     pub fn insert(&mut self, item: Item) {
+        if item.ts == u64::MAX {
+            return;
+        }
         if let Err(i) = self.items.binary_search(&item) {
             self.items.insert(i, item);
         }

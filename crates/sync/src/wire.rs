@@ -20,7 +20,8 @@ pub const MAX_MESSAGE_LEN: usize = 256 * 1024;
 /// Most ranges in one message.
 pub const MAX_RANGES: usize = 8192;
 
-/// An exclusive upper limit in the `(timestamp, id)` order.
+/// An exclusive upper limit in the `(timestamp, id)` order. `At` bounds have
+/// a timestamp below 2^64-1 (that one is infinity's).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Bound {
     /// Everything from `ts` on whose id starts at or above `prefix`
@@ -176,7 +177,7 @@ impl Message {
                 }
                 Bound::Infinity
             } else {
-                let ts = prev_ts.checked_add(enc - 1).ok_or(Error::Malformed("timestamp overflows"))?;
+                let ts = prev_ts.checked_add(enc - 1).filter(|t| *t < u64::MAX).ok_or(Error::Malformed("bound timestamp at or past 2^64-1"))?;
                 prev_ts = ts;
                 Bound::At { ts, prefix }
             };

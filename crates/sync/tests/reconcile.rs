@@ -118,6 +118,18 @@ fn hostile_messages_are_refused_or_answered_without_panic() {
     assert_eq!(Message::decode(&[1, 0, 0, 2, 0xff, 0x01]), Err(Error::Truncated));
 }
 
+#[test]
+fn bounds_at_the_end_of_time_are_refused_and_never_produced() {
+    // Two skips ending at 1 and at 2^64-1 would merge into a bound the
+    // encoder cannot write: the decoder refuses the second.
+    let mut wire = vec![VERSION, 2, 0, 0];
+    wire.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01, 0, 0]);
+    wire.extend_from_slice(&[0, 0, 0]);
+    assert!(Message::decode(&wire).is_err());
+    let s = Storage::new(vec![Item { ts: u64::MAX, id: [1; 32] }, Item { ts: 5, id: [2; 32] }]);
+    assert_eq!(s.len(), 1);
+}
+
 fn arb_bound() -> impl Strategy<Value = (u64, Vec<u8>)> {
     (any::<u32>().prop_map(|t| t as u64), proptest::collection::vec(any::<u8>(), 0..4))
 }
@@ -171,10 +183,78 @@ proptest! {
         }
     }
 
-    /// Arbitrary well-formed messages from a hostile peer: answered, no panic.
+    /// Arbitrary well-formed messages from a hostile peer: answered, and the
+    /// answer encodes, without panic.
     #[test]
     fn responder_survives_any_well_formed_message(m in arb_message(), seed in any::<u64>()) {
         let (a, _, _, _) = sets(seed, 300, 0, 0);
-        let _ = Reconciler::new().respond(&a, &m);
+        if let Ok(Some(reply)) = Reconciler::new().respond(&a, &m) {
+            let _ = Message::decode(&reply.encode());
+        }
     }
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// The worked examples quoted in docs/protocol.md §8.
+#[test]
+fn examples_quoted_in_the_spec() {
+    let a: [u8; 32] = std::array::from_fn(|i| i as u8); // 0x00..0x1f
+    let b: [u8; 32] = std::array::from_fn(|i| 0x20 + i as u8); // 0x20..0x3f
+    let fp = |ids: &[[u8; 32]]| {
+        let s = Storage::new(ids.iter().enumerate().map(|(i, id)| Item { ts: i as u64, id: *id }).collect());
+        hex(&s.fingerprint(0, s.len()))
+    };
+    assert_eq!(fp(&[]), "2c34ce1df23b838c5abf2a7f6437cca3");
+    assert_eq!(fp(&[a]), "04ef472dd8b73b3f173309f3a009ee16");
+    assert_eq!(fp(&[a, b]), "f3893f5ec429de8cd6e81d93a94f4db3");
+    // The sum wraps mod 2^256: ff..ff + 01 00..00 = 0, count 2.
+    let mut one = [0u8; 32];
+    one[0] = 1;
+    assert_eq!(fp(&[[0xff; 32], one]), "1de986ac168dcfb8a52b6320497a49a9");
+
+    let fp_ab: Fingerprint = Storage::new(vec![Item { ts: 0, id: a }, Item { ts: 1, id: b }]).fingerprint(0, 2);
+    let m = Message {
+        ranges: vec![
+            Range { upper: Bound::At { ts: 1_700_000_000_000, prefix: vec![] }, mode: Mode::Skip },
+            Range { upper: Bound::At { ts: 1_700_000_000_005, prefix: vec![0x20] }, mode: Mode::Fingerprint(fp_ab) },
+            Range { upper: Bound::Infinity, mode: Mode::IdList(vec![a[..16].try_into().unwrap()]) },
+        ],
+    };
+    let wire = m.encode();
+    assert_eq!(
+        hex(&wire),
+        concat!(
+            "01",
+            "81d095ffbc31", "00", "00",
+            "06", "01", "20", "01", "f3893f5ec429de8cd6e81d93a94f4db3",
+            "00", "00", "02", "01", "000102030405060708090a0b0c0d0e0f",
+        )
+    );
+    assert_eq!(Message::decode(&wire).unwrap(), m);
+
+    // Splitting: 32 items, bounds between adjacent buckets are the shortest
+    // that separate them.
+    let items: Vec<Item> = (0..32u64)
+        .map(|i| {
+            let mut id = [0u8; 32];
+            id[0] = 0x12;
+            id[1] = (i as u8) << 3;
+            Item { ts: if i < 4 { 1000 } else { 1000 + i }, id }
+        })
+        .collect();
+    let s = Storage::new(items);
+    let ask = Message { ranges: vec![Range { upper: Bound::Infinity, mode: Mode::Fingerprint([0; 16]) }] };
+    let out = Reconciler::new().respond(&s, &ask).unwrap().unwrap();
+    assert_eq!(out.ranges.len(), BUCKETS);
+    assert_eq!(out.ranges[0].upper, Bound::At { ts: 1000, prefix: vec![0x12, 0x10] });
+    assert_eq!(out.ranges[1].upper, Bound::At { ts: 1004, prefix: vec![] });
+    assert_eq!(out.ranges[BUCKETS - 1].upper, Bound::Infinity);
+    assert!(out.ranges.iter().all(|r| matches!(r.mode, Mode::Fingerprint(_))));
+    // Fewer than 32 items: the same question is answered with an id list.
+    let small = Storage::new(s.items()[..31].to_vec());
+    let out = Reconciler::new().respond(&small, &ask).unwrap().unwrap();
+    assert!(matches!(&out.ranges[..], [Range { upper: Bound::Infinity, mode: Mode::IdList(l) }] if l.len() == 31));
 }

@@ -1,0 +1,162 @@
+//! Store-and-forward between members: when two nodes meet, they reconcile
+//! every room both are in (peddlenet-sync) and each fetches what it lacks.
+//! Driven per peer by the daemon; the protocol logic is I/O-free in
+//! peddlenet-sync, the link is the mesh's `/peddlenet/sync/1` protocol.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use peddlenet_mesh::{PeerId, SyncReply};
+use peddlenet_proto::{EnvelopeView, RoomId};
+use peddlenet_sync::transport::{ENVELOPES_BUDGET, MAX_LIST, Refusal, SyncRequest, SyncResponse};
+use peddlenet_sync::{IdPrefix, Message, Reconciler};
+
+use crate::node::{Ingested, Node};
+
+/// Prefixes asked for in one Fetch.
+const FETCH_BATCH: usize = 128;
+/// Reconciliation messages one room may take before we give up for now.
+const MAX_ROUNDS: usize = 64;
+/// How often connected peers are reconciled again (catches what live gossip
+/// dropped).
+pub const RESYNC_EVERY: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub rooms: usize,
+    pub round_trips: usize,
+    pub fetched: usize,
+    pub stored: usize,
+}
+
+async fn ask(node: &Node, peer: PeerId, req: SyncRequest) -> anyhow::Result<SyncResponse> {
+    let bytes = node.mesh().sync_request(peer, req.encode()).await?;
+    Ok(SyncResponse::decode(&bytes)?)
+}
+
+/// Reconciles every room this node and `peer` share, and fetches what this
+/// node lacks. One session per peer at a time; others return at once.
+pub async fn sync_with(node: Arc<Node>, peer: PeerId) {
+    if !node.begin_sync(peer) {
+        return;
+    }
+    let r = session(&node, peer).await;
+    node.end_sync(peer);
+    match r {
+        Ok(s) if s.stored > 0 => tracing::info!(%peer, rooms = s.rooms, round_trips = s.round_trips, fetched = s.fetched, stored = s.stored, "caught up"),
+        Ok(s) => tracing::debug!(%peer, rooms = s.rooms, round_trips = s.round_trips, "in sync"),
+        Err(e) => tracing::debug!(%peer, error = %e, "sync stopped; the next meeting resumes it"),
+    }
+}
+
+async fn session(node: &Node, peer: PeerId) -> anyhow::Result<Stats> {
+    let mut stats = Stats::default();
+    let mine: Vec<[u8; 32]> = node.member_rooms().iter().take(MAX_LIST).map(|r| r.0).collect();
+    if mine.is_empty() {
+        return Ok(stats);
+    }
+    let SyncResponse::Rooms(common) = ask(node, peer, SyncRequest::Rooms(mine)).await? else {
+        anyhow::bail!("unexpected answer to Rooms");
+    };
+    for room in common {
+        let room = RoomId(room);
+        if !node.is_member(&room) {
+            continue;
+        }
+        stats.rooms += 1;
+        let need = reconcile(node, peer, room, &mut stats).await?;
+        for batch in need.chunks(FETCH_BATCH) {
+            fetch(node, peer, room, batch, &mut stats).await?;
+        }
+    }
+    Ok(stats)
+}
+
+async fn reconcile(node: &Node, peer: PeerId, room: RoomId, stats: &mut Stats) -> anyhow::Result<Vec<IdPrefix>> {
+    let storage = node.sync_storage(&room)?;
+    let mut rec = Reconciler::new();
+    let mut msg = rec.initiate(&storage);
+    for _ in 0..MAX_ROUNDS {
+        stats.round_trips += 1;
+        let reply = match ask(node, peer, SyncRequest::Reconcile { room: room.0, message: msg.encode() }).await? {
+            SyncResponse::Reconcile(Some(b)) => Message::decode(&b)?,
+            SyncResponse::Reconcile(None) | SyncResponse::Refused(_) => break,
+            _ => anyhow::bail!("unexpected answer to Reconcile"),
+        };
+        match rec.respond(&storage, &reply)? {
+            // A final message asks the peer nothing: no need to send it.
+            Some(next) if !next.is_final() => msg = next,
+            _ => break,
+        }
+    }
+    Ok(rec.take_need())
+}
+
+async fn fetch(node: &Node, peer: PeerId, room: RoomId, ids: &[IdPrefix], stats: &mut Stats) -> anyhow::Result<()> {
+    let mut left: Vec<IdPrefix> = ids.to_vec();
+    while !left.is_empty() {
+        let SyncResponse::Envelopes(envs) = ask(node, peer, SyncRequest::Fetch { room: room.0, ids: left.clone() }).await? else {
+            anyhow::bail!("unexpected answer to Fetch");
+        };
+        if envs.is_empty() {
+            break; // the peer no longer has them
+        }
+        stats.fetched += envs.len();
+        for env in &envs {
+            let id = peddlenet_proto::message_id(env);
+            left.retain(|p| id.as_bytes()[..16] != p[..]);
+            // Everything is checked again: room signature, decryption, author.
+            match node.ingest(env, false) {
+                Ok(Ingested::New) => stats.stored += 1,
+                Ok(_) => {}
+                Err(e) => tracing::debug!(%peer, error = %e, "refused a synced envelope"),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Answers a peer's sync request.
+pub async fn answer(node: Arc<Node>, request: Vec<u8>, reply: SyncReply) {
+    let response = respond(&node, &request).unwrap_or(SyncResponse::Refused(Refusal::Malformed));
+    let _ = node.mesh().sync_respond(reply, response.encode()).await;
+}
+
+fn respond(node: &Node, request: &[u8]) -> anyhow::Result<SyncResponse> {
+    Ok(match SyncRequest::decode(request)? {
+        SyncRequest::Rooms(theirs) => {
+            SyncResponse::Rooms(theirs.into_iter().filter(|r| node.is_member(&RoomId(*r))).collect())
+        }
+        SyncRequest::Reconcile { room, message } => {
+            let room = RoomId(room);
+            if !node.is_member(&room) {
+                return Ok(SyncResponse::Refused(Refusal::UnknownRoom));
+            }
+            let storage = node.sync_storage(&room)?;
+            // Stateless: this side's own needs come from its own session.
+            let out = Reconciler::new().respond(&storage, &Message::decode(&message)?)?;
+            SyncResponse::Reconcile(out.map(|m| m.encode()))
+        }
+        SyncRequest::Fetch { room, ids } => {
+            let room = RoomId(room);
+            if !node.is_member(&room) {
+                return Ok(SyncResponse::Refused(Refusal::UnknownRoom));
+            }
+            let mut envs = Vec::new();
+            let mut bytes = 0;
+            for p in ids {
+                let Some((_, env)) = node.store().envelope_by_prefix(&p)? else { continue };
+                // Only this room's envelopes, whatever prefix is asked for.
+                if EnvelopeView::parse(&env).map(|v| v.room_id != room).unwrap_or(true) {
+                    continue;
+                }
+                if bytes + env.len() > ENVELOPES_BUDGET && !envs.is_empty() {
+                    break;
+                }
+                bytes += env.len();
+                envs.push(env);
+            }
+            SyncResponse::Envelopes(envs)
+        }
+    })
+}
