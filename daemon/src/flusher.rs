@@ -8,7 +8,7 @@
 use peddlenet_store::Store;
 use tokio::sync::{mpsc, oneshot};
 
-type Ticket = oneshot::Sender<Result<(), String>>;
+type Ticket = oneshot::Sender<()>;
 
 #[derive(Clone)]
 pub struct Flusher {
@@ -38,7 +38,7 @@ impl Flusher {
                         std::process::abort();
                     }
                     for t in batch.drain(..) {
-                        let _ = t.send(Ok(()));
+                        let _ = t.send(());
                     }
                 }
             })
@@ -50,6 +50,6 @@ impl Flusher {
     pub async fn durable(&self) -> Result<(), String> {
         let (tx, rx) = oneshot::channel();
         self.tx.send(tx).await.map_err(|_| "the store is closed".to_string())?;
-        rx.await.map_err(|_| "the store is closed".to_string())?
+        rx.await.map_err(|_| "the store is closed".to_string())
     }
 }

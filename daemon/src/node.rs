@@ -378,6 +378,8 @@ impl Node {
                 let r = self.resolve(&room)?;
                 self.store.remove_room(&r.record.room_id).map_err(internal)?;
                 self.rooms.write().expect("lock").remove(&r.record.room_id);
+                self.sync_cache.lock().expect("lock").remove(&r.record.room_id);
+                self.generations.lock().expect("lock").remove(&r.record.room_id);
                 let _ = self.mesh.unsubscribe(r.keys.topic()).await;
                 Ok(Handled::after_flush(Response::Done))
             }
@@ -514,7 +516,7 @@ impl Node {
         };
         let delivery = if peers > 0 { Delivery::Sent { peers } } else { Delivery::Stored };
         if peers > 0 {
-            self.store.record_delivery(&s.msg.room_id, s.msg.timestamp_ms, &s.msg.id, delivery).map_err(internal)?;
+            self.store.mark_sent(&s.msg.room_id, s.msg.timestamp_ms, &s.msg.id, peers).map_err(internal)?;
         }
         let mut info = self.message_info(s.msg);
         info.delivery = Some(delivery_api(delivery));
@@ -623,7 +625,7 @@ impl Node {
                     Err(e) => return tracing::warn!(error = %e, "re-sending from the outbox failed; will retry"),
                 };
                 let d = Delivery::Sent { peers };
-                if let Err(e) = self.store.record_delivery(&room_id, ts, &id, d) {
+                if let Err(e) = self.store.mark_sent(&room_id, ts, &id, peers) {
                     return tracing::error!(error = %e, "recording a delivery failed");
                 }
                 self.emit(Event::Delivery { id: id.to_hex(), room: room_id.to_hex(), delivery: delivery_api(d) });

@@ -4,15 +4,7 @@
 
 use std::time::Duration;
 
-use peddlenet_proto::Invite;
 use peddlenet_tests::*;
-
-/// The invite without addresses: joining it connects to no one by itself.
-fn bare(invite: &str) -> String {
-    let mut i = Invite::parse(invite).unwrap();
-    i.addrs.clear();
-    i.to_uri()
-}
 
 async fn has_all(c: &peddlenet_api::Client, room: &str, ids: &[String]) -> Option<()> {
     let have = history_ids(c, room).await;
@@ -28,7 +20,7 @@ async fn a_newcomer_catches_up_through_another_member() {
     let (_, invite) = ca.room_invite(&room.id).await.unwrap();
     let c = Daemon::start(DaemonOpts::loopback("C").peer(&a.tcp_addr().await));
     let cc = c.client().await;
-    cc.room_join(&bare(&invite)).await.unwrap();
+    cc.room_join(&bare_invite(&invite)).await.unwrap();
     wait_room_peers(&ca, &room.id, 1).await;
     let mut sent = Vec::new();
     for i in 0..40 {
@@ -39,7 +31,7 @@ async fn a_newcomer_catches_up_through_another_member() {
     // B joins later and only ever meets C; A's messages are in no outbox.
     let b = Daemon::start(DaemonOpts::loopback("B").peer(&c.tcp_addr().await));
     let cb = b.client().await;
-    cb.room_join(&bare(&invite)).await.unwrap();
+    cb.room_join(&bare_invite(&invite)).await.unwrap();
     let (_, took) = eventually(Duration::from_secs(10), "B to catch up", || has_all(&cb, &room.id, &sent)).await;
     eprintln!("B caught up on {} messages in {took:?}", sent.len());
     assert_eq!(history_ids(&cb, &room.id).await, history_ids(&ca, &room.id).await, "same history, same order");
@@ -58,7 +50,7 @@ async fn a_data_mule_carries_messages_between_nodes_never_up_together() {
 
     let mut a = Daemon::start(DaemonOpts::loopback("A").peer(&b_addr));
     let ca = a.client().await;
-    ca.room_join(&bare(&invite)).await.unwrap();
+    ca.room_join(&bare_invite(&invite)).await.unwrap();
     wait_room_peers(&ca, &room.id, 1).await;
     let from_a: Vec<String> = {
         let mut v = Vec::new();
@@ -74,7 +66,7 @@ async fn a_data_mule_carries_messages_between_nodes_never_up_together() {
     // C meets B afterwards and gets A's messages; it answers, and leaves.
     let mut c = Daemon::start(DaemonOpts::loopback("C").peer(&b_addr));
     let cc = c.client().await;
-    cc.room_join(&bare(&invite)).await.unwrap();
+    cc.room_join(&bare_invite(&invite)).await.unwrap();
     eventually(Duration::from_secs(10), "C to get A's messages through B", || has_all(&cc, &room.id, &from_a)).await;
     let reply = cc.send(&room.id, "C here, got them").await.unwrap().id;
     eventually(Duration::from_secs(5), "B to hold C's reply", || has_all(&cb, &room.id, std::slice::from_ref(&reply))).await;

@@ -323,16 +323,12 @@ impl Store {
         self.msgs.scan_prefix(room_prefix(HISTORY, room)).count()
     }
 
-    /// Records an own message's delivery state and its place in the outbox:
-    /// in it while [`Delivery::Stored`], out of it once sent. (Interrupted
-    /// between the two, a sent message may be sent once more: harmless.)
-    pub fn record_delivery(&self, room: &RoomId, ts: u64, id: &MessageId, d: Delivery) -> Result<()> {
-        self.msgs.insert(id_key(DELIVERY, id), json(&d))?;
-        let ok = timed_key(OUTBOX, room, ts, id);
-        match d {
-            Delivery::Stored => self.msgs.insert(ok, &[])?,
-            Delivery::Sent { .. } => self.msgs.remove(ok)?,
-        };
+    /// Records that `peers` peers took an own message, and takes it out of
+    /// the outbox. (Interrupted between the two, it may be sent once more:
+    /// harmless.)
+    pub fn mark_sent(&self, room: &RoomId, ts: u64, id: &MessageId, peers: u32) -> Result<()> {
+        self.msgs.insert(id_key(DELIVERY, id), json(&Delivery::Sent { peers }))?;
+        self.msgs.remove(timed_key(OUTBOX, room, ts, id))?;
         Ok(())
     }
 
@@ -438,7 +434,7 @@ mod tests {
             s.put_room(&room).unwrap();
             s.insert_message(&msg(1, 10, 9), b"e", true).unwrap();
             assert_eq!(s.outbox(&RoomId([1; 32]), 10).unwrap(), vec![(10, MessageId([9; 32]))]);
-            s.record_delivery(&RoomId([1; 32]), 10, &MessageId([9; 32]), Delivery::Sent { peers: 2 }).unwrap();
+            s.mark_sent(&RoomId([1; 32]), 10, &MessageId([9; 32]), 2).unwrap();
             assert!(s.outbox(&RoomId([1; 32]), 10).unwrap().is_empty(), "sent leaves the outbox");
             s.flush().unwrap();
         }

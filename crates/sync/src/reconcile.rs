@@ -20,7 +20,6 @@ const OUTPUT_BUDGET: usize = crate::MAX_MESSAGE_LEN - 4096;
 pub struct Reconciler {
     need: Vec<IdPrefix>,
     seen_need: HashSet<IdPrefix>,
-    rounds: usize,
 }
 
 /// The smallest bound that `a` is below and `b` is not (a < b).
@@ -84,11 +83,6 @@ impl Reconciler {
         std::mem::take(&mut self.need)
     }
 
-    /// Messages this side has answered.
-    pub fn rounds(&self) -> usize {
-        self.rounds
-    }
-
     /// The first message: the whole set as one fingerprint, or as a list of
     /// ids when it is small.
     pub fn initiate(&mut self, s: &Storage) -> Message {
@@ -113,7 +107,6 @@ impl Reconciler {
             return Err(Error::Malformed("no ranges"));
         }
         let last = incoming.is_final();
-        self.rounds += 1;
         let mut out = Out { ranges: Vec::new(), bytes: 1 };
         let mut lo = 0usize;
         for r in &incoming.ranges {

@@ -43,15 +43,6 @@ impl Storage {
         Self { items }
     }
 
-    pub fn insert(&mut self, item: Item) {
-        if item.ts == u64::MAX {
-            return;
-        }
-        if let Err(i) = self.items.binary_search(&item) {
-            self.items.insert(i, item);
-        }
-    }
-
     pub fn len(&self) -> usize {
         self.items.len()
     }

@@ -101,11 +101,6 @@ impl Reader<'_> {
 }
 
 impl Message {
-    /// Whether every range is Skip.
-    pub fn is_done(&self) -> bool {
-        self.ranges.iter().all(|r| r.mode == Mode::Skip)
-    }
-
     /// Whether the message asks nothing of its receiver (no Fingerprint, no
     /// IdList): then it is the last of a reconciliation, and is not answered.
     pub fn is_final(&self) -> bool {
