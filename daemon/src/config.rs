@@ -22,6 +22,25 @@ pub struct FileConfig {
     pub mesh: MeshSection,
     pub store: StoreSection,
     pub ipc: IpcSection,
+    pub relay: RelaySection,
+}
+
+/// Carrying envelopes of rooms this node is not a member of.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct RelaySection {
+    pub enabled: bool,
+    pub budget_mib: u64,
+    pub room_quota_mib: u64,
+    pub author_quota_kib: u64,
+    pub expiry_hours: u64,
+    pub max_rooms: usize,
+}
+
+impl Default for RelaySection {
+    fn default() -> Self {
+        Self { enabled: true, budget_mib: 64, room_quota_mib: 16, author_quota_kib: 4096, expiry_hours: 72, max_rooms: 256 }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -58,6 +77,7 @@ impl Default for FileConfig {
             mesh: MeshSection::default(),
             store: StoreSection::default(),
             ipc: IpcSection::default(),
+            relay: RelaySection::default(),
         }
     }
 }
@@ -105,6 +125,8 @@ pub struct Config {
     pub cache_bytes: u64,
     pub max_clients: usize,
     pub max_in_flight: usize,
+    /// None: relaying is off.
+    pub relay: Option<peddlenet_store::RelayLimits>,
 }
 
 /// `$XDG_CONFIG_HOME/peddlenet/peddlenetd.toml` (default `~/.config/...`).
@@ -170,6 +192,17 @@ impl Config {
             cache_bytes: file.store.cache_mib.max(1) * 1024 * 1024,
             max_clients: file.ipc.max_clients.max(1),
             max_in_flight: file.ipc.max_in_flight.max(1),
+            relay: file.relay.enabled.then(|| {
+                let budget = file.relay.budget_mib.max(1) << 20;
+                let room = (file.relay.room_quota_mib.max(1) << 20).min(budget);
+                peddlenet_store::RelayLimits {
+                    budget_bytes: budget,
+                    room_bytes: room,
+                    author_bytes: (file.relay.author_quota_kib.max(64) << 10).min(room),
+                    expiry_ms: file.relay.expiry_hours.max(1) * 3600 * 1000,
+                    max_rooms: file.relay.max_rooms.max(1),
+                }
+            }),
         }
     }
 }
@@ -184,7 +217,7 @@ mod tests {
         let parsed: FileConfig = toml::from_str(shipped).unwrap();
         assert_eq!(parsed, FileConfig::default(), "packaging/peddlenetd.toml must list the defaults");
         // Every key is written down, commented or not.
-        for key in ["data_dir", "socket", "display_name", "listen", "peers", "mdns", "mdns_query_interval_ms", "max_peers", "cache_mib", "max_clients", "max_in_flight"] {
+        for key in ["data_dir", "socket", "display_name", "listen", "peers", "mdns", "mdns_query_interval_ms", "max_peers", "cache_mib", "max_clients", "max_in_flight", "enabled", "budget_mib", "room_quota_mib", "author_quota_kib", "expiry_hours", "max_rooms"] {
             assert!(shipped.contains(key), "{key} is not documented in packaging/peddlenetd.toml");
         }
     }

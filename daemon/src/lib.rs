@@ -6,6 +6,8 @@ pub mod flusher;
 pub mod fsutil;
 pub mod ipc;
 pub mod node;
+pub mod receipts;
+pub mod relay;
 pub mod sync;
 
 use std::os::unix::fs::PermissionsExt;
@@ -68,12 +70,14 @@ pub async fn run(cfg: Config, mut stop: watch::Receiver<bool>) -> anyhow::Result
     // A fresh network identity at every start: the peer id seen on the LAN
     // and in mDNS cannot follow a device from one day to the next.
     let (mesh, mesh_events) = Mesh::start(peddlenet_mesh::fresh_network_identity(), mesh_cfg).await?;
-    let node = node::Node::new(identity, store.clone(), mesh.clone(), cfg.data_dir.clone(), cfg.display_name.clone())?;
+    let node = node::Node::new(identity, store.clone(), mesh.clone(), cfg.data_dir.clone(), cfg.display_name.clone(), cfg.relay)?;
     // Take the mesh's events before asking it anything: it may be waiting to
     // hand one over before it reads the next command.
     tokio::spawn(node.clone().run_mesh_events(mesh_events));
     node.start_rooms().await?;
     tokio::spawn(node.clone().resync_loop());
+    tokio::spawn(node.clone().receipts_loop());
+    tokio::spawn(node.clone().relay_sweeper());
     let server = tokio::spawn(ipc::serve(listener, node.clone(), cfg.max_clients, cfg.max_in_flight, stop.clone()));
     tracing::info!(socket = %cfg.socket.display(), data = %cfg.data_dir.display(), "peddlenetd is ready");
 

@@ -10,9 +10,10 @@ use peddlenet_api::{
 };
 use peddlenet_mesh::{Mesh, MeshEvent, PeerSnapshot};
 use peddlenet_proto::{
-    Body, EnvelopeView, Identity, Invite, MAX_NAME_LEN, MAX_TEXT_LEN, RoomId, RoomKeys, RoomSecret, check_timestamp, seal,
+    AuthorId, Body, EnvelopeView, Identity, Invite, MAX_NAME_LEN, MAX_TEXT_LEN, MessageId, RoomId, RoomKeys, RoomSecret,
+    check_timestamp, seal,
 };
-use peddlenet_store::{Delivery, Inserted, RoomRecord, Store, StoredMessage};
+use peddlenet_store::{Delivery, Inserted, Progress, RelayLimits, RoomRecord, Store, StoredMessage};
 use rand::RngCore;
 use tokio::sync::{broadcast, mpsc};
 
@@ -31,9 +32,9 @@ pub fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
-struct Room {
-    record: RoomRecord,
-    keys: RoomKeys,
+pub(crate) struct Room {
+    pub(crate) record: RoomRecord,
+    pub(crate) keys: RoomKeys,
 }
 
 pub struct Node {
@@ -57,8 +58,22 @@ pub struct Node {
     sync_cache: std::sync::Mutex<HashMap<RoomId, (u64, Arc<peddlenet_sync::Storage>)>>,
     /// Peers a sync session is running with.
     syncing: std::sync::Mutex<std::collections::HashSet<peddlenet_mesh::PeerId>>,
+    /// Peers to sync with again once their running session ends.
+    sync_again: std::sync::Mutex<std::collections::HashSet<peddlenet_mesh::PeerId>>,
     /// Wakes the resync loop early (after joining a room).
     resync: tokio::sync::Notify,
+    /// Relaying other rooms: its bounds, or None when off.
+    pub(crate) relay: Option<RelayLimits>,
+    /// Rooms a peer offered that this node agreed to carry and holds nothing
+    /// of yet, with when they were offered.
+    pub(crate) relay_pending: std::sync::Mutex<HashMap<RoomId, Instant>>,
+    /// Relayed rooms whose gossip topic the mesh is subscribed to.
+    pub(crate) relay_topics: std::sync::Mutex<std::collections::HashSet<RoomId>>,
+    /// Known members per room (from the store, then kept up to date).
+    pub(crate) members: std::sync::Mutex<HashMap<RoomId, std::collections::HashSet<AuthorId>>>,
+    /// Messages of others stored here, to be confirmed to their authors.
+    pub(crate) receipts_due: std::sync::Mutex<HashMap<RoomId, Vec<MessageId>>>,
+    pub(crate) receipts_wake: tokio::sync::Notify,
 }
 
 /// What a request produced, and whether its reply must wait for the disk.
@@ -89,7 +104,12 @@ pub struct Sending {
 pub enum Ingested {
     New,
     Duplicate,
+    /// Of a room this node is not a member of, and relaying is off.
     NotMember,
+    /// Kept to pass on, unread.
+    Relayed,
+    /// Not kept: past the relay's expiry or bounds.
+    RelayRefused(peddlenet_store::Refused),
 }
 
 fn err(code: ErrorCode, msg: impl Into<String>) -> ApiError {
@@ -107,6 +127,16 @@ fn delivery_api(d: Delivery) -> DeliveryState {
     }
 }
 
+/// An own message's state: confirmed by members if any did, else how far it got.
+/// `others`: members known besides this node.
+pub(crate) fn progress_api(p: Progress, others: usize) -> DeliveryState {
+    if p.confirmed_by > 0 {
+        DeliveryState::Delivered { to: p.confirmed_by as u32, of: others.max(p.confirmed_by) as u32 }
+    } else {
+        delivery_api(p.delivery)
+    }
+}
+
 fn peer_info(p: &PeerSnapshot) -> PeerInfo {
     PeerInfo {
         peer: p.peer.to_string(),
@@ -119,7 +149,14 @@ fn peer_info(p: &PeerSnapshot) -> PeerInfo {
 }
 
 impl Node {
-    pub fn new(identity: Identity, store: Store, mesh: Mesh, data_dir: PathBuf, display_name: Option<String>) -> anyhow::Result<Arc<Self>> {
+    pub fn new(
+        identity: Identity,
+        store: Store,
+        mesh: Mesh,
+        data_dir: PathBuf,
+        display_name: Option<String>,
+        relay: Option<RelayLimits>,
+    ) -> anyhow::Result<Arc<Self>> {
         let stored_name: Option<String> = store.meta_get("display_name")?;
         let name = match display_name {
             Some(n) => {
@@ -153,12 +190,21 @@ impl Node {
             generations: Default::default(),
             sync_cache: Default::default(),
             syncing: Default::default(),
+            sync_again: Default::default(),
             resync: tokio::sync::Notify::new(),
+            relay,
+            relay_pending: Default::default(),
+            relay_topics: Default::default(),
+            members: Default::default(),
+            receipts_due: Default::default(),
+            receipts_wake: tokio::sync::Notify::new(),
         }))
     }
 
-    /// Subscribes the mesh to every room's topic and dials the rooms' known addresses.
+    /// Subscribes the mesh to every room's topic (and to relayed rooms') and
+    /// dials the rooms' known addresses.
     pub async fn start_rooms(&self) -> anyhow::Result<()> {
+        self.subscribe_relayed().await;
         let rooms: Vec<Arc<Room>> = self.rooms.read().expect("lock").values().cloned().collect();
         for r in rooms {
             self.mesh.subscribe(r.keys.topic()).await?;
@@ -195,12 +241,33 @@ impl Node {
         self.rooms.read().expect("lock").contains_key(room)
     }
 
+    pub(crate) fn room(&self, room: &RoomId) -> Option<Arc<Room>> {
+        self.rooms.read().expect("lock").get(room).cloned()
+    }
+
+    pub fn identity(&self) -> &Identity {
+        &self.identity
+    }
+
+    pub(crate) fn display_name(&self) -> String {
+        self.display_name.read().expect("lock").clone()
+    }
+
+    pub(crate) fn bump_room(&self, room: &RoomId) {
+        self.bump(room)
+    }
+
     fn bump(&self, room: &RoomId) {
         *self.generations.lock().expect("lock").entry(*room).or_default() += 1;
     }
 
     /// The room's items for reconciliation, rebuilt only when it changed.
+    /// A relayed room's are read afresh each time (evictions change them).
     pub fn sync_storage(&self, room: &RoomId) -> anyhow::Result<Arc<peddlenet_sync::Storage>> {
+        if !self.is_member(room) {
+            let items = self.store.relay_items(room)?.into_iter().map(|(ts, id)| peddlenet_sync::Item { ts, id: id.0 }).collect();
+            return Ok(Arc::new(peddlenet_sync::Storage::new(items)));
+        }
         let generation = self.generations.lock().expect("lock").get(room).copied().unwrap_or(0);
         if let Some((g, s)) = self.sync_cache.lock().expect("lock").get(room)
             && *g == generation
@@ -213,13 +280,26 @@ impl Node {
         Ok(s)
     }
 
-    /// Marks a sync session with `peer` as running; false if one already is.
+    /// Marks a sync session with `peer` as running; false if one already is,
+    /// in which case that session runs once more when it ends.
     pub fn begin_sync(&self, peer: peddlenet_mesh::PeerId) -> bool {
-        self.syncing.lock().expect("lock").insert(peer)
+        let mut running = self.syncing.lock().expect("lock");
+        if running.insert(peer) {
+            return true;
+        }
+        self.sync_again.lock().expect("lock").insert(peer);
+        false
     }
 
-    pub fn end_sync(&self, peer: peddlenet_mesh::PeerId) {
-        self.syncing.lock().expect("lock").remove(&peer);
+    /// Ends a session; true if another was asked for meanwhile (the session
+    /// then stays marked as running and the caller goes again).
+    pub fn end_sync(&self, peer: peddlenet_mesh::PeerId) -> bool {
+        let mut running = self.syncing.lock().expect("lock");
+        if self.sync_again.lock().expect("lock").remove(&peer) {
+            return true;
+        }
+        running.remove(&peer);
+        false
     }
 
     /// Reconciles with every connected peer every [`crate::sync::RESYNC_EVERY`],
@@ -243,7 +323,7 @@ impl Node {
         }
     }
 
-    fn emit(&self, e: Event) {
+    pub(crate) fn emit(&self, e: Event) {
         // No subscriber is fine.
         let _ = self.events.send(e);
     }
@@ -280,13 +360,14 @@ impl Node {
             joined_ms: r.record.joined_ms,
             messages: self.store.message_count(&r.record.room_id) as u64,
             online_peers: self.mesh.topic_peers(r.keys.topic()).await.unwrap_or(0),
+            members: self.member_count(&r.record.room_id) as u32,
         }
     }
 
-    fn message_info(&self, m: StoredMessage) -> MessageInfo {
+    pub(crate) fn message_info(&self, m: StoredMessage) -> MessageInfo {
         let delivery = if m.own {
-            // No record yet: stored here, no peer took it.
-            Some(delivery_api(self.store.delivery(&m.id).ok().flatten().unwrap_or(Delivery::Stored)))
+            let p = self.store.progress(&m.id).unwrap_or(Progress { delivery: Delivery::Stored, confirmed_by: 0 });
+            Some(progress_api(p, self.member_count(&m.room_id).saturating_sub(1)))
         } else {
             None
         };
@@ -318,6 +399,7 @@ impl Node {
                     rooms: self.rooms.read().expect("lock").len(),
                     data_dir: self.data_dir.display().to_string(),
                     uptime_ms: self.started.elapsed().as_millis() as u64,
+                    relay: self.relay_status(),
                 })))
             }
             Request::Peers => {
@@ -380,6 +462,8 @@ impl Node {
                 self.rooms.write().expect("lock").remove(&r.record.room_id);
                 self.sync_cache.lock().expect("lock").remove(&r.record.room_id);
                 self.generations.lock().expect("lock").remove(&r.record.room_id);
+                self.members.lock().expect("lock").remove(&r.record.room_id);
+                self.receipts_due.lock().expect("lock").remove(&r.record.room_id);
                 let _ = self.mesh.unsubscribe(r.keys.topic()).await;
                 Ok(Handled::after_flush(Response::Done))
             }
@@ -438,7 +522,13 @@ impl Node {
             return Err(internal(e));
         }
         let room = Arc::new(Room { record, keys });
-        self.rooms.write().expect("lock").insert(room.record.room_id, room.clone());
+        let id = room.record.room_id;
+        self.rooms.write().expect("lock").insert(id, room.clone());
+        self.note_member(&id, &self.identity.author_id(), &self.display_name());
+        if let Some(inviter) = inviter {
+            self.note_member(&id, &inviter, "");
+        }
+        self.adopt_relayed(&id);
         Ok(self.room_info(&room).await)
     }
 
@@ -475,7 +565,7 @@ impl Node {
         let body = Body::Text(text);
         let env = seal(&r.keys, &self.identity, &name, &body, ts, nonce).map_err(internal)?;
         let id = peddlenet_proto::message_id(&env);
-        let Body::Text(text) = body;
+        let Body::Text(text) = body else { unreachable!("built as a text above") };
         let msg = StoredMessage {
             id,
             room_id: r.record.room_id,
@@ -529,10 +619,8 @@ impl Node {
     /// mesh's gossip validation does); otherwise it is checked here.
     pub fn ingest(&self, data: &[u8], room_verified: bool) -> Result<Ingested, IngestError> {
         let view = EnvelopeView::parse(data)?;
-        let room = self.rooms.read().expect("lock").get(&view.room_id).cloned();
-        let Some(room) = room else {
-            // Relaying other rooms' envelopes comes with store-and-forward.
-            return Ok(Ingested::NotMember);
+        let Some(room) = self.room(&view.room_id) else {
+            return self.relay_ingest(&view, room_verified);
         };
         if self.store.contains(&view.id()).map_err(IngestError::Store)? {
             return Ok(Ingested::Duplicate);
@@ -540,21 +628,41 @@ impl Node {
         let opened = if room_verified { view.open_room_verified(&room.keys)? } else { view.open(&room.keys)? };
         let now = now_ms();
         check_timestamp(opened.timestamp_ms, now)?;
-        let Body::Text(text) = opened.body;
+        let room_id = opened.room_id;
+        self.note_member(&room_id, &opened.author, &opened.author_name);
+        let mine = opened.author == self.identity.author_id();
+        let text = match opened.body {
+            Body::Receipt(ids) => {
+                return match self.store.insert_control(&room_id, opened.timestamp_ms, &opened.id, data).map_err(IngestError::Store)? {
+                    Inserted::Duplicate => Ok(Ingested::Duplicate),
+                    Inserted::New => {
+                        self.bump(&room_id);
+                        if !mine {
+                            self.take_receipt(&room_id, &opened.author, &ids).map_err(IngestError::Store)?;
+                        }
+                        Ok(Ingested::New)
+                    }
+                };
+            }
+            Body::Text(text) => text,
+        };
         let msg = StoredMessage {
             id: opened.id,
-            room_id: opened.room_id,
+            room_id,
             author: opened.author,
             author_name: opened.author_name,
             timestamp_ms: opened.timestamp_ms,
             received_ms: now,
-            own: opened.author == self.identity.author_id(),
+            own: mine,
             text,
         };
         match self.store.insert_message(&msg, data, false).map_err(IngestError::Store)? {
             Inserted::Duplicate => Ok(Ingested::Duplicate),
             Inserted::New => {
                 self.bump(&msg.room_id);
+                if !mine {
+                    self.receipt_due(&room_id, msg.id);
+                }
                 self.emit(Event::Message { message: self.message_info(msg) });
                 Ok(Ingested::New)
             }
@@ -575,8 +683,8 @@ impl Node {
                     tokio::spawn(crate::sync::sync_with(self.clone(), p.peer));
                     self.emit(Event::PeerUp { peer: peer_info(&p) });
                 }
-                MeshEvent::SyncRequest { request, reply, .. } => {
-                    tokio::spawn(crate::sync::answer(self.clone(), request, reply));
+                MeshEvent::SyncRequest { request, reply, peer } => {
+                    tokio::spawn(crate::sync::answer(self.clone(), peer, request, reply));
                 }
                 // Publishing waits on the mesh, which may be waiting on this
                 // loop: hand it to a task of its own.

@@ -40,18 +40,30 @@ pub async fn sync_with(node: Arc<Node>, peer: PeerId) {
     if !node.begin_sync(peer) {
         return;
     }
-    let r = session(&node, peer).await;
-    node.end_sync(peer);
-    match r {
-        Ok(s) if s.stored > 0 => tracing::info!(%peer, rooms = s.rooms, round_trips = s.round_trips, fetched = s.fetched, stored = s.stored, "caught up"),
-        Ok(s) => tracing::debug!(%peer, rooms = s.rooms, round_trips = s.round_trips, "in sync"),
-        Err(e) => tracing::debug!(%peer, error = %e, "sync stopped; the next meeting resumes it"),
+    loop {
+        let r = session(&node, peer).await;
+        match r {
+            Ok(s) if s.stored > 0 => tracing::info!(%peer, rooms = s.rooms, round_trips = s.round_trips, fetched = s.fetched, stored = s.stored, "caught up"),
+            Ok(s) => tracing::debug!(%peer, rooms = s.rooms, round_trips = s.round_trips, "in sync"),
+            Err(e) => tracing::debug!(%peer, error = %e, "sync stopped; the next meeting resumes it"),
+        }
+        if !node.end_sync(peer) {
+            return;
+        }
     }
+}
+
+/// Rooms this node offers a peer: its own, then those it carries for others.
+fn offered(node: &Node) -> Vec<RoomId> {
+    let mut rooms = node.member_rooms();
+    rooms.extend(node.carried_rooms());
+    rooms.truncate(MAX_LIST);
+    rooms
 }
 
 async fn session(node: &Node, peer: PeerId) -> anyhow::Result<Stats> {
     let mut stats = Stats::default();
-    let mine: Vec<[u8; 32]> = node.member_rooms().iter().take(MAX_LIST).map(|r| r.0).collect();
+    let mine: Vec<[u8; 32]> = offered(node).iter().map(|r| r.0).collect();
     if mine.is_empty() {
         return Ok(stats);
     }
@@ -60,7 +72,7 @@ async fn session(node: &Node, peer: PeerId) -> anyhow::Result<Stats> {
     };
     for room in common {
         let room = RoomId(room);
-        if !node.is_member(&room) {
+        if !node.is_member(&room) && !node.carries(&room) {
             continue;
         }
         stats.rooms += 1;
@@ -75,7 +87,11 @@ async fn session(node: &Node, peer: PeerId) -> anyhow::Result<Stats> {
 async fn reconcile(node: &Node, peer: PeerId, room: RoomId, stats: &mut Stats) -> anyhow::Result<Vec<IdPrefix>> {
     let storage = node.sync_storage(&room)?;
     let mut rec = Reconciler::new();
-    let mut msg = rec.initiate(&storage);
+    // A relay asks only about what it would keep.
+    let mut msg = match (&node.relay, node.is_member(&room)) {
+        (Some(limits), false) => rec.initiate_since(&storage, crate::node::now_ms().saturating_sub(limits.expiry_ms)),
+        _ => rec.initiate(&storage),
+    };
     for _ in 0..MAX_ROUNDS {
         stats.round_trips += 1;
         let reply = match ask(node, peer, SyncRequest::Reconcile { room: room.0, message: msg.encode() }).await? {
@@ -117,19 +133,32 @@ async fn fetch(node: &Node, peer: PeerId, room: RoomId, ids: &[IdPrefix], stats:
 }
 
 /// Answers a peer's sync request.
-pub async fn answer(node: Arc<Node>, request: Vec<u8>, reply: SyncReply) {
-    let response = respond(&node, &request).unwrap_or(SyncResponse::Refused(Refusal::Malformed));
+pub async fn answer(node: Arc<Node>, peer: PeerId, request: Vec<u8>, reply: SyncReply) {
+    let mut taken_on = Vec::new();
+    let response = respond(&node, &request, &mut taken_on).unwrap_or(SyncResponse::Refused(Refusal::Malformed));
     let _ = node.mesh().sync_respond(reply, response.encode()).await;
+    if !taken_on.is_empty() {
+        // Rooms this node now carries for others: take their gossip, and
+        // fetch what the peer that offered them holds.
+        tracing::info!(%peer, rooms = taken_on.len(), "relaying rooms a peer offered");
+        node.subscribe_relayed().await;
+        tokio::spawn(sync_with(node, peer));
+    }
 }
 
-fn respond(node: &Node, request: &[u8]) -> anyhow::Result<SyncResponse> {
+fn respond(node: &Node, request: &[u8], taken_on: &mut Vec<RoomId>) -> anyhow::Result<SyncResponse> {
     Ok(match SyncRequest::decode(request)? {
         SyncRequest::Rooms(theirs) => {
-            SyncResponse::Rooms(theirs.into_iter().filter(|r| node.is_member(&RoomId(*r))).collect())
+            let theirs: Vec<RoomId> = theirs.into_iter().map(RoomId).collect();
+            *taken_on = node.accept_offers(&theirs);
+            // Rooms just taken on hold nothing yet: nothing to reconcile.
+            SyncResponse::Rooms(
+                theirs.iter().filter(|r| !taken_on.contains(r) && (node.is_member(r) || node.carries(r))).map(|r| r.0).collect(),
+            )
         }
         SyncRequest::Reconcile { room, message } => {
             let room = RoomId(room);
-            if !node.is_member(&room) {
+            if !node.is_member(&room) && !node.carries(&room) {
                 return Ok(SyncResponse::Refused(Refusal::UnknownRoom));
             }
             let storage = node.sync_storage(&room)?;
@@ -139,7 +168,7 @@ fn respond(node: &Node, request: &[u8]) -> anyhow::Result<SyncResponse> {
         }
         SyncRequest::Fetch { room, ids } => {
             let room = RoomId(room);
-            if !node.is_member(&room) {
+            if !node.is_member(&room) && !node.carries(&room) {
                 return Ok(SyncResponse::Refused(Refusal::UnknownRoom));
             }
             let mut envs = Vec::new();

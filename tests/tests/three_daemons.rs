@@ -28,7 +28,8 @@ async fn a_message_reaches_everyone_within_two_seconds_and_histories_agree() {
     let b_peers = cb.peers().await.unwrap();
     assert!(b_peers[0].addr.ends_with("/quic-v1"), "B reaches A over QUIC: {}", b_peers[0].addr);
     let c_peers = cc.peers().await.unwrap();
-    assert!(c_peers[0].addr.contains("/tcp/"), "C reaches A over TCP: {}", c_peers[0].addr);
+    let invited = peddlenet_proto::Invite::parse(&invite).unwrap().addrs;
+    assert!(invited.iter().any(|a| c_peers[0].addr.starts_with(a.as_str())), "C reaches A at an invite address: {}", c_peers[0].addr);
 
     let clients = [(&ca, "A"), (&cb, "B"), (&cc, "C")];
     for (i, (sender, name)) in clients.iter().enumerate() {
@@ -61,9 +62,16 @@ async fn a_message_reaches_everyone_within_two_seconds_and_histories_agree() {
         .await;
     }
 
-    // The author's view of delivery: B's burst was handed to a peer.
-    let (mine, _) = cb.history(&room.id, None, Some(1)).await.unwrap();
-    assert_eq!(mine[0].delivery, Some(peddlenet_api::DeliveryState::Sent { peers: 1 }));
+    // The author's view of delivery: every message of B's burst is
+    // confirmed end to end by both other members.
+    let (mine, _) = eventually(Duration::from_secs(5), "receipts from A and C", || async {
+        let (mine, _) = cb.history(&room.id, None, Some(50)).await.ok()?;
+        mine.iter().all(|m| m.delivery == Some(peddlenet_api::DeliveryState::Delivered { to: 2, of: 2 })).then_some(mine)
+    })
+    .await;
+    assert_eq!(mine.len(), 50);
+    let rooms = cb.room_list().await.unwrap();
+    assert_eq!(rooms[0].members, 3, "B knows A, C and itself");
 
     // Peers are listed with their link and a round-trip time soon after.
     let peers = ca.peers().await.unwrap();
@@ -127,8 +135,15 @@ async fn a_message_written_alone_goes_out_when_a_member_arrives() {
     })
     .await
     .expect("a delivery event");
-    assert_eq!(delivered, peddlenet_api::DeliveryState::Sent { peers: 1 });
+    assert_eq!(delivered, peddlenet_api::DeliveryState::Sent { peers: 1 }, "handed over first");
     eventually(Duration::from_secs(2), "B to have it", || async { history_ids(&cb, &room.id).await.contains(&alone.id).then_some(()) }).await;
-    let (h, _) = ca.history(&room.id, None, Some(1)).await.unwrap();
-    assert_eq!(h[0].delivery, Some(peddlenet_api::DeliveryState::Sent { peers: 1 }));
+    // Then B's receipt comes back: delivered to the one other member.
+    eventually(Duration::from_secs(5), "B's receipt", || async {
+        let (h, _) = ca.history(&room.id, None, Some(1)).await.ok()?;
+        (h[0].delivery == Some(peddlenet_api::DeliveryState::Delivered { to: 1, of: 1 })).then_some(())
+    })
+    .await;
+    // Receipts never show up as messages.
+    assert_eq!(history_ids(&ca, &room.id).await, vec![alone.id.clone()]);
+    assert_eq!(history_ids(&cb, &room.id).await, vec![alone.id.clone()]);
 }

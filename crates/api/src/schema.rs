@@ -79,6 +79,18 @@ pub struct Status {
     pub rooms: usize,
     pub data_dir: String,
     pub uptime_ms: u64,
+    pub relay: RelayStatus,
+}
+
+/// What this node carries for rooms it is not a member of (it cannot read it).
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RelayStatus {
+    pub enabled: bool,
+    /// Rooms with envelopes held, or accepted from a peer's offer and waiting for some.
+    pub rooms: u32,
+    pub envelopes: u64,
+    pub bytes: u64,
+    pub budget_bytes: u64,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -110,6 +122,9 @@ pub struct RoomInfo {
     pub messages: u64,
     /// Connected peers that carry this room's topic now.
     pub online_peers: u32,
+    /// Members this node knows of, itself included: everyone who wrote
+    /// anything in the room, and the inviter.
+    pub members: u32,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -119,6 +134,8 @@ pub enum DeliveryState {
     Stored,
     /// Handed to this many peers.
     Sent { peers: u32 },
+    /// `to` of the `of` other members known confirmed they hold it (end to end).
+    Delivered { to: u32, of: u32 },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -97,7 +97,8 @@ fn delivery(d: &Option<DeliveryState>) -> String {
     match d {
         None => String::new(),
         Some(DeliveryState::Stored) => " [stored here]".into(),
-        Some(DeliveryState::Sent { peers }) => format!(" [sent to {peers} peer{}]", if *peers == 1 { "" } else { "s" }),
+        Some(DeliveryState::Sent { peers }) => format!(" [handed to {peers} peer{}]", if *peers == 1 { "" } else { "s" }),
+        Some(DeliveryState::Delivered { to, of }) => format!(" [delivered to {to} of {of} member{}]", if *of == 1 { "" } else { "s" }),
     }
 }
 
@@ -114,7 +115,14 @@ fn print_message(m: &MessageInfo) {
 }
 
 fn print_room(r: &RoomInfo) {
-    println!("{}  {}  {} messages, {} peers online", &r.id[..16], clean(&r.name), r.messages, r.online_peers);
+    println!(
+        "{}  {}  {} messages, {} members known, {} peers online",
+        &r.id[..16],
+        clean(&r.name),
+        r.messages,
+        r.members,
+        r.online_peers
+    );
 }
 
 fn print_peer(p: &PeerInfo) {
@@ -142,6 +150,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("peers:    {}", s.peers);
                 println!("rooms:    {}", s.rooms);
                 println!("data:     {}", s.data_dir);
+                if s.relay.enabled {
+                    println!(
+                        "relaying: {} rooms, {} envelopes, {:.1} of {:.0} MiB",
+                        s.relay.rooms,
+                        s.relay.envelopes,
+                        s.relay.bytes as f64 / 1048576.0,
+                        s.relay.budget_bytes as f64 / 1048576.0
+                    );
+                } else {
+                    println!("relaying: off");
+                }
                 for a in &s.listen_addrs {
                     println!("listen:   {a}");
                 }

@@ -24,6 +24,9 @@ use crate::{AuthorId, Error, Identity, MessageId, Result, RoomId, RoomKeys};
 pub const VERSION: u8 = 1;
 pub const KIND_ROOM_MESSAGE: u8 = 1;
 const BODY_TEXT: u8 = 1;
+const BODY_RECEIPT: u8 = 2;
+/// Most message ids one receipt confirms.
+pub const MAX_RECEIPT_IDS: usize = 256;
 
 const HEADER_LEN: usize = 86;
 const SIG_LEN: usize = 64;
@@ -49,6 +52,43 @@ const DOMAIN_MESSAGE: &[u8] = b"peddlenet/v1/message";
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Body {
     Text(String),
+    /// "I hold these messages": a member's end-to-end delivery receipt, 1 to
+    /// [`MAX_RECEIPT_IDS`] message ids. Encrypted and padded like a text, so
+    /// relays cannot tell the two apart.
+    Receipt(Vec<MessageId>),
+}
+
+impl Body {
+    fn kind(&self) -> u8 {
+        match self {
+            Body::Text(_) => BODY_TEXT,
+            Body::Receipt(_) => BODY_RECEIPT,
+        }
+    }
+
+    fn check(&self) -> Result<()> {
+        match self {
+            Body::Text(t) if t.len() > MAX_TEXT_LEN => Err(Error::FieldLength { field: "text", len: t.len(), max: MAX_TEXT_LEN }),
+            Body::Receipt(ids) if ids.is_empty() || ids.len() > MAX_RECEIPT_IDS => {
+                Err(Error::FieldLength { field: "receipt ids", len: ids.len(), max: MAX_RECEIPT_IDS })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn bytes_len(&self) -> usize {
+        match self {
+            Body::Text(t) => t.len(),
+            Body::Receipt(ids) => ids.len() * 32,
+        }
+    }
+
+    fn write(&self, out: &mut Vec<u8>) {
+        match self {
+            Body::Text(t) => out.extend_from_slice(t.as_bytes()),
+            Body::Receipt(ids) => ids.iter().for_each(|id| out.extend_from_slice(id.as_bytes())),
+        }
+    }
 }
 
 /// A parsed envelope whose structure is valid. Nothing is verified yet: call
@@ -250,20 +290,29 @@ impl Inner {
         }
         let name = std::str::from_utf8(r.take(name_len)?).map_err(|_| Error::Utf8("display name"))?.to_owned();
         let kind = r.take(1)?[0];
-        if kind != BODY_TEXT {
-            return Err(Error::Kind(kind));
-        }
         let body_len = be_u32(r.take(4)?) as usize;
-        if body_len > MAX_TEXT_LEN {
-            return Err(Error::FieldLength { field: "text", len: body_len, max: MAX_TEXT_LEN });
-        }
-        let text = std::str::from_utf8(r.take(body_len)?).map_err(|_| Error::Utf8("text"))?.to_owned();
+        let body = match kind {
+            BODY_TEXT => {
+                if body_len > MAX_TEXT_LEN {
+                    return Err(Error::FieldLength { field: "text", len: body_len, max: MAX_TEXT_LEN });
+                }
+                Body::Text(std::str::from_utf8(r.take(body_len)?).map_err(|_| Error::Utf8("text"))?.to_owned())
+            }
+            BODY_RECEIPT => {
+                let n = body_len / 32;
+                if !body_len.is_multiple_of(32) || n == 0 || n > MAX_RECEIPT_IDS {
+                    return Err(Error::FieldLength { field: "receipt ids", len: body_len, max: MAX_RECEIPT_IDS * 32 });
+                }
+                Body::Receipt(r.take(body_len)?.chunks_exact(32).map(|c| MessageId(c.try_into().expect("32 bytes"))).collect())
+            }
+            other => return Err(Error::Kind(other)),
+        };
         let sig_offset = r.pos;
         let sig: [u8; 64] = r.take(64)?.try_into().expect("64 bytes");
         if p[r.pos..].iter().any(|b| *b != 0) {
             return Err(Error::Padding);
         }
-        Ok(Self { author, name, body: Body::Text(text), sig, sig_offset })
+        Ok(Self { author, name, body, sig, sig_offset })
     }
 }
 
@@ -303,23 +352,20 @@ fn seal_as(
     nonce: [u8; 24],
 ) -> Result<Vec<u8>> {
     let author_id = *author_id;
-    let Body::Text(text) = body;
     if author_name.len() > MAX_NAME_LEN {
         return Err(Error::FieldLength { field: "display name", len: author_name.len(), max: MAX_NAME_LEN });
     }
-    if text.len() > MAX_TEXT_LEN {
-        return Err(Error::FieldLength { field: "text", len: text.len(), max: MAX_TEXT_LEN });
-    }
+    body.check()?;
     let tag = keys.author_tag(&author_id);
     let room_id = keys.room_id();
 
-    let mut plain = Vec::with_capacity(32 + 1 + author_name.len() + 5 + text.len() + 64 + PAD_BLOCK);
+    let mut plain = Vec::with_capacity(32 + 1 + author_name.len() + 5 + body.bytes_len() + 64 + PAD_BLOCK);
     plain.extend_from_slice(author_id.as_bytes());
     plain.push(author_name.len() as u8);
     plain.extend_from_slice(author_name.as_bytes());
-    plain.push(BODY_TEXT);
-    plain.extend_from_slice(&(text.len() as u32).to_be_bytes());
-    plain.extend_from_slice(text.as_bytes());
+    plain.push(body.kind());
+    plain.extend_from_slice(&(body.bytes_len() as u32).to_be_bytes());
+    body.write(&mut plain);
     let sig = author.sign(&author_signed_message(&room_id, &tag, timestamp_ms, &nonce, &plain));
     plain.extend_from_slice(&sig);
     let padded = plain.len().div_ceil(PAD_BLOCK) * PAD_BLOCK;
@@ -346,4 +392,38 @@ fn seal_as(
     out.extend_from_slice(&keys.signing_key().sign(&signed).to_bytes());
     debug_assert!(out.len() <= MAX_ENVELOPE_LEN);
     Ok(out)
+}
+
+#[cfg(test)]
+mod inner_tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The plaintext decoder, reached only after decryption, on any bytes:
+        /// never a panic, and what it accepts is padded and within limits.
+        #[test]
+        fn inner_parse_never_panics(mut p in proptest::collection::vec(any::<u8>(), 0..1200), kind in 0u8..4, len in 0u32..10_000) {
+            if p.len() > 40 {
+                p[32] = p[32] % 70;
+                let n = 33 + p[32] as usize;
+                if p.len() > n + 5 {
+                    p[n] = kind;
+                    p[n + 1..n + 5].copy_from_slice(&len.to_be_bytes());
+                }
+            }
+            if let Ok(inner) = Inner::parse(&p) {
+                prop_assert_eq!(p.len() % PAD_BLOCK, 0);
+                prop_assert!(inner.body.check().is_ok());
+            }
+        }
+
+        #[test]
+        fn receipts_of_any_size_round_trip(n in 1usize..=MAX_RECEIPT_IDS, seed in any::<u8>()) {
+            let keys = RoomKeys::derive(&crate::RoomSecret([seed; 32]));
+            let ids: Vec<MessageId> = (0..n).map(|i| MessageId([(i % 251) as u8 ^ seed; 32])).collect();
+            let env = seal(&keys, &Identity::from_seed(&[seed; 32]), "r", &Body::Receipt(ids.clone()), 7, [seed; 24]).unwrap();
+            prop_assert_eq!(EnvelopeView::parse(&env).unwrap().open(&keys).unwrap().body, Body::Receipt(ids));
+        }
+    }
 }

@@ -15,7 +15,7 @@ mod room;
 pub use envelope::{
     Body, EnvelopeView, Opened, ENVELOPE_OVERHEAD, KIND_ROOM_MESSAGE, MAX_ENVELOPE_LEN,
     MAX_NAME_LEN, MAX_TEXT_LEN, PAD_BLOCK, VERSION, check_timestamp, message_id, seal,
-    MAX_FUTURE_SKEW_MS,
+    MAX_FUTURE_SKEW_MS, MAX_RECEIPT_IDS,
 };
 #[cfg(feature = "forge")]
 pub use envelope::forge_author;

@@ -161,3 +161,19 @@ proptest! {
         prop_assert!(v.open(&k).is_err());
     }
 }
+
+#[test]
+fn receipts_round_trip_and_look_like_short_texts() {
+    let k = keys(1);
+    let me = Identity::from_seed(&[9; 32]);
+    let ids: Vec<MessageId> = (0..3u8).map(|i| MessageId([i; 32])).collect();
+    let receipt = seal(&k, &me, "ana", &Body::Receipt(ids.clone()), 5, [7; 24]).unwrap();
+    let short = seal(&k, &me, "ana", &text("ok"), 5, [8; 24]).unwrap();
+    assert_eq!(receipt.len(), short.len(), "a relay cannot tell a receipt from a short text by its length");
+    assert_eq!(receipt[..2], short[..2], "nor by the header's version and kind");
+    assert_eq!(EnvelopeView::parse(&receipt).unwrap().open(&k).unwrap().body, Body::Receipt(ids));
+    for bad in [Vec::new(), vec![MessageId([1; 32]); MAX_RECEIPT_IDS + 1]] {
+        assert!(matches!(seal(&k, &me, "ana", &Body::Receipt(bad), 5, [7; 24]), Err(Error::FieldLength { .. })));
+    }
+    assert!(seal(&k, &me, "ana", &Body::Receipt(vec![MessageId([1; 32]); MAX_RECEIPT_IDS]), 5, [7; 24]).is_ok());
+}

@@ -8,8 +8,12 @@
 //! | `rooms` | room id (32)                               | [`RoomRecord`]                 |
 //! | `msgs`  | `E` ‖ message id (32)                      | envelope bytes, as on the wire |
 //! | `msgs`  | `H` ‖ room id (32) ‖ timestamp ms (u64 BE) ‖ message id (32) | [`StoredMessage`] |
-//! | `msgs`  | `D` ‖ message id (32)                      | [`Delivery`] of an own message (none yet: Stored) |
+//! | `msgs`  | `D` ‖ message id (32)                      | [`Delivery`] of an own message; marks it as own |
 //! | `msgs`  | `O` ‖ room id ‖ timestamp ‖ message id     | empty: own message no peer took yet (the outbox) |
+//! | `msgs`  | `K` ‖ room id ‖ timestamp ‖ message id     | empty: a member room's receipt envelope |
+//! | `msgs`  | `P` ‖ message id ‖ member author id (32)   | empty: that member confirmed the own message |
+//! | `msgs`  | `M` ‖ room id ‖ author id                  | JSON display name: a member seen in the room |
+//! | `msgs`  | `R`, `A`                                   | relayed envelopes of other rooms: see [`relay`] |
 //!
 //! Writes are ordered rather than batched (a sled batch or transaction costs
 //! more than the rest of handling a message): the envelope, which marks a
@@ -23,6 +27,10 @@
 //! durable. Callers that acknowledge a write to anyone flush first.
 
 use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+pub mod relay;
+pub use relay::{AuthorTag, RelayInserted, RelayLimits, RelayTotals, Refused, RoomUsage};
 
 use peddlenet_proto::{AuthorId, MessageId, RoomId};
 use serde::{Deserialize, Serialize};
@@ -82,6 +90,14 @@ pub enum Delivery {
     Sent { peers: u32 },
 }
 
+/// How far an own message got: the delivery record and the members who
+/// confirmed it end to end.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Progress {
+    pub delivery: Delivery,
+    pub confirmed_by: usize,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Inserted {
     New,
@@ -94,8 +110,12 @@ pub struct Store {
     meta: sled::Tree,
     rooms: sled::Tree,
     msgs: sled::Tree,
+    relay: Arc<Mutex<relay::Usage>>,
 }
 
+const CONTROL: u8 = b'K';
+const RECEIPT: u8 = b'P';
+const MEMBER: u8 = b'M';
 const ENVELOPE: u8 = b'E';
 const HISTORY: u8 = b'H';
 const DELIVERY: u8 = b'D';
@@ -165,7 +185,13 @@ impl Store {
     /// Opens (or creates) the store in `dir`. `cache_bytes` bounds sled's page cache.
     pub fn open(dir: &Path, cache_bytes: u64) -> Result<Self> {
         let db = sled::Config::new().path(dir).cache_capacity(cache_bytes).mode(sled::Mode::LowSpace).open()?;
-        let store = Self { meta: db.open_tree("meta")?, rooms: db.open_tree("rooms")?, msgs: db.open_tree("msgs")?, db };
+        let store = Self {
+            meta: db.open_tree("meta")?,
+            rooms: db.open_tree("rooms")?,
+            msgs: db.open_tree("msgs")?,
+            db,
+            relay: Default::default(),
+        };
         match store.meta_get::<u64>("schema")? {
             None => {
                 store.meta_set("schema", &SCHEMA_VERSION)?;
@@ -174,9 +200,9 @@ impl Store {
             Some(v) if v > SCHEMA_VERSION => return Err(Error::Schema { found: v, supported: SCHEMA_VERSION }),
             Some(_) => {}
         }
-        let repaired = store.repair()?;
+        let repaired = store.repair()? + store.relay_load()?;
         if repaired > 0 {
-            tracing::info!(repaired, "removed the traces of sends a crash interrupted (never acknowledged)");
+            tracing::info!(repaired, "removed the traces of writes a crash interrupted (none was acknowledged)");
             store.flush()?;
         }
         Ok(store)
@@ -218,10 +244,21 @@ impl Store {
             let (_, mid) = timed_parts(&k)?;
             batch.remove(&id_key(ENVELOPE, &mid)[..]);
             batch.remove(&id_key(DELIVERY, &mid)[..]);
+            for p in self.msgs.scan_prefix(id_key(RECEIPT, &mid)).keys() {
+                batch.remove(p?);
+            }
             batch.remove(k);
         }
-        for k in self.msgs.scan_prefix(room_prefix(OUTBOX, id)).keys() {
-            batch.remove(k?);
+        for k in self.msgs.scan_prefix(room_prefix(CONTROL, id)).keys() {
+            let k = k?;
+            let (_, mid) = timed_parts(&k)?;
+            batch.remove(&id_key(ENVELOPE, &mid)[..]);
+            batch.remove(k);
+        }
+        for prefix in [OUTBOX, MEMBER] {
+            for k in self.msgs.scan_prefix(room_prefix(prefix, id)).keys() {
+                batch.remove(k?);
+            }
         }
         self.msgs.apply_batch(batch)?;
         Ok(self.rooms.remove(id.as_bytes())?.is_some())
@@ -250,8 +287,9 @@ impl Store {
             return Ok(Inserted::Duplicate);
         }
         if outbox {
-            // An own message without a delivery record is Stored.
             self.msgs.insert(timed_key(OUTBOX, &msg.room_id, msg.timestamp_ms, &msg.id), &[])?;
+            // The delivery record also marks the message as this node's own.
+            self.msgs.insert(id_key(DELIVERY, &msg.id), json(&Delivery::Stored))?;
         }
         self.msgs.insert(timed_key(HISTORY, &msg.room_id, msg.timestamp_ms, &msg.id), json(msg))?;
         match self.msgs.compare_and_swap(id_key(ENVELOPE, &msg.id), None as Option<&[u8]>, Some(envelope))? {
@@ -303,10 +341,70 @@ impl Store {
         Ok((out, next))
     }
 
-    /// `(timestamp, id)` of every message of a member room, oldest first:
-    /// what reconciliation compares.
+    /// `(timestamp, id)` of every envelope of a member room (messages and
+    /// receipts), unordered: what reconciliation compares.
     pub fn room_items(&self, room: &RoomId) -> Result<Vec<(u64, MessageId)>> {
-        self.msgs.scan_prefix(room_prefix(HISTORY, room)).keys().map(|k| timed_parts(&k?)).collect()
+        self.msgs
+            .scan_prefix(room_prefix(HISTORY, room))
+            .keys()
+            .chain(self.msgs.scan_prefix(room_prefix(CONTROL, room)).keys())
+            .map(|k| timed_parts(&k?))
+            .collect()
+    }
+
+    /// Stores a member room's receipt envelope: synced like a message, never
+    /// shown in history.
+    pub fn insert_control(&self, room: &RoomId, ts: u64, id: &MessageId, envelope: &[u8]) -> Result<Inserted> {
+        if self.contains(id)? {
+            return Ok(Inserted::Duplicate);
+        }
+        self.msgs.insert(timed_key(CONTROL, room, ts, id), &[])?;
+        match self.msgs.compare_and_swap(id_key(ENVELOPE, id), None as Option<&[u8]>, Some(envelope))? {
+            Ok(()) => Ok(Inserted::New),
+            Err(_) => Ok(Inserted::Duplicate),
+        }
+    }
+
+    /// Records that `member` confirmed the own message `id`. True when this
+    /// is news.
+    pub fn add_receipt(&self, id: &MessageId, member: &AuthorId) -> Result<bool> {
+        let mut k = [0u8; 65];
+        k[..33].copy_from_slice(&id_key(RECEIPT, id));
+        k[33..].copy_from_slice(member.as_bytes());
+        Ok(self.msgs.insert(k, &[])?.is_none())
+    }
+
+    /// Members who confirmed the own message `id`.
+    pub fn receipts(&self, id: &MessageId) -> usize {
+        self.msgs.scan_prefix(id_key(RECEIPT, id)).count()
+    }
+
+    /// Remembers `author` as a member of `room`. True when this is news.
+    pub fn add_member(&self, room: &RoomId, author: &AuthorId, name: &str) -> Result<bool> {
+        let mut k = [0u8; 65];
+        k[..33].copy_from_slice(&room_prefix(MEMBER, room));
+        k[33..].copy_from_slice(author.as_bytes());
+        Ok(self.msgs.insert(k, json(&name))?.is_none())
+    }
+
+    /// The members of `room` this node has seen (authors of anything in it,
+    /// and whoever invited this node), with their last display names.
+    pub fn members(&self, room: &RoomId) -> Result<Vec<(AuthorId, String)>> {
+        self.msgs
+            .scan_prefix(room_prefix(MEMBER, room))
+            .map(|kv| {
+                let (k, v) = kv?;
+                if k.len() != 65 {
+                    return Err(Error::Corrupt(format!("member key of {} bytes", k.len())));
+                }
+                Ok((AuthorId(k[33..].try_into().expect("32 bytes")), unjson("member", &v)?))
+            })
+            .collect()
+    }
+
+    /// An own message's delivery record and end-to-end confirmations.
+    pub fn progress(&self, id: &MessageId) -> Result<Progress> {
+        Ok(Progress { delivery: self.delivery(id)?.unwrap_or(Delivery::Stored), confirmed_by: self.receipts(id) })
     }
 
     /// The envelope whose id starts with `prefix`, if this node holds one.
@@ -330,6 +428,11 @@ impl Store {
         self.msgs.insert(id_key(DELIVERY, id), json(&Delivery::Sent { peers }))?;
         self.msgs.remove(timed_key(OUTBOX, room, ts, id))?;
         Ok(())
+    }
+
+    /// Whether `id` is a message this node sent (and still holds).
+    pub fn is_own(&self, id: &MessageId) -> Result<bool> {
+        Ok(self.msgs.contains_key(id_key(DELIVERY, id))?)
     }
 
     pub fn delivery(&self, id: &MessageId) -> Result<Option<Delivery>> {
@@ -360,7 +463,7 @@ mod tests {
 
     /// Reopens a store dropped a moment ago in this process: sled's
     /// background thread may hold the file lock briefly after the drop.
-    fn reopen(dir: &Path) -> Result<Store> {
+    pub(crate) fn reopen(dir: &Path) -> Result<Store> {
         for _ in 0..100 {
             match Store::open(dir, 1 << 20) {
                 Err(Error::Sled(sled::Error::Io(e))) if e.kind() == std::io::ErrorKind::WouldBlock || e.to_string().contains("lock") => {
@@ -444,7 +547,9 @@ mod tests {
         let m = msg(1, 20, 10);
         s.insert_message(&m, b"e", true).unwrap();
         assert_eq!(s.outbox(&room.room_id, 10).unwrap().len(), 1);
-        assert_eq!(s.delivery(&m.id).unwrap(), None, "not delivered yet");
+        assert_eq!(s.delivery(&m.id).unwrap(), Some(Delivery::Stored), "not handed to anyone yet");
+        assert!(s.is_own(&m.id).unwrap());
+        assert!(!s.is_own(&MessageId([77; 32])).unwrap());
         assert!(s.outbox(&RoomId([2; 32]), 10).unwrap().is_empty());
         assert!(s.remove_room(&room.room_id).unwrap());
         assert!(s.outbox(&room.room_id, 10).unwrap().is_empty());

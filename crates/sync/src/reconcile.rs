@@ -94,6 +94,24 @@ impl Reconciler {
         Message { ranges: vec![Range { upper: Bound::Infinity, mode }] }
     }
 
+    /// Like [`initiate`](Self::initiate), but only for items stamped at or
+    /// after `since_ts`: a relay that keeps envelopes for a few days asks
+    /// about nothing older, so it never learns it "lacks" what it would refuse.
+    pub fn initiate_since(&mut self, s: &Storage, since_ts: u64) -> Message {
+        if since_ts == 0 {
+            return self.initiate(s);
+        }
+        let floor = Bound::At { ts: since_ts, prefix: Vec::new() };
+        let lo = s.lower_index(&floor);
+        let items = &s.items()[lo..];
+        let mode = if items.len() < ID_LIST_THRESHOLD {
+            Mode::IdList(items.iter().map(Item::prefix).collect())
+        } else {
+            Mode::Fingerprint(fingerprint(items))
+        };
+        Message { ranges: vec![Range { upper: floor, mode: Mode::Skip }, Range { upper: Bound::Infinity, mode }] }
+    }
+
     fn note_need(&mut self, id: IdPrefix) {
         if self.seen_need.insert(id) {
             self.need.push(id);

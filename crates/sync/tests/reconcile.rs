@@ -15,9 +15,13 @@ pub struct Outcome {
 /// Runs a whole reconciliation between A (initiator) and B through the wire
 /// encoding, as two nodes would.
 fn run(a: &Storage, b: &Storage) -> Outcome {
+    run_since(a, b, 0)
+}
+
+fn run_since(a: &Storage, b: &Storage, since: u64) -> Outcome {
     let (mut ra, mut rb) = (Reconciler::new(), Reconciler::new());
     let (mut bytes_ab, mut bytes_ba, mut round_trips) = (0, 0, 0);
-    let mut to_b = ra.initiate(a);
+    let mut to_b = ra.initiate_since(a, since);
     loop {
         let wire = to_b.encode();
         bytes_ab += wire.len();
@@ -65,6 +69,18 @@ fn sets(seed: u64, shared: usize, only_a: usize, only_b: usize) -> (Storage, Sto
     let a = Storage::new(common.iter().chain(&xa).copied().collect());
     let b = Storage::new(common.iter().chain(&xb).copied().collect());
     (a, b, xa, xb)
+}
+
+#[test]
+fn a_window_leaves_older_differences_alone() {
+    for (shared, da, db) in [(10, 3, 4), (5_000, 40, 60)] {
+        let (a, b, xa, xb) = sets(7, shared, da, db);
+        let since = 1_700_000_000_000 + shared as u64 * 7 / 2;
+        let o = run_since(&a, &b, since);
+        let newer = |x: &[Item]| prefixes(&x.iter().filter(|i| i.ts >= since).copied().collect::<Vec<_>>());
+        assert_eq!(o.a_needs, newer(&xb), "A learns what it lacks since the floor, nothing older");
+        assert_eq!(o.b_needs, newer(&xa));
+    }
 }
 
 #[test]
