@@ -30,6 +30,8 @@ pub struct DaemonOpts {
     /// Runs the daemon inside this network namespace (`ip netns exec`).
     pub netns: Option<String>,
     pub log: String,
+    /// Lines of peddlenetd.toml (empty: every default).
+    pub config: String,
 }
 
 impl DaemonOpts {
@@ -41,7 +43,28 @@ impl DaemonOpts {
             mdns: false,
             netns: None,
             log: "info".into(),
+            config: String::new(),
         }
+    }
+
+    /// Listens on port 4717 (TCP and QUIC) inside network namespace `ns`,
+    /// the same port after every restart, and keeps dialling `peers` (IPv4
+    /// addresses, TCP port 4717).
+    pub fn in_netns(name: &str, ns: &str, peers: &[String]) -> Self {
+        Self {
+            name: name.into(),
+            listen: vec!["/ip4/0.0.0.0/tcp/4717".into(), "/ip4/0.0.0.0/udp/4717/quic-v1".into()],
+            peers: peers.iter().map(|ip| format!("/ip4/{ip}/tcp/4717")).collect(),
+            mdns: false,
+            netns: Some(ns.into()),
+            log: "info".into(),
+            config: String::new(),
+        }
+    }
+
+    pub fn config(mut self, toml: &str) -> Self {
+        self.config = toml.into();
+        self
     }
 
     pub fn peer(mut self, addr: &str) -> Self {
@@ -88,7 +111,7 @@ impl Daemon {
         };
         cmd.arg("--data-dir").arg(&self.data_dir).arg("--socket").arg(&self.socket).arg("--name").arg(&self.opts.name);
         cmd.arg("--config").arg(self.dir.join("none.toml"));
-        std::fs::write(self.dir.join("none.toml"), "").expect("empty config");
+        std::fs::write(self.dir.join("none.toml"), &self.opts.config).expect("config file");
         for l in &self.opts.listen {
             cmd.arg("--listen").arg(l);
         }
@@ -239,6 +262,23 @@ pub async fn wait_room_peers(c: &Client, room: &str, n: u32) {
         rooms.iter().find(|r| r.id == room || r.name == room).filter(|r| r.online_peers >= n).map(|_| ())
     })
     .await;
+}
+
+/// Every file under `dir` that contains `needle`.
+pub fn files_containing(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if std::fs::read(&p).map(|b| b.windows(needle.len()).any(|w| w == needle)).unwrap_or(false) {
+                out.push(p);
+            }
+        }
+    }
+    out
 }
 
 /// The invite without addresses: joining it connects to no one by itself.

@@ -7,6 +7,9 @@ use std::process::Command;
 pub struct Lab {
     pub hosts: Vec<String>,
     bridge_ns: String,
+    /// Point-to-point links (host a, host b), when built with [`Lab::links`].
+    pub links: Vec<(usize, usize)>,
+    base: u8,
 }
 
 fn ip(args: &[&str]) -> Result<(), String> {
@@ -33,9 +36,55 @@ impl Lab {
     /// `n` hosts, host i at 10.213.<subnet>.(i+1)/24, all on one bridge.
     pub fn new(tag: &str, n: usize, subnet: u8) -> Result<Self, String> {
         let p = format!("pn{}{}", std::process::id() % 100_000, tag);
-        let lab = Self { hosts: (0..n).map(|i| format!("{p}h{i}")).collect(), bridge_ns: format!("{p}br") };
+        let lab = Self { hosts: (0..n).map(|i| format!("{p}h{i}")).collect(), bridge_ns: format!("{p}br"), links: Vec::new(), base: 0 };
         lab.build(subnet).inspect_err(|_| lab.teardown())?;
         Ok(lab)
+    }
+
+    /// `n` hosts joined only by the given point-to-point links (veth pairs, no
+    /// forwarding): hosts without a link between them cannot reach each other.
+    /// Link k joins a at 10.`base`.k.1/24 and b at 10.`base`.k.2/24.
+    pub fn links(tag: &str, n: usize, links: &[(usize, usize)], base: u8) -> Result<Self, String> {
+        let p = format!("pn{}{}", std::process::id() % 100_000, tag);
+        let lab = Self { hosts: (0..n).map(|i| format!("{p}h{i}")).collect(), bridge_ns: format!("{p}none"), links: links.to_vec(), base };
+        lab.build_links().inspect_err(|_| lab.teardown())?;
+        Ok(lab)
+    }
+
+    fn build_links(&self) -> Result<(), String> {
+        for h in &self.hosts {
+            ip(&["netns", "add", h])?;
+            ip(&["-n", h, "link", "set", "lo", "up"])?;
+        }
+        for (k, (a, b)) in self.links.iter().enumerate() {
+            let name = format!("l{k}");
+            ip(&["-n", &self.hosts[*a], "link", "add", &name, "type", "veth", "peer", "name", &name, "netns", &self.hosts[*b]])?;
+            for (end, host) in [(1, a), (2, b)] {
+                ip(&["-n", &self.hosts[*host], "addr", "add", &format!("10.{}.{k}.{end}/24", self.base), "dev", &name])?;
+                ip(&["-n", &self.hosts[*host], "link", "set", &name, "up"])?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Host `h`'s address on the link to host `to`.
+    pub fn addr(&self, h: usize, to: usize) -> String {
+        let k = self.link_index(h, to);
+        let end = if self.links[k].0 == h { 1 } else { 2 };
+        format!("10.{}.{k}.{end}", self.base)
+    }
+
+    fn link_index(&self, a: usize, b: usize) -> usize {
+        self.links.iter().position(|l| *l == (a, b) || *l == (b, a)).unwrap_or_else(|| panic!("no link between {a} and {b}"))
+    }
+
+    /// Cuts or restores the link between hosts `a` and `b` (both ends).
+    pub fn set_pair(&self, a: usize, b: usize, up: bool) -> Result<(), String> {
+        let name = format!("l{}", self.link_index(a, b));
+        for h in [a, b] {
+            ip(&["-n", &self.hosts[h], "link", "set", &name, if up { "up" } else { "down" }])?;
+        }
+        Ok(())
     }
 
     fn build(&self, subnet: u8) -> Result<(), String> {

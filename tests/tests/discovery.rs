@@ -15,6 +15,7 @@ fn lan_opts(name: &str, ns: &str) -> DaemonOpts {
         mdns: true,
         netns: Some(ns.into()),
         log: "info,peddlenet_mesh=debug".into(),
+        config: String::new(),
     }
 }
 
