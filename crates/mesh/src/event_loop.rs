@@ -23,6 +23,10 @@ const REDIAL_MIN: Duration = Duration::from_secs(1);
 const REDIAL_MAX: Duration = Duration::from_secs(30);
 /// A connection shorter than this does not reset the redial backoff.
 const STABLE_CONNECTION: Duration = Duration::from_secs(10);
+/// A connection whose ping goes unanswered this long is closed: the peer
+/// walked out of range, and holding the connection would only queue gossip
+/// into it and delay the reconnection (and the sync that comes with it).
+const PING_TIMEOUT: Duration = Duration::from_secs(10);
 /// Addresses kept for redialling.
 pub(crate) const MAX_WANTED: usize = 128;
 /// Failed dials after which an address from an invite or a Dial request is
@@ -179,7 +183,7 @@ impl EventLoop {
                     identify: identify::Behaviour::new(
                         identify::Config::new(PROTOCOL_VERSION.into(), key.public()).with_agent_version("peddlenet".into()),
                     ),
-                    ping: ping::Behaviour::new(ping::Config::new().with_interval(Duration::from_secs(5))),
+                    ping: ping::Behaviour::new(ping::Config::new().with_interval(Duration::from_secs(5)).with_timeout(PING_TIMEOUT)),
                     mdns: Toggle::from(mdns),
                     sync: request_response::Behaviour::with_codec(
                         SyncCodec,
@@ -489,6 +493,10 @@ impl EventLoop {
                     p.rtt = Some(rtt);
                     p.last_seen_ms = now_ms();
                 }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Ping(ping::Event { peer, connection, result: Err(e) })) => {
+                tracing::info!(%peer, error = %e, "peer stopped answering; closing the connection");
+                self.swarm.close_connection(connection);
             }
             SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. })) => {
                 if info.protocol_version != PROTOCOL_VERSION {
