@@ -1,17 +1,46 @@
 //! Reconciliation of two stores of 100,000 items differing by d, through the
 //! wire encoding: round trips, bytes each way, time, and peak memory of the
-//! reconciliation (messages and need lists; the sets themselves excluded).
+//! reconciliation: heap bytes allocated beyond what the two sets take, at
+//! the highest point (a counting allocator), and the largest message.
 //! `cargo bench -p peddlenet-sync`
 
+// A global allocator is unsafe by its nature; this one only counts, and
+// only in this benchmark.
+#![allow(unsafe_code)]
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
+
+struct Counting;
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+static PEAK: AtomicUsize = AtomicUsize::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        let p = unsafe { System.alloc(l) };
+        if !p.is_null() {
+            let now = LIVE.fetch_add(l.size(), Ordering::Relaxed) + l.size();
+            PEAK.fetch_max(now, Ordering::Relaxed);
+        }
+        p
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        unsafe { System.dealloc(p, l) };
+        LIVE.fetch_sub(l.size(), Ordering::Relaxed);
+    }
+}
+
+#[global_allocator]
+static ALLOC: Counting = Counting;
 
 use peddlenet_sync::*;
 use rand::{Rng, SeedableRng};
 
 fn main() {
     let n = 100_000usize;
-    println!("| d | round trips | bytes A->B | bytes B->A | total | time | peak message | found |");
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("| d | round trips | bytes A->B | bytes B->A | total | time | peak heap | peak message | found |");
+    println!("|---|---|---|---|---|---|---|---|---|");
     for d in [0usize, 1, 10, 100, 1_000, 10_000] {
         let mut rng = rand::rngs::StdRng::seed_from_u64(d as u64);
         let base = 1_700_000_000_000u64;
@@ -22,6 +51,8 @@ fn main() {
         let a = Storage::new(common.iter().chain(to_a).copied().collect());
         let b = Storage::new(common.iter().chain(to_b).copied().collect());
 
+        let baseline = LIVE.load(Ordering::Relaxed);
+        PEAK.store(baseline, Ordering::Relaxed);
         let start = Instant::now();
         let (mut ra, mut rb) = (Reconciler::new(), Reconciler::new());
         let (mut ab, mut ba, mut trips, mut peak) = (0usize, 0usize, 0usize, 0usize);
@@ -41,12 +72,14 @@ fn main() {
             }
         }
         let took = start.elapsed();
+        let heap = PEAK.load(Ordering::Relaxed) - baseline;
         let found = ra.need().len() + rb.need().len();
         assert_eq!(found, d, "every difference found");
         println!(
-            "| {d} | {trips} | {ab} | {ba} | {} | {:.1} ms | {} B | {found} |",
+            "| {d} | {trips} | {ab} | {ba} | {} | {:.1} ms | {:.1} KiB | {} B | {found} |",
             ab + ba,
             took.as_secs_f64() * 1000.0,
+            heap as f64 / 1024.0,
             peak
         );
     }
