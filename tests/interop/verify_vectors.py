@@ -154,6 +154,8 @@ def topic_for(room_id):
 VERSION = 1
 KIND_ROOM_MESSAGE = 1
 BODY_TEXT = 1
+BODY_RECEIPT = 2
+MAX_RECEIPT_IDS = 256
 HEADER_LEN = 86
 TAG_LEN = 16
 SIG_LEN = 64
@@ -170,16 +172,23 @@ def author_signed_message(room_id, tag, ts, nonce, p0):
     return DOMAIN_MESSAGE + room_id + tag + ts.to_bytes(8, "big") + nonce + p0
 
 
-def seal(keys, author_seed, name, text, ts, nonce):
-    name_b, text_b = name.encode("utf-8"), text.encode("utf-8")
+def seal(keys, author_seed, name, text, ts, nonce, receipt=None):
+    """A text envelope; with `receipt` (a list of 32-byte message ids), a receipt."""
+    name_b = name.encode("utf-8")
     if len(name_b) > MAX_NAME_LEN:
         raise ProtoError("FieldLength", "display name")
-    if len(text_b) > MAX_TEXT_LEN:
-        raise ProtoError("FieldLength", "text")
+    if receipt is None:
+        kind, body = BODY_TEXT, text.encode("utf-8")
+        if len(body) > MAX_TEXT_LEN:
+            raise ProtoError("FieldLength", "text")
+    else:
+        if not 1 <= len(receipt) <= MAX_RECEIPT_IDS:
+            raise ProtoError("FieldLength", "receipt ids")
+        kind, body = BODY_RECEIPT, b"".join(receipt)
     assert len(nonce) == 24
     author_key = ed25519_public(author_seed)
     tag = keys.author_tag(author_key)
-    p0 = author_key + bytes([len(name_b)]) + name_b + bytes([BODY_TEXT]) + len(text_b).to_bytes(4, "big") + text_b
+    p0 = author_key + bytes([len(name_b)]) + name_b + bytes([kind]) + len(body).to_bytes(4, "big") + body
     plain = p0 + ed25519_sign(author_seed, author_signed_message(keys.room_id, tag, ts, nonce, p0))
     plain += b"\x00" * (-len(plain) % PAD_BLOCK)
     n = len(plain) + TAG_LEN
@@ -261,12 +270,19 @@ class View:
             raise ProtoError("FieldLength", "display name")
         name = utf8(take(name_len), "display name")
         kind = take(1)[0]
-        if kind != BODY_TEXT:
-            raise ProtoError("Kind", str(kind))
         body_len = int.from_bytes(take(4), "big")
-        if body_len > MAX_TEXT_LEN:
-            raise ProtoError("FieldLength", "text")
-        text = utf8(take(body_len), "text")
+        text, receipt = None, None
+        if kind == BODY_TEXT:
+            if body_len > MAX_TEXT_LEN:
+                raise ProtoError("FieldLength", "text")
+            text = utf8(take(body_len), "text")
+        elif kind == BODY_RECEIPT:
+            if body_len % 32 != 0 or not 1 <= body_len // 32 <= MAX_RECEIPT_IDS:
+                raise ProtoError("FieldLength", "receipt ids")
+            ids = take(body_len)
+            receipt = [ids[i:i + 32] for i in range(0, body_len, 32)]
+        else:
+            raise ProtoError("Kind", str(kind))
         sig_offset = pos
         author_sig = take(64)
         if any(plain[pos:]):
@@ -287,6 +303,7 @@ class View:
             "author_name": name,
             "timestamp_ms": self.timestamp_ms,
             "text": text,
+            "receipt": receipt,
             "plaintext_len": len(plain),
         }
 
@@ -432,7 +449,7 @@ def refused(code, fn):
 def main():
     with open(VECTORS, encoding="utf-8") as f:
         v = json.load(f)
-    kdf, auth, env, inv = v["kdf"], v["author"], v["envelope"], v["invite"]
+    kdf, auth, env, inv, rcpt = v["kdf"], v["author"], v["envelope"], v["invite"], v["receipt"]
     h = bytes.fromhex
 
     secret = h(kdf["room_secret"])
@@ -480,6 +497,20 @@ def main():
         return eq(got, want)
 
     check("envelope: opens (room sig, decrypt, padding, author tag, author sig) to text/name/timestamp", opens)
+    rraw = h(rcpt["bytes"])
+    rids = [h(x) for x in rcpt["message_ids"]]
+    check("receipt: it confirms the text envelope", lambda: eq(rcpt["message_ids"], [env["message_id"]]))
+    check("receipt: sealing the inputs reproduces the bytes",
+          lambda: eq(seal(keys, seed, rcpt["display_name"], None, rcpt["timestamp_ms"], h(rcpt["nonce"]), receipt=rids).hex(),
+                     rcpt["bytes"]))
+
+    def receipt_opens():
+        o = View(rraw).open(keys)
+        return eq((o["receipt"], o["text"], o["author"].hex(), len(rraw)), (rids, None, auth["public_key"], len(raw)))
+
+    check("receipt: opens to its ids; as long as the text envelope, with the same header kind", receipt_opens)
+    check("receipt: header byte 1 is kind 1, like a text", lambda: eq(rraw[1], 1))
+
     check("envelope: timestamp 10 min ahead is accepted", lambda: (check_timestamp(ts, ts - MAX_FUTURE_SKEW_MS) is None))
     check("envelope: timestamp 10 min + 1 ms ahead is refused",
           lambda: refused("FromTheFuture", lambda: check_timestamp(ts, ts - MAX_FUTURE_SKEW_MS - 1)))
@@ -543,7 +574,9 @@ def main():
           lambda: refused("AuthorTag", lambda: View(reencrypt(plain, tag=bytes(16))).open(keys)))
     check("negative: non-zero padding byte",
           lambda: refused("Padding", lambda: View(reencrypt(plain[:-1] + b"\x01")).open(keys)))
-    check("negative: body kind 2", lambda: refused("Kind", lambda: View(reencrypt(plain[:36] + b"\x02" + plain[37:])).open(keys)))
+    check("negative: body kind 3", lambda: refused("Kind", lambda: View(reencrypt(plain[:36] + b"\x03" + plain[37:])).open(keys)))
+    check("negative: a text relabelled as a receipt (31 bytes is no list of ids)",
+          lambda: refused("FieldLength", lambda: View(reencrypt(plain[:36] + b"\x02" + plain[37:])).open(keys)))
     check("negative: name_len 65", lambda: refused("FieldLength", lambda: View(reencrypt(plain[:32] + b"\x41" + plain[33:])).open(keys)))
     check("negative: plaintext not padded to a multiple of 256",
           lambda: refused("Padding", lambda: View(reencrypt(plain[:136])).open(keys)))

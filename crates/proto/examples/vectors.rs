@@ -17,6 +17,9 @@ fn main() {
     let ts = 1_767_225_600_000u64;
     let text = "Meet at the north fire at nine.";
     let env = seal(&keys, &author, "Ana", &Body::Text(text.into()), ts, nonce).unwrap();
+    let receipt_nonce: [u8; 24] = std::array::from_fn(|i| 0x60 + i as u8);
+    let receipt_ts = ts + 60_000;
+    let receipt = seal(&keys, &author, "Ana", &Body::Receipt(vec![message_id(&env)]), receipt_ts, receipt_nonce).unwrap();
     let inv = Invite::new(RoomSecret(secret), author.author_id(), "Base camp", ["/ip4/192.168.4.2/tcp/4717".to_string()]).unwrap();
     let v = serde_json::json!({
         "kdf": {
@@ -39,6 +42,14 @@ fn main() {
             "nonce": hex(&nonce),
             "bytes": hex(&env),
             "message_id": message_id(&env).to_hex(),
+        },
+        "receipt": {
+            "display_name": "Ana",
+            "message_ids": [message_id(&env).to_hex()],
+            "timestamp_ms": receipt_ts,
+            "nonce": hex(&receipt_nonce),
+            "bytes": hex(&receipt),
+            "message_id": message_id(&receipt).to_hex(),
         },
         "invite": {
             "room_secret": hex(&secret),

@@ -62,6 +62,20 @@ fn envelope_matches_and_opens() {
 }
 
 #[test]
+fn receipt_matches_and_opens() {
+    let v = v();
+    let r = &v["receipt"];
+    let k = RoomKeys::derive(&RoomSecret(arr(v["kdf"]["room_secret"].as_str().unwrap())));
+    let author = Identity::from_seed(&arr(v["author"]["seed"].as_str().unwrap()));
+    let ids: Vec<MessageId> = r["message_ids"].as_array().unwrap().iter().map(|x| x.as_str().unwrap().parse().unwrap()).collect();
+    assert_eq!(ids[0].to_hex(), v["envelope"]["message_id"], "the receipt confirms the text vector");
+    let sealed = seal(&k, &author, "Ana", &Body::Receipt(ids.clone()), r["timestamp_ms"].as_u64().unwrap(), arr(r["nonce"].as_str().unwrap())).unwrap();
+    assert_eq!(hex(&sealed), r["bytes"]);
+    assert_eq!(message_id(&sealed).to_hex(), r["message_id"]);
+    assert_eq!(EnvelopeView::parse(&sealed).unwrap().open(&k).unwrap().body, Body::Receipt(ids));
+}
+
+#[test]
 fn invite_matches() {
     let v = v();
     let i = &v["invite"];
