@@ -229,3 +229,59 @@ async fn a_daemon_of_another_user_is_not_trusted() {
     assert!(matches!(e, peddlenet_api::ClientError::Untrusted { uid: 65534, .. }), "{e}");
     assert!(e.to_string().contains("not as you"));
 }
+
+/// A hostile peer offers a relay a room and floods it. The relay, which has
+/// no key, keeps only envelopes the room key signed, not from the future and
+/// not past its expiry; a hostile sync request changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_keeps_only_what_the_room_key_signed() {
+    use peddlenet_sync::transport::{SyncRequest, SyncResponse};
+    let _g = serial();
+    let d = Daemon::start(DaemonOpts::loopback("R"));
+    let c = d.client().await;
+    let keys = RoomKeys::derive(&RoomSecret([0x42; 32]));
+    let outsider = RoomKeys::derive(&RoomSecret([0xee; 32]));
+    let now = || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
+    let cfg = MeshConfig {
+        listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
+        peers: vec![d.tcp_addr().await.parse().unwrap()],
+        mdns: false,
+        ..MeshConfig::default()
+    };
+    let (rogue, mut rx) = Mesh::start(peddlenet_mesh::fresh_network_identity(), cfg).await.unwrap();
+    // Answer nothing the relay asks; just keep the event channel flowing.
+    tokio::spawn(async move { while rx.recv().await.is_some() {} });
+    let relay = eventually(Duration::from_secs(5), "a connection", || async { rogue.peers().await.ok()?.first().map(|p| p.peer) }).await.0;
+
+    // Garbage sync requests are refused, not crashed on.
+    for junk in [vec![], vec![0x01], vec![0x01, 0xff, 0xff], vec![0x02; 40], vec![0x09; 10]] {
+        let r = SyncResponse::decode(&rogue.sync_request(relay, junk.clone()).await.unwrap()).unwrap();
+        assert!(matches!(r, SyncResponse::Refused(_)), "{junk:?}: {r:?}");
+    }
+    // The offer: the relay takes the room on and subscribes to its topic.
+    let r = SyncResponse::decode(&rogue.sync_request(relay, SyncRequest::Rooms(vec![keys.room_id().0]).encode()).await.unwrap()).unwrap();
+    assert_eq!(r, SyncResponse::Rooms(vec![]), "a room just taken on holds nothing to reconcile");
+    eventually(Duration::from_secs(5), "the relay to carry the room", || async { (c.status().await.ok()?.relay.rooms == 1).then_some(()) }).await;
+    rogue.subscribe(keys.topic()).await.unwrap();
+    eventually(Duration::from_secs(5), "the relay on the topic", || async { (rogue.topic_peers(keys.topic()).await.ok()? == 1).then_some(()) }).await;
+
+    let alice = Identity::from_seed(&[1; 32]);
+    let text = |s: &str| Body::Text(s.into());
+    let mut relabelled = seal(&outsider, &alice, "eve", &text("outsider"), now(), [1; 24]).unwrap();
+    relabelled[2..34].copy_from_slice(keys.room_id().as_bytes());
+    let mut tampered = seal(&keys, &alice, "a", &text("tampered"), now(), [3; 24]).unwrap();
+    tampered[100] ^= 1;
+    let future = seal(&keys, &alice, "a", &text("future"), now() + 3_600_000, [4; 24]).unwrap();
+    let expired = seal(&keys, &alice, "a", &text("old"), now() - 4 * 24 * 3_600_000, [5; 24]).unwrap();
+    let garbage = vec![0x01; 300];
+    for env in [&relabelled, &tampered, &future, &expired, &garbage] {
+        let _ = rogue.publish(keys.topic(), env.clone()).await;
+    }
+    let genuine = seal(&keys, &alice, "a", &text("genuine"), now(), [6; 24]).unwrap();
+    rogue.publish(keys.topic(), genuine).await.unwrap();
+    eventually(Duration::from_secs(5), "the genuine envelope at the relay", || async { (c.status().await.ok()?.relay.envelopes >= 1).then_some(()) }).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let s = c.status().await.unwrap().relay;
+    assert_eq!((s.rooms, s.envelopes), (1, 1), "only the genuine envelope is kept");
+    assert!(c.room_list().await.unwrap().is_empty());
+}

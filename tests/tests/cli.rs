@@ -99,3 +99,48 @@ async fn watch_follows_live_messages() {
     assert_eq!(v["type"], "message");
     assert_eq!(v["message"]["text"], "live one");
 }
+
+/// The author's view in plain text: `watch` reports the message and then its
+/// end-to-end delivery, and `history` shows the state next to the text.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_and_history_show_delivery_to_members() {
+    let _g = serial();
+    let a = Daemon::start(DaemonOpts::loopback("A"));
+    let ca = a.client().await;
+    let room = ca.room_create("r").await.unwrap();
+    let (_, invite) = ca.room_invite(&room.id).await.unwrap();
+    let mut child = std::process::Command::new(bin("peddlenet"))
+        .arg("--socket")
+        .arg(&a.socket)
+        .arg("watch")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for l in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(l);
+        }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let sent = ca.send(&room.id, "anyone there").await.unwrap();
+    let b = Daemon::start(DaemonOpts::loopback("B"));
+    b.client().await.room_join(&invite).await.unwrap();
+    let want = format!("message {}: [delivered to 1 of 1 member]", &sent.id[..16]);
+    let mut seen = Vec::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !seen.iter().any(|l: &String| l.contains(&want)) {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(l) => seen.push(l),
+            Err(_) => panic!("watch never printed {want:?}; it printed:\n{}", seen.join("\n")),
+        }
+    }
+    let _ = child.kill();
+    assert!(seen.iter().any(|l| l.contains("A (you): anyone there [stored here]")), "{}", seen.join("\n"));
+    let (out, _) = text(&a.cli(&["history", "r"]));
+    assert!(out.contains("A (you): anyone there [delivered to 1 of 1 member]"), "{out}");
+}
