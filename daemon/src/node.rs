@@ -429,6 +429,8 @@ impl Node {
                 let invite_check = Invite::new(secret.clone(), self.identity.author_id(), name.trim(), Vec::new())
                     .map_err(|e| err(ErrorCode::BadRequest, format!("room name: {e}")))?;
                 let info = self.add_room(secret, invite_check.room_name, None, Vec::new()).await?;
+                // Offer it to the peers around now: relays take it on.
+                self.resync.notify_one();
                 Ok(Handled::after_flush(Response::Room(info)))
             }
             Request::RoomJoin { invite } => {

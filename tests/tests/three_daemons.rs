@@ -106,6 +106,17 @@ async fn a_node_outside_the_room_receives_nothing() {
     assert!(got.is_err(), "B received a message of a room it is not in: {got:?}");
     assert!(cb.history(&room.id, None, None).await.is_err(), "B must not know the room");
     assert_eq!(cb.history(&other.id, None, None).await.unwrap().0.len(), 0);
+    // Relaying is on by default: B carries A's envelopes, unread.
+    let relay = cb.status().await.unwrap().relay;
+    assert!(relay.enabled && relay.envelopes >= 2, "{relay:?}");
+    // With relaying off, a node carries nothing.
+    let c = Daemon::start(DaemonOpts::loopback("C").peer(&a.tcp_addr().await).config("[relay]\nenabled = false\n"));
+    let cc = c.client().await;
+    eventually(Duration::from_secs(5), "C connected", || async { (cc.peers().await.ok()?.len() == 1).then_some(()) }).await;
+    ca.send(&room.id, "and not for C").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(cc.status().await.unwrap().relay, peddlenet_api::RelayStatus::default());
+    assert!(b.log().contains("relaying rooms a peer offered"), "B took the room on from A's offer");
 }
 
 /// Written with nobody around: stored here, then handed over, with a

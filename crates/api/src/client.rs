@@ -98,9 +98,24 @@ impl Client {
                     Ok(Some(p)) => p,
                     Ok(None) | Err(_) => break,
                 };
-                let Ok(f) = serde_json::from_slice::<ServerFrame>(&payload) else {
-                    tracing::warn!("ignoring an unparseable frame from the daemon");
-                    continue;
+                let f = match serde_json::from_slice::<ServerFrame>(&payload) {
+                    Ok(f) => f,
+                    Err(e) => {
+                        // A reply this client cannot read still answers its
+                        // request: fail it rather than leave it waiting.
+                        let id = serde_json::from_slice::<serde_json::Value>(&payload).ok().and_then(|v| v["reply"]["id"].as_u64());
+                        let tx = id.and_then(|id| pend.lock().expect("lock").as_mut().and_then(|m| m.remove(&id)));
+                        match tx {
+                            Some(tx) => {
+                                let _ = tx.send(Outcome::Error(crate::ApiError::new(
+                                    crate::ErrorCode::Internal,
+                                    format!("the daemon's reply could not be read (is it another version of PeddleNet?): {e}"),
+                                )));
+                            }
+                            None => tracing::warn!(error = %e, "ignoring an unparseable frame from the daemon"),
+                        }
+                        continue;
+                    }
                 };
                 match f {
                     ServerFrame::Reply(r) => {
@@ -292,6 +307,26 @@ mod tests {
                 proptest::prop_assert_eq!(back, f);
             }
         }
+    }
+
+    /// A daemon whose reply this client cannot read (another version): the
+    /// request fails with a reason instead of waiting forever.
+    #[tokio::test]
+    async fn an_unreadable_reply_fails_its_request() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("d.sock");
+        let listener = tokio::net::UnixListener::bind(&path).unwrap();
+        tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            while let Ok(Some(req)) = frame::read_frame(&mut s).await {
+                let id = serde_json::from_slice::<serde_json::Value>(&req).unwrap()["id"].as_u64().unwrap();
+                let reply = format!(r#"{{"reply":{{"id":{id},"ok":{{"type":"status","version":"9"}}}}}}"#);
+                frame::write_frame(&mut s, reply.as_bytes()).await.unwrap();
+            }
+        });
+        let c = Client::connect(&path).await.unwrap();
+        let e = tokio::time::timeout(std::time::Duration::from_secs(5), c.status()).await.expect("an answer, not a hang").unwrap_err();
+        assert!(e.to_string().contains("another version"), "{e}");
     }
 
     #[tokio::test]

@@ -79,6 +79,7 @@ pub struct Status {
     pub rooms: usize,
     pub data_dir: String,
     pub uptime_ms: u64,
+    #[serde(default)]
     pub relay: RelayStatus,
 }
 
@@ -124,6 +125,7 @@ pub struct RoomInfo {
     pub online_peers: u32,
     /// Members this node knows of, itself included: everyone who wrote
     /// anything in the room, and the inviter.
+    #[serde(default)]
     pub members: u32,
 }
 
