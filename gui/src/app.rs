@@ -1,0 +1,563 @@
+//! The app's state and its one `show` function, called every frame. All I/O
+//! goes through the [`Worker`]; this code only reads its updates and queues
+//! commands, so a frame never waits.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use egui::{Color32, RichText};
+use peddlenet_api::{DeliveryState, Event, Link, MessageInfo, PeerInfo, RoomInfo, Status};
+
+use crate::worker::{Cmd, Connection, Update, Worker};
+
+/// Messages kept per room in memory; older ones are paged in again on demand.
+pub const MAX_KEPT: usize = 5000;
+/// Errors shown at once, newest last.
+const MAX_ERRORS: usize = 5;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum View {
+    Chat,
+    Mesh,
+    Settings,
+}
+
+#[derive(Default)]
+pub struct Chat {
+    /// Oldest first.
+    pub messages: Vec<MessageInfo>,
+    /// Cursor of the next older page; None when all is loaded.
+    pub older: Option<String>,
+    pub loaded: bool,
+    pub unread: usize,
+}
+
+pub struct App {
+    worker: Worker,
+    pub connection: Connection,
+    pub status: Option<Status>,
+    pub rooms: Vec<RoomInfo>,
+    pub peers: Vec<PeerInfo>,
+    pub selected: Option<String>,
+    pub chats: HashMap<String, Chat>,
+    pub view: View,
+    pub compose: String,
+    pub new_room: String,
+    pub join_text: String,
+    pub image_path: String,
+    pub name_edit: String,
+    /// The invite being shown: room, URI, and its QR code as a texture.
+    pub invite: Option<(RoomInfo, String, Option<egui::TextureHandle>)>,
+    /// The QR code's pixels as uploaded: `(side, greyscale)`.
+    pub invite_pixels: Option<(usize, Vec<u8>)>,
+    pub errors: Vec<String>,
+    /// Last notice ("joined ...", "copied") shown under the top bar.
+    pub notice: Option<String>,
+}
+
+impl App {
+    /// `socket`: the daemon's IPC socket; `daemon`: the `peddlenetd` to start
+    /// when none runs (None: next to this program, else from PATH).
+    pub fn new(ctx: &egui::Context, socket: PathBuf, daemon: Option<PathBuf>) -> Self {
+        let c = ctx.clone();
+        let worker = Worker::start(socket, daemon, Arc::new(move || c.request_repaint()));
+        Self {
+            worker,
+            connection: Connection::Connecting,
+            status: None,
+            rooms: Vec::new(),
+            peers: Vec::new(),
+            selected: None,
+            chats: HashMap::new(),
+            view: View::Chat,
+            compose: String::new(),
+            new_room: String::new(),
+            join_text: String::new(),
+            image_path: String::new(),
+            name_edit: String::new(),
+            invite: None,
+            invite_pixels: None,
+            errors: Vec::new(),
+            notice: None,
+        }
+    }
+
+    fn cmd(&mut self, c: Cmd) {
+        if !self.worker.send(c) {
+            self.error("too many requests waiting; try again in a moment".into());
+        }
+    }
+
+    fn error(&mut self, e: String) {
+        self.errors.push(e);
+        if self.errors.len() > MAX_ERRORS {
+            self.errors.remove(0);
+        }
+    }
+
+    fn select(&mut self, room: &str) {
+        self.selected = Some(room.to_owned());
+        self.view = View::Chat;
+        let chat = self.chats.entry(room.to_owned()).or_default();
+        chat.unread = 0;
+        if !chat.loaded {
+            self.cmd(Cmd::History { room: room.to_owned(), before: None });
+        }
+    }
+
+    /// Applies what the worker reported since the last frame.
+    pub fn apply_updates(&mut self, ctx: &egui::Context) {
+        for u in self.worker.drain() {
+            match u {
+                Update::Connection(c) => {
+                    if c == Connection::Connected && self.connection != Connection::Connected {
+                        // Reconnected: history may have grown meanwhile.
+                        for chat in self.chats.values_mut() {
+                            chat.loaded = false;
+                        }
+                        if let Some(r) = self.selected.clone() {
+                            self.cmd(Cmd::History { room: r, before: None });
+                        }
+                    }
+                    self.connection = c;
+                }
+                Update::Status(s) => {
+                    if self.name_edit.is_empty() {
+                        self.name_edit = s.display_name.clone();
+                    }
+                    self.status = Some(s);
+                }
+                Update::Rooms(r) => {
+                    self.rooms = r;
+                    if self.selected.is_none()
+                        && let Some(first) = self.rooms.first().map(|r| r.id.clone())
+                    {
+                        self.select(&first);
+                    }
+                }
+                Update::Peers(p) => self.peers = p,
+                Update::Invite { room, uri } => {
+                    let rendered = crate::qr::render(&uri);
+                    if let Err(e) = &rendered {
+                        self.error(format!("cannot draw the QR code: {e}"));
+                    }
+                    let tex = rendered.ok().map(|(side, px)| {
+                        let img = egui::ColorImage::from_gray([side, side], &px);
+                        self.invite_pixels = Some((side, px));
+                        ctx.load_texture("invite-qr", img, egui::TextureOptions::NEAREST)
+                    });
+                    self.invite = Some((room, uri, tex));
+                }
+                Update::History { room, mut messages, next, older } => {
+                    let chat = self.chats.entry(room).or_default();
+                    messages.reverse(); // oldest first
+                    if older {
+                        let have: std::collections::HashSet<String> = chat.messages.iter().map(|m| m.id.clone()).collect();
+                        messages.retain(|m| !have.contains(&m.id));
+                        messages.append(&mut chat.messages);
+                        chat.messages = messages;
+                    } else {
+                        // The newest page replaces what was loaded; live messages
+                        // that arrived meanwhile are in it.
+                        chat.messages = messages;
+                    }
+                    chat.older = next;
+                    chat.loaded = true;
+                }
+                Update::Created(r) => {
+                    self.notice = Some(format!("created {:?}", r.name));
+                    self.select(&r.id.clone());
+                    self.cmd(Cmd::Invite(r.id));
+                }
+                Update::Joined(r) => {
+                    self.notice = Some(format!("joined {:?}", r.name));
+                    self.join_text.clear();
+                    self.select(&r.id.clone());
+                }
+                Update::Sent(m) => self.add_message(m, true),
+                Update::Event(e) => match e {
+                    Event::Message { message } => self.add_message(message, false),
+                    Event::Delivery { id, room, delivery } => {
+                        if let Some(m) = self.chats.get_mut(&room).and_then(|c| c.messages.iter_mut().find(|m| m.id == id)) {
+                            m.delivery = Some(delivery);
+                        }
+                    }
+                    Event::PeerUp { peer } => {
+                        self.peers.retain(|p| p.peer != peer.peer);
+                        self.peers.push(peer);
+                    }
+                    Event::PeerDown { peer } => self.peers.retain(|p| p.peer != peer),
+                    Event::Lagged { .. } => {
+                        for chat in self.chats.values_mut() {
+                            chat.loaded = false;
+                        }
+                    }
+                },
+                Update::Error(e) => self.error(e),
+            }
+        }
+    }
+
+    fn add_message(&mut self, m: MessageInfo, from_send: bool) {
+        let m_room = m.room.clone();
+        let visible = self.selected.as_deref() == Some(m.room.as_str()) && self.view == View::Chat;
+        let chat = self.chats.entry(m.room.clone()).or_default();
+        if let Some(old) = chat.messages.iter_mut().find(|x| x.id == m.id) {
+            // The send reply and the event carry the same message; keep the newest state.
+            if from_send || old.delivery.is_none() {
+                *old = m;
+            }
+            return;
+        }
+        if !m.own && !visible {
+            chat.unread += 1;
+        }
+        let pos = chat.messages.partition_point(|x| (x.timestamp_ms, &x.id) < (m.timestamp_ms, &m.id));
+        chat.messages.insert(pos, m);
+        if chat.messages.len() > MAX_KEPT {
+            // Start again from the newest page; older ones page back in on demand.
+            let cut = chat.messages.len() - MAX_KEPT;
+            chat.messages.drain(..cut);
+            chat.loaded = false;
+            let room = m_room;
+            self.cmd(Cmd::History { room, before: None });
+        }
+    }
+
+    /// Joins by the QR code in an image file.
+    /// Joins by the QR code in an image file. False (and an error shown)
+    /// when the file holds no readable code.
+    pub fn join_from_image(&mut self, path: &std::path::Path) -> bool {
+        match crate::qr::decode_image_file(path) {
+            Ok(text) => {
+                self.cmd(Cmd::Join(text));
+                true
+            }
+            Err(e) => {
+                self.error(format!("{}: {e}", path.display()));
+                false
+            }
+        }
+    }
+
+    /// Draws the whole app; call once a frame.
+    pub fn show(&mut self, ui: &mut egui::Ui) {
+        let ctx = ui.ctx().clone();
+        self.apply_updates(&ctx);
+        let dropped: Vec<PathBuf> = ctx.input(|i| i.raw.dropped_files.iter().filter_map(|f| f.path.clone()).collect());
+        for p in dropped {
+            self.join_from_image(&p);
+        }
+
+        egui::Panel::top("top").show(ui, |ui| self.top_bar(ui));
+        if self.connection != Connection::Connected {
+            egui::CentralPanel::default().show(ui, |ui| self.disconnected(ui));
+            return;
+        }
+        egui::Panel::left("rooms").resizable(true).default_size(220.0).show(ui, |ui| self.rooms_panel(ui));
+        egui::CentralPanel::default().show(ui, |ui| match self.view {
+            View::Chat => self.chat_view(ui),
+            View::Mesh => self.mesh_view(ui),
+            View::Settings => self.settings_view(ui),
+        });
+        self.invite_window(&ctx);
+    }
+
+    fn top_bar(&mut self, ui: &mut egui::Ui) {
+        ui.horizontal(|ui| {
+            ui.heading("PeddleNet");
+            let (dot, text) = match &self.connection {
+                Connection::Connected => (Color32::from_rgb(40, 160, 60), "connected".to_owned()),
+                Connection::Connecting => (Color32::GRAY, "connecting…".to_owned()),
+                Connection::NotRunning(_) => (Color32::from_rgb(200, 60, 40), "daemon not running".to_owned()),
+                Connection::Failed(_) => (Color32::from_rgb(200, 60, 40), "cannot connect".to_owned()),
+            };
+            ui.label(RichText::new("●").color(dot));
+            ui.label(text);
+            if let Some(s) = &self.status {
+                ui.separator();
+                ui.label(format!("{} peers", s.peers));
+            }
+            ui.separator();
+            for (v, label) in [(View::Chat, "Chat"), (View::Mesh, "Mesh"), (View::Settings, "Settings")] {
+                if ui.selectable_label(self.view == v, label).clicked() {
+                    self.view = v;
+                }
+            }
+        });
+        if let Some(n) = &self.notice {
+            ui.label(RichText::new(n).italics());
+        }
+        let mut dismiss = None;
+        for (i, e) in self.errors.iter().enumerate() {
+            ui.horizontal(|ui| {
+                ui.label(RichText::new(format!("⚠ {e}")).color(Color32::from_rgb(200, 60, 40)));
+                if ui.small_button("dismiss").clicked() {
+                    dismiss = Some(i);
+                }
+            });
+        }
+        if let Some(i) = dismiss {
+            self.errors.remove(i);
+        }
+    }
+
+    fn disconnected(&mut self, ui: &mut egui::Ui) {
+        ui.add_space(40.0);
+        ui.vertical_centered(|ui| match self.connection.clone() {
+            Connection::NotRunning(why) => {
+                ui.heading("The PeddleNet daemon is not running");
+                ui.label(why);
+                ui.add_space(10.0);
+                if ui.button("Start peddlenetd").clicked() {
+                    self.cmd(Cmd::StartDaemon);
+                }
+                ui.label("This app reconnects by itself as soon as it runs.");
+            }
+            Connection::Failed(why) => {
+                ui.heading("Cannot talk to the PeddleNet daemon");
+                ui.label(why);
+            }
+            _ => {
+                ui.spinner();
+                ui.label("Connecting to peddlenetd…");
+            }
+        });
+    }
+
+    fn rooms_panel(&mut self, ui: &mut egui::Ui) {
+        ui.heading("Rooms");
+        let rooms = self.rooms.clone();
+        for r in &rooms {
+            let unread = self.chats.get(&r.id).map(|c| c.unread).unwrap_or(0);
+            let label = if unread > 0 { format!("{} ({unread})", r.name) } else { r.name.clone() };
+            if ui.selectable_label(self.selected.as_deref() == Some(r.id.as_str()), label).clicked() {
+                self.select(&r.id);
+            }
+        }
+        if rooms.is_empty() {
+            ui.label("No rooms yet: create one, or join with an invite.");
+        }
+        ui.separator();
+        let l = ui.label("New room");
+        ui.horizontal(|ui| {
+            ui.add(egui::TextEdit::singleline(&mut self.new_room).hint_text("room name").desired_width(120.0)).labelled_by(l.id);
+            if ui.button("Create").clicked() && !self.new_room.trim().is_empty() {
+                let name = std::mem::take(&mut self.new_room);
+                self.cmd(Cmd::CreateRoom(name.trim().to_owned()));
+            }
+        });
+        ui.separator();
+        let l = ui.label("Join");
+        ui.add(egui::TextEdit::singleline(&mut self.join_text).hint_text("paste an invite").desired_width(200.0)).labelled_by(l.id);
+        if ui.button("Join").clicked() && !self.join_text.trim().is_empty() {
+            self.cmd(Cmd::Join(self.join_text.trim().to_owned()));
+        }
+        let l = ui.label("QR image file");
+        ui.add(egui::TextEdit::singleline(&mut self.image_path).hint_text("/path/to/invite.png").desired_width(200.0)).labelled_by(l.id);
+        if ui.button("Join from image").clicked() && !self.image_path.trim().is_empty() {
+            let p = PathBuf::from(self.image_path.trim());
+            if self.join_from_image(&p) {
+                self.image_path.clear();
+            }
+        }
+        ui.label(RichText::new("You can also drop a QR image on the window.").small());
+    }
+
+    fn chat_view(&mut self, ui: &mut egui::Ui) {
+        let Some(room_id) = self.selected.clone() else {
+            ui.label("Pick a room on the left.");
+            return;
+        };
+        let Some(room) = self.rooms.iter().find(|r| r.id == room_id).cloned() else {
+            ui.label("This room is gone.");
+            return;
+        };
+        ui.horizontal(|ui| {
+            ui.heading(&room.name);
+            ui.label(format!("{} members known · {} peers online", room.members, room.online_peers));
+            if ui.button("Invite…").clicked() {
+                self.cmd(Cmd::Invite(room.id.clone()));
+            }
+        });
+        ui.separator();
+        let compose_h = 40.0;
+        let chat = self.chats.entry(room_id.clone()).or_default();
+        let older = chat.older.clone();
+        let mut load_older = false;
+        egui::ScrollArea::vertical()
+            .stick_to_bottom(true)
+            .auto_shrink([false, false])
+            .max_height(ui.available_height() - compose_h)
+            .show(ui, |ui| {
+                if older.is_some() && ui.button("Load older messages").clicked() {
+                    load_older = true;
+                }
+                if !chat.loaded {
+                    ui.spinner();
+                }
+                for m in &chat.messages {
+                    message_row(ui, m);
+                }
+            });
+        if load_older {
+            self.cmd(Cmd::History { room: room_id.clone(), before: older });
+        }
+        ui.separator();
+        ui.horizontal(|ui| {
+            let l = ui.label("Message");
+            let edit = ui
+                .add(egui::TextEdit::singleline(&mut self.compose).hint_text("Enter sends").desired_width(ui.available_width() - 70.0))
+                .labelled_by(l.id);
+            let enter = edit.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
+            if (ui.button("Send").clicked() || enter) && !self.compose.trim().is_empty() {
+                let text = std::mem::take(&mut self.compose);
+                self.cmd(Cmd::Send { room: room_id.clone(), text });
+                edit.request_focus();
+            }
+        });
+    }
+
+    fn mesh_view(&mut self, ui: &mut egui::Ui) {
+        ui.heading("The mesh at a glance");
+        if let Some(s) = &self.status {
+            ui.label(format!("You: {} ({})", s.display_name, &s.author_id[..16.min(s.author_id.len())]));
+            let r = s.relay;
+            if r.enabled {
+                ui.label(format!(
+                    "Carrying for others: {} rooms, {} envelopes, {:.1} of {:.0} MiB",
+                    r.rooms,
+                    r.envelopes,
+                    r.bytes as f64 / 1048576.0,
+                    r.budget_bytes as f64 / 1048576.0
+                ));
+            } else {
+                ui.label("Relaying for others is off.");
+            }
+        }
+        let waiting: usize = self
+            .chats
+            .values()
+            .flat_map(|c| c.messages.iter())
+            .filter(|m| m.own && m.delivery == Some(DeliveryState::Stored))
+            .count();
+        ui.label(format!("Your messages waiting to be carried: {waiting}"));
+        ui.separator();
+        egui::Grid::new("peers").striped(true).show(ui, |ui| {
+            for h in ["link", "peer", "address", "round trip", "last seen"] {
+                ui.strong(h);
+            }
+            ui.end_row();
+            let now = now_ms();
+            for p in &self.peers {
+                ui.label(link_name(p.link));
+                ui.label(&p.peer[p.peer.len().saturating_sub(8)..]);
+                ui.label(&p.addr);
+                ui.label(p.rtt_ms.map(|r| format!("{r:.1} ms")).unwrap_or_else(|| "–".into()));
+                ui.label(format!("{} s ago", now.saturating_sub(p.last_seen_ms) / 1000));
+                ui.end_row();
+            }
+        });
+        if self.peers.is_empty() {
+            ui.label("Nobody in range yet.");
+        }
+        ui.separator();
+        // Who is connected to whom, as far as this node sees: itself and its peers.
+        let size = egui::vec2(ui.available_width().min(420.0), 220.0);
+        let (rect, _) = ui.allocate_exact_size(size, egui::Sense::hover());
+        let painter = ui.painter_at(rect);
+        let c = rect.center();
+        let radius = size.y * 0.38;
+        let n = self.peers.len().max(1) as f32;
+        for (i, p) in self.peers.iter().enumerate() {
+            let a = i as f32 / n * std::f32::consts::TAU;
+            let pos = c + egui::vec2(a.cos(), a.sin()) * radius;
+            painter.line_segment([c, pos], egui::Stroke::new(2.0, link_color(p.link)));
+            painter.circle_filled(pos, 10.0, link_color(p.link));
+            painter.text(pos + egui::vec2(0.0, 16.0), egui::Align2::CENTER_TOP, &p.peer[p.peer.len().saturating_sub(6)..], egui::FontId::proportional(11.0), ui.visuals().text_color());
+        }
+        painter.circle_filled(c, 14.0, Color32::from_rgb(40, 120, 200));
+        painter.text(c + egui::vec2(0.0, 18.0), egui::Align2::CENTER_TOP, "you", egui::FontId::proportional(12.0), ui.visuals().text_color());
+    }
+
+    fn settings_view(&mut self, ui: &mut egui::Ui) {
+        ui.heading("Settings");
+        ui.horizontal(|ui| {
+            ui.label("Display name");
+            ui.text_edit_singleline(&mut self.name_edit);
+            if ui.button("Save").clicked() && !self.name_edit.trim().is_empty() {
+                self.cmd(Cmd::SetName(self.name_edit.trim().to_owned()));
+            }
+        });
+        if let Some(s) = &self.status {
+            ui.label(format!("Relay budget: {:.0} MiB (set in peddlenetd.toml, [relay] budget_mib)", s.relay.budget_bytes as f64 / 1048576.0));
+            ui.label(format!("Data folder: {}", s.data_dir));
+        }
+    }
+
+    fn invite_window(&mut self, ctx: &egui::Context) {
+        let Some((room, uri, tex)) = self.invite.clone() else { return };
+        let mut open = true;
+        egui::Window::new(format!("Invite to {}", room.name)).open(&mut open).collapsible(false).show(ctx, |ui| {
+            if let Some(t) = &tex {
+                ui.add(egui::Image::new(t).fit_to_exact_size(egui::vec2(320.0, 320.0)));
+            }
+            ui.label("Scan it on the other device, or paste:");
+            ui.add(egui::Label::new(RichText::new(&uri).monospace().small()).wrap());
+            if ui.button("Copy invite").clicked() {
+                ui.ctx().copy_text(uri.clone());
+                self.notice = Some("invite copied".into());
+            }
+        });
+        if !open {
+            self.invite = None;
+        }
+    }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+fn link_name(l: Link) -> &'static str {
+    match l {
+        Link::Lan => "LAN",
+        Link::Bluetooth => "Bluetooth",
+        Link::WifiDirect => "Wi-Fi Direct",
+    }
+}
+
+fn link_color(l: Link) -> Color32 {
+    match l {
+        Link::Lan => Color32::from_rgb(60, 160, 90),
+        Link::Bluetooth => Color32::from_rgb(70, 110, 220),
+        Link::WifiDirect => Color32::from_rgb(220, 140, 40),
+    }
+}
+
+/// What the author sees of a message's journey.
+pub fn delivery_text(d: &DeliveryState) -> String {
+    match d {
+        DeliveryState::Stored => "stored here".into(),
+        DeliveryState::Sent { peers } => format!("handed to {peers} peer{}", if *peers == 1 { "" } else { "s" }),
+        DeliveryState::Delivered { to, of } => format!("delivered to {to} of {of}"),
+    }
+}
+
+fn clock(ms: u64) -> String {
+    let s = ms / 1000;
+    format!("{:02}:{:02}", (s / 3600) % 24, (s / 60) % 60)
+}
+
+fn message_row(ui: &mut egui::Ui, m: &MessageInfo) {
+    ui.horizontal_wrapped(|ui| {
+        ui.label(RichText::new(clock(m.timestamp_ms)).weak().monospace());
+        let who = if m.own { format!("{} (you)", m.author_name) } else { format!("{} [{}]", m.author_name, &m.author[..4.min(m.author.len())]) };
+        ui.label(RichText::new(who).strong());
+        ui.label(&m.text);
+        if let Some(d) = &m.delivery {
+            ui.label(RichText::new(format!("· {}", delivery_text(d))).weak().small());
+        }
+    });
+}

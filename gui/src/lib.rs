@@ -1,0 +1,10 @@
+//! `peddlenet-gui`: the desktop app. A front end over the daemon's IPC only
+//! (`peddlenet-api`): a worker thread owns the runtime and the client
+//! ([`worker`]), the UI thread draws ([`app`]) and never waits on I/O, and
+//! [`qr`] shows invites as QR codes and reads them back from images.
+
+pub mod app;
+pub mod qr;
+pub mod worker;
+
+pub use app::App;

@@ -1,0 +1,169 @@
+//! The desktop app driven through its accessibility tree (egui_kittest)
+//! against real daemons started by the test: create a room, the QR code shown
+//! decodes back to its invite, send with Enter, see another daemon's message
+//! arrive live, join by an image file of a QR code.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use egui::accesskit::Role;
+use egui_kittest::Harness;
+use egui_kittest::kittest::Queryable;
+use peddlenet_gui::App;
+use peddlenet_gui::worker::Connection;
+use peddlenet_tests::*;
+
+type H<'a> = Harness<'a, Option<App>>;
+
+fn harness<'a>(socket: PathBuf) -> H<'a> {
+    Harness::builder().with_size(egui::vec2(1100.0, 760.0)).build_ui_state(
+        move |ui, app: &mut Option<App>| app.get_or_insert_with(|| App::new(ui.ctx(), socket.clone(), None)).show(ui),
+        None,
+    )
+}
+
+/// Steps frames until `ok` holds, or fails with `what` after `limit`.
+fn until(h: &mut H<'_>, limit: Duration, what: &str, mut ok: impl FnMut(&mut H<'_>) -> bool) {
+    let start = Instant::now();
+    loop {
+        h.step();
+        if ok(h) {
+            return;
+        }
+        assert!(start.elapsed() < limit, "timed out after {limit:?} waiting for {what}; errors: {:?}", app(h).errors);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn app<'h>(h: &'h H<'_>) -> &'h App {
+    h.state().as_ref().expect("the app started")
+}
+
+fn app_mut<'h>(h: &'h mut H<'_>) -> &'h mut App {
+    h.state_mut().as_mut().expect("the app started")
+}
+
+fn type_into(h: &mut H<'_>, label: &str, text: &str) {
+    h.get_by_role_and_label(Role::TextInput, label).focus();
+    h.step();
+    h.get_by_role_and_label(Role::TextInput, label).type_text(text);
+    h.step();
+}
+
+#[test]
+fn rooms_chat_and_qr_against_real_daemons() {
+    let _g = serial();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let a = rt.block_on(async {
+        let a = Daemon::start(DaemonOpts::loopback("Ana"));
+        a.client().await;
+        a
+    });
+    let mut h = harness(a.socket.clone());
+    until(&mut h, Duration::from_secs(10), "the connection", |h| app(h).connection == Connection::Connected);
+
+    // Create a room: it is selected, and its invite opens as a QR code.
+    type_into(&mut h, "New room", "Ridge camp");
+    h.get_by_label("Create").click();
+    until(&mut h, Duration::from_secs(5), "the invite window", |h| app(h).invite.is_some() && app(h).invite_pixels.is_some());
+    let (room, uri, _) = app(&h).invite.clone().unwrap();
+    assert_eq!(room.name, "Ridge camp");
+    assert!(uri.starts_with("peddlenet://join/"));
+    let (side, px) = app(&h).invite_pixels.clone().unwrap();
+    let png = {
+        let img = image::GrayImage::from_raw(side as u32, side as u32, px).unwrap();
+        let mut out = std::io::Cursor::new(Vec::new());
+        img.write_to(&mut out, image::ImageFormat::Png).unwrap();
+        out.into_inner()
+    };
+    assert_eq!(peddlenet_gui::qr::decode_image_bytes(&png).unwrap(), uri, "the QR code shown reads back as the invite");
+    assert!(h.query_by_label("Copy invite").is_some());
+
+    // Send with Enter.
+    type_into(&mut h, "Message", "fire is lit");
+    h.key_press(egui::Key::Enter);
+    until(&mut h, Duration::from_secs(5), "the own message in the chat", |h| h.query_by_label_contains("fire is lit").is_some());
+    assert!(h.query_by_label("Ana (you)").is_some());
+
+    // A second daemon joins and writes: its message appears live, and ours
+    // shows its end-to-end delivery.
+    let b = rt.block_on(async {
+        let b = Daemon::start(DaemonOpts::loopback("Bo").peer(&a.tcp_addr().await));
+        let cb = b.client().await;
+        cb.room_join(&uri).await.unwrap();
+        wait_room_peers(&cb, &room.id, 1).await;
+        cb.send(&room.id, "coming over the ridge").await.unwrap();
+        b
+    });
+    until(&mut h, Duration::from_secs(10), "Bo's message, live", |h| h.query_by_label_contains("coming over the ridge").is_some());
+    until(&mut h, Duration::from_secs(10), "the delivery to Bo", |h| h.query_by_label_contains("delivered to 1 of 1").is_some());
+
+    // Join by an image file of a QR code: Bo's own room.
+    let (other, other_uri) = rt.block_on(async {
+        let cb = b.client().await;
+        let r = cb.room_create("Bo's tent").await.unwrap();
+        let (_, uri) = cb.room_invite(&r.id).await.unwrap();
+        (r, uri)
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("invite.png");
+    std::fs::write(&file, peddlenet_gui::qr::render_png(&other_uri).unwrap()).unwrap();
+    // The invite window lies over the room list: close it.
+    app_mut(&mut h).invite = None;
+    h.step();
+    type_into(&mut h, "QR image file", file.to_str().unwrap());
+    assert_eq!(app(&h).image_path, file.to_str().unwrap());
+    h.get_by_label("Join from image").click();
+    until(&mut h, Duration::from_secs(10), "the room joined from the image", |h| app(h).rooms.iter().any(|r| r.id == other.id));
+    assert!(h.query_all_by_label_contains("Bo's tent").count() >= 1, "the joined room is listed");
+
+    // A file with no QR code is a clear error and joins nothing.
+    let blank = dir.path().join("blank.png");
+    image::GrayImage::from_pixel(64, 64, image::Luma([255])).save(&blank).unwrap();
+    let rooms_before = app(&h).rooms.len();
+    assert!(app(&h).image_path.is_empty(), "the path field is cleared after a join");
+    type_into(&mut h, "QR image file", blank.to_str().unwrap());
+    h.get_by_label("Join from image").click();
+    until(&mut h, Duration::from_secs(5), "the error", |h| app(h).errors.iter().any(|e| e.contains("no QR code")));
+    assert_eq!(app(&h).rooms.len(), rooms_before);
+    drop((a, b));
+}
+
+/// No daemon at the socket: the app says so and offers to start one; once
+/// started, it connects by itself.
+#[test]
+fn without_a_daemon_it_says_so_and_starts_one() {
+    let _g = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("run/peddlenetd.sock");
+    let daemon = bin("peddlenetd");
+    let data = dir.path().join("data");
+    // The app starts `<daemon> --socket S`: a wrapper adds this test's folders.
+    let wrapper = dir.path().join("peddlenetd-wrapper");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nexec {} --data-dir {} --config /dev/null --no-mdns --listen /ip4/127.0.0.1/tcp/0 \"$@\" >{}/daemon.log 2>&1\n",
+            daemon.display(),
+            data.display(),
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut h: H<'_> = Harness::builder().with_size(egui::vec2(900.0, 600.0)).build_ui_state(
+        move |ui, app: &mut Option<App>| app.get_or_insert_with(|| App::new(ui.ctx(), socket.clone(), Some(wrapper.clone()))).show(ui),
+        None,
+    );
+    until(&mut h, Duration::from_secs(5), "the not-running notice", |h| h.query_by_label("The PeddleNet daemon is not running").is_some());
+    h.get_by_label("Start peddlenetd").click();
+    until(&mut h, Duration::from_secs(15), "the connection to the started daemon", |h| app(h).connection == Connection::Connected);
+    assert!(h.query_by_label("connected").is_some());
+    // Stop it: the app notices, and reconnects when it is back.
+    let _ = std::process::Command::new("pkill").args(["-f", data.to_str().unwrap()]).status();
+    until(&mut h, Duration::from_secs(10), "the lost connection", |h| matches!(app(h).connection, Connection::NotRunning(_)));
+    h.get_by_label("Start peddlenetd").click();
+    until(&mut h, Duration::from_secs(15), "the reconnection", |h| app(h).connection == Connection::Connected);
+    let _ = std::process::Command::new("pkill").args(["-f", data.to_str().unwrap()]).status();
+}
