@@ -273,7 +273,8 @@ impl App {
                 Connection::NotRunning(_) => (Color32::from_rgb(200, 60, 40), "daemon not running".to_owned()),
                 Connection::Failed(_) => (Color32::from_rgb(200, 60, 40), "cannot connect".to_owned()),
             };
-            ui.label(RichText::new("●").color(dot));
+            let (r, _) = ui.allocate_exact_size(egui::vec2(12.0, 12.0), egui::Sense::hover());
+            ui.painter().circle_filled(r.center(), 5.0, dot);
             ui.label(text);
             if let Some(s) = &self.status {
                 ui.separator();
@@ -376,7 +377,13 @@ impl App {
         };
         ui.horizontal(|ui| {
             ui.heading(&room.name);
-            ui.label(format!("{} members known · {} peers online", room.members, room.online_peers));
+            ui.label(format!(
+                "{} member{} known · {} peer{} online",
+                room.members,
+                if room.members == 1 { "" } else { "s" },
+                room.online_peers,
+                if room.online_peers == 1 { "" } else { "s" }
+            ));
             if ui.button("Invite…").clicked() {
                 self.cmd(Cmd::Invite(room.id.clone()));
             }

@@ -1,0 +1,105 @@
+//! The real window: `peddlenet-gui` started under Xvfb against a real daemon,
+//! photographed with ImageMagick's `import`. The picture is kept as
+//! `<target>/screenshots/peddlenet-gui.png` and must not be blank.
+//! Needs Xvfb and ImageMagick (`.ci/run` installs them); in CI a skip is a failure.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use peddlenet_tests::*;
+
+struct Kill(Child);
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Share of pixels that differ from the most common colour, and the number
+/// of distinct colours.
+fn busyness(png: &[u8]) -> (f64, usize) {
+    let img = image::load_from_memory(png).expect("a PNG").to_rgb8();
+    let mut counts = std::collections::HashMap::new();
+    for p in img.pixels() {
+        *counts.entry(p.0).or_insert(0usize) += 1;
+    }
+    let top = counts.values().copied().max().unwrap_or(0);
+    let total = (img.width() * img.height()) as usize;
+    (1.0 - top as f64 / total.max(1) as f64, counts.len())
+}
+
+#[test]
+fn the_real_window_under_xvfb_is_not_blank() {
+    for tool in ["Xvfb", "/usr/bin/import"] {
+        if Command::new("sh").arg("-c").arg(format!("command -v {tool}")).output().map(|o| !o.status.success()).unwrap_or(true) {
+            return skip("screenshot::the_real_window_under_xvfb_is_not_blank", &format!("{tool} is not installed (Debian: xvfb, imagemagick)"));
+        }
+    }
+    let _g = serial();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let d = rt.block_on(async {
+        let d = Daemon::start(DaemonOpts::loopback("Ana"));
+        let c = d.client().await;
+        let r = c.room_create("Ridge camp").await.unwrap();
+        c.send(&r.id, "fire is lit, come over").await.unwrap();
+        d
+    });
+    let display = format!(":{}", 90 + std::process::id() % 100);
+    let _x = Kill(
+        Command::new("Xvfb")
+            .args([display.as_str(), "-screen", "0", "1280x800x24", "-nolisten", "tcp"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("Xvfb"),
+    );
+    let socket = std::path::Path::new(&format!("/tmp/.X11-unix/X{}", &display[1..])).to_path_buf();
+    let t = Instant::now();
+    while !socket.exists() {
+        assert!(t.elapsed() < Duration::from_secs(10), "Xvfb did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let log = d.dir.join("gui.log");
+    let _gui = Kill(
+        Command::new(bin("peddlenet-gui"))
+            .arg("--socket")
+            .arg(&d.socket)
+            .env("DISPLAY", &display)
+            .env_remove("WAYLAND_DISPLAY")
+            .env("PEDDLENET_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("peddlenet-gui"),
+    );
+    let out_dir = bin("peddlenet-gui").parent().unwrap().join("screenshots");
+    std::fs::create_dir_all(&out_dir).unwrap();
+    let shot = out_dir.join("peddlenet-gui.png");
+    // Photograph until the window has drawn and settled: two pictures alike
+    // in a row (a spinner, while history loads, keeps them apart).
+    let t = Instant::now();
+    let (mut busy, mut colours) = (0.0, 0);
+    let mut last: Vec<u8> = Vec::new();
+    while t.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(400));
+        let ok = Command::new("/usr/bin/import").args(["-display", &display, "-window", "root"]).arg(&shot).status().map(|s| s.success()).unwrap_or(false);
+        if !ok {
+            continue;
+        }
+        let png = std::fs::read(&shot).unwrap();
+        let pixels = image::load_from_memory(&png).unwrap().to_rgb8().into_raw();
+        (busy, colours) = busyness(&png);
+        if busy > 0.05 && colours > 16 && pixels == last {
+            break;
+        }
+        last = pixels;
+    }
+    eprintln!("screenshot: {} ({:.0} % of pixels off the background, {colours} colours)", shot.display(), busy * 100.0);
+    assert!(
+        busy > 0.05 && colours > 16,
+        "the window looks blank: {:.1} % busy, {colours} colours; the app's log:\n{}",
+        busy * 100.0,
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+}
