@@ -400,6 +400,7 @@ impl Node {
                     data_dir: self.data_dir.display().to_string(),
                     uptime_ms: self.started.elapsed().as_millis() as u64,
                     relay: self.relay_status(),
+                    waiting: self.store.outbox_len() as u64,
                 })))
             }
             Request::Peers => {

@@ -443,13 +443,9 @@ impl App {
                 ui.label("Relaying for others is off.");
             }
         }
-        let waiting: usize = self
-            .chats
-            .values()
-            .flat_map(|c| c.messages.iter())
-            .filter(|m| m.own && m.delivery == Some(DeliveryState::Stored))
-            .count();
-        ui.label(format!("Your messages waiting to be carried: {waiting}"));
+        if let Some(s) = &self.status {
+            ui.label(format!("Your messages waiting for a first peer: {}", s.waiting));
+        }
         ui.separator();
         egui::Grid::new("peers").striped(true).show(ui, |ui| {
             for h in ["link", "peer", "address", "round trip", "last seen"] {

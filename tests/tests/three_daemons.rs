@@ -131,6 +131,7 @@ async fn a_message_written_alone_goes_out_when_a_member_arrives() {
     let mut events = ca.subscribe().await.unwrap();
     let alone = ca.send(&room.id, "anyone?").await.unwrap();
     assert_eq!(alone.delivery, Some(peddlenet_api::DeliveryState::Stored));
+    assert_eq!(ca.status().await.unwrap().waiting, 1, "one message waits for a peer");
 
     let b = Daemon::start(DaemonOpts::loopback("B"));
     let cb = b.client().await;
@@ -154,6 +155,7 @@ async fn a_message_written_alone_goes_out_when_a_member_arrives() {
         (h[0].delivery == Some(peddlenet_api::DeliveryState::Delivered { to: 1, of: 1 })).then_some(())
     })
     .await;
+    assert_eq!(ca.status().await.unwrap().waiting, 0, "nothing waits once a peer took it");
     // Receipts never show up as messages.
     assert_eq!(history_ids(&ca, &room.id).await, vec![alone.id.clone()]);
     assert_eq!(history_ids(&cb, &room.id).await, vec![alone.id.clone()]);

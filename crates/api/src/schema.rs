@@ -81,6 +81,9 @@ pub struct Status {
     pub uptime_ms: u64,
     #[serde(default)]
     pub relay: RelayStatus,
+    /// This node's own messages that no peer has taken yet.
+    #[serde(default)]
+    pub waiting: u64,
 }
 
 /// What this node carries for rooms it is not a member of (it cannot read it).

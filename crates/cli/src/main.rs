@@ -149,6 +149,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("you:      {} ({})", s.display_name, &s.author_id[..16]);
                 println!("peers:    {}", s.peers);
                 println!("rooms:    {}", s.rooms);
+                println!("waiting:  {} of your messages for a first peer", s.waiting);
                 println!("data:     {}", s.data_dir);
                 if s.relay.enabled {
                     println!(

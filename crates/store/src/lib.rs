@@ -445,6 +445,11 @@ impl Store {
         self.msgs.scan_prefix(room_prefix(OUTBOX, room)).keys().take(limit).map(|k| timed_parts(&k?)).collect()
     }
 
+    /// Own messages no peer has taken yet, in all rooms.
+    pub fn outbox_len(&self) -> usize {
+        self.msgs.scan_prefix([OUTBOX]).count()
+    }
+
     /// Drops an outbox entry whose envelope is gone.
     pub fn outbox_remove(&self, room: &RoomId, ts: u64, id: &MessageId) -> Result<()> {
         self.msgs.remove(timed_key(OUTBOX, room, ts, id))?;
@@ -539,6 +544,7 @@ mod tests {
             assert_eq!(s.outbox(&RoomId([1; 32]), 10).unwrap(), vec![(10, MessageId([9; 32]))]);
             s.mark_sent(&RoomId([1; 32]), 10, &MessageId([9; 32]), 2).unwrap();
             assert!(s.outbox(&RoomId([1; 32]), 10).unwrap().is_empty(), "sent leaves the outbox");
+            assert_eq!(s.outbox_len(), 0);
             s.flush().unwrap();
         }
         let s = reopen(dir.path()).unwrap();
@@ -547,6 +553,7 @@ mod tests {
         let m = msg(1, 20, 10);
         s.insert_message(&m, b"e", true).unwrap();
         assert_eq!(s.outbox(&room.room_id, 10).unwrap().len(), 1);
+        assert_eq!(s.outbox_len(), 1);
         assert_eq!(s.delivery(&m.id).unwrap(), Some(Delivery::Stored), "not handed to anyone yet");
         assert!(s.is_own(&m.id).unwrap());
         assert!(!s.is_own(&MessageId([77; 32])).unwrap());
