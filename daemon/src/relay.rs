@@ -59,7 +59,7 @@ impl Node {
         if self.relay.is_none() {
             return Vec::new();
         }
-        let mut rooms: Vec<RoomId> = self.store().relay_rooms().into_iter().map(|(r, _)| r).collect();
+        let mut rooms = self.store().relay_room_ids();
         rooms.extend(self.relay_pending.lock().expect("lock").keys().copied());
         rooms.sort_unstable();
         rooms.dedup();
@@ -71,11 +71,11 @@ impl Node {
     /// yet, within its bounds. Returns the ones taken on.
     pub fn accept_offers(&self, offered: &[RoomId]) -> Vec<RoomId> {
         let Some(limits) = &self.relay else { return Vec::new() };
-        let carried = self.store().relay_rooms();
+        let carried = self.store().relay_room_ids();
         let mut pending = self.relay_pending.lock().expect("lock");
         let mut taken = Vec::new();
         for room in offered {
-            if self.is_member(room) || pending.contains_key(room) || carried.iter().any(|(r, _)| r == room) {
+            if self.is_member(room) || pending.contains_key(room) || carried.contains(room) {
                 continue;
             }
             if pending.len() >= MAX_PENDING || carried.len() + pending.len() >= limits.max_rooms {

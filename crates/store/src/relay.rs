@@ -28,7 +28,8 @@
 //! | `E` ‖ id                                             | the envelope            |
 //!
 //! Written `A`, `R`, then `E`; removed `E` first. An `E` entry is what makes
-//! an envelope held; [`Store::open`] removes `R` and `A` entries without one.
+//! an envelope held; [`Store::open`] removes `R` entries without one (and
+//! their `A`), and eviction drops an `A` entry it finds without its `R`.
 
 use std::collections::HashMap;
 
@@ -181,7 +182,9 @@ struct Entry {
 
 impl Store {
     /// Rebuilds the relay accounting and removes index entries whose envelope
-    /// is gone (a crash between writes). Returns how many it removed.
+    /// is gone (a crash between writes). Returns how many it removed. An `A`
+    /// entry left without its `R` (a crash between the two) is not looked for
+    /// here: nothing counts it, and eviction drops it when it comes across it.
     pub(crate) fn relay_load(&self) -> Result<usize> {
         let mut usage = Usage::default();
         let mut broken = 0;
@@ -195,17 +198,6 @@ impl Store {
             } else {
                 self.msgs.remove(&k)?;
                 self.msgs.remove(author_key(&room, &tag, ts, &id))?;
-                broken += 1;
-            }
-        }
-        for k in self.msgs.scan_prefix([RELAY_AUTHOR]).keys() {
-            let k = k?;
-            if k.len() != 89 {
-                return Err(Error::Corrupt(format!("relay author key of {} bytes", k.len())));
-            }
-            let id = MessageId(k[57..].try_into().expect("32 bytes"));
-            if !self.contains(&id)? {
-                self.msgs.remove(&k)?;
                 broken += 1;
             }
         }
@@ -257,7 +249,11 @@ impl Store {
                 if (vts, *vid.as_bytes()) >= new {
                     return Ok(RelayInserted::Refused(Refused::Full));
                 }
-                let e = self.relay_entry(room, vts, &vid)?;
+                let Some(e) = self.relay_entry(room, vts, &vid)? else {
+                    // Left by a crash between the two index writes: garbage.
+                    self.msgs.remove(&k)?;
+                    continue;
+                };
                 freed_author += e.len;
                 freed_room += e.len;
                 victims.push(e);
@@ -276,7 +272,7 @@ impl Store {
                 if (vts, *vid.as_bytes()) >= new {
                     return Ok(RelayInserted::Refused(Refused::Full));
                 }
-                let e = self.relay_entry(room, vts, &vid)?;
+                let e = self.indexed_entry(room, vts, &vid)?;
                 freed_room += e.len;
                 victims.push(e);
             }
@@ -311,7 +307,7 @@ impl Store {
                 if largest == *room && (vts, *vid.as_bytes()) >= new {
                     return Ok(RelayInserted::Refused(Refused::Full));
                 }
-                let e = self.relay_entry(&largest, vts, &vid)?;
+                let e = self.indexed_entry(&largest, vts, &vid)?;
                 let mut next = k;
                 next.push(0);
                 cursors.insert(largest, next);
@@ -335,10 +331,16 @@ impl Store {
         }
     }
 
-    fn relay_entry(&self, room: &RoomId, ts: u64, id: &MessageId) -> Result<Entry> {
-        let v = self.msgs.get(timed_key(RELAY, room, ts, id))?.ok_or_else(|| Error::Corrupt("relay index without entry".into()))?;
+    /// The `R` entry of an envelope, if there is one.
+    fn relay_entry(&self, room: &RoomId, ts: u64, id: &MessageId) -> Result<Option<Entry>> {
+        let Some(v) = self.msgs.get(timed_key(RELAY, room, ts, id))? else { return Ok(None) };
         let (tag, len) = parse_relay_value(&v)?;
-        Ok(Entry { room: *room, tag, ts, id: *id, len })
+        Ok(Some(Entry { room: *room, tag, ts, id: *id, len }))
+    }
+
+    /// The `R` entry of an envelope found through the `R` index itself.
+    fn indexed_entry(&self, room: &RoomId, ts: u64, id: &MessageId) -> Result<Entry> {
+        self.relay_entry(room, ts, id)?.ok_or_else(|| Error::Corrupt("relay entry vanished under the lock".into()))
     }
 
     fn relay_remove(&self, usage: &mut Usage, e: &Entry) -> Result<()> {
@@ -361,7 +363,7 @@ impl Store {
                 if ts.saturating_add(limits.expiry_ms) >= now_ms {
                     break;
                 }
-                old.push(self.relay_entry(&room, ts, &id)?);
+                old.push(self.indexed_entry(&room, ts, &id)?);
             }
             for e in &old {
                 self.relay_remove(&mut usage, e)?;
@@ -376,9 +378,14 @@ impl Store {
         self.msgs.scan_prefix(room_prefix(RELAY, room)).keys().map(|k| timed_parts(&k?)).collect()
     }
 
-    /// Rooms with relayed envelopes, and what each takes.
-    pub fn relay_rooms(&self) -> Vec<(RoomId, RoomUsage)> {
-        self.relay.lock().expect("lock").rooms.iter().map(|(r, u)| (*r, u.clone())).collect()
+    /// Rooms with relayed envelopes.
+    pub fn relay_room_ids(&self) -> Vec<RoomId> {
+        self.relay.lock().expect("lock").rooms.keys().copied().collect()
+    }
+
+    /// What relayed envelopes of `room` take, per author tag too.
+    pub fn relay_usage(&self, room: &RoomId) -> Option<RoomUsage> {
+        self.relay.lock().expect("lock").rooms.get(room).cloned()
     }
 
     /// Whether envelopes of `room` are relayed here.
@@ -401,7 +408,7 @@ impl Store {
         let mut entries = Vec::new();
         for k in self.msgs.scan_prefix(room_prefix(RELAY, room)).keys() {
             let (ts, id) = timed_parts(&k?)?;
-            entries.push(self.relay_entry(room, ts, &id)?);
+            entries.push(self.indexed_entry(room, ts, &id)?);
         }
         for e in &entries {
             if let Some(env) = self.envelope(&e.id)? {
@@ -445,7 +452,7 @@ mod tests {
     }
 
     fn usage(s: &Store, room: u8) -> RoomUsage {
-        s.relay_rooms().into_iter().find(|(r, _)| *r == RoomId([room; 32])).map(|(_, u)| u).unwrap_or_default()
+        s.relay_usage(&RoomId([room; 32])).unwrap_or_default()
     }
 
     #[test]
@@ -542,6 +549,10 @@ mod tests {
                 put(&s, &env(1, 1, now - 100 + i, i as u32), now);
             }
             put(&s, &env(2, 1, now - 50, 9), now);
+            // A crash between the two index writes: an `A` entry alone, older
+            // than everything author 1 has.
+            let lone = env(1, 1, now - 5000, 77);
+            s.msgs.insert(author_key(&lone.room, &lone.tag, lone.ts, &lone.id), &[]).unwrap();
             // A crash after the index entries, before the envelope.
             s.msgs.insert(author_key(&torn.room, &torn.tag, torn.ts, &torn.id), &[]).unwrap();
             s.msgs.insert(timed_key(RELAY, &torn.room, torn.ts, &torn.id), &relay_value(&torn.tag, 500)).unwrap();
@@ -551,8 +562,13 @@ mod tests {
         assert_eq!(s.relay_totals(), RelayTotals { rooms: 2, envelopes: 4, bytes: 2_000 });
         assert_eq!(s.relay_items(&RoomId([1; 32])).unwrap().len(), 3);
         assert_eq!(s.msgs.scan_prefix(author_prefix(&torn.room, &torn.tag)).count(), 0);
+        // Author 1 at its quota (4 envelopes): the lone `A` entry, its oldest,
+        // is dropped on the way to a real envelope to evict.
+        assert_eq!(put(&s, &env(1, 1, now - 10, 10), now), RelayInserted::New { evicted: 0 });
+        assert_eq!(put(&s, &env(1, 1, now - 9, 11), now), RelayInserted::New { evicted: 1 });
+        assert_eq!(s.msgs.scan_prefix(author_prefix(&RoomId([1; 32]), &[1; 16])).count(), 4, "no stale entry left");
         let back = s.relay_take_room(&RoomId([1; 32])).unwrap();
-        assert_eq!(back.len(), 3);
+        assert_eq!(back.len(), 4);
         assert_eq!(s.relay_totals(), RelayTotals { rooms: 1, envelopes: 1, bytes: 500 });
         assert!(s.relay_items(&RoomId([1; 32])).unwrap().is_empty());
     }
