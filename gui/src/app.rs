@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use egui::{Color32, RichText};
-use peddlenet_api::{DeliveryState, Event, Link, MessageInfo, PeerInfo, RoomInfo, Status};
+use peddlenet_api::{Event, Link, MessageInfo, PeerInfo, RoomInfo, Status};
 
 use crate::worker::{Cmd, Connection, Update, Worker};
 
@@ -189,8 +189,12 @@ impl App {
                     }
                     Event::PeerDown { peer } => self.peers.retain(|p| p.peer != peer),
                     Event::Lagged { .. } => {
+                        // Some messages or states went by unseen: read again.
                         for chat in self.chats.values_mut() {
                             chat.loaded = false;
+                        }
+                        if let Some(r) = self.selected.clone() {
+                            self.cmd(Cmd::History { room: r, before: None });
                         }
                     }
                 },
@@ -226,19 +230,10 @@ impl App {
     }
 
     /// Joins by the QR code in an image file.
-    /// Joins by the QR code in an image file. False (and an error shown)
-    /// when the file holds no readable code.
-    pub fn join_from_image(&mut self, path: &std::path::Path) -> bool {
-        match crate::qr::decode_image_file(path) {
-            Ok(text) => {
-                self.cmd(Cmd::Join(text));
-                true
-            }
-            Err(e) => {
-                self.error(format!("{}: {e}", path.display()));
-                false
-            }
-        }
+    /// Joins by the QR code in an image file; the worker reads and decodes
+    /// it, and reports a file without a readable code as an error.
+    pub fn join_from_image(&mut self, path: &std::path::Path) {
+        self.cmd(Cmd::JoinFromImage(path.to_path_buf()));
     }
 
     /// Draws the whole app; call once a frame.
@@ -359,9 +354,8 @@ impl App {
         ui.add(egui::TextEdit::singleline(&mut self.image_path).hint_text("/path/to/invite.png").desired_width(200.0)).labelled_by(l.id);
         if ui.button("Join from image").clicked() && !self.image_path.trim().is_empty() {
             let p = PathBuf::from(self.image_path.trim());
-            if self.join_from_image(&p) {
-                self.image_path.clear();
-            }
+            self.image_path.clear();
+            self.join_from_image(&p);
         }
         ui.label(RichText::new("You can also drop a QR image on the window.").small());
     }
@@ -539,15 +533,6 @@ fn link_color(l: Link) -> Color32 {
     }
 }
 
-/// What the author sees of a message's journey.
-pub fn delivery_text(d: &DeliveryState) -> String {
-    match d {
-        DeliveryState::Stored => "stored here".into(),
-        DeliveryState::Sent { peers } => format!("handed to {peers} peer{}", if *peers == 1 { "" } else { "s" }),
-        DeliveryState::Delivered { to, of } => format!("delivered to {to} of {of}"),
-    }
-}
-
 fn clock(ms: u64) -> String {
     let s = ms / 1000;
     format!("{:02}:{:02}", (s / 3600) % 24, (s / 60) % 60)
@@ -560,7 +545,7 @@ fn message_row(ui: &mut egui::Ui, m: &MessageInfo) {
         ui.label(RichText::new(who).strong());
         ui.label(&m.text);
         if let Some(d) = &m.delivery {
-            ui.label(RichText::new(format!("· {}", delivery_text(d))).weak().small());
+            ui.label(RichText::new(format!("· {d}")).weak().small());
         }
     });
 }

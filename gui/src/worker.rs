@@ -5,6 +5,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use peddlenet_api::{Client, ClientError, Event, MessageInfo, PeerInfo, RoomInfo, Status};
@@ -25,6 +26,8 @@ pub enum Cmd {
     CreateRoom(String),
     Invite(String),
     Join(String),
+    /// Join by the QR code in an image file (read and decoded here, not on the UI thread).
+    JoinFromImage(PathBuf),
     Send { room: String, text: String },
     /// A page of history older than `before` (the newest page with `None`).
     History { room: String, before: Option<String> },
@@ -63,6 +66,8 @@ pub enum Update {
 pub struct Worker {
     cmds: mpsc::Sender<Cmd>,
     updates: std::sync::mpsc::Receiver<Update>,
+    /// Updates dropped because the UI was not draining them.
+    dropped: Arc<AtomicU64>,
 }
 
 type Repaint = Arc<dyn Fn() + Send + Sync>;
@@ -73,14 +78,16 @@ impl Worker {
     pub fn start(socket: PathBuf, daemon: Option<PathBuf>, repaint: Repaint) -> Self {
         let (cmd_tx, cmd_rx) = mpsc::channel(CMD_QUEUE);
         let (up_tx, up_rx) = std::sync::mpsc::sync_channel(UPDATE_QUEUE);
+        let dropped = Arc::new(AtomicU64::new(0));
+        let out = Out { tx: up_tx, repaint, dropped: dropped.clone() };
         std::thread::Builder::new()
             .name("peddlenet-gui-worker".into())
             .spawn(move || {
                 let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a tokio runtime");
-                rt.block_on(run(socket, daemon, cmd_rx, Out { tx: up_tx, repaint }));
+                rt.block_on(run(socket, daemon, cmd_rx, out));
             })
             .expect("spawn the worker thread");
-        Self { cmds: cmd_tx, updates: up_rx }
+        Self { cmds: cmd_tx, updates: up_rx, dropped }
     }
 
     /// Queues a command; false when the worker is too far behind.
@@ -88,21 +95,32 @@ impl Worker {
         self.cmds.try_send(c).is_ok()
     }
 
-    /// Every update that arrived since the last call.
+    /// Every update that arrived since the last call. If some had to be
+    /// dropped meanwhile, a `Lagged` event comes first: what is shown must
+    /// be read again.
     pub fn drain(&self) -> Vec<Update> {
-        self.updates.try_iter().collect()
+        let mut out: Vec<Update> = self.updates.try_iter().collect();
+        let missed = self.dropped.swap(0, Ordering::Relaxed);
+        if missed > 0 {
+            out.insert(0, Update::Event(Event::Lagged { missed }));
+        }
+        out
     }
 }
 
 struct Out {
     tx: std::sync::mpsc::SyncSender<Update>,
     repaint: Repaint,
+    dropped: Arc<AtomicU64>,
 }
 
 impl Out {
     fn put(&self, u: Update) {
-        // A full queue means the UI is not drawing; dropping keeps the worker alive.
-        let _ = self.tx.try_send(u);
+        // A full queue means the UI is not drawing (a hidden window): drop
+        // and count, so that the UI reloads when it drains again.
+        if self.tx.try_send(u).is_err() {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
         (self.repaint)();
     }
 }
@@ -176,6 +194,15 @@ async fn handle(c: &Client, cmd: Cmd, out: &Out) {
         Cmd::CreateRoom(name) => c.room_create(&name).await.map(Update::Created),
         Cmd::Invite(room) => c.room_invite(&room).await.map(|(room, uri)| Update::Invite { room, uri }),
         Cmd::Join(invite) => c.room_join(invite.trim()).await.map(Update::Joined),
+        Cmd::JoinFromImage(path) => {
+            let shown = path.display().to_string();
+            let decoded = tokio::task::spawn_blocking(move || crate::qr::decode_image_file(&path)).await;
+            match decoded {
+                Ok(Ok(invite)) => c.room_join(invite.trim()).await.map(Update::Joined),
+                Ok(Err(e)) => return out.put(Update::Error(format!("{shown}: {e}"))),
+                Err(e) => return out.put(Update::Error(format!("{shown}: reading the image failed: {e}"))),
+            }
+        }
         Cmd::Send { room, text } => c.send(&room, &text).await.map(Update::Sent),
         Cmd::History { room, before } => {
             let older = before.is_some();

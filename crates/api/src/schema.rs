@@ -143,6 +143,19 @@ pub enum DeliveryState {
     Delivered { to: u32, of: u32 },
 }
 
+/// What the author is shown: "stored here", "handed to 2 peers",
+/// "delivered to 1 of 3 members".
+impl std::fmt::Display for DeliveryState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = |n: u32| if n == 1 { "" } else { "s" };
+        match *self {
+            DeliveryState::Stored => f.write_str("stored here"),
+            DeliveryState::Sent { peers } => write!(f, "handed to {peers} peer{}", s(peers)),
+            DeliveryState::Delivered { to, of } => write!(f, "delivered to {to} of {of} member{}", s(of)),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct MessageInfo {
     pub id: String,

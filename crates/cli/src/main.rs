@@ -94,12 +94,7 @@ fn time(ms: u64) -> String {
 }
 
 fn delivery(d: &Option<DeliveryState>) -> String {
-    match d {
-        None => String::new(),
-        Some(DeliveryState::Stored) => " [stored here]".into(),
-        Some(DeliveryState::Sent { peers }) => format!(" [handed to {peers} peer{}]", if *peers == 1 { "" } else { "s" }),
-        Some(DeliveryState::Delivered { to, of }) => format!(" [delivered to {to} of {of} member{}]", if *of == 1 { "" } else { "s" }),
-    }
+    d.map(|d| format!(" [{d}]")).unwrap_or_default()
 }
 
 /// Text from other people, safe for a terminal: control characters (escape
