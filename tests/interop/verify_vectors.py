@@ -200,6 +200,27 @@ def seal(keys, author_seed, name, text, ts, nonce, receipt=None):
     return body + ed25519_sign(keys.sign_seed, DOMAIN_ENVELOPE + body)
 
 
+class Reader:
+    """Takes fields left to right; running past the end is `Truncated`."""
+
+    def __init__(self, b, pos=0):
+        self.b, self.pos = b, pos
+
+    def take(self, k):
+        if self.pos + k > len(self.b):
+            raise ProtoError("Truncated")
+        s = self.b[self.pos:self.pos + k]
+        self.pos += k
+        return s
+
+
+def utf8(b, what):
+    try:
+        return b.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ProtoError("Utf8", what) from None
+
+
 class View:
     """Checks 1-6 of §3.5."""
 
@@ -246,23 +267,10 @@ class View:
                 self.raw[HEADER_LEN:HEADER_LEN + self.n], self.raw[:HEADER_LEN], self.nonce, keys.aead_key)
         except CryptoError:
             raise ProtoError("Decrypt") from None
-        pos = 0
         if len(plain) % PAD_BLOCK != 0:
             raise ProtoError("Padding")
-
-        def take(k):
-            nonlocal pos
-            if pos + k > len(plain):
-                raise ProtoError("Truncated")
-            s = plain[pos:pos + k]
-            pos += k
-            return s
-
-        def utf8(b, what):
-            try:
-                return b.decode("utf-8")
-            except UnicodeDecodeError:
-                raise ProtoError("Utf8", what) from None
+        r = Reader(plain)
+        take = r.take
 
         author_key = take(32)
         name_len = take(1)[0]
@@ -283,9 +291,9 @@ class View:
             receipt = [ids[i:i + 32] for i in range(0, body_len, 32)]
         else:
             raise ProtoError("Kind", str(kind))
-        sig_offset = pos
+        sig_offset = r.pos
         author_sig = take(64)
-        if any(plain[pos:]):
+        if any(plain[r.pos:]):
             raise ProtoError("Padding")
         if keys.author_tag(author_key) != self.author_tag:
             raise ProtoError("AuthorTag")
@@ -375,22 +383,8 @@ def invite_from_bytes(b):
         raise ProtoError("InviteChecksum")
     if body[0] != INVITE_VERSION:
         raise ProtoError("Version", str(body[0]))
-    pos = 1
-
-    def take(k):
-        nonlocal pos
-        if pos + k > len(body):
-            raise ProtoError("Truncated")
-        s = body[pos:pos + k]
-        pos += k
-        return s
-
-    def utf8(x, what):
-        try:
-            return x.decode("utf-8")
-        except UnicodeDecodeError:
-            raise ProtoError("Utf8", what) from None
-
+    r = Reader(body, 1)
+    take = r.take
     secret = take(32)
     inviter = take(32)
     name = utf8(take(take(1)[0]), "room name")
@@ -404,7 +398,7 @@ def invite_from_bytes(b):
         if n == 0 or n > MAX_INVITE_ADDR_LEN:
             raise ProtoError("FieldLength", "address")
         addrs.append(utf8(take(n), "address"))
-    if pos != len(body):
+    if r.pos != len(body):
         raise ProtoError("TrailingBytes")
     return {"secret": secret, "inviter": inviter, "room_name": name, "addrs": addrs}
 
