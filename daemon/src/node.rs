@@ -364,24 +364,19 @@ impl Node {
         }
     }
 
+    /// The message as front ends see it, with its delivery state looked up
+    /// for own messages.
     pub(crate) fn message_info(&self, m: StoredMessage) -> MessageInfo {
         let delivery = if m.own {
-            let p = self.store.progress(&m.id).unwrap_or(Progress { delivery: Delivery::Stored, confirmed_by: 0 });
+            let p = self.store.progress(&m.id).unwrap_or_else(|e| {
+                tracing::error!(error = %e, "reading a message's delivery state failed");
+                Progress { delivery: Delivery::Stored, confirmed_by: 0 }
+            });
             Some(progress_api(p, self.member_count(&m.room_id).saturating_sub(1)))
         } else {
             None
         };
-        MessageInfo {
-            id: m.id.to_hex(),
-            room: m.room_id.to_hex(),
-            author: m.author.to_hex(),
-            author_name: m.author_name,
-            timestamp_ms: m.timestamp_ms,
-            received_ms: m.received_ms,
-            text: m.text,
-            own: m.own,
-            delivery,
-        }
+        message_info_with(m, delivery)
     }
 
     pub async fn handle(&self, req: Request) -> Result<Handled, ApiError> {
@@ -611,8 +606,8 @@ impl Node {
         if peers > 0 {
             self.store.mark_sent(&s.msg.room_id, s.msg.timestamp_ms, &s.msg.id, peers).map_err(internal)?;
         }
-        let mut info = self.message_info(s.msg);
-        info.delivery = Some(delivery_api(delivery));
+        // Just written: no receipt yet, and the state is known.
+        let info = message_info_with(s.msg, Some(delivery_api(delivery)));
         self.emit(Event::Message { message: info.clone() });
         Ok(Response::Sent(info))
     }
@@ -754,6 +749,20 @@ pub enum IngestError {
     Proto(#[from] peddlenet_proto::Error),
     #[error("store: {0}")]
     Store(peddlenet_store::Error),
+}
+
+fn message_info_with(m: StoredMessage, delivery: Option<DeliveryState>) -> MessageInfo {
+    MessageInfo {
+        id: m.id.to_hex(),
+        room: m.room_id.to_hex(),
+        author: m.author.to_hex(),
+        author_name: m.author_name,
+        timestamp_ms: m.timestamp_ms,
+        received_ms: m.received_ms,
+        text: m.text,
+        own: m.own,
+        delivery,
+    }
 }
 
 fn parse_secret(hex: &str) -> anyhow::Result<RoomSecret> {
