@@ -134,6 +134,17 @@ pub fn default_config_path() -> PathBuf {
     xdg_dir("XDG_CONFIG_HOME", ".config").join("peddlenet").join("peddlenetd.toml")
 }
 
+/// The system-wide file the package installs, read when the user has none.
+pub const SYSTEM_CONFIG_PATH: &str = "/etc/peddlenet/peddlenetd.toml";
+
+/// The config file read when none is named: the user's own if it exists, else
+/// the system-wide one if that exists, else the user's path (missing: every
+/// default).
+pub fn default_config_file() -> PathBuf {
+    let user = default_config_path();
+    if !user.exists() && Path::new(SYSTEM_CONFIG_PATH).exists() { PathBuf::from(SYSTEM_CONFIG_PATH) } else { user }
+}
+
 /// `$XDG_DATA_HOME/peddlenet` (default `~/.local/share/peddlenet`).
 pub fn default_data_dir() -> PathBuf {
     xdg_dir("XDG_DATA_HOME", ".local/share").join("peddlenet")

@@ -6,6 +6,7 @@ pub mod flusher;
 pub mod fsutil;
 pub mod ipc;
 pub mod node;
+pub mod notify;
 pub mod receipts;
 pub mod relay;
 pub mod sync;
@@ -80,9 +81,12 @@ pub async fn run(cfg: Config, mut stop: watch::Receiver<bool>) -> anyhow::Result
     tokio::spawn(node.clone().relay_sweeper());
     let server = tokio::spawn(ipc::serve(listener, node.clone(), cfg.max_clients, cfg.max_in_flight, stop.clone()));
     tracing::info!(socket = %cfg.socket.display(), data = %cfg.data_dir.display(), "peddlenetd is ready");
+    // systemd (Type=notify) starts dependants only now: the socket answers.
+    notify::notify(&format!("READY=1\nSTATUS=serving {}", cfg.socket.display()));
 
     let _ = stop.wait_for(|s| *s).await;
     tracing::info!("shutting down");
+    notify::notify("STOPPING=1");
     let _ = server.await;
     mesh.shutdown().await;
     store.flush().context("flushing the store at shutdown")?;

@@ -2,7 +2,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Parser;
-use peddlenetd::config::{Config, FileConfig, Overrides, default_config_path};
+use peddlenetd::config::{Config, FileConfig, Overrides, default_config_file};
 use tracing_subscriber::EnvFilter;
 
 /// peddlenetd: the PeddleNet daemon. Builds a mesh from whatever links exist,
@@ -13,7 +13,7 @@ use tracing_subscriber::EnvFilter;
 #[derive(Debug, Parser)]
 #[command(version, about, long_about)]
 struct Args {
-    /// Config file [default: $XDG_CONFIG_HOME/peddlenet/peddlenetd.toml]
+    /// Config file [default: $XDG_CONFIG_HOME/peddlenet/peddlenetd.toml, else /etc/peddlenet/peddlenetd.toml]
     #[arg(long, env = "PEDDLENET_CONFIG")]
     config: Option<PathBuf>,
     /// Folder for the identity key and the store [default: $XDG_DATA_HOME/peddlenet]
@@ -48,7 +48,7 @@ fn main() -> anyhow::Result<()> {
         .init();
     let (path, must_exist) = match &args.config {
         Some(p) => (p.clone(), true),
-        None => (default_config_path(), false),
+        None => (default_config_file(), false),
     };
     let file = FileConfig::load(&path, must_exist)?;
     let cfg = Config::resolve(

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use egui::{Color32, RichText};
 use peddlenet_api::{Event, Link, MessageInfo, PeerInfo, RoomInfo, Status};
 
-use crate::worker::{Cmd, Connection, Update, Worker};
+use crate::worker::{Cmd, Connection, Launch, Update, Worker};
 
 /// Messages kept per room in memory; older ones are paged in again on demand.
 pub const MAX_KEPT: usize = 5000;
@@ -59,9 +59,9 @@ pub struct App {
 impl App {
     /// `socket`: the daemon's IPC socket; `daemon`: the `peddlenetd` to start
     /// when none runs (None: next to this program, else from PATH).
-    pub fn new(ctx: &egui::Context, socket: PathBuf, daemon: Option<PathBuf>) -> Self {
+    pub fn new(ctx: &egui::Context, socket: PathBuf, launch: Launch) -> Self {
         let c = ctx.clone();
-        let worker = Worker::start(socket, daemon, Arc::new(move || c.request_repaint()));
+        let worker = Worker::start(socket, launch, Arc::new(move || c.request_repaint()));
         Self {
             worker,
             connection: Connection::Connecting,
@@ -265,6 +265,7 @@ impl App {
             let (dot, text) = match &self.connection {
                 Connection::Connected => (Color32::from_rgb(40, 160, 60), "connected".to_owned()),
                 Connection::Connecting => (Color32::GRAY, "connecting…".to_owned()),
+                Connection::Starting => (Color32::GRAY, "starting the daemon…".to_owned()),
                 Connection::NotRunning(_) => (Color32::from_rgb(200, 60, 40), "daemon not running".to_owned()),
                 Connection::Failed(_) => (Color32::from_rgb(200, 60, 40), "cannot connect".to_owned()),
             };
@@ -314,6 +315,10 @@ impl App {
             Connection::Failed(why) => {
                 ui.heading("Cannot talk to the PeddleNet daemon");
                 ui.label(why);
+            }
+            Connection::Starting => {
+                ui.spinner();
+                ui.label("Starting peddlenetd…");
             }
             _ => {
                 ui.spinner();

@@ -20,6 +20,9 @@ pub const UPDATE_QUEUE: usize = 4096;
 pub const REFRESH_EVERY: Duration = Duration::from_secs(2);
 /// How long the worker waits between connection attempts.
 pub const RETRY_EVERY: Duration = Duration::from_millis(500);
+/// How long a daemon this app started may take to open its socket before
+/// the app says again that none is running.
+pub const START_GRACE: Duration = Duration::from_secs(15);
 
 #[derive(Debug, Clone)]
 pub enum Cmd {
@@ -39,6 +42,8 @@ pub enum Cmd {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Connection {
     Connecting,
+    /// This app started the daemon and waits for its socket.
+    Starting,
     Connected,
     /// No daemon at the socket: the UI offers to start one.
     NotRunning(String),
@@ -63,6 +68,25 @@ pub enum Update {
     Error(String),
 }
 
+/// How the app starts a daemon when none answers.
+#[derive(Debug, Clone)]
+pub struct Launch {
+    /// The program; default `peddlenetd` beside this one, else on PATH.
+    pub exe: Option<PathBuf>,
+    /// Start one by itself the first time none answers (the first run after
+    /// installing): through the user's systemd unit when the socket is the
+    /// default one and `exe` is unset, else `exe` directly.
+    pub autostart: bool,
+    /// Where a daemon started directly writes its log (appended).
+    pub log: PathBuf,
+}
+
+impl Default for Launch {
+    fn default() -> Self {
+        Self { exe: None, autostart: true, log: state_dir().join("peddlenetd.log") }
+    }
+}
+
 pub struct Worker {
     cmds: mpsc::Sender<Cmd>,
     updates: std::sync::mpsc::Receiver<Update>,
@@ -75,7 +99,8 @@ type Repaint = Arc<dyn Fn() + Send + Sync>;
 impl Worker {
     /// Starts the worker thread for the daemon at `socket`. `repaint` is
     /// called after every update (egui's `Context::request_repaint`).
-    pub fn start(socket: PathBuf, daemon: Option<PathBuf>, repaint: Repaint) -> Self {
+    /// `launch` says how to start a daemon when none runs.
+    pub fn start(socket: PathBuf, launch: Launch, repaint: Repaint) -> Self {
         let (cmd_tx, cmd_rx) = mpsc::channel(CMD_QUEUE);
         let (up_tx, up_rx) = std::sync::mpsc::sync_channel(UPDATE_QUEUE);
         let dropped = Arc::new(AtomicU64::new(0));
@@ -84,7 +109,7 @@ impl Worker {
             .name("peddlenet-gui-worker".into())
             .spawn(move || {
                 let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a tokio runtime");
-                rt.block_on(run(socket, daemon, cmd_rx, out));
+                rt.block_on(run(socket, launch, cmd_rx, out));
             })
             .expect("spawn the worker thread");
         Self { cmds: cmd_tx, updates: up_rx, dropped }
@@ -108,6 +133,7 @@ impl Worker {
     }
 }
 
+#[derive(Clone)]
 struct Out {
     tx: std::sync::mpsc::SyncSender<Update>,
     repaint: Repaint,
@@ -129,13 +155,24 @@ fn explain(e: ClientError) -> String {
     e.to_string()
 }
 
-async fn run(socket: PathBuf, daemon: Option<PathBuf>, mut cmds: mpsc::Receiver<Cmd>, out: Out) {
+async fn run(socket: PathBuf, launch: Launch, mut cmds: mpsc::Receiver<Cmd>, out: Out) {
+    let mut autostart = launch.autostart;
+    // After starting a daemon, "not running" means "not up yet" for a while.
+    let mut starting_until: Option<tokio::time::Instant> = None;
     loop {
         out.put(Update::Connection(Connection::Connecting));
         let client = match Client::connect(&socket).await {
             Ok(c) => c,
             Err(e) => {
+                let starting = starting_until.is_some_and(|t| tokio::time::Instant::now() < t);
                 let c = match &e {
+                    ClientError::NotRunning(_) if starting => Connection::Starting,
+                    ClientError::NotRunning(_) if autostart => {
+                        autostart = false;
+                        starting_until = Some(tokio::time::Instant::now() + START_GRACE);
+                        start_daemon(&socket, &launch, &out);
+                        Connection::Starting
+                    }
                     ClientError::NotRunning(_) => Connection::NotRunning(e.to_string()),
                     _ => Connection::Failed(e.to_string()),
                 };
@@ -143,7 +180,10 @@ async fn run(socket: PathBuf, daemon: Option<PathBuf>, mut cmds: mpsc::Receiver<
                 // Wait for a retry, or for the user to start the daemon.
                 match tokio::time::timeout(RETRY_EVERY, cmds.recv()).await {
                     Ok(None) => return,
-                    Ok(Some(Cmd::StartDaemon)) => start_daemon(&socket, daemon.as_deref(), &out),
+                    Ok(Some(Cmd::StartDaemon)) => {
+                        starting_until = Some(tokio::time::Instant::now() + START_GRACE);
+                        start_daemon(&socket, &launch, &out)
+                    }
                     Ok(Some(_)) => out.put(Update::Error("not connected to peddlenetd".into())),
                     Err(_) => {}
                 }
@@ -159,6 +199,8 @@ async fn run(socket: PathBuf, daemon: Option<PathBuf>, mut cmds: mpsc::Receiver<
             }
         };
         out.put(Update::Connection(Connection::Connected));
+        // From now on, a lost daemon is lost, not starting.
+        starting_until = None;
         refresh(&client, &out).await;
         let mut tick = tokio::time::interval(REFRESH_EVERY);
         loop {
@@ -227,18 +269,85 @@ async fn handle(c: &Client, cmd: Cmd, out: &Out) {
 }
 
 /// Starts `peddlenetd` in the background, on the socket this app uses.
-fn start_daemon(socket: &std::path::Path, daemon: Option<&std::path::Path>, out: &Out) {
-    let exe = daemon.map(PathBuf::from).unwrap_or_else(default_daemon);
-    let r = std::process::Command::new(&exe)
+fn start_daemon(socket: &std::path::Path, launch: &Launch, out: &Out) {
+    let (socket, launch, out) = (socket.to_path_buf(), launch.clone(), out.clone());
+    // Blocking work (systemctl waits for readiness; the child is reaped):
+    // a thread of its own, never the UI's.
+    let spawned = std::thread::Builder::new().name("peddlenet-gui-start".into()).spawn(move || {
+        if launch.exe.is_none() && socket == peddlenet_api::paths::default_socket_path() && start_user_unit() {
+            return;
+        }
+        spawn_daemon(&socket, launch.exe.unwrap_or_else(default_daemon), &launch.log, &out);
+    });
+    if let Err(e) = spawned {
+        tracing::warn!("cannot start a thread to start peddlenetd: {e}");
+    }
+}
+
+/// `systemctl --user start peddlenetd.service`: the daemon then runs
+/// supervised, restarted on failure, logged to the journal. False where
+/// there is no user systemd or no such unit.
+fn start_user_unit() -> bool {
+    let r = std::process::Command::new("systemctl")
+        .args(["--user", "start", "peddlenetd.service"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status();
+    match r {
+        Ok(s) if s.success() => {
+            tracing::info!("started peddlenetd.service (systemd user unit)");
+            true
+        }
+        _ => false,
+    }
+}
+
+/// Runs `exe --socket S` with its log appended to `log_path`; if it exits
+/// within a few seconds, the UI is told why (the log's last line).
+fn spawn_daemon(socket: &std::path::Path, exe: PathBuf, log_path: &std::path::Path, out: &Out) {
+    let log = log_path.parent().map_or(Ok(()), std::fs::create_dir_all)
+        .and_then(|_| std::fs::OpenOptions::new().create(true).append(true).open(log_path));
+    let stderr = match log.as_ref().map(|f| f.try_clone()) {
+        Ok(Ok(f)) => std::process::Stdio::from(f),
+        _ => std::process::Stdio::null(),
+    };
+    let child = std::process::Command::new(&exe)
         .arg("--socket")
         .arg(socket)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
+        .stderr(stderr)
         .spawn();
-    match r {
-        Ok(_) => tracing::info!(exe = %exe.display(), "started peddlenetd"),
-        Err(e) => out.put(Update::Error(format!("cannot start {}: {e}", exe.display()))),
+    let mut child = match child {
+        Ok(c) => c,
+        Err(e) => return out.put(Update::Error(format!("cannot start {}: {e}", exe.display()))),
+    };
+    tracing::info!(exe = %exe.display(), log = %log_path.display(), "started peddlenetd");
+    let started = std::time::Instant::now();
+    // Reap it whenever it ends (no zombie); an early end is the user's business.
+    match child.wait() {
+        Ok(status) if started.elapsed() < START_GRACE && !status.success() => {
+            let last = std::fs::read_to_string(log_path).map(|t| last_error(&t)).unwrap_or_default();
+            out.put(Update::Error(format!("peddlenetd stopped at once ({status}): {last} (log: {})", log_path.display())));
+        }
+        Ok(status) => tracing::info!(%status, "peddlenetd exited"),
+        Err(e) => tracing::warn!("waiting for peddlenetd: {e}"),
+    }
+}
+
+/// The reason in a daemon's log: its last error line (a backtrace may follow
+/// it), else its last line.
+fn last_error(log: &str) -> String {
+    let lines = log.lines().map(str::trim).filter(|l| !l.is_empty());
+    lines.clone().rev().find(|l| l.starts_with("Error:") || l.contains("ERROR")).or(lines.last()).unwrap_or_default().to_owned()
+}
+
+/// `$XDG_STATE_HOME/peddlenet` (default `~/.local/state/peddlenet`).
+fn state_dir() -> PathBuf {
+    match std::env::var_os("XDG_STATE_HOME").map(PathBuf::from).filter(|p| p.is_absolute()) {
+        Some(p) => p.join("peddlenet"),
+        None => std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/tmp")).join(".local/state/peddlenet"),
     }
 }
 

@@ -10,14 +10,14 @@ use egui::accesskit::Role;
 use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
 use peddlenet_gui::App;
-use peddlenet_gui::worker::Connection;
+use peddlenet_gui::worker::{Connection, Launch};
 use peddlenet_tests::*;
 
 type H<'a> = Harness<'a, Option<App>>;
 
 fn harness<'a>(socket: PathBuf) -> H<'a> {
     Harness::builder().with_size(egui::vec2(1100.0, 760.0)).build_ui_state(
-        move |ui, app: &mut Option<App>| app.get_or_insert_with(|| App::new(ui.ctx(), socket.clone(), None)).show(ui),
+        move |ui, app: &mut Option<App>| app.get_or_insert_with(|| App::new(ui.ctx(), socket.clone(), Launch { autostart: false, ..Launch::default() })).show(ui),
         None,
     )
 }
@@ -136,24 +136,10 @@ fn without_a_daemon_it_says_so_and_starts_one() {
     let _g = serial();
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("run/peddlenetd.sock");
-    let daemon = bin("peddlenetd");
     let data = dir.path().join("data");
-    // The app starts `<daemon> --socket S`: a wrapper adds this test's folders.
-    let wrapper = dir.path().join("peddlenetd-wrapper");
-    std::fs::write(
-        &wrapper,
-        format!(
-            "#!/bin/sh\nexec {} --data-dir {} --config /dev/null --no-mdns --listen /ip4/127.0.0.1/tcp/0 \"$@\" >{}/daemon.log 2>&1\n",
-            daemon.display(),
-            data.display(),
-            dir.path().display()
-        ),
-    )
-    .unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let launch = Launch { exe: Some(daemon_wrapper(dir.path(), &data)), autostart: false, log: dir.path().join("daemon.log") };
     let mut h: H<'_> = Harness::builder().with_size(egui::vec2(900.0, 600.0)).build_ui_state(
-        move |ui, app: &mut Option<App>| app.get_or_insert_with(|| App::new(ui.ctx(), socket.clone(), Some(wrapper.clone()))).show(ui),
+        move |ui, app: &mut Option<App>| app.get_or_insert_with(|| App::new(ui.ctx(), socket.clone(), launch.clone())).show(ui),
         None,
     );
     until(&mut h, Duration::from_secs(5), "the not-running notice", |h| h.query_by_label("The PeddleNet daemon is not running").is_some());
@@ -166,4 +152,70 @@ fn without_a_daemon_it_says_so_and_starts_one() {
     h.get_by_label("Start peddlenetd").click();
     until(&mut h, Duration::from_secs(15), "the reconnection", |h| app(h).connection == Connection::Connected);
     let _ = std::process::Command::new("pkill").args(["-f", data.to_str().unwrap()]).status();
+}
+
+/// An executable that runs this build's peddlenetd with the test's own
+/// data folder, no config file and loopback only; the app adds `--socket`.
+fn daemon_wrapper(dir: &std::path::Path, data: &std::path::Path) -> std::path::PathBuf {
+    let wrapper = dir.join("peddlenetd-wrapper");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nexec {} --data-dir {} --config /dev/null --no-mdns --listen /ip4/127.0.0.1/tcp/0 \"$@\"\n",
+            bin("peddlenetd").display(),
+            data.display(),
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    wrapper
+}
+
+#[test]
+fn on_first_run_the_app_starts_the_daemon_by_itself() {
+    let _g = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("run/peddlenetd.sock");
+    let data = dir.path().join("data");
+    let log = dir.path().join("state/peddlenetd.log");
+    let launch = Launch { exe: Some(daemon_wrapper(dir.path(), &data)), autostart: true, log: log.clone() };
+    let mut h: H<'_> = Harness::builder().with_size(egui::vec2(900.0, 600.0)).build_ui_state(
+        move |ui, app: &mut Option<App>| app.get_or_insert_with(|| App::new(ui.ctx(), socket.clone(), launch.clone())).show(ui),
+        None,
+    );
+    // No click: the app starts it, and never shows the not-running notice meanwhile.
+    let (mut saw_not_running, t) = (false, Instant::now());
+    while app(&h).connection != Connection::Connected {
+        assert!(t.elapsed() < Duration::from_secs(20), "the app did not start the daemon: {:?}", app(&h).connection);
+        saw_not_running |= h.query_by_label("The PeddleNet daemon is not running").is_some();
+        h.step();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(!saw_not_running, "the app said 'not running' while its own daemon started");
+    let log = std::fs::read_to_string(&log).unwrap();
+    assert!(log.contains("peddlenetd is ready"), "the daemon's log is kept: {log}");
+    let _ = std::process::Command::new("pkill").args(["-f", data.to_str().unwrap()]).status();
+    // Lost later: the app offers the button, it does not restart on its own.
+    until(&mut h, Duration::from_secs(10), "the lost connection", |h| matches!(app(h).connection, Connection::NotRunning(_)));
+}
+
+#[test]
+fn a_daemon_that_cannot_start_is_explained() {
+    let _g = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("run/peddlenetd.sock");
+    // A data folder others may write to: the daemon refuses it and exits.
+    let data = dir.path().join("shared");
+    std::fs::create_dir(&data).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let launch = Launch { exe: Some(daemon_wrapper(dir.path(), &data)), autostart: true, log: dir.path().join("daemon.log") };
+    let mut h: H<'_> = Harness::builder().with_size(egui::vec2(900.0, 600.0)).build_ui_state(
+        move |ui, app: &mut Option<App>| app.get_or_insert_with(|| App::new(ui.ctx(), socket.clone(), launch.clone())).show(ui),
+        None,
+    );
+    until(&mut h, Duration::from_secs(15), "the reason the daemon stopped", |h| {
+        app(h).errors.iter().any(|e| e.contains("peddlenetd stopped at once") && e.contains("can be written by other users"))
+    });
 }
