@@ -125,8 +125,13 @@ pub struct Config {
     pub cache_bytes: u64,
     pub max_clients: usize,
     pub max_in_flight: usize,
-    /// None: relaying is off.
-    pub relay: Option<peddlenet_store::RelayLimits>,
+    /// Whether relaying is on, as the file says (a setting changed through
+    /// IPC and kept in the store wins).
+    pub relay_enabled: bool,
+    /// Relaying's bounds, as the file says (the budget likewise). The room
+    /// and author quotas here are not yet capped to the budget: the node
+    /// caps them to the budget in force (`relay::limits_with_budget`).
+    pub relay: peddlenet_store::RelayLimits,
 }
 
 /// `$XDG_CONFIG_HOME/peddlenet/peddlenetd.toml` (default `~/.config/...`).
@@ -203,17 +208,14 @@ impl Config {
             cache_bytes: file.store.cache_mib.max(1) * 1024 * 1024,
             max_clients: file.ipc.max_clients.max(1),
             max_in_flight: file.ipc.max_in_flight.max(1),
-            relay: file.relay.enabled.then(|| {
-                let budget = file.relay.budget_mib.max(1) << 20;
-                let room = (file.relay.room_quota_mib.max(1) << 20).min(budget);
-                peddlenet_store::RelayLimits {
-                    budget_bytes: budget,
-                    room_bytes: room,
-                    author_bytes: (file.relay.author_quota_kib.max(64) << 10).min(room),
+            relay_enabled: file.relay.enabled,
+            relay: peddlenet_store::RelayLimits {
+                    budget_bytes: file.relay.budget_mib.max(1) << 20,
+                    room_bytes: file.relay.room_quota_mib.max(1) << 20,
+                    author_bytes: file.relay.author_quota_kib.max(64) << 10,
                     expiry_ms: file.relay.expiry_hours.max(1) * 3600 * 1000,
                     max_rooms: file.relay.max_rooms.max(1),
-                }
-            }),
+            },
         }
     }
 }

@@ -71,7 +71,7 @@ pub async fn run(cfg: Config, mut stop: watch::Receiver<bool>) -> anyhow::Result
     // A fresh network identity at every start: the peer id seen on the LAN
     // and in mDNS cannot follow a device from one day to the next.
     let (mesh, mesh_events) = Mesh::start(peddlenet_mesh::fresh_network_identity(), mesh_cfg).await?;
-    let node = node::Node::new(identity, store.clone(), mesh.clone(), cfg.data_dir.clone(), cfg.display_name.clone(), cfg.relay)?;
+    let node = node::Node::new(identity, store.clone(), mesh.clone(), cfg.data_dir.clone(), cfg.display_name.clone(), cfg.relay_enabled, cfg.relay)?;
     // Take the mesh's events before asking it anything: it may be waiting to
     // hand one over before it reads the next command.
     tokio::spawn(node.clone().run_mesh_events(mesh_events));

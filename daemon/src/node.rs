@@ -62,8 +62,11 @@ pub struct Node {
     sync_again: std::sync::Mutex<std::collections::HashSet<peddlenet_mesh::PeerId>>,
     /// Wakes the resync loop early (after joining a room).
     resync: tokio::sync::Notify,
-    /// Relaying other rooms: its bounds, or None when off.
-    pub(crate) relay: Option<RelayLimits>,
+    /// Relaying other rooms: on or off, and its bounds (`relay_limits()`).
+    pub(crate) relay: RwLock<crate::relay::RelayState>,
+    /// Relaying's bounds from the config file; a budget set through IPC
+    /// replaces its budget and caps its quotas.
+    pub(crate) relay_configured: RelayLimits,
     /// Rooms a peer offered that this node agreed to carry and holds nothing
     /// of yet, with when they were offered.
     pub(crate) relay_pending: std::sync::Mutex<HashMap<RoomId, Instant>>,
@@ -155,8 +158,10 @@ impl Node {
         mesh: Mesh,
         data_dir: PathBuf,
         display_name: Option<String>,
-        relay: Option<RelayLimits>,
+        relay_enabled: bool,
+        relay_configured: RelayLimits,
     ) -> anyhow::Result<Arc<Self>> {
+        let relay = crate::relay::RelayState::load(&store, relay_enabled, &relay_configured)?;
         let stored_name: Option<String> = store.meta_get("display_name")?;
         let name = match display_name {
             Some(n) => {
@@ -192,7 +197,8 @@ impl Node {
             syncing: Default::default(),
             sync_again: Default::default(),
             resync: tokio::sync::Notify::new(),
-            relay,
+            relay: RwLock::new(relay),
+            relay_configured,
             relay_pending: Default::default(),
             relay_topics: Default::default(),
             members: Default::default(),
@@ -381,6 +387,11 @@ impl Node {
 
     pub async fn handle(&self, req: Request) -> Result<Handled, ApiError> {
         match req {
+            Request::Settings => Ok(Handled::now(Response::Settings(self.settings()))),
+            Request::SetSettings(update) => {
+                let settings = self.set_settings(update)?;
+                Ok(Handled::after_flush(Response::Settings(settings)))
+            }
             Request::Status => {
                 let listen = self.mesh.listen_addrs().await.map_err(internal)?;
                 let peers = self.mesh.peers().await.map_err(internal)?;

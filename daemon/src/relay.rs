@@ -12,11 +12,50 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use peddlenet_api::RelayStatus;
+use peddlenet_api::{ApiError, ErrorCode, RELAY_BUDGET_MIB, RelayStatus, Settings, SettingsUpdate};
 use peddlenet_proto::{EnvelopeView, RoomId, check_timestamp, topic_for};
-use peddlenet_store::RelayInserted;
+use peddlenet_store::{RelayInserted, RelayLimits, Store};
 
 use crate::node::{IngestError, Ingested, Node, now_ms};
+
+/// Store meta keys of the relay settings changed through IPC.
+const META_ENABLED: &str = "relay_enabled";
+const META_BUDGET: &str = "relay_budget_mib";
+
+/// Relaying on or off, and its bounds in force.
+#[derive(Debug, Clone, Copy)]
+pub struct RelayState {
+    pub enabled: bool,
+    pub limits: RelayLimits,
+}
+
+impl RelayState {
+    /// The config file's choice, overridden by settings kept in the store;
+    /// what is held beyond the result (the budget shrank, or relaying is
+    /// off) is dropped now.
+    pub fn load(store: &Store, enabled: bool, configured: &RelayLimits) -> anyhow::Result<Self> {
+        let enabled = store.meta_get::<bool>(META_ENABLED)?.unwrap_or(enabled);
+        let budget_mib = store.meta_get::<u64>(META_BUDGET)?.unwrap_or(configured.budget_bytes >> 20);
+        let state = Self { enabled, limits: limits_with_budget(configured, budget_mib) };
+        let dropped = store.relay_shrink(&state.in_force())?;
+        if dropped > 0 {
+            tracing::info!(dropped, enabled, budget_mib, "relayed envelopes beyond the relay settings dropped");
+        }
+        Ok(state)
+    }
+
+    /// The bounds storage must keep to: all zero when off.
+    fn in_force(&self) -> RelayLimits {
+        if self.enabled { self.limits } else { RelayLimits { budget_bytes: 0, room_bytes: 0, author_bytes: 0, ..self.limits } }
+    }
+}
+
+/// `configured` with a budget of `budget_mib`, its quotas capped to it.
+pub fn limits_with_budget(configured: &RelayLimits, budget_mib: u64) -> RelayLimits {
+    let budget = budget_mib.max(1) << 20;
+    let room = configured.room_bytes.min(budget);
+    RelayLimits { budget_bytes: budget, room_bytes: room, author_bytes: configured.author_bytes.min(room), ..*configured }
+}
 
 /// An offered room with no envelope yet is dropped after this long.
 pub const PENDING_FOR: Duration = Duration::from_secs(10 * 60);
@@ -26,18 +65,69 @@ pub const MAX_PENDING: usize = 64;
 pub const SWEEP_EVERY: Duration = Duration::from_secs(60);
 
 impl Node {
+    /// Relaying's bounds, or None when it is off.
+    pub(crate) fn relay_limits(&self) -> Option<RelayLimits> {
+        let s = *self.relay.read().expect("lock");
+        s.enabled.then_some(s.limits)
+    }
+
+    pub(crate) fn settings(&self) -> Settings {
+        let s = *self.relay.read().expect("lock");
+        Settings { relay_enabled: s.enabled, relay_budget_mib: s.limits.budget_bytes >> 20 }
+    }
+
+    /// Applies and keeps new settings. A smaller budget drops the oldest
+    /// carried envelopes now; turning relaying off drops them all (and
+    /// forgets pending offers; the sweeper leaves their gossip).
+    pub(crate) fn set_settings(&self, u: SettingsUpdate) -> Result<Settings, ApiError> {
+        if let Some(mib) = u.relay_budget_mib
+            && !RELAY_BUDGET_MIB.contains(&mib)
+        {
+            let (lo, hi) = (RELAY_BUDGET_MIB.start(), RELAY_BUDGET_MIB.end());
+            return Err(ApiError { code: ErrorCode::BadRequest, message: format!("the relay budget must be {lo} to {hi} MiB, not {mib}") });
+        }
+        let internal = |e: peddlenet_store::Error| ApiError { code: ErrorCode::Internal, message: e.to_string() };
+        let mut state = self.relay.write().expect("lock");
+        if let Some(on) = u.relay_enabled {
+            self.store().meta_set(META_ENABLED, &on).map_err(internal)?;
+            state.enabled = on;
+        }
+        if let Some(mib) = u.relay_budget_mib {
+            self.store().meta_set(META_BUDGET, &mib).map_err(internal)?;
+            state.limits = limits_with_budget(&self.relay_configured, mib);
+        }
+        // Under the write lock: no relayed insert runs meanwhile (they hold
+        // the read lock), so none lands past the new bounds.
+        let dropped = self.store().relay_shrink(&state.in_force()).map_err(internal)?;
+        if !state.enabled {
+            self.relay_pending.lock().expect("lock").clear();
+        }
+        tracing::info!(enabled = state.enabled, budget_mib = state.limits.budget_bytes >> 20, dropped, "relay settings changed");
+        drop(state);
+        Ok(self.settings())
+    }
+
     /// An envelope of a room this node is not a member of.
     pub(crate) fn relay_ingest(&self, view: &EnvelopeView<'_>, room_verified: bool) -> Result<Ingested, IngestError> {
-        let Some(limits) = &self.relay else { return Ok(Ingested::NotMember) };
+        if self.relay_limits().is_none() {
+            return Ok(Ingested::NotMember);
+        }
         if !room_verified {
             view.verify_room_signature()?;
         }
         let now = now_ms();
         check_timestamp(view.timestamp_ms, now)?;
+        // The settings' lock is held across the insert: a change of settings
+        // shrinks storage either before this insert or after it, never under it.
+        let state = self.relay.read().expect("lock");
+        if !state.enabled {
+            return Ok(Ingested::NotMember);
+        }
         let r = self
             .store()
-            .relay_insert(&view.room_id, &view.author_tag, view.timestamp_ms, &view.id(), view.bytes(), now, limits)
+            .relay_insert(&view.room_id, &view.author_tag, view.timestamp_ms, &view.id(), view.bytes(), now, &state.limits)
             .map_err(IngestError::Store)?;
+        drop(state);
         Ok(match r {
             RelayInserted::New { .. } => {
                 self.relay_pending.lock().expect("lock").remove(&view.room_id);
@@ -50,13 +140,13 @@ impl Node {
 
     /// Whether this node carries `room` for others.
     pub fn carries(&self, room: &RoomId) -> bool {
-        self.relay.is_some()
+        self.relay_limits().is_some()
             && (self.relay_pending.lock().expect("lock").contains_key(room) || self.store().relay_holds(room))
     }
 
     /// Rooms carried for others (not member rooms).
     pub fn carried_rooms(&self) -> Vec<RoomId> {
-        if self.relay.is_none() {
+        if self.relay_limits().is_none() {
             return Vec::new();
         }
         let mut rooms = self.store().relay_room_ids();
@@ -70,7 +160,7 @@ impl Node {
     /// Takes on rooms a peer offered that this node neither reads nor carries
     /// yet, within its bounds. Returns the ones taken on.
     pub fn accept_offers(&self, offered: &[RoomId]) -> Vec<RoomId> {
-        let Some(limits) = &self.relay else { return Vec::new() };
+        let Some(limits) = self.relay_limits() else { return Vec::new() };
         let carried = self.store().relay_room_ids();
         let mut pending = self.relay_pending.lock().expect("lock");
         let mut taken = Vec::new();
@@ -121,7 +211,7 @@ impl Node {
     }
 
     pub(crate) fn relay_status(&self) -> RelayStatus {
-        let Some(limits) = &self.relay else { return RelayStatus::default() };
+        let Some(limits) = self.relay_limits() else { return RelayStatus::default() };
         let t = self.store().relay_totals();
         RelayStatus {
             enabled: true,
@@ -135,12 +225,14 @@ impl Node {
     /// Drops expired envelopes and stale offers, and the gossip of rooms no
     /// longer carried. Runs until the daemon stops.
     pub async fn relay_sweeper(self: Arc<Self>) {
-        let Some(limits) = self.relay else { return };
         loop {
-            match self.store().relay_expire(now_ms(), &limits) {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(dropped = n, "relayed envelopes expired"),
-                Err(e) => tracing::error!(error = %e, "expiring relayed envelopes failed"),
+            // Read each round: relaying may be turned on or off meanwhile.
+            if let Some(limits) = self.relay_limits() {
+                match self.store().relay_expire(now_ms(), &limits) {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(dropped = n, "relayed envelopes expired"),
+                    Err(e) => tracing::error!(error = %e, "expiring relayed envelopes failed"),
+                }
             }
             self.relay_pending.lock().expect("lock").retain(|_, since| since.elapsed() < PENDING_FOR);
             let carried = self.carried_rooms();

@@ -88,7 +88,7 @@ async fn reconcile(node: &Node, peer: PeerId, room: RoomId, stats: &mut Stats) -
     let storage = node.sync_storage(&room)?;
     let mut rec = Reconciler::new();
     // A relay asks only about what it would keep.
-    let mut msg = match (&node.relay, node.is_member(&room)) {
+    let mut msg = match (node.relay_limits(), node.is_member(&room)) {
         (Some(limits), false) => rec.initiate_since(&storage, crate::node::now_ms().saturating_sub(limits.expiry_ms)),
         _ => rec.initiate(&storage),
     };

@@ -160,3 +160,75 @@ async fn a_message_written_alone_goes_out_when_a_member_arrives() {
     assert_eq!(history_ids(&ca, &room.id).await, vec![alone.id.clone()]);
     assert_eq!(history_ids(&cb, &room.id).await, vec![alone.id.clone()]);
 }
+
+/// Relaying's settings change while the daemon runs and are kept across a
+/// restart: a smaller budget drops the oldest carried envelopes at once,
+/// off drops them all and carries nothing more, on carries again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relay_settings_apply_at_once_and_survive_a_restart() {
+    use peddlenet_api::SettingsUpdate;
+    let _g = serial();
+    let a = Daemon::start(DaemonOpts::loopback("A"));
+    let ca = a.client().await;
+    let room = ca.room_create("camp").await.unwrap();
+    let mut b = Daemon::start(DaemonOpts::loopback("B").peer(&a.tcp_addr().await));
+    let cb = b.client().await;
+    assert_eq!(cb.settings().await.unwrap(), peddlenet_api::Settings { relay_enabled: true, relay_budget_mib: 64 });
+    eventually(Duration::from_secs(5), "connection", || async { (ca.peers().await.ok()?.len() == 1).then_some(()) }).await;
+    // 1.5 MiB of messages (about 24 KiB each) for B to carry.
+    let text = "x".repeat(24 * 1024);
+    for _ in 0..64 {
+        ca.send(&room.id, &text).await.unwrap();
+    }
+    let (held, _) = eventually(Duration::from_secs(15), "B to carry all 64", || async {
+        let r = cb.status().await.ok()?.relay;
+        (r.envelopes == 64).then_some(r)
+    })
+    .await;
+    assert!(held.bytes > 1 << 20, "{held:?}");
+
+    // Out of range: a clear refusal, nothing changes.
+    let e = cb.set_settings(SettingsUpdate { relay_budget_mib: Some(0), ..Default::default() }).await.unwrap_err();
+    assert!(e.to_string().contains("relay budget must be 1 to 65536 MiB"), "{e}");
+    assert_eq!(cb.status().await.unwrap().relay, held);
+
+    // 1 MiB: the oldest go at once.
+    let s = cb.set_settings(SettingsUpdate { relay_budget_mib: Some(1), ..Default::default() }).await.unwrap();
+    assert_eq!(s.relay_budget_mib, 1);
+    let r = cb.status().await.unwrap().relay;
+    assert!(r.bytes <= 1 << 20 && r.envelopes < 64 && r.envelopes > 30, "{r:?}");
+    assert_eq!(r.budget_bytes, 1 << 20);
+
+    // Kept across a restart.
+    assert!(b.terminate().success());
+    b.restart();
+    let cb = b.client().await;
+    assert_eq!(cb.settings().await.unwrap().relay_budget_mib, 1);
+    assert_eq!(cb.status().await.unwrap().relay, r);
+
+    // Off: everything carried goes, and nothing more is taken.
+    let s = cb.set_settings(SettingsUpdate { relay_enabled: Some(false), ..Default::default() }).await.unwrap();
+    assert!(!s.relay_enabled);
+    assert_eq!(cb.status().await.unwrap().relay, peddlenet_api::RelayStatus::default());
+    assert!(b.terminate().success());
+    b.restart();
+    let cb = b.client().await;
+    assert_eq!(cb.settings().await.unwrap(), peddlenet_api::Settings { relay_enabled: false, relay_budget_mib: 1 });
+    eventually(Duration::from_secs(5), "reconnection", || async { (ca.peers().await.ok()?.len() == 1).then_some(()) }).await;
+    ca.send(&room.id, "not carried").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(cb.status().await.unwrap().relay.envelopes, 0);
+
+    // On again, by the CLI: B takes the room on when A next syncs with it
+    // (a peer offers its rooms in the sessions it starts: every 30 s).
+    let out = b.cli(&["settings", "--relay", "on"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("relay:        on"));
+    let out = b.cli(&["settings", "--relay", "maybe"]);
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("expected on or off"));
+    ca.send(&room.id, "carried again").await.unwrap();
+    eventually(Duration::from_secs(45), "B to carry the room again", || async {
+        (cb.status().await.ok()?.relay.envelopes > 0).then_some(())
+    })
+    .await;
+}

@@ -207,6 +207,21 @@ impl Client {
         self.done(Request::SetDisplayName { name: name.into() }).await
     }
 
+    pub async fn settings(&self) -> Result<Settings, ClientError> {
+        match self.call(Request::Settings).await? {
+            Response::Settings(s) => Ok(s),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Changes the settings `update` names; answers with all of them.
+    pub async fn set_settings(&self, update: SettingsUpdate) -> Result<Settings, ClientError> {
+        match self.call(Request::SetSettings(update)).await? {
+            Response::Settings(s) => Ok(s),
+            other => Err(unexpected(other)),
+        }
+    }
+
     pub async fn room_create(&self, name: &str) -> Result<RoomInfo, ClientError> {
         self.room(Request::RoomCreate { name: name.into() }).await
     }

@@ -53,6 +53,11 @@ pub enum Request {
     History { room: String, #[serde(default)] before: Option<String>, #[serde(default)] limit: Option<u32> },
     /// Start receiving [`Event`]s on this connection.
     Subscribe,
+    /// The settings a front end may change.
+    Settings,
+    /// Changes the settings given, keeps them across restarts (they win over
+    /// the config file), and answers with all of them.
+    SetSettings(SettingsUpdate),
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -66,6 +71,30 @@ pub enum Response {
     Invite { room: RoomInfo, uri: String },
     Sent(MessageInfo),
     History { messages: Vec<MessageInfo>, next: Option<String> },
+    Settings(Settings),
+}
+
+/// The smallest and largest relay budget a front end may set, in MiB.
+pub const RELAY_BUDGET_MIB: std::ops::RangeInclusive<u64> = 1..=65_536;
+
+/// Settings a front end may change while the daemon runs.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Settings {
+    /// Carry rooms this node is not a member of (unreadable to it) for others.
+    pub relay_enabled: bool,
+    /// Disk the carried rooms may take, in MiB ([`RELAY_BUDGET_MIB`]). A
+    /// smaller budget drops the oldest carried envelopes at once; turning
+    /// relaying off drops them all.
+    pub relay_budget_mib: u64,
+}
+
+/// The settings to change; `None` leaves one as it is.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SettingsUpdate {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relay_enabled: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relay_budget_mib: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -50,6 +50,25 @@ enum Cmd {
     },
     /// Follow messages, peers and delivery states as they happen
     Watch,
+    /// Show or change the daemon's settings (kept across restarts)
+    Settings {
+        /// Carry rooms you are not in (unreadable to you) for others: on or off.
+        /// Off drops everything carried.
+        #[arg(long, value_name = "on|off", value_parser = on_off)]
+        relay: Option<bool>,
+        /// Disk the rooms carried for others may take, in MiB (1 to 65536).
+        /// A smaller budget drops the oldest carried messages at once.
+        #[arg(long, value_name = "MIB")]
+        relay_budget: Option<u64>,
+    },
+}
+
+fn on_off(s: &str) -> Result<bool, String> {
+    match s {
+        "on" | "true" | "yes" => Ok(true),
+        "off" | "false" | "no" => Ok(false),
+        _ => Err(format!("expected on or off, not {s:?}")),
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -189,6 +208,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 print_json(&serde_json::json!({"display_name": s.display_name}));
             } else {
                 println!("{}", s.display_name);
+            }
+        }
+        Cmd::Settings { relay, relay_budget } => {
+            let s = if relay.is_none() && relay_budget.is_none() {
+                client.settings().await
+            } else {
+                client.set_settings(peddlenet_api::SettingsUpdate { relay_enabled: relay, relay_budget_mib: relay_budget }).await
+            }
+            .map_err(explain)?;
+            if json {
+                print_json(&s);
+            } else {
+                println!("relay:        {}", if s.relay_enabled { "on" } else { "off" });
+                println!("relay budget: {} MiB", s.relay_budget_mib);
             }
         }
         Cmd::Room(rc) => room(&client, rc, json).await?,

@@ -373,6 +373,40 @@ impl Store {
         Ok(dropped)
     }
 
+    /// Brings what is held within `limits` after they shrank (a smaller
+    /// budget; all-zero limits drop everything): each room over its quota,
+    /// then the largest room while the total is over the budget, gives way
+    /// oldest envelope first. Returns how many envelopes were dropped.
+    pub fn relay_shrink(&self, limits: &RelayLimits) -> Result<usize> {
+        let mut usage = self.relay.lock().expect("lock");
+        let mut dropped = 0;
+        loop {
+            let over_quota = usage.rooms.iter().find(|(_, u)| u.bytes > limits.room_bytes).map(|(r, _)| *r);
+            let room = match over_quota {
+                Some(r) => r,
+                None if usage.total > limits.budget_bytes => {
+                    match usage.rooms.iter().max_by_key(|(r, u)| (u.bytes, **r)) {
+                        Some((r, _)) => *r,
+                        None => break,
+                    }
+                }
+                None => break,
+            };
+            let Some(k) = self.msgs.scan_prefix(room_prefix(RELAY, &room)).keys().next() else {
+                // Counted but not indexed (cannot happen under the lock):
+                // forget the count rather than loop.
+                let gone = usage.rooms.remove(&room).map(|u| u.bytes).unwrap_or(0);
+                usage.total = usage.total.saturating_sub(gone);
+                continue;
+            };
+            let (ts, id) = timed_parts(&k?)?;
+            let e = self.indexed_entry(&room, ts, &id)?;
+            self.relay_remove(&mut usage, &e)?;
+            dropped += 1;
+        }
+        Ok(dropped)
+    }
+
     /// `(timestamp, id)` of every relayed envelope of `room`, oldest first.
     pub fn relay_items(&self, room: &RoomId) -> Result<Vec<(u64, MessageId)>> {
         self.msgs.scan_prefix(room_prefix(RELAY, room)).keys().map(|k| timed_parts(&k?)).collect()
@@ -482,6 +516,38 @@ mod tests {
         let items = s.relay_items(&RoomId([1; 32])).unwrap();
         assert!(items.iter().any(|(ts, _)| *ts == now - 500 + 99));
         assert!(!items.iter().any(|(ts, _)| *ts == now - 500));
+    }
+
+    #[test]
+    fn a_smaller_budget_drops_the_oldest_of_the_largest_rooms() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path(), 1 << 20).unwrap();
+        let now = 100 * DAY;
+        // Room 1: 8 envelopes (4 authors), room 2: 2 envelopes; 500 B each.
+        for i in 0..8u64 {
+            put(&s, &env(1, 1 + (i % 4) as u8, now - 100 + i, i as u32), now);
+        }
+        put(&s, &env(2, 1, now - 50, 0), now);
+        put(&s, &env(2, 1, now - 49, 1), now);
+        assert_eq!(s.relay_totals().bytes, 5_000);
+        let same = limits();
+        assert_eq!(s.relay_shrink(&same).unwrap(), 0, "within the limits: nothing goes");
+        let smaller = RelayLimits { budget_bytes: 3_000, room_bytes: 3_000, ..limits() };
+        assert_eq!(s.relay_shrink(&smaller).unwrap(), 4);
+        assert_eq!(s.relay_totals().bytes, 3_000);
+        let items = s.relay_items(&RoomId([1; 32])).unwrap();
+        assert_eq!(items.len(), 4, "the largest room gave way");
+        assert_eq!(items[0].0, now - 100 + 4, "its oldest went first");
+        assert_eq!(usage(&s, 2).envelopes, 2, "the small room kept everything");
+        // A reopened store counts the same.
+        drop(s);
+        let s = Store::open(dir.path(), 1 << 20).unwrap();
+        assert_eq!(s.relay_totals().bytes, 3_000);
+        // All-zero limits: relaying turned off drops everything.
+        let off = RelayLimits { budget_bytes: 0, room_bytes: 0, author_bytes: 0, ..limits() };
+        assert_eq!(s.relay_shrink(&off).unwrap(), 6);
+        assert_eq!(s.relay_totals(), RelayTotals::default());
+        assert!(s.relay_items(&RoomId([2; 32])).unwrap().is_empty());
     }
 
     #[test]
