@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use egui::{Color32, RichText};
-use peddlenet_api::{Event, Link, MessageInfo, PeerInfo, RoomInfo, Status};
+use peddlenet_api::{Event, Link, MessageInfo, PeerInfo, RELAY_BUDGET_MIB, RoomInfo, Settings, SettingsUpdate, Status};
 
 use crate::worker::{Cmd, Connection, Launch, Update, Worker};
 
@@ -47,6 +47,9 @@ pub struct App {
     pub join_text: String,
     pub image_path: String,
     pub name_edit: String,
+    /// The daemon's settings as last read, and the form editing them.
+    pub settings: Option<Settings>,
+    pub settings_edit: Option<Settings>,
     /// The invite being shown: room, URI, and its QR code as a texture.
     pub invite: Option<(RoomInfo, String, Option<egui::TextureHandle>)>,
     /// The QR code's pixels as uploaded: `(side, greyscale)`.
@@ -76,6 +79,8 @@ impl App {
             join_text: String::new(),
             image_path: String::new(),
             name_edit: String::new(),
+            settings: None,
+            settings_edit: None,
             invite: None,
             invite_pixels: None,
             errors: Vec::new(),
@@ -121,6 +126,10 @@ impl App {
                         }
                     }
                     self.connection = c;
+                }
+                Update::Settings(s) => {
+                    self.settings = Some(s);
+                    self.settings_edit = Some(s);
                 }
                 Update::Status(s) => {
                     if self.name_edit.is_empty() {
@@ -492,8 +501,54 @@ impl App {
                 self.cmd(Cmd::SetName(self.name_edit.trim().to_owned()));
             }
         });
+        ui.separator();
+        ui.heading("Carrying messages for others");
+        match (self.settings, self.settings_edit.as_mut()) {
+            (Some(current), Some(edit)) => {
+                ui.checkbox(&mut edit.relay_enabled, "Carry rooms I am not in for others (I cannot read them)");
+                ui.horizontal(|ui| {
+                    ui.label("Disk for them at most");
+                    ui.add_enabled(
+                        edit.relay_enabled,
+                        egui::DragValue::new(&mut edit.relay_budget_mib).range(RELAY_BUDGET_MIB).suffix(" MiB").speed(1.0),
+                    );
+                });
+                let used = self.status.as_ref().map(|s| s.relay.bytes).unwrap_or(0);
+                if let Some(s) = &self.status {
+                    ui.label(format!(
+                        "Carrying {} messages of {} rooms: {:.1} MiB",
+                        s.relay.envelopes,
+                        s.relay.rooms,
+                        used as f64 / 1048576.0
+                    ));
+                }
+                // Say what Apply will drop before it does.
+                if current.relay_enabled && !edit.relay_enabled && used > 0 {
+                    ui.colored_label(Color32::from_rgb(200, 120, 0), "Turning this off deletes everything carried for others.");
+                } else if edit.relay_enabled && edit.relay_budget_mib << 20 < used {
+                    ui.colored_label(Color32::from_rgb(200, 120, 0), "The oldest carried messages beyond the new limit will be deleted.");
+                }
+                let edit = *edit;
+                let changed = edit != current;
+                ui.horizontal(|ui| {
+                    if ui.add_enabled(changed, egui::Button::new("Apply")).clicked() {
+                        let update = SettingsUpdate {
+                            relay_enabled: (edit.relay_enabled != current.relay_enabled).then_some(edit.relay_enabled),
+                            relay_budget_mib: (edit.relay_budget_mib != current.relay_budget_mib).then_some(edit.relay_budget_mib),
+                        };
+                        self.cmd(Cmd::SetSettings(update));
+                    }
+                    if ui.add_enabled(changed, egui::Button::new("Revert")).clicked() {
+                        self.settings_edit = Some(current);
+                    }
+                });
+            }
+            _ => {
+                ui.spinner();
+            }
+        }
+        ui.separator();
         if let Some(s) = &self.status {
-            ui.label(format!("Relay budget: {:.0} MiB (set in peddlenetd.toml, [relay] budget_mib)", s.relay.budget_bytes as f64 / 1048576.0));
             ui.label(format!("Data folder: {}", s.data_dir));
         }
     }

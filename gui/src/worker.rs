@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use peddlenet_api::{Client, ClientError, Event, MessageInfo, PeerInfo, RoomInfo, Status};
+use peddlenet_api::{Client, ClientError, Event, MessageInfo, PeerInfo, RoomInfo, Settings, SettingsUpdate, Status};
 use tokio::sync::mpsc;
 
 /// Commands waiting for the worker, at most; the UI drops a command (and
@@ -35,6 +35,8 @@ pub enum Cmd {
     /// A page of history older than `before` (the newest page with `None`).
     History { room: String, before: Option<String> },
     SetName(String),
+    /// Change the daemon's settings (relaying on/off, its budget).
+    SetSettings(SettingsUpdate),
     /// Start `peddlenetd` (when none runs).
     StartDaemon,
 }
@@ -55,6 +57,7 @@ pub enum Connection {
 pub enum Update {
     Connection(Connection),
     Status(Status),
+    Settings(Settings),
     Rooms(Vec<RoomInfo>),
     Peers(Vec<PeerInfo>),
     Invite { room: RoomInfo, uri: String },
@@ -202,6 +205,9 @@ async fn run(socket: PathBuf, launch: Launch, mut cmds: mpsc::Receiver<Cmd>, out
         // From now on, a lost daemon is lost, not starting.
         starting_until = None;
         refresh(&client, &out).await;
+        if let Ok(s) = client.settings().await {
+            out.put(Update::Settings(s));
+        }
         let mut tick = tokio::time::interval(REFRESH_EVERY);
         loop {
             tokio::select! {
@@ -252,6 +258,14 @@ async fn handle(c: &Client, cmd: Cmd, out: &Out) {
         }
         Cmd::SetName(name) => match c.set_display_name(&name).await {
             Ok(()) => c.status().await.map(Update::Status),
+            Err(e) => Err(e),
+        },
+        Cmd::SetSettings(update) => match c.set_settings(update).await {
+            Ok(s) => {
+                // What the change dropped shows in the status at once.
+                refresh(c, out).await;
+                Ok(Update::Settings(s))
+            }
             Err(e) => Err(e),
         },
         Cmd::StartDaemon => return out.put(Update::Error("peddlenetd is already running".into())),

@@ -219,3 +219,42 @@ fn a_daemon_that_cannot_start_is_explained() {
         app(h).errors.iter().any(|e| e.contains("peddlenetd stopped at once") && e.contains("can be written by other users"))
     });
 }
+
+#[test]
+fn settings_change_the_daemons_relaying() {
+    let _g = serial();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let d = rt.block_on(async {
+        let d = Daemon::start(DaemonOpts::loopback("Ana"));
+        d.client().await;
+        d
+    });
+    let c = rt.block_on(d.client());
+    let mut h = harness(d.socket.clone());
+    until(&mut h, Duration::from_secs(10), "the connection", |h| app(h).connection == Connection::Connected);
+    h.get_by_label("Settings").click();
+    until(&mut h, Duration::from_secs(5), "the daemon's settings", |h| app(h).settings.is_some());
+    assert!(app(&h).settings.unwrap().relay_enabled, "relaying is on by default");
+    // Nothing changed yet: Apply does nothing.
+    h.get_by_label("Apply").click();
+    h.run();
+    h.get_by_label("Carry rooms I am not in for others (I cannot read them)").click();
+    h.run();
+    h.get_by_label("Apply").click();
+    until(&mut h, Duration::from_secs(5), "relaying off", |h| app(h).settings.is_some_and(|s| !s.relay_enabled));
+    assert!(!rt.block_on(c.settings()).unwrap().relay_enabled, "the daemon has it off");
+    // On again with a 5 MiB budget (the field's value set as typing would).
+    h.get_by_label("Carry rooms I am not in for others (I cannot read them)").click();
+    h.run();
+    app_mut(&mut h).settings_edit.as_mut().unwrap().relay_budget_mib = 5;
+    h.run();
+    h.get_by_label("Apply").click();
+    until(&mut h, Duration::from_secs(5), "the new settings", |h| {
+        app(h).settings == Some(peddlenet_api::Settings { relay_enabled: true, relay_budget_mib: 5 })
+    });
+    assert_eq!(rt.block_on(c.settings()).unwrap(), peddlenet_api::Settings { relay_enabled: true, relay_budget_mib: 5 });
+    until(&mut h, Duration::from_secs(5), "the status to show the budget", |h| {
+        app(h).status.as_ref().is_some_and(|s| s.relay.budget_bytes == 5 << 20)
+    });
+    assert!(app(&h).errors.is_empty(), "{:?}", app(&h).errors);
+}

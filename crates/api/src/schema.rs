@@ -240,3 +240,22 @@ pub enum ErrorCode {
     Busy,
     Internal,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// The settings requests and reply as docs/protocol.md §9.3–9.4 show them.
+    #[test]
+    fn settings_on_the_wire() {
+        let set = Request::SetSettings(SettingsUpdate { relay_enabled: Some(false), relay_budget_mib: None });
+        let v = serde_json::to_value(&set).unwrap();
+        assert_eq!(v, json!({"method": "set_settings", "params": {"relay_enabled": false}}));
+        let back: Request = serde_json::from_value(json!({"method": "set_settings", "params": {"relay_budget_mib": 32}})).unwrap();
+        assert_eq!(back, Request::SetSettings(SettingsUpdate { relay_enabled: None, relay_budget_mib: Some(32) }));
+        assert_eq!(serde_json::to_value(Request::Settings).unwrap(), json!({"method": "settings"}));
+        let reply = Response::Settings(Settings { relay_enabled: true, relay_budget_mib: 64 });
+        assert_eq!(serde_json::to_value(reply).unwrap(), json!({"type": "settings", "relay_enabled": true, "relay_budget_mib": 64}));
+    }
+}
