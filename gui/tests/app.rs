@@ -1,7 +1,7 @@
 //! The desktop app driven through its accessibility tree (egui_kittest)
 //! against real daemons started by the test: create a room, the QR code shown
 //! decodes back to its invite, send with Enter, see another daemon's message
-//! arrive live, join by an image file of a QR code.
+//! arrive live, join by an image file of a QR code, typed or dropped.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -126,6 +126,19 @@ fn rooms_chat_and_qr_against_real_daemons() {
     h.get_by_label("Join from image").click();
     until(&mut h, Duration::from_secs(5), "the error", |h| app(h).errors.iter().any(|e| e.contains("no QR code")));
     assert_eq!(app(&h).rooms.len(), rooms_before);
+
+    // Dropped on the window: the image is decoded and the room joined.
+    let (dropped_room, dropped_uri) = rt.block_on(async {
+        let cb = b.client().await;
+        let r = cb.room_create("Bo's kitchen").await.unwrap();
+        let (_, uri) = cb.room_invite(&r.id).await.unwrap();
+        (r, uri)
+    });
+    let dropped = dir.path().join("dropped.png");
+    std::fs::write(&dropped, peddlenet_gui::qr::render_png(&dropped_uri).unwrap()).unwrap();
+    h.input_mut().dropped_files.push(egui::DroppedFile { path: Some(dropped.clone()), ..Default::default() });
+    until(&mut h, Duration::from_secs(10), "the room joined by a dropped image", |h| app(h).rooms.iter().any(|r| r.id == dropped_room.id));
+    assert_eq!(app(&h).rooms.len(), rooms_before + 1, "joined once, not once per frame");
     drop((a, b));
 }
 
