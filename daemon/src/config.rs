@@ -23,6 +23,25 @@ pub struct FileConfig {
     pub store: StoreSection,
     pub ipc: IpcSection,
     pub relay: RelaySection,
+    pub web: WebSection,
+}
+
+/// The local web UI.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebSection {
+    pub enabled: bool,
+    /// A specific address; 127.0.0.1 keeps it to this machine.
+    pub listen: String,
+    /// LAN mode, for phones as guests: also listen on this interface's IPv4
+    /// address (same port). Empty: off.
+    pub lan_interface: String,
+}
+
+impl Default for WebSection {
+    fn default() -> Self {
+        Self { enabled: true, listen: peddlenet_web::DEFAULT_LISTEN.into(), lan_interface: String::new() }
+    }
 }
 
 /// Carrying envelopes of rooms this node is not a member of.
@@ -78,6 +97,7 @@ impl Default for FileConfig {
             store: StoreSection::default(),
             ipc: IpcSection::default(),
             relay: RelaySection::default(),
+            web: WebSection::default(),
         }
     }
 }
@@ -132,6 +152,8 @@ pub struct Config {
     /// and author quotas here are not yet capped to the budget: the node
     /// caps them to the budget in force (`relay::limits_with_budget`).
     pub relay: peddlenet_store::RelayLimits,
+    /// The web UI, or why it is off (a bad address in the file).
+    pub web: Result<Option<peddlenet_web::WebConfig>, String>,
 }
 
 /// `$XDG_CONFIG_HOME/peddlenet/peddlenetd.toml` (default `~/.config/...`).
@@ -209,6 +231,17 @@ impl Config {
             max_clients: file.ipc.max_clients.max(1),
             max_in_flight: file.ipc.max_in_flight.max(1),
             relay_enabled: file.relay.enabled,
+            web: if !file.web.enabled {
+                Ok(None)
+            } else {
+                match file.web.listen.parse() {
+                    Ok(listen) => Ok(Some(peddlenet_web::WebConfig {
+                        listen,
+                        lan_interface: Some(file.web.lan_interface.trim().to_owned()).filter(|s| !s.is_empty()),
+                    })),
+                    Err(_) => Err(format!("[web] listen = {:?} is not an address like 127.0.0.1:4718", file.web.listen)),
+                }
+            },
             relay: peddlenet_store::RelayLimits {
                     budget_bytes: file.relay.budget_mib.max(1) << 20,
                     room_bytes: file.relay.room_quota_mib.max(1) << 20,
@@ -230,7 +263,7 @@ mod tests {
         let parsed: FileConfig = toml::from_str(shipped).unwrap();
         assert_eq!(parsed, FileConfig::default(), "packaging/peddlenetd.toml must list the defaults");
         // Every key is written down, commented or not.
-        for key in ["data_dir", "socket", "display_name", "listen", "peers", "mdns", "mdns_query_interval_ms", "max_peers", "cache_mib", "max_clients", "max_in_flight", "enabled", "budget_mib", "room_quota_mib", "author_quota_kib", "expiry_hours", "max_rooms"] {
+        for key in ["data_dir", "socket", "display_name", "listen", "peers", "mdns", "mdns_query_interval_ms", "max_peers", "cache_mib", "max_clients", "max_in_flight", "enabled", "budget_mib", "room_quota_mib", "author_quota_kib", "expiry_hours", "max_rooms", "lan_interface"] {
             assert!(shipped.contains(key), "{key} is not documented in packaging/peddlenetd.toml");
         }
     }

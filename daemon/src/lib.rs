@@ -4,6 +4,7 @@
 pub mod config;
 pub mod flusher;
 pub mod fsutil;
+pub mod guests;
 pub mod ipc;
 pub mod node;
 pub mod notify;
@@ -49,6 +50,24 @@ fn bind_socket(cfg: &Config) -> anyhow::Result<(UnixListener, std::fs::File)> {
     Ok((l, lock))
 }
 
+/// Starts the web UI (a front end over this daemon's socket, like any
+/// other). It failing to start is said once and leaves the daemon running.
+async fn start_web(cfg: &Config, node: &std::sync::Arc<node::Node>, stop: &watch::Receiver<bool>) {
+    let web_cfg = match &cfg.web {
+        Ok(Some(w)) => w,
+        Ok(None) => return tracing::info!("web UI off ([web] enabled = false)"),
+        Err(why) => return tracing::warn!("web UI off: {why}"),
+    };
+    match peddlenet_web::Web::bind(web_cfg).await {
+        Ok(web) => {
+            tracing::info!(url = %web.local_url(), lan = ?web.lan_url(), "web UI listening; `peddlenet web` prints a sign-in link");
+            node.set_web_urls(Some(web.local_url().to_owned()), web.lan_url().map(str::to_owned));
+            tokio::spawn(web.run(cfg.socket.clone(), stop.clone()));
+        }
+        Err(e) => tracing::warn!("web UI off: {e}"),
+    }
+}
+
 /// Runs the daemon until `stop` turns true (the binary sets it on SIGTERM or SIGINT).
 pub async fn run(cfg: Config, mut stop: watch::Receiver<bool>) -> anyhow::Result<()> {
     fsutil::private_dir(&cfg.data_dir)?;
@@ -79,6 +98,7 @@ pub async fn run(cfg: Config, mut stop: watch::Receiver<bool>) -> anyhow::Result
     tokio::spawn(node.clone().resync_loop());
     tokio::spawn(node.clone().receipts_loop());
     tokio::spawn(node.clone().relay_sweeper());
+    start_web(&cfg, &node, &stop).await;
     let server = tokio::spawn(ipc::serve(listener, node.clone(), cfg.max_clients, cfg.max_in_flight, stop.clone()));
     tracing::info!(socket = %cfg.socket.display(), data = %cfg.data_dir.display(), "peddlenetd is ready");
     // systemd (Type=notify) starts dependants only now: the socket answers.

@@ -77,6 +77,10 @@ pub struct Node {
     /// Messages of others stored here, to be confirmed to their authors.
     pub(crate) receipts_due: std::sync::Mutex<HashMap<RoomId, Vec<MessageId>>>,
     pub(crate) receipts_wake: tokio::sync::Notify,
+    /// Guest passes and web login codes.
+    pub(crate) guests: std::sync::Mutex<crate::guests::Guests>,
+    /// The web UI's base URLs: on this machine, and on the LAN.
+    web_urls: RwLock<(Option<String>, Option<String>)>,
 }
 
 /// What a request produced, and whether its reply must wait for the disk.
@@ -88,10 +92,10 @@ pub struct Handled {
 }
 
 impl Handled {
-    fn now(response: Response) -> Self {
+    pub(crate) fn now(response: Response) -> Self {
         Self { response, durable: false, sending: None }
     }
-    fn after_flush(response: Response) -> Self {
+    pub(crate) fn after_flush(response: Response) -> Self {
         Self { response, durable: true, sending: None }
     }
 }
@@ -115,11 +119,11 @@ pub enum Ingested {
     RelayRefused(peddlenet_store::Refused),
 }
 
-fn err(code: ErrorCode, msg: impl Into<String>) -> ApiError {
+pub(crate) fn err(code: ErrorCode, msg: impl Into<String>) -> ApiError {
     ApiError::new(code, msg)
 }
 
-fn internal(e: impl std::fmt::Display) -> ApiError {
+pub(crate) fn internal(e: impl std::fmt::Display) -> ApiError {
     err(ErrorCode::Internal, e.to_string())
 }
 
@@ -204,6 +208,8 @@ impl Node {
             members: Default::default(),
             receipts_due: Default::default(),
             receipts_wake: tokio::sync::Notify::new(),
+            guests: Default::default(),
+            web_urls: Default::default(),
         }))
     }
 
@@ -334,7 +340,28 @@ impl Node {
         let _ = self.events.send(e);
     }
 
-    fn resolve(&self, query: &str) -> Result<Arc<Room>, ApiError> {
+    /// The name of the member room with this id (hex), if this node is in it.
+    pub(crate) fn room_name(&self, room_hex: &str) -> Option<String> {
+        self.rooms.read().expect("lock").values().find(|r| r.record.room_id.to_hex() == room_hex).map(|r| r.record.name.clone())
+    }
+
+    /// Where the web UI answers: (on this machine, on the LAN if that mode is on).
+    pub fn set_web_urls(&self, local: Option<String>, lan: Option<String>) {
+        *self.web_urls.write().expect("lock") = (local, lan);
+    }
+
+    pub(crate) fn web_local_base(&self) -> Option<String> {
+        self.web_urls.read().expect("lock").0.clone()
+    }
+
+    /// The base of guest URLs: the LAN address where that mode is on (phones
+    /// reach it), else this machine's.
+    pub(crate) fn web_guest_base(&self) -> Option<String> {
+        let w = self.web_urls.read().expect("lock");
+        w.1.clone().or_else(|| w.0.clone())
+    }
+
+    pub(crate) fn resolve(&self, query: &str) -> Result<Arc<Room>, ApiError> {
         let q = query.trim();
         let rooms = self.rooms.read().expect("lock");
         let by_name: Vec<_> = rooms.values().filter(|r| r.record.name.eq_ignore_ascii_case(q)).cloned().collect();
@@ -388,6 +415,23 @@ impl Node {
     pub async fn handle(&self, req: Request) -> Result<Handled, ApiError> {
         match req {
             Request::Settings => Ok(Handled::now(Response::Settings(self.settings()))),
+            Request::GuestCreate { room, ttl_seconds } => self.guest_create(&room, ttl_seconds),
+            Request::GuestList => self.guest_list(),
+            Request::GuestRevoke { id } => self.guest_revoke(&id),
+            Request::GuestCheck { token } => self.guest_check(&token),
+            Request::GuestSend { token, nickname, text } => {
+                let pass = self.guest_pass(&token)?;
+                let nick = crate::guests::check_nickname(&nickname)?;
+                let r = self.resolve(&pass.room_id)?;
+                self.send_in(r, text, format!("{nick} (guest)")).await
+            }
+            Request::GuestHistory { token, before } => {
+                let pass = self.guest_pass(&token)?;
+                let r = self.resolve(&pass.room_id)?;
+                self.history_page(&r, before, None)
+            }
+            Request::WebLogin => self.web_login(),
+            Request::WebRedeem { code } => self.web_redeem(&code),
             Request::SetSettings(update) => {
                 let settings = self.set_settings(update)?;
                 Ok(Handled::after_flush(Response::Settings(settings)))
@@ -407,6 +451,10 @@ impl Node {
                     uptime_ms: self.started.elapsed().as_millis() as u64,
                     relay: self.relay_status(),
                     waiting: self.store.outbox_len() as u64,
+                    web: {
+                        let w = self.web_urls.read().expect("lock");
+                        w.0.iter().chain(w.1.iter()).map(|b| format!("{b}/")).collect()
+                    },
                 })))
             }
             Request::Peers => {
@@ -488,27 +536,7 @@ impl Node {
             Request::Send { room, text } => self.send(&room, text).await,
             Request::History { room, before, limit } => {
                 let r = self.resolve(&room)?;
-                let (mut msgs, mut next) = self
-                    .store
-                    .history(&r.record.room_id, before.as_deref(), limit.unwrap_or(DEFAULT_PAGE) as usize)
-                    .map_err(|e| match e {
-                        peddlenet_store::Error::Cursor => err(ErrorCode::BadRequest, "bad history cursor"),
-                        e => internal(e),
-                    })?;
-                // Sized as sent: JSON escapes can make a text up to six times longer.
-                let mut bytes = 0;
-                let mut page = Vec::with_capacity(msgs.len());
-                for m in msgs.drain(..) {
-                    let cursor = peddlenet_store::cursor_of(&m);
-                    let info = self.message_info(m);
-                    bytes += serde_json::to_vec(&info).map(|v| v.len()).unwrap_or(PAGE_BYTES);
-                    if bytes > PAGE_BYTES && !page.is_empty() {
-                        next = page.last().map(|(c, _): &(String, MessageInfo)| c.clone());
-                        break;
-                    }
-                    page.push((cursor, info));
-                }
-                Ok(Handled::now(Response::History { messages: page.into_iter().map(|(_, i)| i).collect(), next }))
+                self.history_page(&r, before, limit)
             }
             Request::Subscribe => Ok(Handled::now(Response::Done)),
         }
@@ -559,15 +587,46 @@ impl Node {
 
     /// Seals and stores the message and queues its publication; the caller
     /// finishes with [`finish_send`](Self::finish_send), then waits for the flush.
+    /// A page of `r`'s history, newest first, within the reply size bound.
+    fn history_page(&self, r: &Room, before: Option<String>, limit: Option<u32>) -> Result<Handled, ApiError> {
+        let (mut msgs, mut next) = self
+            .store
+            .history(&r.record.room_id, before.as_deref(), limit.unwrap_or(DEFAULT_PAGE) as usize)
+            .map_err(|e| match e {
+                peddlenet_store::Error::Cursor => err(ErrorCode::BadRequest, "bad history cursor"),
+                e => internal(e),
+            })?;
+        // Sized as sent: JSON escapes can make a text up to six times longer.
+        let mut bytes = 0;
+        let mut page = Vec::with_capacity(msgs.len());
+        for m in msgs.drain(..) {
+            let cursor = peddlenet_store::cursor_of(&m);
+            let info = self.message_info(m);
+            bytes += serde_json::to_vec(&info).map(|v| v.len()).unwrap_or(PAGE_BYTES);
+            if bytes > PAGE_BYTES && !page.is_empty() {
+                next = page.last().map(|(c, _): &(String, MessageInfo)| c.clone());
+                break;
+            }
+            page.push((cursor, info));
+        }
+        Ok(Handled::now(Response::History { messages: page.into_iter().map(|(_, i)| i).collect(), next }))
+    }
+
     async fn send(&self, room: &str, text: String) -> Result<Handled, ApiError> {
+        let r = self.resolve(room)?;
+        let name = self.display_name.read().expect("lock").clone();
+        self.send_in(r, text, name).await
+    }
+
+    /// Seals and stores `text` in `r` under the display name `name`, and
+    /// starts publishing it.
+    async fn send_in(&self, r: Arc<Room>, text: String, name: String) -> Result<Handled, ApiError> {
         if text.len() > MAX_TEXT_LEN {
             return Err(err(ErrorCode::TooLong, format!("the message is {} bytes; the limit is {MAX_TEXT_LEN}", text.len())));
         }
         if text.trim().is_empty() {
             return Err(err(ErrorCode::BadRequest, "the message is empty"));
         }
-        let r = self.resolve(room)?;
-        let name = self.display_name.read().expect("lock").clone();
         let mut nonce = [0u8; 24];
         rand::rngs::OsRng.fill_bytes(&mut nonce);
         let ts = now_ms();

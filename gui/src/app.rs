@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use egui::{Color32, RichText};
-use peddlenet_api::{Event, Link, MessageInfo, PeerInfo, RELAY_BUDGET_MIB, RoomInfo, Settings, SettingsUpdate, Status};
+use peddlenet_api::{Event, GuestInfo, Link, MessageInfo, PeerInfo, RELAY_BUDGET_MIB, RoomInfo, Settings, SettingsUpdate, Status};
 
 use crate::worker::{Cmd, Connection, Launch, Update, Worker};
 
@@ -54,6 +54,10 @@ pub struct App {
     pub invite: Option<(RoomInfo, String, Option<egui::TextureHandle>)>,
     /// The QR code's pixels as uploaded: `(side, greyscale)`.
     pub invite_pixels: Option<(usize, Vec<u8>)>,
+    /// A guest pass just made, with its QR code, shown in a window.
+    pub guest_pass: Option<(GuestInfo, Option<egui::TextureHandle>)>,
+    /// Guest passes in force (Settings).
+    pub guests: Vec<GuestInfo>,
     pub errors: Vec<String>,
     /// Last notice ("joined ...", "copied") shown under the top bar.
     pub notice: Option<String>,
@@ -83,6 +87,8 @@ impl App {
             settings_edit: None,
             invite: None,
             invite_pixels: None,
+            guest_pass: None,
+            guests: Vec::new(),
             errors: Vec::new(),
             notice: None,
         }
@@ -158,6 +164,19 @@ impl App {
                     });
                     self.invite = Some((room, uri, tex));
                 }
+                Update::GuestPass(g) => {
+                    let url = g.url.clone().unwrap_or_default();
+                    let tex = match crate::qr::render(&url) {
+                        Ok((side, px)) => Some(ctx.load_texture("guest-qr", egui::ColorImage::from_gray([side, side], &px), egui::TextureOptions::NEAREST)),
+                        Err(e) => {
+                            self.error(format!("cannot draw the QR code: {e}"));
+                            None
+                        }
+                    };
+                    self.guest_pass = Some((g, tex));
+                    self.cmd(Cmd::GuestList);
+                }
+                Update::Guests(g) => self.guests = g,
                 Update::History { room, mut messages, next, older } => {
                     let chat = self.chats.entry(room).or_default();
                     messages.reverse(); // oldest first
@@ -266,6 +285,7 @@ impl App {
             View::Settings => self.settings_view(ui),
         });
         self.invite_window(&ctx);
+        self.guest_window(&ctx);
     }
 
     fn top_bar(&mut self, ui: &mut egui::Ui) {
@@ -394,6 +414,9 @@ impl App {
             ));
             if ui.button("Invite…").clicked() {
                 self.cmd(Cmd::Invite(room.id.clone()));
+            }
+            if ui.button("Guest QR…").on_hover_text("A phone scans it and chats in this room in its browser, no app needed").clicked() {
+                self.cmd(Cmd::GuestCreate(room.id.clone()));
             }
         });
         ui.separator();
@@ -548,8 +571,62 @@ impl App {
             }
         }
         ui.separator();
+        ui.heading("Web UI and guests");
+        ui.horizontal(|ui| {
+            if ui.button("Open in browser").on_hover_text("Signs this machine's browser in to the web UI (a one-time link)").clicked() {
+                self.cmd(Cmd::OpenWeb);
+            }
+            if let Some(s) = &self.status {
+                ui.label(if s.web.is_empty() { "web UI off".to_owned() } else { s.web.join("  ") });
+            }
+        });
+        if ui.button("Refresh guest passes").clicked() {
+            self.cmd(Cmd::GuestList);
+        }
+        if self.guests.is_empty() {
+            ui.label("No guest passes. A room's “Guest QR…” makes one.");
+        }
+        let mut revoke = None;
+        for g in &self.guests {
+            ui.horizontal(|ui| {
+                ui.label(format!("{} · pass {} · {} left", g.room_name, g.id, from_now(g.expires_ms)));
+                if ui.small_button(format!("Revoke {}", g.id)).clicked() {
+                    revoke = Some(g.id.clone());
+                }
+            });
+        }
+        if let Some(id) = revoke {
+            self.cmd(Cmd::GuestRevoke(id));
+        }
+        ui.separator();
         if let Some(s) = &self.status {
             ui.label(format!("Data folder: {}", s.data_dir));
+        }
+    }
+
+    fn guest_window(&mut self, ctx: &egui::Context) {
+        let Some((g, tex)) = self.guest_pass.clone() else { return };
+        let url = g.url.clone().unwrap_or_default();
+        let mut open = true;
+        egui::Window::new(format!("Guest pass to {}", g.room_name)).open(&mut open).collapsible(false).show(ctx, |ui| {
+            if let Some(t) = &tex {
+                ui.add(egui::Image::new(t).fit_to_exact_size(egui::vec2(320.0, 320.0)));
+            }
+            ui.label(format!("A phone's camera opens this room in its browser, under a nickname, for {}.", from_now(g.expires_ms)));
+            ui.add(egui::Label::new(RichText::new(&url).monospace().small()).wrap());
+            ui.horizontal(|ui| {
+                if ui.button("Copy link").clicked() {
+                    ui.ctx().copy_text(url.clone());
+                    self.notice = Some("guest link copied".into());
+                }
+                if ui.button("Revoke this pass").clicked() {
+                    self.cmd(Cmd::GuestRevoke(g.id.clone()));
+                    self.guest_pass = None;
+                }
+            });
+        });
+        if !open {
+            self.guest_pass = None;
         }
     }
 
@@ -591,6 +668,13 @@ fn link_color(l: Link) -> Color32 {
         Link::Bluetooth => Color32::from_rgb(70, 110, 220),
         Link::WifiDirect => Color32::from_rgb(220, 140, 40),
     }
+}
+
+/// How long until `ms`: "23 h 59 min", "5 min".
+fn from_now(ms: u64) -> String {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+    let mins = ms.saturating_sub(now).div_ceil(60_000);
+    if mins >= 60 { format!("{} h {} min", mins / 60, mins % 60) } else { format!("{mins} min") }
 }
 
 fn clock(ms: u64) -> String {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use peddlenet_api::{Client, ClientError, Event, MessageInfo, PeerInfo, RoomInfo, Settings, SettingsUpdate, Status};
+use peddlenet_api::{Client, ClientError, Event, GuestInfo, MessageInfo, PeerInfo, RoomInfo, Settings, SettingsUpdate, Status};
 use tokio::sync::mpsc;
 
 /// Commands waiting for the worker, at most; the UI drops a command (and
@@ -37,6 +37,12 @@ pub enum Cmd {
     SetName(String),
     /// Change the daemon's settings (relaying on/off, its budget).
     SetSettings(SettingsUpdate),
+    /// A guest pass to a room (its QR code opens the room in a phone's browser).
+    GuestCreate(String),
+    GuestList,
+    GuestRevoke(String),
+    /// Open the web UI in this machine's browser, signed in.
+    OpenWeb,
     /// Start `peddlenetd` (when none runs).
     StartDaemon,
 }
@@ -58,6 +64,8 @@ pub enum Update {
     Connection(Connection),
     Status(Status),
     Settings(Settings),
+    GuestPass(GuestInfo),
+    Guests(Vec<GuestInfo>),
     Rooms(Vec<RoomInfo>),
     Peers(Vec<PeerInfo>),
     Invite { room: RoomInfo, uri: String },
@@ -208,6 +216,9 @@ async fn run(socket: PathBuf, launch: Launch, mut cmds: mpsc::Receiver<Cmd>, out
         if let Ok(s) = client.settings().await {
             out.put(Update::Settings(s));
         }
+        if let Ok(g) = client.guest_list().await {
+            out.put(Update::Guests(g));
+        }
         let mut tick = tokio::time::interval(REFRESH_EVERY);
         loop {
             tokio::select! {
@@ -265,6 +276,26 @@ async fn handle(c: &Client, cmd: Cmd, out: &Out) {
                 // What the change dropped shows in the status at once.
                 refresh(c, out).await;
                 Ok(Update::Settings(s))
+            }
+            Err(e) => Err(e),
+        },
+        Cmd::GuestCreate(room) => c.guest_create(&room, None).await.map(Update::GuestPass),
+        Cmd::GuestList => c.guest_list().await.map(Update::Guests),
+        Cmd::GuestRevoke(id) => match c.guest_revoke(&id).await {
+            Ok(()) => c.guest_list().await.map(Update::Guests),
+            Err(e) => Err(e),
+        },
+        Cmd::OpenWeb => match c.web_login().await {
+            Ok((url, _)) => {
+                let out = out.clone();
+                // xdg-open may wait for the browser: not on the runtime.
+                std::thread::spawn(move || {
+                    let ok = std::process::Command::new("xdg-open").arg(&url).status().map(|s| s.success()).unwrap_or(false);
+                    if !ok {
+                        out.put(Update::Error(format!("cannot open a browser (xdg-open); open this one-time link yourself: {url}")));
+                    }
+                });
+                return;
             }
             Err(e) => Err(e),
         },

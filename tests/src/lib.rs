@@ -111,7 +111,13 @@ impl Daemon {
         };
         cmd.arg("--data-dir").arg(&self.data_dir).arg("--socket").arg(&self.socket).arg("--name").arg(&self.opts.name);
         cmd.arg("--config").arg(self.dir.join("none.toml"));
-        std::fs::write(self.dir.join("none.toml"), &self.opts.config).expect("config file");
+        // The web UI on a free port unless the test says otherwise: many
+        // daemons run at once, and 4718 is the machine's.
+        let mut config = self.opts.config.clone();
+        if !config.contains("[web]") {
+            config.push_str("\n[web]\nlisten = \"127.0.0.1:0\"\n");
+        }
+        std::fs::write(self.dir.join("none.toml"), config).expect("config file");
         for l in &self.opts.listen {
             cmd.arg("--listen").arg(l);
         }

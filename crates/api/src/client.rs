@@ -222,6 +222,58 @@ impl Client {
         }
     }
 
+    pub async fn guest_create(&self, room: &str, ttl_seconds: Option<u32>) -> Result<GuestInfo, ClientError> {
+        self.guest(Request::GuestCreate { room: room.into(), ttl_seconds }).await
+    }
+
+    pub async fn guest_list(&self) -> Result<Vec<GuestInfo>, ClientError> {
+        match self.call(Request::GuestList).await? {
+            Response::Guests { guests } => Ok(guests),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    pub async fn guest_revoke(&self, id: &str) -> Result<(), ClientError> {
+        self.done(Request::GuestRevoke { id: id.into() }).await
+    }
+
+    pub async fn guest_check(&self, token: &str) -> Result<GuestInfo, ClientError> {
+        self.guest(Request::GuestCheck { token: token.into() }).await
+    }
+
+    pub async fn guest_send(&self, token: &str, nickname: &str, text: &str) -> Result<MessageInfo, ClientError> {
+        match self.call(Request::GuestSend { token: token.into(), nickname: nickname.into(), text: text.into() }).await? {
+            Response::Sent(m) => Ok(m),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    pub async fn guest_history(&self, token: &str, before: Option<String>) -> Result<(Vec<MessageInfo>, Option<String>), ClientError> {
+        match self.call(Request::GuestHistory { token: token.into(), before }).await? {
+            Response::History { messages, next } => Ok((messages, next)),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// A one-time link signing a browser in to the web UI, and when it expires.
+    pub async fn web_login(&self) -> Result<(String, u64), ClientError> {
+        match self.call(Request::WebLogin).await? {
+            Response::WebLogin { url, expires_ms } => Ok((url, expires_ms)),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    pub async fn web_redeem(&self, code: &str) -> Result<(), ClientError> {
+        self.done(Request::WebRedeem { code: code.into() }).await
+    }
+
+    async fn guest(&self, r: Request) -> Result<GuestInfo, ClientError> {
+        match self.call(r).await? {
+            Response::Guest(g) => Ok(g),
+            other => Err(unexpected(other)),
+        }
+    }
+
     pub async fn room_create(&self, name: &str) -> Result<RoomInfo, ClientError> {
         self.room(Request::RoomCreate { name: name.into() }).await
     }

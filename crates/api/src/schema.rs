@@ -58,6 +58,23 @@ pub enum Request {
     /// Changes the settings given, keeps them across restarts (they win over
     /// the config file), and answers with all of them.
     SetSettings(SettingsUpdate),
+    /// A guest pass to one room for the web UI: answers with its URL (the
+    /// only time the token is shown). `ttl_seconds` defaults to 24 hours.
+    GuestCreate { room: String, #[serde(default)] ttl_seconds: Option<u32> },
+    /// Guest passes not yet expired, newest first.
+    GuestList,
+    /// Ends a guest pass now.
+    GuestRevoke { id: String },
+    /// The pass a token belongs to, if it is valid now (`bad_token` if not).
+    GuestCheck { token: String },
+    /// A guest's message to its pass's room, under `nickname`.
+    GuestSend { token: String, nickname: String, text: String },
+    /// A page of the pass's room history, as `history`.
+    GuestHistory { token: String, #[serde(default)] before: Option<String> },
+    /// A one-time link that signs a browser in to this node's web UI.
+    WebLogin,
+    /// Uses up a one-time web login code (`bad_token` if unknown or old).
+    WebRedeem { code: String },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -72,6 +89,23 @@ pub enum Response {
     Sent(MessageInfo),
     History { messages: Vec<MessageInfo>, next: Option<String> },
     Settings(Settings),
+    Guest(GuestInfo),
+    Guests { guests: Vec<GuestInfo> },
+    WebLogin { url: String, expires_ms: u64 },
+}
+
+/// A guest pass: one room, until it expires or is revoked.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct GuestInfo {
+    /// Short id, for listing and revoking (not the secret token).
+    pub id: String,
+    pub room: String,
+    pub room_name: String,
+    pub created_ms: u64,
+    pub expires_ms: u64,
+    /// The URL a phone opens (in the QR code). Only in `guest_create`'s reply.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
 }
 
 /// The smallest and largest relay budget a front end may set, in MiB.
@@ -113,6 +147,9 @@ pub struct Status {
     /// This node's own messages that no peer has taken yet.
     #[serde(default)]
     pub waiting: u64,
+    /// Where the web UI answers (this machine first, then the LAN); empty when off.
+    #[serde(default)]
+    pub web: Vec<String>,
 }
 
 /// What this node carries for rooms it is not a member of (it cannot read it).
@@ -239,6 +276,10 @@ pub enum ErrorCode {
     /// The daemon is busy beyond its bounds; try again.
     Busy,
     Internal,
+    /// A guest token or login code that is unknown, expired or revoked.
+    BadToken,
+    /// The web UI is off, so there is nothing to sign in to or link to.
+    WebOff,
 }
 
 #[cfg(test)]

@@ -50,6 +50,15 @@ enum Cmd {
     },
     /// Follow messages, peers and delivery states as they happen
     Watch,
+    /// A one-time link that signs this machine's browser in to the web UI
+    Web {
+        /// Open it in the browser (xdg-open) instead of printing it
+        #[arg(long)]
+        open: bool,
+    },
+    /// Guest passes: a phone opens one room in its browser, by QR code
+    #[command(subcommand)]
+    Guest(GuestCmd),
     /// Show or change the daemon's settings (kept across restarts)
     Settings {
         /// Carry rooms you are not in (unreadable to you) for others: on or off.
@@ -69,6 +78,24 @@ fn on_off(s: &str) -> Result<bool, String> {
         "off" | "false" | "no" => Ok(false),
         _ => Err(format!("expected on or off, not {s:?}")),
     }
+}
+
+#[derive(Debug, Subcommand)]
+enum GuestCmd {
+    /// A new guest pass to ROOM; prints its URL and QR code (shown only now)
+    Create {
+        room: String,
+        /// How long it lasts, in minutes (default 1440, a day; at most 43200)
+        #[arg(long)]
+        minutes: Option<u32>,
+        /// Only the URL, no QR code
+        #[arg(long)]
+        no_qr: bool,
+    },
+    /// Guest passes in force
+    List,
+    /// End a guest pass now (its id, from `guest list`)
+    Revoke { id: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -110,6 +137,27 @@ fn time(ms: u64) -> String {
     let secs = (ms / 1000) as i64;
     let (h, m, s) = ((secs / 3600) % 24, (secs / 60) % 60, secs % 60);
     format!("{h:02}:{m:02}:{s:02}Z")
+}
+
+/// `2026-11-21 18:05Z`: a date too, for what lasts longer than a day.
+fn date_time(ms: u64) -> String {
+    let days = (ms / 86_400_000) as i64;
+    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    let mins = (ms / 60_000) % 1440;
+    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}Z", mins / 60, mins % 60)
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
 fn delivery(d: &Option<DeliveryState>) -> String {
@@ -165,6 +213,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("rooms:    {}", s.rooms);
                 println!("waiting:  {} of your messages for a first peer", s.waiting);
                 println!("data:     {}", s.data_dir);
+                for w in &s.web {
+                    println!("web UI:   {w} (sign in: `peddlenet web`)");
+                }
                 if s.relay.enabled {
                     println!(
                         "relaying: {} rooms, {} envelopes, {:.1} of {:.0} MiB",
@@ -225,6 +276,53 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Cmd::Room(rc) => room(&client, rc, json).await?,
+        Cmd::Web { open } => {
+            let (url, expires_ms) = client.web_login().await.map_err(explain)?;
+            let secs = expires_ms.saturating_sub(now_ms()) / 1000;
+            if json {
+                print_json(&serde_json::json!({"url": url, "expires_ms": expires_ms}));
+            } else if open {
+                let st = std::process::Command::new("xdg-open").arg(&url).status();
+                if !st.map(|s| s.success()).unwrap_or(false) {
+                    anyhow::bail!("cannot open a browser (xdg-open); open this link yourself within {secs}s:\n{url}");
+                }
+            } else {
+                println!("{url}");
+                eprintln!("(works once, within {secs}s, in a browser on this machine)");
+            }
+        }
+        Cmd::Guest(GuestCmd::Create { room, minutes, no_qr }) => {
+            let g = client.guest_create(&room, minutes.map(|m| m.saturating_mul(60))).await.map_err(explain)?;
+            let url = g.url.clone().unwrap_or_default();
+            if json {
+                print_json(&g);
+            } else {
+                if !no_qr {
+                    println!("{}", qr(&url)?);
+                }
+                println!("guest pass {} to {:?}, until {}:\n{url}", g.id, clean(&g.room_name), date_time(g.expires_ms));
+            }
+        }
+        Cmd::Guest(GuestCmd::List) => {
+            let list = client.guest_list().await.map_err(explain)?;
+            if json {
+                print_json(&list);
+            } else if list.is_empty() {
+                println!("no guest passes");
+            } else {
+                for g in list {
+                    println!("{}  {}  until {}", g.id, clean(&g.room_name), date_time(g.expires_ms));
+                }
+            }
+        }
+        Cmd::Guest(GuestCmd::Revoke { id }) => {
+            client.guest_revoke(&id).await.map_err(explain)?;
+            if json {
+                print_json(&serde_json::json!({"revoked": id}));
+            } else {
+                println!("guest pass {id} revoked");
+            }
+        }
         Cmd::Send { room, text } => {
             let text = text.join(" ");
             let m = client.send(&room, &text).await.map_err(explain)?;
@@ -326,4 +424,16 @@ async fn room(client: &Client, rc: RoomCmd, json: bool) -> anyhow::Result<()> {
 
 fn explain(e: ClientError) -> anyhow::Error {
     anyhow::Error::new(e)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates() {
+        assert_eq!(date_time(0), "1970-01-01 00:00Z");
+        assert_eq!(date_time(951_782_400_000), "2000-02-29 00:00Z");
+        assert_eq!(date_time(1_795_300_000_000), "2026-11-21 22:26Z");
+    }
 }

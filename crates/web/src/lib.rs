@@ -1,0 +1,217 @@
+//! `peddlenet-web`: the local web UI. A browser on this machine gets rooms,
+//! chat with live updates, invites as QR codes, guest passes and the mesh;
+//! a phone on the LAN, given a guest pass by QR code, gets one room under a
+//! nickname, with no app installed.
+//!
+//! It runs inside `peddlenetd` but talks to the daemon only through the IPC
+//! API (`peddlenet-api`), like any other front end. Every asset is embedded
+//! in the binary: nothing is fetched from anywhere else.
+//!
+//! Who may do what:
+//! - **The owner** signs in with a one-time link from `peddlenet web` or the
+//!   desktop app (both got over the private IPC socket), which gives the
+//!   browser an owner session.
+//! - **A guest** opens `/g/<token>` (the guest QR code). The session then
+//!   holds the token; every guest request hands it to the daemon, which
+//!   confines it to the pass's room and refuses it once expired or revoked.
+//! - Everything else is refused. [`guard`] has the Host, Origin, CSRF and
+//!   rate checks every request passes; bodies are capped at [`MAX_BODY`].
+
+pub mod guard;
+mod routes;
+mod session;
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use peddlenet_api::{Client, ClientError, Event};
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, broadcast, watch};
+
+use crate::guard::{AllowedHosts, RateLimiter};
+use crate::session::Sessions;
+
+/// The default address of the web UI: this machine only.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:4718";
+/// Largest request body accepted (a message is at most 32 KiB of text).
+pub const MAX_BODY: usize = 64 * 1024;
+/// Live event streams (server-sent events) open at once, all browsers together.
+pub const MAX_STREAMS: usize = 64;
+/// Requests per second per client address, and the burst allowed.
+pub const PER_ADDRESS_RATE: (f64, u32) = (20.0, 60);
+/// Messages per second per guest pass, and the burst allowed.
+pub const PER_GUEST_RATE: (f64, u32) = (1.0, 5);
+/// Client addresses and guest passes whose rate is tracked at once.
+const RATE_KEYS: usize = 4096;
+/// Events buffered for slow streams before they are told to reload.
+const EVENT_BUFFER: usize = 256;
+
+/// Where the web UI listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebConfig {
+    /// A specific address (not 0.0.0.0): by default 127.0.0.1:4718.
+    pub listen: SocketAddr,
+    /// LAN mode: also listen, on the same port, on this interface's IPv4
+    /// address, and give guests URLs there.
+    pub lan_interface: Option<String>,
+}
+
+impl Default for WebConfig {
+    fn default() -> Self {
+        Self { listen: DEFAULT_LISTEN.parse().expect("a valid address"), lan_interface: None }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WebError {
+    #[error("the web UI must listen on a specific address, not {0}; for phones on the LAN set [web] lan_interface")]
+    Unspecified(SocketAddr),
+    #[error("cannot listen on {0}: {1}")]
+    Bind(SocketAddr, std::io::Error),
+    #[error("LAN mode: no network interface named {0:?} (see `ip -brief addr`)")]
+    NoInterface(String),
+    #[error("LAN mode: interface {0:?} has no IPv4 address yet")]
+    NoAddress(String),
+    #[error("cannot list network interfaces: {0}")]
+    Interfaces(std::io::Error),
+}
+
+/// The web UI's listening sockets, bound and not yet serving.
+pub struct Web {
+    listeners: Vec<TcpListener>,
+    local_url: String,
+    lan_url: Option<String>,
+    hosts: AllowedHosts,
+}
+
+/// The IPv4 address of interface `name`.
+pub fn interface_ipv4(name: &str) -> Result<IpAddr, WebError> {
+    let all = if_addrs::get_if_addrs().map_err(WebError::Interfaces)?;
+    let mine: Vec<_> = all.into_iter().filter(|i| i.name == name).collect();
+    if mine.is_empty() {
+        return Err(WebError::NoInterface(name.into()));
+    }
+    mine.iter().map(|i| i.ip()).find(IpAddr::is_ipv4).ok_or_else(|| WebError::NoAddress(name.into()))
+}
+
+impl Web {
+    /// Binds the listening sockets (and, in LAN mode, finds the interface's
+    /// address): errors here say why the web UI is off.
+    pub async fn bind(cfg: &WebConfig) -> Result<Self, WebError> {
+        if cfg.listen.ip().is_unspecified() {
+            return Err(WebError::Unspecified(cfg.listen));
+        }
+        let local = TcpListener::bind(cfg.listen).await.map_err(|e| WebError::Bind(cfg.listen, e))?;
+        let local_addr = local.local_addr().map_err(|e| WebError::Bind(cfg.listen, e))?;
+        let mut addrs = vec![local_addr];
+        let mut listeners = vec![local];
+        let mut lan_url = None;
+        if let Some(name) = &cfg.lan_interface {
+            let at = SocketAddr::new(interface_ipv4(name)?, local_addr.port());
+            let l = TcpListener::bind(at).await.map_err(|e| WebError::Bind(at, e))?;
+            lan_url = Some(format!("http://{at}"));
+            addrs.push(at);
+            listeners.push(l);
+        }
+        Ok(Self { listeners, local_url: format!("http://{local_addr}"), lan_url, hosts: AllowedHosts::for_addrs(&addrs) })
+    }
+
+    /// `http://127.0.0.1:4718`, say (no trailing slash).
+    pub fn local_url(&self) -> &str {
+        &self.local_url
+    }
+
+    /// The LAN address's URL, in LAN mode.
+    pub fn lan_url(&self) -> Option<&str> {
+        self.lan_url.as_deref()
+    }
+
+    /// Serves until `stop` turns true, talking to the daemon at `socket`.
+    pub async fn run(self, socket: PathBuf, mut stop: watch::Receiver<bool>) {
+        let (events, _) = broadcast::channel(EVENT_BUFFER);
+        let state = Arc::new(State {
+            socket,
+            client: tokio::sync::Mutex::new(None),
+            hosts: self.hosts,
+            sessions: Mutex::new(Sessions::default()),
+            per_address: Mutex::new(RateLimiter::new(PER_ADDRESS_RATE.0, PER_ADDRESS_RATE.1, RATE_KEYS)),
+            per_guest: Mutex::new(RateLimiter::new(PER_GUEST_RATE.0, PER_GUEST_RATE.1, RATE_KEYS)),
+            events,
+            streams: Arc::new(Semaphore::new(MAX_STREAMS)),
+        });
+        tokio::spawn(relay_events(state.clone(), stop.clone()));
+        let app = routes::router(state);
+        let mut servers = Vec::new();
+        for l in self.listeners {
+            let app = app.clone().into_make_service_with_connect_info::<SocketAddr>();
+            let mut stop = stop.clone();
+            servers.push(tokio::spawn(async move {
+                let r = axum::serve(l, app)
+                    .with_graceful_shutdown(async move {
+                        let _ = stop.wait_for(|s| *s).await;
+                    })
+                    .await;
+                if let Err(e) = r {
+                    tracing::error!(error = %e, "the web UI stopped");
+                }
+            }));
+        }
+        let _ = stop.wait_for(|s| *s).await;
+        for s in servers {
+            // Open event streams would hold graceful shutdown: don't wait long.
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(2), s).await;
+        }
+    }
+}
+
+pub(crate) struct State {
+    socket: PathBuf,
+    client: tokio::sync::Mutex<Option<Client>>,
+    hosts: AllowedHosts,
+    sessions: Mutex<Sessions>,
+    per_address: Mutex<RateLimiter<IpAddr>>,
+    per_guest: Mutex<RateLimiter<String>>,
+    /// The daemon's events, for every open stream.
+    events: broadcast::Sender<Arc<Event>>,
+    streams: Arc<Semaphore>,
+}
+
+impl State {
+    /// A connected client, reconnecting if the last one failed.
+    async fn client(&self) -> Result<Client, ClientError> {
+        let mut c = self.client.lock().await;
+        if let Some(c) = c.as_ref() {
+            return Ok(c.clone());
+        }
+        let new = Client::connect(&self.socket).await?;
+        *c = Some(new.clone());
+        Ok(new)
+    }
+
+    /// Forgets a client whose connection failed.
+    async fn drop_client(&self) {
+        *self.client.lock().await = None;
+    }
+}
+
+/// Keeps one subscription to the daemon and hands its events to every
+/// stream; reconnects while the daemon runs.
+async fn relay_events(state: Arc<State>, stop: watch::Receiver<bool>) {
+    while !*stop.borrow() {
+        let sub = match Client::connect(&state.socket).await {
+            Ok(c) => c.subscribe().await.map(|s| (c, s)),
+            Err(e) => Err(e),
+        };
+        match sub {
+            Ok((_client, mut events)) => {
+                while let Some(e) = events.next().await {
+                    // No stream open is fine.
+                    let _ = state.events.send(Arc::new(e));
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "web UI: no event subscription yet"),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+}
