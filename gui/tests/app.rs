@@ -271,3 +271,38 @@ fn settings_change_the_daemons_relaying() {
     });
     assert!(app(&h).errors.is_empty(), "{:?}", app(&h).errors);
 }
+
+#[test]
+fn guest_passes_are_made_and_revoked_from_the_app() {
+    let _g = serial();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let d = rt.block_on(async {
+        let d = Daemon::start(DaemonOpts::loopback("Ana"));
+        d.client().await.room_create("camp").await.unwrap();
+        d
+    });
+    let c = rt.block_on(d.client());
+    let mut h = harness(d.socket.clone());
+    until(&mut h, Duration::from_secs(10), "the room list", |h| app(h).rooms.len() == 1);
+    // (The room list's entry; the room's name shows elsewhere too.)
+    h.query_all_by_label("camp").next().expect("the room in the list").click();
+    until(&mut h, Duration::from_secs(5), "the room open", |h| h.query_by_label("Guest QR…").is_some());
+    h.get_by_label("Guest QR…").click();
+    until(&mut h, Duration::from_secs(5), "the guest pass window", |h| app(h).guest_pass.is_some());
+    let (pass, tex) = app(&h).guest_pass.clone().unwrap();
+    assert!(tex.is_some(), "its QR code is drawn");
+    let listed = rt.block_on(c.guest_list()).unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].id, pass.id);
+    assert!(pass.url.as_deref().is_some_and(|u| u.contains("/g/")), "{pass:?}");
+    app_mut(&mut h).guest_pass = None;
+    h.get_by_label("Settings").click();
+    let revoke = format!("Revoke {}", pass.id);
+    until(&mut h, Duration::from_secs(5), "the pass in Settings", |h| h.query_by_label(&revoke).is_some());
+    h.get_by_label(&revoke).click();
+    until(&mut h, Duration::from_secs(5), "the pass gone", |h| app(h).guests.is_empty());
+    assert!(rt.block_on(c.guest_list()).unwrap().is_empty(), "revoked in the daemon");
+    let url = pass.url.unwrap();
+    let token = url.rsplit('/').next().unwrap();
+    assert!(rt.block_on(c.guest_check(token)).is_err(), "the token is refused now");
+}

@@ -132,6 +132,23 @@ async fn the_web_ui_refuses_foreign_hosts_origins_and_stale_passes() {
     assert!(st == 403 || st == 401, "revoked: {st} {body}");
     assert_eq!(http(&addr, "GET", &token_path, &[("Host", host)], "").0, 403);
     assert!(c.guest_list().await.unwrap().is_empty());
+    // A guest may send a burst of 5, then one a second.
+    let pass = c.guest_create(&room.id, None).await.unwrap();
+    let token_path = pass.url.as_deref().unwrap().split_once(&addr).unwrap().1.to_owned();
+    let (_, head, _) = http(&addr, "GET", &token_path, &[("Host", host)], "");
+    let guest = cookie(&head);
+    let g = [("Host", host), ("Cookie", guest.as_str())];
+    let (_, _, body) = http(&addr, "GET", "/api/session", &g, "");
+    let gcsrf = serde_json::from_str::<serde_json::Value>(&body).unwrap()["csrf"].as_str().unwrap().to_owned();
+    let gw = [("Host", host), ("Origin", origin.as_str()), ("Cookie", guest.as_str()), ("X-CSRF-Token", gcsrf.as_str()), json];
+    let (st, _, body) = http(&addr, "POST", "/api/guest/messages", &gw, r#"{"text":"too early"}"#);
+    assert_eq!(st, 400, "no nickname yet: {body}");
+    assert_eq!(http(&addr, "POST", "/api/guest/nickname", &gw, r#"{"nickname":"Mo"}"#).0, 200);
+    let codes: Vec<u16> = (0..6).map(|i| http(&addr, "POST", "/api/guest/messages", &gw, &format!("{{\"text\":\"m{i}\"}}")).0).collect();
+    assert_eq!(codes, [200, 200, 200, 200, 200, 429]);
+    let (h, _) = c.history(&room.id, None, Some(10)).await.unwrap();
+    assert_eq!(h.iter().filter(|m| m.author_name == "Mo (guest)").count(), 5);
+
     // The CLI revokes too, and says so for an unknown id.
     let p = c.guest_create(&room.id, None).await.unwrap();
     let out = a.cli(&["guest", "revoke", &p.id]);
@@ -194,4 +211,60 @@ async fn the_web_ui_end_to_end_in_chromium() {
         assert!(std::fs::metadata(shots.join(shot)).map(|m| m.len() > 10_000).unwrap_or(false), "{shot} was taken");
     }
     drop(a);
+}
+
+/// LAN mode: the web UI also listens on the chosen interface, guest URLs
+/// point there, and another host (a phone on the camp network) reaches the
+/// pass's room; this machine-only listener stays on loopback.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lan_mode_serves_guests_on_the_chosen_interface() {
+    if let Some(why) = netns::Lab::unavailable() {
+        return skip("web::lan_mode_serves_guests_on_the_chosen_interface", &why);
+    }
+    let _g = serial();
+    let lab = netns::Lab::links("w", 2, &[(0, 1)], 215).expect("network namespaces");
+    let host_ip = lab.addr(0, 1);
+    let a = Daemon::start(
+        DaemonOpts::in_netns("A", &lab.hosts[0], &[]).config("[web]\nlisten = \"127.0.0.1:4718\"\nlan_interface = \"l0\"\n"),
+    );
+    let c = a.client().await;
+    let room = c.room_create("camp").await.unwrap();
+    c.send(&room.id, "welcome to camp").await.unwrap();
+    let web = c.status().await.unwrap().web;
+    assert_eq!(web, vec!["http://127.0.0.1:4718/".to_owned(), format!("http://{host_ip}:4718/")]);
+    let pass = c.guest_create(&room.id, None).await.unwrap();
+    let url = pass.url.unwrap();
+    assert!(url.starts_with(&format!("http://{host_ip}:4718/g/")), "the guest URL is on the LAN address: {url}");
+
+    // The phone: another host, HTTP from its own namespace.
+    let phone = r#"
+import http.client, json, sys
+url = sys.argv[1]
+host = url.split("/")[2]
+c = http.client.HTTPConnection(host, timeout=10)
+c.request("GET", "/" + url.split("/", 3)[3])
+r = c.getresponse(); r.read()
+assert r.status == 303, r.status
+cookie = r.getheader("set-cookie").split(";")[0]
+c.request("GET", "/api/guest/messages", headers={"Cookie": cookie})
+r = c.getresponse(); body = json.loads(r.read())
+assert r.status == 200, (r.status, body)
+print(json.dumps([m["text"] for m in body["messages"]]))
+c.request("GET", "/api/rooms", headers={"Cookie": cookie})
+r = c.getresponse(); r.read()
+print(r.status)
+"#;
+    let out = std::process::Command::new("ip")
+        .args(["netns", "exec", &lab.hosts[1], "python3", "-c", phone, &url])
+        .output()
+        .expect("python3 in the phone's namespace");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(stdout.lines().collect::<Vec<_>>(), ["[\"welcome to camp\"]", "403"], "the guest reads its room, and nothing else");
+    // The loopback listener is not on the LAN.
+    let probe = std::process::Command::new("ip")
+        .args(["netns", "exec", &lab.hosts[1], "python3", "-c", "import socket; socket.create_connection(('127.0.0.1', 4718), timeout=2)"])
+        .output()
+        .unwrap();
+    assert!(!probe.status.success(), "nothing listens on the phone's own loopback");
 }
