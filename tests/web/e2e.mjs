@@ -46,6 +46,13 @@ try {
   await owner.getByRole("button", { name: "Create" }).click();
   await owner.getByRole("heading", { name: "web-made" }).waitFor();
   step("created a room");
+  // Join one of B's rooms by pasting its invite.
+  execFileSync(env("CLI"), ["--socket", env("B_SOCKET"), "room", "create", "bens-tent"]);
+  const invite = execFileSync(env("CLI"), ["--socket", env("B_SOCKET"), "--json", "room", "invite", "bens-tent"]);
+  await owner.getByLabel("Invite").fill(JSON.parse(invite).invite);
+  await owner.getByRole("button", { name: "Join" }).click();
+  await owner.getByRole("heading", { name: "bens-tent" }).waitFor();
+  step("joined a room by its invite");
   await owner.getByRole("button", { name: "camp" }).click();
   await owner.getByRole("heading", { name: "camp" }).waitFor();
   await owner.locator("#text").fill("hello from the browser");
