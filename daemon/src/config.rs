@@ -24,6 +24,24 @@ pub struct FileConfig {
     pub ipc: IpcSection,
     pub relay: RelaySection,
     pub web: WebSection,
+    pub bluetooth: BluetoothSection,
+}
+
+/// The Bluetooth LE link.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct BluetoothSection {
+    pub enabled: bool,
+    /// The adapter, e.g. "hci0"; empty: BlueZ's default one.
+    pub adapter: String,
+    /// Links at once, both roles together.
+    pub max_links: usize,
+}
+
+impl Default for BluetoothSection {
+    fn default() -> Self {
+        Self { enabled: true, adapter: String::new(), max_links: 7 }
+    }
 }
 
 /// The local web UI.
@@ -98,6 +116,7 @@ impl Default for FileConfig {
             ipc: IpcSection::default(),
             relay: RelaySection::default(),
             web: WebSection::default(),
+            bluetooth: BluetoothSection::default(),
         }
     }
 }
@@ -152,6 +171,8 @@ pub struct Config {
     /// and author quotas here are not yet capped to the budget: the node
     /// caps them to the budget in force (`relay::limits_with_budget`).
     pub relay: peddlenet_store::RelayLimits,
+    /// The Bluetooth LE link; None: off in the config.
+    pub bluetooth: Option<peddlenet_ble::BleConfig>,
     /// The web UI, or why it is off (a bad address in the file).
     pub web: Result<Option<peddlenet_web::WebConfig>, String>,
 }
@@ -231,6 +252,11 @@ impl Config {
             max_clients: file.ipc.max_clients.max(1),
             max_in_flight: file.ipc.max_in_flight.max(1),
             relay_enabled: file.relay.enabled,
+            bluetooth: file.bluetooth.enabled.then(|| peddlenet_ble::BleConfig {
+                adapter: Some(file.bluetooth.adapter.trim().to_owned()).filter(|a| !a.is_empty()),
+                max_links: file.bluetooth.max_links.clamp(1, 32),
+                ..peddlenet_ble::BleConfig::default()
+            }),
             web: if !file.web.enabled {
                 Ok(None)
             } else {
@@ -263,7 +289,7 @@ mod tests {
         let parsed: FileConfig = toml::from_str(shipped).unwrap();
         assert_eq!(parsed, FileConfig::default(), "packaging/peddlenetd.toml must list the defaults");
         // Every key is written down, commented or not.
-        for key in ["data_dir", "socket", "display_name", "listen", "peers", "mdns", "mdns_query_interval_ms", "max_peers", "cache_mib", "max_clients", "max_in_flight", "enabled", "budget_mib", "room_quota_mib", "author_quota_kib", "expiry_hours", "max_rooms", "lan_interface"] {
+        for key in ["data_dir", "socket", "display_name", "listen", "peers", "mdns", "mdns_query_interval_ms", "max_peers", "cache_mib", "max_clients", "max_in_flight", "enabled", "budget_mib", "room_quota_mib", "author_quota_kib", "expiry_hours", "max_rooms", "lan_interface", "adapter", "max_links"] {
             assert!(shipped.contains(key), "{key} is not documented in packaging/peddlenetd.toml");
         }
     }

@@ -1,6 +1,7 @@
 //! `peddlenetd`: the daemon that holds a node's identity, rooms and messages,
 //! runs the mesh, and serves its front ends over IPC.
 
+pub mod ble;
 pub mod config;
 pub mod flusher;
 pub mod fsutil;
@@ -98,6 +99,12 @@ pub async fn run(cfg: Config, mut stop: watch::Receiver<bool>) -> anyhow::Result
     tokio::spawn(node.clone().resync_loop());
     tokio::spawn(node.clone().receipts_loop());
     tokio::spawn(node.clone().relay_sweeper());
+    // In the background: finding BlueZ may take D-Bus's time, and the
+    // daemon answers meanwhile (its status says "starting").
+    tokio::spawn({
+        let (node, ble_cfg) = (node.clone(), cfg.bluetooth.clone());
+        async move { ble::start(&node, ble_cfg).await }
+    });
     start_web(&cfg, &node, &stop).await;
     let server = tokio::spawn(ipc::serve(listener, node.clone(), cfg.max_clients, cfg.max_in_flight, stop.clone()));
     tracing::info!(socket = %cfg.socket.display(), data = %cfg.data_dir.display(), "peddlenetd is ready");

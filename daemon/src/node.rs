@@ -57,9 +57,9 @@ pub struct Node {
     /// Each room's items for reconciliation, with the generation they reflect.
     sync_cache: std::sync::Mutex<HashMap<RoomId, (u64, Arc<peddlenet_sync::Storage>)>>,
     /// Peers a sync session is running with.
-    syncing: std::sync::Mutex<std::collections::HashSet<peddlenet_mesh::PeerId>>,
+    syncing: std::sync::Mutex<std::collections::HashSet<crate::sync::Remote>>,
     /// Peers to sync with again once their running session ends.
-    sync_again: std::sync::Mutex<std::collections::HashSet<peddlenet_mesh::PeerId>>,
+    sync_again: std::sync::Mutex<std::collections::HashSet<crate::sync::Remote>>,
     /// Wakes the resync loop early (after joining a room).
     resync: tokio::sync::Notify,
     /// Relaying other rooms: on or off, and its bounds (`relay_limits()`).
@@ -81,6 +81,8 @@ pub struct Node {
     pub(crate) guests: std::sync::Mutex<crate::guests::Guests>,
     /// The web UI's base URLs: on this machine, and on the LAN.
     web_urls: RwLock<(Option<String>, Option<String>)>,
+    /// The Bluetooth LE link, once started (or why it is off).
+    pub(crate) ble_state: crate::ble::BleCell,
 }
 
 /// What a request produced, and whether its reply must wait for the disk.
@@ -104,6 +106,8 @@ impl Handled {
 pub struct Sending {
     msg: StoredMessage,
     published: Option<tokio::sync::oneshot::Receiver<peddlenet_mesh::Result<u32>>>,
+    /// Bluetooth links it was queued for.
+    ble_links: u32,
 }
 
 /// What happened to an envelope that arrived from the network.
@@ -210,6 +214,7 @@ impl Node {
             receipts_wake: tokio::sync::Notify::new(),
             guests: Default::default(),
             web_urls: Default::default(),
+            ble_state: Default::default(),
         }))
     }
 
@@ -294,7 +299,7 @@ impl Node {
 
     /// Marks a sync session with `peer` as running; false if one already is,
     /// in which case that session runs once more when it ends.
-    pub fn begin_sync(&self, peer: peddlenet_mesh::PeerId) -> bool {
+    pub fn begin_sync(&self, peer: crate::sync::Remote) -> bool {
         let mut running = self.syncing.lock().expect("lock");
         if running.insert(peer) {
             return true;
@@ -305,7 +310,7 @@ impl Node {
 
     /// Ends a session; true if another was asked for meanwhile (the session
     /// then stays marked as running and the caller goes again).
-    pub fn end_sync(&self, peer: peddlenet_mesh::PeerId) -> bool {
+    pub fn end_sync(&self, peer: crate::sync::Remote) -> bool {
         let mut running = self.syncing.lock().expect("lock");
         if self.sync_again.lock().expect("lock").remove(&peer) {
             return true;
@@ -330,8 +335,11 @@ impl Node {
     pub async fn sync_all(self: &Arc<Self>) {
         if let Ok(peers) = self.mesh.peers().await {
             for p in peers {
-                tokio::spawn(crate::sync::sync_with(self.clone(), p.peer));
+                tokio::spawn(crate::sync::sync_with(self.clone(), crate::sync::Remote::Mesh(p.peer)));
             }
+        }
+        for link in self.ble_links() {
+            tokio::spawn(crate::sync::sync_with(self.clone(), crate::sync::Remote::Ble(link)));
         }
     }
 
@@ -451,6 +459,7 @@ impl Node {
                     uptime_ms: self.started.elapsed().as_millis() as u64,
                     relay: self.relay_status(),
                     waiting: self.store.outbox_len() as u64,
+                    bluetooth: self.ble_status(),
                     web: {
                         let w = self.web_urls.read().expect("lock");
                         w.0.iter().chain(w.1.iter()).map(|b| format!("{b}/")).collect()
@@ -459,6 +468,7 @@ impl Node {
             }
             Request::Peers => {
                 let mut peers: Vec<PeerInfo> = self.mesh.peers().await.map_err(internal)?.iter().map(peer_info).collect();
+                peers.extend(self.ble_peers());
                 peers.sort_by_key(|p| p.connected_ms);
                 Ok(Handled::now(Response::Peers { peers }))
             }
@@ -648,6 +658,7 @@ impl Node {
         // daemon stops first, the outbox still holds it.
         self.store.insert_message(&msg, &env, true).map_err(internal)?;
         self.bump(&msg.room_id);
+        let ble_links = self.ble_forward(&env, None);
         let published = match self.mesh.publish_begin(r.keys.topic(), env).await {
             Ok(rx) => Some(rx),
             Err(e) => {
@@ -655,7 +666,7 @@ impl Node {
                 None
             }
         };
-        Ok(Handled { response: Response::Done, durable: true, sending: Some(Sending { msg, published }) })
+        Ok(Handled { response: Response::Done, durable: true, sending: Some(Sending { msg, published, ble_links }) })
     }
 
     /// Records how a sent message's publication went, announces it, and
@@ -671,7 +682,7 @@ impl Node {
                 Err(_) => 0,
             },
             None => 0,
-        };
+        } + s.ble_links;
         let delivery = if peers > 0 { Delivery::Sent { peers } } else { Delivery::Stored };
         if peers > 0 {
             self.store.mark_sent(&s.msg.room_id, s.msg.timestamp_ms, &s.msg.id, peers).map_err(internal)?;
@@ -742,13 +753,16 @@ impl Node {
         while let Some(ev) = rx.recv().await {
             match ev {
                 MeshEvent::Message { data, from, .. } => match self.ingest(&data, true) {
-                    Ok(Ingested::New) => {}
+                    Ok(Ingested::New | Ingested::Relayed) => {
+                        // Bridge: on to the Bluetooth links too.
+                        self.ble_forward(&data, None);
+                    }
                     Ok(other) => tracing::trace!(?other, %from, "envelope not stored"),
                     Err(IngestError::Store(e)) => tracing::error!(error = %e, "storing a received message failed"),
                     Err(e) => tracing::debug!(error = %e, %from, "refused an envelope"),
                 },
                 MeshEvent::PeerUp(p) => {
-                    tokio::spawn(crate::sync::sync_with(self.clone(), p.peer));
+                    tokio::spawn(crate::sync::sync_with(self.clone(), crate::sync::Remote::Mesh(p.peer)));
                     self.emit(Event::PeerUp { peer: peer_info(&p) });
                 }
                 MeshEvent::SyncRequest { request, reply, peer } => {
@@ -758,7 +772,7 @@ impl Node {
                 // loop: hand it to a task of its own.
                 MeshEvent::TopicJoined { topic, peer } => {
                     // A peer that joined one of our rooms: catch each other up.
-                    tokio::spawn(crate::sync::sync_with(self.clone(), peer));
+                    tokio::spawn(crate::sync::sync_with(self.clone(), crate::sync::Remote::Mesh(peer)));
                     if self.outbox_pending.lock().expect("lock").insert(topic.clone()) {
                         tokio::spawn(self.clone().flush_outbox(topic));
                     }

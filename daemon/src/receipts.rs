@@ -108,6 +108,7 @@ impl Node {
                         }
                     }
                     // Peers that miss it live get it by reconciliation.
+                    self.ble_forward(&env, None);
                     if let Err(e) = self.mesh().publish(room.keys.topic(), env).await {
                         tracing::debug!(error = %e, "publishing a receipt failed; reconciliation carries it");
                     }

@@ -1,7 +1,9 @@
 //! Store-and-forward between members: when two nodes meet, they reconcile
 //! every room both are in (peddlenet-sync) and each fetches what it lacks.
 //! Driven per peer by the daemon; the protocol logic is I/O-free in
-//! peddlenet-sync, the link is the mesh's `/peddlenet/sync/1` protocol.
+//! peddlenet-sync. The same sessions run over every link: the mesh's
+//! `/peddlenet/sync/1` protocol (LAN, Wi-Fi Direct) and the Bluetooth LE
+//! link's request/response messages (`crate::ble`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,6 +23,22 @@ const MAX_ROUNDS: usize = 64;
 /// dropped).
 pub const RESYNC_EVERY: Duration = Duration::from_secs(30);
 
+/// A peer as the sync layer sees it, whatever the link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Remote {
+    Mesh(PeerId),
+    Ble(peddlenet_ble::LinkId),
+}
+
+impl std::fmt::Display for Remote {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Remote::Mesh(p) => p.fmt(f),
+            Remote::Ble(l) => l.fmt(f),
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct Stats {
     pub rooms: usize,
@@ -29,14 +47,17 @@ pub struct Stats {
     pub stored: usize,
 }
 
-async fn ask(node: &Node, peer: PeerId, req: SyncRequest) -> anyhow::Result<SyncResponse> {
-    let bytes = node.mesh().sync_request(peer, req.encode()).await?;
+async fn ask(node: &Node, peer: Remote, req: SyncRequest) -> anyhow::Result<SyncResponse> {
+    let bytes = match peer {
+        Remote::Mesh(p) => node.mesh().sync_request(p, req.encode()).await?,
+        Remote::Ble(link) => node.ble_request(link, req.encode()).await?,
+    };
     Ok(SyncResponse::decode(&bytes)?)
 }
 
 /// Reconciles every room this node and `peer` share, and fetches what this
 /// node lacks. One session per peer at a time; others return at once.
-pub async fn sync_with(node: Arc<Node>, peer: PeerId) {
+pub async fn sync_with(node: Arc<Node>, peer: Remote) {
     if !node.begin_sync(peer) {
         return;
     }
@@ -61,7 +82,7 @@ fn offered(node: &Node) -> Vec<RoomId> {
     rooms
 }
 
-async fn session(node: &Node, peer: PeerId) -> anyhow::Result<Stats> {
+async fn session(node: &Node, peer: Remote) -> anyhow::Result<Stats> {
     let mut stats = Stats::default();
     let mine: Vec<[u8; 32]> = offered(node).iter().map(|r| r.0).collect();
     if mine.is_empty() {
@@ -84,7 +105,7 @@ async fn session(node: &Node, peer: PeerId) -> anyhow::Result<Stats> {
     Ok(stats)
 }
 
-async fn reconcile(node: &Node, peer: PeerId, room: RoomId, stats: &mut Stats) -> anyhow::Result<Vec<IdPrefix>> {
+async fn reconcile(node: &Node, peer: Remote, room: RoomId, stats: &mut Stats) -> anyhow::Result<Vec<IdPrefix>> {
     let storage = node.sync_storage(&room)?;
     let mut rec = Reconciler::new();
     // A relay asks only about what it would keep.
@@ -108,7 +129,7 @@ async fn reconcile(node: &Node, peer: PeerId, room: RoomId, stats: &mut Stats) -
     Ok(rec.take_need())
 }
 
-async fn fetch(node: &Node, peer: PeerId, room: RoomId, ids: &[IdPrefix], stats: &mut Stats) -> anyhow::Result<()> {
+async fn fetch(node: &Node, peer: Remote, room: RoomId, ids: &[IdPrefix], stats: &mut Stats) -> anyhow::Result<()> {
     let mut left: Vec<IdPrefix> = ids.to_vec();
     while !left.is_empty() {
         let SyncResponse::Envelopes(envs) = ask(node, peer, SyncRequest::Fetch { room: room.0, ids: left.clone() }).await? else {
@@ -132,11 +153,21 @@ async fn fetch(node: &Node, peer: PeerId, room: RoomId, ids: &[IdPrefix], stats:
     Ok(())
 }
 
-/// Answers a peer's sync request.
+/// Answers a mesh peer's sync request.
 pub async fn answer(node: Arc<Node>, peer: PeerId, request: Vec<u8>, reply: SyncReply) {
     let mut taken_on = Vec::new();
     let response = respond(&node, &request, &mut taken_on).unwrap_or(SyncResponse::Refused(Refusal::Malformed));
     let _ = node.mesh().sync_respond(reply, response.encode()).await;
+    after_answer(node, Remote::Mesh(peer), taken_on).await;
+}
+
+/// The answer to a sync request from any link, encoded; then what taking
+/// rooms on requires (`after_answer`).
+pub(crate) fn answer_bytes(node: &Node, request: &[u8], taken_on: &mut Vec<RoomId>) -> Vec<u8> {
+    respond(node, request, taken_on).unwrap_or(SyncResponse::Refused(Refusal::Malformed)).encode()
+}
+
+pub(crate) async fn after_answer(node: Arc<Node>, peer: Remote, taken_on: Vec<RoomId>) {
     if !taken_on.is_empty() {
         // Rooms this node now carries for others: take their gossip, and
         // fetch what the peer that offered them holds.

@@ -150,6 +150,9 @@ pub struct Status {
     /// Where the web UI answers (this machine first, then the LAN); empty when off.
     #[serde(default)]
     pub web: Vec<String>,
+    /// The Bluetooth LE link: "on, N links", or "off: " and why.
+    #[serde(default)]
+    pub bluetooth: String,
 }
 
 /// What this node carries for rooms it is not a member of (it cannot read it).

@@ -213,6 +213,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("rooms:    {}", s.rooms);
                 println!("waiting:  {} of your messages for a first peer", s.waiting);
                 println!("data:     {}", s.data_dir);
+                if !s.bluetooth.is_empty() {
+                    println!("bluetooth: {}", s.bluetooth);
+                }
                 for w in &s.web {
                     println!("web UI:   {w} (sign in: `peddlenet web`)");
                 }

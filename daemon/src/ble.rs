@@ -1,0 +1,339 @@
+//! The Bluetooth LE link in the daemon: one more way for peers to meet,
+//! feeding the same sync layer and live delivery as the mesh.
+//!
+//! `peddlenet-ble` carries whole, encrypted messages over each link. On top
+//! of it the daemon speaks three messages (docs/protocol.md §11), the first
+//! byte saying which:
+//!
+//! - `1` request: `u32 id (BE)` and a sync request (§8.8), answered by
+//! - `2` response: the same `id` and the sync response;
+//! - `3` envelope: an envelope (§3), for live delivery.
+//!
+//! Envelopes a node stores for the first time, from whatever link, go on
+//! to its other links: Bluetooth links, and the mesh's gossip for one that
+//! came over Bluetooth. A node on both bridges them; the store's
+//! duplicate check ends every loop.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use peddlenet_api::{Link, PeerInfo};
+use peddlenet_ble::{Ble, BleConfig, BleEvent, LinkId};
+use peddlenet_proto::EnvelopeView;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::node::{IngestError, Ingested, Node, now_ms};
+use crate::sync::Remote;
+
+pub const MSG_REQUEST: u8 = 1;
+pub const MSG_RESPONSE: u8 = 2;
+pub const MSG_ENVELOPE: u8 = 3;
+/// Sync requests waiting for an answer, all links together.
+const MAX_PENDING: usize = 64;
+/// A sync request over Bluetooth not answered in this time fails (the
+/// session ends; the next meeting resumes it).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Envelopes queued for forwarding to Bluetooth links; beyond, they are
+/// dropped (reconciliation carries them later).
+const FORWARD_QUEUE: usize = 256;
+
+/// A message of the daemon's Bluetooth protocol.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Wire<'a> {
+    Request { id: u32, body: &'a [u8] },
+    Response { id: u32, body: &'a [u8] },
+    Envelope(&'a [u8]),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WireError {
+    #[error("empty message")]
+    Empty,
+    #[error("unknown message type {0}")]
+    UnknownType(u8),
+    #[error("message type {0} is cut short")]
+    Truncated(u8),
+}
+
+impl Wire<'_> {
+    pub fn encode(&self) -> Vec<u8> {
+        match self {
+            Wire::Request { id, body } | Wire::Response { id, body } => {
+                let tag = if matches!(self, Wire::Request { .. }) { MSG_REQUEST } else { MSG_RESPONSE };
+                let mut v = Vec::with_capacity(5 + body.len());
+                v.push(tag);
+                v.extend_from_slice(&id.to_be_bytes());
+                v.extend_from_slice(body);
+                v
+            }
+            Wire::Envelope(e) => {
+                let mut v = Vec::with_capacity(1 + e.len());
+                v.push(MSG_ENVELOPE);
+                v.extend_from_slice(e);
+                v
+            }
+        }
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Wire<'_>, WireError> {
+        let (&tag, rest) = bytes.split_first().ok_or(WireError::Empty)?;
+        match tag {
+            MSG_REQUEST | MSG_RESPONSE => {
+                let (id, body) = rest.split_first_chunk::<4>().ok_or(WireError::Truncated(tag))?;
+                let id = u32::from_be_bytes(*id);
+                Ok(if tag == MSG_REQUEST { Wire::Request { id, body } } else { Wire::Response { id, body } })
+            }
+            MSG_ENVELOPE if rest.is_empty() => Err(WireError::Truncated(tag)),
+            MSG_ENVELOPE => Ok(Wire::Envelope(rest)),
+            other => Err(WireError::UnknownType(other)),
+        }
+    }
+}
+
+/// The running Bluetooth link, as the node holds it.
+pub struct BleLink {
+    ble: Ble,
+    pending: Mutex<HashMap<(LinkId, u32), oneshot::Sender<Vec<u8>>>>,
+    next_id: AtomicU32,
+    /// Links up, with when they came up and when they last said something.
+    up: Mutex<HashMap<LinkId, (u64, u64)>>,
+    forward: mpsc::Sender<(Vec<u8>, Option<LinkId>)>,
+}
+
+/// Whether Bluetooth runs, for the status: a state set once at start.
+pub enum BleState {
+    Off(String),
+    On(BleLink),
+}
+
+impl Node {
+    fn ble(&self) -> Option<&BleLink> {
+        match self.ble_state.get() {
+            Some(BleState::On(b)) => Some(b),
+            _ => None,
+        }
+    }
+
+    /// One line for the status: "on, 2 links", or why it is off.
+    pub(crate) fn ble_status(&self) -> String {
+        match self.ble_state.get() {
+            None => "starting".into(),
+            Some(BleState::Off(why)) => format!("off: {why}"),
+            Some(BleState::On(b)) => {
+                let n = b.up.lock().expect("lock").len();
+                format!("on, {n} link{}", if n == 1 { "" } else { "s" })
+            }
+        }
+    }
+
+    /// Bluetooth links as peers, for `peers`.
+    pub(crate) fn ble_peers(&self) -> Vec<PeerInfo> {
+        let Some(b) = self.ble() else { return Vec::new() };
+        let up = b.up.lock().expect("lock").clone();
+        b.ble
+            .links()
+            .into_iter()
+            .filter_map(|l| {
+                let (connected_ms, last_seen_ms) = *up.get(&l.link)?;
+                Some(PeerInfo {
+                    peer: l.link.to_string(),
+                    link: Link::Bluetooth,
+                    addr: format!("bluetooth ({:?}, MTU {})", l.role, l.mtu).to_lowercase(),
+                    rtt_ms: l.rtt.map(|d| d.as_secs_f64() * 1000.0),
+                    connected_ms,
+                    last_seen_ms,
+                })
+            })
+            .collect()
+    }
+
+    pub(crate) fn ble_links(&self) -> Vec<LinkId> {
+        self.ble().map(|b| b.up.lock().expect("lock").keys().copied().collect()).unwrap_or_default()
+    }
+
+    /// A sync request over a Bluetooth link, and its answer.
+    pub(crate) async fn ble_request(&self, link: LinkId, body: Vec<u8>) -> anyhow::Result<Vec<u8>> {
+        let b = self.ble().ok_or_else(|| anyhow::anyhow!("Bluetooth is off"))?;
+        let id = b.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut p = b.pending.lock().expect("lock");
+            anyhow::ensure!(p.len() < MAX_PENDING, "too many Bluetooth requests in flight");
+            p.insert((link, id), tx);
+        }
+        let sent = b.ble.send(link, Wire::Request { id, body: &body }.encode()).await;
+        let r = match sent {
+            Ok(()) => tokio::time::timeout(REQUEST_TIMEOUT, rx).await,
+            Err(e) => {
+                b.pending.lock().expect("lock").remove(&(link, id));
+                anyhow::bail!("{link}: {e}");
+            }
+        };
+        b.pending.lock().expect("lock").remove(&(link, id));
+        match r {
+            Ok(Ok(answer)) => Ok(answer),
+            Ok(Err(_)) => anyhow::bail!("{link} went down"),
+            Err(_) => anyhow::bail!("{link}: no answer in {REQUEST_TIMEOUT:?}"),
+        }
+    }
+
+    /// Queues an envelope for every Bluetooth link but `except`; returns how
+    /// many links it goes to (0 when the queue is full: reconciliation
+    /// carries it later).
+    pub(crate) fn ble_forward(&self, env: &[u8], except: Option<LinkId>) -> u32 {
+        let Some(b) = self.ble() else { return 0 };
+        let n = b.up.lock().expect("lock").keys().filter(|l| Some(**l) != except).count() as u32;
+        if n == 0 || b.forward.try_send((env.to_vec(), except)).is_err() {
+            return 0;
+        }
+        n
+    }
+
+    async fn forward_loop(self: Arc<Self>, mut rx: mpsc::Receiver<(Vec<u8>, Option<LinkId>)>) {
+        while let Some((env, except)) = rx.recv().await {
+            let Some(b) = self.ble() else { return };
+            let msg = Wire::Envelope(&env).encode();
+            for link in self.ble_links() {
+                if Some(link) != except
+                    && let Err(e) = b.ble.send(link, msg.clone()).await
+                {
+                    tracing::debug!(%link, error = %e, "forwarding over Bluetooth failed; reconciliation carries it");
+                }
+            }
+        }
+    }
+
+    /// Handles the link layer's events until it stops.
+    async fn run_ble_events(self: Arc<Self>, mut rx: mpsc::Receiver<BleEvent>) {
+        while let Some(ev) = rx.recv().await {
+            let Some(b) = self.ble() else { return };
+            match ev {
+                BleEvent::LinkUp { link } => {
+                    let now = now_ms();
+                    b.up.lock().expect("lock").insert(link, (now, now));
+                    tracing::info!(%link, "Bluetooth peer up");
+                    if let Some(p) = self.ble_peers().into_iter().find(|p| p.peer == link.to_string()) {
+                        self.emit(peddlenet_api::Event::PeerUp { peer: p });
+                    }
+                    tokio::spawn(crate::sync::sync_with(self.clone(), Remote::Ble(link)));
+                }
+                BleEvent::LinkDown { link, reason } => {
+                    b.up.lock().expect("lock").remove(&link);
+                    // Waiting requests fail at once (their senders drop).
+                    b.pending.lock().expect("lock").retain(|(l, _), _| *l != link);
+                    tracing::info!(%link, %reason, "Bluetooth peer down");
+                    self.emit(peddlenet_api::Event::PeerDown { peer: link.to_string() });
+                }
+                BleEvent::Message { link, bytes } => {
+                    if let Some(seen) = b.up.lock().expect("lock").get_mut(&link) {
+                        seen.1 = now_ms();
+                    }
+                    self.ble_message(link, &bytes);
+                }
+            }
+        }
+    }
+
+    fn ble_message(self: &Arc<Self>, link: LinkId, bytes: &[u8]) {
+        let Some(b) = self.ble() else { return };
+        match Wire::decode(bytes) {
+            Ok(Wire::Request { id, body }) => {
+                let (node, body) = (self.clone(), body.to_vec());
+                tokio::spawn(async move {
+                    let mut taken_on = Vec::new();
+                    let answer = crate::sync::answer_bytes(&node, &body, &mut taken_on);
+                    if let Some(b) = node.ble()
+                        && let Err(e) = b.ble.send(link, Wire::Response { id, body: &answer }.encode()).await
+                    {
+                        tracing::debug!(%link, error = %e, "answering over Bluetooth failed");
+                    }
+                    crate::sync::after_answer(node, Remote::Ble(link), taken_on).await;
+                });
+            }
+            Ok(Wire::Response { id, body }) => {
+                if let Some(tx) = b.pending.lock().expect("lock").remove(&(link, id)) {
+                    let _ = tx.send(body.to_vec());
+                } else {
+                    tracing::debug!(%link, id, "an answer nobody waits for (late or forged): dropped");
+                }
+            }
+            Ok(Wire::Envelope(env)) => match self.ingest(env, false) {
+                Ok(Ingested::New | Ingested::Relayed) => {
+                    self.ble_forward(env, Some(link));
+                    // Bridge: on to the mesh's gossip too.
+                    if let Ok(view) = EnvelopeView::parse(env) {
+                        let (node, env, topic) = (self.clone(), env.to_vec(), peddlenet_proto::topic_for(&view.room_id));
+                        tokio::spawn(async move {
+                            let _ = node.mesh().publish(topic, env).await;
+                        });
+                    }
+                }
+                Ok(_) => {}
+                Err(IngestError::Store(e)) => tracing::error!(error = %e, "storing a message from Bluetooth failed"),
+                Err(e) => tracing::debug!(%link, error = %e, "refused an envelope from Bluetooth"),
+            },
+            Err(e) => tracing::debug!(%link, error = %e, "a malformed message over Bluetooth: dropped"),
+        }
+    }
+}
+
+/// Starts the Bluetooth link (when `cfg` is Some), or records why it is
+/// off. Never fails the daemon: a machine without Bluetooth runs without it,
+/// and says why once.
+pub async fn start(node: &Arc<Node>, cfg: Option<BleConfig>) {
+    let state = match cfg {
+        None => {
+            tracing::info!("Bluetooth off ([bluetooth] enabled = false)");
+            BleState::Off("turned off in the config ([bluetooth] enabled = false)".into())
+        }
+        Some(cfg) => match Ble::start(cfg).await {
+            Ok((ble, events)) => {
+                let (tx, rx) = mpsc::channel(FORWARD_QUEUE);
+                let link = BleLink { ble, pending: Mutex::default(), next_id: AtomicU32::new(1), up: Mutex::default(), forward: tx };
+                if node.ble_state.set(BleState::On(link)).is_ok() {
+                    tracing::info!("Bluetooth LE link on");
+                    tokio::spawn(node.clone().run_ble_events(events));
+                    tokio::spawn(node.clone().forward_loop(rx));
+                }
+                return;
+            }
+            Err(e) => {
+                tracing::warn!("Bluetooth off: {e}");
+                BleState::Off(e.to_string())
+            }
+        },
+    };
+    let _ = node.ble_state.set(state);
+}
+
+/// The node's Bluetooth state cell.
+pub type BleCell = OnceLock<BleState>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn messages_round_trip() {
+        for m in [Wire::Request { id: 7, body: b"abc" }, Wire::Response { id: u32::MAX, body: b"" }, Wire::Envelope(b"e")] {
+            assert_eq!(Wire::decode(&m.encode()).unwrap(), m);
+        }
+        assert_eq!(Wire::Request { id: 1, body: b"x" }.encode(), [1, 0, 0, 0, 1, b'x']);
+        assert_eq!(Wire::decode(&[]), Err(WireError::Empty));
+        assert_eq!(Wire::decode(&[1, 0, 0]), Err(WireError::Truncated(1)));
+        assert_eq!(Wire::decode(&[3]), Err(WireError::Truncated(3)));
+        assert_eq!(Wire::decode(&[9, 1]), Err(WireError::UnknownType(9)));
+    }
+
+    proptest! {
+        #[test]
+        fn any_bytes_decode_or_fail_cleanly(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
+            if let Ok(m) = Wire::decode(&bytes) {
+                prop_assert_eq!(m.encode(), bytes);
+            }
+        }
+    }
+}
