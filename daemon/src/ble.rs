@@ -16,7 +16,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use peddlenet_api::{Link, PeerInfo};
@@ -102,26 +102,62 @@ pub struct BleLink {
     forward: mpsc::Sender<(Vec<u8>, Option<LinkId>)>,
 }
 
-/// Whether Bluetooth runs, for the status: a state set once at start.
+/// Whether Bluetooth runs, and why not.
 pub enum BleState {
+    Starting,
     Off(String),
-    On(BleLink),
+    On(Arc<BleLink>),
 }
 
+/// Store meta key of the Bluetooth setting changed through IPC.
+pub const META_ENABLED: &str = "bluetooth_enabled";
+
 impl Node {
-    fn ble(&self) -> Option<&BleLink> {
-        match self.ble_state.get() {
-            Some(BleState::On(b)) => Some(b),
+    fn ble(&self) -> Option<Arc<BleLink>> {
+        match &*self.ble_state.read().expect("lock") {
+            BleState::On(b) => Some(b.clone()),
             _ => None,
         }
     }
 
+    /// The config file's choice and settings; a kept setting wins over the
+    /// choice.
+    pub fn configure_ble(&self, enabled: bool, cfg: BleConfig) {
+        let enabled = self.store().meta_get::<bool>(META_ENABLED).ok().flatten().unwrap_or(enabled);
+        *self.ble_config.lock().expect("lock") = (enabled, cfg);
+    }
+
+    pub(crate) fn ble_enabled(&self) -> bool {
+        self.ble_config.lock().expect("lock").0
+    }
+
+    /// Turns the link on or off now, and keeps the choice.
+    pub(crate) fn set_ble_enabled(self: &Arc<Self>, on: bool) -> Result<(), peddlenet_store::Error> {
+        self.store().meta_set(META_ENABLED, &on)?;
+        let changed = std::mem::replace(&mut self.ble_config.lock().expect("lock").0, on) != on;
+        if changed {
+            let node = self.clone();
+            tokio::spawn(async move {
+                if on {
+                    *node.ble_state.write().expect("lock") = BleState::Starting;
+                    start_configured(&node).await;
+                } else {
+                    // Dropping the last handle stops scanning, advertising
+                    // and every link.
+                    *node.ble_state.write().expect("lock") = BleState::Off("turned off in Settings".into());
+                    tracing::info!("Bluetooth turned off");
+                }
+            });
+        }
+        Ok(())
+    }
+
     /// One line for the status: "on, 2 links", or why it is off.
     pub(crate) fn ble_status(&self) -> String {
-        match self.ble_state.get() {
-            None => "starting".into(),
-            Some(BleState::Off(why)) => format!("off: {why}"),
-            Some(BleState::On(b)) => {
+        match &*self.ble_state.read().expect("lock") {
+            BleState::Starting => "starting".into(),
+            BleState::Off(why) => format!("off: {why}"),
+            BleState::On(b) => {
                 let n = b.up.lock().expect("lock").len();
                 format!("on, {n} link{}", if n == 1 { "" } else { "s" })
             }
@@ -279,37 +315,40 @@ impl Node {
     }
 }
 
-/// Starts the Bluetooth link (when `cfg` is Some), or records why it is
-/// off. Never fails the daemon: a machine without Bluetooth runs without it,
-/// and says why once.
-pub async fn start(node: &Arc<Node>, cfg: Option<BleConfig>) {
-    let state = match cfg {
-        None => {
-            tracing::info!("Bluetooth off ([bluetooth] enabled = false)");
-            BleState::Off("turned off in the config ([bluetooth] enabled = false)".into())
-        }
-        Some(cfg) => match Ble::start(cfg).await {
+/// Starts the Bluetooth link if it is to run, or records why it is off.
+/// Never fails the daemon: a machine without Bluetooth runs without it, and
+/// says why once.
+pub async fn start_configured(node: &Arc<Node>) {
+    let (enabled, cfg) = node.ble_config.lock().expect("lock").clone();
+    let state = if !enabled {
+        tracing::info!("Bluetooth off (turned off in the config or in Settings)");
+        BleState::Off("turned off ([bluetooth] enabled = false, or in Settings)".into())
+    } else {
+        match Ble::start(cfg).await {
             Ok((ble, events)) => {
                 let (tx, rx) = mpsc::channel(FORWARD_QUEUE);
                 let link = BleLink { ble, pending: Mutex::default(), next_id: AtomicU32::new(1), up: Mutex::default(), forward: tx };
-                if node.ble_state.set(BleState::On(link)).is_ok() {
-                    tracing::info!("Bluetooth LE link on");
-                    tokio::spawn(node.clone().run_ble_events(events));
-                    tokio::spawn(node.clone().forward_loop(rx));
+                {
+                    let mut cur = node.ble_state.write().expect("lock");
+                    if !node.ble_enabled() {
+                        // Turned off while starting: the new link drops here.
+                        return;
+                    }
+                    *cur = BleState::On(Arc::new(link));
                 }
+                tracing::info!("Bluetooth LE link on");
+                tokio::spawn(node.clone().run_ble_events(events));
+                tokio::spawn(node.clone().forward_loop(rx));
                 return;
             }
             Err(e) => {
                 tracing::warn!("Bluetooth off: {e}");
                 BleState::Off(e.to_string())
             }
-        },
+        }
     };
-    let _ = node.ble_state.set(state);
+    *node.ble_state.write().expect("lock") = state;
 }
-
-/// The node's Bluetooth state cell.
-pub type BleCell = OnceLock<BleState>;
 
 #[cfg(test)]
 mod tests {

@@ -171,8 +171,10 @@ pub struct Config {
     /// and author quotas here are not yet capped to the budget: the node
     /// caps them to the budget in force (`relay::limits_with_budget`).
     pub relay: peddlenet_store::RelayLimits,
-    /// The Bluetooth LE link; None: off in the config.
-    pub bluetooth: Option<peddlenet_ble::BleConfig>,
+    /// Whether the Bluetooth LE link runs, as the file says (a setting
+    /// changed through IPC and kept in the store wins), and its settings.
+    pub bluetooth_enabled: bool,
+    pub bluetooth: peddlenet_ble::BleConfig,
     /// The web UI, or why it is off (a bad address in the file).
     pub web: Result<Option<peddlenet_web::WebConfig>, String>,
 }
@@ -252,11 +254,12 @@ impl Config {
             max_clients: file.ipc.max_clients.max(1),
             max_in_flight: file.ipc.max_in_flight.max(1),
             relay_enabled: file.relay.enabled,
-            bluetooth: file.bluetooth.enabled.then(|| peddlenet_ble::BleConfig {
+            bluetooth_enabled: file.bluetooth.enabled,
+            bluetooth: peddlenet_ble::BleConfig {
                 adapter: Some(file.bluetooth.adapter.trim().to_owned()).filter(|a| !a.is_empty()),
                 max_links: file.bluetooth.max_links.clamp(1, 32),
                 ..peddlenet_ble::BleConfig::default()
-            }),
+            },
             web: if !file.web.enabled {
                 Ok(None)
             } else {

@@ -92,6 +92,7 @@ pub async fn run(cfg: Config, mut stop: watch::Receiver<bool>) -> anyhow::Result
     // and in mDNS cannot follow a device from one day to the next.
     let (mesh, mesh_events) = Mesh::start(peddlenet_mesh::fresh_network_identity(), mesh_cfg).await?;
     let node = node::Node::new(identity, store.clone(), mesh.clone(), cfg.data_dir.clone(), cfg.display_name.clone(), cfg.relay_enabled, cfg.relay)?;
+    node.configure_ble(cfg.bluetooth_enabled, cfg.bluetooth.clone());
     // Take the mesh's events before asking it anything: it may be waiting to
     // hand one over before it reads the next command.
     tokio::spawn(node.clone().run_mesh_events(mesh_events));
@@ -102,8 +103,8 @@ pub async fn run(cfg: Config, mut stop: watch::Receiver<bool>) -> anyhow::Result
     // In the background: finding BlueZ may take D-Bus's time, and the
     // daemon answers meanwhile (its status says "starting").
     tokio::spawn({
-        let (node, ble_cfg) = (node.clone(), cfg.bluetooth.clone());
-        async move { ble::start(&node, ble_cfg).await }
+        let node = node.clone();
+        async move { ble::start_configured(&node).await }
     });
     start_web(&cfg, &node, &stop).await;
     let server = tokio::spawn(ipc::serve(listener, node.clone(), cfg.max_clients, cfg.max_in_flight, stop.clone()));

@@ -81,8 +81,10 @@ pub struct Node {
     pub(crate) guests: std::sync::Mutex<crate::guests::Guests>,
     /// The web UI's base URLs: on this machine, and on the LAN.
     web_urls: RwLock<(Option<String>, Option<String>)>,
-    /// The Bluetooth LE link, once started (or why it is off).
-    pub(crate) ble_state: crate::ble::BleCell,
+    /// The Bluetooth LE link: starting, on, or why it is off.
+    pub(crate) ble_state: RwLock<crate::ble::BleState>,
+    /// Whether it should run (config, then a kept setting), and how.
+    pub(crate) ble_config: std::sync::Mutex<(bool, peddlenet_ble::BleConfig)>,
 }
 
 /// What a request produced, and whether its reply must wait for the disk.
@@ -214,7 +216,8 @@ impl Node {
             receipts_wake: tokio::sync::Notify::new(),
             guests: Default::default(),
             web_urls: Default::default(),
-            ble_state: Default::default(),
+            ble_state: RwLock::new(crate::ble::BleState::Starting),
+            ble_config: std::sync::Mutex::new((false, peddlenet_ble::BleConfig::default())),
         }))
     }
 
@@ -420,7 +423,7 @@ impl Node {
         message_info_with(m, delivery)
     }
 
-    pub async fn handle(&self, req: Request) -> Result<Handled, ApiError> {
+    pub async fn handle(self: &Arc<Self>, req: Request) -> Result<Handled, ApiError> {
         match req {
             Request::Settings => Ok(Handled::now(Response::Settings(self.settings()))),
             Request::GuestCreate { room, ttl_seconds } => self.guest_create(&room, ttl_seconds),

@@ -73,13 +73,13 @@ impl Node {
 
     pub(crate) fn settings(&self) -> Settings {
         let s = *self.relay.read().expect("lock");
-        Settings { relay_enabled: s.enabled, relay_budget_mib: s.limits.budget_bytes >> 20 }
+        Settings { relay_enabled: s.enabled, relay_budget_mib: s.limits.budget_bytes >> 20, bluetooth_enabled: self.ble_enabled() }
     }
 
     /// Applies and keeps new settings. A smaller budget drops the oldest
     /// carried envelopes now; turning relaying off drops them all (and
     /// forgets pending offers; the sweeper leaves their gossip).
-    pub(crate) fn set_settings(&self, u: SettingsUpdate) -> Result<Settings, ApiError> {
+    pub(crate) fn set_settings(self: &Arc<Self>, u: SettingsUpdate) -> Result<Settings, ApiError> {
         if let Some(mib) = u.relay_budget_mib
             && !RELAY_BUDGET_MIB.contains(&mib)
         {
@@ -104,6 +104,9 @@ impl Node {
         }
         tracing::info!(enabled = state.enabled, budget_mib = state.limits.budget_bytes >> 20, dropped, "relay settings changed");
         drop(state);
+        if let Some(on) = u.bluetooth_enabled {
+            self.set_ble_enabled(on).map_err(internal)?;
+        }
         Ok(self.settings())
     }
 

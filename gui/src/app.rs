@@ -525,9 +525,15 @@ impl App {
             }
         });
         ui.separator();
-        ui.heading("Carrying messages for others");
+        ui.heading("Links and carrying messages for others");
         match (self.settings, self.settings_edit.as_mut()) {
             (Some(current), Some(edit)) => {
+                ui.checkbox(&mut edit.bluetooth_enabled, "Bluetooth: link with nearby nodes that have no network");
+                if let Some(s) = &self.status
+                    && !s.bluetooth.is_empty()
+                {
+                    ui.label(RichText::new(format!("Bluetooth is {}", s.bluetooth)).weak());
+                }
                 ui.checkbox(&mut edit.relay_enabled, "Carry rooms I am not in for others (I cannot read them)");
                 ui.horizontal(|ui| {
                     ui.label("Disk for them at most");
@@ -558,6 +564,7 @@ impl App {
                         let update = SettingsUpdate {
                             relay_enabled: (edit.relay_enabled != current.relay_enabled).then_some(edit.relay_enabled),
                             relay_budget_mib: (edit.relay_budget_mib != current.relay_budget_mib).then_some(edit.relay_budget_mib),
+                            bluetooth_enabled: (edit.bluetooth_enabled != current.bluetooth_enabled).then_some(edit.bluetooth_enabled),
                         };
                         self.cmd(Cmd::SetSettings(update));
                     }

@@ -263,12 +263,18 @@ fn settings_change_the_daemons_relaying() {
     h.run();
     h.get_by_label("Apply").click();
     until(&mut h, Duration::from_secs(5), "the new settings", |h| {
-        app(h).settings == Some(peddlenet_api::Settings { relay_enabled: true, relay_budget_mib: 5 })
+        app(h).settings == Some(peddlenet_api::Settings { relay_enabled: true, relay_budget_mib: 5, bluetooth_enabled: true })
     });
-    assert_eq!(rt.block_on(c.settings()).unwrap(), peddlenet_api::Settings { relay_enabled: true, relay_budget_mib: 5 });
+    assert_eq!(rt.block_on(c.settings()).unwrap(), peddlenet_api::Settings { relay_enabled: true, relay_budget_mib: 5, bluetooth_enabled: true });
     until(&mut h, Duration::from_secs(5), "the status to show the budget", |h| {
         app(h).status.as_ref().is_some_and(|s| s.relay.budget_bytes == 5 << 20)
     });
+    // Bluetooth off from the app.
+    h.get_by_label("Bluetooth: link with nearby nodes that have no network").click();
+    h.run();
+    h.get_by_label("Apply").click();
+    until(&mut h, Duration::from_secs(5), "Bluetooth off", |h| app(h).settings.is_some_and(|s| !s.bluetooth_enabled));
+    assert!(!rt.block_on(c.settings()).unwrap().bluetooth_enabled, "the daemon has it off");
     assert!(app(&h).errors.is_empty(), "{:?}", app(&h).errors);
 }
 

@@ -173,7 +173,7 @@ async fn relay_settings_apply_at_once_and_survive_a_restart() {
     let room = ca.room_create("camp").await.unwrap();
     let mut b = Daemon::start(DaemonOpts::loopback("B").peer(&a.tcp_addr().await));
     let cb = b.client().await;
-    assert_eq!(cb.settings().await.unwrap(), peddlenet_api::Settings { relay_enabled: true, relay_budget_mib: 64 });
+    assert_eq!(cb.settings().await.unwrap(), peddlenet_api::Settings { relay_enabled: true, relay_budget_mib: 64, bluetooth_enabled: true });
     eventually(Duration::from_secs(5), "connection", || async { (ca.peers().await.ok()?.len() == 1).then_some(()) }).await;
     // 1.5 MiB of messages (about 24 KiB each) for B to carry.
     let text = "x".repeat(24 * 1024);
@@ -206,6 +206,28 @@ async fn relay_settings_apply_at_once_and_survive_a_restart() {
     assert_eq!(cb.settings().await.unwrap().relay_budget_mib, 1);
     assert_eq!(cb.status().await.unwrap().relay, r);
 
+    // Bluetooth off and on: kept, and applied at once (this machine has no
+    // Bluetooth, so "on" ends in a clear reason).
+    let s = cb.set_settings(SettingsUpdate { bluetooth_enabled: Some(false), ..Default::default() }).await.unwrap();
+    assert!(!s.bluetooth_enabled);
+    eventually(Duration::from_secs(5), "Bluetooth off", || async {
+        (cb.status().await.ok()?.bluetooth == "off: turned off in Settings").then_some(())
+    })
+    .await;
+    assert!(b.terminate().success());
+    b.restart();
+    let cb = b.client().await;
+    assert!(!cb.settings().await.unwrap().bluetooth_enabled, "kept across a restart");
+    let st = cb.status().await.unwrap().bluetooth;
+    assert!(st.starts_with("off: turned off"), "{st}");
+    cb.set_settings(SettingsUpdate { bluetooth_enabled: Some(true), ..Default::default() }).await.unwrap();
+    let (why, _) = eventually(Duration::from_secs(30), "Bluetooth to try and say why not", || async {
+        let b = cb.status().await.ok()?.bluetooth;
+        (b.starts_with("on") || b.contains("unavailable")).then_some(b)
+    })
+    .await;
+    eprintln!("bluetooth: {why}");
+
     // Off: everything carried goes, and nothing more is taken.
     let s = cb.set_settings(SettingsUpdate { relay_enabled: Some(false), ..Default::default() }).await.unwrap();
     assert!(!s.relay_enabled);
@@ -213,7 +235,7 @@ async fn relay_settings_apply_at_once_and_survive_a_restart() {
     assert!(b.terminate().success());
     b.restart();
     let cb = b.client().await;
-    assert_eq!(cb.settings().await.unwrap(), peddlenet_api::Settings { relay_enabled: false, relay_budget_mib: 1 });
+    assert_eq!(cb.settings().await.unwrap(), peddlenet_api::Settings { relay_enabled: false, relay_budget_mib: 1, bluetooth_enabled: true });
     eventually(Duration::from_secs(5), "reconnection", || async { (ca.peers().await.ok()?.len() == 1).then_some(()) }).await;
     ca.send(&room.id, "not carried").await.unwrap();
     tokio::time::sleep(Duration::from_millis(1500)).await;

@@ -120,6 +120,9 @@ pub struct Settings {
     /// smaller budget drops the oldest carried envelopes at once; turning
     /// relaying off drops them all.
     pub relay_budget_mib: u64,
+    /// Run the Bluetooth LE link (scan, advertise, link with nearby nodes).
+    #[serde(default)]
+    pub bluetooth_enabled: bool,
 }
 
 /// The settings to change; `None` leaves one as it is.
@@ -129,6 +132,8 @@ pub struct SettingsUpdate {
     pub relay_enabled: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub relay_budget_mib: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bluetooth_enabled: Option<bool>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -293,13 +298,16 @@ mod tests {
     /// The settings requests and reply as docs/protocol.md §9.3–9.4 show them.
     #[test]
     fn settings_on_the_wire() {
-        let set = Request::SetSettings(SettingsUpdate { relay_enabled: Some(false), relay_budget_mib: None });
+        let set = Request::SetSettings(SettingsUpdate { relay_enabled: Some(false), ..Default::default() });
         let v = serde_json::to_value(&set).unwrap();
         assert_eq!(v, json!({"method": "set_settings", "params": {"relay_enabled": false}}));
         let back: Request = serde_json::from_value(json!({"method": "set_settings", "params": {"relay_budget_mib": 32}})).unwrap();
-        assert_eq!(back, Request::SetSettings(SettingsUpdate { relay_enabled: None, relay_budget_mib: Some(32) }));
+        assert_eq!(back, Request::SetSettings(SettingsUpdate { relay_budget_mib: Some(32), ..Default::default() }));
         assert_eq!(serde_json::to_value(Request::Settings).unwrap(), json!({"method": "settings"}));
-        let reply = Response::Settings(Settings { relay_enabled: true, relay_budget_mib: 64 });
-        assert_eq!(serde_json::to_value(reply).unwrap(), json!({"type": "settings", "relay_enabled": true, "relay_budget_mib": 64}));
+        let reply = Response::Settings(Settings { relay_enabled: true, relay_budget_mib: 64, bluetooth_enabled: true });
+        assert_eq!(
+            serde_json::to_value(reply).unwrap(),
+            json!({"type": "settings", "relay_enabled": true, "relay_budget_mib": 64, "bluetooth_enabled": true})
+        );
     }
 }

@@ -69,6 +69,9 @@ enum Cmd {
         /// A smaller budget drops the oldest carried messages at once.
         #[arg(long, value_name = "MIB")]
         relay_budget: Option<u64>,
+        /// Run the Bluetooth LE link: on or off
+        #[arg(long, value_name = "on|off", value_parser = on_off)]
+        bluetooth: Option<bool>,
     },
 }
 
@@ -264,11 +267,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("{}", s.display_name);
             }
         }
-        Cmd::Settings { relay, relay_budget } => {
-            let s = if relay.is_none() && relay_budget.is_none() {
+        Cmd::Settings { relay, relay_budget, bluetooth } => {
+            let s = if relay.is_none() && relay_budget.is_none() && bluetooth.is_none() {
                 client.settings().await
             } else {
-                client.set_settings(peddlenet_api::SettingsUpdate { relay_enabled: relay, relay_budget_mib: relay_budget }).await
+                let u = peddlenet_api::SettingsUpdate { relay_enabled: relay, relay_budget_mib: relay_budget, bluetooth_enabled: bluetooth };
+                client.set_settings(u).await
             }
             .map_err(explain)?;
             if json {
@@ -276,6 +280,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             } else {
                 println!("relay:        {}", if s.relay_enabled { "on" } else { "off" });
                 println!("relay budget: {} MiB", s.relay_budget_mib);
+                println!("bluetooth:    {}", if s.bluetooth_enabled { "on" } else { "off" });
             }
         }
         Cmd::Room(rc) => room(&client, rc, json).await?,
