@@ -40,6 +40,9 @@ struct Args {
     /// Link cap.
     #[arg(long, default_value_t = 7)]
     max_links: usize,
+    /// Re-register the advertisement every N seconds (0: never).
+    #[arg(long, default_value_t = 900)]
+    readvertise: u64,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -109,6 +112,7 @@ async fn main() {
         max_links: args.max_links,
         central: args.role != "peripheral",
         peripheral: args.role != "central",
+        readvertise_interval: (args.readvertise > 0).then(|| Duration::from_secs(args.readvertise)),
         ..BleConfig::default()
     };
     let deadline = Duration::from_secs(args.timeout);
@@ -142,7 +146,13 @@ async fn run(cmd: Cmd, cfg: BleConfig) -> Result<(), String> {
     result
 }
 
-async fn exchange(ble: &Ble, mut events: Receiver<BleEvent>, sizes: Vec<usize>, expect: usize, seed: u64) -> Result<(), String> {
+async fn exchange(
+    ble: &Ble,
+    mut events: Receiver<BleEvent>,
+    sizes: Vec<usize>,
+    expect: usize,
+    seed: u64,
+) -> Result<(), String> {
     let msgs: Vec<Vec<u8>> = sizes.iter().enumerate().map(|(i, &n)| content(seed, i, n)).collect();
     let mut received: HashSet<String> = HashSet::new();
     let mut my_done = expect == 0;
@@ -228,7 +238,13 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted.get(i).copied().unwrap_or_default()
 }
 
-async fn bench(ble: &Ble, mut events: Receiver<BleEvent>, bytes: usize, msg: usize, pings: usize) -> Result<(), String> {
+async fn bench(
+    ble: &Ble,
+    mut events: Receiver<BleEvent>,
+    bytes: usize,
+    msg: usize,
+    pings: usize,
+) -> Result<(), String> {
     let link = first_link(&mut events).await?;
     println!("LINKUP {link} epoch_ms={}", epoch_ms());
     let send = |b: Vec<u8>| ble.send(link, b);

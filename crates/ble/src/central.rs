@@ -32,7 +32,7 @@ use crate::registry::{CloseCmd, Shared};
 use crate::{BleError, peer_key};
 
 /// How long a device found not to be a PeddleNet node is not looked at again.
-const NOT_OURS_FOR: Duration = Duration::from_secs(60);
+const NOT_OURS_FOR: Duration = Duration::from_secs(20);
 /// Delay before retrying a device that was skipped (linked, connected, no slot).
 const SKIP_DELAY: Duration = Duration::from_secs(2);
 
@@ -163,6 +163,7 @@ async fn run(shared: Arc<Shared>, cfg: BleConfig, adapter: Adapter, mut events: 
                 let now = Instant::now();
                 match result {
                     Attempt::NotOurs => {
+                        debug!("not a PeddleNet node (service list without our UUID)");
                         cands.remove(&id);
                         not_ours.insert(id, now + NOT_OURS_FOR);
                     }
@@ -225,7 +226,13 @@ fn find_char(p: &Peripheral, uuid: bluer::Uuid) -> Option<Characteristic> {
     p.characteristics().into_iter().find(|c| c.uuid == uuid && c.service_uuid == SERVICE_UUID)
 }
 
-async fn attempt(shared: &Arc<Shared>, cfg: &BleConfig, adapter: &Adapter, id: &PeripheralId, local: Option<&str>) -> Attempt {
+async fn attempt(
+    shared: &Arc<Shared>,
+    cfg: &BleConfig,
+    adapter: &Adapter,
+    id: &PeripheralId,
+    local: Option<&str>,
+) -> Attempt {
     let Ok(p) = adapter.peripheral(id).await else {
         return Attempt::Skipped("device gone");
     };
@@ -269,9 +276,10 @@ async fn attempt(shared: &Arc<Shared>, cfg: &BleConfig, adapter: &Adapter, id: &
         return fail("the device has no PeddleNet characteristics".into()).await;
     };
     let mtu = p.mtu();
+    // Indications arrive on btleplug's notification stream.
     let mut notifications = match p.notifications().await {
         Ok(n) => n,
-        Err(e) => return fail(format!("notifications: {e}")).await,
+        Err(e) => return fail(format!("indications: {e}")).await,
     };
     if let Err(e) = p.subscribe(&tx).await {
         return fail(format!("subscribe: {e}")).await;
@@ -289,7 +297,7 @@ async fn attempt(shared: &Arc<Shared>, cfg: &BleConfig, adapter: &Adapter, id: &
             if n.uuid != TX_UUID {
                 continue;
             }
-            // Notifications for the other centrals of this peripheral carry other tags.
+            // Values for the other centrals of this peripheral carry other tags.
             let Some(frame) = gatt::untag(tag, &n.value) else { continue };
             match frames_tx.try_send(frame.to_vec()) {
                 Ok(()) => {}
@@ -325,7 +333,9 @@ struct CentralSink {
 
 impl FrameSink for CentralSink {
     async fn send(&mut self, frame: Vec<u8>) -> Result<(), String> {
-        match timeout(Duration::from_secs(10), self.peripheral.write(&self.rx, &frame, WriteType::WithoutResponse)).await {
+        match timeout(Duration::from_secs(10), self.peripheral.write(&self.rx, &frame, WriteType::WithoutResponse))
+            .await
+        {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(format!("write failed: {e}")),
             Err(_) => Err("write timed out".into()),

@@ -29,7 +29,13 @@ pub struct BleConfig {
     /// Discovery is restarted this often (some controllers report an
     /// advertiser only once per scan).
     pub rescan_interval: Duration,
-    /// Credits (DATA frames in flight) granted to each peer.
+    /// Re-register the advertisement this often (`None`: never). Linux
+    /// (6.1) gives an advertising instance a new resolvable private address
+    /// only when advertising restarts, so with LE privacy on, a long-lived
+    /// advertisement would keep one address; a fresh instance gets a fresh
+    /// address. Default 15 min, the kernel's default address lifetime.
+    pub readvertise_interval: Option<Duration>,
+    /// Credits (DATA frames in flight) granted to each peer (4..=80).
     pub window: u16,
     /// Capacity of the event channel returned by [`Ble::start`](crate::Ble::start).
     pub event_queue: usize,
@@ -49,6 +55,7 @@ impl Default for BleConfig {
             backoff_initial: Duration::from_secs(1),
             backoff_max: Duration::from_secs(60),
             rescan_interval: Duration::from_secs(10),
+            readvertise_interval: Some(Duration::from_secs(15 * 60)),
             window: crate::flow::DEFAULT_WINDOW,
             event_queue: 64,
         }
@@ -64,8 +71,13 @@ impl BleConfig {
         if self.max_links == 0 {
             return bad("max_links must be at least 1");
         }
-        if self.window < 4 {
-            return bad("window must be at least 4 frames");
+        if !(4..=80).contains(&self.window) {
+            // Up to 80: the reordering window (96 values) must cover every
+            // value in flight, DATA frames and control frames alike.
+            return bad("window must be between 4 and 80 frames");
+        }
+        if self.readvertise_interval.is_some_and(|d| d < Duration::from_secs(1)) {
+            return bad("readvertise_interval must be at least 1 s");
         }
         if self.event_queue == 0 {
             return bad("event_queue must be at least 1");

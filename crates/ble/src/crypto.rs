@@ -148,7 +148,8 @@ impl Session {
     }
 
     fn nonce(counter: u64, chunk: usize) -> Option<u64> {
-        (counter < (1 << (64 - CHUNK_BITS)) && chunk < (1 << CHUNK_BITS)).then(|| counter << CHUNK_BITS | chunk as u64)
+        (counter < (1 << (64 - CHUNK_BITS)) && chunk < (1 << CHUNK_BITS))
+            .then_some(counter << CHUNK_BITS | chunk as u64)
     }
 
     /// Seals message `counter`.
@@ -170,17 +171,16 @@ impl Session {
     /// Opens message `counter`.
     pub fn open(&self, counter: u64, sealed: &[u8]) -> Result<Vec<u8>, CryptoError> {
         let bad_len = || CryptoError::BadLength { counter, len: sealed.len() };
-        if sealed.is_empty() || sealed.len() % MAX_NOISE_MESSAGE != 0 && sealed.len() % MAX_NOISE_MESSAGE < TAG_LEN {
+        if sealed.is_empty()
+            || !sealed.len().is_multiple_of(MAX_NOISE_MESSAGE) && sealed.len() % MAX_NOISE_MESSAGE < TAG_LEN
+        {
             return Err(bad_len());
         }
         let mut out = vec![0u8; sealed.len()];
         let mut at = 0;
         for (i, chunk) in sealed.chunks(MAX_NOISE_MESSAGE).enumerate() {
             let nonce = Self::nonce(counter, i).ok_or_else(bad_len)?;
-            let n = self
-                .ts
-                .read_message(nonce, chunk, &mut out[at..])
-                .map_err(|_| CryptoError::Decrypt { counter })?;
+            let n = self.ts.read_message(nonce, chunk, &mut out[at..]).map_err(|_| CryptoError::Decrypt { counter })?;
             at += n;
         }
         out.truncate(at);

@@ -1,6 +1,10 @@
 //! The async task of one link: moves frames between a [`LinkCore`] and a
 //! transport, delivers events, runs the timers.
 //!
+//! Frames travel as GATT values `seq | frame` (see [`crate::reorder`]): the
+//! driver stamps outgoing frames and restores the order of incoming ones
+//! before the core sees them.
+//!
 //! The loop, in order: hand the core's events to the application (waiting if
 //! the application is slow: no credits flow back meanwhile), feed a pending
 //! application message to the core if it has room, transmit what the core
@@ -14,13 +18,15 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tracing::{debug, info, trace, warn};
 
+use crate::frame::FrameError;
 use crate::link::{LinkCore, LinkError, LinkEvent, close_frame};
 use crate::registry::{CloseCmd, Shared, Slot};
+use crate::reorder::{Resequencer, Sequencer};
 use crate::{BleEvent, LinkId};
 
-/// Where a link's frames go.
+/// Where a link's values (`seq | frame`) go.
 pub(crate) trait FrameSink: Send + 'static {
-    /// Transmits one frame.
+    /// Transmits one value.
     fn send(&mut self, frame: Vec<u8>) -> impl Future<Output = Result<(), String>> + Send;
     /// The central's HELLO arrived with this tag (peripheral links only).
     fn on_hello(&mut self, _tag: u16) -> Result<(), String> {
@@ -79,6 +85,7 @@ pub(crate) async fn run_link<S: FrameSink>(setup: LinkSetup<S>) -> LinkEnd {
     let mut pending: Option<Vec<u8>> = None;
     let role = core.role();
     let (mut frames_in, mut frames_out) = (0u64, 0u64);
+    let (mut out_seq, mut reseq) = (Sequencer::default(), Resequencer::default());
 
     let stop = 'run: loop {
         // 1. Events.
@@ -120,7 +127,7 @@ pub(crate) async fn run_link<S: FrameSink>(setup: LinkSetup<S>) -> LinkEnd {
         while let Some(frame) = core.poll_transmit() {
             frames_out += 1;
             trace!(%id, n = frames_out, len = frame.len(), head = %head(&frame), "frame out");
-            if let Err(e) = sink.send(frame).await {
+            if let Err(e) = sink.send(out_seq.stamp(&frame)).await {
                 break 'run Stop::Transport(e);
             }
         }
@@ -132,13 +139,21 @@ pub(crate) async fn run_link<S: FrameSink>(setup: LinkSetup<S>) -> LinkEnd {
             cmd = close_rx.recv() => {
                 break 'run Stop::Close(cmd.unwrap_or(CloseCmd { reason: "closed".into(), disconnect: true }));
             }
-            frame = inbound.recv() => match frame {
-                Some(frame) => {
-                    frames_in += 1;
-                    trace!(%id, n = frames_in, len = frame.len(), head = %head(&frame), "frame in");
-                    if let Err(e) = core.handle_frame(&frame, Instant::now()) {
-                        debug!(%id, n = frames_in, len = frame.len(), head = %head(&frame), "offending frame");
-                        break 'run Stop::Error(e);
+            value = inbound.recv() => match value {
+                Some(value) => {
+                    let Some((&seq, frame)) = value.split_first() else {
+                        break 'run Stop::Error(LinkError::Frame(FrameError::Empty));
+                    };
+                    if let Err(e) = reseq.push(seq, frame.to_vec()) {
+                        break 'run Stop::Error(e.into());
+                    }
+                    while let Some(frame) = reseq.pop() {
+                        frames_in += 1;
+                        trace!(%id, n = frames_in, len = frame.len(), head = %head(&frame), "frame in");
+                        if let Err(e) = core.handle_frame(&frame, Instant::now()) {
+                            debug!(%id, n = frames_in, len = frame.len(), head = %head(&frame), "offending frame");
+                            break 'run Stop::Error(e);
+                        }
                     }
                 }
                 None => break 'run Stop::Transport("transport closed".into()),
@@ -167,7 +182,7 @@ pub(crate) async fn run_link<S: FrameSink>(setup: LinkSetup<S>) -> LinkEnd {
     };
     if let Some(reason) = close {
         // Best effort: tell the peer why.
-        let _ = tokio::time::timeout(Duration::from_secs(1), sink.send(close_frame(reason))).await;
+        let _ = tokio::time::timeout(Duration::from_secs(1), sink.send(out_seq.stamp(&close_frame(reason)))).await;
     }
     core.close();
     if violation {
@@ -205,7 +220,9 @@ mod tests {
     }
 
     /// Two link tasks wired back to back, each with its own `Shared`.
-    async fn pair(max_frame: usize) -> (Arc<Shared>, mpsc::Receiver<BleEvent>, Arc<Shared>, mpsc::Receiver<BleEvent>, watch::Sender<bool>) {
+    async fn pair(
+        max_frame: usize,
+    ) -> (Arc<Shared>, mpsc::Receiver<BleEvent>, Arc<Shared>, mpsc::Receiver<BleEvent>, watch::Sender<bool>) {
         let cfg = BleConfig::default();
         let (stop_tx, stop_rx) = watch::channel(false);
         let (ev_a, rx_a) = mpsc::channel(8);

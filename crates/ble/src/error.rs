@@ -32,7 +32,10 @@ pub(crate) fn unavailable(context: &str, err: &dyn std::fmt::Display) -> BleErro
         "bluetoothd is not running".to_string()
     } else if text.contains("AccessDenied") || text.contains("NotPermitted") || text.contains("NotAuthorized") {
         format!("permission denied by bluetoothd ({text})")
-    } else if text.contains("Failed to connect to socket") || text.contains("No such file") || text.contains("system bus") {
+    } else if text.contains("Failed to connect to socket")
+        || text.contains("No such file")
+        || text.contains("system bus")
+    {
         format!("no D-Bus system bus ({text})")
     } else {
         text

@@ -2,7 +2,7 @@
 //!
 //! I/O-free. A message (for the link: a sealed Noise message, see
 //! [`crate::crypto`]) is cut into DATA frames no larger than the link's frame
-//! size (ATT payload = MTU − 3, capped at [`MAX_FRAME`](crate::frame::MAX_FRAME)):
+//! size (derived from the ATT MTU, see [`crate::gatt::value_size`]):
 //!
 //! * the first fragment: `[0x11|LAST] seq total:u24 payload…` (5-byte header);
 //! * continuations: `[0x10|LAST] seq index:u16 payload…` (4-byte header),
@@ -285,7 +285,8 @@ impl Fragmenter {
         };
         let n = remaining.min(room);
         let last = n == remaining;
-        Frame::Data(DataFrame { seq: msg.seq, kind, last, payload: &msg.data[msg.offset..msg.offset + n] }).encode(&mut out);
+        Frame::Data(DataFrame { seq: msg.seq, kind, last, payload: &msg.data[msg.offset..msg.offset + n] })
+            .encode(&mut out);
         msg.offset += n;
         msg.next_index = msg.next_index.wrapping_add(1);
         if last {

@@ -1,4 +1,5 @@
-//! Wire format of one frame: the bytes of one GATT write or notification.
+//! Wire format of one frame: what one GATT write or indication carries (after
+//! the transport prefix, see [`crate::gatt`]).
 //!
 //! I/O-free. Every frame starts with a type byte; integers are big-endian.
 //! `PROTOCOL.md` in this crate has the same table and a worked example.
@@ -27,12 +28,14 @@ use std::fmt;
 
 /// Protocol version carried in HELLO.
 pub const VERSION: u8 = 1;
-/// Largest frame: BlueZ limits one attribute value to 512 bytes.
+/// Largest frame the codec accepts: ATT limits one attribute value to 512
+/// bytes (links use less, see [`crate::gatt::value_size`]).
 pub const MAX_FRAME: usize = 512;
-/// Smallest frame size a link may be configured with: a notification at the
-/// minimum LE MTU of 23 carries 23 − 3 (ATT header) − 2 (margin BlueZ's
-/// notification socket needs) − 2 (link tag) = 16 bytes of frame.
-pub const MIN_FRAME: usize = 16;
+/// Smallest frame size a link may be configured with: an indication at the
+/// minimum LE MTU of 23 carries a 16-byte value (see
+/// [`gatt::value_size`](crate::gatt::value_size)), minus the 2-byte link tag
+/// and the 1-byte sequence number.
+pub const MIN_FRAME: usize = 13;
 /// Header of a first DATA fragment.
 pub const FIRST_HEADER: usize = 5;
 /// Header of a continuation DATA fragment.
@@ -56,7 +59,7 @@ pub enum Frame<'a> {
     Hello {
         /// Protocol version, [`VERSION`].
         version: u8,
-        /// Link tag the peripheral puts in front of every notification for
+        /// Link tag the peripheral puts in front of every indication for
         /// this central (never 0).
         tag: u16,
         /// Initial credits the central grants the peripheral.
@@ -214,7 +217,11 @@ impl<'a> Frame<'a> {
                 let last = t & F_LAST != 0;
                 if t & F_FIRST != 0 {
                     if bytes.len() < FIRST_HEADER {
-                        return Err(FrameError::BadLength { kind: "DATA first", len: bytes.len(), expected: FIRST_HEADER });
+                        return Err(FrameError::BadLength {
+                            kind: "DATA first",
+                            len: bytes.len(),
+                            expected: FIRST_HEADER,
+                        });
                     }
                     let total = u32::from_be_bytes([0, bytes[2], bytes[3], bytes[4]]);
                     Ok(Frame::Data(DataFrame {
@@ -309,7 +316,8 @@ mod tests {
 
     #[test]
     fn data_frames_have_documented_layout() {
-        let first = Frame::Data(DataFrame { seq: 3, kind: DataKind::First { total: 0x012345 }, last: false, payload: b"ab" });
+        let first =
+            Frame::Data(DataFrame { seq: 3, kind: DataKind::First { total: 0x012345 }, last: false, payload: b"ab" });
         assert_eq!(first.to_vec(), [0x11, 3, 0x01, 0x23, 0x45, b'a', b'b']);
         let last = Frame::Data(DataFrame { seq: 3, kind: DataKind::Cont { index: 2 }, last: true, payload: b"z" });
         assert_eq!(last.to_vec(), [0x12, 3, 0, 2, b'z']);

@@ -10,8 +10,9 @@
 //!
 //! Layers, bottom up (the wire format is in `PROTOCOL.md`):
 //!
-//! * [`gatt`]: service and characteristic UUIDs, frame sizes, the link tag
-//!   on notifications;
+//! * [`gatt`]: service and characteristic UUIDs, value sizes, the link tag
+//!   on indications;
+//! * [`reorder`]: transport sequence numbers (BlueZ may reorder ATT PDUs);
 //! * [`frame`]: the frames (HELLO, CREDIT, PING, PONG, CLOSE, DATA);
 //! * [`fragment`]: messages ↔ DATA frames, bounded reassembly;
 //! * [`flow`]: credits, so neither side buffers without bound;
@@ -26,6 +27,8 @@
 //! data), link ids are local counters, every link runs a fresh ephemeral
 //! handshake, and rotating addresses depend on BlueZ's `Privacy` setting
 //! (see [`privacy`]).
+
+#![warn(missing_docs)]
 
 mod central;
 mod config;
@@ -42,6 +45,7 @@ pub mod frame;
 pub mod gatt;
 pub mod link;
 pub mod privacy;
+pub mod reorder;
 
 use std::fmt;
 use std::sync::Arc;
@@ -133,7 +137,8 @@ impl Ble {
         let shared = registry::Shared::new(cfg.max_links, events_tx, shutdown_rx);
         // Scan before advertising: some controllers report an advertiser only
         // once per scan, so a scan that is already running misses nothing.
-        let central = if cfg.central { Some(central::CentralRole::start(shared.clone(), cfg.clone()).await?) } else { None };
+        let central =
+            if cfg.central { Some(central::CentralRole::start(shared.clone(), cfg.clone()).await?) } else { None };
         let peripheral = if cfg.peripheral {
             match peripheral::Peripheral::start(shared.clone(), cfg.clone()).await {
                 Ok(p) => Some(p),

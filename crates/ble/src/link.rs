@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use crate::crypto::{self, CryptoError, Initiator, Session};
 use crate::flow::{CreditError, RecvCredits, SendCredits};
-use crate::fragment::{Fragmenter, Limits, ReassemblyError, Reassembler};
+use crate::fragment::{Fragmenter, Limits, Reassembler, ReassemblyError};
 use crate::frame::{CloseReason, Frame, FrameError, VERSION};
 
 /// Which side of the GATT connection we are.
@@ -49,7 +49,8 @@ impl std::fmt::Display for Role {
 /// Parameters of one link.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LinkParams {
-    /// Largest frame we send (ATT payload, minus the tag for notifications).
+    /// Largest frame we send (see [`crate::gatt::write_frame_size`] and
+    /// [`crate::gatt::indicate_frame_size`]).
     pub max_frame: usize,
     /// Credits we grant the peer (DATA frames in flight towards us).
     pub window: u16,
@@ -87,7 +88,7 @@ impl Default for LinkParams {
 pub enum LinkEvent {
     /// (Peripheral) the central said HELLO with this tag.
     Hello {
-        /// Tag to put in front of our notifications.
+        /// Tag to put in front of our indications.
         tag: u16,
     },
     /// The handshake completed: application messages may flow.
@@ -110,6 +111,9 @@ pub enum LinkError {
     /// Flow control violated.
     #[error("flow control: {0}")]
     Credit(#[from] CreditError),
+    /// Transport sequence violated (see [`crate::reorder`]).
+    #[error("bad sequence: {0}")]
+    Reorder(#[from] crate::reorder::ReorderError),
     /// Handshake or decryption failure.
     #[error("{0}")]
     Crypto(#[from] CryptoError),
@@ -175,9 +179,9 @@ enum Phase {
     /// Peripheral: HELLO received, waiting for Noise message 1.
     AwaitInitiation,
     /// Central: Noise message 1 queued, waiting for message 2.
-    AwaitResponse(Initiator),
+    AwaitResponse(Box<Initiator>),
     /// Handshake done.
-    Open(Session),
+    Open(Box<Session>),
     /// Closed by an error.
     Closed,
 }
@@ -253,7 +257,7 @@ impl LinkCore {
             return Err(LinkError::ZeroTag);
         }
         let (init, msg1) = Initiator::start()?;
-        let mut core = Self::new(Role::Central, params, Phase::AwaitResponse(init), now);
+        let mut core = Self::new(Role::Central, params, Phase::AwaitResponse(Box::new(init)), now);
         core.tag = Some(tag);
         let credits = core.recv_credits.initial_grant();
         core.control.push_back(Frame::Hello { version: VERSION, tag, credits }.to_vec());
@@ -393,13 +397,13 @@ impl LinkCore {
     fn on_message(&mut self, counter: u64, bytes: Vec<u8>, now: Instant) -> Result<(), LinkError> {
         match std::mem::replace(&mut self.phase, Phase::Closed) {
             Phase::AwaitResponse(init) if counter == 0 => {
-                self.phase = Phase::Open(init.finish(&bytes)?);
+                self.phase = Phase::Open(Box::new(init.finish(&bytes)?));
                 self.opened(now);
             }
             Phase::AwaitInitiation if counter == 0 => {
                 let (session, msg2) = crypto::respond(&bytes)?;
                 self.tx.push(msg2).map_err(|_| CryptoError::Handshake("handshake message too large".into()))?;
-                self.phase = Phase::Open(session);
+                self.phase = Phase::Open(Box::new(session));
                 self.opened(now);
             }
             Phase::Open(session) => {
@@ -629,7 +633,13 @@ mod tests {
     #[test]
     fn peripheral_rejects_anything_before_hello() {
         let now = Instant::now();
-        for bad in [vec![0x02, 0, 5], vec![0x13, 0, 0, 0, 0], vec![0x03, 0, 0, 0, 1], vec![0x01, 2, 0, 1, 0, 1], vec![0x01, 1, 0, 0, 0, 1]] {
+        for bad in [
+            vec![0x02, 0, 5],
+            vec![0x13, 0, 0, 0, 0],
+            vec![0x03, 0, 0, 0, 1],
+            vec![0x01, 2, 0, 1, 0, 1],
+            vec![0x01, 1, 0, 0, 0, 1],
+        ] {
             let mut p = LinkCore::peripheral(params(20), now);
             assert!(p.handle_frame(&bad, now).is_err(), "{bad:?}");
         }

@@ -8,12 +8,14 @@
 //! frame (by the writing device, which BlueZ names) into the bounded queue of
 //! that central's link task; link tasks run on the caller's runtime.
 //!
-//! Notifications go through BlueZ's notification socket (`AcquireNotify`).
-//! BlueZ 5.66 keeps one such socket per characteristic and sends what is
-//! written to it to every subscribed central; newer BlueZ versions hand out
-//! one socket per central. [`NotifyHub`] handles both: it uses the central's
-//! own socket when there is one and the shared one otherwise, and the link
-//! tag sorts notifications out at the centrals.
+//! Indications go through BlueZ's notification socket (`AcquireNotify`;
+//! BlueZ indicates instead of notifying because the characteristic only
+//! allows indications, see [`crate::gatt`]). BlueZ 5.66 keeps one such
+//! socket per characteristic and sends what is written to it to every
+//! subscribed central; newer BlueZ versions hand out one socket per central.
+//! [`NotifyHub`] handles both: it uses the central's own socket when there is
+//! one and the shared one otherwise, and the link tag sorts values out at the
+//! centrals.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -42,7 +44,7 @@ use crate::{BleError, LinkId};
 
 /// How long a central that broke the protocol is ignored.
 const QUARANTINE: Duration = Duration::from_secs(5);
-/// How long a link waits for the central to subscribe to notifications.
+/// How long a link waits for the central to subscribe to indications.
 const SUBSCRIBE_WAIT: Duration = Duration::from_secs(10);
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -68,7 +70,8 @@ impl Peripheral {
                 let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
                     Ok(rt) => rt,
                     Err(e) => {
-                        let _ = ready_tx.send(Err(BleError::Unavailable(format!("cannot start the BlueZ runtime: {e}"))));
+                        let _ =
+                            ready_tx.send(Err(BleError::Unavailable(format!("cannot start the BlueZ runtime: {e}"))));
                         return;
                     }
                 };
@@ -135,10 +138,21 @@ pub(crate) async fn open_adapter(session: &bluer::Session, cfg: &BleConfig) -> R
 
 struct Running {
     adapter: bluer::Adapter,
-    _app: ApplicationHandle,
-    _adv: AdvertisementHandle,
+    app: ApplicationHandle,
+    adv: AdvertisementHandle,
     control: CharacteristicControl,
     hub: Arc<NotifyHub>,
+}
+
+/// Our advertisement: the service UUID only. No name, no manufacturer or
+/// service data, no TX power, no appearance.
+fn advertisement() -> Advertisement {
+    Advertisement {
+        advertisement_type: AdvType::Peripheral,
+        service_uuids: [SERVICE_UUID].into_iter().collect(),
+        discoverable: Some(true),
+        ..Default::default()
+    }
 }
 
 async fn serve(
@@ -149,6 +163,7 @@ async fn serve(
     mut stop_rx: oneshot::Receiver<()>,
 ) {
     let (req_tx, mut req_rx) = mpsc::channel::<Address>(32);
+    let readvertise = cfg.readvertise_interval;
     let running = match setup(shared, cfg, main, req_tx).await {
         Ok(r) => r,
         Err(e) => {
@@ -157,13 +172,25 @@ async fn serve(
         }
     };
     let _ = ready_tx.send(Ok(()));
-    let Running { adapter, _app, _adv, mut control, hub } = running;
+    let Running { adapter, app, mut adv, mut control, hub } = running;
+    let period = readvertise.unwrap_or(Duration::from_secs(365 * 24 * 3600));
+    let mut readvertise_tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     loop {
         tokio::select! {
             _ = &mut stop_rx => break,
+            _ = readvertise_tick.tick(), if readvertise.is_some() => {
+                // A new instance first, then the old one goes: no gap.
+                match adapter.advertise(advertisement()).await {
+                    Ok(new) => {
+                        adv = new;
+                        debug!("advertisement re-registered");
+                    }
+                    Err(e) => warn!("cannot re-register the advertisement: {e}"),
+                }
+            }
             ev = control.next() => match ev {
                 Some(CharacteristicControlEvent::Notify(writer)) => {
-                    debug!(mtu = writer.mtu(), "central subscribed to notifications");
+                    debug!(mtu = writer.mtu(), "central subscribed to indications");
                     hub.add(writer);
                 }
                 Some(CharacteristicControlEvent::Write(req)) => req.reject(bluer::gatt::local::ReqError::NotSupported),
@@ -177,13 +204,18 @@ async fn serve(
             }
         }
     }
-    drop(_adv);
-    drop(_app);
+    drop(adv);
+    drop(app);
     // Let bluer's unregistration calls go out before the runtime stops.
     tokio::time::sleep(Duration::from_millis(300)).await;
 }
 
-async fn setup(shared: Arc<Shared>, cfg: BleConfig, main: Handle, refuse: mpsc::Sender<Address>) -> Result<Running, BleError> {
+async fn setup(
+    shared: Arc<Shared>,
+    cfg: BleConfig,
+    main: Handle,
+    refuse: mpsc::Sender<Address>,
+) -> Result<Running, BleError> {
     let session = bluer::Session::new().await.map_err(|e| unavailable("cannot reach bluetoothd", &e))?;
     let adapter = open_adapter(&session, &cfg).await?;
     let name = adapter.name().to_string();
@@ -214,13 +246,17 @@ async fn setup(shared: Arc<Shared>, cfg: BleConfig, main: Handle, refuse: mpsc::
             characteristics: vec![
                 Characteristic {
                     uuid: RX_UUID,
-                    write: Some(CharacteristicWrite { write_without_response: true, method: on_write, ..Default::default() }),
+                    write: Some(CharacteristicWrite {
+                        write_without_response: true,
+                        method: on_write,
+                        ..Default::default()
+                    }),
                     ..Default::default()
                 },
                 Characteristic {
                     uuid: TX_UUID,
                     notify: Some(CharacteristicNotify {
-                        notify: true,
+                        indicate: true,
                         method: CharacteristicNotifyMethod::Io,
                         ..Default::default()
                     }),
@@ -236,16 +272,12 @@ async fn setup(shared: Arc<Shared>, cfg: BleConfig, main: Handle, refuse: mpsc::
         .serve_gatt_application(app)
         .await
         .map_err(|e| unavailable(&format!("cannot register the GATT service on {name}"), &e))?;
-    // Only the service UUID: no name, no manufacturer data, no TX power.
-    let adv = Advertisement {
-        advertisement_type: AdvType::Peripheral,
-        service_uuids: [SERVICE_UUID].into_iter().collect(),
-        discoverable: Some(true),
-        ..Default::default()
-    };
-    let adv = adapter.advertise(adv).await.map_err(|e| unavailable(&format!("cannot advertise on {name}"), &e))?;
+    let adv = adapter
+        .advertise(advertisement())
+        .await
+        .map_err(|e| unavailable(&format!("cannot advertise on {name}"), &e))?;
     info!(adapter = %name, "BLE peripheral advertising");
-    Ok(Running { adapter, _app: app, _adv: adv, control, hub })
+    Ok(Running { adapter, app, adv, control, hub })
 }
 
 struct Inbound {
@@ -272,20 +304,29 @@ impl Router {
     /// Called on bluer's thread for every write, in arrival order. Never blocks.
     fn on_write(this: &Arc<Mutex<Router>>, addr: Address, mtu: u16, value: Vec<u8>) {
         let mut r = lock(this);
-        if let Some(inb) = r.links.get(&addr) {
-            match inb.frames.try_send(value) {
-                Ok(()) => {}
+        let value = match r.links.get(&addr) {
+            None => value,
+            Some(inb) => match inb.frames.try_send(value) {
+                Ok(()) => return,
                 Err(mpsc::error::TrySendError::Full(_)) => {
                     let _ = inb.close.try_send(CloseCmd {
                         reason: "peer ignored flow control (inbound queue full)".into(),
                         disconnect: true,
                     });
+                    return;
                 }
-                // The link is ending; what it still gets is dropped.
-                Err(mpsc::error::TrySendError::Closed(_)) => {}
-            }
-            return;
-        }
+                // The link is ending. The central may already be back with a
+                // new connection: its first value is seq 0 carrying HELLO.
+                // Anything else is a leftover of the old link and dropped.
+                Err(mpsc::error::TrySendError::Closed(value)) => {
+                    if value.get(..2) != Some(&[0, 0x01]) {
+                        return;
+                    }
+                    r.links.remove(&addr);
+                    value
+                }
+            },
+        };
         let now = Instant::now();
         r.quarantine.retain(|_, until| *until > now);
         if r.quarantine.contains_key(&addr) || r.shared.shutting_down() {
@@ -301,10 +342,17 @@ impl Router {
                 debug!(%id, "ignoring a second link from a peer we are linked to as central");
                 return;
             }
-            r.shared.close(id, CloseCmd { reason: "peer linked to us at the same time; keeping its link".into(), disconnect: false });
+            r.shared.close(
+                id,
+                CloseCmd { reason: "peer linked to us at the same time; keeping its link".into(), disconnect: false },
+            );
             replace = true;
         }
-        let slot = match if replace { r.shared.reserve_replacing(&peer, Role::Peripheral) } else { r.shared.reserve(&peer, Role::Peripheral) } {
+        let slot = match if replace {
+            r.shared.reserve_replacing(&peer, Role::Peripheral)
+        } else {
+            r.shared.reserve(&peer, Role::Peripheral)
+        } {
             Ok(slot) => slot,
             Err(Refused::Full) => {
                 info!("refusing a central: all {} link slots in use", r.cfg.max_links);
@@ -315,7 +363,7 @@ impl Router {
             Err(Refused::Linked { .. }) => return,
         };
         let id = slot.id();
-        let max_frame = gatt::notify_frame_size(mtu).min(r.hub.frame_limit().unwrap_or(usize::MAX));
+        let max_frame = gatt::indicate_frame_size(mtu).min(r.hub.frame_limit().unwrap_or(usize::MAX));
         let core = LinkCore::peripheral(r.cfg.link_params(max_frame), now);
         let (frames_tx, frames_rx) = mpsc::channel(inbound_capacity(r.cfg.window));
         let _ = frames_tx.try_send(value);
@@ -367,7 +415,7 @@ async fn watch_disconnect(adapter: bluer::Adapter, addr: Address, close: mpsc::S
     }
 }
 
-/// Notification sockets and link tags in use.
+/// Indication sockets and link tags in use.
 #[derive(Default)]
 pub(crate) struct NotifyHub {
     writers: Mutex<Vec<Arc<CharacteristicWriter>>>,
@@ -383,7 +431,7 @@ impl NotifyHub {
 
     /// Largest frame every current socket takes.
     fn frame_limit(&self) -> Option<usize> {
-        lock(&self.writers).iter().map(|w| w.mtu().saturating_sub(TAG_LEN)).min()
+        lock(&self.writers).iter().map(|w| w.mtu().saturating_sub(TAG_LEN + gatt::SEQ_LEN)).min()
     }
 
     fn pick(&self, addr: Address) -> Option<Arc<CharacteristicWriter>> {
@@ -401,25 +449,25 @@ impl NotifyHub {
             let added = self.added.notified();
             if let Some(w) = self.pick(addr) {
                 if value.len() > w.mtu() {
-                    return Err(format!("notification of {} bytes exceeds the socket's {}", value.len(), w.mtu()));
+                    return Err(format!("indication of {} bytes exceeds the socket's {}", value.len(), w.mtu()));
                 }
                 match w.send(value).await {
                     Ok(()) => return Ok(()),
                     Err(e) => {
-                        debug!("notification socket closed: {e}");
+                        debug!("indication socket closed: {e}");
                         self.remove(&w);
                         continue;
                     }
                 }
             }
             if tokio::time::timeout_at(deadline, added).await.is_err() {
-                return Err("central did not subscribe to notifications".into());
+                return Err("central did not subscribe to indications".into());
             }
         }
     }
 }
 
-/// Sends a peripheral link's frames as tagged notifications.
+/// Sends a peripheral link's values as tagged indications.
 struct PeripheralSink {
     hub: Arc<NotifyHub>,
     addr: Address,

@@ -152,7 +152,13 @@ impl Shared {
             .lock()
             .iter()
             .filter_map(|(id, e)| {
-                e.up_since.map(|since| LinkInfo { link: *id, role: e.role, rtt: e.rtt, connected_since: since, mtu: e.mtu })
+                e.up_since.map(|since| LinkInfo {
+                    link: *id,
+                    role: e.role,
+                    rtt: e.rtt,
+                    connected_since: since,
+                    mtu: e.mtu,
+                })
             })
             .collect();
         v.sort_by_key(|i| i.link);
@@ -208,7 +214,10 @@ mod tests {
         let (_stx, srx) = watch::channel(false);
         let shared = Shared::new(2, tx, srx);
         let a = shared.reserve("A", Role::Central).unwrap();
-        assert_eq!(shared.reserve("A", Role::Peripheral).unwrap_err(), Refused::Linked { role: Role::Central, id: a.id() });
+        assert_eq!(
+            shared.reserve("A", Role::Peripheral).unwrap_err(),
+            Refused::Linked { role: Role::Central, id: a.id() }
+        );
         let _b = shared.reserve("B", Role::Peripheral).unwrap();
         assert_eq!(shared.reserve("C", Role::Central).unwrap_err(), Refused::Full);
         drop(a);

@@ -2,16 +2,17 @@
 
 use std::time::Instant;
 
-use peddlenet_ble::fragment::{Fragmenter, Limits, Reassembled, ReassemblyError, Reassembler, STALE_AFTER};
+use peddlenet_ble::fragment::{Fragmenter, Limits, Reassembled, Reassembler, ReassemblyError, STALE_AFTER};
 use peddlenet_ble::frame::{DataFrame, Frame};
 use peddlenet_ble::gatt;
 use peddlenet_ble::link::{LinkCore, LinkEvent, LinkParams};
+use peddlenet_ble::reorder::{Resequencer, Sequencer, WINDOW};
 use proptest::prelude::*;
 
 /// Frame size for an ATT MTU, as the GATT transport computes it.
 fn frame_size(mtu: usize, notify: bool) -> usize {
     let mtu = u16::try_from(mtu).expect("mtu");
-    if notify { gatt::notify_frame_size(mtu) } else { gatt::write_frame_size(mtu) }
+    if notify { gatt::indicate_frame_size(mtu) } else { gatt::write_frame_size(mtu) }
 }
 
 fn message() -> impl Strategy<Value = Vec<u8>> {
@@ -247,5 +248,37 @@ proptest! {
         for m in &got {
             prop_assert!(msgs.contains(m), "corrupt message delivered");
         }
+    }
+
+    /// Values shuffled within the reordering window come out in order; a
+    /// duplicate is refused and changes nothing; the buffer stays bounded.
+    #[test]
+    fn resequencer_restores_any_bounded_shuffle(keys in proptest::collection::vec(any::<u32>(), 1..700), block in 1usize..64,
+                                              dup in any::<proptest::sample::Index>()) {
+        let n = keys.len();
+        let mut s = Sequencer::default();
+        let values: Vec<Vec<u8>> = (0..n as u32).map(|i| s.stamp(&i.to_be_bytes())).collect();
+        // Shuffle within blocks of fewer than 64 values: the kind of
+        // reordering several ATT bearers cause, with bounded distance.
+        let mut order: Vec<usize> = (0..n).collect();
+        for chunk in order.chunks_mut(block) {
+            chunk.sort_by_key(|&i| keys[i]);
+        }
+        let values: Vec<Vec<u8>> = order.iter().map(|&i| values[i].clone()).collect();
+        let mut r = Resequencer::default();
+        let mut out = Vec::new();
+        for (k, v) in values.iter().enumerate() {
+            r.push(v[0], v[1..].to_vec()).expect("in window");
+            prop_assert!(r.buffered() <= usize::from(WINDOW));
+            if k == dup.index(n) {
+                let before = r.clone();
+                prop_assert!(r.push(v[0], v[1..].to_vec()).is_err());
+                prop_assert_eq!(&r, &before);
+            }
+            while let Some(f) = r.pop() {
+                out.push(u32::from_be_bytes([f[0], f[1], f[2], f[3]]));
+            }
+        }
+        prop_assert_eq!(out, (0..n as u32).collect::<Vec<_>>());
     }
 }
