@@ -2,25 +2,27 @@
 # Runs the BLE lab tests (host side): builds the lab programs, runs each
 # tests/ble/lab-<name>.sh in its own VM through tests/vmlab/run.sh, prints
 # a PASS/FAIL line per test and a summary, and exits non-zero on any failure.
-#   tests/ble/run-lab.sh                 # all: exchange drop rogue observer
+#   tests/ble/run-lab.sh                 # all: exchange drop rogue observer daemons daemon-rogue
 #   tests/ble/run-lab.sh rogue drop      # some
 # Full output of each test: target/ble-lab/<name>.log (the VM run directory,
 # with the probes' logs, is kept on failure; its path is in that log).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 TESTS=("$@")
-((${#TESTS[@]})) || TESTS=(exchange drop rogue observer)
+((${#TESTS[@]})) || TESTS=(exchange drop rogue observer daemons daemon-rogue)
 OUT=target/ble-lab
 mkdir -p "$OUT"
 
-echo "building the lab programs (cargo build -p peddlenet-ble --examples)"
-if ! cargo build -q -p peddlenet-ble --examples; then
+echo "building the lab programs (cargo build --workspace --all-targets: a no-op after .ci/run's build)"
+if ! cargo build -q --workspace --all-targets; then
     echo "FAIL build"
     exit 1
 fi
 # A private copy: a concurrent build elsewhere in the workspace cannot swap it.
 mkdir -p "$OUT/bin"
-cp target/debug/examples/ble-probe target/debug/examples/ble-rogue target/debug/examples/ble-raw "$OUT/bin/"
+cp target/debug/examples/ble-probe target/debug/examples/ble-rogue target/debug/examples/ble-raw \
+    target/debug/peddlenetd target/debug/peddlenet "$OUT/bin/"
+export PEDDLENET_BIN=$PWD/$OUT/bin
 export LAB_BLE_BIN=$PWD/$OUT/bin
 
 declare -A DESC=(
@@ -28,7 +30,11 @@ declare -A DESC=(
     [drop]="link dropped mid-transfer (adapter power-cycled), reconnects, completes"
     [rogue]="rogue central's bad frames rejected, node stays up, links a good peer"
     [observer]="60-s observer: advertisements carry nothing node-specific"
+    [daemons]="peddlenetd: Bluetooth-only pair, a Bluetooth/LAN bridge, a cut reconciliation resumes"
+    [daemon-rogue]="peddlenetd rejects a rogue central's bad frames, stays up, links a good peer"
 )
+# Controllers each test needs (default 2).
+declare -A BT=([daemons]=3)
 passed=0 failed=()
 for t in "${TESTS[@]}"; do
     script=tests/ble/lab-$t.sh
@@ -36,12 +42,12 @@ for t in "${TESTS[@]}"; do
     log=$OUT/$t.log
     start=$(date +%s)
     rc=0
-    tests/vmlab/run.sh --bt 2 --timeout 600 -- "$script" >"$log" 2>&1 || rc=$?
+    tests/vmlab/run.sh --bt "${BT[$t]:-2}" --timeout 900 -- "$script" >"$log" 2>&1 || rc=$?
     secs=$(($(date +%s) - start))
     if ((rc == 0)); then
         passed=$((passed + 1))
         echo "PASS $t (${secs}s): ${DESC[$t]:-}"
-        grep -E ': (PASS|REPORT)' "$log" | sed 's/^\[[0-9:]*\] /    /'
+        grep -E ': (PASS|REPORT|FIGURE)' "$log" | sed 's/^\[[0-9:]*\] /    /'
     else
         failed+=("$t")
         echo "FAIL $t (exit $rc, ${secs}s): ${DESC[$t]:-}; log: $log"

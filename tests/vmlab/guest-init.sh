@@ -60,7 +60,17 @@ mount_filesystems() {
     mount_fs tmpfs /dev/shm mode=1777
     # Fresh /run and /tmp: the host's stay untouched (and invisible here).
     mount_fs tmpfs /run mode=0755
+    # The command's directory may be under the host's /tmp (a checkout
+    # made with mktemp): keep that one directory, bound into the fresh /tmp.
+    if [[ -n "${VMLAB_HOST_TMP_DIR:-}" ]]; then
+        mkdir -p /run/vmlab/host-tmp
+        mount --bind "$VMLAB_HOST_TMP_DIR" /run/vmlab/host-tmp || lab_error "cannot bind $VMLAB_HOST_TMP_DIR"
+    fi
     mount_fs tmpfs /tmp mode=1777
+    if [[ -n "${VMLAB_HOST_TMP_DIR:-}" ]]; then
+        mkdir -p "$VMLAB_HOST_TMP_DIR"
+        mount --bind /run/vmlab/host-tmp "$VMLAB_HOST_TMP_DIR" || lab_error "cannot bind $VMLAB_HOST_TMP_DIR back"
+    fi
     mkdir -p /run/lock /run/dbus /run/vmlab/bin
     # bluetoothd keeps pairing state here; keep it off the host's disk.
     if [[ -d /var/lib/bluetooth ]]; then
@@ -170,10 +180,11 @@ run_command() {
 
 main() {
     exec </dev/null
-    mount_filesystems
+    # Read before the fresh /tmp hides it (the run directory may be there).
     [[ -r "$RUN_DIR/lab.env" ]] || lab_error "$RUN_DIR/lab.env not readable"
     # shellcheck source=/dev/null
     source "$RUN_DIR/lab.env"
+    mount_filesystems
     export PATH="/run/vmlab/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
     hostname vmlab 2>/dev/null || true
     ip link set lo up

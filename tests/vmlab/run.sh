@@ -66,17 +66,21 @@ parse_args() {
 
 # The guest mounts its own /tmp, /run, /proc, /sys and /dev, so host paths
 # under them are not visible inside the VM.
+# A directory under the host's /tmp (a CI checkout, say) is bound back into
+# the guest's fresh /tmp by guest-init.sh (VMLAB_HOST_TMP_DIR).
 check_cwd_visible() {
     case "$PWD/" in
-        /tmp/*|/run/*|/proc/*|/sys/*|/dev/*|/var/lib/bluetooth/*)
-            vmlab_die "current directory $PWD is not visible in the guest (it gets fresh /tmp, /run, ...); cd elsewhere" ;;
+        /run/*|/proc/*|/sys/*|/dev/*|/var/lib/bluetooth/*)
+            vmlab_die "current directory $PWD is not visible in the guest (it gets fresh /run, /proc, ...); cd elsewhere" ;;
     esac
 }
 
 # Write RUN_DIR/lab.env (settings for guest-init.sh) and RUN_DIR/cmd.sh.
 write_run_files() {
-    printf 'VMLAB_BT=%q\nVMLAB_WIFI=%q\nVMLAB_KVER=%q\nVMLAB_KDIR=%q\nVMLAB_BLUETOOTHD_ARGS=%q\n' \
-        "$BT" "$WIFI" "$VMLAB_KVER" "$VMLAB_KDIR" "${VMLAB_BLUETOOTHD_ARGS:-}" \
+    local host_tmp_dir=
+    case "$PWD/" in /tmp/*) host_tmp_dir=$(cut -d/ -f1-3 <<<"$PWD") ;; esac
+    printf 'VMLAB_BT=%q\nVMLAB_WIFI=%q\nVMLAB_KVER=%q\nVMLAB_KDIR=%q\nVMLAB_BLUETOOTHD_ARGS=%q\nVMLAB_HOST_TMP_DIR=%q\n' \
+        "$BT" "$WIFI" "$VMLAB_KVER" "$VMLAB_KDIR" "${VMLAB_BLUETOOTHD_ARGS:-}" "$host_tmp_dir" \
         >"$RUN_DIR/lab.env"
 
     local name spec
