@@ -20,8 +20,9 @@ if ! cargo build -q --workspace --all-targets; then
 fi
 # A private copy: a concurrent build elsewhere in the workspace cannot swap it.
 mkdir -p "$OUT/bin"
-cp target/debug/examples/ble-probe target/debug/examples/ble-rogue target/debug/examples/ble-raw \
-    target/debug/peddlenetd target/debug/peddlenet "$OUT/bin/"
+built=${CARGO_TARGET_DIR:-target}/debug
+cp "$built/examples/ble-probe" "$built/examples/ble-rogue" "$built/examples/ble-raw" \
+    "$built/peddlenetd" "$built/peddlenet" "$OUT/bin/"
 export PEDDLENET_BIN=$PWD/$OUT/bin
 export LAB_BLE_BIN=$PWD/$OUT/bin
 
