@@ -5,7 +5,7 @@
 //! of it the daemon speaks three messages (docs/protocol.md §11), the first
 //! byte saying which:
 //!
-//! - `1` request: `u32 id (BE)` and a sync request (§8.8), answered by
+//! - `1` request: `u32 id (BE)` and a sync request (§8.10), answered by
 //! - `2` response: the same `id` and the sync response;
 //! - `3` envelope: an envelope (§3), for live delivery.
 //!
@@ -361,6 +361,10 @@ mod tests {
             assert_eq!(Wire::decode(&m.encode()).unwrap(), m);
         }
         assert_eq!(Wire::Request { id: 1, body: b"x" }.encode(), [1, 0, 0, 0, 1, b'x']);
+        // docs/protocol.md §11's examples.
+        use peddlenet_sync::transport::{SyncRequest, SyncResponse};
+        assert_eq!(Wire::Request { id: 7, body: &SyncRequest::Rooms(vec![]).encode() }.encode(), [1, 0, 0, 0, 7, 1, 0, 0]);
+        assert_eq!(Wire::Response { id: 7, body: &SyncResponse::Rooms(vec![]).encode() }.encode(), [2, 0, 0, 0, 7, 0x81, 0, 0]);
         assert_eq!(Wire::decode(&[]), Err(WireError::Empty));
         assert_eq!(Wire::decode(&[1, 0, 0]), Err(WireError::Truncated(1)));
         assert_eq!(Wire::decode(&[3]), Err(WireError::Truncated(3)));

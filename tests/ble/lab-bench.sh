@@ -13,7 +13,7 @@ PINGS=${2:-100}
 
 # PeddleNet first, on a fresh BlueZ: a device object left over from the
 # plain-GATT runs would carry their cached service list (see the
-# "Limits" section of crates/ble/PROTOCOL.md).
+# "Limits" section of docs/ble-link.md).
 # The client scans before the server advertises (btvirt reports an
 # advertiser once per scan), as a node that is already running would.
 start_probe bench-client ble-probe --adapter hci0 --role central --timeout 400 bench --bytes "$BYTES" --pings "$PINGS"

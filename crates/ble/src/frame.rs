@@ -2,7 +2,7 @@
 //! the transport prefix, see [`crate::gatt`]).
 //!
 //! I/O-free. Every frame starts with a type byte; integers are big-endian.
-//! `PROTOCOL.md` in this crate has the same table and a worked example.
+//! docs/ble-link.md has the same table and a worked example.
 //!
 //! | type | name | layout (bytes) | total size |
 //! |---|---|---|---|

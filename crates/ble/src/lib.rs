@@ -8,7 +8,7 @@
 //! to [`MAX_MESSAGE`]) both ways; the daemon sees links by their [`LinkId`]
 //! and receives [`BleEvent`]s over a bounded channel.
 //!
-//! Layers, bottom up (the wire format is in `PROTOCOL.md`):
+//! Layers, bottom up (the wire format is in docs/ble-link.md):
 //!
 //! * [`gatt`]: service and characteristic UUIDs, value sizes, the link tag
 //!   on indications;
