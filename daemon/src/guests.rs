@@ -12,6 +12,7 @@
 //! valid for [`LOGIN_CODE_TTL`], kept in memory only.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
@@ -105,7 +106,7 @@ impl Node {
     }
 
     fn guest_info(&self, p: &GuestRecord, url: Option<String>) -> GuestInfo {
-        let room_name = self.room_name(&p.room_id).unwrap_or_else(|| "(a room you left)".into());
+        let room_name = self.room_by_hex(&p.room_id).map(|r| r.record.name.clone()).unwrap_or_else(|| "(a room you left)".into());
         GuestInfo { id: p.id.clone(), room: p.room_id.clone(), room_name, created_ms: p.created_ms, expires_ms: p.expires_ms, url }
     }
 
@@ -157,8 +158,9 @@ impl Node {
         Ok(Handled::after_flush(Response::Done))
     }
 
-    /// The valid pass `token` belongs to, with its room's id.
-    pub(crate) fn guest_pass(&self, token: &str) -> Result<GuestRecord, ApiError> {
+    /// The valid pass `token` belongs to, and its room (found by exact id:
+    /// a guest reaches that room and no other).
+    pub(crate) fn guest_pass(&self, token: &str) -> Result<(GuestRecord, Arc<crate::node::Room>), ApiError> {
         let hash = hex::encode(sha256(token));
         let g = self.guests_locked()?;
         let p = g.passes.iter().find(|p| p.token_sha256 == hash).cloned();
@@ -166,13 +168,15 @@ impl Node {
         match p {
             None => Err(err(ErrorCode::BadToken, "this guest pass is unknown or has expired")),
             Some(p) if p.revoked => Err(err(ErrorCode::BadToken, "this guest pass was revoked")),
-            Some(p) if self.room_name(&p.room_id).is_none() => Err(err(ErrorCode::BadToken, "the room of this guest pass is gone")),
-            Some(p) => Ok(p),
+            Some(p) => match self.room_by_hex(&p.room_id) {
+                Some(r) => Ok((p, r)),
+                None => Err(err(ErrorCode::BadToken, "the room of this guest pass is gone")),
+            },
         }
     }
 
     pub(crate) fn guest_check(&self, token: &str) -> Result<Handled, ApiError> {
-        let p = self.guest_pass(token)?;
+        let (p, _) = self.guest_pass(token)?;
         Ok(Handled::now(Response::Guest(self.guest_info(&p, None))))
     }
 

@@ -351,9 +351,10 @@ impl Node {
         let _ = self.events.send(e);
     }
 
-    /// The name of the member room with this id (hex), if this node is in it.
-    pub(crate) fn room_name(&self, room_hex: &str) -> Option<String> {
-        self.rooms.read().expect("lock").values().find(|r| r.record.room_id.to_hex() == room_hex).map(|r| r.record.name.clone())
+    /// The member room with exactly this id (hex): never by name or prefix,
+    /// unlike [`resolve`](Self::resolve).
+    pub(crate) fn room_by_hex(&self, room_hex: &str) -> Option<Arc<Room>> {
+        self.rooms.read().expect("lock").values().find(|r| r.record.room_id.to_hex() == room_hex).cloned()
     }
 
     /// Where the web UI answers: (on this machine, on the LAN if that mode is on).
@@ -431,14 +432,12 @@ impl Node {
             Request::GuestRevoke { id } => self.guest_revoke(&id),
             Request::GuestCheck { token } => self.guest_check(&token),
             Request::GuestSend { token, nickname, text } => {
-                let pass = self.guest_pass(&token)?;
+                let (_, r) = self.guest_pass(&token)?;
                 let nick = crate::guests::check_nickname(&nickname)?;
-                let r = self.resolve(&pass.room_id)?;
                 self.send_in(r, text, format!("{nick} (guest)")).await
             }
             Request::GuestHistory { token, before } => {
-                let pass = self.guest_pass(&token)?;
-                let r = self.resolve(&pass.room_id)?;
+                let (_, r) = self.guest_pass(&token)?;
                 self.history_page(&r, before, None)
             }
             Request::WebLogin => self.web_login(),
@@ -598,8 +597,6 @@ impl Node {
         out
     }
 
-    /// Seals and stores the message and queues its publication; the caller
-    /// finishes with [`finish_send`](Self::finish_send), then waits for the flush.
     /// A page of `r`'s history, newest first, within the reply size bound.
     fn history_page(&self, r: &Room, before: Option<String>, limit: Option<u32>) -> Result<Handled, ApiError> {
         let (mut msgs, mut next) = self
@@ -632,7 +629,8 @@ impl Node {
     }
 
     /// Seals and stores `text` in `r` under the display name `name`, and
-    /// starts publishing it.
+    /// queues its publication; the caller finishes with
+    /// [`finish_send`](Self::finish_send), then waits for the flush.
     async fn send_in(&self, r: Arc<Room>, text: String, name: String) -> Result<Handled, ApiError> {
         if text.len() > MAX_TEXT_LEN {
             return Err(err(ErrorCode::TooLong, format!("the message is {} bytes; the limit is {MAX_TEXT_LEN}", text.len())));

@@ -111,6 +111,13 @@ async fn the_web_ui_refuses_foreign_hosts_origins_and_stale_passes() {
     assert_eq!(st, 403, "a guest reads no other room: {body}");
     assert_eq!(http(&addr, "GET", &format!("/api/rooms/{}/messages", room.id), &g, "").0, 403, "nor its own through the owner API");
     assert_eq!(http(&addr, "GET", "/api/rooms", &g, "").0, 403);
+    // The pass names its room by id, exactly: a room *named* like that id
+    // is another room, and the guest never sees it.
+    let decoy = c.room_create(&room.id).await.unwrap();
+    c.send(&decoy.id, "decoy: not for guests").await.unwrap();
+    let (st, _, body) = http(&addr, "GET", "/api/guest/messages", &g, "");
+    assert_eq!(st, 200);
+    assert!(body.contains("hello") && !body.contains("decoy"), "{body}");
     // Expiry (the pass lasts 5 s): the session and the URL stop working.
     tokio::time::sleep(Duration::from_millis(5500)).await;
     let (st, _, body) = http(&addr, "GET", "/api/guest/messages", &g, "");
