@@ -38,6 +38,9 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Envelopes queued for forwarding to Bluetooth links; beyond, they are
 /// dropped (reconciliation carries them later).
 const FORWARD_QUEUE: usize = 256;
+/// Peers' sync requests being answered at once, all links together; beyond,
+/// a request is dropped (its sender times out and retries at the next sync).
+const MAX_ANSWERING: usize = 16;
 
 /// A message of the daemon's Bluetooth protocol.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -100,6 +103,7 @@ pub struct BleLink {
     /// Links up, with when they came up and when they last said something.
     up: Mutex<HashMap<LinkId, (u64, u64)>>,
     forward: mpsc::Sender<(Vec<u8>, Option<LinkId>)>,
+    answering: Arc<tokio::sync::Semaphore>,
 }
 
 /// Whether Bluetooth runs, and why not.
@@ -276,8 +280,12 @@ impl Node {
         let Some(b) = self.ble() else { return };
         match Wire::decode(bytes) {
             Ok(Wire::Request { id, body }) => {
+                let Ok(permit) = b.answering.clone().try_acquire_owned() else {
+                    return tracing::debug!(%link, id, "too many Bluetooth sync requests at once: one dropped");
+                };
                 let (node, body) = (self.clone(), body.to_vec());
                 tokio::spawn(async move {
+                    let _permit = permit;
                     let mut taken_on = Vec::new();
                     let answer = crate::sync::answer_bytes(&node, &body, &mut taken_on);
                     if let Some(b) = node.ble()
@@ -327,7 +335,14 @@ pub async fn start_configured(node: &Arc<Node>) {
         match Ble::start(cfg).await {
             Ok((ble, events)) => {
                 let (tx, rx) = mpsc::channel(FORWARD_QUEUE);
-                let link = BleLink { ble, pending: Mutex::default(), next_id: AtomicU32::new(1), up: Mutex::default(), forward: tx };
+                let link = BleLink {
+                    ble,
+                    pending: Mutex::default(),
+                    next_id: AtomicU32::new(1),
+                    up: Mutex::default(),
+                    forward: tx,
+                    answering: Arc::new(tokio::sync::Semaphore::new(MAX_ANSWERING)),
+                };
                 {
                     let mut cur = node.ble_state.write().expect("lock");
                     if !node.ble_enabled() {
