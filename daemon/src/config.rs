@@ -25,6 +25,26 @@ pub struct FileConfig {
     pub relay: RelaySection,
     pub web: WebSection,
     pub bluetooth: BluetoothSection,
+    pub wifi_direct: WifiDirectSection,
+}
+
+/// The Wi-Fi Direct link, through wpa_supplicant's control socket.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct WifiDirectSection {
+    pub enabled: bool,
+    /// wpa_supplicant's `ctrl_interface` folder.
+    pub ctrl_interface: String,
+    /// The radio, e.g. "wlan0"; empty: the first whose wpa_supplicant does P2P.
+    pub interface: String,
+    /// Host a group phones can join (QR code in the app, web UI and CLI).
+    pub host: bool,
+}
+
+impl Default for WifiDirectSection {
+    fn default() -> Self {
+        Self { enabled: true, ctrl_interface: "/run/wpa_supplicant".into(), interface: String::new(), host: false }
+    }
 }
 
 /// The Bluetooth LE link.
@@ -117,6 +137,7 @@ impl Default for FileConfig {
             relay: RelaySection::default(),
             web: WebSection::default(),
             bluetooth: BluetoothSection::default(),
+            wifi_direct: WifiDirectSection::default(),
         }
     }
 }
@@ -175,6 +196,10 @@ pub struct Config {
     /// changed through IPC and kept in the store wins), and its settings.
     pub bluetooth_enabled: bool,
     pub bluetooth: peddlenet_ble::BleConfig,
+    /// Whether the Wi-Fi Direct link runs, as the file says (a kept setting
+    /// wins, as for hosting), and its settings.
+    pub wifi_direct_enabled: bool,
+    pub wifi_direct: WifiDirectSection,
     /// The web UI, or why it is off (a bad address in the file).
     pub web: Result<Option<peddlenet_web::WebConfig>, String>,
 }
@@ -260,6 +285,8 @@ impl Config {
                 max_links: file.bluetooth.max_links.clamp(1, 32),
                 ..peddlenet_ble::BleConfig::default()
             },
+            wifi_direct_enabled: file.wifi_direct.enabled,
+            wifi_direct: file.wifi_direct.clone(),
             web: if !file.web.enabled {
                 Ok(None)
             } else {
@@ -292,7 +319,7 @@ mod tests {
         let parsed: FileConfig = toml::from_str(shipped).unwrap();
         assert_eq!(parsed, FileConfig::default(), "packaging/peddlenetd.toml must list the defaults");
         // Every key is written down, commented or not.
-        for key in ["data_dir", "socket", "display_name", "listen", "peers", "mdns", "mdns_query_interval_ms", "max_peers", "cache_mib", "max_clients", "max_in_flight", "enabled", "budget_mib", "room_quota_mib", "author_quota_kib", "expiry_hours", "max_rooms", "lan_interface", "adapter", "max_links"] {
+        for key in ["data_dir", "socket", "display_name", "listen", "peers", "mdns", "mdns_query_interval_ms", "max_peers", "cache_mib", "max_clients", "max_in_flight", "enabled", "budget_mib", "room_quota_mib", "author_quota_kib", "expiry_hours", "max_rooms", "lan_interface", "adapter", "max_links", "ctrl_interface", "interface", "host"] {
             assert!(shipped.contains(key), "{key} is not documented in packaging/peddlenetd.toml");
         }
     }

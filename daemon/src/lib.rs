@@ -12,6 +12,7 @@ pub mod notify;
 pub mod receipts;
 pub mod relay;
 pub mod sync;
+pub mod wifi;
 
 use std::os::unix::fs::PermissionsExt;
 use anyhow::{Context, bail};
@@ -63,6 +64,7 @@ async fn start_web(cfg: &Config, node: &std::sync::Arc<node::Node>, stop: &watch
         Ok(web) => {
             tracing::info!(url = %web.local_url(), lan = ?web.lan_url(), "web UI listening; `peddlenet web` prints a sign-in link");
             node.set_web_urls(Some(web.local_url().to_owned()), web.lan_url().map(str::to_owned));
+            node.set_web_extra(web.extra_listeners());
             tokio::spawn(web.run(cfg.socket.clone(), stop.clone()));
         }
         Err(e) => tracing::warn!("web UI off: {e}"),
@@ -107,6 +109,11 @@ pub async fn run(cfg: Config, mut stop: watch::Receiver<bool>) -> anyhow::Result
         async move { ble::start_configured(&node).await }
     });
     start_web(&cfg, &node, &stop).await;
+    // After the web UI: a group hosted for phones opens it on its address.
+    let mesh_port = cfg.listen.iter().find_map(|a| a.strip_prefix("/ip4/").and_then(|r| r.split("/tcp/").nth(1)).and_then(|p| p.parse().ok())).unwrap_or(4717);
+    let runtime_dir = cfg.socket.parent().map(std::path::Path::to_owned).unwrap_or_else(std::env::temp_dir);
+    node.configure_wifi(cfg.wifi_direct_enabled, wifi::link_config(&cfg.wifi_direct.ctrl_interface, &cfg.wifi_direct.interface, cfg.wifi_direct.host, &runtime_dir), mesh_port);
+    node.start_wifi();
     let server = tokio::spawn(ipc::serve(listener, node.clone(), cfg.max_clients, cfg.max_in_flight, stop.clone()));
     tracing::info!(socket = %cfg.socket.display(), data = %cfg.data_dir.display(), "peddlenetd is ready");
     // systemd (Type=notify) starts dependants only now: the socket answers.
@@ -116,6 +123,7 @@ pub async fn run(cfg: Config, mut stop: watch::Receiver<bool>) -> anyhow::Result
     tracing::info!("shutting down");
     notify::notify("STOPPING=1");
     let _ = server.await;
+    node.stop_wifi().await;
     mesh.shutdown().await;
     store.flush().context("flushing the store at shutdown")?;
     let _ = std::fs::remove_file(&cfg.socket);

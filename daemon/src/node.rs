@@ -85,6 +85,12 @@ pub struct Node {
     pub(crate) ble_state: RwLock<crate::ble::BleState>,
     /// Whether it should run (config, then a kept setting), and how.
     pub(crate) ble_config: std::sync::Mutex<(bool, peddlenet_ble::BleConfig)>,
+    /// The Wi-Fi Direct link: whether and how it runs, and its handle.
+    pub(crate) wifi: std::sync::Mutex<crate::wifi::WifiSlot>,
+    /// Opens the web UI on a Wi-Fi Direct group's address while hosting.
+    web_extra: std::sync::Mutex<Option<peddlenet_web::ExtraListeners>>,
+    /// The web UI's base URL inside the group hosted for phones.
+    web_hotspot: RwLock<Option<String>>,
 }
 
 /// What a request produced, and whether its reply must wait for the disk.
@@ -218,6 +224,9 @@ impl Node {
             web_urls: Default::default(),
             ble_state: RwLock::new(crate::ble::BleState::Starting),
             ble_config: std::sync::Mutex::new((false, peddlenet_ble::BleConfig::default())),
+            wifi: Default::default(),
+            web_extra: Default::default(),
+            web_hotspot: Default::default(),
         }))
     }
 
@@ -366,11 +375,30 @@ impl Node {
         self.web_urls.read().expect("lock").0.clone()
     }
 
-    /// The base of guest URLs: the LAN address where that mode is on (phones
-    /// reach it), else this machine's.
+    /// The base of guest URLs: the address in the Wi-Fi group hosted for
+    /// phones, else the LAN address where that mode is on, else this machine's.
     pub(crate) fn web_guest_base(&self) -> Option<String> {
+        if let Some(h) = self.web_hotspot_base() {
+            return Some(h);
+        }
         let w = self.web_urls.read().expect("lock");
         w.1.clone().or_else(|| w.0.clone())
+    }
+
+    pub fn set_web_extra(&self, extra: peddlenet_web::ExtraListeners) {
+        *self.web_extra.lock().expect("lock") = Some(extra);
+    }
+
+    pub(crate) fn web_extra(&self) -> Option<peddlenet_web::ExtraListeners> {
+        self.web_extra.lock().expect("lock").clone()
+    }
+
+    pub(crate) fn web_hotspot_base(&self) -> Option<String> {
+        self.web_hotspot.read().expect("lock").clone()
+    }
+
+    pub(crate) fn set_web_hotspot_base(&self, base: Option<String>) {
+        *self.web_hotspot.write().expect("lock") = base;
     }
 
     pub(crate) fn resolve(&self, query: &str) -> Result<Arc<Room>, ApiError> {
@@ -427,6 +455,7 @@ impl Node {
     pub async fn handle(self: &Arc<Self>, req: Request) -> Result<Handled, ApiError> {
         match req {
             Request::Settings => Ok(Handled::now(Response::Settings(self.settings()))),
+            Request::WifiHotspot => Ok(Handled::now(Response::WifiHotspot(self.wifi_hotspot()?))),
             Request::GuestCreate { room, ttl_seconds } => self.guest_create(&room, ttl_seconds),
             Request::GuestList => self.guest_list(),
             Request::GuestRevoke { id } => self.guest_revoke(&id),
@@ -443,6 +472,9 @@ impl Node {
             Request::WebLogin => self.web_login(),
             Request::WebRedeem { code } => self.web_redeem(&code),
             Request::SetSettings(update) => {
+                if update.wifi_direct_enabled.is_some() || update.wifi_host.is_some() {
+                    self.set_wifi(update.wifi_direct_enabled, update.wifi_host).await.map_err(|e| err(ErrorCode::Internal, e.to_string()))?;
+                }
                 let settings = self.set_settings(update)?;
                 Ok(Handled::after_flush(Response::Settings(settings)))
             }
@@ -462,9 +494,11 @@ impl Node {
                     relay: self.relay_status(),
                     waiting: self.store.outbox_len() as u64,
                     bluetooth: self.ble_status(),
+                    wifi_direct: self.wifi_status(),
                     web: {
                         let w = self.web_urls.read().expect("lock");
-                        w.0.iter().chain(w.1.iter()).map(|b| format!("{b}/")).collect()
+                        let hotspot = self.web_hotspot_base();
+                        w.0.iter().chain(w.1.iter()).chain(hotspot.iter()).map(|b| format!("{b}/")).collect()
                     },
                 })))
             }

@@ -73,7 +73,13 @@ impl Node {
 
     pub(crate) fn settings(&self) -> Settings {
         let s = *self.relay.read().expect("lock");
-        Settings { relay_enabled: s.enabled, relay_budget_mib: s.limits.budget_bytes >> 20, bluetooth_enabled: self.ble_enabled() }
+        Settings {
+            relay_enabled: s.enabled,
+            relay_budget_mib: s.limits.budget_bytes >> 20,
+            bluetooth_enabled: self.ble_enabled(),
+            wifi_direct_enabled: self.wifi_enabled(),
+            wifi_host: self.wifi_host(),
+        }
     }
 
     /// Applies and keeps new settings. A smaller budget drops the oldest

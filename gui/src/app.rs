@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use egui::{Color32, RichText};
-use peddlenet_api::{Event, GuestInfo, Link, MessageInfo, PeerInfo, RELAY_BUDGET_MIB, RoomInfo, Settings, SettingsUpdate, Status};
+use peddlenet_api::{Event, GuestInfo, Link, MessageInfo, PeerInfo, RELAY_BUDGET_MIB, RoomInfo, Settings, SettingsUpdate, Status, WifiHotspot};
 
 use crate::worker::{Cmd, Connection, Launch, Update, Worker};
 
@@ -56,6 +56,8 @@ pub struct App {
     pub invite_pixels: Option<(usize, Vec<u8>)>,
     /// A guest pass just made, with its QR code, shown in a window.
     pub guest_pass: Option<(GuestInfo, Option<egui::TextureHandle>)>,
+    /// The Wi-Fi network hosted for phones, and its QR code, while shown.
+    pub wifi_qr: Option<(WifiHotspot, Option<egui::TextureHandle>)>,
     /// Guest passes in force (Settings).
     pub guests: Vec<GuestInfo>,
     pub errors: Vec<String>,
@@ -88,6 +90,7 @@ impl App {
             invite: None,
             invite_pixels: None,
             guest_pass: None,
+            wifi_qr: None,
             guests: Vec::new(),
             errors: Vec::new(),
             notice: None,
@@ -177,6 +180,16 @@ impl App {
                     self.cmd(Cmd::GuestList);
                 }
                 Update::Guests(g) => self.guests = g,
+                Update::WifiHotspot(h) => {
+                    let tex = match crate::qr::render(&h.qr) {
+                        Ok((side, px)) => Some(ctx.load_texture("wifi-qr", egui::ColorImage::from_gray([side, side], &px), egui::TextureOptions::NEAREST)),
+                        Err(e) => {
+                            self.error(format!("cannot draw the QR code: {e}"));
+                            None
+                        }
+                    };
+                    self.wifi_qr = Some((h, tex));
+                }
                 Update::History { room, mut messages, next, older } => {
                     let chat = self.chats.entry(room).or_default();
                     messages.reverse(); // oldest first
@@ -286,6 +299,7 @@ impl App {
         });
         self.invite_window(&ctx);
         self.guest_window(&ctx);
+        self.wifi_window(&ctx);
     }
 
     fn top_bar(&mut self, ui: &mut egui::Ui) {
@@ -534,6 +548,14 @@ impl App {
                 {
                     ui.label(RichText::new(format!("Bluetooth is {}", s.bluetooth)).weak());
                 }
+                ui.checkbox(&mut edit.wifi_direct_enabled, "Wi-Fi Direct: form a Wi-Fi network with nearby nodes when there is none");
+                ui.add_enabled(edit.wifi_direct_enabled, egui::Checkbox::new(&mut edit.wifi_host, "Host a Wi-Fi network phones can join (shows its QR code)"));
+                if let Some(s) = &self.status
+                    && !s.wifi_direct.is_empty()
+                {
+                    ui.label(RichText::new(format!("Wi-Fi Direct is {}", s.wifi_direct)).weak());
+                }
+                let wifi_qr = current.wifi_direct_enabled && current.wifi_host && ui.button("Wi-Fi QR for phones…").clicked();
                 ui.checkbox(&mut edit.relay_enabled, "Carry rooms I am not in for others (I cannot read them)");
                 ui.horizontal(|ui| {
                     ui.label("Disk for them at most");
@@ -558,6 +580,9 @@ impl App {
                     ui.colored_label(Color32::from_rgb(200, 120, 0), "The oldest carried messages beyond the new limit will be deleted.");
                 }
                 let edit = *edit;
+                if wifi_qr {
+                    self.cmd(Cmd::WifiHotspot);
+                }
                 let changed = edit != current;
                 ui.horizontal(|ui| {
                     if ui.add_enabled(changed, egui::Button::new("Apply")).clicked() {
@@ -565,6 +590,8 @@ impl App {
                             relay_enabled: (edit.relay_enabled != current.relay_enabled).then_some(edit.relay_enabled),
                             relay_budget_mib: (edit.relay_budget_mib != current.relay_budget_mib).then_some(edit.relay_budget_mib),
                             bluetooth_enabled: (edit.bluetooth_enabled != current.bluetooth_enabled).then_some(edit.bluetooth_enabled),
+                            wifi_direct_enabled: (edit.wifi_direct_enabled != current.wifi_direct_enabled).then_some(edit.wifi_direct_enabled),
+                            wifi_host: (edit.wifi_host != current.wifi_host).then_some(edit.wifi_host),
                         };
                         self.cmd(Cmd::SetSettings(update));
                     }
@@ -634,6 +661,24 @@ impl App {
         });
         if !open {
             self.guest_pass = None;
+        }
+    }
+
+    fn wifi_window(&mut self, ctx: &egui::Context) {
+        let Some((h, tex)) = self.wifi_qr.clone() else { return };
+        let mut open = true;
+        egui::Window::new(format!("Wi-Fi network “{}”", h.ssid)).open(&mut open).collapsible(false).show(ctx, |ui| {
+            if let Some(t) = &tex {
+                ui.add(egui::Image::new(t).fit_to_exact_size(egui::vec2(320.0, 320.0)));
+            }
+            ui.label("A phone's camera joins this Wi-Fi network. Then it scans a room's guest QR code to chat.");
+            ui.label(RichText::new(format!("Network {}  ·  passphrase {}", h.ssid, h.passphrase)).monospace());
+            if let Some(url) = &h.web_url {
+                ui.label(format!("Web UI inside it: {url}"));
+            }
+        });
+        if !open {
+            self.wifi_qr = None;
         }
     }
 

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use peddlenet_api::{Client, ClientError, Event, GuestInfo, MessageInfo, PeerInfo, RoomInfo, Settings, SettingsUpdate, Status};
+use peddlenet_api::{Client, ClientError, Event, GuestInfo, MessageInfo, PeerInfo, RoomInfo, Settings, SettingsUpdate, Status, WifiHotspot};
 use tokio::sync::mpsc;
 
 /// Commands waiting for the worker, at most; the UI drops a command (and
@@ -41,6 +41,8 @@ pub enum Cmd {
     GuestCreate(String),
     GuestList,
     GuestRevoke(String),
+    /// The Wi-Fi network this node hosts for phones, for its QR code.
+    WifiHotspot,
     /// Open the web UI in this machine's browser, signed in.
     OpenWeb,
     /// Start `peddlenetd` (when none runs).
@@ -66,6 +68,7 @@ pub enum Update {
     Settings(Settings),
     GuestPass(GuestInfo),
     Guests(Vec<GuestInfo>),
+    WifiHotspot(WifiHotspot),
     Rooms(Vec<RoomInfo>),
     Peers(Vec<PeerInfo>),
     Invite { room: RoomInfo, uri: String },
@@ -281,6 +284,7 @@ async fn handle(c: &Client, cmd: Cmd, out: &Out) {
         },
         Cmd::GuestCreate(room) => c.guest_create(&room, None).await.map(Update::GuestPass),
         Cmd::GuestList => c.guest_list().await.map(Update::Guests),
+        Cmd::WifiHotspot => c.wifi_hotspot().await.map(Update::WifiHotspot),
         Cmd::GuestRevoke(id) => match c.guest_revoke(&id).await {
             Ok(()) => c.guest_list().await.map(Update::Guests),
             Err(e) => Err(e),

@@ -263,6 +263,14 @@ impl Client {
         }
     }
 
+    /// The Wi-Fi network this node hosts for phones (`wifi_off` if none).
+    pub async fn wifi_hotspot(&self) -> Result<WifiHotspot, ClientError> {
+        match self.call(Request::WifiHotspot).await? {
+            Response::WifiHotspot(h) => Ok(h),
+            other => Err(unexpected(other)),
+        }
+    }
+
     pub async fn web_redeem(&self, code: &str) -> Result<(), ClientError> {
         self.done(Request::WebRedeem { code: code.into() }).await
     }

@@ -75,6 +75,9 @@ pub enum Request {
     WebLogin,
     /// Uses up a one-time web login code (`bad_token` if unknown or old).
     WebRedeem { code: String },
+    /// The Wi-Fi network this node hosts for phones, with its QR code text
+    /// (`wifi_off` when it hosts none).
+    WifiHotspot,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -92,6 +95,19 @@ pub enum Response {
     Guest(GuestInfo),
     Guests { guests: Vec<GuestInfo> },
     WebLogin { url: String, expires_ms: u64 },
+    WifiHotspot(WifiHotspot),
+}
+
+/// A Wi-Fi Direct group this node hosts: phones join it as a Wi-Fi network.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct WifiHotspot {
+    pub ssid: String,
+    pub passphrase: String,
+    /// `WIFI:S:<ssid>;T:WPA;P:<passphrase>;;`: what the QR code holds.
+    pub qr: String,
+    /// The web UI's address inside the group (guest links point there).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub web_url: Option<String>,
 }
 
 /// A guest pass: one room, until it expires or is revoked.
@@ -123,6 +139,12 @@ pub struct Settings {
     /// Run the Bluetooth LE link (scan, advertise, link with nearby nodes).
     #[serde(default)]
     pub bluetooth_enabled: bool,
+    /// Run the Wi-Fi Direct link (find nodes, form groups with them).
+    #[serde(default)]
+    pub wifi_direct_enabled: bool,
+    /// Host a Wi-Fi Direct group phones can join (see `wifi_hotspot`).
+    #[serde(default)]
+    pub wifi_host: bool,
 }
 
 /// The settings to change; `None` leaves one as it is.
@@ -134,6 +156,10 @@ pub struct SettingsUpdate {
     pub relay_budget_mib: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bluetooth_enabled: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wifi_direct_enabled: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wifi_host: Option<bool>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -158,6 +184,9 @@ pub struct Status {
     /// The Bluetooth LE link: "on, N links", or "off: " and why.
     #[serde(default)]
     pub bluetooth: String,
+    /// The Wi-Fi Direct link: "on (wlan0): …" and what it does, or "off: " and why.
+    #[serde(default)]
+    pub wifi_direct: String,
 }
 
 /// What this node carries for rooms it is not a member of (it cannot read it).
@@ -288,6 +317,9 @@ pub enum ErrorCode {
     BadToken,
     /// The web UI is off, so there is nothing to sign in to or link to.
     WebOff,
+    /// This node hosts no Wi-Fi network now (hosting is off, or the Wi-Fi
+    /// Direct link is; the message says which).
+    WifiOff,
 }
 
 #[cfg(test)]
@@ -304,10 +336,10 @@ mod tests {
         let back: Request = serde_json::from_value(json!({"method": "set_settings", "params": {"relay_budget_mib": 32}})).unwrap();
         assert_eq!(back, Request::SetSettings(SettingsUpdate { relay_budget_mib: Some(32), ..Default::default() }));
         assert_eq!(serde_json::to_value(Request::Settings).unwrap(), json!({"method": "settings"}));
-        let reply = Response::Settings(Settings { relay_enabled: true, relay_budget_mib: 64, bluetooth_enabled: true });
+        let reply = Response::Settings(Settings { relay_enabled: true, relay_budget_mib: 64, bluetooth_enabled: true, wifi_direct_enabled: true, wifi_host: false });
         assert_eq!(
             serde_json::to_value(reply).unwrap(),
-            json!({"type": "settings", "relay_enabled": true, "relay_budget_mib": 64, "bluetooth_enabled": true})
+            json!({"type": "settings", "relay_enabled": true, "relay_budget_mib": 64, "bluetooth_enabled": true, "wifi_direct_enabled": true, "wifi_host": false})
         );
     }
 }

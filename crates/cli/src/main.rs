@@ -72,6 +72,29 @@ enum Cmd {
         /// Run the Bluetooth LE link: on or off
         #[arg(long, value_name = "on|off", value_parser = on_off)]
         bluetooth: Option<bool>,
+        /// Run the Wi-Fi Direct link: on or off
+        #[arg(long, value_name = "on|off", value_parser = on_off)]
+        wifi_direct: Option<bool>,
+    },
+    /// Wi-Fi Direct: the link's state, and hosting a Wi-Fi network for phones
+    #[command(subcommand)]
+    Wifi(WifiCmd),
+}
+
+#[derive(Debug, Subcommand)]
+enum WifiCmd {
+    /// What the Wi-Fi Direct link is doing
+    Status,
+    /// Host a Wi-Fi network phones can join (kept across restarts): on or off
+    Host {
+        #[arg(value_name = "on|off", value_parser = on_off)]
+        on: bool,
+    },
+    /// The hosted network's QR code: a phone's camera joins it
+    Qr {
+        /// Only the network's name and passphrase, no QR code
+        #[arg(long)]
+        no_qr: bool,
     },
 }
 
@@ -216,6 +239,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("rooms:    {}", s.rooms);
                 println!("waiting:  {} of your messages for a first peer", s.waiting);
                 println!("data:     {}", s.data_dir);
+                if !s.wifi_direct.is_empty() {
+                    println!("wifi direct: {}", s.wifi_direct);
+                }
                 if !s.bluetooth.is_empty() {
                     println!("bluetooth: {}", s.bluetooth);
                 }
@@ -267,11 +293,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("{}", s.display_name);
             }
         }
-        Cmd::Settings { relay, relay_budget, bluetooth } => {
-            let s = if relay.is_none() && relay_budget.is_none() && bluetooth.is_none() {
+        Cmd::Settings { relay, relay_budget, bluetooth, wifi_direct } => {
+            let s = if relay.is_none() && relay_budget.is_none() && bluetooth.is_none() && wifi_direct.is_none() {
                 client.settings().await
             } else {
-                let u = peddlenet_api::SettingsUpdate { relay_enabled: relay, relay_budget_mib: relay_budget, bluetooth_enabled: bluetooth };
+                let u = peddlenet_api::SettingsUpdate {
+                    relay_enabled: relay,
+                    relay_budget_mib: relay_budget,
+                    bluetooth_enabled: bluetooth,
+                    wifi_direct_enabled: wifi_direct,
+                    wifi_host: None,
+                };
                 client.set_settings(u).await
             }
             .map_err(explain)?;
@@ -281,6 +313,43 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("relay:        {}", if s.relay_enabled { "on" } else { "off" });
                 println!("relay budget: {} MiB", s.relay_budget_mib);
                 println!("bluetooth:    {}", if s.bluetooth_enabled { "on" } else { "off" });
+                println!("wifi direct:  {}", if s.wifi_direct_enabled { "on" } else { "off" });
+                println!("wifi host:    {}", if s.wifi_host { "on" } else { "off" });
+            }
+        }
+        Cmd::Wifi(WifiCmd::Status) => {
+            let s = client.status().await.map_err(explain)?;
+            if json {
+                print_json(&serde_json::json!({"wifi_direct": s.wifi_direct}));
+            } else {
+                println!("Wi-Fi Direct: {}", s.wifi_direct);
+            }
+        }
+        Cmd::Wifi(WifiCmd::Host { on }) => {
+            let u = peddlenet_api::SettingsUpdate { wifi_host: Some(on), ..Default::default() };
+            let s = client.set_settings(u).await.map_err(explain)?;
+            if json {
+                print_json(&s);
+            } else if !s.wifi_direct_enabled {
+                println!("hosting {}, but Wi-Fi Direct is off (peddlenet settings --wifi-direct on)", if on { "on" } else { "off" });
+            } else if on {
+                println!("hosting on: the group starts in a few seconds; `peddlenet wifi qr` shows its QR code");
+            } else {
+                println!("hosting off");
+            }
+        }
+        Cmd::Wifi(WifiCmd::Qr { no_qr }) => {
+            let h = client.wifi_hotspot().await.map_err(explain)?;
+            if json {
+                print_json(&h);
+            } else {
+                if !no_qr {
+                    println!("{}", qr(&h.qr)?);
+                }
+                println!("Wi-Fi network \"{}\", passphrase {}", clean(&h.ssid), clean(&h.passphrase));
+                if let Some(url) = &h.web_url {
+                    println!("web UI in that network: {url}");
+                }
             }
         }
         Cmd::Room(rc) => room(&client, rc, json).await?,

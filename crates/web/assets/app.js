@@ -202,6 +202,17 @@ $("guest-btn").onclick = async () => {
   }
 };
 
+$("wifi-btn").onclick = async () => {
+  try {
+    const w = await api("GET", "/api/wifi");
+    showQr(`Wi-Fi “${w.hotspot.ssid}”`, w.hotspot.qr, w.svg,
+      "A phone's camera joins this Wi-Fi network; then scan a room's guest QR." +
+      (w.hotspot.web_url ? ` This page is at ${w.hotspot.web_url} there.` : ""));
+  } catch (err) {
+    showError(err.message);
+  }
+};
+
 async function loadGuests() {
   const list = await api("GET", "/api/guests");
   const ul = $("guest-list");
@@ -241,6 +252,8 @@ async function loadMesh() {
     ["Waiting", `${s.waiting} of your messages for a first peer`],
     ["Relaying", s.relay.enabled ? `${s.relay.envelopes} messages of ${s.relay.rooms} rooms, ${(s.relay.bytes / 1048576).toFixed(1)} of ${(s.relay.budget_bytes / 1048576).toFixed(0)} MiB` : "off"],
     ["Web UI", s.web.join(" ")],
+    ["Bluetooth", s.bluetooth || "unknown"],
+    ["Wi-Fi Direct", s.wifi_direct || "unknown"],
   ];
   for (const [k, v] of rows) {
     const dt = document.createElement("dt");

@@ -43,6 +43,19 @@ impl AllowedHosts {
     pub fn list(&self) -> &[String] {
         &self.0
     }
+
+    /// Adds an address served later (a Wi-Fi Direct group's, say).
+    pub fn add(&mut self, addr: SocketAddr) {
+        let h = addr.to_string();
+        if !self.0.contains(&h) {
+            self.0.push(h);
+        }
+    }
+
+    pub fn remove(&mut self, addr: SocketAddr) {
+        let h = addr.to_string();
+        self.0.retain(|x| *x != h);
+    }
 }
 
 /// Why a request was refused before reaching a handler.

@@ -23,11 +23,11 @@ mod session;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
 use peddlenet_api::{Client, ClientError, Event};
 use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, broadcast, watch};
+use tokio::sync::{Semaphore, broadcast, mpsc, watch};
 
 use crate::guard::{AllowedHosts, RateLimiter};
 use crate::session::Sessions;
@@ -82,7 +82,55 @@ pub struct Web {
     listeners: Vec<TcpListener>,
     local_url: String,
     lan_url: Option<String>,
-    hosts: AllowedHosts,
+    hosts: Arc<RwLock<AllowedHosts>>,
+    extra: (mpsc::Sender<Extra>, mpsc::Receiver<Extra>),
+}
+
+/// A listener opened after start, and what closes it.
+type Extra = (TcpListener, watch::Receiver<bool>);
+
+/// Most listeners opened after start at once.
+const MAX_EXTRA: usize = 4;
+
+/// Opens and closes listeners on addresses that come and go while the web UI
+/// runs (a Wi-Fi Direct group this node hosts for phones), on the web UI's
+/// port, and makes their `Host` allowed for as long as they are open.
+#[derive(Clone)]
+pub struct ExtraListeners {
+    port: u16,
+    hosts: Arc<RwLock<AllowedHosts>>,
+    tx: mpsc::Sender<Extra>,
+    open: Arc<Mutex<std::collections::HashMap<IpAddr, watch::Sender<bool>>>>,
+}
+
+impl ExtraListeners {
+    /// Starts serving on `ip` (same port as the local address); returns the URL.
+    pub async fn open(&self, ip: IpAddr) -> Result<String, WebError> {
+        let at = SocketAddr::new(ip, self.port);
+        if self.open.lock().expect("lock").contains_key(&ip) {
+            return Ok(format!("http://{at}"));
+        }
+        if self.open.lock().expect("lock").len() >= MAX_EXTRA {
+            return Err(WebError::Bind(at, std::io::Error::other("too many extra listeners")));
+        }
+        let l = TcpListener::bind(at).await.map_err(|e| WebError::Bind(at, e))?;
+        let (stop_tx, stop_rx) = watch::channel(false);
+        self.hosts.write().expect("lock").add(at);
+        self.open.lock().expect("lock").insert(ip, stop_tx);
+        if self.tx.send((l, stop_rx)).await.is_err() {
+            self.close(ip);
+            return Err(WebError::Bind(at, std::io::Error::other("the web UI has stopped")));
+        }
+        Ok(format!("http://{at}"))
+    }
+
+    /// Stops serving on `ip` and forgets its Host.
+    pub fn close(&self, ip: IpAddr) {
+        if let Some(stop) = self.open.lock().expect("lock").remove(&ip) {
+            let _ = stop.send(true);
+        }
+        self.hosts.write().expect("lock").remove(SocketAddr::new(ip, self.port));
+    }
 }
 
 /// The IPv4 address of interface `name`.
@@ -114,7 +162,13 @@ impl Web {
             addrs.push(at);
             listeners.push(l);
         }
-        Ok(Self { listeners, local_url: format!("http://{local_addr}"), lan_url, hosts: AllowedHosts::for_addrs(&addrs) })
+        Ok(Self {
+            listeners,
+            local_url: format!("http://{local_addr}"),
+            lan_url,
+            hosts: Arc::new(RwLock::new(AllowedHosts::for_addrs(&addrs))),
+            extra: mpsc::channel(MAX_EXTRA),
+        })
     }
 
     /// `http://127.0.0.1:4718`, say (no trailing slash).
@@ -127,8 +181,14 @@ impl Web {
         self.lan_url.as_deref()
     }
 
+    /// The handle that adds listeners while this runs.
+    pub fn extra_listeners(&self) -> ExtraListeners {
+        let port = self.listeners.first().and_then(|l| l.local_addr().ok()).map_or(0, |a| a.port());
+        ExtraListeners { port, hosts: self.hosts.clone(), tx: self.extra.0.clone(), open: Arc::default() }
+    }
+
     /// Serves until `stop` turns true, talking to the daemon at `socket`.
-    pub async fn run(self, socket: PathBuf, mut stop: watch::Receiver<bool>) {
+    pub async fn run(self, socket: PathBuf, stop: watch::Receiver<bool>) {
         let (events, _) = broadcast::channel(EVENT_BUFFER);
         let state = Arc::new(State {
             socket,
@@ -142,22 +202,38 @@ impl Web {
         });
         tokio::spawn(relay_events(state.clone(), stop.clone()));
         let app = routes::router(state);
-        let mut servers = Vec::new();
-        for l in self.listeners {
+        let serve = |l: TcpListener, mut stop: watch::Receiver<bool>, mut also: watch::Receiver<bool>| {
             let app = app.clone().into_make_service_with_connect_info::<SocketAddr>();
-            let mut stop = stop.clone();
-            servers.push(tokio::spawn(async move {
+            tokio::spawn(async move {
                 let r = axum::serve(l, app)
                     .with_graceful_shutdown(async move {
-                        let _ = stop.wait_for(|s| *s).await;
+                        tokio::select! {
+                            _ = stop.wait_for(|s| *s) => {}
+                            _ = also.wait_for(|s| *s) => {}
+                        }
                     })
                     .await;
                 if let Err(e) = r {
                     tracing::error!(error = %e, "the web UI stopped");
                 }
-            }));
+            })
+        };
+        let (_never_tx, never) = watch::channel(false);
+        let mut servers = Vec::new();
+        for l in self.listeners {
+            servers.push(serve(l, stop.clone(), never.clone()));
         }
-        let _ = stop.wait_for(|s| *s).await;
+        let (_keep, mut extra) = self.extra;
+        let mut stopping = stop.clone();
+        loop {
+            tokio::select! {
+                _ = stopping.wait_for(|s| *s) => break,
+                Some((l, closed)) = extra.recv() => {
+                    servers.retain(|s| !s.is_finished());
+                    servers.push(serve(l, stop.clone(), closed));
+                }
+            }
+        }
         for s in servers {
             // Open event streams would hold graceful shutdown: don't wait long.
             let _ = tokio::time::timeout(std::time::Duration::from_secs(2), s).await;
@@ -168,7 +244,7 @@ impl Web {
 pub(crate) struct State {
     socket: PathBuf,
     client: tokio::sync::Mutex<Option<Client>>,
-    hosts: AllowedHosts,
+    hosts: Arc<RwLock<AllowedHosts>>,
     sessions: Mutex<Sessions>,
     per_address: Mutex<RateLimiter<IpAddr>>,
     per_guest: Mutex<RateLimiter<String>>,

@@ -52,6 +52,7 @@ pub(crate) fn router(state: S) -> Router {
         .route("/api/rooms/{room}/invite", get(invite))
         .route("/api/guests", get(guests).post(guest_create))
         .route("/api/guests/{id}", delete(guest_revoke))
+        .route("/api/wifi", get(wifi))
         .route("/api/events", get(owner_events))
         .route("/api/guest/nickname", post(guest_nickname))
         .route("/api/guest/messages", get(guest_history).post(guest_send))
@@ -70,7 +71,7 @@ async fn guard_layer(AxState(st): AxState<S>, ConnectInfo(peer): ConnectInfo<Soc
     let (host, origin) = (header_text(req.headers(), header::HOST), header_text(req.headers(), header::ORIGIN));
     let within_rate = st.per_address.lock().expect("lock").allow(&peer.ip(), Instant::now());
     let checked = if within_rate {
-        guard::check_request(&st.hosts, changes, host.as_deref(), origin.as_deref())
+        guard::check_request(&st.hosts.read().expect("lock"), changes, host.as_deref(), origin.as_deref())
     } else {
         Err(Refusal::RateLimited)
     };
@@ -122,7 +123,7 @@ impl From<ClientError> for HttpError {
                     ErrorCode::TooLong => StatusCode::PAYLOAD_TOO_LARGE,
                     ErrorCode::UnknownRoom => StatusCode::NOT_FOUND,
                     ErrorCode::BadToken => StatusCode::FORBIDDEN,
-                    ErrorCode::WebOff => StatusCode::CONFLICT,
+                    ErrorCode::WebOff | ErrorCode::WifiOff => StatusCode::CONFLICT,
                     ErrorCode::Busy => StatusCode::SERVICE_UNAVAILABLE,
                     ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
                 };
@@ -325,6 +326,14 @@ async fn guest_revoke(AxState(st): AxState<S>, h: HeaderMap, Path(id): Path<Stri
     owner_write(&st, &h)?;
     call(&st, |c| async move { c.guest_revoke(&id).await }).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// The Wi-Fi network hosted for phones, with its QR code (409 when none).
+async fn wifi(AxState(st): AxState<S>, h: HeaderMap) -> Result<Response> {
+    owner_read(&st, &h)?;
+    let w = call(&st, |c| async move { c.wifi_hotspot().await }).await?;
+    let svg = qr_svg(&w.qr)?;
+    Ok(axum::Json(json!({ "hotspot": w, "svg": svg })).into_response())
 }
 
 /// A guest opens the QR code's URL: the daemon checks the pass, the browser
