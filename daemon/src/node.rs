@@ -378,7 +378,7 @@ impl Node {
     /// The base of guest URLs: the address in the Wi-Fi group hosted for
     /// phones, else the LAN address where that mode is on, else this machine's.
     pub(crate) fn web_guest_base(&self) -> Option<String> {
-        if let Some(h) = self.web_hotspot_base() {
+        if let Some(h) = self.web_hotspot_base().filter(|_| self.wifi_host()) {
             return Some(h);
         }
         let w = self.web_urls.read().expect("lock");

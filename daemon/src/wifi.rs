@@ -153,8 +153,10 @@ impl Node {
                                 tracing::debug!(error = %e, "dialling the group owner");
                             }
                         }
-                    } else if let Some(extra) = self.web_extra().filter(|_| self.wifi_host()) {
-                        // Phones in the group reach the web UI at the owner's address.
+                    } else if let Some(extra) = self.web_extra() {
+                        // Phones in the group reach the web UI at the owner's
+                        // address (they are in it with the passphrase shown
+                        // by hosting; nodes by push button).
                         match extra.open(IpAddr::V4(local)).await {
                             Ok(url) => {
                                 tracing::info!(%url, "web UI answers in the Wi-Fi Direct group");

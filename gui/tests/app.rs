@@ -263,9 +263,9 @@ fn settings_change_the_daemons_relaying() {
     h.run();
     h.get_by_label("Apply").click();
     until(&mut h, Duration::from_secs(5), "the new settings", |h| {
-        app(h).settings == Some(peddlenet_api::Settings { relay_enabled: true, relay_budget_mib: 5, bluetooth_enabled: true })
+        app(h).settings == Some(peddlenet_api::Settings { relay_enabled: true, relay_budget_mib: 5, bluetooth_enabled: true, wifi_direct_enabled: true, wifi_host: false })
     });
-    assert_eq!(rt.block_on(c.settings()).unwrap(), peddlenet_api::Settings { relay_enabled: true, relay_budget_mib: 5, bluetooth_enabled: true });
+    assert_eq!(rt.block_on(c.settings()).unwrap(), peddlenet_api::Settings { relay_enabled: true, relay_budget_mib: 5, bluetooth_enabled: true, wifi_direct_enabled: true, wifi_host: false });
     until(&mut h, Duration::from_secs(5), "the status to show the budget", |h| {
         app(h).status.as_ref().is_some_and(|s| s.relay.budget_bytes == 5 << 20)
     });

@@ -117,6 +117,11 @@ impl Daemon {
         if !config.contains("[web]") {
             config.push_str("\n[web]\nlisten = \"127.0.0.1:0\"\n");
         }
+        // Never the machine's own wpa_supplicant: Wi-Fi Direct is tested in
+        // the VM lab (tests/wifi/); here it finds no control socket.
+        if !config.contains("[wifi_direct]") {
+            config.push_str(&format!("\n[wifi_direct]\nctrl_interface = {:?}\n", self.dir.join("no-wpa_supplicant")));
+        }
         std::fs::write(self.dir.join("none.toml"), config).expect("config file");
         for l in &self.opts.listen {
             cmd.arg("--listen").arg(l);

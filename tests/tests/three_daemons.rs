@@ -173,7 +173,19 @@ async fn relay_settings_apply_at_once_and_survive_a_restart() {
     let room = ca.room_create("camp").await.unwrap();
     let mut b = Daemon::start(DaemonOpts::loopback("B").peer(&a.tcp_addr().await));
     let cb = b.client().await;
-    assert_eq!(cb.settings().await.unwrap(), peddlenet_api::Settings { relay_enabled: true, relay_budget_mib: 64, bluetooth_enabled: true });
+    assert_eq!(
+        cb.settings().await.unwrap(),
+        peddlenet_api::Settings { relay_enabled: true, relay_budget_mib: 64, bluetooth_enabled: true, wifi_direct_enabled: true, wifi_host: false }
+    );
+    // No wpa_supplicant here: the daemon runs, and says why Wi-Fi Direct is off.
+    let (why, _) = eventually(Duration::from_secs(10), "Wi-Fi Direct to say why it is off", || async {
+        let w = cb.status().await.ok()?.wifi_direct;
+        w.starts_with("off:").then_some(w)
+    })
+    .await;
+    assert!(why.contains("no wpa_supplicant control sockets") && why.contains("ctrl_interface"), "{why}");
+    let e = cb.wifi_hotspot().await.unwrap_err();
+    assert!(e.to_string().contains("hosting is off"), "{e}");
     eventually(Duration::from_secs(5), "connection", || async { (ca.peers().await.ok()?.len() == 1).then_some(()) }).await;
     // 1.5 MiB of messages (about 24 KiB each) for B to carry.
     let text = "x".repeat(24 * 1024);
@@ -228,6 +240,17 @@ async fn relay_settings_apply_at_once_and_survive_a_restart() {
     .await;
     eprintln!("bluetooth: {why}");
 
+    // Wi-Fi Direct: hosting on while there is no wpa_supplicant says why
+    // there is no network to show; then the link off.
+    let s = cb.set_settings(SettingsUpdate { wifi_host: Some(true), ..Default::default() }).await.unwrap();
+    assert!(s.wifi_host && s.wifi_direct_enabled);
+    let e = cb.wifi_hotspot().await.unwrap_err();
+    assert!(e.to_string().contains("not up yet") && e.to_string().contains("wpa_supplicant"), "{e}");
+    let s = cb.set_settings(SettingsUpdate { wifi_direct_enabled: Some(false), ..Default::default() }).await.unwrap();
+    assert!(!s.wifi_direct_enabled);
+    let w = cb.status().await.unwrap().wifi_direct;
+    assert!(w.starts_with("off: turned off"), "{w}");
+
     // Off: everything carried goes, and nothing more is taken.
     let s = cb.set_settings(SettingsUpdate { relay_enabled: Some(false), ..Default::default() }).await.unwrap();
     assert!(!s.relay_enabled);
@@ -235,7 +258,13 @@ async fn relay_settings_apply_at_once_and_survive_a_restart() {
     assert!(b.terminate().success());
     b.restart();
     let cb = b.client().await;
-    assert_eq!(cb.settings().await.unwrap(), peddlenet_api::Settings { relay_enabled: false, relay_budget_mib: 1, bluetooth_enabled: true });
+    assert_eq!(
+        cb.settings().await.unwrap(),
+        peddlenet_api::Settings { relay_enabled: false, relay_budget_mib: 1, bluetooth_enabled: true, wifi_direct_enabled: false, wifi_host: true },
+        "Wi-Fi settings kept across restarts too"
+    );
+    let e = cb.wifi_hotspot().await.unwrap_err();
+    assert!(e.to_string().contains("turned off"), "{e}");
     eventually(Duration::from_secs(5), "reconnection", || async { (ca.peers().await.ok()?.len() == 1).then_some(()) }).await;
     ca.send(&room.id, "not carried").await.unwrap();
     tokio::time::sleep(Duration::from_millis(1500)).await;

@@ -87,7 +87,7 @@ enum WifiCmd {
     Status,
     /// Host a Wi-Fi network phones can join (kept across restarts): on or off
     Host {
-        #[arg(value_name = "on|off", value_parser = on_off)]
+        #[arg(value_name = "on|off", value_parser = on_off, action = clap::ArgAction::Set)]
         on: bool,
     },
     /// The hosted network's QR code: a phone's camera joins it
@@ -512,5 +512,18 @@ mod tests {
         assert_eq!(date_time(0), "1970-01-01 00:00Z");
         assert_eq!(date_time(951_782_400_000), "2000-02-29 00:00Z");
         assert_eq!(date_time(1_795_300_000_000), "2026-11-21 22:26Z");
+    }
+
+    /// clap checks its definitions only when a command is parsed; check them
+    /// all here, and the on/off arguments.
+    #[test]
+    fn command_line_definitions() {
+        use clap::{CommandFactory, Parser};
+        Cli::command().debug_assert();
+        let c = Cli::try_parse_from(["peddlenet", "wifi", "host", "off"]).unwrap();
+        assert!(matches!(c.cmd, Cmd::Wifi(WifiCmd::Host { on: false })));
+        let c = Cli::try_parse_from(["peddlenet", "wifi", "host", "on"]).unwrap();
+        assert!(matches!(c.cmd, Cmd::Wifi(WifiCmd::Host { on: true })));
+        assert!(Cli::try_parse_from(["peddlenet", "wifi", "host", "maybe"]).is_err());
     }
 }

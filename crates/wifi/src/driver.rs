@@ -23,9 +23,15 @@ use crate::{Error, MARKER, dhcp, netcfg};
 pub const RETRY: Duration = Duration::from_secs(10);
 /// How often the radio's station state and the group interface are checked.
 const POLL: Duration = Duration::from_secs(5);
-/// P2P frames our vendor element goes in: probe request, probe response, and
-/// a group owner's probe response and beacon.
-const MARKED_FRAMES: [u8; 4] = [0, 1, 2, 3];
+/// P2P frames our vendor element goes in: probe request, probe response, a
+/// group owner's probe response and beacon, provision discovery request,
+/// GO negotiation request.
+const MARKED_FRAMES: [u8; 6] = [0, 1, 2, 3, 4, 6];
+/// Devices that asked to negotiate before their mark was seen: checked again
+/// for this long (their probe response with the mark may come later).
+const RECHECK_FOR: Duration = Duration::from_secs(30);
+/// Most such devices checked at once.
+const MAX_RECHECK: usize = 16;
 /// How long a group member waits for the owner's DHCP answer before trying again.
 const DHCP_TIMEOUT: Duration = Duration::from_secs(8);
 
@@ -238,6 +244,8 @@ struct Session {
     group: Option<Group>,
     configured_tx: mpsc::Sender<Configured>,
     configured_rx: mpsc::Receiver<Configured>,
+    /// Devices to ask about again (see [`RECHECK_FOR`]).
+    recheck: std::collections::HashMap<Mac, Instant>,
 }
 
 impl Session {
@@ -273,6 +281,7 @@ impl Session {
             group: None,
             configured_tx,
             configured_rx,
+            recheck: Default::default(),
         })
     }
 
@@ -292,7 +301,7 @@ impl Session {
             let inputs = tokio::select! {
                 ev = events.next() => self.translate(event::parse_event(&ev?)).await?,
                 _ = tick.tick() => {
-                    let mut inputs = Vec::new();
+                    let mut inputs = self.recheck_peers().await?;
                     if last_poll.elapsed() >= POLL {
                         last_poll = Instant::now();
                         inputs.extend(self.poll().await?);
@@ -334,7 +343,9 @@ impl Session {
             radio: self.radio.clone(),
             phase: self.machine.phase(),
             address: g.and_then(|g| g.address),
-            hotspot: g.and_then(|g| g.hotspot.clone()),
+            // A group this node owns is shown to phones while hosting is on
+            // (turning it on keeps a negotiated group: it serves as well).
+            hotspot: g.and_then(|g| g.hotspot.clone()).filter(|_| self.machine.hosting()),
             problem: g.and_then(|g| g.problem.clone()),
         };
         status.send_if_modified(|s| {
@@ -349,11 +360,22 @@ impl Session {
 
     /// Events into machine inputs, asking wpa_supplicant about peers where
     /// the event alone does not say whether they are PeddleNet nodes.
-    async fn translate(&self, ev: Event) -> Result<Vec<Input>, Error> {
+    async fn translate(&mut self, ev: Event) -> Result<Vec<Input>, Error> {
         Ok(match ev {
-            Event::DeviceFound { addr, marked: true } | Event::NegotiationRequest { addr } => match self.peer(addr).await? {
+            Event::DeviceFound { addr, marked: true } => match self.peer(addr).await? {
                 Some(info) => vec![Input::Peer { addr, info }],
                 None => vec![],
+            },
+            Event::NegotiationRequest { addr } => match self.peer(addr).await? {
+                Some(info) if info.peddlenet => vec![Input::Peer { addr, info }],
+                _ => {
+                    // Known so far only from its request: look again while our
+                    // search hears its probe responses.
+                    if self.recheck.len() < MAX_RECHECK {
+                        self.recheck.entry(addr).or_insert_with(Instant::now);
+                    }
+                    vec![]
+                }
             },
             Event::DeviceFound { marked: false, .. } => vec![],
             Event::DeviceLost { addr } => vec![Input::PeerLost { addr }],
@@ -375,6 +397,20 @@ impl Session {
             Event::Terminating => return Err(Error::NoSupplicant(format!("wpa_supplicant on {} stopped", self.radio))),
             Event::Other => vec![],
         })
+    }
+
+    /// Devices that asked to negotiate, once their mark shows.
+    async fn recheck_peers(&mut self) -> Result<Vec<Input>, Error> {
+        let mut inputs = Vec::new();
+        self.recheck.retain(|_, since| since.elapsed() < RECHECK_FOR);
+        let addrs: Vec<Mac> = self.recheck.keys().copied().collect();
+        for addr in addrs {
+            if let Some(info) = self.peer(addr).await?.filter(|i| i.peddlenet) {
+                self.recheck.remove(&addr);
+                inputs.push(Input::Peer { addr, info });
+            }
+        }
+        Ok(inputs)
     }
 
     async fn peer(&self, addr: Mac) -> Result<Option<event::PeerInfo>, Error> {
@@ -467,7 +503,7 @@ impl Session {
                 tracing::info!(%iface, %local, "Wi-Fi Direct group addressed");
                 g.address = Some(local);
                 g.problem = None;
-                g.hotspot = hotspot.filter(|_| self.machine.hosting() && role == Role::Owner).map(|(ssid, passphrase)| Hotspot {
+                g.hotspot = hotspot.filter(|_| role == Role::Owner).map(|(ssid, passphrase)| Hotspot {
                     ssid,
                     passphrase,
                     address: local,
