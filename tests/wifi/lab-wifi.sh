@@ -136,14 +136,15 @@ has B "while apart 1" && has B "while apart 2" || fail "B missed a message sent 
 say "FIGURE catch_up_s=$(since "$t") (group removed -> B has all 3 messages)"
 say "PASS 2: after the group was torn down, A and B re-formed one and B caught up"
 
-# 3. Hosting for phones.
+# 3. Hosting for phones: B, a member of A's group, leaves it and starts an
+#    autonomous group.
 t=$(now)
-cli A wifi host on >/dev/null
-wait_until 90 cli A wifi qr --no-qr || fail "A does not host: $(wifi_status A)"
-say "FIGURE host_s=$(since "$t") (hosting on -> QR code available)"
-qr=$(cli A --json wifi qr | json 'd["qr"]')
-say "A: $(wifi_status A); QR: ${qr%%;P:*};P:…"
-read -r ssid pass < <(python3 - "$qr" <<'PY'
+cli B wifi host on >/dev/null
+wait_until 90 cli B wifi qr --no-qr || fail "B does not host: $(wifi_status B)"
+say "FIGURE host_s=$(since "$t") (hosting on -> autonomous group up, QR code available)"
+qr=$(cli B --json wifi qr | json 'd["qr"]')
+say "B: $(wifi_status B); QR: ${qr%%;P:*};P:…"
+read -r ssid pass <<<"$(python3 - "$qr" <<'PY'
 import sys
 t = sys.argv[1]
 assert t.startswith("WIFI:"), t
@@ -159,7 +160,7 @@ for ch in t[5:]:
 assert fields.get("T") == "WPA", fields
 print(fields["S"], fields["P"])
 PY
-)
+)"
 [[ -n "$ssid" && -n "$pass" ]] || fail "cannot read the QR code $qr"
 cat >"$W/wpa-C.conf" <<CONF
 ctrl_interface=/run/wpa-C
@@ -176,7 +177,7 @@ t=$(now)
 in_ns pnC wpa_supplicant -B -Dnl80211 -i wlan2 -c "$W/wpa-C.conf" -P "$W/wpa-C.pid" -t -f "$LOGDIR/wpa_supplicant-C.log" \
     || fail "C's wpa_supplicant did not start"
 c_connected() { in_ns pnC wpa_cli -p /run/wpa-C -i wlan2 status | grep -q wpa_state=COMPLETED; }
-wait_until 60 c_connected || fail "C did not join A's network"
+wait_until 60 c_connected || fail "C did not join B's network"
 say "FIGURE phone_join_s=$(since "$t") (phone's supplicant started -> associated)"
 cat >"$W/udhcpc.sh" <<'SCRIPT'
 #!/bin/sh
@@ -190,16 +191,27 @@ caddr=$(in_ns pnC ip -4 -o addr show dev wlan2 | awk '{ print $4 }')
 say "C got $caddr"
 [[ "$caddr" == 192.168.49.* ]] || fail "C's address $caddr is not in the group's subnet"
 say "FIGURE phone_dhcp_s=$(since "$t") (phone's supplicant started -> address)"
-web=$(cli A --json wifi qr | json 'd.get("web_url") or ""')
+web=$(cli B --json wifi qr | json 'd.get("web_url") or ""')
 [[ "$web" == http://192.168.49.1:* ]] || fail "no web UI URL in the group: '$web'"
 in_ns pnC curl -fsS --max-time 10 "$web" | grep -q PeddleNet || fail "C cannot load the web UI at $web"
-url=$(cli A --json guest create camp | json 'd["url"]')
+url=$(cli B --json guest create camp | json 'd["url"]')
 [[ "$url" == "${web%/}/g/"* ]] || fail "the guest link $url does not point into the group"
 jar=$W/cookies
 in_ns pnC curl -fsS --max-time 10 -c "$jar" -b "$jar" -L -o /dev/null "$url" || fail "C cannot open the guest link $url"
 in_ns pnC curl -fsS --max-time 10 -b "$jar" "${web%/}/api/guest/messages" | grep -q "over Wi-Fi Direct from A" \
     || fail "C's guest session cannot read the room"
-say "PASS 3: a plain Wi-Fi client joined A's group with the QR code's credentials, got an address, reached the web UI and a room as a guest"
+say "PASS 3: a plain Wi-Fi client joined B's autonomous group with the QR code's credentials, got an address, reached the web UI and a room as a guest"
+
+# 3b. A, whose own group emptied, joins B's group (a node that owns a group
+#     is joined by push button, not negotiated with).
+t=$(now)
+member() { [[ "$(wifi_status "$1")" == *"in a group"* ]]; }
+wait_until 150 member A || fail "A did not join B's group: $(wifi_status A)"
+say "A: $(wifi_status A)"
+cli A send camp "A in B's group" >/dev/null
+wait_until 60 has B "A in B's group" || fail "A's message did not reach B in B's group"
+say "FIGURE join_s=$(since "$t") (B hosting -> A's message reached B through B's group)"
+say "PASS 3b: A joined B's hosted group by push button and they exchange messages"
 
 # 4. No P2P: the daemon runs and says why.
 start_daemon C wlan2

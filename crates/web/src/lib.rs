@@ -291,3 +291,47 @@ async fn relay_events(state: Arc<State>, stop: watch::Receiver<bool>) {
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    async fn get(at: SocketAddr, host: &str) -> std::io::Result<String> {
+        let mut s = tokio::net::TcpStream::connect(at).await?;
+        s.write_all(format!("GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes()).await?;
+        let mut out = String::new();
+        s.read_to_string(&mut out).await?;
+        Ok(out.lines().next().unwrap_or_default().to_owned())
+    }
+
+    /// A listener opened later (a hosted Wi-Fi group's address) serves the
+    /// page, its Host is allowed while it is open, and both end with `close`.
+    #[tokio::test]
+    async fn extra_listeners_open_and_close() {
+        let web = Web::bind(&WebConfig { listen: "127.0.0.1:0".parse().unwrap(), lan_interface: None }).await.unwrap();
+        let port = web.listeners[0].local_addr().unwrap().port();
+        let extra = web.extra_listeners();
+        let (stop_tx, stop) = watch::channel(false);
+        let dir = std::env::temp_dir().join("no-daemon-here.sock");
+        let task = tokio::spawn(web.run(dir, stop));
+        let local = SocketAddr::from(([127, 0, 0, 1], port));
+        let group = SocketAddr::from(([127, 0, 0, 2], port));
+        assert!(!get(local, &group.to_string()).await.unwrap().contains(" 200"), "an unknown Host is refused");
+        assert!(get(group, &group.to_string()).await.is_err(), "nothing listens there yet");
+
+        let url = extra.open(group.ip()).await.unwrap();
+        assert_eq!(url, format!("http://{group}"));
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert!(get(group, &group.to_string()).await.unwrap().contains(" 200"));
+        assert!(get(local, &group.to_string()).await.unwrap().contains(" 200"), "its Host is one of ours now");
+        assert!(!get(group, "evil.example:80").await.unwrap().contains(" 200"), "other Hosts are still refused");
+
+        extra.close(group.ip());
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        assert!(get(group, &group.to_string()).await.is_err(), "closed");
+        assert!(!get(local, &group.to_string()).await.unwrap().contains(" 200"), "its Host is refused again");
+        stop_tx.send(true).unwrap();
+        task.await.unwrap();
+    }
+}

@@ -239,7 +239,8 @@ struct Session {
     cfg: WifiConfig,
     radio: String,
     ctrl: Ctrl,
-    events: Option<ctrl::Events>,
+    /// Attached sockets: the radio's, and its P2P device's where it has one.
+    events: Vec<ctrl::Events>,
     machine: Machine,
     group: Option<Group>,
     configured_tx: mpsc::Sender<Configured>,
@@ -265,18 +266,22 @@ impl Session {
             ctrl.ok(&format!("VENDOR_ELEM_ADD {frame} {MARKER}")).await?;
         }
         // Where the radio has a dedicated P2P device, wpa_supplicant runs P2P
-        // on `p2p-dev-<radio>` and sends P2P events only to its monitors
-        // (commands sent to the radio's socket are passed on to it).
+        // on `p2p-dev-<radio>` and sends most P2P events to its monitors
+        // only, but those of a group started from the radio's socket (an
+        // autonomous group) to the radio's: listen to both. The machine takes
+        // the same event twice in its stride.
+        let mut events = vec![Ctrl::connect(&cfg.ctrl_dir.join(&radio), &cfg.local_dir)?.attach().await?];
         let p2p_dev = cfg.ctrl_dir.join(format!("p2p-dev-{radio}"));
-        let events_at = if p2p_dev.exists() { p2p_dev } else { cfg.ctrl_dir.join(&radio) };
-        let events = Ctrl::connect(&events_at, &cfg.local_dir)?.attach().await?;
+        if p2p_dev.exists() {
+            events.push(Ctrl::connect(&p2p_dev, &cfg.local_dir)?.attach().await?);
+        }
         tracing::info!(%radio, p2p_device = %me, host, "Wi-Fi Direct on");
         let (configured_tx, configured_rx) = mpsc::channel(8);
         Ok(Self {
             cfg: cfg.clone(),
             radio,
             ctrl,
-            events: Some(events),
+            events,
             machine: Machine::new(me, host, cfg.timing.clone()),
             group: None,
             configured_tx,
@@ -297,9 +302,16 @@ impl Session {
         let mut last_poll = Instant::now() - POLL;
         loop {
             self.publish(status);
-            let events = self.events.as_mut().expect("events while running");
+            let (first, rest) = self.events.split_first_mut().expect("events while running");
+            let second = async {
+                match rest.first_mut() {
+                    Some(e) => e.next().await,
+                    None => std::future::pending().await,
+                }
+            };
             let inputs = tokio::select! {
-                ev = events.next() => self.translate(event::parse_event(&ev?)).await?,
+                ev = first.next() => self.translate(event::parse_event(&ev?)).await?,
+                ev = second => self.translate(event::parse_event(&ev?)).await?,
                 _ = tick.tick() => {
                     let mut inputs = self.recheck_peers().await?;
                     if last_poll.elapsed() >= POLL {
@@ -532,7 +544,7 @@ impl Session {
         for frame in MARKED_FRAMES {
             let _ = self.ctrl.request(&format!("VENDOR_ELEM_REMOVE {frame} {MARKER}")).await;
         }
-        if let Some(ev) = self.events.take() {
+        for ev in std::mem::take(&mut self.events) {
             ev.detach().await;
         }
     }

@@ -195,6 +195,9 @@ impl Machine {
             Input::PeerLost { addr } => {
                 self.peers.remove(&addr);
             }
+            Input::GroupStarted { iface, .. } if matches!(&self.state, State::Group { iface: i, .. } if *i == iface) => {
+                // Heard twice (two sockets report it): nothing new.
+            }
             Input::GroupStarted { iface, role, ssid } => {
                 if let State::Group { iface: old, .. } = &self.state {
                     if *old != iface {
@@ -428,8 +431,10 @@ mod tests {
         b.handle(Input::Tick, t0);
         assert_eq!(b.handle(Input::Peer { addr: mac(0), info: PN }, at(t0, 4)), vec![Action::Negotiate { peer: mac(0), go_intent: 0 }]);
         assert_eq!(a.phase(), Phase::Connecting);
-        let up = a.handle(Input::GroupStarted { iface: "p2p-wlan0-0".into(), role: Role::Owner, ssid: "DIRECT-x".into() }, at(t0, 20));
+        let started = Input::GroupStarted { iface: "p2p-wlan0-0".into(), role: Role::Owner, ssid: "DIRECT-x".into() };
+        let up = a.handle(started.clone(), at(t0, 20));
         assert_eq!(up, vec![Action::GroupUp { iface: "p2p-wlan0-0".into(), role: Role::Owner }]);
+        assert_eq!(a.handle(started, at(t0, 20)), vec![], "the same event twice changes nothing");
     }
 
     #[test]
