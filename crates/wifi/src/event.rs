@@ -92,7 +92,9 @@ pub fn parse_event(line: &str) -> Event {
     let first = words.next().unwrap_or("");
     let mac = |w: &str| Mac::parse(w).ok();
     match name {
-        "P2P-DEVICE-FOUND" => match mac(first) {
+        // A group owner is reported by its interface address, with its
+        // device address (what P2P commands take) in `p2p_dev_addr`.
+        "P2P-DEVICE-FOUND" => match field(s, "p2p_dev_addr").and_then(mac).or_else(|| mac(first)) {
             Some(addr) => Event::DeviceFound { addr, marked: field(s, "vendor_elems") == Some("1") },
             None => Event::Other,
         },
@@ -223,6 +225,11 @@ mod tests {
         assert_eq!(
             parse_event("<3>P2P-DEVICE-FOUND 42:00:00:00:01:00 p2p_dev_addr=42:00:00:00:01:00 name='x' group_capab=0x0 new=1"),
             Event::DeviceFound { addr: a, marked: false }
+        );
+        // A group owner: interface address first, device address after.
+        assert_eq!(
+            parse_event("<3>P2P-DEVICE-FOUND 06:00:00:00:01:00 p2p_dev_addr=42:00:00:00:01:00 pri_dev_type=1-0050F204-1 name='' config_methods=0x1108 dev_capab=0x25 group_capab=0x9 vendor_elems=1 new=0"),
+            Event::DeviceFound { addr: a, marked: true }
         );
         assert_eq!(
             parse_event("<3>P2P-GROUP-STARTED p2p-wlan0-0 GO ssid=\"DIRECT-gH\" freq=2412 go_dev_addr=42:00:00:00:00:00"),
