@@ -34,6 +34,8 @@ const RECHECK_FOR: Duration = Duration::from_secs(30);
 const MAX_RECHECK: usize = 16;
 /// How long a group member waits for the owner's DHCP answer before trying again.
 const DHCP_TIMEOUT: Duration = Duration::from_secs(8);
+/// How often a group member asks for its address again (leases last an hour).
+const RENEW_EVERY: Duration = Duration::from_secs(20 * 60);
 
 #[derive(Debug, Clone)]
 pub struct WifiConfig {
@@ -599,32 +601,43 @@ async fn configure(cfg: WifiConfig, iface: String, role: Role, tx: mpsc::Sender<
                 let _ = tx.send(problem(format!("cannot hand out addresses: {e}"))).await;
             }
         }
-        Role::Client => loop {
-            let attempt = tokio::select! {
-                r = crate::dhcpc::obtain(&iface, DHCP_TIMEOUT) => r,
-                _ = stop.wait_for(|s| *s) => return,
-            };
-            match attempt {
-                Ok(lease) => {
-                    let prefix = netcfg::prefix_len(lease.netmask).unwrap_or(netcfg::PREFIX);
-                    if let Err(e) = netcfg::set_address(&iface, lease.address, prefix).await {
-                        let _ = tx.send(problem(format!("cannot set its address: {e}"))).await;
-                        return;
+        Role::Client => {
+            let mut current: Option<Ipv4Addr> = None;
+            loop {
+                let attempt = tokio::select! {
+                    r = crate::dhcpc::obtain(&iface, DHCP_TIMEOUT) => r,
+                    _ = stop.wait_for(|s| *s) => return,
+                };
+                let wait = match attempt {
+                    Ok(lease) if current == Some(lease.address) => RENEW_EVERY,
+                    Ok(lease) => {
+                        let prefix = netcfg::prefix_len(lease.netmask).unwrap_or(netcfg::PREFIX);
+                        if let Err(e) = netcfg::set_address(&iface, lease.address, prefix).await {
+                            let _ = tx.send(problem(format!("cannot set its address: {e}"))).await;
+                            return;
+                        }
+                        current = Some(lease.address);
+                        let ready = Configured::Ready { iface: iface.clone(), role, local: lease.address, owner: lease.server, hotspot: None };
+                        let _ = tx.send(ready).await;
+                        RENEW_EVERY
                     }
-                    let ready = Configured::Ready { iface: iface.clone(), role, local: lease.address, owner: lease.server, hotspot: None };
-                    let _ = tx.send(ready).await;
-                    // Leases are long (an hour) and groups short-lived;
-                    // renewal is left to a re-formed group.
-                    return;
-                }
-                Err(e) => {
-                    let _ = tx.send(problem(format!("no address from the group owner yet: {e}"))).await;
-                    if *stop.borrow() {
-                        return;
+                    Err(e) if current.is_some() => {
+                        tracing::info!(%iface, error = %e, "renewing the address in the group failed; trying again");
+                        Duration::from_secs(60)
                     }
+                    Err(e) => {
+                        let _ = tx.send(problem(format!("no address from the group owner yet: {e}"))).await;
+                        Duration::ZERO
+                    }
+                };
+                // Asked again well within the owner's lease (an hour), so the
+                // owner never hands this address to a phone that joins later.
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = stop.wait_for(|s| *s) => return,
                 }
             }
-        },
+        }
     }
 }
 

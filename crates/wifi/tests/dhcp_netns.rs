@@ -10,70 +10,44 @@
 //! not. The server end gets 192.168.49.1/24, as a Wi-Fi Direct group owner's
 //! interface would.
 //!
-//! The server runs inside its namespace by re-executing this test binary
-//! there (`ip netns exec pn-dhcps-<pid> <this binary> --exact
-//! dhcp_server_helper --ignored`) with `PEDDLENET_DHCP_TEST_IFACE` naming the
-//! interface to serve. [`dhcp_server_helper`] is `#[ignore]`d and does
-//! nothing without that variable, so ordinary test runs skip it. It serves
-//! until its stdin closes (or `PEDDLENET_DHCP_TEST_SECS`, default 60, pass),
-//! then stops the server through its stop channel and exits.
+//! The server runs on a thread of this test that has entered the server
+//! namespace (`setns`), on its own tokio runtime, until the test stops it
+//! through its stop channel.
 //!
 //! In the client namespace, busybox `udhcpc` asks for an address; its event
 //! script assigns it and records what the server said. The test then checks
 //! the address, the options, and that the client can ping the server.
 
 use std::fs;
-use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use peddlenet_wifi::dhcp::{PoolConfig, serve};
 
-/// Names the interface the helper serves on; set only by [`dhcp_over_veth`].
-const IFACE_ENV: &str = "PEDDLENET_DHCP_TEST_IFACE";
-/// How long the helper serves at most, in seconds.
-const SECS_ENV: &str = "PEDDLENET_DHCP_TEST_SECS";
+/// The server thread: how to stop it, and its outcome.
+type Server = (tokio::sync::watch::Sender<bool>, std::thread::JoinHandle<Result<(), String>>);
 
-/// Runs the DHCP server inside the server namespace; see the module docs.
-#[test]
-#[ignore = "helper run by dhcp_over_veth inside a network namespace"]
-fn dhcp_server_helper() {
-    let Ok(iface) = std::env::var(IFACE_ENV) else {
-        eprintln!("SKIP: {IFACE_ENV} is not set; this helper only runs under dhcp_over_veth");
-        return;
-    };
-    let secs = std::env::var(SECS_ENV)
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(60);
+/// Runs the DHCP server on `iface` inside network namespace `ns`, on a
+/// thread of its own (a namespace is per thread: the rest of the test stays
+/// where it was).
+#[allow(unsafe_code)]
+fn serve_in(ns: &str, iface: &str) -> Server {
+    use std::os::fd::AsRawFd;
+    let handle = fs::File::open(format!("/run/netns/{ns}")).expect("the server namespace");
+    let iface = iface.to_owned();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    // Stop when the parent closes our stdin (or goes away).
-    let stdin_closed = stop_tx.clone();
-    std::thread::spawn(move || {
-        let _ = std::io::stdin().read_to_end(&mut Vec::new());
-        let _ = stdin_closed.send(true);
+    let thread = std::thread::spawn(move || {
+        // SAFETY: setns(2) with a valid namespace file descriptor, open for
+        // the whole call; it changes only this thread's network namespace.
+        if unsafe { libc::setns(handle.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+            return Err(format!("setns: {}", std::io::Error::last_os_error()));
+        }
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
+        runtime.block_on(serve(&iface, PoolConfig::default(), stop_rx)).map_err(|e| e.to_string())
     });
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async move {
-        let deadline = stop_tx.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_secs(secs)).await;
-            eprintln!("helper: {secs} s passed, stopping");
-            let _ = deadline.send(true);
-        });
-        let result = serve(&iface, PoolConfig::default(), stop_rx).await;
-        result.expect("the server ran without error");
-        assert!(
-            *stop_tx.borrow(),
-            "the server stopped without being told to"
-        );
-        eprintln!("helper: server stopped cleanly");
-    });
+    (stop_tx, thread)
 }
 
 #[test]
@@ -111,7 +85,7 @@ fn dhcp_over_veth() {
     ip(&["-n", &c, "link", "set", "lo", "up"]);
     ip(&["-n", &c, "link", "set", &net.client_if, "up"]);
 
-    net.start_server(dir.path());
+    net.running = Some(serve_in(&s, &net.server_if));
     wait_for_port_67(&s, &mut net);
 
     let script = write_script(dir.path());
@@ -170,13 +144,10 @@ fn dhcp_over_veth() {
     let bound = last_bound(&events).unwrap();
     assert_eq!(bound.get("ip"), "192.168.49.65", "{}", describe(&other));
 
-    // Closing the helper's stdin stops the server through its stop channel.
-    let status = net.stop_server();
-    assert!(
-        status.success(),
-        "the server did not stop cleanly: {}",
-        net.server_log()
-    );
+    // The stop channel stops the server, without error.
+    let (stop, thread) = net.running.take().expect("the server runs");
+    stop.send(true).unwrap();
+    assert_eq!(thread.join().expect("the server thread"), Ok(()), "the server did not stop cleanly");
 }
 
 /// Why the test cannot run here, if it cannot.
@@ -215,8 +186,7 @@ struct Netns {
     client: String,
     server_if: String,
     client_if: String,
-    helper: Option<Child>,
-    log: Option<PathBuf>,
+    running: Option<Server>,
 }
 
 impl Netns {
@@ -227,8 +197,7 @@ impl Netns {
             // At most 15 characters even for 7-digit pids.
             server_if: format!("pnds{pid}"),
             client_if: format!("pndc{pid}"),
-            helper: None,
-            log: None,
+                    running: None,
         };
         for ns in [net.server.clone(), net.client.clone()] {
             let out = run(Command::new("ip").args(["netns", "add", &ns]));
@@ -258,71 +227,13 @@ impl Netns {
         }
         Ok(net)
     }
-
-    fn start_server(&mut self, dir: &Path) {
-        let log = dir.join("server.log");
-        let exe = std::env::current_exe().unwrap();
-        let child = Command::new("ip")
-            .args(["netns", "exec", &self.server])
-            .arg(exe)
-            .args([
-                "--exact",
-                "dhcp_server_helper",
-                "--ignored",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env(IFACE_ENV, &self.server_if)
-            .env(SECS_ENV, "60")
-            .stdin(Stdio::piped())
-            .stdout(fs::File::create(&log).unwrap())
-            .stderr(fs::File::create(dir.join("server.err")).unwrap())
-            .spawn()
-            .expect("spawn the server helper");
-        self.helper = Some(child);
-        self.log = Some(dir.to_path_buf());
-    }
-
-    /// Closes the helper's stdin and waits (up to 10 s) for it to exit.
-    fn stop_server(&mut self) -> std::process::ExitStatus {
-        let child = self.helper.as_mut().expect("the server is running");
-        drop(child.stdin.take());
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                self.helper = None;
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the server did not exit: {}",
-                self.server_log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn server_log(&self) -> String {
-        let Some(dir) = &self.log else {
-            return String::from("(no server started)");
-        };
-        let read = |name| fs::read_to_string(dir.join(name)).unwrap_or_default();
-        format!(
-            "\n--- server stdout ---\n{}\n--- server stderr ---\n{}",
-            read("server.log"),
-            read("server.err")
-        )
-    }
 }
 
 impl Drop for Netns {
     fn drop(&mut self) {
-        if let Some(mut child) = self.helper.take() {
-            if std::thread::panicking() {
-                eprintln!("{}", self.server_log());
-            }
-            let _ = child.kill();
-            let _ = child.wait();
+        if let Some((stop, thread)) = self.running.take() {
+            let _ = stop.send(true);
+            let _ = thread.join();
         }
         // Deleting a namespace deletes the veth end in it, and so the pair.
         for ns in [&self.server, &self.client] {
@@ -347,14 +258,11 @@ fn wait_for_port_67(ns: &str, net: &mut Netns) {
         {
             return;
         }
-        if let Some(status) = net.helper.as_mut().and_then(|c| c.try_wait().unwrap()) {
-            panic!("the server exited early ({status}): {}", net.server_log());
+        if net.running.as_ref().is_some_and(|(_, t)| t.is_finished()) {
+            let (_, thread) = net.running.take().unwrap();
+            panic!("the server stopped early: {:?}", thread.join());
         }
-        assert!(
-            Instant::now() < deadline,
-            "the server never bound port 67: {}",
-            net.server_log()
-        );
+        assert!(Instant::now() < deadline, "the server never bound port 67");
         std::thread::sleep(Duration::from_millis(50));
     }
 }
