@@ -541,7 +541,7 @@ mod tests {
         assert_eq!(usage(&s, 2).envelopes, 2, "the small room kept everything");
         // A reopened store counts the same.
         drop(s);
-        let s = Store::open(dir.path(), 1 << 20).unwrap();
+        let s = crate::tests::reopen(dir.path()).unwrap();
         assert_eq!(s.relay_totals().bytes, 3_000);
         // All-zero limits: relaying turned off drops everything.
         let off = RelayLimits { budget_bytes: 0, room_bytes: 0, author_bytes: 0, ..limits() };
