@@ -45,8 +45,14 @@ fn the_real_window_under_xvfb_is_not_blank() {
         c.send(&r.id, "fire is lit, come over").await.unwrap();
         d
     });
-    let display = format!(":{}", 90 + std::process::id() % 100);
-    let _x = Kill(
+    // A display nobody holds: a killed Xvfb leaves its lock file (and maybe
+    // its socket) behind, and a new one refuses that display number.
+    let n = (0..100)
+        .map(|i| 90 + (std::process::id() + i) % 100)
+        .find(|n| !std::path::Path::new(&format!("/tmp/.X{n}-lock")).exists())
+        .expect("a free X display number");
+    let display = format!(":{n}");
+    let mut x = Kill(
         Command::new("Xvfb")
             .args([display.as_str(), "-screen", "0", "1280x800x24", "-nolisten", "tcp"])
             .stdout(Stdio::null())
@@ -54,12 +60,22 @@ fn the_real_window_under_xvfb_is_not_blank() {
             .spawn()
             .expect("Xvfb"),
     );
-    let socket = std::path::Path::new(&format!("/tmp/.X11-unix/X{}", &display[1..])).to_path_buf();
+    let lock = std::path::Path::new(&format!("/tmp/.X{n}-lock")).to_path_buf();
     let t = Instant::now();
-    while !socket.exists() {
+    // Ours once its lock names its pid, and it is still running.
+    while std::fs::read_to_string(&lock).map(|p| p.trim() != x.0.id().to_string()).unwrap_or(true) {
+        assert!(x.0.try_wait().unwrap().is_none(), "Xvfb exited at start (display {display})");
         assert!(t.elapsed() < Duration::from_secs(10), "Xvfb did not start");
         std::thread::sleep(Duration::from_millis(50));
     }
+    // And its socket answers (a stale socket file refuses connections).
+    let socket = format!("/tmp/.X11-unix/X{n}");
+    while std::os::unix::net::UnixStream::connect(&socket).is_err() {
+        assert!(x.0.try_wait().unwrap().is_none(), "Xvfb exited at start (display {display})");
+        assert!(t.elapsed() < Duration::from_secs(10), "Xvfb does not answer on {socket}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _x = x;
     let log = d.dir.join("gui.log");
     let _gui = Kill(
         Command::new(bin("peddlenet-gui"))

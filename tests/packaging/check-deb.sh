@@ -200,10 +200,13 @@ stop_system_daemon
 step "first run of the desktop app: it starts the user's daemon"
 in_root useradd --create-home --uid 1000 --shell /bin/bash camper
 install -d -m 0700 -o 1000 -g 1000 "$root/run/user/1000"
-display=:$((90 + $$ % 9))
-Xvfb "$display" -screen 0 1024x768x24 -nolisten tcp >"$work/xvfb.log" 2>&1 &
+# Xvfb's -displayfd picks a free display (a killed Xvfb leaves its lock
+# behind, and a fixed number would then fail) and writes it when ready.
+Xvfb -displayfd 3 -screen 0 1024x768x24 -nolisten tcp 3>"$work/xvfb.display" >"$work/xvfb.log" 2>&1 &
 xvfb_pid=$!
-for _ in $(seq 50); do [ -S "/tmp/.X11-unix/X${display#:}" ] && break; sleep 0.1; done
+for _ in $(seq 100); do [ -s "$work/xvfb.display" ] && break; sleep 0.1; done
+[ -s "$work/xvfb.display" ] || fail "Xvfb did not start: $(tail -3 "$work/xvfb.log")"
+display=:$(head -1 "$work/xvfb.display")
 mkdir -p "$root/tmp/.X11-unix" && mount --bind /tmp/.X11-unix "$root/tmp/.X11-unix"
 as_camper() {
     ip netns exec "$ns" chroot "$root" setpriv --reuid 1000 --regid 1000 --init-groups \
