@@ -90,6 +90,9 @@ pub async fn run(cfg: Config, mut stop: watch::Receiver<bool>) -> anyhow::Result
         max_peers: cfg.max_peers,
         ..MeshConfig::default()
     };
+    // Where a Wi-Fi Direct group member dials its group owner (nodes use the
+    // default port unless configured otherwise).
+    let mesh_port = mesh_cfg.listen.iter().find_map(peddlenet_mesh::tcp_port).filter(|p| *p != 0).unwrap_or(4717);
     // A fresh network identity at every start: the peer id seen on the LAN
     // and in mDNS cannot follow a device from one day to the next.
     let (mesh, mesh_events) = Mesh::start(peddlenet_mesh::fresh_network_identity(), mesh_cfg).await?;
@@ -110,7 +113,6 @@ pub async fn run(cfg: Config, mut stop: watch::Receiver<bool>) -> anyhow::Result
     });
     start_web(&cfg, &node, &stop).await;
     // After the web UI: a group hosted for phones opens it on its address.
-    let mesh_port = cfg.listen.iter().find_map(|a| a.strip_prefix("/ip4/").and_then(|r| r.split("/tcp/").nth(1)).and_then(|p| p.parse().ok())).unwrap_or(4717);
     let runtime_dir = cfg.socket.parent().map(std::path::Path::to_owned).unwrap_or_else(std::env::temp_dir);
     node.configure_wifi(cfg.wifi_direct_enabled, wifi::link_config(&cfg.wifi_direct.ctrl_interface, &cfg.wifi_direct.interface, cfg.wifi_direct.host, &runtime_dir), mesh_port);
     node.start_wifi();

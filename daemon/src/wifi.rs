@@ -9,7 +9,8 @@ use std::sync::Arc;
 
 use peddlenet_api::{ApiError, ErrorCode, WifiHotspot};
 use peddlenet_wifi::event::Role;
-use peddlenet_wifi::{GroupLink, WifiConfig, WifiHandle, WifiStatus, driver};
+use peddlenet_wifi::machine::Timing;
+use peddlenet_wifi::{GroupLink, WifiConfig, WifiHandle, WifiStatus};
 use tokio::sync::mpsc;
 
 use crate::node::{Node, err};
@@ -186,6 +187,6 @@ pub fn link_config(ctrl_dir: &str, interface: &str, host: bool, local_dir: &std:
         interface: Some(interface.trim().to_owned()).filter(|i| !i.is_empty()),
         local_dir: local_dir.to_owned(),
         host,
-        timing: driver::WifiConfig::default().timing,
+        timing: Timing::default(),
     }
 }

@@ -168,26 +168,13 @@ impl App {
                     self.invite = Some((room, uri, tex));
                 }
                 Update::GuestPass(g) => {
-                    let url = g.url.clone().unwrap_or_default();
-                    let tex = match crate::qr::render(&url) {
-                        Ok((side, px)) => Some(ctx.load_texture("guest-qr", egui::ColorImage::from_gray([side, side], &px), egui::TextureOptions::NEAREST)),
-                        Err(e) => {
-                            self.error(format!("cannot draw the QR code: {e}"));
-                            None
-                        }
-                    };
+                    let tex = self.qr_texture(&ctx, "guest-qr", g.url.as_deref().unwrap_or_default());
                     self.guest_pass = Some((g, tex));
                     self.cmd(Cmd::GuestList);
                 }
                 Update::Guests(g) => self.guests = g,
                 Update::WifiHotspot(h) => {
-                    let tex = match crate::qr::render(&h.qr) {
-                        Ok((side, px)) => Some(ctx.load_texture("wifi-qr", egui::ColorImage::from_gray([side, side], &px), egui::TextureOptions::NEAREST)),
-                        Err(e) => {
-                            self.error(format!("cannot draw the QR code: {e}"));
-                            None
-                        }
-                    };
+                    let tex = self.qr_texture(&ctx, "wifi-qr", &h.qr);
                     self.wifi_qr = Some((h, tex));
                 }
                 Update::History { room, mut messages, next, older } => {
@@ -661,6 +648,17 @@ impl App {
         });
         if !open {
             self.guest_pass = None;
+        }
+    }
+
+    /// A QR code as a texture, or `None` (and the error shown) if it cannot be drawn.
+    fn qr_texture(&mut self, ctx: &egui::Context, name: &str, text: &str) -> Option<egui::TextureHandle> {
+        match crate::qr::render(text) {
+            Ok((side, px)) => Some(ctx.load_texture(name, egui::ColorImage::from_gray([side, side], &px), egui::TextureOptions::NEAREST)),
+            Err(e) => {
+                self.error(format!("cannot draw the QR code: {e}"));
+                None
+            }
         }
     }
 

@@ -223,3 +223,23 @@ impl Mesh {
 pub fn parse_addr(s: &str) -> Result<Multiaddr> {
     s.trim().parse::<Multiaddr>().map_err(|e| Error::Address { addr: s.to_owned(), reason: e.to_string() })
 }
+
+/// The TCP port of a listen address (`/ip4/0.0.0.0/tcp/4717` → 4717), if it has one.
+pub fn tcp_port(addr: &Multiaddr) -> Option<u16> {
+    addr.iter().find_map(|p| match p {
+        libp2p::multiaddr::Protocol::Tcp(port) => Some(port),
+        _ => None,
+    })
+}
+
+#[cfg(test)]
+mod addr_tests {
+    use super::*;
+
+    #[test]
+    fn tcp_ports() {
+        assert_eq!(tcp_port(&parse_addr("/ip4/0.0.0.0/tcp/4717").unwrap()), Some(4717));
+        assert_eq!(tcp_port(&parse_addr("/ip6/::/tcp/4801").unwrap()), Some(4801));
+        assert_eq!(tcp_port(&parse_addr("/ip4/0.0.0.0/udp/4717/quic-v1").unwrap()), None);
+    }
+}

@@ -54,11 +54,10 @@ pub async fn obtain(iface: &str, timeout: Duration) -> Result<ClientLease, DhcpE
     let discover = exchange(MessageType::Discover, None, None);
     let offer = loop {
         sock.send_to(&discover, to).await.map_err(|e| DhcpError::Io(format!("sending on {iface}"), e))?;
-        if let Some(r) = receive(&sock, &mut buf, xid, chaddr, deadline, Duration::from_secs(2)).await? {
-            if r.message_type == MessageType::Offer && !r.yiaddr.is_unspecified() {
+        if let Some(r) = receive(&sock, &mut buf, xid, chaddr, deadline, Duration::from_secs(2)).await?
+            && r.message_type == MessageType::Offer && !r.yiaddr.is_unspecified() {
                 break r;
             }
-        }
     };
     let request = exchange(MessageType::Request, Some(offer.yiaddr), Some(offer.server_id));
     loop {

@@ -36,6 +36,9 @@ const MAX_RECHECK: usize = 16;
 const DHCP_TIMEOUT: Duration = Duration::from_secs(8);
 /// How often a group member asks for its address again (leases last an hour).
 const RENEW_EVERY: Duration = Duration::from_secs(20 * 60);
+/// Wait before asking again after a failed first request, or a failed renewal.
+const RETRY_ADDRESS: Duration = Duration::from_secs(2);
+const RETRY_RENEWAL: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Clone)]
 pub struct WifiConfig {
@@ -437,11 +440,10 @@ impl Session {
         let status = self.ctrl.request("STATUS").await?;
         let busy = reply_value(&status, "wpa_state") == Some("COMPLETED") && reply_value(&status, "mode") == Some("station");
         let mut inputs = vec![Input::StationBusy(busy)];
-        if let Some((iface, _)) = self.machine.group() {
-            if !std::path::Path::new("/sys/class/net").join(iface).exists() {
+        if let Some((iface, _)) = self.machine.group()
+            && !std::path::Path::new("/sys/class/net").join(iface).exists() {
                 inputs.push(Input::GroupRemoved { iface: iface.to_owned() });
             }
-        }
         Ok(inputs)
     }
 
@@ -623,11 +625,13 @@ async fn configure(cfg: WifiConfig, iface: String, role: Role, tx: mpsc::Sender<
                     }
                     Err(e) if current.is_some() => {
                         tracing::info!(%iface, error = %e, "renewing the address in the group failed; trying again");
-                        Duration::from_secs(60)
+                        RETRY_RENEWAL
                     }
                     Err(e) => {
                         let _ = tx.send(problem(format!("no address from the group owner yet: {e}"))).await;
-                        Duration::ZERO
+                        // A timeout has waited already; an error that comes at
+                        // once (no permission to bind port 68) must not spin.
+                        RETRY_ADDRESS
                     }
                 };
                 // Asked again well within the owner's lease (an hour), so the

@@ -82,11 +82,10 @@ pub fn parse_event(line: &str) -> Event {
         }
     }
     // Group interfaces' events may come prefixed with the interface's name.
-    if let Some((head, rest)) = s.split_once(": ") {
-        if !head.contains(' ') && head.starts_with("p2p-") {
+    if let Some((head, rest)) = s.split_once(": ")
+        && !head.contains(' ') && head.starts_with("p2p-") {
             s = rest;
         }
-    }
     let mut words = s.split(' ');
     let name = words.next().unwrap_or("");
     let first = words.next().unwrap_or("");
@@ -202,7 +201,7 @@ fn contains_element(hex_elems: &str, marker: &str) -> bool {
 }
 
 fn decode_hex(s: &str) -> Result<Vec<u8>, ()> {
-    if s.len() % 2 != 0 || s.len() > 2 * 2048 {
+    if !s.len().is_multiple_of(2) || s.len() > 2 * 2048 {
         return Err(());
     }
     (0..s.len()).step_by(2).map(|i| s.get(i..i + 2).and_then(|b| u8::from_str_radix(b, 16).ok()).ok_or(())).collect()

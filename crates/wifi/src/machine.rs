@@ -199,18 +199,16 @@ impl Machine {
                 // Heard twice (two sockets report it): nothing new.
             }
             Input::GroupStarted { iface, role, ssid } => {
-                if let State::Group { iface: old, .. } = &self.state {
-                    if *old != iface {
+                if let State::Group { iface: old, .. } = &self.state
+                    && *old != iface {
                         out.push(Action::GroupDown { iface: old.clone() });
                     }
-                }
                 let members = std::mem::take(&mut self.early_members);
                 let empty_since = members.is_empty().then_some(now);
-                if let State::Connecting { peer, .. } = self.state {
-                    if let Some(p) = self.peers.get_mut(&peer) {
+                if let State::Connecting { peer, .. } = self.state
+                    && let Some(p) = self.peers.get_mut(&peer) {
                         p.retry_at = None;
                     }
-                }
                 self.finding = false;
                 out.push(Action::GroupUp { iface: iface.clone(), role });
                 self.state = State::Group { iface, role, ssid, members, empty_since, pbc_at: None };
@@ -341,15 +339,13 @@ impl Machine {
             }
             State::Group { iface, role, empty_since, .. } => {
                 let hosting = self.host && *role == Role::Owner;
-                if !hosting && *role == Role::Owner {
-                    if let Some(t) = empty_since {
-                        if now.duration_since(*t) >= self.timing.idle_group {
+                if !hosting && *role == Role::Owner
+                    && let Some(t) = empty_since
+                        && now.duration_since(*t) >= self.timing.idle_group {
                             out.push(Action::RemoveGroup { iface: iface.clone() });
                             // Until wpa_supplicant confirms, do not ask twice.
                             *empty_since = None;
                         }
-                    }
-                }
                 return;
             }
         }
