@@ -30,7 +30,7 @@ fi
 target=${CARGO_TARGET_DIR:-$repo/target}
 work=$target/packaging
 mkdir -p "$work/deb"
-version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
+version=$(sed -n 's/^version = "\(.*\)"/\1/p;T;q' Cargo.toml)
 arch=$(dpkg --print-architecture)
 
 step "building the package (release)"
@@ -50,7 +50,8 @@ field() { dpkg-deb -f "$deb1" "$1"; }
 [ "$(field Architecture)" = "$arch" ] || fail "Architecture is $(field Architecture)"
 [ "$(field Section)" = net ] || fail "Section is $(field Section)"
 [[ "$(field Maintainer)" == *@* ]] || fail "no Maintainer address"
-summary=$(field Description | head -1)
+summary=$(field Description)
+summary=${summary%%$'\n'*}  # the first line (not `| head -1`: it may close the pipe early)
 [[ "$summary" == *"an offline mesh messenger"* ]] || fail "Description: $summary"
 depends=$(field Depends | tr ',' '\n' | sed 's/^ *//; s/ *(.*//')
 for dep in 'libc6' 'passwd' 'libxkbcommon0' 'libgl1 | libegl1'; do

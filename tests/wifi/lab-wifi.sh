@@ -121,8 +121,9 @@ wait_until 30 has A "back from B" || fail "B's message did not reach A"
 say "PASS 1: A and B formed a group by themselves and exchange messages both ways"
 
 # 2. Tear the group down from outside the daemons; write while apart.
-ga=$(in_ns pnA ls /sys/class/net | grep '^p2p-' | head -1)
-gb=$(in_ns pnB ls /sys/class/net | grep '^p2p-' | head -1)
+# (Listed first, then filtered: nothing in a pipefail pipe stops reading early.)
+ga=$(in_ns pnA ls /sys/class/net); ga=$(grep -m1 '^p2p-' <<<"$ga")
+gb=$(in_ns pnB ls /sys/class/net); gb=$(grep -m1 '^p2p-' <<<"$gb")
 in_ns pnA wpa_cli -p /run/wpa-A -i wlan0 p2p_group_remove "$ga" >/dev/null || true
 in_ns pnB wpa_cli -p /run/wpa-B -i wlan1 p2p_group_remove "$gb" >/dev/null || true
 t=$(now)
