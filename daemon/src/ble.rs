@@ -64,7 +64,11 @@ impl Wire<'_> {
     pub fn encode(&self) -> Vec<u8> {
         match self {
             Wire::Request { id, body } | Wire::Response { id, body } => {
-                let tag = if matches!(self, Wire::Request { .. }) { MSG_REQUEST } else { MSG_RESPONSE };
+                let tag = if matches!(self, Wire::Request { .. }) {
+                    MSG_REQUEST
+                } else {
+                    MSG_RESPONSE
+                };
                 let mut v = Vec::with_capacity(5 + body.len());
                 v.push(tag);
                 v.extend_from_slice(&id.to_be_bytes());
@@ -84,9 +88,15 @@ impl Wire<'_> {
         let (&tag, rest) = bytes.split_first().ok_or(WireError::Empty)?;
         match tag {
             MSG_REQUEST | MSG_RESPONSE => {
-                let (id, body) = rest.split_first_chunk::<4>().ok_or(WireError::Truncated(tag))?;
+                let (id, body) = rest
+                    .split_first_chunk::<4>()
+                    .ok_or(WireError::Truncated(tag))?;
                 let id = u32::from_be_bytes(*id);
-                Ok(if tag == MSG_REQUEST { Wire::Request { id, body } } else { Wire::Response { id, body } })
+                Ok(if tag == MSG_REQUEST {
+                    Wire::Request { id, body }
+                } else {
+                    Wire::Response { id, body }
+                })
             }
             MSG_ENVELOPE if rest.is_empty() => Err(WireError::Truncated(tag)),
             MSG_ENVELOPE => Ok(Wire::Envelope(rest)),
@@ -127,7 +137,12 @@ impl Node {
     /// The config file's choice and settings; a kept setting wins over the
     /// choice.
     pub fn configure_ble(&self, enabled: bool, cfg: BleConfig) {
-        let enabled = self.store().meta_get::<bool>(META_ENABLED).ok().flatten().unwrap_or(enabled);
+        let enabled = self
+            .store()
+            .meta_get::<bool>(META_ENABLED)
+            .ok()
+            .flatten()
+            .unwrap_or(enabled);
         *self.ble_config.lock().expect("lock") = (enabled, cfg);
     }
 
@@ -136,7 +151,10 @@ impl Node {
     }
 
     /// Turns the link on or off now, and keeps the choice.
-    pub(crate) fn set_ble_enabled(self: &Arc<Self>, on: bool) -> Result<(), peddlenet_store::Error> {
+    pub(crate) fn set_ble_enabled(
+        self: &Arc<Self>,
+        on: bool,
+    ) -> Result<(), peddlenet_store::Error> {
         self.store().meta_set(META_ENABLED, &on)?;
         let changed = std::mem::replace(&mut self.ble_config.lock().expect("lock").0, on) != on;
         if changed {
@@ -148,7 +166,8 @@ impl Node {
                 } else {
                     // Dropping the last handle stops scanning, advertising
                     // and every link.
-                    *node.ble_state.write().expect("lock") = BleState::Off("turned off in Settings".into());
+                    *node.ble_state.write().expect("lock") =
+                        BleState::Off("turned off in Settings".into());
                     tracing::info!("Bluetooth turned off");
                 }
             });
@@ -170,7 +189,9 @@ impl Node {
 
     /// Bluetooth links as peers, for `peers`.
     pub(crate) fn ble_peers(&self) -> Vec<PeerInfo> {
-        let Some(b) = self.ble() else { return Vec::new() };
+        let Some(b) = self.ble() else {
+            return Vec::new();
+        };
         let up = b.up.lock().expect("lock").clone();
         b.ble
             .links()
@@ -190,20 +211,30 @@ impl Node {
     }
 
     pub(crate) fn ble_links(&self) -> Vec<LinkId> {
-        self.ble().map(|b| b.up.lock().expect("lock").keys().copied().collect()).unwrap_or_default()
+        self.ble()
+            .map(|b| b.up.lock().expect("lock").keys().copied().collect())
+            .unwrap_or_default()
     }
 
     /// A sync request over a Bluetooth link, and its answer.
     pub(crate) async fn ble_request(&self, link: LinkId, body: Vec<u8>) -> anyhow::Result<Vec<u8>> {
-        let b = self.ble().ok_or_else(|| anyhow::anyhow!("Bluetooth is off"))?;
+        let b = self
+            .ble()
+            .ok_or_else(|| anyhow::anyhow!("Bluetooth is off"))?;
         let id = b.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         {
             let mut p = b.pending.lock().expect("lock");
-            anyhow::ensure!(p.len() < MAX_PENDING, "too many Bluetooth requests in flight");
+            anyhow::ensure!(
+                p.len() < MAX_PENDING,
+                "too many Bluetooth requests in flight"
+            );
             p.insert((link, id), tx);
         }
-        let sent = b.ble.send(link, Wire::Request { id, body: &body }.encode()).await;
+        let sent = b
+            .ble
+            .send(link, Wire::Request { id, body: &body }.encode())
+            .await;
         let r = match sent {
             Ok(()) => tokio::time::timeout(REQUEST_TIMEOUT, rx).await,
             Err(e) => {
@@ -224,7 +255,12 @@ impl Node {
     /// carries it later).
     pub(crate) fn ble_forward(&self, env: &[u8], except: Option<LinkId>) -> u32 {
         let Some(b) = self.ble() else { return 0 };
-        let n = b.up.lock().expect("lock").keys().filter(|l| Some(**l) != except).count() as u32;
+        let n =
+            b.up.lock()
+                .expect("lock")
+                .keys()
+                .filter(|l| Some(**l) != except)
+                .count() as u32;
         if n == 0 || b.forward.try_send((env.to_vec(), except)).is_err() {
             return 0;
         }
@@ -254,7 +290,11 @@ impl Node {
                     let now = now_ms();
                     b.up.lock().expect("lock").insert(link, (now, now));
                     tracing::info!(%link, "Bluetooth peer up");
-                    if let Some(p) = self.ble_peers().into_iter().find(|p| p.peer == link.to_string()) {
+                    if let Some(p) = self
+                        .ble_peers()
+                        .into_iter()
+                        .find(|p| p.peer == link.to_string())
+                    {
                         self.emit(peddlenet_api::Event::PeerUp { peer: p });
                     }
                     tokio::spawn(crate::sync::sync_with(self.clone(), Remote::Ble(link)));
@@ -262,9 +302,14 @@ impl Node {
                 BleEvent::LinkDown { link, reason } => {
                     b.up.lock().expect("lock").remove(&link);
                     // Waiting requests fail at once (their senders drop).
-                    b.pending.lock().expect("lock").retain(|(l, _), _| *l != link);
+                    b.pending
+                        .lock()
+                        .expect("lock")
+                        .retain(|(l, _), _| *l != link);
                     tracing::info!(%link, %reason, "Bluetooth peer down");
-                    self.emit(peddlenet_api::Event::PeerDown { peer: link.to_string() });
+                    self.emit(peddlenet_api::Event::PeerDown {
+                        peer: link.to_string(),
+                    });
                 }
                 BleEvent::Message { link, bytes } => {
                     if let Some(seen) = b.up.lock().expect("lock").get_mut(&link) {
@@ -289,7 +334,10 @@ impl Node {
                     let mut taken_on = Vec::new();
                     let answer = crate::sync::answer_bytes(&node, &body, &mut taken_on);
                     if let Some(b) = node.ble()
-                        && let Err(e) = b.ble.send(link, Wire::Response { id, body: &answer }.encode()).await
+                        && let Err(e) = b
+                            .ble
+                            .send(link, Wire::Response { id, body: &answer }.encode())
+                            .await
                     {
                         tracing::debug!(%link, error = %e, "answering over Bluetooth failed");
                     }
@@ -308,17 +356,25 @@ impl Node {
                     self.ble_forward(env, Some(link));
                     // Bridge: on to the mesh's gossip too.
                     if let Ok(view) = EnvelopeView::parse(env) {
-                        let (node, env, topic) = (self.clone(), env.to_vec(), peddlenet_proto::topic_for(&view.room_id));
+                        let (node, env, topic) = (
+                            self.clone(),
+                            env.to_vec(),
+                            peddlenet_proto::topic_for(&view.room_id),
+                        );
                         tokio::spawn(async move {
                             let _ = node.mesh().publish(topic, env).await;
                         });
                     }
                 }
                 Ok(_) => {}
-                Err(IngestError::Store(e)) => tracing::error!(error = %e, "storing a message from Bluetooth failed"),
+                Err(IngestError::Store(e)) => {
+                    tracing::error!(error = %e, "storing a message from Bluetooth failed")
+                }
                 Err(e) => tracing::debug!(%link, error = %e, "refused an envelope from Bluetooth"),
             },
-            Err(e) => tracing::debug!(%link, error = %e, "a malformed message over Bluetooth: dropped"),
+            Err(e) => {
+                tracing::debug!(%link, error = %e, "a malformed message over Bluetooth: dropped")
+            }
         }
     }
 }
@@ -372,14 +428,41 @@ mod tests {
 
     #[test]
     fn messages_round_trip() {
-        for m in [Wire::Request { id: 7, body: b"abc" }, Wire::Response { id: u32::MAX, body: b"" }, Wire::Envelope(b"e")] {
+        for m in [
+            Wire::Request {
+                id: 7,
+                body: b"abc",
+            },
+            Wire::Response {
+                id: u32::MAX,
+                body: b"",
+            },
+            Wire::Envelope(b"e"),
+        ] {
             assert_eq!(Wire::decode(&m.encode()).unwrap(), m);
         }
-        assert_eq!(Wire::Request { id: 1, body: b"x" }.encode(), [1, 0, 0, 0, 1, b'x']);
+        assert_eq!(
+            Wire::Request { id: 1, body: b"x" }.encode(),
+            [1, 0, 0, 0, 1, b'x']
+        );
         // docs/protocol.md §11's examples.
         use peddlenet_sync::transport::{SyncRequest, SyncResponse};
-        assert_eq!(Wire::Request { id: 7, body: &SyncRequest::Rooms(vec![]).encode() }.encode(), [1, 0, 0, 0, 7, 1, 0, 0]);
-        assert_eq!(Wire::Response { id: 7, body: &SyncResponse::Rooms(vec![]).encode() }.encode(), [2, 0, 0, 0, 7, 0x81, 0, 0]);
+        assert_eq!(
+            Wire::Request {
+                id: 7,
+                body: &SyncRequest::Rooms(vec![]).encode()
+            }
+            .encode(),
+            [1, 0, 0, 0, 7, 1, 0, 0]
+        );
+        assert_eq!(
+            Wire::Response {
+                id: 7,
+                body: &SyncResponse::Rooms(vec![]).encode()
+            }
+            .encode(),
+            [2, 0, 0, 0, 7, 0x81, 0, 0]
+        );
         assert_eq!(Wire::decode(&[]), Err(WireError::Empty));
         assert_eq!(Wire::decode(&[1, 0, 0]), Err(WireError::Truncated(1)));
         assert_eq!(Wire::decode(&[3]), Err(WireError::Truncated(3)));

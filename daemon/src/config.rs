@@ -43,7 +43,12 @@ pub struct WifiDirectSection {
 
 impl Default for WifiDirectSection {
     fn default() -> Self {
-        Self { enabled: true, ctrl_interface: "/run/wpa_supplicant".into(), interface: String::new(), host: false }
+        Self {
+            enabled: true,
+            ctrl_interface: "/run/wpa_supplicant".into(),
+            interface: String::new(),
+            host: false,
+        }
     }
 }
 
@@ -60,7 +65,11 @@ pub struct BluetoothSection {
 
 impl Default for BluetoothSection {
     fn default() -> Self {
-        Self { enabled: true, adapter: String::new(), max_links: 7 }
+        Self {
+            enabled: true,
+            adapter: String::new(),
+            max_links: 7,
+        }
     }
 }
 
@@ -78,7 +87,11 @@ pub struct WebSection {
 
 impl Default for WebSection {
     fn default() -> Self {
-        Self { enabled: true, listen: peddlenet_web::DEFAULT_LISTEN.into(), lan_interface: String::new() }
+        Self {
+            enabled: true,
+            listen: peddlenet_web::DEFAULT_LISTEN.into(),
+            lan_interface: String::new(),
+        }
     }
 }
 
@@ -96,7 +109,14 @@ pub struct RelaySection {
 
 impl Default for RelaySection {
     fn default() -> Self {
-        Self { enabled: true, budget_mib: 64, room_quota_mib: 16, author_quota_kib: 4096, expiry_hours: 72, max_rooms: 256 }
+        Self {
+            enabled: true,
+            budget_mib: 64,
+            room_quota_mib: 16,
+            author_quota_kib: 4096,
+            expiry_hours: 72,
+            max_rooms: 256,
+        }
     }
 }
 
@@ -167,7 +187,10 @@ impl Default for StoreSection {
 
 impl Default for IpcSection {
     fn default() -> Self {
-        Self { max_clients: 64, max_in_flight: 1024 }
+        Self {
+            max_clients: 64,
+            max_in_flight: 1024,
+        }
     }
 }
 
@@ -206,7 +229,9 @@ pub struct Config {
 
 /// `$XDG_CONFIG_HOME/peddlenet/peddlenetd.toml` (default `~/.config/...`).
 pub fn default_config_path() -> PathBuf {
-    xdg_dir("XDG_CONFIG_HOME", ".config").join("peddlenet").join("peddlenetd.toml")
+    xdg_dir("XDG_CONFIG_HOME", ".config")
+        .join("peddlenet")
+        .join("peddlenetd.toml")
 }
 
 /// The system-wide file the package installs, read when the user has none.
@@ -217,7 +242,11 @@ pub const SYSTEM_CONFIG_PATH: &str = "/etc/peddlenet/peddlenetd.toml";
 /// default).
 pub fn default_config_file() -> PathBuf {
     let user = default_config_path();
-    if !user.exists() && Path::new(SYSTEM_CONFIG_PATH).exists() { PathBuf::from(SYSTEM_CONFIG_PATH) } else { user }
+    if !user.exists() && Path::new(SYSTEM_CONFIG_PATH).exists() {
+        PathBuf::from(SYSTEM_CONFIG_PATH)
+    } else {
+        user
+    }
 }
 
 /// `$XDG_DATA_HOME/peddlenet` (default `~/.local/share/peddlenet`).
@@ -226,10 +255,15 @@ pub fn default_data_dir() -> PathBuf {
 }
 
 fn xdg_dir(var: &str, fallback: &str) -> PathBuf {
-    match std::env::var_os(var).map(PathBuf::from).filter(|p| p.is_absolute()) {
+    match std::env::var_os(var)
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+    {
         Some(p) => p,
         None => {
-            let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/"));
+            let home = std::env::var_os("HOME")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from("/"));
             home.join(fallback)
         }
     }
@@ -240,9 +274,15 @@ impl FileConfig {
     /// a missing file the user named is.
     pub fn load(path: &Path, must_exist: bool) -> anyhow::Result<Self> {
         match std::fs::read_to_string(path) {
-            Ok(text) => toml::from_str(&text).map_err(|e| anyhow::anyhow!("config file {}: {e}", path.display())),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !must_exist => Ok(Self::default()),
-            Err(e) => Err(anyhow::anyhow!("cannot read config file {}: {e}", path.display())),
+            Ok(text) => toml::from_str(&text)
+                .map_err(|e| anyhow::anyhow!("config file {}: {e}", path.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !must_exist => {
+                Ok(Self::default())
+            }
+            Err(e) => Err(anyhow::anyhow!(
+                "cannot read config file {}: {e}",
+                path.display()
+            )),
         }
     }
 }
@@ -260,7 +300,10 @@ pub struct Overrides {
 
 impl Config {
     pub fn resolve(file: FileConfig, o: Overrides) -> Self {
-        let data_dir = o.data_dir.or(file.data_dir).unwrap_or_else(default_data_dir);
+        let data_dir = o
+            .data_dir
+            .or(file.data_dir)
+            .unwrap_or_else(default_data_dir);
         let socket = o.socket.or(file.socket).unwrap_or_else(|| {
             peddlenet_api::paths::default_runtime_dir().join(peddlenet_api::paths::SOCKET_NAME)
         });
@@ -270,7 +313,11 @@ impl Config {
             data_dir,
             socket,
             display_name: o.display_name.or(file.display_name),
-            listen: if o.listen.is_empty() { file.mesh.listen } else { o.listen },
+            listen: if o.listen.is_empty() {
+                file.mesh.listen
+            } else {
+                o.listen
+            },
             peers,
             mdns: file.mesh.mdns && !o.no_mdns,
             mdns_query_interval: Duration::from_millis(file.mesh.mdns_query_interval_ms.max(500)),
@@ -293,17 +340,21 @@ impl Config {
                 match file.web.listen.parse() {
                     Ok(listen) => Ok(Some(peddlenet_web::WebConfig {
                         listen,
-                        lan_interface: Some(file.web.lan_interface.trim().to_owned()).filter(|s| !s.is_empty()),
+                        lan_interface: Some(file.web.lan_interface.trim().to_owned())
+                            .filter(|s| !s.is_empty()),
                     })),
-                    Err(_) => Err(format!("[web] listen = {:?} is not an address like 127.0.0.1:4718", file.web.listen)),
+                    Err(_) => Err(format!(
+                        "[web] listen = {:?} is not an address like 127.0.0.1:4718",
+                        file.web.listen
+                    )),
                 }
             },
             relay: peddlenet_store::RelayLimits {
-                    budget_bytes: file.relay.budget_mib.max(1) << 20,
-                    room_bytes: file.relay.room_quota_mib.max(1) << 20,
-                    author_bytes: file.relay.author_quota_kib.max(64) << 10,
-                    expiry_ms: file.relay.expiry_hours.max(1) * 3600 * 1000,
-                    max_rooms: file.relay.max_rooms.max(1),
+                budget_bytes: file.relay.budget_mib.max(1) << 20,
+                room_bytes: file.relay.room_quota_mib.max(1) << 20,
+                author_bytes: file.relay.author_quota_kib.max(64) << 10,
+                expiry_ms: file.relay.expiry_hours.max(1) * 3600 * 1000,
+                max_rooms: file.relay.max_rooms.max(1),
             },
         }
     }
@@ -317,10 +368,41 @@ mod tests {
     fn the_shipped_config_file_matches_the_defaults() {
         let shipped = include_str!("../../packaging/peddlenetd.toml");
         let parsed: FileConfig = toml::from_str(shipped).unwrap();
-        assert_eq!(parsed, FileConfig::default(), "packaging/peddlenetd.toml must list the defaults");
+        assert_eq!(
+            parsed,
+            FileConfig::default(),
+            "packaging/peddlenetd.toml must list the defaults"
+        );
         // Every key is written down, commented or not.
-        for key in ["data_dir", "socket", "display_name", "listen", "peers", "mdns", "mdns_query_interval_ms", "max_peers", "cache_mib", "max_clients", "max_in_flight", "enabled", "budget_mib", "room_quota_mib", "author_quota_kib", "expiry_hours", "max_rooms", "lan_interface", "adapter", "max_links", "ctrl_interface", "interface", "host"] {
-            assert!(shipped.contains(key), "{key} is not documented in packaging/peddlenetd.toml");
+        for key in [
+            "data_dir",
+            "socket",
+            "display_name",
+            "listen",
+            "peers",
+            "mdns",
+            "mdns_query_interval_ms",
+            "max_peers",
+            "cache_mib",
+            "max_clients",
+            "max_in_flight",
+            "enabled",
+            "budget_mib",
+            "room_quota_mib",
+            "author_quota_kib",
+            "expiry_hours",
+            "max_rooms",
+            "lan_interface",
+            "adapter",
+            "max_links",
+            "ctrl_interface",
+            "interface",
+            "host",
+        ] {
+            assert!(
+                shipped.contains(key),
+                "{key} is not documented in packaging/peddlenetd.toml"
+            );
         }
     }
 
@@ -332,10 +414,16 @@ mod tests {
 
     #[test]
     fn flags_win_over_the_file() {
-        let file: FileConfig = toml::from_str("[mesh]\nmdns = true\npeers = [\"/ip4/10.0.0.1/tcp/1\"]").unwrap();
+        let file: FileConfig =
+            toml::from_str("[mesh]\nmdns = true\npeers = [\"/ip4/10.0.0.1/tcp/1\"]").unwrap();
         let c = Config::resolve(
             file,
-            Overrides { no_mdns: true, peers: vec!["/ip4/10.0.0.2/tcp/2".into()], data_dir: Some("/x".into()), ..Default::default() },
+            Overrides {
+                no_mdns: true,
+                peers: vec!["/ip4/10.0.0.2/tcp/2".into()],
+                data_dir: Some("/x".into()),
+                ..Default::default()
+            },
         );
         assert!(!c.mdns);
         assert_eq!(c.peers.len(), 2);

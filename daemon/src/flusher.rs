@@ -49,7 +49,10 @@ impl Flusher {
     /// Resolves once every write made before this call is durable.
     pub async fn durable(&self) -> Result<(), String> {
         let (tx, rx) = oneshot::channel();
-        self.tx.send(tx).await.map_err(|_| "the store is closed".to_string())?;
+        self.tx
+            .send(tx)
+            .await
+            .map_err(|_| "the store is closed".to_string())?;
         rx.await.map_err(|_| "the store is closed".to_string())
     }
 }

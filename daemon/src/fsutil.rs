@@ -13,22 +13,38 @@ use peddlenet_proto::Identity;
 /// /tmp: it is refused, never changed); one merely readable by others is
 /// made private.
 pub fn private_dir(dir: &Path) -> anyhow::Result<()> {
-    fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("cannot create {}", dir.display()))?;
     // Not following links: a link planted by someone else to a folder of
     // ours would pass the owner check and could be swapped later.
-    let meta = fs::symlink_metadata(dir).with_context(|| format!("cannot inspect {}", dir.display()))?;
+    let meta =
+        fs::symlink_metadata(dir).with_context(|| format!("cannot inspect {}", dir.display()))?;
     if meta.file_type().is_symlink() {
-        bail!("{} is a symbolic link; refusing to use it as a private folder", dir.display());
+        bail!(
+            "{} is a symbolic link; refusing to use it as a private folder",
+            dir.display()
+        );
     }
     let uid = peddlenet_api::paths::current_uid();
     if meta.uid() != uid {
-        bail!("{} belongs to uid {}, not to this user ({uid}); refusing to use it", dir.display(), meta.uid());
+        bail!(
+            "{} belongs to uid {}, not to this user ({uid}); refusing to use it",
+            dir.display(),
+            meta.uid()
+        );
     }
     if meta.mode() & 0o022 != 0 {
-        bail!("{} can be written by other users; choose a folder of your own", dir.display());
+        bail!(
+            "{} can be written by other users; choose a folder of your own",
+            dir.display()
+        );
     }
     if meta.mode() & 0o077 != 0 {
-        fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).with_context(|| format!("cannot make {} private", dir.display()))?;
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("cannot make {} private", dir.display()))?;
     }
     Ok(())
 }
@@ -40,7 +56,10 @@ pub fn socket_dir(dir: &Path) -> anyhow::Result<()> {
     match fs::symlink_metadata(dir) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => private_dir(dir),
         Err(e) => Err(e).with_context(|| format!("cannot inspect {}", dir.display())),
-        Ok(m) if m.file_type().is_symlink() => bail!("{} is a symbolic link; refusing to put the socket there", dir.display()),
+        Ok(m) if m.file_type().is_symlink() => bail!(
+            "{} is a symbolic link; refusing to put the socket there",
+            dir.display()
+        ),
         Ok(_) => Ok(()),
     }
 }
@@ -56,10 +75,15 @@ pub fn load_or_create_identity(path: &Path) -> anyhow::Result<(Identity, bool)> 
             }
             let mut seed = [0u8; 32];
             let mut rest = Vec::new();
-            f.read_exact(&mut seed).with_context(|| format!("identity key {} is truncated", path.display()))?;
+            f.read_exact(&mut seed)
+                .with_context(|| format!("identity key {} is truncated", path.display()))?;
             f.read_to_end(&mut rest)?;
             if !rest.is_empty() {
-                bail!("identity key {} is {} bytes, expected 32", path.display(), 32 + rest.len());
+                bail!(
+                    "identity key {} is {} bytes, expected 32",
+                    path.display(),
+                    32 + rest.len()
+                );
             }
             Ok((Identity::from_seed(&seed), false))
         }
@@ -67,7 +91,11 @@ pub fn load_or_create_identity(path: &Path) -> anyhow::Result<(Identity, bool)> 
             let id = Identity::generate();
             let tmp = path.with_extension("key.tmp");
             let _ = fs::remove_file(&tmp);
-            let mut f = OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)
+            let mut f = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&tmp)
                 .with_context(|| format!("cannot create {}", tmp.display()))?;
             f.write_all(id.seed())?;
             f.sync_all()?;
@@ -112,14 +140,31 @@ mod tests {
         let shared = dir.path().join("shared");
         fs::create_dir(&shared).unwrap();
         fs::set_permissions(&shared, fs::Permissions::from_mode(0o1777)).unwrap();
-        assert!(private_dir(&shared).unwrap_err().to_string().contains("written by other users"));
+        assert!(
+            private_dir(&shared)
+                .unwrap_err()
+                .to_string()
+                .contains("written by other users")
+        );
         assert_eq!(fs::metadata(&shared).unwrap().mode() & 0o7777, 0o1777);
         socket_dir(&shared).unwrap();
-        assert_eq!(fs::metadata(&shared).unwrap().mode() & 0o7777, 0o1777, "a socket's existing folder is not changed");
+        assert_eq!(
+            fs::metadata(&shared).unwrap().mode() & 0o7777,
+            0o1777,
+            "a socket's existing folder is not changed"
+        );
         socket_dir(&dir.path().join("new")).unwrap();
-        assert_eq!(fs::metadata(dir.path().join("new")).unwrap().mode() & 0o777, 0o700);
+        assert_eq!(
+            fs::metadata(dir.path().join("new")).unwrap().mode() & 0o777,
+            0o700
+        );
         let link = dir.path().join("link");
         std::os::unix::fs::symlink(&d, &link).unwrap();
-        assert!(private_dir(&link).unwrap_err().to_string().contains("symbolic link"));
+        assert!(
+            private_dir(&link)
+                .unwrap_err()
+                .to_string()
+                .contains("symbolic link")
+        );
     }
 }

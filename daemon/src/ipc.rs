@@ -6,7 +6,9 @@
 use std::sync::Arc;
 
 use peddlenet_api::frame::{self, FrameError};
-use peddlenet_api::{ApiError, ClientFrame, ErrorCode, Event, Outcome, Reply, Response, ServerFrame};
+use peddlenet_api::{
+    ApiError, ClientFrame, ErrorCode, Event, Outcome, Reply, Response, ServerFrame,
+};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{Semaphore, broadcast, mpsc, watch};
@@ -28,8 +30,15 @@ fn reply(id: u64, outcome: Result<Response, ApiError>) -> Vec<u8> {
         Err(e) => Outcome::Error(e),
     };
     encode(&ServerFrame::Reply(Reply { id, outcome })).unwrap_or_else(|e| {
-        let err = ApiError::new(ErrorCode::Internal, format!("the reply is too large to send ({e}); ask for less"));
-        encode(&ServerFrame::Reply(Reply { id, outcome: Outcome::Error(err) })).expect("a small frame")
+        let err = ApiError::new(
+            ErrorCode::Internal,
+            format!("the reply is too large to send ({e}); ask for less"),
+        );
+        encode(&ServerFrame::Reply(Reply {
+            id,
+            outcome: Outcome::Error(err),
+        }))
+        .expect("a small frame")
     })
 }
 
@@ -43,7 +52,13 @@ fn event(e: Event) -> Option<Vec<u8>> {
 /// 32 KiB until it is on disk.
 pub const MAX_IN_FLIGHT_TOTAL: usize = 4096;
 
-pub async fn serve(listener: UnixListener, node: Arc<Node>, max_clients: usize, max_in_flight: usize, mut stop: watch::Receiver<bool>) {
+pub async fn serve(
+    listener: UnixListener,
+    node: Arc<Node>,
+    max_clients: usize,
+    max_in_flight: usize,
+    mut stop: watch::Receiver<bool>,
+) {
     let clients = Arc::new(Semaphore::new(max_clients));
     let total = Arc::new(Semaphore::new(MAX_IN_FLIGHT_TOTAL));
     loop {
@@ -72,7 +87,13 @@ pub async fn serve(listener: UnixListener, node: Arc<Node>, max_clients: usize, 
     }
 }
 
-async fn connection(stream: UnixStream, node: Arc<Node>, max_in_flight: usize, total: Arc<Semaphore>, mut stop: watch::Receiver<bool>) {
+async fn connection(
+    stream: UnixStream,
+    node: Arc<Node>,
+    max_in_flight: usize,
+    total: Arc<Semaphore>,
+    mut stop: watch::Receiver<bool>,
+) {
     let (mut rd, mut wr) = stream.into_split();
     let (out_tx, mut out_rx) = mpsc::channel::<Out>(max_in_flight + 8);
     let events_node = node.clone();
@@ -117,7 +138,12 @@ async fn connection(stream: UnixStream, node: Arc<Node>, max_in_flight: usize, t
                 // The stream is out of step (bad header, oversized, cut short):
                 // say why and close; other clients are unaffected.
                 tracing::debug!(error = %e, "closing an IPC client after a bad frame");
-                let _ = out_tx.send(Out::Frame(reply(0, Err(ApiError::new(ErrorCode::BadRequest, e.to_string()))))).await;
+                let _ = out_tx
+                    .send(Out::Frame(reply(
+                        0,
+                        Err(ApiError::new(ErrorCode::BadRequest, e.to_string())),
+                    )))
+                    .await;
                 break;
             }
         };
@@ -130,14 +156,25 @@ async fn connection(stream: UnixStream, node: Arc<Node>, max_in_flight: usize, t
                     .and_then(|v| v.get("id").and_then(|i| i.as_u64()))
                     .unwrap_or(0);
                 let msg = format!("malformed request: {e}");
-                if out_tx.send(Out::Frame(reply(id, Err(ApiError::new(ErrorCode::BadRequest, msg))))).await.is_err() {
+                if out_tx
+                    .send(Out::Frame(reply(
+                        id,
+                        Err(ApiError::new(ErrorCode::BadRequest, msg)),
+                    )))
+                    .await
+                    .is_err()
+                {
                     break;
                 }
                 continue;
             }
         };
-        let Ok(permit) = in_flight.clone().acquire_owned().await else { break };
-        let Ok(global) = total.clone().acquire_owned().await else { break };
+        let Ok(permit) = in_flight.clone().acquire_owned().await else {
+            break;
+        };
+        let Ok(global) = total.clone().acquire_owned().await else {
+            break;
+        };
         let permit = (permit, global);
         let is_subscribe = matches!(frame.request, peddlenet_api::Request::Subscribe);
         let handled = node.handle(frame.request).await;
@@ -156,7 +193,10 @@ async fn connection(stream: UnixStream, node: Arc<Node>, max_in_flight: usize, t
                     let r = match (response, node.flush().await) {
                         (Ok(r), Ok(())) => Ok(r),
                         (Err(e), _) => Err(e),
-                        (_, Err(e)) => Err(ApiError::new(ErrorCode::Internal, format!("could not write to disk: {e}"))),
+                        (_, Err(e)) => Err(ApiError::new(
+                            ErrorCode::Internal,
+                            format!("could not write to disk: {e}"),
+                        )),
                     };
                     let _ = out_tx.send(Out::Frame(reply(frame.id, r))).await;
                     drop(permit);
@@ -164,7 +204,11 @@ async fn connection(stream: UnixStream, node: Arc<Node>, max_in_flight: usize, t
             }
             other => {
                 drop(permit);
-                if out_tx.send(Out::Frame(reply(frame.id, other.map(|h| h.response)))).await.is_err() {
+                if out_tx
+                    .send(Out::Frame(reply(frame.id, other.map(|h| h.response))))
+                    .await
+                    .is_err()
+                {
                     break;
                 }
             }

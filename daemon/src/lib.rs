@@ -14,10 +14,10 @@ pub mod relay;
 pub mod sync;
 pub mod wifi;
 
-use std::os::unix::fs::PermissionsExt;
 use anyhow::{Context, bail};
 use peddlenet_mesh::{Mesh, MeshConfig};
 use peddlenet_store::Store;
+use std::os::unix::fs::PermissionsExt;
 use tokio::net::UnixListener;
 use tokio::sync::watch;
 
@@ -36,18 +36,30 @@ fn bind_socket(cfg: &Config) -> anyhow::Result<(UnixListener, std::fs::File)> {
     // Held for the daemon's life: a second daemon on this socket stops here,
     // before it can remove a live socket.
     let lock_path = path.with_extension("lock");
-    let lock = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path)
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
         .with_context(|| format!("cannot open {}", lock_path.display()))?;
     if lock.try_lock().is_err() {
-        bail!("another peddlenetd is already running at {}", path.display());
+        bail!(
+            "another peddlenetd is already running at {}",
+            path.display()
+        );
     }
     if path.exists() {
         if std::os::unix::net::UnixStream::connect(path).is_ok() {
-            bail!("another peddlenetd is already running at {}", path.display());
+            bail!(
+                "another peddlenetd is already running at {}",
+                path.display()
+            );
         }
-        std::fs::remove_file(path).with_context(|| format!("cannot remove the stale socket {}", path.display()))?;
+        std::fs::remove_file(path)
+            .with_context(|| format!("cannot remove the stale socket {}", path.display()))?;
     }
-    let l = UnixListener::bind(path).with_context(|| format!("cannot listen on {}", path.display()))?;
+    let l =
+        UnixListener::bind(path).with_context(|| format!("cannot listen on {}", path.display()))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
     Ok((l, lock))
 }
@@ -63,7 +75,10 @@ async fn start_web(cfg: &Config, node: &std::sync::Arc<node::Node>, stop: &watch
     match peddlenet_web::Web::bind(web_cfg).await {
         Ok(web) => {
             tracing::info!(url = %web.local_url(), lan = ?web.lan_url(), "web UI listening; `peddlenet web` prints a sign-in link");
-            node.set_web_urls(Some(web.local_url().to_owned()), web.lan_url().map(str::to_owned));
+            node.set_web_urls(
+                Some(web.local_url().to_owned()),
+                web.lan_url().map(str::to_owned),
+            );
             node.set_web_extra(web.extra_listeners());
             tokio::spawn(web.run(cfg.socket.clone(), stop.clone()));
         }
@@ -78,13 +93,25 @@ pub async fn run(cfg: Config, mut stop: watch::Receiver<bool>) -> anyhow::Result
     if created {
         tracing::info!(author = %identity.author_id(), "created a new identity");
     }
-    let store = Store::open(&cfg.data_dir.join("store"), cfg.cache_bytes)
-        .with_context(|| format!("cannot open the store in {} (is another peddlenetd using it?)", cfg.data_dir.display()))?;
+    let store = Store::open(&cfg.data_dir.join("store"), cfg.cache_bytes).with_context(|| {
+        format!(
+            "cannot open the store in {} (is another peddlenetd using it?)",
+            cfg.data_dir.display()
+        )
+    })?;
     let (listener, _socket_lock) = bind_socket(&cfg)?;
 
     let mesh_cfg = MeshConfig {
-        listen: cfg.listen.iter().map(|a| peddlenet_mesh::parse_addr(a)).collect::<Result<_, _>>()?,
-        peers: cfg.peers.iter().map(|a| peddlenet_mesh::parse_addr(a)).collect::<Result<_, _>>()?,
+        listen: cfg
+            .listen
+            .iter()
+            .map(|a| peddlenet_mesh::parse_addr(a))
+            .collect::<Result<_, _>>()?,
+        peers: cfg
+            .peers
+            .iter()
+            .map(|a| peddlenet_mesh::parse_addr(a))
+            .collect::<Result<_, _>>()?,
         mdns: cfg.mdns,
         mdns_query_interval: cfg.mdns_query_interval,
         max_peers: cfg.max_peers,
@@ -92,11 +119,25 @@ pub async fn run(cfg: Config, mut stop: watch::Receiver<bool>) -> anyhow::Result
     };
     // Where a Wi-Fi Direct group member dials its group owner (nodes use the
     // default port unless configured otherwise).
-    let mesh_port = mesh_cfg.listen.iter().find_map(peddlenet_mesh::tcp_port).filter(|p| *p != 0).unwrap_or(4717);
+    let mesh_port = mesh_cfg
+        .listen
+        .iter()
+        .find_map(peddlenet_mesh::tcp_port)
+        .filter(|p| *p != 0)
+        .unwrap_or(4717);
     // A fresh network identity at every start: the peer id seen on the LAN
     // and in mDNS cannot follow a device from one day to the next.
-    let (mesh, mesh_events) = Mesh::start(peddlenet_mesh::fresh_network_identity(), mesh_cfg).await?;
-    let node = node::Node::new(identity, store.clone(), mesh.clone(), cfg.data_dir.clone(), cfg.display_name.clone(), cfg.relay_enabled, cfg.relay)?;
+    let (mesh, mesh_events) =
+        Mesh::start(peddlenet_mesh::fresh_network_identity(), mesh_cfg).await?;
+    let node = node::Node::new(
+        identity,
+        store.clone(),
+        mesh.clone(),
+        cfg.data_dir.clone(),
+        cfg.display_name.clone(),
+        cfg.relay_enabled,
+        cfg.relay,
+    )?;
     node.configure_ble(cfg.bluetooth_enabled, cfg.bluetooth.clone());
     // Take the mesh's events before asking it anything: it may be waiting to
     // hand one over before it reads the next command.
@@ -113,10 +154,29 @@ pub async fn run(cfg: Config, mut stop: watch::Receiver<bool>) -> anyhow::Result
     });
     start_web(&cfg, &node, &stop).await;
     // After the web UI: a group hosted for phones opens it on its address.
-    let runtime_dir = cfg.socket.parent().map(std::path::Path::to_owned).unwrap_or_else(std::env::temp_dir);
-    node.configure_wifi(cfg.wifi_direct_enabled, wifi::link_config(&cfg.wifi_direct.ctrl_interface, &cfg.wifi_direct.interface, cfg.wifi_direct.host, &runtime_dir), mesh_port);
+    let runtime_dir = cfg
+        .socket
+        .parent()
+        .map(std::path::Path::to_owned)
+        .unwrap_or_else(std::env::temp_dir);
+    node.configure_wifi(
+        cfg.wifi_direct_enabled,
+        wifi::link_config(
+            &cfg.wifi_direct.ctrl_interface,
+            &cfg.wifi_direct.interface,
+            cfg.wifi_direct.host,
+            &runtime_dir,
+        ),
+        mesh_port,
+    );
     node.start_wifi();
-    let server = tokio::spawn(ipc::serve(listener, node.clone(), cfg.max_clients, cfg.max_in_flight, stop.clone()));
+    let server = tokio::spawn(ipc::serve(
+        listener,
+        node.clone(),
+        cfg.max_clients,
+        cfg.max_in_flight,
+        stop.clone(),
+    ));
     tracing::info!(socket = %cfg.socket.display(), data = %cfg.data_dir.display(), "peddlenetd is ready");
     // systemd (Type=notify) starts dependants only now: the socket answers.
     notify::notify(&format!("READY=1\nSTATUS=serving {}", cfg.socket.display()));

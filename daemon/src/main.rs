@@ -62,7 +62,10 @@ fn main() -> anyhow::Result<()> {
             no_mdns: args.no_mdns,
         },
     );
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("peddlenetd").build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("peddlenetd")
+        .build()?;
     rt.block_on(async move {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {

@@ -6,14 +6,17 @@ use std::sync::{Arc, RwLock};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use peddlenet_api::{
-    ApiError, DeliveryState, ErrorCode, Event, Link, MessageInfo, PeerInfo, Request, Response, RoomInfo, Status,
+    ApiError, DeliveryState, ErrorCode, Event, Link, MessageInfo, PeerInfo, Request, Response,
+    RoomInfo, Status,
 };
 use peddlenet_mesh::{Mesh, MeshEvent, PeerSnapshot};
 use peddlenet_proto::{
-    AuthorId, Body, EnvelopeView, Identity, Invite, MAX_NAME_LEN, MAX_TEXT_LEN, MessageId, RoomId, RoomKeys, RoomSecret,
-    check_timestamp, seal,
+    AuthorId, Body, EnvelopeView, Identity, Invite, MAX_NAME_LEN, MAX_TEXT_LEN, MessageId, RoomId,
+    RoomKeys, RoomSecret, check_timestamp, seal,
 };
-use peddlenet_store::{Delivery, Inserted, Progress, RelayLimits, RoomRecord, Store, StoredMessage};
+use peddlenet_store::{
+    Delivery, Inserted, Progress, RelayLimits, RoomRecord, Store, StoredMessage,
+};
 use rand::RngCore;
 use tokio::sync::{broadcast, mpsc};
 
@@ -29,7 +32,10 @@ const PAGE_BYTES: usize = 512 * 1024;
 const OUTBOX_BATCH: usize = 256;
 
 pub fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 pub(crate) struct Room {
@@ -103,10 +109,18 @@ pub struct Handled {
 
 impl Handled {
     pub(crate) fn now(response: Response) -> Self {
-        Self { response, durable: false, sending: None }
+        Self {
+            response,
+            durable: false,
+            sending: None,
+        }
     }
     pub(crate) fn after_flush(response: Response) -> Self {
-        Self { response, durable: true, sending: None }
+        Self {
+            response,
+            durable: true,
+            sending: None,
+        }
     }
 }
 
@@ -150,7 +164,10 @@ fn delivery_api(d: Delivery) -> DeliveryState {
 /// `others`: members known besides this node.
 pub(crate) fn progress_api(p: Progress, others: usize) -> DeliveryState {
     if p.confirmed_by > 0 {
-        DeliveryState::Delivered { to: p.confirmed_by as u32, of: others.max(p.confirmed_by) as u32 }
+        DeliveryState::Delivered {
+            to: p.confirmed_by as u32,
+            of: others.max(p.confirmed_by) as u32,
+        }
     } else {
         delivery_api(p.delivery)
     }
@@ -182,17 +199,25 @@ impl Node {
         let name = match display_name {
             Some(n) => {
                 let n = n.trim().to_owned();
-                anyhow::ensure!(!n.is_empty() && n.len() <= MAX_NAME_LEN, "display_name must be 1 to {MAX_NAME_LEN} bytes");
+                anyhow::ensure!(
+                    !n.is_empty() && n.len() <= MAX_NAME_LEN,
+                    "display_name must be 1 to {MAX_NAME_LEN} bytes"
+                );
                 store.meta_set("display_name", &n)?;
                 n
             }
-            None => stored_name.unwrap_or_else(|| format!("camper-{}", &identity.author_id().to_hex()[..4])),
+            None => stored_name
+                .unwrap_or_else(|| format!("camper-{}", &identity.author_id().to_hex()[..4])),
         };
         let mut rooms = HashMap::new();
         for record in store.rooms()? {
             let secret = parse_secret(&record.secret_hex)?;
             let keys = RoomKeys::derive(&secret);
-            anyhow::ensure!(keys.room_id() == record.room_id, "room {} in the store does not match its secret", record.name);
+            anyhow::ensure!(
+                keys.room_id() == record.room_id,
+                "room {} in the store does not match its secret",
+                record.name
+            );
             rooms.insert(record.room_id, Arc::new(Room { record, keys }));
         }
         let (events, _) = broadcast::channel(EVENT_BACKLOG);
@@ -287,25 +312,49 @@ impl Node {
     }
 
     fn bump(&self, room: &RoomId) {
-        *self.generations.lock().expect("lock").entry(*room).or_default() += 1;
+        *self
+            .generations
+            .lock()
+            .expect("lock")
+            .entry(*room)
+            .or_default() += 1;
     }
 
     /// The room's items for reconciliation, rebuilt only when it changed.
     /// A relayed room's are read afresh each time (evictions change them).
     pub fn sync_storage(&self, room: &RoomId) -> anyhow::Result<Arc<peddlenet_sync::Storage>> {
         if !self.is_member(room) {
-            let items = self.store.relay_items(room)?.into_iter().map(|(ts, id)| peddlenet_sync::Item { ts, id: id.0 }).collect();
+            let items = self
+                .store
+                .relay_items(room)?
+                .into_iter()
+                .map(|(ts, id)| peddlenet_sync::Item { ts, id: id.0 })
+                .collect();
             return Ok(Arc::new(peddlenet_sync::Storage::new(items)));
         }
-        let generation = self.generations.lock().expect("lock").get(room).copied().unwrap_or(0);
+        let generation = self
+            .generations
+            .lock()
+            .expect("lock")
+            .get(room)
+            .copied()
+            .unwrap_or(0);
         if let Some((g, s)) = self.sync_cache.lock().expect("lock").get(room)
             && *g == generation
         {
             return Ok(s.clone());
         }
-        let items = self.store.room_items(room)?.into_iter().map(|(ts, id)| peddlenet_sync::Item { ts, id: id.0 }).collect();
+        let items = self
+            .store
+            .room_items(room)?
+            .into_iter()
+            .map(|(ts, id)| peddlenet_sync::Item { ts, id: id.0 })
+            .collect();
         let s = Arc::new(peddlenet_sync::Storage::new(items));
-        self.sync_cache.lock().expect("lock").insert(*room, (generation, s.clone()));
+        self.sync_cache
+            .lock()
+            .expect("lock")
+            .insert(*room, (generation, s.clone()));
         Ok(s)
     }
 
@@ -347,11 +396,17 @@ impl Node {
     pub async fn sync_all(self: &Arc<Self>) {
         if let Ok(peers) = self.mesh.peers().await {
             for p in peers {
-                tokio::spawn(crate::sync::sync_with(self.clone(), crate::sync::Remote::Mesh(p.peer)));
+                tokio::spawn(crate::sync::sync_with(
+                    self.clone(),
+                    crate::sync::Remote::Mesh(p.peer),
+                ));
             }
         }
         for link in self.ble_links() {
-            tokio::spawn(crate::sync::sync_with(self.clone(), crate::sync::Remote::Ble(link)));
+            tokio::spawn(crate::sync::sync_with(
+                self.clone(),
+                crate::sync::Remote::Ble(link),
+            ));
         }
     }
 
@@ -363,7 +418,12 @@ impl Node {
     /// The member room with exactly this id (hex): never by name or prefix,
     /// unlike [`resolve`](Self::resolve).
     pub(crate) fn room_by_hex(&self, room_hex: &str) -> Option<Arc<Room>> {
-        self.rooms.read().expect("lock").values().find(|r| r.record.room_id.to_hex() == room_hex).cloned()
+        self.rooms
+            .read()
+            .expect("lock")
+            .values()
+            .find(|r| r.record.room_id.to_hex() == room_hex)
+            .cloned()
     }
 
     /// Where the web UI answers: (on this machine, on the LAN if that mode is on).
@@ -404,23 +464,40 @@ impl Node {
     pub(crate) fn resolve(&self, query: &str) -> Result<Arc<Room>, ApiError> {
         let q = query.trim();
         let rooms = self.rooms.read().expect("lock");
-        let by_name: Vec<_> = rooms.values().filter(|r| r.record.name.eq_ignore_ascii_case(q)).cloned().collect();
+        let by_name: Vec<_> = rooms
+            .values()
+            .filter(|r| r.record.name.eq_ignore_ascii_case(q))
+            .cloned()
+            .collect();
         let found: Vec<_> = if !by_name.is_empty() {
             by_name
         } else if q.len() >= 4 && q.chars().all(|c| c.is_ascii_hexdigit()) {
             let q = q.to_ascii_lowercase();
-            rooms.values().filter(|r| r.record.room_id.to_hex().starts_with(&q)).cloned().collect()
+            rooms
+                .values()
+                .filter(|r| r.record.room_id.to_hex().starts_with(&q))
+                .cloned()
+                .collect()
         } else {
             Vec::new()
         };
         match found.len() {
             1 => Ok(found.into_iter().next().expect("one")),
-            0 => Err(err(ErrorCode::UnknownRoom, format!("no room named or with an id starting with {q:?}; `peddlenet room list` shows your rooms"))),
+            0 => Err(err(
+                ErrorCode::UnknownRoom,
+                format!(
+                    "no room named or with an id starting with {q:?}; `peddlenet room list` shows your rooms"
+                ),
+            )),
             _ => Err(err(
                 ErrorCode::AmbiguousRoom,
                 format!(
                     "{q:?} matches several rooms: {}; use more of the id",
-                    found.iter().map(|r| format!("{} ({})", r.record.name, r.record.room_id.short())).collect::<Vec<_>>().join(", ")
+                    found
+                        .iter()
+                        .map(|r| format!("{} ({})", r.record.name, r.record.room_id.short()))
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
             )),
         }
@@ -443,9 +520,15 @@ impl Node {
         let delivery = if m.own {
             let p = self.store.progress(&m.id).unwrap_or_else(|e| {
                 tracing::error!(error = %e, "reading a message's delivery state failed");
-                Progress { delivery: Delivery::Stored, confirmed_by: 0 }
+                Progress {
+                    delivery: Delivery::Stored,
+                    confirmed_by: 0,
+                }
             });
-            Some(progress_api(p, self.member_count(&m.room_id).saturating_sub(1)))
+            Some(progress_api(
+                p,
+                self.member_count(&m.room_id).saturating_sub(1),
+            ))
         } else {
             None
         };
@@ -460,7 +543,11 @@ impl Node {
             Request::GuestList => self.guest_list(),
             Request::GuestRevoke { id } => self.guest_revoke(&id),
             Request::GuestCheck { token } => self.guest_check(&token),
-            Request::GuestSend { token, nickname, text } => {
+            Request::GuestSend {
+                token,
+                nickname,
+                text,
+            } => {
                 let (_, r) = self.guest_pass(&token)?;
                 let nick = crate::guests::check_nickname(&nickname)?;
                 self.send_in(r, text, format!("{nick} (guest)")).await
@@ -473,7 +560,9 @@ impl Node {
             Request::WebRedeem { code } => self.web_redeem(&code),
             Request::SetSettings(update) => {
                 if update.wifi_direct_enabled.is_some() || update.wifi_host.is_some() {
-                    self.set_wifi(update.wifi_direct_enabled, update.wifi_host).await.map_err(|e| err(ErrorCode::Internal, e.to_string()))?;
+                    self.set_wifi(update.wifi_direct_enabled, update.wifi_host)
+                        .await
+                        .map_err(|e| err(ErrorCode::Internal, e.to_string()))?;
                 }
                 let settings = self.set_settings(update)?;
                 Ok(Handled::after_flush(Response::Settings(settings)))
@@ -498,49 +587,94 @@ impl Node {
                     web: {
                         let w = self.web_urls.read().expect("lock");
                         let hotspot = self.web_hotspot_base();
-                        w.0.iter().chain(w.1.iter()).chain(hotspot.iter()).map(|b| format!("{b}/")).collect()
+                        w.0.iter()
+                            .chain(w.1.iter())
+                            .chain(hotspot.iter())
+                            .map(|b| format!("{b}/"))
+                            .collect()
                     },
                 })))
             }
             Request::Peers => {
-                let mut peers: Vec<PeerInfo> = self.mesh.peers().await.map_err(internal)?.iter().map(peer_info).collect();
+                let mut peers: Vec<PeerInfo> = self
+                    .mesh
+                    .peers()
+                    .await
+                    .map_err(internal)?
+                    .iter()
+                    .map(peer_info)
+                    .collect();
                 peers.extend(self.ble_peers());
                 peers.sort_by_key(|p| p.connected_ms);
                 Ok(Handled::now(Response::Peers { peers }))
             }
             Request::Dial { addr } => {
-                let a = peddlenet_mesh::parse_addr(&addr).map_err(|e| err(ErrorCode::BadAddress, e.to_string()))?;
+                let a = peddlenet_mesh::parse_addr(&addr)
+                    .map_err(|e| err(ErrorCode::BadAddress, e.to_string()))?;
                 self.mesh.dial(a).await.map_err(internal)?;
                 Ok(Handled::now(Response::Done))
             }
             Request::SetDisplayName { name } => {
                 let name = name.trim().to_owned();
                 if name.is_empty() {
-                    return Err(err(ErrorCode::BadRequest, "the display name must not be empty"));
+                    return Err(err(
+                        ErrorCode::BadRequest,
+                        "the display name must not be empty",
+                    ));
                 }
                 if name.len() > MAX_NAME_LEN {
-                    return Err(err(ErrorCode::TooLong, format!("the display name is {} bytes; the limit is {MAX_NAME_LEN}", name.len())));
+                    return Err(err(
+                        ErrorCode::TooLong,
+                        format!(
+                            "the display name is {} bytes; the limit is {MAX_NAME_LEN}",
+                            name.len()
+                        ),
+                    ));
                 }
-                self.store.meta_set("display_name", &name).map_err(internal)?;
+                self.store
+                    .meta_set("display_name", &name)
+                    .map_err(internal)?;
                 *self.display_name.write().expect("lock") = name;
                 Ok(Handled::after_flush(Response::Done))
             }
             Request::RoomCreate { name } => {
                 let secret = RoomSecret::generate();
-                let invite_check = Invite::new(secret.clone(), self.identity.author_id(), name.trim(), Vec::new())
-                    .map_err(|e| err(ErrorCode::BadRequest, format!("room name: {e}")))?;
-                let info = self.add_room(secret, invite_check.room_name, None, Vec::new()).await?;
+                let invite_check = Invite::new(
+                    secret.clone(),
+                    self.identity.author_id(),
+                    name.trim(),
+                    Vec::new(),
+                )
+                .map_err(|e| err(ErrorCode::BadRequest, format!("room name: {e}")))?;
+                let info = self
+                    .add_room(secret, invite_check.room_name, None, Vec::new())
+                    .await?;
                 // Offer it to the peers around now: relays take it on.
                 self.resync.notify_one();
                 Ok(Handled::after_flush(Response::Room(info)))
             }
             Request::RoomJoin { invite } => {
-                let inv = Invite::parse(&invite).map_err(|e| err(ErrorCode::BadInvite, format!("this is not a valid invite: {e}")))?;
+                let inv = Invite::parse(&invite).map_err(|e| {
+                    err(
+                        ErrorCode::BadInvite,
+                        format!("this is not a valid invite: {e}"),
+                    )
+                })?;
                 let id = RoomKeys::derive(&inv.secret).room_id();
                 if let Some(r) = self.rooms.read().expect("lock").get(&id) {
-                    return Err(err(ErrorCode::AlreadyMember, format!("already a member of {:?}", r.record.name)));
+                    return Err(err(
+                        ErrorCode::AlreadyMember,
+                        format!("already a member of {:?}", r.record.name),
+                    ));
                 }
-                let info = self.add_room(inv.secret, inv.room_name, Some(inv.inviter), inv.addrs.clone()).await?;
+                let info = self
+                    .add_room(
+                        inv.secret,
+                        inv.room_name,
+                        Some(inv.inviter),
+                        inv.addrs.clone(),
+                    )
+                    .await?;
                 // Catch up on the room's history from whoever is connected.
                 self.resync.notify_one();
                 for a in &inv.addrs {
@@ -556,31 +690,61 @@ impl Node {
             Request::RoomInvite { room } => {
                 let r = self.resolve(&room)?;
                 let addrs = self.invite_addrs().await;
-                let inv = Invite::new(r.keys.secret().clone(), self.identity.author_id(), &r.record.name, addrs).map_err(internal)?;
-                Ok(Handled::now(Response::Invite { room: self.room_info(&r).await, uri: inv.to_uri() }))
+                let inv = Invite::new(
+                    r.keys.secret().clone(),
+                    self.identity.author_id(),
+                    &r.record.name,
+                    addrs,
+                )
+                .map_err(internal)?;
+                Ok(Handled::now(Response::Invite {
+                    room: self.room_info(&r).await,
+                    uri: inv.to_uri(),
+                }))
             }
             Request::RoomLeave { room } => {
                 let r = self.resolve(&room)?;
-                self.store.remove_room(&r.record.room_id).map_err(internal)?;
+                self.store
+                    .remove_room(&r.record.room_id)
+                    .map_err(internal)?;
                 self.rooms.write().expect("lock").remove(&r.record.room_id);
-                self.sync_cache.lock().expect("lock").remove(&r.record.room_id);
-                self.generations.lock().expect("lock").remove(&r.record.room_id);
+                self.sync_cache
+                    .lock()
+                    .expect("lock")
+                    .remove(&r.record.room_id);
+                self.generations
+                    .lock()
+                    .expect("lock")
+                    .remove(&r.record.room_id);
                 self.members.lock().expect("lock").remove(&r.record.room_id);
-                self.receipts_due.lock().expect("lock").remove(&r.record.room_id);
+                self.receipts_due
+                    .lock()
+                    .expect("lock")
+                    .remove(&r.record.room_id);
                 let _ = self.mesh.unsubscribe(r.keys.topic()).await;
                 Ok(Handled::after_flush(Response::Done))
             }
             Request::RoomList => {
-                let rooms: Vec<Arc<Room>> = self.rooms.read().expect("lock").values().cloned().collect();
+                let rooms: Vec<Arc<Room>> =
+                    self.rooms.read().expect("lock").values().cloned().collect();
                 let mut out = Vec::with_capacity(rooms.len());
                 for r in rooms {
                     out.push(self.room_info(&r).await);
                 }
-                out.sort_by(|a, b| a.name.to_lowercase().cmp(&b.name.to_lowercase()).then(a.id.cmp(&b.id)));
+                out.sort_by(|a, b| {
+                    a.name
+                        .to_lowercase()
+                        .cmp(&b.name.to_lowercase())
+                        .then(a.id.cmp(&b.id))
+                });
                 Ok(Handled::now(Response::Rooms { rooms: out }))
             }
             Request::Send { room, text } => self.send(&room, text).await,
-            Request::History { room, before, limit } => {
+            Request::History {
+                room,
+                before,
+                limit,
+            } => {
                 let r = self.resolve(&room)?;
                 self.history_page(&r, before, limit)
             }
@@ -588,9 +752,18 @@ impl Node {
         }
     }
 
-    async fn add_room(&self, secret: RoomSecret, name: String, inviter: Option<peddlenet_proto::AuthorId>, bootstrap: Vec<String>) -> Result<RoomInfo, ApiError> {
+    async fn add_room(
+        &self,
+        secret: RoomSecret,
+        name: String,
+        inviter: Option<peddlenet_proto::AuthorId>,
+        bootstrap: Vec<String>,
+    ) -> Result<RoomInfo, ApiError> {
         let keys = RoomKeys::derive(&secret);
-        self.sync_cache.lock().expect("lock").remove(&keys.room_id());
+        self.sync_cache
+            .lock()
+            .expect("lock")
+            .remove(&keys.room_id());
         let record = RoomRecord {
             room_id: keys.room_id(),
             name,
@@ -622,7 +795,11 @@ impl Node {
         let text: Vec<String> = addrs.iter().map(|a| a.to_string()).collect();
         let loopback = |a: &String| a.starts_with("/ip4/127.") || a.starts_with("/ip6/::1/");
         let link_local = |a: &String| a.starts_with("/ip6/fe80");
-        let mut out: Vec<String> = text.iter().filter(|a| !loopback(a) && !link_local(a)).cloned().collect();
+        let mut out: Vec<String> = text
+            .iter()
+            .filter(|a| !loopback(a) && !link_local(a))
+            .cloned()
+            .collect();
         out.sort_by_key(|a| (!a.contains("/tcp/"), a.starts_with("/ip6/")));
         if out.is_empty() {
             out = text.into_iter().filter(|a| loopback(a)).collect();
@@ -632,10 +809,19 @@ impl Node {
     }
 
     /// A page of `r`'s history, newest first, within the reply size bound.
-    fn history_page(&self, r: &Room, before: Option<String>, limit: Option<u32>) -> Result<Handled, ApiError> {
+    fn history_page(
+        &self,
+        r: &Room,
+        before: Option<String>,
+        limit: Option<u32>,
+    ) -> Result<Handled, ApiError> {
         let (mut msgs, mut next) = self
             .store
-            .history(&r.record.room_id, before.as_deref(), limit.unwrap_or(DEFAULT_PAGE) as usize)
+            .history(
+                &r.record.room_id,
+                before.as_deref(),
+                limit.unwrap_or(DEFAULT_PAGE) as usize,
+            )
             .map_err(|e| match e {
                 peddlenet_store::Error::Cursor => err(ErrorCode::BadRequest, "bad history cursor"),
                 e => internal(e),
@@ -646,14 +832,19 @@ impl Node {
         for m in msgs.drain(..) {
             let cursor = peddlenet_store::cursor_of(&m);
             let info = self.message_info(m);
-            bytes += serde_json::to_vec(&info).map(|v| v.len()).unwrap_or(PAGE_BYTES);
+            bytes += serde_json::to_vec(&info)
+                .map(|v| v.len())
+                .unwrap_or(PAGE_BYTES);
             if bytes > PAGE_BYTES && !page.is_empty() {
                 next = page.last().map(|(c, _): &(String, MessageInfo)| c.clone());
                 break;
             }
             page.push((cursor, info));
         }
-        Ok(Handled::now(Response::History { messages: page.into_iter().map(|(_, i)| i).collect(), next }))
+        Ok(Handled::now(Response::History {
+            messages: page.into_iter().map(|(_, i)| i).collect(),
+            next,
+        }))
     }
 
     async fn send(&self, room: &str, text: String) -> Result<Handled, ApiError> {
@@ -667,7 +858,13 @@ impl Node {
     /// [`finish_send`](Self::finish_send), then waits for the flush.
     async fn send_in(&self, r: Arc<Room>, text: String, name: String) -> Result<Handled, ApiError> {
         if text.len() > MAX_TEXT_LEN {
-            return Err(err(ErrorCode::TooLong, format!("the message is {} bytes; the limit is {MAX_TEXT_LEN}", text.len())));
+            return Err(err(
+                ErrorCode::TooLong,
+                format!(
+                    "the message is {} bytes; the limit is {MAX_TEXT_LEN}",
+                    text.len()
+                ),
+            ));
         }
         if text.trim().is_empty() {
             return Err(err(ErrorCode::BadRequest, "the message is empty"));
@@ -678,7 +875,9 @@ impl Node {
         let body = Body::Text(text);
         let env = seal(&r.keys, &self.identity, &name, &body, ts, nonce).map_err(internal)?;
         let id = peddlenet_proto::message_id(&env);
-        let Body::Text(text) = body else { unreachable!("built as a text above") };
+        let Body::Text(text) = body else {
+            unreachable!("built as a text above")
+        };
         let msg = StoredMessage {
             id,
             room_id: r.record.room_id,
@@ -691,7 +890,9 @@ impl Node {
         };
         // Stored with its place in the outbox: if no peer takes it, or the
         // daemon stops first, the outbox still holds it.
-        self.store.insert_message(&msg, &env, true).map_err(internal)?;
+        self.store
+            .insert_message(&msg, &env, true)
+            .map_err(internal)?;
         self.bump(&msg.room_id);
         let ble_links = self.ble_forward(&env, None);
         let published = match self.mesh.publish_begin(r.keys.topic(), env).await {
@@ -701,7 +902,15 @@ impl Node {
                 None
             }
         };
-        Ok(Handled { response: Response::Done, durable: true, sending: Some(Sending { msg, published, ble_links }) })
+        Ok(Handled {
+            response: Response::Done,
+            durable: true,
+            sending: Some(Sending {
+                msg,
+                published,
+                ble_links,
+            }),
+        })
     }
 
     /// Records how a sent message's publication went, announces it, and
@@ -718,13 +927,21 @@ impl Node {
             },
             None => 0,
         } + s.ble_links;
-        let delivery = if peers > 0 { Delivery::Sent { peers } } else { Delivery::Stored };
+        let delivery = if peers > 0 {
+            Delivery::Sent { peers }
+        } else {
+            Delivery::Stored
+        };
         if peers > 0 {
-            self.store.mark_sent(&s.msg.room_id, s.msg.timestamp_ms, &s.msg.id, peers).map_err(internal)?;
+            self.store
+                .mark_sent(&s.msg.room_id, s.msg.timestamp_ms, &s.msg.id, peers)
+                .map_err(internal)?;
         }
         // Just written: no receipt yet, and the state is known.
         let info = message_info_with(s.msg, Some(delivery_api(delivery)));
-        self.emit(Event::Message { message: info.clone() });
+        self.emit(Event::Message {
+            message: info.clone(),
+        });
         Ok(Response::Sent(info))
     }
 
@@ -736,10 +953,18 @@ impl Node {
         let Some(room) = self.room(&view.room_id) else {
             return self.relay_ingest(&view, room_verified);
         };
-        if self.store.contains(&view.id()).map_err(IngestError::Store)? {
+        if self
+            .store
+            .contains(&view.id())
+            .map_err(IngestError::Store)?
+        {
             return Ok(Ingested::Duplicate);
         }
-        let opened = if room_verified { view.open_room_verified(&room.keys)? } else { view.open(&room.keys)? };
+        let opened = if room_verified {
+            view.open_room_verified(&room.keys)?
+        } else {
+            view.open(&room.keys)?
+        };
         let now = now_ms();
         check_timestamp(opened.timestamp_ms, now)?;
         let room_id = opened.room_id;
@@ -747,12 +972,17 @@ impl Node {
         let mine = opened.author == self.identity.author_id();
         let text = match opened.body {
             Body::Receipt(ids) => {
-                return match self.store.insert_control(&room_id, opened.timestamp_ms, &opened.id, data).map_err(IngestError::Store)? {
+                return match self
+                    .store
+                    .insert_control(&room_id, opened.timestamp_ms, &opened.id, data)
+                    .map_err(IngestError::Store)?
+                {
                     Inserted::Duplicate => Ok(Ingested::Duplicate),
                     Inserted::New => {
                         self.bump(&room_id);
                         if !mine {
-                            self.take_receipt(&room_id, &opened.author, &ids).map_err(IngestError::Store)?;
+                            self.take_receipt(&room_id, &opened.author, &ids)
+                                .map_err(IngestError::Store)?;
                         }
                         Ok(Ingested::New)
                     }
@@ -770,14 +1000,20 @@ impl Node {
             own: mine,
             text,
         };
-        match self.store.insert_message(&msg, data, false).map_err(IngestError::Store)? {
+        match self
+            .store
+            .insert_message(&msg, data, false)
+            .map_err(IngestError::Store)?
+        {
             Inserted::Duplicate => Ok(Ingested::Duplicate),
             Inserted::New => {
                 self.bump(&msg.room_id);
                 if !mine {
                     self.receipt_due(&room_id, msg.id);
                 }
-                self.emit(Event::Message { message: self.message_info(msg) });
+                self.emit(Event::Message {
+                    message: self.message_info(msg),
+                });
                 Ok(Ingested::New)
             }
         }
@@ -793,26 +1029,47 @@ impl Node {
                         self.ble_forward(&data, None);
                     }
                     Ok(other) => tracing::trace!(?other, %from, "envelope not stored"),
-                    Err(IngestError::Store(e)) => tracing::error!(error = %e, "storing a received message failed"),
+                    Err(IngestError::Store(e)) => {
+                        tracing::error!(error = %e, "storing a received message failed")
+                    }
                     Err(e) => tracing::debug!(error = %e, %from, "refused an envelope"),
                 },
                 MeshEvent::PeerUp(p) => {
-                    tokio::spawn(crate::sync::sync_with(self.clone(), crate::sync::Remote::Mesh(p.peer)));
-                    self.emit(Event::PeerUp { peer: peer_info(&p) });
+                    tokio::spawn(crate::sync::sync_with(
+                        self.clone(),
+                        crate::sync::Remote::Mesh(p.peer),
+                    ));
+                    self.emit(Event::PeerUp {
+                        peer: peer_info(&p),
+                    });
                 }
-                MeshEvent::SyncRequest { request, reply, peer } => {
+                MeshEvent::SyncRequest {
+                    request,
+                    reply,
+                    peer,
+                } => {
                     tokio::spawn(crate::sync::answer(self.clone(), peer, request, reply));
                 }
                 // Publishing waits on the mesh, which may be waiting on this
                 // loop: hand it to a task of its own.
                 MeshEvent::TopicJoined { topic, peer } => {
                     // A peer that joined one of our rooms: catch each other up.
-                    tokio::spawn(crate::sync::sync_with(self.clone(), crate::sync::Remote::Mesh(peer)));
-                    if self.outbox_pending.lock().expect("lock").insert(topic.clone()) {
+                    tokio::spawn(crate::sync::sync_with(
+                        self.clone(),
+                        crate::sync::Remote::Mesh(peer),
+                    ));
+                    if self
+                        .outbox_pending
+                        .lock()
+                        .expect("lock")
+                        .insert(topic.clone())
+                    {
                         tokio::spawn(self.clone().flush_outbox(topic));
                     }
                 }
-                MeshEvent::PeerDown(p) => self.emit(Event::PeerDown { peer: p.to_string() }),
+                MeshEvent::PeerDown(p) => self.emit(Event::PeerDown {
+                    peer: p.to_string(),
+                }),
             }
         }
     }
@@ -824,7 +1081,13 @@ impl Node {
     async fn flush_outbox(self: Arc<Self>, topic: String) {
         let _one = self.outbox_busy.lock().await;
         self.outbox_pending.lock().expect("lock").remove(&topic);
-        let room = self.rooms.read().expect("lock").values().find(|r| r.keys.topic() == topic).cloned();
+        let room = self
+            .rooms
+            .read()
+            .expect("lock")
+            .values()
+            .find(|r| r.keys.topic() == topic)
+            .cloned();
         let Some(room) = room else { return };
         let room_id = room.record.room_id;
         loop {
@@ -842,18 +1105,26 @@ impl Node {
                         let _ = self.store.outbox_remove(&room_id, ts, &id);
                         continue;
                     }
-                    Err(e) => return tracing::error!(error = %e, "reading an envelope from the outbox failed"),
+                    Err(e) => {
+                        return tracing::error!(error = %e, "reading an envelope from the outbox failed");
+                    }
                 };
                 let peers = match self.mesh.publish(topic.clone(), env).await {
                     Ok(n) if n > 0 => n,
                     Ok(_) => return, // the peer left again; the next one triggers us
-                    Err(e) => return tracing::warn!(error = %e, "re-sending from the outbox failed; will retry"),
+                    Err(e) => {
+                        return tracing::warn!(error = %e, "re-sending from the outbox failed; will retry");
+                    }
                 };
                 let d = Delivery::Sent { peers };
                 if let Err(e) = self.store.mark_sent(&room_id, ts, &id, peers) {
                     return tracing::error!(error = %e, "recording a delivery failed");
                 }
-                self.emit(Event::Delivery { id: id.to_hex(), room: room_id.to_hex(), delivery: delivery_api(d) });
+                self.emit(Event::Delivery {
+                    id: id.to_hex(),
+                    room: room_id.to_hex(),
+                    delivery: delivery_api(d),
+                });
             }
             if batch < OUTBOX_BATCH {
                 return;

@@ -7,7 +7,9 @@ use std::os::unix::net::{SocketAddr, UnixDatagram};
 /// Sends `state` (e.g. `"READY=1"`) to the service manager, if there is one.
 /// A failure is logged, never fatal: the daemon works without a supervisor.
 pub fn notify(state: &str) {
-    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else { return };
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
     if let Err(e) = send(&path, state) {
         tracing::warn!(socket = ?path, "cannot notify the service manager: {e}");
     }
@@ -45,7 +47,8 @@ mod tests {
 
         use std::os::linux::net::SocketAddrExt;
         let name = format!("peddlenet-notify-test-{}", std::process::id());
-        let rx = UnixDatagram::bind_addr(&SocketAddr::from_abstract_name(name.as_bytes()).unwrap()).unwrap();
+        let rx = UnixDatagram::bind_addr(&SocketAddr::from_abstract_name(name.as_bytes()).unwrap())
+            .unwrap();
         send(std::ffi::OsStr::new(&format!("@{name}")), "STOPPING=1").unwrap();
         let n = rx.recv(&mut buf).unwrap();
         assert_eq!(&buf[..n], b"STOPPING=1");

@@ -29,7 +29,13 @@ impl Node {
     /// Remembers `author` as a member of `room`.
     pub(crate) fn note_member(&self, room: &RoomId, author: &AuthorId, name: &str) {
         self.load_members(room);
-        let new = self.members.lock().expect("lock").entry(*room).or_default().insert(*author);
+        let new = self
+            .members
+            .lock()
+            .expect("lock")
+            .entry(*room)
+            .or_default()
+            .insert(*author);
         if new && let Err(e) = self.store().add_member(room, author, name) {
             tracing::error!(error = %e, "recording a room member failed");
         }
@@ -46,13 +52,22 @@ impl Node {
                 Default::default()
             }
         };
-        self.members.lock().expect("lock").entry(*room).or_insert(known);
+        self.members
+            .lock()
+            .expect("lock")
+            .entry(*room)
+            .or_insert(known);
     }
 
     /// Members of `room` known to this node, itself included.
     pub(crate) fn member_count(&self, room: &RoomId) -> usize {
         self.load_members(room);
-        self.members.lock().expect("lock").get(room).map(|m| m.len()).unwrap_or(0)
+        self.members
+            .lock()
+            .expect("lock")
+            .get(room)
+            .map(|m| m.len())
+            .unwrap_or(0)
     }
 
     /// Queues a confirmation of someone else's message stored here.
@@ -67,14 +82,23 @@ impl Node {
     }
 
     /// A member's receipt arrived: count it for the own messages it names.
-    pub(crate) fn take_receipt(&self, room: &RoomId, from: &AuthorId, ids: &[MessageId]) -> peddlenet_store::Result<()> {
+    pub(crate) fn take_receipt(
+        &self,
+        room: &RoomId,
+        from: &AuthorId,
+        ids: &[MessageId],
+    ) -> peddlenet_store::Result<()> {
         for id in ids {
             if !self.store().is_own(id)? || !self.store().add_receipt(id, from)? {
                 continue;
             }
             let p = self.store().progress(id)?;
             let delivery = progress_api(p, self.member_count(room).saturating_sub(1));
-            self.emit(Event::Delivery { id: id.to_hex(), room: room.to_hex(), delivery });
+            self.emit(Event::Delivery {
+                id: id.to_hex(),
+                room: room.to_hex(),
+                delivery,
+            });
         }
         Ok(())
     }
@@ -86,12 +110,21 @@ impl Node {
             tokio::time::sleep(BATCH_DELAY).await;
             let due = std::mem::take(&mut *self.receipts_due.lock().expect("lock"));
             for (room_id, ids) in due {
-                let Some(room) = self.room(&room_id) else { continue };
+                let Some(room) = self.room(&room_id) else {
+                    continue;
+                };
                 for chunk in ids.chunks(MAX_RECEIPT_IDS) {
                     let mut nonce = [0u8; 24];
                     rand::rngs::OsRng.fill_bytes(&mut nonce);
                     let ts = now_ms();
-                    let env = match seal(&room.keys, self.identity(), &self.display_name(), &Body::Receipt(chunk.to_vec()), ts, nonce) {
+                    let env = match seal(
+                        &room.keys,
+                        self.identity(),
+                        &self.display_name(),
+                        &Body::Receipt(chunk.to_vec()),
+                        ts,
+                        nonce,
+                    ) {
                         Ok(e) => e,
                         Err(e) => {
                             tracing::error!(error = %e, "sealing a receipt failed");

@@ -35,18 +35,37 @@ impl RelayState {
     /// off) is dropped now.
     pub fn load(store: &Store, enabled: bool, configured: &RelayLimits) -> anyhow::Result<Self> {
         let enabled = store.meta_get::<bool>(META_ENABLED)?.unwrap_or(enabled);
-        let budget_mib = store.meta_get::<u64>(META_BUDGET)?.unwrap_or(configured.budget_bytes >> 20);
-        let state = Self { enabled, limits: limits_with_budget(configured, budget_mib) };
+        let budget_mib = store
+            .meta_get::<u64>(META_BUDGET)?
+            .unwrap_or(configured.budget_bytes >> 20);
+        let state = Self {
+            enabled,
+            limits: limits_with_budget(configured, budget_mib),
+        };
         let dropped = store.relay_shrink(&state.in_force())?;
         if dropped > 0 {
-            tracing::info!(dropped, enabled, budget_mib, "relayed envelopes beyond the relay settings dropped");
+            tracing::info!(
+                dropped,
+                enabled,
+                budget_mib,
+                "relayed envelopes beyond the relay settings dropped"
+            );
         }
         Ok(state)
     }
 
     /// The bounds storage must keep to: all zero when off.
     fn in_force(&self) -> RelayLimits {
-        if self.enabled { self.limits } else { RelayLimits { budget_bytes: 0, room_bytes: 0, author_bytes: 0, ..self.limits } }
+        if self.enabled {
+            self.limits
+        } else {
+            RelayLimits {
+                budget_bytes: 0,
+                room_bytes: 0,
+                author_bytes: 0,
+                ..self.limits
+            }
+        }
     }
 }
 
@@ -54,7 +73,12 @@ impl RelayState {
 pub fn limits_with_budget(configured: &RelayLimits, budget_mib: u64) -> RelayLimits {
     let budget = budget_mib.max(1) << 20;
     let room = configured.room_bytes.min(budget);
-    RelayLimits { budget_bytes: budget, room_bytes: room, author_bytes: configured.author_bytes.min(room), ..*configured }
+    RelayLimits {
+        budget_bytes: budget,
+        room_bytes: room,
+        author_bytes: configured.author_bytes.min(room),
+        ..*configured
+    }
 }
 
 /// An offered room with no envelope yet is dropped after this long.
@@ -90,9 +114,15 @@ impl Node {
             && !RELAY_BUDGET_MIB.contains(&mib)
         {
             let (lo, hi) = (RELAY_BUDGET_MIB.start(), RELAY_BUDGET_MIB.end());
-            return Err(ApiError { code: ErrorCode::BadRequest, message: format!("the relay budget must be {lo} to {hi} MiB, not {mib}") });
+            return Err(ApiError {
+                code: ErrorCode::BadRequest,
+                message: format!("the relay budget must be {lo} to {hi} MiB, not {mib}"),
+            });
         }
-        let internal = |e: peddlenet_store::Error| ApiError { code: ErrorCode::Internal, message: e.to_string() };
+        let internal = |e: peddlenet_store::Error| ApiError {
+            code: ErrorCode::Internal,
+            message: e.to_string(),
+        };
         let mut state = self.relay.write().expect("lock");
         if let Some(on) = u.relay_enabled {
             self.store().meta_set(META_ENABLED, &on).map_err(internal)?;
@@ -104,11 +134,19 @@ impl Node {
         }
         // Under the write lock: no relayed insert runs meanwhile (they hold
         // the read lock), so none lands past the new bounds.
-        let dropped = self.store().relay_shrink(&state.in_force()).map_err(internal)?;
+        let dropped = self
+            .store()
+            .relay_shrink(&state.in_force())
+            .map_err(internal)?;
         if !state.enabled {
             self.relay_pending.lock().expect("lock").clear();
         }
-        tracing::info!(enabled = state.enabled, budget_mib = state.limits.budget_bytes >> 20, dropped, "relay settings changed");
+        tracing::info!(
+            enabled = state.enabled,
+            budget_mib = state.limits.budget_bytes >> 20,
+            dropped,
+            "relay settings changed"
+        );
         drop(state);
         if let Some(on) = u.bluetooth_enabled {
             self.set_ble_enabled(on).map_err(internal)?;
@@ -117,7 +155,11 @@ impl Node {
     }
 
     /// An envelope of a room this node is not a member of.
-    pub(crate) fn relay_ingest(&self, view: &EnvelopeView<'_>, room_verified: bool) -> Result<Ingested, IngestError> {
+    pub(crate) fn relay_ingest(
+        &self,
+        view: &EnvelopeView<'_>,
+        room_verified: bool,
+    ) -> Result<Ingested, IngestError> {
         if self.relay_limits().is_none() {
             return Ok(Ingested::NotMember);
         }
@@ -134,12 +176,23 @@ impl Node {
         }
         let r = self
             .store()
-            .relay_insert(&view.room_id, &view.author_tag, view.timestamp_ms, &view.id(), view.bytes(), now, &state.limits)
+            .relay_insert(
+                &view.room_id,
+                &view.author_tag,
+                view.timestamp_ms,
+                &view.id(),
+                view.bytes(),
+                now,
+                &state.limits,
+            )
             .map_err(IngestError::Store)?;
         drop(state);
         Ok(match r {
             RelayInserted::New { .. } => {
-                self.relay_pending.lock().expect("lock").remove(&view.room_id);
+                self.relay_pending
+                    .lock()
+                    .expect("lock")
+                    .remove(&view.room_id);
                 Ingested::Relayed
             }
             RelayInserted::Duplicate => Ingested::Duplicate,
@@ -150,7 +203,8 @@ impl Node {
     /// Whether this node carries `room` for others.
     pub fn carries(&self, room: &RoomId) -> bool {
         self.relay_limits().is_some()
-            && (self.relay_pending.lock().expect("lock").contains_key(room) || self.store().relay_holds(room))
+            && (self.relay_pending.lock().expect("lock").contains_key(room)
+                || self.store().relay_holds(room))
     }
 
     /// Rooms carried for others (not member rooms).
@@ -169,7 +223,9 @@ impl Node {
     /// Takes on rooms a peer offered that this node neither reads nor carries
     /// yet, within its bounds. Returns the ones taken on.
     pub fn accept_offers(&self, offered: &[RoomId]) -> Vec<RoomId> {
-        let Some(limits) = self.relay_limits() else { return Vec::new() };
+        let Some(limits) = self.relay_limits() else {
+            return Vec::new();
+        };
         let carried = self.store().relay_room_ids();
         let mut pending = self.relay_pending.lock().expect("lock");
         let mut taken = Vec::new();
@@ -204,23 +260,33 @@ impl Node {
         self.relay_topics.lock().expect("lock").remove(room);
         let envelopes = match self.store().relay_take_room(room) {
             Ok(e) => e,
-            Err(e) => return tracing::error!(error = %e, "reading the envelopes relayed for a room just joined failed"),
+            Err(e) => {
+                return tracing::error!(error = %e, "reading the envelopes relayed for a room just joined failed");
+            }
         };
         let (mut read, total) = (0, envelopes.len());
         for env in envelopes {
             match self.ingest(&env, false) {
                 Ok(Ingested::New) => read += 1,
                 Ok(_) => {}
-                Err(e) => tracing::debug!(error = %e, "a relayed envelope does not open with the room's key"),
+                Err(e) => {
+                    tracing::debug!(error = %e, "a relayed envelope does not open with the room's key")
+                }
             }
         }
         if total > 0 {
-            tracing::info!(read, total, "joined a room this node was relaying; its envelopes are now history");
+            tracing::info!(
+                read,
+                total,
+                "joined a room this node was relaying; its envelopes are now history"
+            );
         }
     }
 
     pub(crate) fn relay_status(&self) -> RelayStatus {
-        let Some(limits) = self.relay_limits() else { return RelayStatus::default() };
+        let Some(limits) = self.relay_limits() else {
+            return RelayStatus::default();
+        };
         let t = self.store().relay_totals();
         RelayStatus {
             enabled: true,
@@ -243,11 +309,18 @@ impl Node {
                     Err(e) => tracing::error!(error = %e, "expiring relayed envelopes failed"),
                 }
             }
-            self.relay_pending.lock().expect("lock").retain(|_, since| since.elapsed() < PENDING_FOR);
+            self.relay_pending
+                .lock()
+                .expect("lock")
+                .retain(|_, since| since.elapsed() < PENDING_FOR);
             let carried = self.carried_rooms();
             let gone: Vec<RoomId> = {
                 let mut topics = self.relay_topics.lock().expect("lock");
-                let gone = topics.iter().filter(|r| !carried.contains(r) && !self.is_member(r)).copied().collect::<Vec<_>>();
+                let gone = topics
+                    .iter()
+                    .filter(|r| !carried.contains(r) && !self.is_member(r))
+                    .copied()
+                    .collect::<Vec<_>>();
                 gone.iter().for_each(|r| {
                     topics.remove(r);
                 });

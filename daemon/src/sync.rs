@@ -64,9 +64,15 @@ pub async fn sync_with(node: Arc<Node>, peer: Remote) {
     loop {
         let r = session(&node, peer).await;
         match r {
-            Ok(s) if s.stored > 0 => tracing::info!(%peer, rooms = s.rooms, round_trips = s.round_trips, fetched = s.fetched, stored = s.stored, "caught up"),
-            Ok(s) => tracing::debug!(%peer, rooms = s.rooms, round_trips = s.round_trips, "in sync"),
-            Err(e) => tracing::debug!(%peer, error = %e, "sync stopped; the next meeting resumes it"),
+            Ok(s) if s.stored > 0 => {
+                tracing::info!(%peer, rooms = s.rooms, round_trips = s.round_trips, fetched = s.fetched, stored = s.stored, "caught up")
+            }
+            Ok(s) => {
+                tracing::debug!(%peer, rooms = s.rooms, round_trips = s.round_trips, "in sync")
+            }
+            Err(e) => {
+                tracing::debug!(%peer, error = %e, "sync stopped; the next meeting resumes it")
+            }
         }
         if !node.end_sync(peer) {
             return;
@@ -105,17 +111,34 @@ async fn session(node: &Node, peer: Remote) -> anyhow::Result<Stats> {
     Ok(stats)
 }
 
-async fn reconcile(node: &Node, peer: Remote, room: RoomId, stats: &mut Stats) -> anyhow::Result<Vec<IdPrefix>> {
+async fn reconcile(
+    node: &Node,
+    peer: Remote,
+    room: RoomId,
+    stats: &mut Stats,
+) -> anyhow::Result<Vec<IdPrefix>> {
     let storage = node.sync_storage(&room)?;
     let mut rec = Reconciler::new();
     // A relay asks only about what it would keep.
     let mut msg = match (node.relay_limits(), node.is_member(&room)) {
-        (Some(limits), false) => rec.initiate_since(&storage, crate::node::now_ms().saturating_sub(limits.expiry_ms)),
+        (Some(limits), false) => rec.initiate_since(
+            &storage,
+            crate::node::now_ms().saturating_sub(limits.expiry_ms),
+        ),
         _ => rec.initiate(&storage),
     };
     for _ in 0..MAX_ROUNDS {
         stats.round_trips += 1;
-        let reply = match ask(node, peer, SyncRequest::Reconcile { room: room.0, message: msg.encode() }).await? {
+        let reply = match ask(
+            node,
+            peer,
+            SyncRequest::Reconcile {
+                room: room.0,
+                message: msg.encode(),
+            },
+        )
+        .await?
+        {
             SyncResponse::Reconcile(Some(b)) => Message::decode(&b)?,
             SyncResponse::Reconcile(None) | SyncResponse::Refused(_) => break,
             _ => anyhow::bail!("unexpected answer to Reconcile"),
@@ -129,10 +152,25 @@ async fn reconcile(node: &Node, peer: Remote, room: RoomId, stats: &mut Stats) -
     Ok(rec.take_need())
 }
 
-async fn fetch(node: &Node, peer: Remote, room: RoomId, ids: &[IdPrefix], stats: &mut Stats) -> anyhow::Result<()> {
+async fn fetch(
+    node: &Node,
+    peer: Remote,
+    room: RoomId,
+    ids: &[IdPrefix],
+    stats: &mut Stats,
+) -> anyhow::Result<()> {
     let mut left: Vec<IdPrefix> = ids.to_vec();
     while !left.is_empty() {
-        let SyncResponse::Envelopes(envs) = ask(node, peer, SyncRequest::Fetch { room: room.0, ids: left.clone() }).await? else {
+        let SyncResponse::Envelopes(envs) = ask(
+            node,
+            peer,
+            SyncRequest::Fetch {
+                room: room.0,
+                ids: left.clone(),
+            },
+        )
+        .await?
+        else {
             anyhow::bail!("unexpected answer to Fetch");
         };
         if envs.is_empty() {
@@ -156,7 +194,8 @@ async fn fetch(node: &Node, peer: Remote, room: RoomId, ids: &[IdPrefix], stats:
 /// Answers a mesh peer's sync request.
 pub async fn answer(node: Arc<Node>, peer: PeerId, request: Vec<u8>, reply: SyncReply) {
     let mut taken_on = Vec::new();
-    let response = respond(&node, &request, &mut taken_on).unwrap_or(SyncResponse::Refused(Refusal::Malformed));
+    let response = respond(&node, &request, &mut taken_on)
+        .unwrap_or(SyncResponse::Refused(Refusal::Malformed));
     let _ = node.mesh().sync_respond(reply, response.encode()).await;
     after_answer(node, Remote::Mesh(peer), taken_on).await;
 }
@@ -164,7 +203,9 @@ pub async fn answer(node: Arc<Node>, peer: PeerId, request: Vec<u8>, reply: Sync
 /// The answer to a sync request from any link, encoded; then what taking
 /// rooms on requires (`after_answer`).
 pub(crate) fn answer_bytes(node: &Node, request: &[u8], taken_on: &mut Vec<RoomId>) -> Vec<u8> {
-    respond(node, request, taken_on).unwrap_or(SyncResponse::Refused(Refusal::Malformed)).encode()
+    respond(node, request, taken_on)
+        .unwrap_or(SyncResponse::Refused(Refusal::Malformed))
+        .encode()
 }
 
 pub(crate) async fn after_answer(node: Arc<Node>, peer: Remote, taken_on: Vec<RoomId>) {
@@ -177,14 +218,22 @@ pub(crate) async fn after_answer(node: Arc<Node>, peer: Remote, taken_on: Vec<Ro
     }
 }
 
-fn respond(node: &Node, request: &[u8], taken_on: &mut Vec<RoomId>) -> anyhow::Result<SyncResponse> {
+fn respond(
+    node: &Node,
+    request: &[u8],
+    taken_on: &mut Vec<RoomId>,
+) -> anyhow::Result<SyncResponse> {
     Ok(match SyncRequest::decode(request)? {
         SyncRequest::Rooms(theirs) => {
             let theirs: Vec<RoomId> = theirs.into_iter().map(RoomId).collect();
             *taken_on = node.accept_offers(&theirs);
             // Rooms just taken on hold nothing yet: nothing to reconcile.
             SyncResponse::Rooms(
-                theirs.iter().filter(|r| !taken_on.contains(r) && (node.is_member(r) || node.carries(r))).map(|r| r.0).collect(),
+                theirs
+                    .iter()
+                    .filter(|r| !taken_on.contains(r) && (node.is_member(r) || node.carries(r)))
+                    .map(|r| r.0)
+                    .collect(),
             )
         }
         SyncRequest::Reconcile { room, message } => {
@@ -205,9 +254,14 @@ fn respond(node: &Node, request: &[u8], taken_on: &mut Vec<RoomId>) -> anyhow::R
             let mut envs = Vec::new();
             let mut bytes = 0;
             for p in ids {
-                let Some((_, env)) = node.store().envelope_by_prefix(&p)? else { continue };
+                let Some((_, env)) = node.store().envelope_by_prefix(&p)? else {
+                    continue;
+                };
                 // Only this room's envelopes, whatever prefix is asked for.
-                if EnvelopeView::parse(&env).map(|v| v.room_id != room).unwrap_or(true) {
+                if EnvelopeView::parse(&env)
+                    .map(|v| v.room_id != room)
+                    .unwrap_or(true)
+                {
                     continue;
                 }
                 if bytes + env.len() > ENVELOPES_BUDGET && !envs.is_empty() {

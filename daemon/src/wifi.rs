@@ -32,7 +32,13 @@ pub struct WifiSlot {
 
 impl Default for WifiSlot {
     fn default() -> Self {
-        Self { enabled: false, host: false, cfg: WifiConfig::default(), handle: None, mesh_port: 4717 }
+        Self {
+            enabled: false,
+            host: false,
+            cfg: WifiConfig::default(),
+            handle: None,
+            mesh_port: 4717,
+        }
     }
 }
 
@@ -40,9 +46,23 @@ impl Node {
     /// The config file's choices; kept settings win.
     pub fn configure_wifi(&self, enabled: bool, cfg: WifiConfig, mesh_port: u16) {
         let store = self.store();
-        let enabled = store.meta_get::<bool>(META_ENABLED).ok().flatten().unwrap_or(enabled);
-        let host = store.meta_get::<bool>(META_HOST).ok().flatten().unwrap_or(cfg.host);
-        *self.wifi.lock().expect("lock") = WifiSlot { enabled, host, cfg, handle: None, mesh_port };
+        let enabled = store
+            .meta_get::<bool>(META_ENABLED)
+            .ok()
+            .flatten()
+            .unwrap_or(enabled);
+        let host = store
+            .meta_get::<bool>(META_HOST)
+            .ok()
+            .flatten()
+            .unwrap_or(cfg.host);
+        *self.wifi.lock().expect("lock") = WifiSlot {
+            enabled,
+            host,
+            cfg,
+            handle: None,
+            mesh_port,
+        };
     }
 
     pub(crate) fn wifi_enabled(&self) -> bool {
@@ -67,14 +87,21 @@ impl Node {
         if slot.handle.is_some() {
             return;
         }
-        let cfg = WifiConfig { host: slot.host, ..slot.cfg.clone() };
+        let cfg = WifiConfig {
+            host: slot.host,
+            ..slot.cfg.clone()
+        };
         let (handle, links) = peddlenet_wifi::spawn(cfg);
         slot.handle = Some(handle);
         tokio::spawn(self.clone().group_links(links, slot.mesh_port));
     }
 
     /// Turns the link and hosting on or off now, and keeps the choices.
-    pub(crate) async fn set_wifi(self: &Arc<Self>, enabled: Option<bool>, host: Option<bool>) -> Result<(), peddlenet_store::Error> {
+    pub(crate) async fn set_wifi(
+        self: &Arc<Self>,
+        enabled: Option<bool>,
+        host: Option<bool>,
+    ) -> Result<(), peddlenet_store::Error> {
         if let Some(on) = enabled {
             self.store().meta_set(META_ENABLED, &on)?;
         }
@@ -85,7 +112,11 @@ impl Node {
             let mut slot = self.wifi.lock().expect("lock");
             slot.enabled = enabled.unwrap_or(slot.enabled);
             slot.host = host.unwrap_or(slot.host);
-            let stop = if slot.enabled { None } else { slot.handle.take() };
+            let stop = if slot.enabled {
+                None
+            } else {
+                slot.handle.take()
+            };
             (stop, slot.handle.clone())
         };
         if let Some(h) = stop {
@@ -113,7 +144,9 @@ impl Node {
         let slot = self.wifi.lock().expect("lock");
         match &slot.handle {
             Some(h) => h.status().line(),
-            None if !slot.enabled => "off: turned off ([wifi_direct] enabled = false, or in Settings)".into(),
+            None if !slot.enabled => {
+                "off: turned off ([wifi_direct] enabled = false, or in Settings)".into()
+            }
             None => WifiStatus::Starting.line(),
         }
     }
@@ -121,10 +154,16 @@ impl Node {
     /// The network hosted for phones, for `wifi_hotspot`.
     pub(crate) fn wifi_hotspot(&self) -> Result<WifiHotspot, ApiError> {
         let Some(handle) = self.wifi_handle() else {
-            return Err(err(ErrorCode::WifiOff, format!("Wi-Fi Direct is {}", self.wifi_status())));
+            return Err(err(
+                ErrorCode::WifiOff,
+                format!("Wi-Fi Direct is {}", self.wifi_status()),
+            ));
         };
         let status = handle.status();
-        if let WifiStatus::On { hotspot: Some(h), .. } = &status {
+        if let WifiStatus::On {
+            hotspot: Some(h), ..
+        } = &status
+        {
             return Ok(WifiHotspot {
                 ssid: h.ssid.clone(),
                 passphrase: h.passphrase.clone(),
@@ -133,7 +172,10 @@ impl Node {
             });
         }
         let why = if self.wifi_host() {
-            format!("the group for phones is not up yet (Wi-Fi Direct {})", status.line())
+            format!(
+                "the group for phones is not up yet (Wi-Fi Direct {})",
+                status.line()
+            )
         } else {
             "hosting is off: turn it on with `peddlenet wifi host on` or in Settings".to_owned()
         };
@@ -145,7 +187,12 @@ impl Node {
         let mut web_ip: Option<IpAddr> = None;
         while let Some(link) = links.recv().await {
             match link {
-                GroupLink::Up { iface, role, local, owner } => {
+                GroupLink::Up {
+                    iface,
+                    role,
+                    local,
+                    owner,
+                } => {
                     tracing::info!(%iface, %local, ?role, "Wi-Fi Direct group ready for the mesh");
                     if role == Role::Client {
                         // mDNS finds the owner too; dialling saves its probing time.
@@ -164,7 +211,9 @@ impl Node {
                                 self.set_web_hotspot_base(Some(url));
                                 web_ip = Some(IpAddr::V4(local));
                             }
-                            Err(e) => tracing::warn!("web UI not reachable in the Wi-Fi Direct group: {e}"),
+                            Err(e) => tracing::warn!(
+                                "web UI not reachable in the Wi-Fi Direct group: {e}"
+                            ),
                         }
                     }
                 }
@@ -181,7 +230,12 @@ impl Node {
 }
 
 /// The `[wifi_direct]` section as the link's configuration.
-pub fn link_config(ctrl_dir: &str, interface: &str, host: bool, local_dir: &std::path::Path) -> WifiConfig {
+pub fn link_config(
+    ctrl_dir: &str,
+    interface: &str,
+    host: bool,
+    local_dir: &std::path::Path,
+) -> WifiConfig {
     WifiConfig {
         ctrl_dir: ctrl_dir.into(),
         interface: Some(interface.trim().to_owned()).filter(|i| !i.is_empty()),

@@ -7,7 +7,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use egui::{Color32, RichText};
-use peddlenet_api::{Event, GuestInfo, Link, MessageInfo, PeerInfo, RELAY_BUDGET_MIB, RoomInfo, Settings, SettingsUpdate, Status, WifiHotspot};
+use peddlenet_api::{
+    Event, GuestInfo, Link, MessageInfo, PeerInfo, RELAY_BUDGET_MIB, RoomInfo, Settings,
+    SettingsUpdate, Status, WifiHotspot,
+};
 
 use crate::worker::{Cmd, Connection, Launch, Update, Worker};
 
@@ -116,7 +119,10 @@ impl App {
         let chat = self.chats.entry(room.to_owned()).or_default();
         chat.unread = 0;
         if !chat.loaded {
-            self.cmd(Cmd::History { room: room.to_owned(), before: None });
+            self.cmd(Cmd::History {
+                room: room.to_owned(),
+                before: None,
+            });
         }
     }
 
@@ -131,7 +137,10 @@ impl App {
                             chat.loaded = false;
                         }
                         if let Some(r) = self.selected.clone() {
-                            self.cmd(Cmd::History { room: r, before: None });
+                            self.cmd(Cmd::History {
+                                room: r,
+                                before: None,
+                            });
                         }
                     }
                     self.connection = c;
@@ -168,7 +177,8 @@ impl App {
                     self.invite = Some((room, uri, tex));
                 }
                 Update::GuestPass(g) => {
-                    let tex = self.qr_texture(&ctx, "guest-qr", g.url.as_deref().unwrap_or_default());
+                    let tex =
+                        self.qr_texture(&ctx, "guest-qr", g.url.as_deref().unwrap_or_default());
                     self.guest_pass = Some((g, tex));
                     self.cmd(Cmd::GuestList);
                 }
@@ -177,11 +187,17 @@ impl App {
                     let tex = self.qr_texture(&ctx, "wifi-qr", &h.qr);
                     self.wifi_qr = Some((h, tex));
                 }
-                Update::History { room, mut messages, next, older } => {
+                Update::History {
+                    room,
+                    mut messages,
+                    next,
+                    older,
+                } => {
                     let chat = self.chats.entry(room).or_default();
                     messages.reverse(); // oldest first
                     if older {
-                        let have: std::collections::HashSet<String> = chat.messages.iter().map(|m| m.id.clone()).collect();
+                        let have: std::collections::HashSet<String> =
+                            chat.messages.iter().map(|m| m.id.clone()).collect();
                         messages.retain(|m| !have.contains(&m.id));
                         messages.append(&mut chat.messages);
                         chat.messages = messages;
@@ -207,7 +223,11 @@ impl App {
                 Update::Event(e) => match e {
                     Event::Message { message } => self.add_message(message, false),
                     Event::Delivery { id, room, delivery } => {
-                        if let Some(m) = self.chats.get_mut(&room).and_then(|c| c.messages.iter_mut().find(|m| m.id == id)) {
+                        if let Some(m) = self
+                            .chats
+                            .get_mut(&room)
+                            .and_then(|c| c.messages.iter_mut().find(|m| m.id == id))
+                        {
                             m.delivery = Some(delivery);
                         }
                     }
@@ -222,7 +242,10 @@ impl App {
                             chat.loaded = false;
                         }
                         if let Some(r) = self.selected.clone() {
-                            self.cmd(Cmd::History { room: r, before: None });
+                            self.cmd(Cmd::History {
+                                room: r,
+                                before: None,
+                            });
                         }
                     }
                 },
@@ -245,7 +268,9 @@ impl App {
         if !m.own && !visible {
             chat.unread += 1;
         }
-        let pos = chat.messages.partition_point(|x| (x.timestamp_ms, &x.id) < (m.timestamp_ms, &m.id));
+        let pos = chat
+            .messages
+            .partition_point(|x| (x.timestamp_ms, &x.id) < (m.timestamp_ms, &m.id));
         chat.messages.insert(pos, m);
         if chat.messages.len() > MAX_KEPT {
             // Start again from the newest page; older ones page back in on demand.
@@ -268,7 +293,13 @@ impl App {
     pub fn show(&mut self, ui: &mut egui::Ui) {
         let ctx = ui.ctx().clone();
         self.apply_updates(&ctx);
-        let dropped: Vec<PathBuf> = ctx.input(|i| i.raw.dropped_files.iter().filter_map(|f| f.path.clone()).collect());
+        let dropped: Vec<PathBuf> = ctx.input(|i| {
+            i.raw
+                .dropped_files
+                .iter()
+                .filter_map(|f| f.path.clone())
+                .collect()
+        });
         for p in dropped {
             self.join_from_image(&p);
         }
@@ -278,7 +309,10 @@ impl App {
             egui::CentralPanel::default().show(ui, |ui| self.disconnected(ui));
             return;
         }
-        egui::Panel::left("rooms").resizable(true).default_size(220.0).show(ui, |ui| self.rooms_panel(ui));
+        egui::Panel::left("rooms")
+            .resizable(true)
+            .default_size(220.0)
+            .show(ui, |ui| self.rooms_panel(ui));
         egui::CentralPanel::default().show(ui, |ui| match self.view {
             View::Chat => self.chat_view(ui),
             View::Mesh => self.mesh_view(ui),
@@ -296,8 +330,13 @@ impl App {
                 Connection::Connected => (Color32::from_rgb(40, 160, 60), "connected".to_owned()),
                 Connection::Connecting => (Color32::GRAY, "connecting…".to_owned()),
                 Connection::Starting => (Color32::GRAY, "starting the daemon…".to_owned()),
-                Connection::NotRunning(_) => (Color32::from_rgb(200, 60, 40), "daemon not running".to_owned()),
-                Connection::Failed(_) => (Color32::from_rgb(200, 60, 40), "cannot connect".to_owned()),
+                Connection::NotRunning(_) => (
+                    Color32::from_rgb(200, 60, 40),
+                    "daemon not running".to_owned(),
+                ),
+                Connection::Failed(_) => {
+                    (Color32::from_rgb(200, 60, 40), "cannot connect".to_owned())
+                }
             };
             let (r, _) = ui.allocate_exact_size(egui::vec2(12.0, 12.0), egui::Sense::hover());
             ui.painter().circle_filled(r.center(), 5.0, dot);
@@ -307,7 +346,11 @@ impl App {
                 ui.label(format!("{} peers", s.peers));
             }
             ui.separator();
-            for (v, label) in [(View::Chat, "Chat"), (View::Mesh, "Mesh"), (View::Settings, "Settings")] {
+            for (v, label) in [
+                (View::Chat, "Chat"),
+                (View::Mesh, "Mesh"),
+                (View::Settings, "Settings"),
+            ] {
                 if ui.selectable_label(self.view == v, label).clicked() {
                     self.view = v;
                 }
@@ -362,8 +405,15 @@ impl App {
         let rooms = self.rooms.clone();
         for r in &rooms {
             let unread = self.chats.get(&r.id).map(|c| c.unread).unwrap_or(0);
-            let label = if unread > 0 { format!("{} ({unread})", r.name) } else { r.name.clone() };
-            if ui.selectable_label(self.selected.as_deref() == Some(r.id.as_str()), label).clicked() {
+            let label = if unread > 0 {
+                format!("{} ({unread})", r.name)
+            } else {
+                r.name.clone()
+            };
+            if ui
+                .selectable_label(self.selected.as_deref() == Some(r.id.as_str()), label)
+                .clicked()
+            {
                 self.select(&r.id);
             }
         }
@@ -373,7 +423,12 @@ impl App {
         ui.separator();
         let l = ui.label("New room");
         ui.horizontal(|ui| {
-            ui.add(egui::TextEdit::singleline(&mut self.new_room).hint_text("room name").desired_width(120.0)).labelled_by(l.id);
+            ui.add(
+                egui::TextEdit::singleline(&mut self.new_room)
+                    .hint_text("room name")
+                    .desired_width(120.0),
+            )
+            .labelled_by(l.id);
             if ui.button("Create").clicked() && !self.new_room.trim().is_empty() {
                 let name = std::mem::take(&mut self.new_room);
                 self.cmd(Cmd::CreateRoom(name.trim().to_owned()));
@@ -381,12 +436,22 @@ impl App {
         });
         ui.separator();
         let l = ui.label("Join");
-        ui.add(egui::TextEdit::singleline(&mut self.join_text).hint_text("paste an invite").desired_width(200.0)).labelled_by(l.id);
+        ui.add(
+            egui::TextEdit::singleline(&mut self.join_text)
+                .hint_text("paste an invite")
+                .desired_width(200.0),
+        )
+        .labelled_by(l.id);
         if ui.button("Join").clicked() && !self.join_text.trim().is_empty() {
             self.cmd(Cmd::Join(self.join_text.trim().to_owned()));
         }
         let l = ui.label("QR image file");
-        ui.add(egui::TextEdit::singleline(&mut self.image_path).hint_text("/path/to/invite.png").desired_width(200.0)).labelled_by(l.id);
+        ui.add(
+            egui::TextEdit::singleline(&mut self.image_path)
+                .hint_text("/path/to/invite.png")
+                .desired_width(200.0),
+        )
+        .labelled_by(l.id);
         if ui.button("Join from image").clicked() && !self.image_path.trim().is_empty() {
             let p = PathBuf::from(self.image_path.trim());
             self.image_path.clear();
@@ -416,7 +481,13 @@ impl App {
             if ui.button("Invite…").clicked() {
                 self.cmd(Cmd::Invite(room.id.clone()));
             }
-            if ui.button("Guest QR…").on_hover_text("A phone scans it and chats in this room in its browser, no app needed").clicked() {
+            if ui
+                .button("Guest QR…")
+                .on_hover_text(
+                    "A phone scans it and chats in this room in its browser, no app needed",
+                )
+                .clicked()
+            {
                 self.cmd(Cmd::GuestCreate(room.id.clone()));
             }
         });
@@ -441,18 +512,28 @@ impl App {
                 }
             });
         if load_older {
-            self.cmd(Cmd::History { room: room_id.clone(), before: older });
+            self.cmd(Cmd::History {
+                room: room_id.clone(),
+                before: older,
+            });
         }
         ui.separator();
         ui.horizontal(|ui| {
             let l = ui.label("Message");
             let edit = ui
-                .add(egui::TextEdit::singleline(&mut self.compose).hint_text("Enter sends").desired_width(ui.available_width() - 70.0))
+                .add(
+                    egui::TextEdit::singleline(&mut self.compose)
+                        .hint_text("Enter sends")
+                        .desired_width(ui.available_width() - 70.0),
+                )
                 .labelled_by(l.id);
             let enter = edit.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
             if (ui.button("Send").clicked() || enter) && !self.compose.trim().is_empty() {
                 let text = std::mem::take(&mut self.compose);
-                self.cmd(Cmd::Send { room: room_id.clone(), text });
+                self.cmd(Cmd::Send {
+                    room: room_id.clone(),
+                    text,
+                });
                 edit.request_focus();
             }
         });
@@ -461,7 +542,11 @@ impl App {
     fn mesh_view(&mut self, ui: &mut egui::Ui) {
         ui.heading("The mesh at a glance");
         if let Some(s) = &self.status {
-            ui.label(format!("You: {} ({})", s.display_name, &s.author_id[..16.min(s.author_id.len())]));
+            ui.label(format!(
+                "You: {} ({})",
+                s.display_name,
+                &s.author_id[..16.min(s.author_id.len())]
+            ));
             let r = s.relay;
             if r.enabled {
                 ui.label(format!(
@@ -476,7 +561,10 @@ impl App {
             }
         }
         if let Some(s) = &self.status {
-            ui.label(format!("Your messages waiting for a first peer: {}", s.waiting));
+            ui.label(format!(
+                "Your messages waiting for a first peer: {}",
+                s.waiting
+            ));
         }
         ui.separator();
         egui::Grid::new("peers").striped(true).show(ui, |ui| {
@@ -489,8 +577,15 @@ impl App {
                 ui.label(link_name(p.link));
                 ui.label(&p.peer[p.peer.len().saturating_sub(8)..]);
                 ui.label(&p.addr);
-                ui.label(p.rtt_ms.map(|r| format!("{r:.1} ms")).unwrap_or_else(|| "–".into()));
-                ui.label(format!("{} s ago", now.saturating_sub(p.last_seen_ms) / 1000));
+                ui.label(
+                    p.rtt_ms
+                        .map(|r| format!("{r:.1} ms"))
+                        .unwrap_or_else(|| "–".into()),
+                );
+                ui.label(format!(
+                    "{} s ago",
+                    now.saturating_sub(p.last_seen_ms) / 1000
+                ));
                 ui.end_row();
             }
         });
@@ -510,10 +605,22 @@ impl App {
             let pos = c + egui::vec2(a.cos(), a.sin()) * radius;
             painter.line_segment([c, pos], egui::Stroke::new(2.0, link_color(p.link)));
             painter.circle_filled(pos, 10.0, link_color(p.link));
-            painter.text(pos + egui::vec2(0.0, 16.0), egui::Align2::CENTER_TOP, &p.peer[p.peer.len().saturating_sub(6)..], egui::FontId::proportional(11.0), ui.visuals().text_color());
+            painter.text(
+                pos + egui::vec2(0.0, 16.0),
+                egui::Align2::CENTER_TOP,
+                &p.peer[p.peer.len().saturating_sub(6)..],
+                egui::FontId::proportional(11.0),
+                ui.visuals().text_color(),
+            );
         }
         painter.circle_filled(c, 14.0, Color32::from_rgb(40, 120, 200));
-        painter.text(c + egui::vec2(0.0, 18.0), egui::Align2::CENTER_TOP, "you", egui::FontId::proportional(12.0), ui.visuals().text_color());
+        painter.text(
+            c + egui::vec2(0.0, 18.0),
+            egui::Align2::CENTER_TOP,
+            "you",
+            egui::FontId::proportional(12.0),
+            ui.visuals().text_color(),
+        );
     }
 
     fn settings_view(&mut self, ui: &mut egui::Ui) {
@@ -529,26 +636,46 @@ impl App {
         ui.heading("Links and carrying messages for others");
         match (self.settings, self.settings_edit.as_mut()) {
             (Some(current), Some(edit)) => {
-                ui.checkbox(&mut edit.bluetooth_enabled, "Bluetooth: link with nearby nodes that have no network");
+                ui.checkbox(
+                    &mut edit.bluetooth_enabled,
+                    "Bluetooth: link with nearby nodes that have no network",
+                );
                 if let Some(s) = &self.status
                     && !s.bluetooth.is_empty()
                 {
                     ui.label(RichText::new(format!("Bluetooth is {}", s.bluetooth)).weak());
                 }
-                ui.checkbox(&mut edit.wifi_direct_enabled, "Wi-Fi Direct: form a Wi-Fi network with nearby nodes when there is none");
-                ui.add_enabled(edit.wifi_direct_enabled, egui::Checkbox::new(&mut edit.wifi_host, "Host a Wi-Fi network phones can join (shows its QR code)"));
+                ui.checkbox(
+                    &mut edit.wifi_direct_enabled,
+                    "Wi-Fi Direct: form a Wi-Fi network with nearby nodes when there is none",
+                );
+                ui.add_enabled(
+                    edit.wifi_direct_enabled,
+                    egui::Checkbox::new(
+                        &mut edit.wifi_host,
+                        "Host a Wi-Fi network phones can join (shows its QR code)",
+                    ),
+                );
                 if let Some(s) = &self.status
                     && !s.wifi_direct.is_empty()
                 {
                     ui.label(RichText::new(format!("Wi-Fi Direct is {}", s.wifi_direct)).weak());
                 }
-                let wifi_qr = current.wifi_direct_enabled && current.wifi_host && ui.button("Wi-Fi QR for phones…").clicked();
-                ui.checkbox(&mut edit.relay_enabled, "Carry rooms I am not in for others (I cannot read them)");
+                let wifi_qr = current.wifi_direct_enabled
+                    && current.wifi_host
+                    && ui.button("Wi-Fi QR for phones…").clicked();
+                ui.checkbox(
+                    &mut edit.relay_enabled,
+                    "Carry rooms I am not in for others (I cannot read them)",
+                );
                 ui.horizontal(|ui| {
                     ui.label("Disk for them at most");
                     ui.add_enabled(
                         edit.relay_enabled,
-                        egui::DragValue::new(&mut edit.relay_budget_mib).range(RELAY_BUDGET_MIB).suffix(" MiB").speed(1.0),
+                        egui::DragValue::new(&mut edit.relay_budget_mib)
+                            .range(RELAY_BUDGET_MIB)
+                            .suffix(" MiB")
+                            .speed(1.0),
                     );
                 });
                 let used = self.status.as_ref().map(|s| s.relay.bytes).unwrap_or(0);
@@ -562,9 +689,15 @@ impl App {
                 }
                 // Say what Apply will drop before it does.
                 if current.relay_enabled && !edit.relay_enabled && used > 0 {
-                    ui.colored_label(Color32::from_rgb(200, 120, 0), "Turning this off deletes everything carried for others.");
+                    ui.colored_label(
+                        Color32::from_rgb(200, 120, 0),
+                        "Turning this off deletes everything carried for others.",
+                    );
                 } else if edit.relay_enabled && edit.relay_budget_mib << 20 < used {
-                    ui.colored_label(Color32::from_rgb(200, 120, 0), "The oldest carried messages beyond the new limit will be deleted.");
+                    ui.colored_label(
+                        Color32::from_rgb(200, 120, 0),
+                        "The oldest carried messages beyond the new limit will be deleted.",
+                    );
                 }
                 let edit = *edit;
                 if wifi_qr {
@@ -572,17 +705,30 @@ impl App {
                 }
                 let changed = edit != current;
                 ui.horizontal(|ui| {
-                    if ui.add_enabled(changed, egui::Button::new("Apply")).clicked() {
+                    if ui
+                        .add_enabled(changed, egui::Button::new("Apply"))
+                        .clicked()
+                    {
                         let update = SettingsUpdate {
-                            relay_enabled: (edit.relay_enabled != current.relay_enabled).then_some(edit.relay_enabled),
-                            relay_budget_mib: (edit.relay_budget_mib != current.relay_budget_mib).then_some(edit.relay_budget_mib),
-                            bluetooth_enabled: (edit.bluetooth_enabled != current.bluetooth_enabled).then_some(edit.bluetooth_enabled),
-                            wifi_direct_enabled: (edit.wifi_direct_enabled != current.wifi_direct_enabled).then_some(edit.wifi_direct_enabled),
-                            wifi_host: (edit.wifi_host != current.wifi_host).then_some(edit.wifi_host),
+                            relay_enabled: (edit.relay_enabled != current.relay_enabled)
+                                .then_some(edit.relay_enabled),
+                            relay_budget_mib: (edit.relay_budget_mib != current.relay_budget_mib)
+                                .then_some(edit.relay_budget_mib),
+                            bluetooth_enabled: (edit.bluetooth_enabled
+                                != current.bluetooth_enabled)
+                                .then_some(edit.bluetooth_enabled),
+                            wifi_direct_enabled: (edit.wifi_direct_enabled
+                                != current.wifi_direct_enabled)
+                                .then_some(edit.wifi_direct_enabled),
+                            wifi_host: (edit.wifi_host != current.wifi_host)
+                                .then_some(edit.wifi_host),
                         };
                         self.cmd(Cmd::SetSettings(update));
                     }
-                    if ui.add_enabled(changed, egui::Button::new("Revert")).clicked() {
+                    if ui
+                        .add_enabled(changed, egui::Button::new("Revert"))
+                        .clicked()
+                    {
                         self.settings_edit = Some(current);
                     }
                 });
@@ -594,11 +740,19 @@ impl App {
         ui.separator();
         ui.heading("Web UI and guests");
         ui.horizontal(|ui| {
-            if ui.button("Open in browser").on_hover_text("Signs this machine's browser in to the web UI (a one-time link)").clicked() {
+            if ui
+                .button("Open in browser")
+                .on_hover_text("Signs this machine's browser in to the web UI (a one-time link)")
+                .clicked()
+            {
                 self.cmd(Cmd::OpenWeb);
             }
             if let Some(s) = &self.status {
-                ui.label(if s.web.is_empty() { "web UI off".to_owned() } else { s.web.join("  ") });
+                ui.label(if s.web.is_empty() {
+                    "web UI off".to_owned()
+                } else {
+                    s.web.join("  ")
+                });
             }
         });
         if ui.button("Refresh guest passes").clicked() {
@@ -610,7 +764,12 @@ impl App {
         let mut revoke = None;
         for g in &self.guests {
             ui.horizontal(|ui| {
-                ui.label(format!("{} · pass {} · {} left", g.room_name, g.id, from_now(g.expires_ms)));
+                ui.label(format!(
+                    "{} · pass {} · {} left",
+                    g.room_name,
+                    g.id,
+                    from_now(g.expires_ms)
+                ));
                 if ui.small_button(format!("Revoke {}", g.id)).clicked() {
                     revoke = Some(g.id.clone());
                 }
@@ -626,35 +785,52 @@ impl App {
     }
 
     fn guest_window(&mut self, ctx: &egui::Context) {
-        let Some((g, tex)) = self.guest_pass.clone() else { return };
+        let Some((g, tex)) = self.guest_pass.clone() else {
+            return;
+        };
         let url = g.url.clone().unwrap_or_default();
         let mut open = true;
-        egui::Window::new(format!("Guest pass to {}", g.room_name)).open(&mut open).collapsible(false).show(ctx, |ui| {
-            if let Some(t) = &tex {
-                ui.add(egui::Image::new(t).fit_to_exact_size(egui::vec2(320.0, 320.0)));
-            }
-            ui.label(format!("A phone's camera opens this room in its browser, under a nickname, for {}.", from_now(g.expires_ms)));
-            ui.add(egui::Label::new(RichText::new(&url).monospace().small()).wrap());
-            ui.horizontal(|ui| {
-                if ui.button("Copy link").clicked() {
-                    ui.ctx().copy_text(url.clone());
-                    self.notice = Some("guest link copied".into());
+        egui::Window::new(format!("Guest pass to {}", g.room_name))
+            .open(&mut open)
+            .collapsible(false)
+            .show(ctx, |ui| {
+                if let Some(t) = &tex {
+                    ui.add(egui::Image::new(t).fit_to_exact_size(egui::vec2(320.0, 320.0)));
                 }
-                if ui.button("Revoke this pass").clicked() {
-                    self.cmd(Cmd::GuestRevoke(g.id.clone()));
-                    self.guest_pass = None;
-                }
+                ui.label(format!(
+                    "A phone's camera opens this room in its browser, under a nickname, for {}.",
+                    from_now(g.expires_ms)
+                ));
+                ui.add(egui::Label::new(RichText::new(&url).monospace().small()).wrap());
+                ui.horizontal(|ui| {
+                    if ui.button("Copy link").clicked() {
+                        ui.ctx().copy_text(url.clone());
+                        self.notice = Some("guest link copied".into());
+                    }
+                    if ui.button("Revoke this pass").clicked() {
+                        self.cmd(Cmd::GuestRevoke(g.id.clone()));
+                        self.guest_pass = None;
+                    }
+                });
             });
-        });
         if !open {
             self.guest_pass = None;
         }
     }
 
     /// A QR code as a texture, or `None` (and the error shown) if it cannot be drawn.
-    fn qr_texture(&mut self, ctx: &egui::Context, name: &str, text: &str) -> Option<egui::TextureHandle> {
+    fn qr_texture(
+        &mut self,
+        ctx: &egui::Context,
+        name: &str,
+        text: &str,
+    ) -> Option<egui::TextureHandle> {
         match crate::qr::render(text) {
-            Ok((side, px)) => Some(ctx.load_texture(name, egui::ColorImage::from_gray([side, side], &px), egui::TextureOptions::NEAREST)),
+            Ok((side, px)) => Some(ctx.load_texture(
+                name,
+                egui::ColorImage::from_gray([side, side], &px),
+                egui::TextureOptions::NEAREST,
+            )),
             Err(e) => {
                 self.error(format!("cannot draw the QR code: {e}"));
                 None
@@ -663,7 +839,9 @@ impl App {
     }
 
     fn wifi_window(&mut self, ctx: &egui::Context) {
-        let Some((h, tex)) = self.wifi_qr.clone() else { return };
+        let Some((h, tex)) = self.wifi_qr.clone() else {
+            return;
+        };
         let mut open = true;
         egui::Window::new(format!("Wi-Fi network “{}”", h.ssid)).open(&mut open).collapsible(false).show(ctx, |ui| {
             if let Some(t) = &tex {
@@ -681,19 +859,24 @@ impl App {
     }
 
     fn invite_window(&mut self, ctx: &egui::Context) {
-        let Some((room, uri, tex)) = self.invite.clone() else { return };
+        let Some((room, uri, tex)) = self.invite.clone() else {
+            return;
+        };
         let mut open = true;
-        egui::Window::new(format!("Invite to {}", room.name)).open(&mut open).collapsible(false).show(ctx, |ui| {
-            if let Some(t) = &tex {
-                ui.add(egui::Image::new(t).fit_to_exact_size(egui::vec2(320.0, 320.0)));
-            }
-            ui.label("Scan it on the other device, or paste:");
-            ui.add(egui::Label::new(RichText::new(&uri).monospace().small()).wrap());
-            if ui.button("Copy invite").clicked() {
-                ui.ctx().copy_text(uri.clone());
-                self.notice = Some("invite copied".into());
-            }
-        });
+        egui::Window::new(format!("Invite to {}", room.name))
+            .open(&mut open)
+            .collapsible(false)
+            .show(ctx, |ui| {
+                if let Some(t) = &tex {
+                    ui.add(egui::Image::new(t).fit_to_exact_size(egui::vec2(320.0, 320.0)));
+                }
+                ui.label("Scan it on the other device, or paste:");
+                ui.add(egui::Label::new(RichText::new(&uri).monospace().small()).wrap());
+                if ui.button("Copy invite").clicked() {
+                    ui.ctx().copy_text(uri.clone());
+                    self.notice = Some("invite copied".into());
+                }
+            });
         if !open {
             self.invite = None;
         }
@@ -701,7 +884,10 @@ impl App {
 }
 
 fn now_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 fn link_name(l: Link) -> &'static str {
@@ -722,9 +908,16 @@ fn link_color(l: Link) -> Color32 {
 
 /// How long until `ms`: "23 h 59 min", "5 min".
 fn from_now(ms: u64) -> String {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
     let mins = ms.saturating_sub(now).div_ceil(60_000);
-    if mins >= 60 { format!("{} h {} min", mins / 60, mins % 60) } else { format!("{mins} min") }
+    if mins >= 60 {
+        format!("{} h {} min", mins / 60, mins % 60)
+    } else {
+        format!("{mins} min")
+    }
 }
 
 fn clock(ms: u64) -> String {
@@ -735,7 +928,11 @@ fn clock(ms: u64) -> String {
 fn message_row(ui: &mut egui::Ui, m: &MessageInfo) {
     ui.horizontal_wrapped(|ui| {
         ui.label(RichText::new(clock(m.timestamp_ms)).weak().monospace());
-        let who = if m.own { format!("{} (you)", m.author_name) } else { format!("{} [{}]", m.author_name, &m.author[..4.min(m.author.len())]) };
+        let who = if m.own {
+            format!("{} (you)", m.author_name)
+        } else {
+            format!("{} [{}]", m.author_name, &m.author[..4.min(m.author.len())])
+        };
         ui.label(RichText::new(who).strong());
         ui.label(&m.text);
         if let Some(d) = &m.delivery {

@@ -6,7 +6,9 @@ use std::path::PathBuf;
 const ICON: &[u8] = include_bytes!("../../packaging/icons/peddlenet-64.png");
 
 fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt().with_env_filter(std::env::var("PEDDLENET_LOG").unwrap_or_else(|_| "warn".into())).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(std::env::var("PEDDLENET_LOG").unwrap_or_else(|_| "warn".into()))
+        .init();
     let mut socket: Option<PathBuf> = None;
     let mut daemon: Option<PathBuf> = None;
     let mut autostart = true;
@@ -17,9 +19,15 @@ fn main() -> anyhow::Result<()> {
             "--daemon" => daemon = args.next().map(PathBuf::from),
             "--no-start" => autostart = false,
             "-h" | "--help" => {
-                println!("peddlenet-gui [--socket PATH] [--daemon PATH-TO-peddlenetd] [--no-start]");
-                println!("The socket defaults to PEDDLENET_SOCKET, then $XDG_RUNTIME_DIR/peddlenet/peddlenetd.sock.");
-                println!("When no daemon answers, the app starts one (the user's systemd unit, else the");
+                println!(
+                    "peddlenet-gui [--socket PATH] [--daemon PATH-TO-peddlenetd] [--no-start]"
+                );
+                println!(
+                    "The socket defaults to PEDDLENET_SOCKET, then $XDG_RUNTIME_DIR/peddlenet/peddlenetd.sock."
+                );
+                println!(
+                    "When no daemon answers, the app starts one (the user's systemd unit, else the"
+                );
                 println!("program itself) unless --no-start is given.");
                 return Ok(());
             }
@@ -28,14 +36,27 @@ fn main() -> anyhow::Result<()> {
     }
     let socket = socket.unwrap_or_else(peddlenet_api::paths::default_socket_path);
     let options = eframe::NativeOptions {
-        viewport: egui::ViewportBuilder::default().with_title("PeddleNet").with_inner_size([960.0, 640.0]).with_app_id("peddlenet-gui")
+        viewport: egui::ViewportBuilder::default()
+            .with_title("PeddleNet")
+            .with_inner_size([960.0, 640.0])
+            .with_app_id("peddlenet-gui")
             .with_icon(eframe::icon_data::from_png_bytes(ICON).unwrap_or_default()),
         ..Default::default()
     };
     eframe::run_native(
         "PeddleNet",
         options,
-        Box::new(move |cc| Ok(Box::new(Gui(peddlenet_gui::App::new(&cc.egui_ctx, socket, peddlenet_gui::worker::Launch { exe: daemon, autostart, ..Default::default() }))))),
+        Box::new(move |cc| {
+            Ok(Box::new(Gui(peddlenet_gui::App::new(
+                &cc.egui_ctx,
+                socket,
+                peddlenet_gui::worker::Launch {
+                    exe: daemon,
+                    autostart,
+                    ..Default::default()
+                },
+            ))))
+        }),
     )
     .map_err(|e| anyhow::anyhow!("cannot open the window: {e}"))
 }

@@ -35,7 +35,8 @@ pub fn render(text: &str) -> anyhow::Result<(usize, Vec<u8>)> {
 
 /// The text of the first QR code found in an encoded image (PNG or JPEG).
 pub fn decode_image_bytes(bytes: &[u8]) -> anyhow::Result<String> {
-    let img = image::load_from_memory(bytes).map_err(|e| anyhow::anyhow!("not an image this app can read: {e}"))?;
+    let img = image::load_from_memory(bytes)
+        .map_err(|e| anyhow::anyhow!("not an image this app can read: {e}"))?;
     let img = if img.width() > MAX_DECODE_SIDE || img.height() > MAX_DECODE_SIDE {
         img.thumbnail(MAX_DECODE_SIDE, MAX_DECODE_SIDE)
     } else {
@@ -44,25 +45,37 @@ pub fn decode_image_bytes(bytes: &[u8]) -> anyhow::Result<String> {
     let grey = img.to_luma8();
     let mut prepared = rqrr::PreparedImage::prepare(grey);
     let grids = prepared.detect_grids();
-    let Some(grid) = grids.first() else { anyhow::bail!("no QR code found in the image") };
-    let (_, text) = grid.decode().map_err(|e| anyhow::anyhow!("the QR code could not be read: {e}"))?;
+    let Some(grid) = grids.first() else {
+        anyhow::bail!("no QR code found in the image")
+    };
+    let (_, text) = grid
+        .decode()
+        .map_err(|e| anyhow::anyhow!("the QR code could not be read: {e}"))?;
     Ok(text)
 }
 
 /// [`decode_image_bytes`] of a file, refusing files too large to be a picture.
 pub fn decode_image_file(path: &std::path::Path) -> anyhow::Result<String> {
-    let len = std::fs::metadata(path).map_err(|e| anyhow::anyhow!("cannot open {}: {e}", path.display()))?.len();
+    let len = std::fs::metadata(path)
+        .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", path.display()))?
+        .len();
     if len > MAX_IMAGE_BYTES {
-        anyhow::bail!("{} is {} MiB; pictures of QR codes are far smaller", path.display(), len >> 20);
+        anyhow::bail!(
+            "{} is {} MiB; pictures of QR codes are far smaller",
+            path.display(),
+            len >> 20
+        );
     }
-    let bytes = std::fs::read(path).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+    let bytes =
+        std::fs::read(path).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
     decode_image_bytes(&bytes)
 }
 
 /// A PNG of the invite's QR code (for tests and for saving it).
 pub fn render_png(text: &str) -> anyhow::Result<Vec<u8>> {
     let (side, px) = render(text)?;
-    let img = image::GrayImage::from_raw(side as u32, side as u32, px).ok_or_else(|| anyhow::anyhow!("image size"))?;
+    let img = image::GrayImage::from_raw(side as u32, side as u32, px)
+        .ok_or_else(|| anyhow::anyhow!("image size"))?;
     let mut out = std::io::Cursor::new(Vec::new());
     img.write_to(&mut out, image::ImageFormat::Png)?;
     Ok(out.into_inner())
@@ -84,8 +97,18 @@ mod tests {
         let blank = image::GrayImage::from_pixel(200, 200, image::Luma([255]));
         let mut png = std::io::Cursor::new(Vec::new());
         blank.write_to(&mut png, image::ImageFormat::Png).unwrap();
-        assert!(decode_image_bytes(png.get_ref()).unwrap_err().to_string().contains("no QR code"));
-        assert!(decode_image_bytes(b"not an image").unwrap_err().to_string().contains("not an image"));
+        assert!(
+            decode_image_bytes(png.get_ref())
+                .unwrap_err()
+                .to_string()
+                .contains("no QR code")
+        );
+        assert!(
+            decode_image_bytes(b"not an image")
+                .unwrap_err()
+                .to_string()
+                .contains("not an image")
+        );
     }
 
     proptest::proptest! {

@@ -8,7 +8,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use peddlenet_api::{Client, ClientError, Event, GuestInfo, MessageInfo, PeerInfo, RoomInfo, Settings, SettingsUpdate, Status, WifiHotspot};
+use peddlenet_api::{
+    Client, ClientError, Event, GuestInfo, MessageInfo, PeerInfo, RoomInfo, Settings,
+    SettingsUpdate, Status, WifiHotspot,
+};
 use tokio::sync::mpsc;
 
 /// Commands waiting for the worker, at most; the UI drops a command (and
@@ -31,9 +34,15 @@ pub enum Cmd {
     Join(String),
     /// Join by the QR code in an image file (read and decoded here, not on the UI thread).
     JoinFromImage(PathBuf),
-    Send { room: String, text: String },
+    Send {
+        room: String,
+        text: String,
+    },
     /// A page of history older than `before` (the newest page with `None`).
-    History { room: String, before: Option<String> },
+    History {
+        room: String,
+        before: Option<String>,
+    },
     SetName(String),
     /// Change the daemon's settings (relaying on/off, its budget).
     SetSettings(SettingsUpdate),
@@ -71,9 +80,17 @@ pub enum Update {
     WifiHotspot(WifiHotspot),
     Rooms(Vec<RoomInfo>),
     Peers(Vec<PeerInfo>),
-    Invite { room: RoomInfo, uri: String },
+    Invite {
+        room: RoomInfo,
+        uri: String,
+    },
     /// A page of history, newest first, and the cursor of the next older page.
-    History { room: String, messages: Vec<MessageInfo>, next: Option<String>, older: bool },
+    History {
+        room: String,
+        messages: Vec<MessageInfo>,
+        next: Option<String>,
+        older: bool,
+    },
     Created(RoomInfo),
     Joined(RoomInfo),
     Sent(MessageInfo),
@@ -97,7 +114,11 @@ pub struct Launch {
 
 impl Default for Launch {
     fn default() -> Self {
-        Self { exe: None, autostart: true, log: state_dir().join("peddlenetd.log") }
+        Self {
+            exe: None,
+            autostart: true,
+            log: state_dir().join("peddlenetd.log"),
+        }
     }
 }
 
@@ -118,15 +139,26 @@ impl Worker {
         let (cmd_tx, cmd_rx) = mpsc::channel(CMD_QUEUE);
         let (up_tx, up_rx) = std::sync::mpsc::sync_channel(UPDATE_QUEUE);
         let dropped = Arc::new(AtomicU64::new(0));
-        let out = Out { tx: up_tx, repaint, dropped: dropped.clone() };
+        let out = Out {
+            tx: up_tx,
+            repaint,
+            dropped: dropped.clone(),
+        };
         std::thread::Builder::new()
             .name("peddlenet-gui-worker".into())
             .spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a tokio runtime");
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("a tokio runtime");
                 rt.block_on(run(socket, launch, cmd_rx, out));
             })
             .expect("spawn the worker thread");
-        Self { cmds: cmd_tx, updates: up_rx, dropped }
+        Self {
+            cmds: cmd_tx,
+            updates: up_rx,
+            dropped,
+        }
     }
 
     /// Queues a command; false when the worker is too far behind.
@@ -254,21 +286,36 @@ async fn refresh(c: &Client, out: &Out) {
 async fn handle(c: &Client, cmd: Cmd, out: &Out) {
     let r: Result<Update, ClientError> = match cmd {
         Cmd::CreateRoom(name) => c.room_create(&name).await.map(Update::Created),
-        Cmd::Invite(room) => c.room_invite(&room).await.map(|(room, uri)| Update::Invite { room, uri }),
+        Cmd::Invite(room) => c
+            .room_invite(&room)
+            .await
+            .map(|(room, uri)| Update::Invite { room, uri }),
         Cmd::Join(invite) => c.room_join(invite.trim()).await.map(Update::Joined),
         Cmd::JoinFromImage(path) => {
             let shown = path.display().to_string();
-            let decoded = tokio::task::spawn_blocking(move || crate::qr::decode_image_file(&path)).await;
+            let decoded =
+                tokio::task::spawn_blocking(move || crate::qr::decode_image_file(&path)).await;
             match decoded {
                 Ok(Ok(invite)) => c.room_join(invite.trim()).await.map(Update::Joined),
                 Ok(Err(e)) => return out.put(Update::Error(format!("{shown}: {e}"))),
-                Err(e) => return out.put(Update::Error(format!("{shown}: reading the image failed: {e}"))),
+                Err(e) => {
+                    return out.put(Update::Error(format!(
+                        "{shown}: reading the image failed: {e}"
+                    )));
+                }
             }
         }
         Cmd::Send { room, text } => c.send(&room, &text).await.map(Update::Sent),
         Cmd::History { room, before } => {
             let older = before.is_some();
-            c.history(&room, before, Some(50)).await.map(|(messages, next)| Update::History { room, messages, next, older })
+            c.history(&room, before, Some(50))
+                .await
+                .map(|(messages, next)| Update::History {
+                    room,
+                    messages,
+                    next,
+                    older,
+                })
         }
         Cmd::SetName(name) => match c.set_display_name(&name).await {
             Ok(()) => c.status().await.map(Update::Status),
@@ -294,7 +341,11 @@ async fn handle(c: &Client, cmd: Cmd, out: &Out) {
                 let out = out.clone();
                 // xdg-open may wait for the browser: not on the runtime.
                 std::thread::spawn(move || {
-                    let ok = std::process::Command::new("xdg-open").arg(&url).status().map(|s| s.success()).unwrap_or(false);
+                    let ok = std::process::Command::new("xdg-open")
+                        .arg(&url)
+                        .status()
+                        .map(|s| s.success())
+                        .unwrap_or(false);
                     if !ok {
                         out.put(Update::Error(format!("cannot open a browser (xdg-open); open this one-time link yourself: {url}")));
                     }
@@ -322,12 +373,22 @@ fn start_daemon(socket: &std::path::Path, launch: &Launch, out: &Out) {
     let (socket, launch, out) = (socket.to_path_buf(), launch.clone(), out.clone());
     // Blocking work (systemctl waits for readiness; the child is reaped):
     // a thread of its own, never the UI's.
-    let spawned = std::thread::Builder::new().name("peddlenet-gui-start".into()).spawn(move || {
-        if launch.exe.is_none() && socket == peddlenet_api::paths::default_socket_path() && start_user_unit() {
-            return;
-        }
-        spawn_daemon(&socket, launch.exe.unwrap_or_else(default_daemon), &launch.log, &out);
-    });
+    let spawned = std::thread::Builder::new()
+        .name("peddlenet-gui-start".into())
+        .spawn(move || {
+            if launch.exe.is_none()
+                && socket == peddlenet_api::paths::default_socket_path()
+                && start_user_unit()
+            {
+                return;
+            }
+            spawn_daemon(
+                &socket,
+                launch.exe.unwrap_or_else(default_daemon),
+                &launch.log,
+                &out,
+            );
+        });
     if let Err(e) = spawned {
         tracing::warn!("cannot start a thread to start peddlenetd: {e}");
     }
@@ -355,8 +416,15 @@ fn start_user_unit() -> bool {
 /// Runs `exe --socket S` with its log appended to `log_path`; if it exits
 /// within a few seconds, the UI is told why (the log's last line).
 fn spawn_daemon(socket: &std::path::Path, exe: PathBuf, log_path: &std::path::Path, out: &Out) {
-    let log = log_path.parent().map_or(Ok(()), std::fs::create_dir_all)
-        .and_then(|_| std::fs::OpenOptions::new().create(true).append(true).open(log_path));
+    let log = log_path
+        .parent()
+        .map_or(Ok(()), std::fs::create_dir_all)
+        .and_then(|_| {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(log_path)
+        });
     let stderr = match log.as_ref().map(|f| f.try_clone()) {
         Ok(Ok(f)) => std::process::Stdio::from(f),
         _ => std::process::Stdio::null(),
@@ -370,15 +438,25 @@ fn spawn_daemon(socket: &std::path::Path, exe: PathBuf, log_path: &std::path::Pa
         .spawn();
     let mut child = match child {
         Ok(c) => c,
-        Err(e) => return out.put(Update::Error(format!("cannot start {}: {e}", exe.display()))),
+        Err(e) => {
+            return out.put(Update::Error(format!(
+                "cannot start {}: {e}",
+                exe.display()
+            )));
+        }
     };
     tracing::info!(exe = %exe.display(), log = %log_path.display(), "started peddlenetd");
     let started = std::time::Instant::now();
     // Reap it whenever it ends (no zombie); an early end is the user's business.
     match child.wait() {
         Ok(status) if started.elapsed() < START_GRACE && !status.success() => {
-            let last = std::fs::read_to_string(log_path).map(|t| last_error(&t)).unwrap_or_default();
-            out.put(Update::Error(format!("peddlenetd stopped at once ({status}): {last} (log: {})", log_path.display())));
+            let last = std::fs::read_to_string(log_path)
+                .map(|t| last_error(&t))
+                .unwrap_or_default();
+            out.put(Update::Error(format!(
+                "peddlenetd stopped at once ({status}): {last} (log: {})",
+                log_path.display()
+            )));
         }
         Ok(status) => tracing::info!(%status, "peddlenetd exited"),
         Err(e) => tracing::warn!("waiting for peddlenetd: {e}"),
@@ -389,14 +467,26 @@ fn spawn_daemon(socket: &std::path::Path, exe: PathBuf, log_path: &std::path::Pa
 /// it), else its last line.
 fn last_error(log: &str) -> String {
     let lines = log.lines().map(str::trim).filter(|l| !l.is_empty());
-    lines.clone().rev().find(|l| l.starts_with("Error:") || l.contains("ERROR")).or(lines.last()).unwrap_or_default().to_owned()
+    lines
+        .clone()
+        .rev()
+        .find(|l| l.starts_with("Error:") || l.contains("ERROR"))
+        .or(lines.last())
+        .unwrap_or_default()
+        .to_owned()
 }
 
 /// `$XDG_STATE_HOME/peddlenet` (default `~/.local/state/peddlenet`).
 fn state_dir() -> PathBuf {
-    match std::env::var_os("XDG_STATE_HOME").map(PathBuf::from).filter(|p| p.is_absolute()) {
+    match std::env::var_os("XDG_STATE_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+    {
         Some(p) => p.join("peddlenet"),
-        None => std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/tmp")).join(".local/state/peddlenet"),
+        None => std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("/tmp"))
+            .join(".local/state/peddlenet"),
     }
 }
 

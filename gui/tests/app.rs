@@ -16,10 +16,24 @@ use peddlenet_tests::*;
 type H<'a> = Harness<'a, Option<App>>;
 
 fn harness<'a>(socket: PathBuf) -> H<'a> {
-    Harness::builder().with_size(egui::vec2(1100.0, 760.0)).build_ui_state(
-        move |ui, app: &mut Option<App>| app.get_or_insert_with(|| App::new(ui.ctx(), socket.clone(), Launch { autostart: false, ..Launch::default() })).show(ui),
-        None,
-    )
+    Harness::builder()
+        .with_size(egui::vec2(1100.0, 760.0))
+        .build_ui_state(
+            move |ui, app: &mut Option<App>| {
+                app.get_or_insert_with(|| {
+                    App::new(
+                        ui.ctx(),
+                        socket.clone(),
+                        Launch {
+                            autostart: false,
+                            ..Launch::default()
+                        },
+                    )
+                })
+                .show(ui)
+            },
+            None,
+        )
 }
 
 /// Steps frames until `ok` holds, or fails with `what` after `limit`.
@@ -30,7 +44,11 @@ fn until(h: &mut H<'_>, limit: Duration, what: &str, mut ok: impl FnMut(&mut H<'
         if ok(h) {
             return;
         }
-        assert!(start.elapsed() < limit, "timed out after {limit:?} waiting for {what}; errors: {:?}", app(h).errors);
+        assert!(
+            start.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}; errors: {:?}",
+            app(h).errors
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -46,7 +64,8 @@ fn app_mut<'h>(h: &'h mut H<'_>) -> &'h mut App {
 fn type_into(h: &mut H<'_>, label: &str, text: &str) {
     h.get_by_role_and_label(Role::TextInput, label).focus();
     h.step();
-    h.get_by_role_and_label(Role::TextInput, label).type_text(text);
+    h.get_by_role_and_label(Role::TextInput, label)
+        .type_text(text);
     h.step();
 }
 
@@ -60,12 +79,16 @@ fn rooms_chat_and_qr_against_real_daemons() {
         a
     });
     let mut h = harness(a.socket.clone());
-    until(&mut h, Duration::from_secs(10), "the connection", |h| app(h).connection == Connection::Connected);
+    until(&mut h, Duration::from_secs(10), "the connection", |h| {
+        app(h).connection == Connection::Connected
+    });
 
     // Create a room: it is selected, and its invite opens as a QR code.
     type_into(&mut h, "New room", "Ridge camp");
     h.get_by_label("Create").click();
-    until(&mut h, Duration::from_secs(5), "the invite window", |h| app(h).invite.is_some() && app(h).invite_pixels.is_some());
+    until(&mut h, Duration::from_secs(5), "the invite window", |h| {
+        app(h).invite.is_some() && app(h).invite_pixels.is_some()
+    });
     let (room, uri, _) = app(&h).invite.clone().unwrap();
     assert_eq!(room.name, "Ridge camp");
     assert!(uri.starts_with("peddlenet://join/"));
@@ -76,13 +99,22 @@ fn rooms_chat_and_qr_against_real_daemons() {
         img.write_to(&mut out, image::ImageFormat::Png).unwrap();
         out.into_inner()
     };
-    assert_eq!(peddlenet_gui::qr::decode_image_bytes(&png).unwrap(), uri, "the QR code shown reads back as the invite");
+    assert_eq!(
+        peddlenet_gui::qr::decode_image_bytes(&png).unwrap(),
+        uri,
+        "the QR code shown reads back as the invite"
+    );
     assert!(h.query_by_label("Copy invite").is_some());
 
     // Send with Enter.
     type_into(&mut h, "Message", "fire is lit");
     h.key_press(egui::Key::Enter);
-    until(&mut h, Duration::from_secs(5), "the own message in the chat", |h| h.query_by_label_contains("fire is lit").is_some());
+    until(
+        &mut h,
+        Duration::from_secs(5),
+        "the own message in the chat",
+        |h| h.query_by_label_contains("fire is lit").is_some(),
+    );
     assert!(h.query_by_label("Ana (you)").is_some());
 
     // A second daemon joins and writes: its message appears live, and ours
@@ -95,8 +127,12 @@ fn rooms_chat_and_qr_against_real_daemons() {
         cb.send(&room.id, "coming over the ridge").await.unwrap();
         b
     });
-    until(&mut h, Duration::from_secs(10), "Bo's message, live", |h| h.query_by_label_contains("coming over the ridge").is_some());
-    until(&mut h, Duration::from_secs(10), "the delivery to Bo", |h| h.query_by_label_contains("delivered to 1 of 1").is_some());
+    until(&mut h, Duration::from_secs(10), "Bo's message, live", |h| {
+        h.query_by_label_contains("coming over the ridge").is_some()
+    });
+    until(&mut h, Duration::from_secs(10), "the delivery to Bo", |h| {
+        h.query_by_label_contains("delivered to 1 of 1").is_some()
+    });
 
     // Join by an image file of a QR code: Bo's own room.
     let (other, other_uri) = rt.block_on(async {
@@ -114,17 +150,32 @@ fn rooms_chat_and_qr_against_real_daemons() {
     type_into(&mut h, "QR image file", file.to_str().unwrap());
     assert_eq!(app(&h).image_path, file.to_str().unwrap());
     h.get_by_label("Join from image").click();
-    until(&mut h, Duration::from_secs(10), "the room joined from the image", |h| app(h).rooms.iter().any(|r| r.id == other.id));
-    assert!(h.query_all_by_label_contains("Bo's tent").count() >= 1, "the joined room is listed");
+    until(
+        &mut h,
+        Duration::from_secs(10),
+        "the room joined from the image",
+        |h| app(h).rooms.iter().any(|r| r.id == other.id),
+    );
+    assert!(
+        h.query_all_by_label_contains("Bo's tent").count() >= 1,
+        "the joined room is listed"
+    );
 
     // A file with no QR code is a clear error and joins nothing.
     let blank = dir.path().join("blank.png");
-    image::GrayImage::from_pixel(64, 64, image::Luma([255])).save(&blank).unwrap();
+    image::GrayImage::from_pixel(64, 64, image::Luma([255]))
+        .save(&blank)
+        .unwrap();
     let rooms_before = app(&h).rooms.len();
-    assert!(app(&h).image_path.is_empty(), "the path field is cleared after a join");
+    assert!(
+        app(&h).image_path.is_empty(),
+        "the path field is cleared after a join"
+    );
     type_into(&mut h, "QR image file", blank.to_str().unwrap());
     h.get_by_label("Join from image").click();
-    until(&mut h, Duration::from_secs(5), "the error", |h| app(h).errors.iter().any(|e| e.contains("no QR code")));
+    until(&mut h, Duration::from_secs(5), "the error", |h| {
+        app(h).errors.iter().any(|e| e.contains("no QR code"))
+    });
     assert_eq!(app(&h).rooms.len(), rooms_before);
 
     // Dropped on the window: the image is decoded and the room joined.
@@ -135,10 +186,26 @@ fn rooms_chat_and_qr_against_real_daemons() {
         (r, uri)
     });
     let dropped = dir.path().join("dropped.png");
-    std::fs::write(&dropped, peddlenet_gui::qr::render_png(&dropped_uri).unwrap()).unwrap();
-    h.input_mut().dropped_files.push(egui::DroppedFile { path: Some(dropped.clone()), ..Default::default() });
-    until(&mut h, Duration::from_secs(10), "the room joined by a dropped image", |h| app(h).rooms.iter().any(|r| r.id == dropped_room.id));
-    assert_eq!(app(&h).rooms.len(), rooms_before + 1, "joined once, not once per frame");
+    std::fs::write(
+        &dropped,
+        peddlenet_gui::qr::render_png(&dropped_uri).unwrap(),
+    )
+    .unwrap();
+    h.input_mut().dropped_files.push(egui::DroppedFile {
+        path: Some(dropped.clone()),
+        ..Default::default()
+    });
+    until(
+        &mut h,
+        Duration::from_secs(10),
+        "the room joined by a dropped image",
+        |h| app(h).rooms.iter().any(|r| r.id == dropped_room.id),
+    );
+    assert_eq!(
+        app(&h).rooms.len(),
+        rooms_before + 1,
+        "joined once, not once per frame"
+    );
     drop((a, b));
 }
 
@@ -150,21 +217,54 @@ fn without_a_daemon_it_says_so_and_starts_one() {
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("run/peddlenetd.sock");
     let data = dir.path().join("data");
-    let launch = Launch { exe: Some(daemon_wrapper(dir.path(), &data)), autostart: false, log: dir.path().join("daemon.log") };
-    let mut h: H<'_> = Harness::builder().with_size(egui::vec2(900.0, 600.0)).build_ui_state(
-        move |ui, app: &mut Option<App>| app.get_or_insert_with(|| App::new(ui.ctx(), socket.clone(), launch.clone())).show(ui),
-        None,
+    let launch = Launch {
+        exe: Some(daemon_wrapper(dir.path(), &data)),
+        autostart: false,
+        log: dir.path().join("daemon.log"),
+    };
+    let mut h: H<'_> = Harness::builder()
+        .with_size(egui::vec2(900.0, 600.0))
+        .build_ui_state(
+            move |ui, app: &mut Option<App>| {
+                app.get_or_insert_with(|| App::new(ui.ctx(), socket.clone(), launch.clone()))
+                    .show(ui)
+            },
+            None,
+        );
+    until(
+        &mut h,
+        Duration::from_secs(5),
+        "the not-running notice",
+        |h| {
+            h.query_by_label("The PeddleNet daemon is not running")
+                .is_some()
+        },
     );
-    until(&mut h, Duration::from_secs(5), "the not-running notice", |h| h.query_by_label("The PeddleNet daemon is not running").is_some());
     h.get_by_label("Start peddlenetd").click();
-    until(&mut h, Duration::from_secs(15), "the connection to the started daemon", |h| app(h).connection == Connection::Connected);
+    until(
+        &mut h,
+        Duration::from_secs(15),
+        "the connection to the started daemon",
+        |h| app(h).connection == Connection::Connected,
+    );
     assert!(h.query_by_label("connected").is_some());
     // Stop it: the app notices, and reconnects when it is back.
-    let _ = std::process::Command::new("pkill").args(["-f", data.to_str().unwrap()]).status();
-    until(&mut h, Duration::from_secs(10), "the lost connection", |h| matches!(app(h).connection, Connection::NotRunning(_)));
+    let _ = std::process::Command::new("pkill")
+        .args(["-f", data.to_str().unwrap()])
+        .status();
+    until(
+        &mut h,
+        Duration::from_secs(10),
+        "the lost connection",
+        |h| matches!(app(h).connection, Connection::NotRunning(_)),
+    );
     h.get_by_label("Start peddlenetd").click();
-    until(&mut h, Duration::from_secs(15), "the reconnection", |h| app(h).connection == Connection::Connected);
-    let _ = std::process::Command::new("pkill").args(["-f", data.to_str().unwrap()]).status();
+    until(&mut h, Duration::from_secs(15), "the reconnection", |h| {
+        app(h).connection == Connection::Connected
+    });
+    let _ = std::process::Command::new("pkill")
+        .args(["-f", data.to_str().unwrap()])
+        .status();
 }
 
 /// An executable that runs this build's peddlenetd with the test's own
@@ -192,25 +292,53 @@ fn on_first_run_the_app_starts_the_daemon_by_itself() {
     let socket = dir.path().join("run/peddlenetd.sock");
     let data = dir.path().join("data");
     let log = dir.path().join("state/peddlenetd.log");
-    let launch = Launch { exe: Some(daemon_wrapper(dir.path(), &data)), autostart: true, log: log.clone() };
-    let mut h: H<'_> = Harness::builder().with_size(egui::vec2(900.0, 600.0)).build_ui_state(
-        move |ui, app: &mut Option<App>| app.get_or_insert_with(|| App::new(ui.ctx(), socket.clone(), launch.clone())).show(ui),
-        None,
-    );
+    let launch = Launch {
+        exe: Some(daemon_wrapper(dir.path(), &data)),
+        autostart: true,
+        log: log.clone(),
+    };
+    let mut h: H<'_> = Harness::builder()
+        .with_size(egui::vec2(900.0, 600.0))
+        .build_ui_state(
+            move |ui, app: &mut Option<App>| {
+                app.get_or_insert_with(|| App::new(ui.ctx(), socket.clone(), launch.clone()))
+                    .show(ui)
+            },
+            None,
+        );
     // No click: the app starts it, and never shows the not-running notice meanwhile.
     let (mut saw_not_running, t) = (false, Instant::now());
     while app(&h).connection != Connection::Connected {
-        assert!(t.elapsed() < Duration::from_secs(20), "the app did not start the daemon: {:?}", app(&h).connection);
-        saw_not_running |= h.query_by_label("The PeddleNet daemon is not running").is_some();
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "the app did not start the daemon: {:?}",
+            app(&h).connection
+        );
+        saw_not_running |= h
+            .query_by_label("The PeddleNet daemon is not running")
+            .is_some();
         h.step();
         std::thread::sleep(Duration::from_millis(20));
     }
-    assert!(!saw_not_running, "the app said 'not running' while its own daemon started");
+    assert!(
+        !saw_not_running,
+        "the app said 'not running' while its own daemon started"
+    );
     let log = std::fs::read_to_string(&log).unwrap();
-    assert!(log.contains("peddlenetd is ready"), "the daemon's log is kept: {log}");
-    let _ = std::process::Command::new("pkill").args(["-f", data.to_str().unwrap()]).status();
+    assert!(
+        log.contains("peddlenetd is ready"),
+        "the daemon's log is kept: {log}"
+    );
+    let _ = std::process::Command::new("pkill")
+        .args(["-f", data.to_str().unwrap()])
+        .status();
     // Lost later: the app offers the button, it does not restart on its own.
-    until(&mut h, Duration::from_secs(10), "the lost connection", |h| matches!(app(h).connection, Connection::NotRunning(_)));
+    until(
+        &mut h,
+        Duration::from_secs(10),
+        "the lost connection",
+        |h| matches!(app(h).connection, Connection::NotRunning(_)),
+    );
 }
 
 #[test]
@@ -223,14 +351,31 @@ fn a_daemon_that_cannot_start_is_explained() {
     std::fs::create_dir(&data).unwrap();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o777)).unwrap();
-    let launch = Launch { exe: Some(daemon_wrapper(dir.path(), &data)), autostart: true, log: dir.path().join("daemon.log") };
-    let mut h: H<'_> = Harness::builder().with_size(egui::vec2(900.0, 600.0)).build_ui_state(
-        move |ui, app: &mut Option<App>| app.get_or_insert_with(|| App::new(ui.ctx(), socket.clone(), launch.clone())).show(ui),
-        None,
+    let launch = Launch {
+        exe: Some(daemon_wrapper(dir.path(), &data)),
+        autostart: true,
+        log: dir.path().join("daemon.log"),
+    };
+    let mut h: H<'_> = Harness::builder()
+        .with_size(egui::vec2(900.0, 600.0))
+        .build_ui_state(
+            move |ui, app: &mut Option<App>| {
+                app.get_or_insert_with(|| App::new(ui.ctx(), socket.clone(), launch.clone()))
+                    .show(ui)
+            },
+            None,
+        );
+    until(
+        &mut h,
+        Duration::from_secs(15),
+        "the reason the daemon stopped",
+        |h| {
+            app(h).errors.iter().any(|e| {
+                e.contains("peddlenetd stopped at once")
+                    && e.contains("can be written by other users")
+            })
+        },
     );
-    until(&mut h, Duration::from_secs(15), "the reason the daemon stopped", |h| {
-        app(h).errors.iter().any(|e| e.contains("peddlenetd stopped at once") && e.contains("can be written by other users"))
-    });
 }
 
 #[test]
@@ -244,37 +389,88 @@ fn settings_change_the_daemons_relaying() {
     });
     let c = rt.block_on(d.client());
     let mut h = harness(d.socket.clone());
-    until(&mut h, Duration::from_secs(10), "the connection", |h| app(h).connection == Connection::Connected);
+    until(&mut h, Duration::from_secs(10), "the connection", |h| {
+        app(h).connection == Connection::Connected
+    });
     h.get_by_label("Settings").click();
-    until(&mut h, Duration::from_secs(5), "the daemon's settings", |h| app(h).settings.is_some());
-    assert!(app(&h).settings.unwrap().relay_enabled, "relaying is on by default");
+    until(
+        &mut h,
+        Duration::from_secs(5),
+        "the daemon's settings",
+        |h| app(h).settings.is_some(),
+    );
+    assert!(
+        app(&h).settings.unwrap().relay_enabled,
+        "relaying is on by default"
+    );
     // Nothing changed yet: Apply does nothing.
     h.get_by_label("Apply").click();
     h.run();
-    h.get_by_label("Carry rooms I am not in for others (I cannot read them)").click();
+    h.get_by_label("Carry rooms I am not in for others (I cannot read them)")
+        .click();
     h.run();
     h.get_by_label("Apply").click();
-    until(&mut h, Duration::from_secs(5), "relaying off", |h| app(h).settings.is_some_and(|s| !s.relay_enabled));
-    assert!(!rt.block_on(c.settings()).unwrap().relay_enabled, "the daemon has it off");
+    until(&mut h, Duration::from_secs(5), "relaying off", |h| {
+        app(h).settings.is_some_and(|s| !s.relay_enabled)
+    });
+    assert!(
+        !rt.block_on(c.settings()).unwrap().relay_enabled,
+        "the daemon has it off"
+    );
     // On again with a 5 MiB budget (the field's value set as typing would).
-    h.get_by_label("Carry rooms I am not in for others (I cannot read them)").click();
+    h.get_by_label("Carry rooms I am not in for others (I cannot read them)")
+        .click();
     h.run();
-    app_mut(&mut h).settings_edit.as_mut().unwrap().relay_budget_mib = 5;
+    app_mut(&mut h)
+        .settings_edit
+        .as_mut()
+        .unwrap()
+        .relay_budget_mib = 5;
     h.run();
     h.get_by_label("Apply").click();
     until(&mut h, Duration::from_secs(5), "the new settings", |h| {
-        app(h).settings == Some(peddlenet_api::Settings { relay_enabled: true, relay_budget_mib: 5, bluetooth_enabled: true, wifi_direct_enabled: true, wifi_host: false })
+        app(h).settings
+            == Some(peddlenet_api::Settings {
+                relay_enabled: true,
+                relay_budget_mib: 5,
+                bluetooth_enabled: true,
+                wifi_direct_enabled: true,
+                wifi_host: false,
+            })
     });
-    assert_eq!(rt.block_on(c.settings()).unwrap(), peddlenet_api::Settings { relay_enabled: true, relay_budget_mib: 5, bluetooth_enabled: true, wifi_direct_enabled: true, wifi_host: false });
-    until(&mut h, Duration::from_secs(5), "the status to show the budget", |h| {
-        app(h).status.as_ref().is_some_and(|s| s.relay.budget_bytes == 5 << 20)
-    });
+    assert_eq!(
+        rt.block_on(c.settings()).unwrap(),
+        peddlenet_api::Settings {
+            relay_enabled: true,
+            relay_budget_mib: 5,
+            bluetooth_enabled: true,
+            wifi_direct_enabled: true,
+            wifi_host: false
+        }
+    );
+    until(
+        &mut h,
+        Duration::from_secs(5),
+        "the status to show the budget",
+        |h| {
+            app(h)
+                .status
+                .as_ref()
+                .is_some_and(|s| s.relay.budget_bytes == 5 << 20)
+        },
+    );
     // Bluetooth off from the app.
-    h.get_by_label("Bluetooth: link with nearby nodes that have no network").click();
+    h.get_by_label("Bluetooth: link with nearby nodes that have no network")
+        .click();
     h.run();
     h.get_by_label("Apply").click();
-    until(&mut h, Duration::from_secs(5), "Bluetooth off", |h| app(h).settings.is_some_and(|s| !s.bluetooth_enabled));
-    assert!(!rt.block_on(c.settings()).unwrap().bluetooth_enabled, "the daemon has it off");
+    until(&mut h, Duration::from_secs(5), "Bluetooth off", |h| {
+        app(h).settings.is_some_and(|s| !s.bluetooth_enabled)
+    });
+    assert!(
+        !rt.block_on(c.settings()).unwrap().bluetooth_enabled,
+        "the daemon has it off"
+    );
     assert!(app(&h).errors.is_empty(), "{:?}", app(&h).errors);
 }
 
@@ -289,26 +485,54 @@ fn guest_passes_are_made_and_revoked_from_the_app() {
     });
     let c = rt.block_on(d.client());
     let mut h = harness(d.socket.clone());
-    until(&mut h, Duration::from_secs(10), "the room list", |h| app(h).rooms.len() == 1);
+    until(&mut h, Duration::from_secs(10), "the room list", |h| {
+        app(h).rooms.len() == 1
+    });
     // (The room list's entry; the room's name shows elsewhere too.)
-    h.query_all_by_label("camp").next().expect("the room in the list").click();
-    until(&mut h, Duration::from_secs(5), "the room open", |h| h.query_by_label("Guest QR…").is_some());
+    h.query_all_by_label("camp")
+        .next()
+        .expect("the room in the list")
+        .click();
+    until(&mut h, Duration::from_secs(5), "the room open", |h| {
+        h.query_by_label("Guest QR…").is_some()
+    });
     h.get_by_label("Guest QR…").click();
-    until(&mut h, Duration::from_secs(5), "the guest pass window", |h| app(h).guest_pass.is_some());
+    until(
+        &mut h,
+        Duration::from_secs(5),
+        "the guest pass window",
+        |h| app(h).guest_pass.is_some(),
+    );
     let (pass, tex) = app(&h).guest_pass.clone().unwrap();
     assert!(tex.is_some(), "its QR code is drawn");
     let listed = rt.block_on(c.guest_list()).unwrap();
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].id, pass.id);
-    assert!(pass.url.as_deref().is_some_and(|u| u.contains("/g/")), "{pass:?}");
+    assert!(
+        pass.url.as_deref().is_some_and(|u| u.contains("/g/")),
+        "{pass:?}"
+    );
     app_mut(&mut h).guest_pass = None;
     h.get_by_label("Settings").click();
     let revoke = format!("Revoke {}", pass.id);
-    until(&mut h, Duration::from_secs(5), "the pass in Settings", |h| h.query_by_label(&revoke).is_some());
+    until(
+        &mut h,
+        Duration::from_secs(5),
+        "the pass in Settings",
+        |h| h.query_by_label(&revoke).is_some(),
+    );
     h.get_by_label(&revoke).click();
-    until(&mut h, Duration::from_secs(5), "the pass gone", |h| app(h).guests.is_empty());
-    assert!(rt.block_on(c.guest_list()).unwrap().is_empty(), "revoked in the daemon");
+    until(&mut h, Duration::from_secs(5), "the pass gone", |h| {
+        app(h).guests.is_empty()
+    });
+    assert!(
+        rt.block_on(c.guest_list()).unwrap().is_empty(),
+        "revoked in the daemon"
+    );
     let url = pass.url.unwrap();
     let token = url.rsplit('/').next().unwrap();
-    assert!(rt.block_on(c.guest_check(token)).is_err(), "the token is refused now");
+    assert!(
+        rt.block_on(c.guest_check(token)).is_err(),
+        "the token is refused now"
+    );
 }

@@ -32,8 +32,17 @@ fn busyness(png: &[u8]) -> (f64, usize) {
 #[test]
 fn the_real_window_under_xvfb_is_not_blank() {
     for tool in ["Xvfb", "/usr/bin/import"] {
-        if Command::new("sh").arg("-c").arg(format!("command -v {tool}")).output().map(|o| !o.status.success()).unwrap_or(true) {
-            return skip("screenshot::the_real_window_under_xvfb_is_not_blank", &format!("{tool} is not installed (Debian: xvfb, imagemagick)"));
+        if Command::new("sh")
+            .arg("-c")
+            .arg(format!("command -v {tool}"))
+            .output()
+            .map(|o| !o.status.success())
+            .unwrap_or(true)
+        {
+            return skip(
+                "screenshot::the_real_window_under_xvfb_is_not_blank",
+                &format!("{tool} is not installed (Debian: xvfb, imagemagick)"),
+            );
         }
     }
     let _g = serial();
@@ -54,7 +63,14 @@ fn the_real_window_under_xvfb_is_not_blank() {
     let display = format!(":{n}");
     let mut x = Kill(
         Command::new("Xvfb")
-            .args([display.as_str(), "-screen", "0", "1280x800x24", "-nolisten", "tcp"])
+            .args([
+                display.as_str(),
+                "-screen",
+                "0",
+                "1280x800x24",
+                "-nolisten",
+                "tcp",
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -63,16 +79,28 @@ fn the_real_window_under_xvfb_is_not_blank() {
     let lock = std::path::Path::new(&format!("/tmp/.X{n}-lock")).to_path_buf();
     let t = Instant::now();
     // Ours once its lock names its pid, and it is still running.
-    while std::fs::read_to_string(&lock).map(|p| p.trim() != x.0.id().to_string()).unwrap_or(true) {
-        assert!(x.0.try_wait().unwrap().is_none(), "Xvfb exited at start (display {display})");
+    while std::fs::read_to_string(&lock)
+        .map(|p| p.trim() != x.0.id().to_string())
+        .unwrap_or(true)
+    {
+        assert!(
+            x.0.try_wait().unwrap().is_none(),
+            "Xvfb exited at start (display {display})"
+        );
         assert!(t.elapsed() < Duration::from_secs(10), "Xvfb did not start");
         std::thread::sleep(Duration::from_millis(50));
     }
     // And its socket answers (a stale socket file refuses connections).
     let socket = format!("/tmp/.X11-unix/X{n}");
     while std::os::unix::net::UnixStream::connect(&socket).is_err() {
-        assert!(x.0.try_wait().unwrap().is_none(), "Xvfb exited at start (display {display})");
-        assert!(t.elapsed() < Duration::from_secs(10), "Xvfb does not answer on {socket}");
+        assert!(
+            x.0.try_wait().unwrap().is_none(),
+            "Xvfb exited at start (display {display})"
+        );
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "Xvfb does not answer on {socket}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     let _x = x;
@@ -99,7 +127,12 @@ fn the_real_window_under_xvfb_is_not_blank() {
     let mut last: Vec<u8> = Vec::new();
     while t.elapsed() < Duration::from_secs(20) {
         std::thread::sleep(Duration::from_millis(400));
-        let ok = Command::new("/usr/bin/import").args(["-display", &display, "-window", "root"]).arg(&shot).status().map(|s| s.success()).unwrap_or(false);
+        let ok = Command::new("/usr/bin/import")
+            .args(["-display", &display, "-window", "root"])
+            .arg(&shot)
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
         if !ok {
             continue;
         }
@@ -111,7 +144,11 @@ fn the_real_window_under_xvfb_is_not_blank() {
         }
         last = pixels;
     }
-    eprintln!("screenshot: {} ({:.0} % of pixels off the background, {colours} colours)", shot.display(), busy * 100.0);
+    eprintln!(
+        "screenshot: {} ({:.0} % of pixels off the background, {colours} colours)",
+        shot.display(),
+        busy * 100.0
+    );
     assert!(
         busy > 0.05 && colours > 16,
         "the window looks blank: {:.1} % busy, {colours} colours; the app's log:\n{}",

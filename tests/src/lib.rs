@@ -18,7 +18,11 @@ pub fn bin(name: &str) -> PathBuf {
         dir.pop();
     }
     let p = dir.join(name);
-    assert!(p.exists(), "{} is not built; run `cargo build --workspace` first", p.display());
+    assert!(
+        p.exists(),
+        "{} is not built; run `cargo build --workspace` first",
+        p.display()
+    );
     p
 }
 
@@ -38,7 +42,10 @@ impl DaemonOpts {
     pub fn loopback(name: &str) -> Self {
         Self {
             name: name.into(),
-            listen: vec!["/ip4/127.0.0.1/tcp/0".into(), "/ip4/127.0.0.1/udp/0/quic-v1".into()],
+            listen: vec![
+                "/ip4/127.0.0.1/tcp/0".into(),
+                "/ip4/127.0.0.1/udp/0/quic-v1".into(),
+            ],
             peers: Vec::new(),
             mdns: false,
             netns: None,
@@ -53,8 +60,14 @@ impl DaemonOpts {
     pub fn in_netns(name: &str, ns: &str, peers: &[String]) -> Self {
         Self {
             name: name.into(),
-            listen: vec!["/ip4/0.0.0.0/tcp/4717".into(), "/ip4/0.0.0.0/udp/4717/quic-v1".into()],
-            peers: peers.iter().map(|ip| format!("/ip4/{ip}/tcp/4717")).collect(),
+            listen: vec![
+                "/ip4/0.0.0.0/tcp/4717".into(),
+                "/ip4/0.0.0.0/udp/4717/quic-v1".into(),
+            ],
+            peers: peers
+                .iter()
+                .map(|ip| format!("/ip4/{ip}/tcp/4717"))
+                .collect(),
             mdns: false,
             netns: Some(ns.into()),
             log: "info".into(),
@@ -85,7 +98,10 @@ pub struct Daemon {
 
 impl Daemon {
     pub fn start(opts: DaemonOpts) -> Self {
-        let tmp = tempfile::Builder::new().prefix("pn-").tempdir().expect("tempdir");
+        let tmp = tempfile::Builder::new()
+            .prefix("pn-")
+            .tempdir()
+            .expect("tempdir");
         let dir = tmp.path().to_path_buf();
         let mut d = Self {
             socket: dir.join("peddlenetd.sock"),
@@ -100,7 +116,11 @@ impl Daemon {
     }
 
     fn spawn(&mut self) {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("daemon.log")).expect("log file");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("daemon.log"))
+            .expect("log file");
         let mut cmd = match &self.opts.netns {
             Some(ns) => {
                 let mut c = Command::new("ip");
@@ -109,7 +129,12 @@ impl Daemon {
             }
             None => Command::new(bin("peddlenetd")),
         };
-        cmd.arg("--data-dir").arg(&self.data_dir).arg("--socket").arg(&self.socket).arg("--name").arg(&self.opts.name);
+        cmd.arg("--data-dir")
+            .arg(&self.data_dir)
+            .arg("--socket")
+            .arg(&self.socket)
+            .arg("--name")
+            .arg(&self.opts.name);
         cmd.arg("--config").arg(self.dir.join("none.toml"));
         // The web UI on a free port unless the test says otherwise: many
         // daemons run at once, and 4718 is the machine's.
@@ -120,7 +145,10 @@ impl Daemon {
         // Never the machine's own wpa_supplicant: Wi-Fi Direct is tested in
         // the VM lab (tests/wifi/); here it finds no control socket.
         if !config.contains("[wifi_direct]") {
-            config.push_str(&format!("\n[wifi_direct]\nctrl_interface = {:?}\n", self.dir.join("no-wpa_supplicant")));
+            config.push_str(&format!(
+                "\n[wifi_direct]\nctrl_interface = {:?}\n",
+                self.dir.join("no-wpa_supplicant")
+            ));
         }
         std::fs::write(self.dir.join("none.toml"), config).expect("config file");
         for l in &self.opts.listen {
@@ -133,8 +161,12 @@ impl Daemon {
             cmd.arg("--no-mdns");
         }
         cmd.arg("--log").arg(&self.opts.log);
-        cmd.env_remove("PEDDLENET_SOCKET").env_remove("PEDDLENET_DATA_DIR").env_remove("PEDDLENET_CONFIG");
-        cmd.stdin(Stdio::null()).stdout(log.try_clone().expect("dup")).stderr(log);
+        cmd.env_remove("PEDDLENET_SOCKET")
+            .env_remove("PEDDLENET_DATA_DIR")
+            .env_remove("PEDDLENET_CONFIG");
+        cmd.stdin(Stdio::null())
+            .stdout(log.try_clone().expect("dup"))
+            .stderr(log);
         self.child = Some(cmd.spawn().expect("spawn peddlenetd"));
     }
 
@@ -152,7 +184,11 @@ impl Daemon {
                 return c;
             }
             if Instant::now() > deadline {
-                panic!("{} did not come up; its log:\n{}", self.opts.name, self.log());
+                panic!(
+                    "{} did not come up; its log:\n{}",
+                    self.opts.name,
+                    self.log()
+                );
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -173,7 +209,10 @@ impl Daemon {
     /// SIGTERM, then waits; returns the exit status.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
         let mut c = self.child.take().expect("running");
-        let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(c.id().to_string())
+            .status();
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             if let Some(s) = c.try_wait().expect("wait") {
@@ -195,13 +234,19 @@ impl Daemon {
     /// The first TCP address the daemon listens on.
     pub async fn tcp_addr(&self) -> String {
         let s = self.client().await.status().await.expect("status");
-        s.listen_addrs.into_iter().find(|a| a.contains("/tcp/")).expect("a TCP listen address")
+        s.listen_addrs
+            .into_iter()
+            .find(|a| a.contains("/tcp/"))
+            .expect("a TCP listen address")
     }
 
     /// The daemon's QUIC address.
     pub async fn quic_addr(&self) -> String {
         let s = self.client().await.status().await.expect("status");
-        s.listen_addrs.into_iter().find(|a| a.contains("/quic-v1")).expect("a QUIC listen address")
+        s.listen_addrs
+            .into_iter()
+            .find(|a| a.contains("/quic-v1"))
+            .expect("a QUIC listen address")
     }
 
     /// Runs the CLI against this daemon.
@@ -225,7 +270,13 @@ impl Drop for Daemon {
 }
 
 pub fn cli(socket: &Path, args: &[&str]) -> Output {
-    Command::new(bin("peddlenet")).arg("--socket").arg(socket).args(args).env_remove("PEDDLENET_SOCKET").output().expect("run peddlenet")
+    Command::new(bin("peddlenet"))
+        .arg("--socket")
+        .arg(socket)
+        .args(args)
+        .env_remove("PEDDLENET_SOCKET")
+        .output()
+        .expect("run peddlenet")
 }
 
 pub fn rss_kib(pid: u32) -> u64 {
@@ -243,7 +294,8 @@ pub fn cpu_time(pid: u32) -> std::time::Duration {
     // Fields after the command name, which is in parentheses and may hold spaces.
     let rest = s.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
     let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: u64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0) + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
+    let ticks: u64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0)
+        + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
     // Linux reports in USER_HZ, 100 on every architecture Debian ships.
     std::time::Duration::from_millis(ticks * 10)
 }
@@ -270,7 +322,11 @@ where
 pub async fn wait_room_peers(c: &Client, room: &str, n: u32) {
     eventually(Duration::from_secs(10), "room peers", || async {
         let rooms = c.room_list().await.ok()?;
-        rooms.iter().find(|r| r.id == room || r.name == room).filter(|r| r.online_peers >= n).map(|_| ())
+        rooms
+            .iter()
+            .find(|r| r.id == room || r.name == room)
+            .filter(|r| r.online_peers >= n)
+            .map(|_| ())
     })
     .await;
 }
@@ -284,7 +340,10 @@ pub fn files_containing(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
             let p = e.path();
             if p.is_dir() {
                 stack.push(p);
-            } else if std::fs::read(&p).map(|b| b.windows(needle.len()).any(|w| w == needle)).unwrap_or(false) {
+            } else if std::fs::read(&p)
+                .map(|b| b.windows(needle.len()).any(|w| w == needle))
+                .unwrap_or(false)
+            {
                 out.push(p);
             }
         }
@@ -324,7 +383,9 @@ pub fn serial() -> std::sync::MutexGuard<'static, ()> {
 
 /// Whether nothing may be skipped (CI sets CI=true).
 pub fn in_ci() -> bool {
-    std::env::var("CI").map(|v| v == "true" || v == "1").unwrap_or(false)
+    std::env::var("CI")
+        .map(|v| v == "true" || v == "1")
+        .unwrap_or(false)
 }
 
 /// Reports a skipped test. In CI a skip is a failure.

@@ -13,11 +13,18 @@ pub struct Lab {
 }
 
 fn ip(args: &[&str]) -> Result<(), String> {
-    let out = Command::new("ip").args(args).output().map_err(|e| format!("cannot run ip: {e}"))?;
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .map_err(|e| format!("cannot run ip: {e}"))?;
     if out.status.success() {
         Ok(())
     } else {
-        Err(format!("ip {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim()))
+        Err(format!(
+            "ip {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
     }
 }
 
@@ -36,7 +43,12 @@ impl Lab {
     /// `n` hosts, host i at 10.213.<subnet>.(i+1)/24, all on one bridge.
     pub fn new(tag: &str, n: usize, subnet: u8) -> Result<Self, String> {
         let p = format!("pn{}{}", std::process::id() % 100_000, tag);
-        let lab = Self { hosts: (0..n).map(|i| format!("{p}h{i}")).collect(), bridge_ns: format!("{p}br"), links: Vec::new(), base: 0 };
+        let lab = Self {
+            hosts: (0..n).map(|i| format!("{p}h{i}")).collect(),
+            bridge_ns: format!("{p}br"),
+            links: Vec::new(),
+            base: 0,
+        };
         lab.build(subnet).inspect_err(|_| lab.teardown())?;
         Ok(lab)
     }
@@ -46,7 +58,12 @@ impl Lab {
     /// Link k joins a at 10.`base`.k.1/24 and b at 10.`base`.k.2/24.
     pub fn links(tag: &str, n: usize, links: &[(usize, usize)], base: u8) -> Result<Self, String> {
         let p = format!("pn{}{}", std::process::id() % 100_000, tag);
-        let lab = Self { hosts: (0..n).map(|i| format!("{p}h{i}")).collect(), bridge_ns: format!("{p}none"), links: links.to_vec(), base };
+        let lab = Self {
+            hosts: (0..n).map(|i| format!("{p}h{i}")).collect(),
+            bridge_ns: format!("{p}none"),
+            links: links.to_vec(),
+            base,
+        };
         lab.build_links().inspect_err(|_| lab.teardown())?;
         Ok(lab)
     }
@@ -58,9 +75,30 @@ impl Lab {
         }
         for (k, (a, b)) in self.links.iter().enumerate() {
             let name = format!("l{k}");
-            ip(&["-n", &self.hosts[*a], "link", "add", &name, "type", "veth", "peer", "name", &name, "netns", &self.hosts[*b]])?;
+            ip(&[
+                "-n",
+                &self.hosts[*a],
+                "link",
+                "add",
+                &name,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                &name,
+                "netns",
+                &self.hosts[*b],
+            ])?;
             for (end, host) in [(1, a), (2, b)] {
-                ip(&["-n", &self.hosts[*host], "addr", "add", &format!("10.{}.{k}.{end}/24", self.base), "dev", &name])?;
+                ip(&[
+                    "-n",
+                    &self.hosts[*host],
+                    "addr",
+                    "add",
+                    &format!("10.{}.{k}.{end}/24", self.base),
+                    "dev",
+                    &name,
+                ])?;
                 ip(&["-n", &self.hosts[*host], "link", "set", &name, "up"])?;
             }
         }
@@ -75,14 +113,24 @@ impl Lab {
     }
 
     fn link_index(&self, a: usize, b: usize) -> usize {
-        self.links.iter().position(|l| *l == (a, b) || *l == (b, a)).unwrap_or_else(|| panic!("no link between {a} and {b}"))
+        self.links
+            .iter()
+            .position(|l| *l == (a, b) || *l == (b, a))
+            .unwrap_or_else(|| panic!("no link between {a} and {b}"))
     }
 
     /// Cuts or restores the link between hosts `a` and `b` (both ends).
     pub fn set_pair(&self, a: usize, b: usize, up: bool) -> Result<(), String> {
         let name = format!("l{}", self.link_index(a, b));
         for h in [a, b] {
-            ip(&["-n", &self.hosts[h], "link", "set", &name, if up { "up" } else { "down" }])?;
+            ip(&[
+                "-n",
+                &self.hosts[h],
+                "link",
+                "set",
+                &name,
+                if up { "up" } else { "down" },
+            ])?;
         }
         Ok(())
     }
@@ -96,10 +144,20 @@ impl Lab {
             ip(&["netns", "add", h])?;
             ip(&["-n", h, "link", "set", "lo", "up"])?;
             let (inner, outer) = (format!("v{i}"), format!("p{i}"));
-            ip(&["-n", h, "link", "add", &inner, "type", "veth", "peer", "name", &outer, "netns", br])?;
+            ip(&[
+                "-n", h, "link", "add", &inner, "type", "veth", "peer", "name", &outer, "netns", br,
+            ])?;
             ip(&["-n", br, "link", "set", &outer, "master", "br0"])?;
             ip(&["-n", br, "link", "set", &outer, "up"])?;
-            ip(&["-n", h, "addr", "add", &format!("10.213.{subnet}.{}/24", i + 1), "dev", &inner])?;
+            ip(&[
+                "-n",
+                h,
+                "addr",
+                "add",
+                &format!("10.213.{subnet}.{}/24", i + 1),
+                "dev",
+                &inner,
+            ])?;
             ip(&["-n", h, "link", "set", &inner, "up"])?;
             ip(&["-n", h, "route", "add", "224.0.0.0/4", "dev", &inner])?;
         }
@@ -108,7 +166,14 @@ impl Lab {
 
     /// Cuts or restores host i's link to the bridge.
     pub fn set_link(&self, i: usize, up: bool) -> Result<(), String> {
-        ip(&["-n", &self.bridge_ns, "link", "set", &format!("p{i}"), if up { "up" } else { "down" }])
+        ip(&[
+            "-n",
+            &self.bridge_ns,
+            "link",
+            "set",
+            &format!("p{i}"),
+            if up { "up" } else { "down" },
+        ])
     }
 
     fn teardown(&self) {

@@ -4,7 +4,10 @@
 use peddlenet_tests::*;
 
 fn text(o: &std::process::Output) -> (String, String) {
-    (String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
+    (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
 }
 
 #[test]
@@ -13,7 +16,10 @@ fn no_daemon_is_a_clear_error() {
     let o = cli(&dir.path().join("absent.sock"), &["status"]);
     let (_, err) = text(&o);
     assert!(!o.status.success());
-    assert!(err.contains("not running") && err.contains("peddlenetd"), "{err}");
+    assert!(
+        err.contains("not running") && err.contains("peddlenetd"),
+        "{err}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -27,7 +33,8 @@ async fn every_command_works_in_text_and_json() {
         let o = a.cli(&v);
         let (out, err) = text(&o);
         assert!(o.status.success(), "{args:?}: {err}");
-        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{args:?} printed no JSON ({e}): {out}"))
+        serde_json::from_str(&out)
+            .unwrap_or_else(|e| panic!("{args:?} printed no JSON ({e}): {out}"))
     };
 
     assert_eq!(json(&["status"])["display_name"], "A");
@@ -36,7 +43,10 @@ async fn every_command_works_in_text_and_json() {
     let invite = created["invite"].as_str().unwrap().to_owned();
     assert!(invite.starts_with("peddlenet://join/"));
     assert_eq!(json(&["room", "list"]).as_array().unwrap().len(), 1);
-    assert_eq!(json(&["send", "base camp", "hello", "there"])["text"], "hello there");
+    assert_eq!(
+        json(&["send", "base camp", "hello", "there"])["text"],
+        "hello there"
+    );
     let h = json(&["history", "Base camp"]);
     assert_eq!(h["messages"][0]["text"], "hello there");
     assert_eq!(h["messages"][0]["author_name"], "Ana");
@@ -52,7 +62,10 @@ async fn every_command_works_in_text_and_json() {
     // Readable errors, non-zero exits.
     for (args, needle) in [
         (&["send", "nowhere", "hi"][..], "no room named"),
-        (&["room", "join", "peddlenet://join/AAAA"][..], "not a valid invite"),
+        (
+            &["room", "join", "peddlenet://join/AAAA"][..],
+            "not a valid invite",
+        ),
         (&["room", "join", "hello"][..], "not a valid invite"),
         (&["connect", "not-an-address"][..], "bad address"),
         (&["send", "Base camp", "  "][..], "empty"),
@@ -83,7 +96,10 @@ async fn watch_follows_live_messages() {
     let stdout = child.stdout.take().unwrap();
     let lines = std::thread::spawn(move || {
         use std::io::BufRead;
-        std::io::BufReader::new(stdout).lines().map_while(Result::ok).find(|l| l.contains("live one"))
+        std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .find(|l| l.contains("live one"))
     });
     // Give watch time to subscribe, then send until it reports.
     for _ in 0..50 {
@@ -121,7 +137,10 @@ async fn watch_and_history_show_delivery_to_members() {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         use std::io::BufRead;
-        for l in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+        for l in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
             let _ = tx.send(l);
         }
     });
@@ -136,11 +155,22 @@ async fn watch_and_history_show_delivery_to_members() {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
         match rx.recv_timeout(left) {
             Ok(l) => seen.push(l),
-            Err(_) => panic!("watch never printed {want:?}; it printed:\n{}", seen.join("\n")),
+            Err(_) => panic!(
+                "watch never printed {want:?}; it printed:\n{}",
+                seen.join("\n")
+            ),
         }
     }
     let _ = child.kill();
-    assert!(seen.iter().any(|l| l.contains("A (you): anyone there [stored here]")), "{}", seen.join("\n"));
+    assert!(
+        seen.iter()
+            .any(|l| l.contains("A (you): anyone there [stored here]")),
+        "{}",
+        seen.join("\n")
+    );
     let (out, _) = text(&a.cli(&["history", "r"]));
-    assert!(out.contains("A (you): anyone there [delivered to 1 of 1 member]"), "{out}");
+    assert!(
+        out.contains("A (you): anyone there [delivered to 1 of 1 member]"),
+        "{out}"
+    );
 }

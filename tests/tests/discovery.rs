@@ -10,7 +10,10 @@ use peddlenet_tests::*;
 fn lan_opts(name: &str, ns: &str) -> DaemonOpts {
     DaemonOpts {
         name: name.into(),
-        listen: vec!["/ip4/0.0.0.0/tcp/0".into(), "/ip4/0.0.0.0/udp/0/quic-v1".into()],
+        listen: vec![
+            "/ip4/0.0.0.0/tcp/0".into(),
+            "/ip4/0.0.0.0/udp/0/quic-v1".into(),
+        ],
         peers: Vec::new(),
         mdns: true,
         netns: Some(ns.into()),
@@ -22,7 +25,10 @@ fn lan_opts(name: &str, ns: &str) -> DaemonOpts {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn peers_on_one_link_find_each_other_by_mdns_and_chat() {
     if let Some(why) = Lab::unavailable() {
-        return skip("discovery::peers_on_one_link_find_each_other_by_mdns_and_chat", &why);
+        return skip(
+            "discovery::peers_on_one_link_find_each_other_by_mdns_and_chat",
+            &why,
+        );
     }
     let _g = serial();
     let lab = Lab::new("d", 2, 1).expect("network namespaces");
@@ -38,9 +44,16 @@ async fn peers_on_one_link_find_each_other_by_mdns_and_chat() {
     .await;
     let since_start = started.elapsed();
     eprintln!("found and connected {took:?} after B answered, {since_start:?} after B was started");
-    assert!(since_start < Duration::from_secs(2), "discovery took {since_start:?}");
+    assert!(
+        since_start < Duration::from_secs(2),
+        "discovery took {since_start:?}"
+    );
     let peer = &cb.peers().await.unwrap()[0];
-    assert!(peer.addr.contains("/ip4/10.213.1."), "connected over the bridge: {}", peer.addr);
+    assert!(
+        peer.addr.contains("/ip4/10.213.1."),
+        "connected over the bridge: {}",
+        peer.addr
+    );
 
     // Chat: the room is created and joined after discovery, so the
     // connection they use is the one mDNS made.
@@ -53,7 +66,10 @@ async fn peers_on_one_link_find_each_other_by_mdns_and_chat() {
     let m = ca.send(&room.id, "anyone at the meadow?").await.unwrap();
     let r = cb.send(&room.id, "here!").await.unwrap();
     for (c, id) in [(&cb, &m.id), (&ca, &r.id)] {
-        eventually(Duration::from_secs(2), "the reply", || async { history_ids(c, &room.id).await.contains(id).then_some(()) }).await;
+        eventually(Duration::from_secs(2), "the reply", || async {
+            history_ids(c, &room.id).await.contains(id).then_some(())
+        })
+        .await;
     }
     drop((a, b));
 }

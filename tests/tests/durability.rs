@@ -26,7 +26,10 @@ async fn acknowledged_messages_survive_kill_9() {
             let (c, acked, room) = (c.clone(), acked.clone(), room.clone());
             writers.push(tokio::spawn(async move {
                 for i in 0.. {
-                    match c.send(&room, &format!("round {round} writer {w} message {i}")).await {
+                    match c
+                        .send(&room, &format!("round {round} writer {w} message {i}"))
+                        .await
+                    {
                         Ok(m) => acked.lock().unwrap().push(m.id),
                         Err(_) => break,
                     }
@@ -34,7 +37,10 @@ async fn acknowledged_messages_survive_kill_9() {
             }));
         }
         let target = 100 + round * 37;
-        eventually(Duration::from_secs(30), "acknowledged sends", || async { (acked.lock().unwrap().len() >= target).then_some(()) }).await;
+        eventually(Duration::from_secs(30), "acknowledged sends", || async {
+            (acked.lock().unwrap().len() >= target).then_some(())
+        })
+        .await;
         d.kill9();
         for w in writers {
             w.await.unwrap();
@@ -43,10 +49,21 @@ async fn acknowledged_messages_survive_kill_9() {
         d.restart();
         let c = d.client().await;
         let stored: HashSet<String> = history_ids(&c, &room).await.into_iter().collect();
-        let missing: Vec<_> = all_acked.iter().filter(|id| !stored.contains(*id)).collect();
-        assert!(missing.is_empty(), "round {round}: {} acknowledged messages lost, e.g. {:?}", missing.len(), missing.first());
+        let missing: Vec<_> = all_acked
+            .iter()
+            .filter(|id| !stored.contains(*id))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "round {round}: {} acknowledged messages lost, e.g. {:?}",
+            missing.len(),
+            missing.first()
+        );
     }
-    eprintln!("{} sends acknowledged across 10 kill -9 rounds, none lost", all_acked.len());
+    eprintln!(
+        "{} sends acknowledged across 10 kill -9 rounds, none lost",
+        all_acked.len()
+    );
     // The store is usable: it takes and serves new messages.
     let c = d.client().await;
     let m = c.send(&room, "after the crashes").await.unwrap();
@@ -64,10 +81,18 @@ async fn sigterm_shuts_down_cleanly_and_files_are_private() {
     let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(&d.socket), 0o600, "socket");
     assert_eq!(mode(&d.data_dir), 0o700, "data dir");
-    assert_eq!(mode(&d.data_dir.join("identity.key")), 0o600, "identity key");
+    assert_eq!(
+        mode(&d.data_dir.join("identity.key")),
+        0o600,
+        "identity key"
+    );
     drop(c);
     let status = d.terminate();
-    assert!(status.success(), "exit status {status:?}; log:\n{}", d.log());
+    assert!(
+        status.success(),
+        "exit status {status:?}; log:\n{}",
+        d.log()
+    );
     assert!(!d.socket.exists(), "the socket is removed on shutdown");
     assert!(d.log().contains("shutting down"));
     // Same identity and rooms after a restart.
@@ -91,7 +116,11 @@ async fn a_second_daemon_on_the_same_socket_refuses_to_start() {
         .output()
         .unwrap();
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("already running"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("already running"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // The first one is unharmed.
     d.client().await.status().await.unwrap();
 }

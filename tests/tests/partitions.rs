@@ -18,7 +18,13 @@ const N: usize = 5;
 
 /// Sends a message every 40 ms until told to stop; keeps the ids the daemon
 /// acknowledged. Reconnects when its daemon is killed.
-async fn writer(socket: PathBuf, room: String, name: &'static str, stop: Arc<AtomicBool>, acked: Arc<Mutex<Vec<String>>>) -> usize {
+async fn writer(
+    socket: PathBuf,
+    room: String,
+    name: &'static str,
+    stop: Arc<AtomicBool>,
+    acked: Arc<Mutex<Vec<String>>>,
+) -> usize {
     let mut client: Option<Client> = None;
     let mut failed = 0;
     let mut i = 0;
@@ -43,16 +49,25 @@ async fn writer(socket: PathBuf, room: String, name: &'static str, stop: Arc<Ato
 
 /// Sets every link: up when both ends are in the same group.
 fn partition(lab: &Lab, groups: &[&[usize]]) {
-    let group_of = |h: usize| groups.iter().position(|g| g.contains(&h)).expect("every host in a group");
+    let group_of = |h: usize| {
+        groups
+            .iter()
+            .position(|g| g.contains(&h))
+            .expect("every host in a group")
+    };
     for &(a, b) in &lab.links {
-        lab.set_pair(a, b, group_of(a) == group_of(b)).expect("set link");
+        lab.set_pair(a, b, group_of(a) == group_of(b))
+            .expect("set link");
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_members_converge_through_partitions_heals_and_kill_9() {
     if let Some(why) = Lab::unavailable() {
-        return skip("partitions::five_members_converge_through_partitions_heals_and_kill_9", &why);
+        return skip(
+            "partitions::five_members_converge_through_partitions_heals_and_kill_9",
+            &why,
+        );
     }
     let _g = serial();
     let mut pairs = Vec::new();
@@ -74,7 +89,11 @@ async fn five_members_converge_through_partitions_heals_and_kill_9() {
     let room = c0.room_create("festival").await.unwrap();
     let (_, invite) = c0.room_invite(&room.id).await.unwrap();
     for n in &nodes[1..] {
-        n.client().await.room_join(&bare_invite(&invite)).await.unwrap();
+        n.client()
+            .await
+            .room_join(&bare_invite(&invite))
+            .await
+            .unwrap();
     }
     for n in &nodes {
         wait_room_peers(&n.client().await, &room.id, 2).await;
@@ -83,7 +102,15 @@ async fn five_members_converge_through_partitions_heals_and_kill_9() {
     let stop = Arc::new(AtomicBool::new(false));
     let acked = Arc::new(Mutex::new(Vec::new()));
     let writers: Vec<_> = (0..N)
-        .map(|i| tokio::spawn(writer(nodes[i].socket.clone(), room.id.clone(), NAMES[i], stop.clone(), acked.clone())))
+        .map(|i| {
+            tokio::spawn(writer(
+                nodes[i].socket.clone(),
+                room.id.clone(),
+                NAMES[i],
+                stop.clone(),
+                acked.clone(),
+            ))
+        })
         .collect();
     let pause = |ms| tokio::time::sleep(Duration::from_millis(ms));
 
@@ -114,22 +141,46 @@ async fn five_members_converge_through_partitions_heals_and_kill_9() {
         failed += w.await.unwrap();
     }
     let acked: BTreeSet<String> = acked.lock().unwrap().iter().cloned().collect();
-    eprintln!("{} sends acknowledged, {failed} refused while a daemon was down", acked.len());
-    assert!(acked.len() > 500, "the writers barely wrote: {}", acked.len());
+    eprintln!(
+        "{} sends acknowledged, {failed} refused while a daemon was down",
+        acked.len()
+    );
+    assert!(
+        acked.len() > 500,
+        "the writers barely wrote: {}",
+        acked.len()
+    );
 
     let healed = Instant::now();
     let clients: Vec<Client> = clients_of(&nodes).await;
-    let (sets, took) = eventually(Duration::from_secs(90), "every member to hold the same messages", || async {
-        let mut sets = Vec::new();
-        for c in &clients {
-            sets.push(history_ids(c, &room.id).await.into_iter().collect::<BTreeSet<String>>());
-        }
-        sets.windows(2).all(|w| w[0] == w[1]).then_some(sets)
-    })
+    let (sets, took) = eventually(
+        Duration::from_secs(90),
+        "every member to hold the same messages",
+        || async {
+            let mut sets = Vec::new();
+            for c in &clients {
+                sets.push(
+                    history_ids(c, &room.id)
+                        .await
+                        .into_iter()
+                        .collect::<BTreeSet<String>>(),
+                );
+            }
+            sets.windows(2).all(|w| w[0] == w[1]).then_some(sets)
+        },
+    )
     .await;
-    eprintln!("converged {took:?} after the writers stopped ({:?} after the heal)", healed.elapsed() + Duration::from_secs(2));
+    eprintln!(
+        "converged {took:?} after the writers stopped ({:?} after the heal)",
+        healed.elapsed() + Duration::from_secs(2)
+    );
     let missing: Vec<&String> = acked.difference(&sets[0]).collect();
-    assert!(missing.is_empty(), "{} acknowledged messages missing, e.g. {:?}", missing.len(), missing.first());
+    assert!(
+        missing.is_empty(),
+        "{} acknowledged messages missing, e.g. {:?}",
+        missing.len(),
+        missing.first()
+    );
     eprintln!("every member holds {} messages", sets[0].len());
     drop(lab);
 }

@@ -25,7 +25,10 @@ async fn delivery_of(c: &Client, room: &str, id: &str) -> Option<DeliveryState> 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_relay_that_is_not_a_member_carries_a_room_live_and_across_time() {
     if let Some(why) = Lab::unavailable() {
-        return skip("relay::a_relay_that_is_not_a_member_carries_a_room_live_and_across_time", &why);
+        return skip(
+            "relay::a_relay_that_is_not_a_member_carries_a_room_live_and_across_time",
+            &why,
+        );
     }
     let _g = serial();
     let lab = Lab::links("r", 3, &[(0, 1), (1, 2)], 214).expect("network namespaces");
@@ -39,7 +42,10 @@ async fn a_relay_that_is_not_a_member_carries_a_room_live_and_across_time() {
     // C cannot reach A's addresses anyway; the bare invite makes that plain.
     cc.room_join(&bare_invite(&invite)).await.unwrap();
     // B learns of the room from A's and C's offers and takes its gossip.
-    eventually(Duration::from_secs(10), "B to carry the room", || async { (relayed(&cb).await?.0 == 1).then_some(()) }).await;
+    eventually(Duration::from_secs(10), "B to carry the room", || async {
+        (relayed(&cb).await?.0 == 1).then_some(())
+    })
+    .await;
     wait_room_peers(&ca, &room.id, 1).await;
     wait_room_peers(&cc, &room.id, 1).await;
 
@@ -47,15 +53,25 @@ async fn a_relay_that_is_not_a_member_carries_a_room_live_and_across_time() {
     let secret = "meet at the old oak at dusk";
     let m1 = ca.send(&room.id, secret).await.unwrap();
     let (_, took) = eventually(Duration::from_secs(3), "A's message at C", || async {
-        history_ids(&cc, &room.id).await.contains(&m1.id).then_some(())
+        history_ids(&cc, &room.id)
+            .await
+            .contains(&m1.id)
+            .then_some(())
     })
     .await;
     eprintln!("A -> B (relay) -> C live: {took:?}");
     let r1 = cc.send(&room.id, "on my way").await.unwrap();
-    eventually(Duration::from_secs(3), "C's reply at A", || async { history_ids(&ca, &room.id).await.contains(&r1.id).then_some(()) }).await;
+    eventually(Duration::from_secs(3), "C's reply at A", || async {
+        history_ids(&ca, &room.id)
+            .await
+            .contains(&r1.id)
+            .then_some(())
+    })
+    .await;
     // C's receipt crosses the relay too.
     eventually(Duration::from_secs(5), "C's receipt at A", || async {
-        (delivery_of(&ca, &room.id, &m1.id).await? == DeliveryState::Delivered { to: 1, of: 1 }).then_some(())
+        (delivery_of(&ca, &room.id, &m1.id).await? == DeliveryState::Delivered { to: 1, of: 1 })
+            .then_some(())
     })
     .await;
 
@@ -63,33 +79,65 @@ async fn a_relay_that_is_not_a_member_carries_a_room_live_and_across_time() {
     let (_, held) = relayed(&cb).await.unwrap();
     assert!(held >= 2, "B relays what passed through it: {held}");
     assert!(cb.room_list().await.unwrap().is_empty(), "B is in no room");
-    assert!(cb.history(&room.id, None, None).await.is_err(), "B has no history of the room");
+    assert!(
+        cb.history(&room.id, None, None).await.is_err(),
+        "B has no history of the room"
+    );
     tokio::time::sleep(Duration::from_millis(700)).await; // past sled's flush interval
-    assert!(files_containing(&b.data_dir, secret.as_bytes()).is_empty(), "plaintext in the relay's files");
-    assert!(!files_containing(&a.data_dir, secret.as_bytes()).is_empty(), "the check can see plaintext where it is (A's history)");
+    assert!(
+        files_containing(&b.data_dir, secret.as_bytes()).is_empty(),
+        "plaintext in the relay's files"
+    );
+    assert!(
+        !files_containing(&a.data_dir, secret.as_bytes()).is_empty(),
+        "the check can see plaintext where it is (A's history)"
+    );
 
     // Across time: C leaves; A writes; A leaves; C comes back and gets it
     // from B; C leaves; A comes back and gets C's receipt from B.
     c.terminate();
-    let m2 = ca.send(&room.id, "the river is high, take the bridge").await.unwrap();
-    eventually(Duration::from_secs(5), "B to hold A's second message", || async { (relayed(&cb).await?.1 > held).then_some(()) }).await;
+    let m2 = ca
+        .send(&room.id, "the river is high, take the bridge")
+        .await
+        .unwrap();
+    eventually(
+        Duration::from_secs(5),
+        "B to hold A's second message",
+        || async { (relayed(&cb).await?.1 > held).then_some(()) },
+    )
+    .await;
     a.terminate();
     c.restart();
     let cc = c.client().await;
-    let (_, took) = eventually(Duration::from_secs(15), "C to get A's message from B", || async {
-        history_ids(&cc, &room.id).await.contains(&m2.id).then_some(())
-    })
+    let (_, took) = eventually(
+        Duration::from_secs(15),
+        "C to get A's message from B",
+        || async {
+            history_ids(&cc, &room.id)
+                .await
+                .contains(&m2.id)
+                .then_some(())
+        },
+    )
     .await;
     eprintln!("mule B -> C after C came back: {took:?}");
     // C's receipt for m2 must reach B before C goes.
     let before = relayed(&cb).await.unwrap().1;
-    eventually(Duration::from_secs(5), "C's receipt at B", || async { (relayed(&cb).await?.1 > before).then_some(()) }).await;
+    eventually(Duration::from_secs(5), "C's receipt at B", || async {
+        (relayed(&cb).await?.1 > before).then_some(())
+    })
+    .await;
     c.terminate();
     a.restart();
     let ca = a.client().await;
-    eventually(Duration::from_secs(15), "C's receipt for the carried message at A", || async {
-        (delivery_of(&ca, &room.id, &m2.id).await? == DeliveryState::Delivered { to: 1, of: 1 }).then_some(())
-    })
+    eventually(
+        Duration::from_secs(15),
+        "C's receipt for the carried message at A",
+        || async {
+            (delivery_of(&ca, &room.id, &m2.id).await? == DeliveryState::Delivered { to: 1, of: 1 })
+                .then_some(())
+        },
+    )
     .await;
     drop(lab);
 }
@@ -101,7 +149,8 @@ async fn a_relay_that_is_not_a_member_carries_a_room_live_and_across_time() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_from_one_author_fills_only_that_authors_quota() {
     let _g = serial();
-    let mut ropts = DaemonOpts::loopback("R").config("[relay]\nauthor_quota_kib = 64\nroom_quota_mib = 1\n");
+    let mut ropts =
+        DaemonOpts::loopback("R").config("[relay]\nauthor_quota_kib = 64\nroom_quota_mib = 1\n");
     ropts.log = "info".into();
     let r = Daemon::start(ropts);
     let cr = r.client().await;
@@ -112,11 +161,19 @@ async fn a_flood_from_one_author_fills_only_that_authors_quota() {
     let room = cf.room_create("fair").await.unwrap();
     let (_, invite) = cf.room_invite(&room.id).await.unwrap();
     cq.room_join(&bare_invite(&invite)).await.unwrap();
-    eventually(Duration::from_secs(10), "R to carry the room", || async { (relayed(&cr).await?.0 == 1).then_some(()) }).await;
+    eventually(Duration::from_secs(10), "R to carry the room", || async {
+        (relayed(&cr).await?.0 == 1).then_some(())
+    })
+    .await;
 
     let mut quiet_ids = Vec::new();
     for i in 0..5 {
-        quiet_ids.push(cq.send(&room.id, &format!("quiet note {i}")).await.unwrap().id);
+        quiet_ids.push(
+            cq.send(&room.id, &format!("quiet note {i}"))
+                .await
+                .unwrap()
+                .id,
+        );
     }
     let text = "x".repeat(100);
     let first_flood = cf.send(&room.id, &text).await.unwrap().id;
@@ -140,16 +197,24 @@ async fn a_flood_from_one_author_fills_only_that_authors_quota() {
     }
     let s = cr.status().await.unwrap().relay;
     eprintln!("relay holds {} envelopes, {} bytes", s.envelopes, s.bytes);
-    assert!(s.envelopes < 200, "the relay kept {} envelopes of a 405-message room", s.envelopes);
+    assert!(
+        s.envelopes < 200,
+        "the relay kept {} envelopes of a 405-message room",
+        s.envelopes
+    );
 
     // A newcomer that meets only the relay gets everything the quiet author wrote.
     let newcomer = Daemon::start(DaemonOpts::loopback("N").peer(&r_addr));
     let cn = newcomer.client().await;
     cn.room_join(&bare_invite(&invite)).await.unwrap();
-    eventually(Duration::from_secs(10), "the quiet author's messages at the newcomer", || async {
-        let have = history_ids(&cn, &room.id).await;
-        quiet_ids.iter().all(|id| have.contains(id)).then_some(())
-    })
+    eventually(
+        Duration::from_secs(10),
+        "the quiet author's messages at the newcomer",
+        || async {
+            let have = history_ids(&cn, &room.id).await;
+            quiet_ids.iter().all(|id| have.contains(id)).then_some(())
+        },
+    )
     .await;
     // Of the flood, the relay kept the newest, up to the flooder's quota:
     // a 100-byte text pads to 256, a 422-byte envelope; 64 KiB hold 155
@@ -163,12 +228,30 @@ async fn a_flood_from_one_author_fills_only_that_authors_quota() {
             (flood.len() >= n).then_some(flood)
         }
     };
-    eventually(Duration::from_secs(10), "the kept part of the flood at the newcomer", || flood_at(100)).await;
+    eventually(
+        Duration::from_secs(10),
+        "the kept part of the flood at the newcomer",
+        || flood_at(100),
+    )
+    .await;
     tokio::time::sleep(Duration::from_millis(1000)).await;
     let flood = flood_at(0).await.unwrap();
-    eprintln!("the newcomer got {} of the flooder's 400 messages", flood.len());
-    assert!(flood.len() <= 155 && flood.len() >= 100, "{} of the flood kept", flood.len());
-    assert!(flood.iter().any(|m| m.id == last_flood), "the newest of the flood is kept");
-    assert!(!flood.iter().any(|m| m.id == first_flood), "the oldest of the flood gave way");
+    eprintln!(
+        "the newcomer got {} of the flooder's 400 messages",
+        flood.len()
+    );
+    assert!(
+        flood.len() <= 155 && flood.len() >= 100,
+        "{} of the flood kept",
+        flood.len()
+    );
+    assert!(
+        flood.iter().any(|m| m.id == last_flood),
+        "the newest of the flood is kept"
+    );
+    assert!(
+        !flood.iter().any(|m| m.id == first_flood),
+        "the oldest of the flood gave way"
+    );
     drop((flooder, quiet, newcomer));
 }

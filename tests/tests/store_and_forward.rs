@@ -24,21 +24,39 @@ async fn a_newcomer_catches_up_through_another_member() {
     wait_room_peers(&ca, &room.id, 1).await;
     let mut sent = Vec::new();
     for i in 0..40 {
-        sent.push(ca.send(&room.id, &format!("before you came {i}")).await.unwrap().id);
+        sent.push(
+            ca.send(&room.id, &format!("before you came {i}"))
+                .await
+                .unwrap()
+                .id,
+        );
     }
-    eventually(Duration::from_secs(5), "C to have them live", || has_all(&cc, &room.id, &sent)).await;
+    eventually(Duration::from_secs(5), "C to have them live", || {
+        has_all(&cc, &room.id, &sent)
+    })
+    .await;
 
     // B joins later and only ever meets C; A's messages are in no outbox.
     let b = Daemon::start(DaemonOpts::loopback("B").peer(&c.tcp_addr().await));
     let cb = b.client().await;
     cb.room_join(&bare_invite(&invite)).await.unwrap();
-    let (_, took) = eventually(Duration::from_secs(10), "B to catch up", || has_all(&cb, &room.id, &sent)).await;
+    let (_, took) = eventually(Duration::from_secs(10), "B to catch up", || {
+        has_all(&cb, &room.id, &sent)
+    })
+    .await;
     eprintln!("B caught up on {} messages in {took:?}", sent.len());
-    assert_eq!(history_ids(&cb, &room.id).await, history_ids(&ca, &room.id).await, "same history, same order");
+    assert_eq!(
+        history_ids(&cb, &room.id).await,
+        history_ids(&ca, &room.id).await,
+        "same history, same order"
+    );
     // Through a sync session as a member, or (if C's offer came before the
     // join) carried first as a relay and read on joining: both are C's doing.
     let log = b.log();
-    assert!(log.contains("caught up") || log.contains("its envelopes are now history read=40"), "{log}");
+    assert!(
+        log.contains("caught up") || log.contains("its envelopes are now history read=40"),
+        "{log}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -62,7 +80,10 @@ async fn a_data_mule_carries_messages_between_nodes_never_up_together() {
         }
         v
     };
-    eventually(Duration::from_secs(5), "B to hold A's messages", || has_all(&cb, &room.id, &from_a)).await;
+    eventually(Duration::from_secs(5), "B to hold A's messages", || {
+        has_all(&cb, &room.id, &from_a)
+    })
+    .await;
     drop(ca);
     a.kill9();
 
@@ -70,15 +91,28 @@ async fn a_data_mule_carries_messages_between_nodes_never_up_together() {
     let mut c = Daemon::start(DaemonOpts::loopback("C").peer(&b_addr));
     let cc = c.client().await;
     cc.room_join(&bare_invite(&invite)).await.unwrap();
-    eventually(Duration::from_secs(10), "C to get A's messages through B", || has_all(&cc, &room.id, &from_a)).await;
+    eventually(
+        Duration::from_secs(10),
+        "C to get A's messages through B",
+        || has_all(&cc, &room.id, &from_a),
+    )
+    .await;
     let reply = cc.send(&room.id, "C here, got them").await.unwrap().id;
-    eventually(Duration::from_secs(5), "B to hold C's reply", || has_all(&cb, &room.id, std::slice::from_ref(&reply))).await;
+    eventually(Duration::from_secs(5), "B to hold C's reply", || {
+        has_all(&cb, &room.id, std::slice::from_ref(&reply))
+    })
+    .await;
     drop(cc);
     c.kill9();
 
     // A comes back and hears from C, whom it never met.
     a.restart();
     let ca = a.client().await;
-    eventually(Duration::from_secs(10), "A to get C's reply through B", || has_all(&ca, &room.id, std::slice::from_ref(&reply))).await;
+    eventually(
+        Duration::from_secs(10),
+        "A to get C's reply through B",
+        || has_all(&ca, &room.id, std::slice::from_ref(&reply)),
+    )
+    .await;
     assert_eq!(ca.peers().await.unwrap().len(), 1, "A only ever meets B");
 }

@@ -19,17 +19,30 @@ async fn a_message_reaches_everyone_within_two_seconds_and_histories_agree() {
     let room = ca.room_create("Base camp").await.unwrap();
     let (_, invite) = ca.room_invite(&room.id).await.unwrap();
     // B's only way to A is the QUIC address it was given: its invite carries none.
-    assert_eq!(cb.room_join(&bare_invite(&invite)).await.unwrap().id, room.id);
+    assert_eq!(
+        cb.room_join(&bare_invite(&invite)).await.unwrap().id,
+        room.id
+    );
     // C has no peers configured: it reaches A through the invite's addresses.
     assert_eq!(cc.room_join(&invite).await.unwrap().id, room.id);
     wait_room_peers(&ca, &room.id, 2).await;
     wait_room_peers(&cb, &room.id, 1).await;
     wait_room_peers(&cc, &room.id, 1).await;
     let b_peers = cb.peers().await.unwrap();
-    assert!(b_peers[0].addr.ends_with("/quic-v1"), "B reaches A over QUIC: {}", b_peers[0].addr);
+    assert!(
+        b_peers[0].addr.ends_with("/quic-v1"),
+        "B reaches A over QUIC: {}",
+        b_peers[0].addr
+    );
     let c_peers = cc.peers().await.unwrap();
     let invited = peddlenet_proto::Invite::parse(&invite).unwrap().addrs;
-    assert!(invited.iter().any(|a| c_peers[0].addr.starts_with(a.as_str())), "C reaches A at an invite address: {}", c_peers[0].addr);
+    assert!(
+        invited
+            .iter()
+            .any(|a| c_peers[0].addr.starts_with(a.as_str())),
+        "C reaches A at an invite address: {}",
+        c_peers[0].addr
+    );
 
     let clients = [(&ca, "A"), (&cb, "B"), (&cc, "C")];
     for (i, (sender, name)) in clients.iter().enumerate() {
@@ -40,10 +53,16 @@ async fn a_message_reaches_everyone_within_two_seconds_and_histories_agree() {
             if i == j {
                 continue;
             }
-            let (_, took) = eventually(Duration::from_secs(2), &format!("{text} at {oname}"), || async {
-                let (msgs, _) = other.history(&room.id, None, Some(10)).await.ok()?;
-                msgs.into_iter().find(|m| m.id == sent.id).filter(|m| m.text == text && m.author_name == *name && !m.own)
-            })
+            let (_, took) = eventually(
+                Duration::from_secs(2),
+                &format!("{text} at {oname}"),
+                || async {
+                    let (msgs, _) = other.history(&room.id, None, Some(10)).await.ok()?;
+                    msgs.into_iter()
+                        .find(|m| m.id == sent.id)
+                        .filter(|m| m.text == text && m.author_name == *name && !m.own)
+                },
+            )
             .await;
             eprintln!("{name} -> {oname}: {took:?}");
         }
@@ -56,9 +75,11 @@ async fn a_message_reaches_everyone_within_two_seconds_and_histories_agree() {
     let want = history_ids(&cb, &room.id).await;
     assert_eq!(want.len(), 53);
     for (cl, name) in [(&ca, "A"), (&cc, "C")] {
-        eventually(Duration::from_secs(5), &format!("{name}'s history to agree"), || async {
-            (history_ids(cl, &room.id).await == want).then_some(())
-        })
+        eventually(
+            Duration::from_secs(5),
+            &format!("{name}'s history to agree"),
+            || async { (history_ids(cl, &room.id).await == want).then_some(()) },
+        )
         .await;
     }
 
@@ -66,7 +87,9 @@ async fn a_message_reaches_everyone_within_two_seconds_and_histories_agree() {
     // confirmed end to end by both other members.
     let (mine, _) = eventually(Duration::from_secs(5), "receipts from A and C", || async {
         let (mine, _) = cb.history(&room.id, None, Some(50)).await.ok()?;
-        mine.iter().all(|m| m.delivery == Some(peddlenet_api::DeliveryState::Delivered { to: 2, of: 2 })).then_some(mine)
+        mine.iter()
+            .all(|m| m.delivery == Some(peddlenet_api::DeliveryState::Delivered { to: 2, of: 2 }))
+            .then_some(mine)
     })
     .await;
     assert_eq!(mine.len(), 50);
@@ -88,7 +111,10 @@ async fn a_node_outside_the_room_receives_nothing() {
     let cb = b.client().await;
     let room = ca.room_create("private").await.unwrap();
     let other = cb.room_create("elsewhere").await.unwrap();
-    eventually(Duration::from_secs(5), "connection", || async { (ca.peers().await.ok()?.len() == 1).then_some(()) }).await;
+    eventually(Duration::from_secs(5), "connection", || async {
+        (ca.peers().await.ok()?.len() == 1).then_some(())
+    })
+    .await;
     let mut events = cb.subscribe().await.unwrap();
     ca.send(&room.id, "not for B").await.unwrap();
     ca.send(&room.id, "nor this").await.unwrap();
@@ -103,20 +129,39 @@ async fn a_node_outside_the_room_receives_nothing() {
         }
     })
     .await;
-    assert!(got.is_err(), "B received a message of a room it is not in: {got:?}");
-    assert!(cb.history(&room.id, None, None).await.is_err(), "B must not know the room");
+    assert!(
+        got.is_err(),
+        "B received a message of a room it is not in: {got:?}"
+    );
+    assert!(
+        cb.history(&room.id, None, None).await.is_err(),
+        "B must not know the room"
+    );
     assert_eq!(cb.history(&other.id, None, None).await.unwrap().0.len(), 0);
     // Relaying is on by default: B carries A's envelopes, unread.
     let relay = cb.status().await.unwrap().relay;
     assert!(relay.enabled && relay.envelopes >= 2, "{relay:?}");
     // With relaying off, a node carries nothing.
-    let c = Daemon::start(DaemonOpts::loopback("C").peer(&a.tcp_addr().await).config("[relay]\nenabled = false\n"));
+    let c = Daemon::start(
+        DaemonOpts::loopback("C")
+            .peer(&a.tcp_addr().await)
+            .config("[relay]\nenabled = false\n"),
+    );
     let cc = c.client().await;
-    eventually(Duration::from_secs(5), "C connected", || async { (cc.peers().await.ok()?.len() == 1).then_some(()) }).await;
+    eventually(Duration::from_secs(5), "C connected", || async {
+        (cc.peers().await.ok()?.len() == 1).then_some(())
+    })
+    .await;
     ca.send(&room.id, "and not for C").await.unwrap();
     tokio::time::sleep(Duration::from_millis(1000)).await;
-    assert_eq!(cc.status().await.unwrap().relay, peddlenet_api::RelayStatus::default());
-    assert!(b.log().contains("relaying rooms a peer offered"), "B took the room on from A's offer");
+    assert_eq!(
+        cc.status().await.unwrap().relay,
+        peddlenet_api::RelayStatus::default()
+    );
+    assert!(
+        b.log().contains("relaying rooms a peer offered"),
+        "B took the room on from A's offer"
+    );
 }
 
 /// Written with nobody around: stored here, then handed over, with a
@@ -131,7 +176,11 @@ async fn a_message_written_alone_goes_out_when_a_member_arrives() {
     let mut events = ca.subscribe().await.unwrap();
     let alone = ca.send(&room.id, "anyone?").await.unwrap();
     assert_eq!(alone.delivery, Some(peddlenet_api::DeliveryState::Stored));
-    assert_eq!(ca.status().await.unwrap().waiting, 1, "one message waits for a peer");
+    assert_eq!(
+        ca.status().await.unwrap().waiting,
+        1,
+        "one message waits for a peer"
+    );
 
     let b = Daemon::start(DaemonOpts::loopback("B"));
     let cb = b.client().await;
@@ -147,15 +196,30 @@ async fn a_message_written_alone_goes_out_when_a_member_arrives() {
     })
     .await
     .expect("a delivery event");
-    assert_eq!(delivered, peddlenet_api::DeliveryState::Sent { peers: 1 }, "handed over first");
-    eventually(Duration::from_secs(2), "B to have it", || async { history_ids(&cb, &room.id).await.contains(&alone.id).then_some(()) }).await;
+    assert_eq!(
+        delivered,
+        peddlenet_api::DeliveryState::Sent { peers: 1 },
+        "handed over first"
+    );
+    eventually(Duration::from_secs(2), "B to have it", || async {
+        history_ids(&cb, &room.id)
+            .await
+            .contains(&alone.id)
+            .then_some(())
+    })
+    .await;
     // Then B's receipt comes back: delivered to the one other member.
     eventually(Duration::from_secs(5), "B's receipt", || async {
         let (h, _) = ca.history(&room.id, None, Some(1)).await.ok()?;
-        (h[0].delivery == Some(peddlenet_api::DeliveryState::Delivered { to: 1, of: 1 })).then_some(())
+        (h[0].delivery == Some(peddlenet_api::DeliveryState::Delivered { to: 1, of: 1 }))
+            .then_some(())
     })
     .await;
-    assert_eq!(ca.status().await.unwrap().waiting, 0, "nothing waits once a peer took it");
+    assert_eq!(
+        ca.status().await.unwrap().waiting,
+        0,
+        "nothing waits once a peer took it"
+    );
     // Receipts never show up as messages.
     assert_eq!(history_ids(&ca, &room.id).await, vec![alone.id.clone()]);
     assert_eq!(history_ids(&cb, &room.id).await, vec![alone.id.clone()]);
@@ -175,18 +239,34 @@ async fn relay_settings_apply_at_once_and_survive_a_restart() {
     let cb = b.client().await;
     assert_eq!(
         cb.settings().await.unwrap(),
-        peddlenet_api::Settings { relay_enabled: true, relay_budget_mib: 64, bluetooth_enabled: true, wifi_direct_enabled: true, wifi_host: false }
+        peddlenet_api::Settings {
+            relay_enabled: true,
+            relay_budget_mib: 64,
+            bluetooth_enabled: true,
+            wifi_direct_enabled: true,
+            wifi_host: false
+        }
     );
     // No wpa_supplicant here: the daemon runs, and says why Wi-Fi Direct is off.
-    let (why, _) = eventually(Duration::from_secs(10), "Wi-Fi Direct to say why it is off", || async {
-        let w = cb.status().await.ok()?.wifi_direct;
-        w.starts_with("off:").then_some(w)
-    })
+    let (why, _) = eventually(
+        Duration::from_secs(10),
+        "Wi-Fi Direct to say why it is off",
+        || async {
+            let w = cb.status().await.ok()?.wifi_direct;
+            w.starts_with("off:").then_some(w)
+        },
+    )
     .await;
-    assert!(why.contains("no wpa_supplicant control sockets") && why.contains("ctrl_interface"), "{why}");
+    assert!(
+        why.contains("no wpa_supplicant control sockets") && why.contains("ctrl_interface"),
+        "{why}"
+    );
     let e = cb.wifi_hotspot().await.unwrap_err();
     assert!(e.to_string().contains("hosting is off"), "{e}");
-    eventually(Duration::from_secs(5), "connection", || async { (ca.peers().await.ok()?.len() == 1).then_some(()) }).await;
+    eventually(Duration::from_secs(5), "connection", || async {
+        (ca.peers().await.ok()?.len() == 1).then_some(())
+    })
+    .await;
     // 1.5 MiB of messages (about 24 KiB each) for B to carry.
     let text = "x".repeat(24 * 1024);
     for _ in 0..64 {
@@ -200,15 +280,34 @@ async fn relay_settings_apply_at_once_and_survive_a_restart() {
     assert!(held.bytes > 1 << 20, "{held:?}");
 
     // Out of range: a clear refusal, nothing changes.
-    let e = cb.set_settings(SettingsUpdate { relay_budget_mib: Some(0), ..Default::default() }).await.unwrap_err();
-    assert!(e.to_string().contains("relay budget must be 1 to 65536 MiB"), "{e}");
+    let e = cb
+        .set_settings(SettingsUpdate {
+            relay_budget_mib: Some(0),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("relay budget must be 1 to 65536 MiB"),
+        "{e}"
+    );
     assert_eq!(cb.status().await.unwrap().relay, held);
 
     // 1 MiB: the oldest go at once.
-    let s = cb.set_settings(SettingsUpdate { relay_budget_mib: Some(1), ..Default::default() }).await.unwrap();
+    let s = cb
+        .set_settings(SettingsUpdate {
+            relay_budget_mib: Some(1),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     assert_eq!(s.relay_budget_mib, 1);
     let r = cb.status().await.unwrap().relay;
-    assert!(r.bytes <= 1 << 20 && r.envelopes < 64 && r.envelopes > 30, "{r:?}");
+    assert!(
+        r.bytes <= 1 << 20 && r.envelopes < 64 && r.envelopes > 30,
+        "{r:?}"
+    );
     assert_eq!(r.budget_bytes, 1 << 20);
 
     // Kept across a restart.
@@ -220,7 +319,13 @@ async fn relay_settings_apply_at_once_and_survive_a_restart() {
 
     // Bluetooth off and on: kept, and applied at once (this machine has no
     // Bluetooth, so "on" ends in a clear reason).
-    let s = cb.set_settings(SettingsUpdate { bluetooth_enabled: Some(false), ..Default::default() }).await.unwrap();
+    let s = cb
+        .set_settings(SettingsUpdate {
+            bluetooth_enabled: Some(false),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     assert!(!s.bluetooth_enabled);
     eventually(Duration::from_secs(5), "Bluetooth off", || async {
         (cb.status().await.ok()?.bluetooth == "off: turned off in Settings").then_some(())
@@ -229,43 +334,88 @@ async fn relay_settings_apply_at_once_and_survive_a_restart() {
     assert!(b.terminate().success());
     b.restart();
     let cb = b.client().await;
-    assert!(!cb.settings().await.unwrap().bluetooth_enabled, "kept across a restart");
+    assert!(
+        !cb.settings().await.unwrap().bluetooth_enabled,
+        "kept across a restart"
+    );
     let st = cb.status().await.unwrap().bluetooth;
     assert!(st.starts_with("off: turned off"), "{st}");
-    cb.set_settings(SettingsUpdate { bluetooth_enabled: Some(true), ..Default::default() }).await.unwrap();
-    let (why, _) = eventually(Duration::from_secs(30), "Bluetooth to try and say why not", || async {
-        let b = cb.status().await.ok()?.bluetooth;
-        (b.starts_with("on") || b.contains("unavailable")).then_some(b)
+    cb.set_settings(SettingsUpdate {
+        bluetooth_enabled: Some(true),
+        ..Default::default()
     })
+    .await
+    .unwrap();
+    let (why, _) = eventually(
+        Duration::from_secs(30),
+        "Bluetooth to try and say why not",
+        || async {
+            let b = cb.status().await.ok()?.bluetooth;
+            (b.starts_with("on") || b.contains("unavailable")).then_some(b)
+        },
+    )
     .await;
     eprintln!("bluetooth: {why}");
 
     // Wi-Fi Direct: hosting on while there is no wpa_supplicant says why
     // there is no network to show; then the link off.
-    let s = cb.set_settings(SettingsUpdate { wifi_host: Some(true), ..Default::default() }).await.unwrap();
+    let s = cb
+        .set_settings(SettingsUpdate {
+            wifi_host: Some(true),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     assert!(s.wifi_host && s.wifi_direct_enabled);
     let e = cb.wifi_hotspot().await.unwrap_err();
-    assert!(e.to_string().contains("not up yet") && e.to_string().contains("wpa_supplicant"), "{e}");
-    let s = cb.set_settings(SettingsUpdate { wifi_direct_enabled: Some(false), ..Default::default() }).await.unwrap();
+    assert!(
+        e.to_string().contains("not up yet") && e.to_string().contains("wpa_supplicant"),
+        "{e}"
+    );
+    let s = cb
+        .set_settings(SettingsUpdate {
+            wifi_direct_enabled: Some(false),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     assert!(!s.wifi_direct_enabled);
     let w = cb.status().await.unwrap().wifi_direct;
     assert!(w.starts_with("off: turned off"), "{w}");
 
     // Off: everything carried goes, and nothing more is taken.
-    let s = cb.set_settings(SettingsUpdate { relay_enabled: Some(false), ..Default::default() }).await.unwrap();
+    let s = cb
+        .set_settings(SettingsUpdate {
+            relay_enabled: Some(false),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     assert!(!s.relay_enabled);
-    assert_eq!(cb.status().await.unwrap().relay, peddlenet_api::RelayStatus::default());
+    assert_eq!(
+        cb.status().await.unwrap().relay,
+        peddlenet_api::RelayStatus::default()
+    );
     assert!(b.terminate().success());
     b.restart();
     let cb = b.client().await;
     assert_eq!(
         cb.settings().await.unwrap(),
-        peddlenet_api::Settings { relay_enabled: false, relay_budget_mib: 1, bluetooth_enabled: true, wifi_direct_enabled: false, wifi_host: true },
+        peddlenet_api::Settings {
+            relay_enabled: false,
+            relay_budget_mib: 1,
+            bluetooth_enabled: true,
+            wifi_direct_enabled: false,
+            wifi_host: true
+        },
         "Wi-Fi settings kept across restarts too"
     );
     let e = cb.wifi_hotspot().await.unwrap_err();
     assert!(e.to_string().contains("turned off"), "{e}");
-    eventually(Duration::from_secs(5), "reconnection", || async { (ca.peers().await.ok()?.len() == 1).then_some(()) }).await;
+    eventually(Duration::from_secs(5), "reconnection", || async {
+        (ca.peers().await.ok()?.len() == 1).then_some(())
+    })
+    .await;
     ca.send(&room.id, "not carried").await.unwrap();
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(cb.status().await.unwrap().relay.envelopes, 0);
@@ -273,13 +423,22 @@ async fn relay_settings_apply_at_once_and_survive_a_restart() {
     // On again, by the CLI: B takes the room on when A next syncs with it
     // (a peer offers its rooms in the sessions it starts: every 30 s).
     let out = b.cli(&["settings", "--relay", "on"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("relay:        on"));
     let out = b.cli(&["settings", "--relay", "maybe"]);
-    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("expected on or off"));
+    assert!(
+        !out.status.success()
+            && String::from_utf8_lossy(&out.stderr).contains("expected on or off")
+    );
     ca.send(&room.id, "carried again").await.unwrap();
-    eventually(Duration::from_secs(45), "B to carry the room again", || async {
-        (cb.status().await.ok()?.relay.envelopes > 0).then_some(())
-    })
+    eventually(
+        Duration::from_secs(45),
+        "B to carry the room again",
+        || async { (cb.status().await.ok()?.relay.envelopes > 0).then_some(()) },
+    )
     .await;
 }

@@ -23,7 +23,10 @@ pub enum ClientError {
     #[error("peddlenetd is not running (no daemon answers at {0}); start it with `peddlenetd`")]
     NotRunning(PathBuf),
     #[error("cannot reach peddlenetd at {path}: {source}")]
-    Connect { path: PathBuf, source: std::io::Error },
+    Connect {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("the daemon at {path} runs as uid {uid}, not as you: refusing to talk to it")]
     Untrusted { path: PathBuf, uid: u32 },
     #[error("connection to peddlenetd lost")]
@@ -74,18 +77,38 @@ impl Client {
     pub async fn connect(path: &Path) -> Result<Self, ClientError> {
         let stream = match UnixStream::connect(path).await {
             Ok(s) => s,
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused) => {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+                ) =>
+            {
                 return Err(ClientError::NotRunning(path.to_owned()));
             }
-            Err(source) => return Err(ClientError::Connect { path: path.to_owned(), source }),
+            Err(source) => {
+                return Err(ClientError::Connect {
+                    path: path.to_owned(),
+                    source,
+                });
+            }
         };
         // Where the socket lives in a shared folder (/tmp), another user could
         // have put a daemon of theirs there to collect invites and texts.
         let uid = crate::paths::current_uid();
         match stream.peer_cred() {
             Ok(cred) if cred.uid() == uid || cred.uid() == 0 => {}
-            Ok(cred) => return Err(ClientError::Untrusted { path: path.to_owned(), uid: cred.uid() }),
-            Err(source) => return Err(ClientError::Connect { path: path.to_owned(), source }),
+            Ok(cred) => {
+                return Err(ClientError::Untrusted {
+                    path: path.to_owned(),
+                    uid: cred.uid(),
+                });
+            }
+            Err(source) => {
+                return Err(ClientError::Connect {
+                    path: path.to_owned(),
+                    source,
+                });
+            }
         }
         let (mut rd, wr) = stream.into_split();
         let pending: Pending = Arc::new(Mutex::new(Some(HashMap::new())));
@@ -103,8 +126,15 @@ impl Client {
                     Err(e) => {
                         // A reply this client cannot read still answers its
                         // request: fail it rather than leave it waiting.
-                        let id = serde_json::from_slice::<serde_json::Value>(&payload).ok().and_then(|v| v["reply"]["id"].as_u64());
-                        let tx = id.and_then(|id| pend.lock().expect("lock").as_mut().and_then(|m| m.remove(&id)));
+                        let id = serde_json::from_slice::<serde_json::Value>(&payload)
+                            .ok()
+                            .and_then(|v| v["reply"]["id"].as_u64());
+                        let tx = id.and_then(|id| {
+                            pend.lock()
+                                .expect("lock")
+                                .as_mut()
+                                .and_then(|m| m.remove(&id))
+                        });
                         match tx {
                             Some(tx) => {
                                 let _ = tx.send(Outcome::Error(crate::ApiError::new(
@@ -112,14 +142,20 @@ impl Client {
                                     format!("the daemon's reply could not be read (is it another version of PeddleNet?): {e}"),
                                 )));
                             }
-                            None => tracing::warn!(error = %e, "ignoring an unparseable frame from the daemon"),
+                            None => {
+                                tracing::warn!(error = %e, "ignoring an unparseable frame from the daemon")
+                            }
                         }
                         continue;
                     }
                 };
                 match f {
                     ServerFrame::Reply(r) => {
-                        let tx = pend.lock().expect("lock").as_mut().and_then(|m| m.remove(&r.id));
+                        let tx = pend
+                            .lock()
+                            .expect("lock")
+                            .as_mut()
+                            .and_then(|m| m.remove(&r.id));
                         if let Some(tx) = tx {
                             let _ = tx.send(r.outcome);
                         }
@@ -180,7 +216,13 @@ impl Client {
 
     /// Asks the daemon for events; returns the stream (once per client).
     pub async fn subscribe(&self) -> Result<EventStream, ClientError> {
-        let rx = self.inner.events.lock().expect("lock").take().ok_or_else(|| ClientError::Protocol("already subscribed".into()))?;
+        let rx = self
+            .inner
+            .events
+            .lock()
+            .expect("lock")
+            .take()
+            .ok_or_else(|| ClientError::Protocol("already subscribed".into()))?;
         self.call(Request::Subscribe).await?;
         Ok(EventStream { rx })
     }
@@ -204,7 +246,8 @@ impl Client {
     }
 
     pub async fn set_display_name(&self, name: &str) -> Result<(), ClientError> {
-        self.done(Request::SetDisplayName { name: name.into() }).await
+        self.done(Request::SetDisplayName { name: name.into() })
+            .await
     }
 
     pub async fn settings(&self) -> Result<Settings, ClientError> {
@@ -222,8 +265,16 @@ impl Client {
         }
     }
 
-    pub async fn guest_create(&self, room: &str, ttl_seconds: Option<u32>) -> Result<GuestInfo, ClientError> {
-        self.guest(Request::GuestCreate { room: room.into(), ttl_seconds }).await
+    pub async fn guest_create(
+        &self,
+        room: &str,
+        ttl_seconds: Option<u32>,
+    ) -> Result<GuestInfo, ClientError> {
+        self.guest(Request::GuestCreate {
+            room: room.into(),
+            ttl_seconds,
+        })
+        .await
     }
 
     pub async fn guest_list(&self) -> Result<Vec<GuestInfo>, ClientError> {
@@ -238,18 +289,43 @@ impl Client {
     }
 
     pub async fn guest_check(&self, token: &str) -> Result<GuestInfo, ClientError> {
-        self.guest(Request::GuestCheck { token: token.into() }).await
+        self.guest(Request::GuestCheck {
+            token: token.into(),
+        })
+        .await
     }
 
-    pub async fn guest_send(&self, token: &str, nickname: &str, text: &str) -> Result<MessageInfo, ClientError> {
-        match self.call(Request::GuestSend { token: token.into(), nickname: nickname.into(), text: text.into() }).await? {
+    pub async fn guest_send(
+        &self,
+        token: &str,
+        nickname: &str,
+        text: &str,
+    ) -> Result<MessageInfo, ClientError> {
+        match self
+            .call(Request::GuestSend {
+                token: token.into(),
+                nickname: nickname.into(),
+                text: text.into(),
+            })
+            .await?
+        {
             Response::Sent(m) => Ok(m),
             other => Err(unexpected(other)),
         }
     }
 
-    pub async fn guest_history(&self, token: &str, before: Option<String>) -> Result<(Vec<MessageInfo>, Option<String>), ClientError> {
-        match self.call(Request::GuestHistory { token: token.into(), before }).await? {
+    pub async fn guest_history(
+        &self,
+        token: &str,
+        before: Option<String>,
+    ) -> Result<(Vec<MessageInfo>, Option<String>), ClientError> {
+        match self
+            .call(Request::GuestHistory {
+                token: token.into(),
+                before,
+            })
+            .await?
+        {
             Response::History { messages, next } => Ok((messages, next)),
             other => Err(unexpected(other)),
         }
@@ -287,7 +363,10 @@ impl Client {
     }
 
     pub async fn room_join(&self, invite: &str) -> Result<RoomInfo, ClientError> {
-        self.room(Request::RoomJoin { invite: invite.into() }).await
+        self.room(Request::RoomJoin {
+            invite: invite.into(),
+        })
+        .await
     }
 
     pub async fn room_invite(&self, room: &str) -> Result<(RoomInfo, String), ClientError> {
@@ -310,15 +389,33 @@ impl Client {
 
     /// Sends a text; returns once the daemon holds it on disk.
     pub async fn send(&self, room: &str, text: &str) -> Result<MessageInfo, ClientError> {
-        match self.call(Request::Send { room: room.into(), text: text.into() }).await? {
+        match self
+            .call(Request::Send {
+                room: room.into(),
+                text: text.into(),
+            })
+            .await?
+        {
             Response::Sent(m) => Ok(m),
             other => Err(unexpected(other)),
         }
     }
 
     /// A page of history, newest first; pass the returned cursor to go further back.
-    pub async fn history(&self, room: &str, before: Option<String>, limit: Option<u32>) -> Result<(Vec<MessageInfo>, Option<String>), ClientError> {
-        match self.call(Request::History { room: room.into(), before, limit }).await? {
+    pub async fn history(
+        &self,
+        room: &str,
+        before: Option<String>,
+        limit: Option<u32>,
+    ) -> Result<(Vec<MessageInfo>, Option<String>), ClientError> {
+        match self
+            .call(Request::History {
+                room: room.into(),
+                before,
+                limit,
+            })
+            .await?
+        {
             Response::History { messages, next } => Ok((messages, next)),
             other => Err(unexpected(other)),
         }
@@ -350,12 +447,33 @@ mod tests {
     #[test]
     fn wire_shape_is_stable() {
         // The JSON other clients (web UI, scripts) rely on.
-        let f = ClientFrame { id: 7, request: Request::Send { room: "camp".into(), text: "hi".into() } };
-        assert_eq!(serde_json::to_string(&f).unwrap(), r#"{"id":7,"method":"send","params":{"room":"camp","text":"hi"}}"#);
-        let s = ClientFrame { id: 1, request: Request::Status };
-        assert_eq!(serde_json::to_string(&s).unwrap(), r#"{"id":1,"method":"status"}"#);
-        let r = ServerFrame::Reply(Reply { id: 7, outcome: Outcome::Error(ApiError::new(ErrorCode::UnknownRoom, "no room")) });
-        assert_eq!(serde_json::to_string(&r).unwrap(), r#"{"reply":{"id":7,"error":{"code":"unknown_room","message":"no room"}}}"#);
+        let f = ClientFrame {
+            id: 7,
+            request: Request::Send {
+                room: "camp".into(),
+                text: "hi".into(),
+            },
+        };
+        assert_eq!(
+            serde_json::to_string(&f).unwrap(),
+            r#"{"id":7,"method":"send","params":{"room":"camp","text":"hi"}}"#
+        );
+        let s = ClientFrame {
+            id: 1,
+            request: Request::Status,
+        };
+        assert_eq!(
+            serde_json::to_string(&s).unwrap(),
+            r#"{"id":1,"method":"status"}"#
+        );
+        let r = ServerFrame::Reply(Reply {
+            id: 7,
+            outcome: Outcome::Error(ApiError::new(ErrorCode::UnknownRoom, "no room")),
+        });
+        assert_eq!(
+            serde_json::to_string(&r).unwrap(),
+            r#"{"reply":{"id":7,"error":{"code":"unknown_room","message":"no room"}}}"#
+        );
         let back: ServerFrame = serde_json::from_str(&serde_json::to_string(&r).unwrap()).unwrap();
         assert_eq!(back, r);
     }
@@ -394,20 +512,29 @@ mod tests {
         tokio::spawn(async move {
             let (mut s, _) = listener.accept().await.unwrap();
             while let Ok(Some(req)) = frame::read_frame(&mut s).await {
-                let id = serde_json::from_slice::<serde_json::Value>(&req).unwrap()["id"].as_u64().unwrap();
-                let reply = format!(r#"{{"reply":{{"id":{id},"ok":{{"type":"status","version":"9"}}}}}}"#);
+                let id = serde_json::from_slice::<serde_json::Value>(&req).unwrap()["id"]
+                    .as_u64()
+                    .unwrap();
+                let reply =
+                    format!(r#"{{"reply":{{"id":{id},"ok":{{"type":"status","version":"9"}}}}}}"#);
                 frame::write_frame(&mut s, reply.as_bytes()).await.unwrap();
             }
         });
         let c = Client::connect(&path).await.unwrap();
-        let e = tokio::time::timeout(std::time::Duration::from_secs(5), c.status()).await.expect("an answer, not a hang").unwrap_err();
+        let e = tokio::time::timeout(std::time::Duration::from_secs(5), c.status())
+            .await
+            .expect("an answer, not a hang")
+            .unwrap_err();
         assert!(e.to_string().contains("another version"), "{e}");
     }
 
     #[tokio::test]
     async fn a_missing_daemon_is_reported_as_not_running() {
         let dir = tempfile::tempdir().unwrap();
-        let err = Client::connect(&dir.path().join("none.sock")).await.err().unwrap();
+        let err = Client::connect(&dir.path().join("none.sock"))
+            .await
+            .err()
+            .unwrap();
         assert!(matches!(err, ClientError::NotRunning(_)), "{err}");
         assert!(err.to_string().contains("not running"));
     }

@@ -39,7 +39,11 @@ pub async fn read_frame<R: AsyncRead + Unpin>(r: &mut R) -> Result<Option<Vec<u8
     while got < HEADER_LEN {
         let n = r.read(&mut h[got..]).await?;
         if n == 0 {
-            return if got == 0 { Ok(None) } else { Err(FrameError::Truncated) };
+            return if got == 0 {
+                Ok(None)
+            } else {
+                Err(FrameError::Truncated)
+            };
         }
         got += n;
     }
@@ -64,7 +68,10 @@ pub fn encode(payload: &[u8]) -> Result<Vec<u8>, FrameError> {
     Ok(out)
 }
 
-pub async fn write_frame<W: AsyncWrite + Unpin>(w: &mut W, payload: &[u8]) -> Result<(), FrameError> {
+pub async fn write_frame<W: AsyncWrite + Unpin>(
+    w: &mut W,
+    payload: &[u8],
+) -> Result<(), FrameError> {
     w.write_all(&encode(payload)?).await?;
     Ok(())
 }
@@ -75,7 +82,9 @@ mod tests {
     use proptest::prelude::*;
 
     fn rt() -> tokio::runtime::Runtime {
-        tokio::runtime::Builder::new_current_thread().build().unwrap()
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
     }
 
     #[test]
@@ -90,14 +99,29 @@ mod tests {
             assert!(read_frame(&mut r).await.unwrap().is_none());
 
             let mut big: &[u8] = &[1, 0xff, 0xff, 0xff, 0xff];
-            assert!(matches!(read_frame(&mut big).await, Err(FrameError::TooLarge(_))));
+            assert!(matches!(
+                read_frame(&mut big).await,
+                Err(FrameError::TooLarge(_))
+            ));
             let mut v2: &[u8] = &[2, 0, 0, 0, 1, b'x'];
-            assert!(matches!(read_frame(&mut v2).await, Err(FrameError::Version(2))));
+            assert!(matches!(
+                read_frame(&mut v2).await,
+                Err(FrameError::Version(2))
+            ));
             let mut cut: &[u8] = &f[..f.len() - 1];
-            assert!(matches!(read_frame(&mut cut).await, Err(FrameError::Truncated)));
+            assert!(matches!(
+                read_frame(&mut cut).await,
+                Err(FrameError::Truncated)
+            ));
             let mut half_header: &[u8] = &[1, 0];
-            assert!(matches!(read_frame(&mut half_header).await, Err(FrameError::Truncated)));
-            assert!(matches!(encode(&vec![0; MAX_FRAME_LEN + 1]), Err(FrameError::TooLarge(_))));
+            assert!(matches!(
+                read_frame(&mut half_header).await,
+                Err(FrameError::Truncated)
+            ));
+            assert!(matches!(
+                encode(&vec![0; MAX_FRAME_LEN + 1]),
+                Err(FrameError::TooLarge(_))
+            ));
         });
     }
 

@@ -28,5 +28,7 @@ pub fn default_socket_path() -> PathBuf {
 
 /// The real user id of this process (the owner of `/proc/self`).
 pub fn current_uid() -> u32 {
-    std::fs::metadata("/proc/self").map(|m| m.uid()).unwrap_or(0)
+    std::fs::metadata("/proc/self")
+        .map(|m| m.uid())
+        .unwrap_or(0)
 }

@@ -41,16 +41,37 @@ pub enum Request {
     Status,
     Peers,
     /// Dial a peer by multiaddr, e.g. `/ip4/192.168.4.2/tcp/4717`.
-    Dial { addr: String },
-    SetDisplayName { name: String },
-    RoomCreate { name: String },
+    Dial {
+        addr: String,
+    },
+    SetDisplayName {
+        name: String,
+    },
+    RoomCreate {
+        name: String,
+    },
     /// `room` is a room's name or a prefix of its id, as for every room below.
-    RoomInvite { room: String },
-    RoomJoin { invite: String },
-    RoomLeave { room: String },
+    RoomInvite {
+        room: String,
+    },
+    RoomJoin {
+        invite: String,
+    },
+    RoomLeave {
+        room: String,
+    },
     RoomList,
-    Send { room: String, text: String },
-    History { room: String, #[serde(default)] before: Option<String>, #[serde(default)] limit: Option<u32> },
+    Send {
+        room: String,
+        text: String,
+    },
+    History {
+        room: String,
+        #[serde(default)]
+        before: Option<String>,
+        #[serde(default)]
+        limit: Option<u32>,
+    },
     /// Start receiving [`Event`]s on this connection.
     Subscribe,
     /// The settings a front end may change.
@@ -60,21 +81,39 @@ pub enum Request {
     SetSettings(SettingsUpdate),
     /// A guest pass to one room for the web UI: answers with its URL (the
     /// only time the token is shown). `ttl_seconds` defaults to 24 hours.
-    GuestCreate { room: String, #[serde(default)] ttl_seconds: Option<u32> },
+    GuestCreate {
+        room: String,
+        #[serde(default)]
+        ttl_seconds: Option<u32>,
+    },
     /// Guest passes not yet expired, newest first.
     GuestList,
     /// Ends a guest pass now.
-    GuestRevoke { id: String },
+    GuestRevoke {
+        id: String,
+    },
     /// The pass a token belongs to, if it is valid now (`bad_token` if not).
-    GuestCheck { token: String },
+    GuestCheck {
+        token: String,
+    },
     /// A guest's message to its pass's room, under `nickname`.
-    GuestSend { token: String, nickname: String, text: String },
+    GuestSend {
+        token: String,
+        nickname: String,
+        text: String,
+    },
     /// A page of the pass's room history, as `history`.
-    GuestHistory { token: String, #[serde(default)] before: Option<String> },
+    GuestHistory {
+        token: String,
+        #[serde(default)]
+        before: Option<String>,
+    },
     /// A one-time link that signs a browser in to this node's web UI.
     WebLogin,
     /// Uses up a one-time web login code (`bad_token` if unknown or old).
-    WebRedeem { code: String },
+    WebRedeem {
+        code: String,
+    },
     /// The Wi-Fi network this node hosts for phones, with its QR code text
     /// (`wifi_off` when it hosts none).
     WifiHotspot,
@@ -85,16 +124,31 @@ pub enum Request {
 pub enum Response {
     Done,
     Status(Status),
-    Peers { peers: Vec<PeerInfo> },
+    Peers {
+        peers: Vec<PeerInfo>,
+    },
     Room(RoomInfo),
-    Rooms { rooms: Vec<RoomInfo> },
-    Invite { room: RoomInfo, uri: String },
+    Rooms {
+        rooms: Vec<RoomInfo>,
+    },
+    Invite {
+        room: RoomInfo,
+        uri: String,
+    },
     Sent(MessageInfo),
-    History { messages: Vec<MessageInfo>, next: Option<String> },
+    History {
+        messages: Vec<MessageInfo>,
+        next: Option<String>,
+    },
     Settings(Settings),
     Guest(GuestInfo),
-    Guests { guests: Vec<GuestInfo> },
-    WebLogin { url: String, expires_ms: u64 },
+    Guests {
+        guests: Vec<GuestInfo>,
+    },
+    WebLogin {
+        url: String,
+        expires_ms: u64,
+    },
     WifiHotspot(WifiHotspot),
 }
 
@@ -254,7 +308,9 @@ impl std::fmt::Display for DeliveryState {
         match *self {
             DeliveryState::Stored => f.write_str("stored here"),
             DeliveryState::Sent { peers } => write!(f, "handed to {peers} peer{}", s(peers)),
-            DeliveryState::Delivered { to, of } => write!(f, "delivered to {to} of {of} member{}", s(of)),
+            DeliveryState::Delivered { to, of } => {
+                write!(f, "delivered to {to} of {of} member{}", s(of))
+            }
         }
     }
 }
@@ -277,12 +333,24 @@ pub struct MessageInfo {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Event {
-    Message { message: MessageInfo },
-    PeerUp { peer: PeerInfo },
-    PeerDown { peer: String },
-    Delivery { id: String, room: String, delivery: DeliveryState },
+    Message {
+        message: MessageInfo,
+    },
+    PeerUp {
+        peer: PeerInfo,
+    },
+    PeerDown {
+        peer: String,
+    },
+    Delivery {
+        id: String,
+        room: String,
+        delivery: DeliveryState,
+    },
     /// This subscriber fell behind and `missed` events were dropped for it.
-    Lagged { missed: u64 },
+    Lagged {
+        missed: u64,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, thiserror::Error)]
@@ -294,7 +362,10 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self { code, message: message.into() }
+        Self {
+            code,
+            message: message.into(),
+        }
     }
 }
 
@@ -330,13 +401,37 @@ mod tests {
     /// The settings requests and reply as docs/protocol.md §9.3–9.4 show them.
     #[test]
     fn settings_on_the_wire() {
-        let set = Request::SetSettings(SettingsUpdate { relay_enabled: Some(false), ..Default::default() });
+        let set = Request::SetSettings(SettingsUpdate {
+            relay_enabled: Some(false),
+            ..Default::default()
+        });
         let v = serde_json::to_value(&set).unwrap();
-        assert_eq!(v, json!({"method": "set_settings", "params": {"relay_enabled": false}}));
-        let back: Request = serde_json::from_value(json!({"method": "set_settings", "params": {"relay_budget_mib": 32}})).unwrap();
-        assert_eq!(back, Request::SetSettings(SettingsUpdate { relay_budget_mib: Some(32), ..Default::default() }));
-        assert_eq!(serde_json::to_value(Request::Settings).unwrap(), json!({"method": "settings"}));
-        let reply = Response::Settings(Settings { relay_enabled: true, relay_budget_mib: 64, bluetooth_enabled: true, wifi_direct_enabled: true, wifi_host: false });
+        assert_eq!(
+            v,
+            json!({"method": "set_settings", "params": {"relay_enabled": false}})
+        );
+        let back: Request = serde_json::from_value(
+            json!({"method": "set_settings", "params": {"relay_budget_mib": 32}}),
+        )
+        .unwrap();
+        assert_eq!(
+            back,
+            Request::SetSettings(SettingsUpdate {
+                relay_budget_mib: Some(32),
+                ..Default::default()
+            })
+        );
+        assert_eq!(
+            serde_json::to_value(Request::Settings).unwrap(),
+            json!({"method": "settings"})
+        );
+        let reply = Response::Settings(Settings {
+            relay_enabled: true,
+            relay_budget_mib: 64,
+            bluetooth_enabled: true,
+            wifi_direct_enabled: true,
+            wifi_host: false,
+        });
         assert_eq!(
             serde_json::to_value(reply).unwrap(),
             json!({"type": "settings", "relay_enabled": true, "relay_budget_mib": 64, "bluetooth_enabled": true, "wifi_direct_enabled": true, "wifi_host": false})

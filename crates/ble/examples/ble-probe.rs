@@ -79,11 +79,15 @@ enum Cmd {
 }
 
 fn epoch_ms() -> u128 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0)
 }
 
 fn content(seed: u64, index: usize, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ (index as u64 + 1).wrapping_mul(0xd1b5_4a32_d192_ed03);
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15)
+        ^ (index as u64 + 1).wrapping_mul(0xd1b5_4a32_d192_ed03);
     (0..len)
         .map(|_| {
             x ^= x << 13;
@@ -103,7 +107,8 @@ async fn main() {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,peddlenet_ble=info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,peddlenet_ble=info".into()),
         )
         .init();
     let args = Args::parse();
@@ -134,11 +139,20 @@ async fn run(cmd: Cmd, cfg: BleConfig) -> Result<(), String> {
     let start_call = Instant::now();
     let (ble, events) = Ble::start(cfg).await.map_err(|e| e.to_string())?;
     let started = Instant::now();
-    println!("STARTED epoch_ms={} start_ms={}", epoch_ms(), started.duration_since(start_call).as_millis());
+    println!(
+        "STARTED epoch_ms={} start_ms={}",
+        epoch_ms(),
+        started.duration_since(start_call).as_millis()
+    );
     let result = match cmd {
         Cmd::Exchange { send, expect, seed } => exchange(&ble, events, send, expect, seed).await,
         Cmd::Bench { serve: true, .. } => serve(&ble, events, started).await,
-        Cmd::Bench { serve: false, bytes, msg, pings } => bench(&ble, events, bytes, msg, pings).await,
+        Cmd::Bench {
+            serve: false,
+            bytes,
+            msg,
+            pings,
+        } => bench(&ble, events, bytes, msg, pings).await,
     };
     // Let the last messages go out before closing.
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -153,7 +167,11 @@ async fn exchange(
     expect: usize,
     seed: u64,
 ) -> Result<(), String> {
-    let msgs: Vec<Vec<u8>> = sizes.iter().enumerate().map(|(i, &n)| content(seed, i, n)).collect();
+    let msgs: Vec<Vec<u8>> = sizes
+        .iter()
+        .enumerate()
+        .map(|(i, &n)| content(seed, i, n))
+        .collect();
     let mut received: HashSet<String> = HashSet::new();
     let mut my_done = expect == 0;
     let mut peer_done = false;
@@ -163,7 +181,9 @@ async fn exchange(
                 let info = ble.links().into_iter().find(|l| l.link == link);
                 println!(
                     "LINKUP {link} role={} mtu={} epoch_ms={}",
-                    info.as_ref().map(|i| i.role.to_string()).unwrap_or_default(),
+                    info.as_ref()
+                        .map(|i| i.role.to_string())
+                        .unwrap_or_default(),
                     info.map(|i| i.mtu).unwrap_or(0),
                     epoch_ms()
                 );
@@ -187,7 +207,11 @@ async fn exchange(
                     let body = &bytes[1..];
                     let h = sha(body);
                     if received.insert(h.clone()) {
-                        println!("RECV {link} len={} sha256={h} epoch_ms={}", body.len(), epoch_ms());
+                        println!(
+                            "RECV {link} len={} sha256={h} epoch_ms={}",
+                            body.len(),
+                            epoch_ms()
+                        );
                     }
                     if !my_done && received.len() >= expect {
                         my_done = true;
@@ -201,7 +225,9 @@ async fn exchange(
                 }
                 _ => println!("UNKNOWN {link} len={}", bytes.len()),
             },
-            BleEvent::LinkDown { link, reason } => println!("LINKDOWN {link} epoch_ms={} reason={reason}", epoch_ms()),
+            BleEvent::LinkDown { link, reason } => {
+                println!("LINKDOWN {link} epoch_ms={} reason={reason}", epoch_ms())
+            }
         }
         if my_done && peer_done {
             println!("DONE");
@@ -216,7 +242,9 @@ async fn next_msg(events: &mut Receiver<BleEvent>, link: LinkId) -> Result<Vec<u
     loop {
         match events.recv().await {
             Some(BleEvent::Message { link: l, bytes }) if l == link => return Ok(bytes),
-            Some(BleEvent::LinkDown { link: l, reason }) if l == link => return Err(format!("link down: {reason}")),
+            Some(BleEvent::LinkDown { link: l, reason }) if l == link => {
+                return Err(format!("link down: {reason}"));
+            }
             Some(_) => {}
             None => return Err("event channel closed".into()),
         }
@@ -293,7 +321,10 @@ async fn bench(
         }
     }
     let secs = t.elapsed().as_secs_f64();
-    println!("RESULT dir=c2p bytes={bytes} secs={secs:.3} mbps={:.4}", bytes as f64 / secs / 1e6);
+    println!(
+        "RESULT dir=c2p bytes={bytes} secs={secs:.3} mbps={:.4}",
+        bytes as f64 / secs / 1e6
+    );
 
     // Throughput peripheral → central (notifications).
     let mut req = vec![K_REVERSE];
@@ -309,9 +340,16 @@ async fn bench(
         }
     }
     let secs = t.elapsed().as_secs_f64();
-    println!("RESULT dir=p2c bytes={bytes} secs={secs:.3} mbps={:.4}", bytes as f64 / secs / 1e6);
+    println!(
+        "RESULT dir=p2c bytes={bytes} secs={secs:.3} mbps={:.4}",
+        bytes as f64 / secs / 1e6
+    );
     if let Some(info) = ble.links().into_iter().find(|l| l.link == link) {
-        println!("RESULT link_mtu={} link_rtt_ms={:.2}", info.mtu, info.rtt.map(ms).unwrap_or(f64::NAN));
+        println!(
+            "RESULT link_mtu={} link_rtt_ms={:.2}",
+            info.mtu,
+            info.rtt.map(ms).unwrap_or(f64::NAN)
+        );
     }
     send(vec![K_DONE]).await.map_err(|e| e.to_string())?;
     println!("DONE");
@@ -324,13 +362,19 @@ async fn serve(ble: &Ble, mut events: Receiver<BleEvent>, started: Instant) -> R
     while let Some(ev) = events.recv().await {
         let BleEvent::Message { link, bytes } = ev else {
             if let BleEvent::LinkUp { link } = ev {
-                println!("LINKUP {link} after_start_ms={}", started.elapsed().as_millis());
+                println!(
+                    "LINKUP {link} after_start_ms={}",
+                    started.elapsed().as_millis()
+                );
             }
             continue;
         };
         if first {
             first = false;
-            println!("RESULT first_message_after_advertising_ms={}", started.elapsed().as_millis());
+            println!(
+                "RESULT first_message_after_advertising_ms={}",
+                started.elapsed().as_millis()
+            );
         }
         match bytes.first() {
             Some(&K_PING) => {
@@ -343,12 +387,15 @@ async fn serve(ble: &Ble, mut events: Receiver<BleEvent>, started: Instant) -> R
                 bulk += bytes.len() - 5;
                 if bulk >= total {
                     bulk = 0;
-                    ble.send(link, vec![K_BULK_ACK]).await.map_err(|e| e.to_string())?;
+                    ble.send(link, vec![K_BULK_ACK])
+                        .await
+                        .map_err(|e| e.to_string())?;
                 }
             }
             Some(&K_REVERSE) if bytes.len() >= 9 => {
                 let total = u32::from_be_bytes([bytes[1], bytes[2], bytes[3], bytes[4]]) as usize;
-                let msg = (u32::from_be_bytes([bytes[5], bytes[6], bytes[7], bytes[8]]) as usize).max(1);
+                let msg =
+                    (u32::from_be_bytes([bytes[5], bytes[6], bytes[7], bytes[8]]) as usize).max(1);
                 let mut sent = 0;
                 while sent < total {
                     let n = msg.min(total - sent);

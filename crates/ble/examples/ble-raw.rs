@@ -15,8 +15,9 @@ use std::time::{Duration, Instant};
 
 use bluer::adv::Advertisement;
 use bluer::gatt::local::{
-    Application, Characteristic, CharacteristicControlEvent, CharacteristicNotify, CharacteristicNotifyMethod,
-    CharacteristicWrite, CharacteristicWriteMethod, Service, characteristic_control,
+    Application, Characteristic, CharacteristicControlEvent, CharacteristicNotify,
+    CharacteristicNotifyMethod, CharacteristicWrite, CharacteristicWriteMethod, Service,
+    characteristic_control,
 };
 use btleplug::api::{Central as _, Manager as _, Peripheral as _, ScanFilter, WriteType};
 use btleplug::platform::Manager;
@@ -115,7 +116,11 @@ impl Counter {
             u64::from(expected) - got,
             self.reordered,
             self.duplicates,
-            if secs > 0.0 { self.bytes as f64 / secs / 1e6 } else { 0.0 }
+            if secs > 0.0 {
+                self.bytes as f64 / secs / 1e6
+            } else {
+                0.0
+            }
         )
     }
 }
@@ -125,10 +130,21 @@ async fn main() {
     let args = Args::parse();
     let r = match args.cmd {
         Cmd::Serve { indicate, timeout } => {
-            tokio::time::timeout(Duration::from_secs(timeout), serve(&args.adapter, indicate)).await.unwrap_or(Ok(()))
+            tokio::time::timeout(Duration::from_secs(timeout), serve(&args.adapter, indicate))
+                .await
+                .unwrap_or(Ok(()))
         }
-        Cmd::Client { mode, bytes, timeout, payload } => {
-            match tokio::time::timeout(Duration::from_secs(timeout), client(&args.adapter, &mode, bytes, payload)).await
+        Cmd::Client {
+            mode,
+            bytes,
+            timeout,
+            payload,
+        } => {
+            match tokio::time::timeout(
+                Duration::from_secs(timeout),
+                client(&args.adapter, &mode, bytes, payload),
+            )
+            .await
             {
                 Ok(r) => r,
                 Err(_) => Err("timeout".into()),
@@ -149,7 +165,13 @@ async fn serve(adapter: &str, indicate: bool) -> Result<(), String> {
     let c2 = counter.clone();
     let write = CharacteristicWriteMethod::Fun(Box::new(move |v, req| {
         if std::env::var_os("RAW_TRACE").is_some() {
-            println!("WRITE len={} head={:02x?} mtu={} op={:?}", v.len(), &v[..v.len().min(6)], req.mtu, req.op_type);
+            println!(
+                "WRITE len={} head={:02x?} mtu={} op={:?}",
+                v.len(),
+                &v[..v.len().min(6)],
+                req.mtu,
+                req.op_type
+            );
         }
         if v.len() >= 9 && v[..4] == u32::MAX.to_be_bytes() {
             let _ = cmd_tx.send((v[4], u32::from_be_bytes([v[5], v[6], v[7], v[8]])));
@@ -189,7 +211,10 @@ async fn serve(adapter: &str, indicate: bool) -> Result<(), String> {
         }],
         ..Default::default()
     };
-    let _app = adapter.serve_gatt_application(app).await.map_err(|e| e.to_string())?;
+    let _app = adapter
+        .serve_gatt_application(app)
+        .await
+        .map_err(|e| e.to_string())?;
     let adv = Advertisement {
         service_uuids: [RAW_SERVICE].into_iter().collect(),
         discoverable: Some(true),
@@ -236,16 +261,30 @@ async fn serve(adapter: &str, indicate: bool) -> Result<(), String> {
     }
 }
 
-async fn client(adapter: &str, mode: &str, bytes: usize, payload: Option<usize>) -> Result<(), String> {
+async fn client(
+    adapter: &str,
+    mode: &str,
+    bytes: usize,
+    payload: Option<usize>,
+) -> Result<(), String> {
     let manager = Manager::new().await.map_err(|e| e.to_string())?;
     let mut central = None;
     for a in manager.adapters().await.map_err(|e| e.to_string())? {
-        if a.adapter_info().await.unwrap_or_default().starts_with(adapter) {
+        if a.adapter_info()
+            .await
+            .unwrap_or_default()
+            .starts_with(adapter)
+        {
             central = Some(a);
         }
     }
     let central = central.ok_or("no such adapter")?;
-    central.start_scan(ScanFilter { services: vec![RAW_SERVICE] }).await.map_err(|e| e.to_string())?;
+    central
+        .start_scan(ScanFilter {
+            services: vec![RAW_SERVICE],
+        })
+        .await
+        .map_err(|e| e.to_string())?;
     let p = loop {
         let mut found = None;
         for p in central.peripherals().await.map_err(|e| e.to_string())? {
@@ -263,11 +302,25 @@ async fn client(adapter: &str, mode: &str, bytes: usize, payload: Option<usize>)
     let _ = central.stop_scan().await;
     let t_connect = Instant::now();
     p.connect().await.map_err(|e| format!("connect: {e}"))?;
-    p.discover_services().await.map_err(|e| format!("discover: {e}"))?;
-    println!("CONNECTED mtu={} secs={:.3}", p.mtu(), t_connect.elapsed().as_secs_f64());
+    p.discover_services()
+        .await
+        .map_err(|e| format!("discover: {e}"))?;
+    println!(
+        "CONNECTED mtu={} secs={:.3}",
+        p.mtu(),
+        t_connect.elapsed().as_secs_f64()
+    );
     let chars = p.characteristics();
-    let rx = chars.iter().find(|c| c.uuid == RAW_RX).ok_or("no rx")?.clone();
-    let tx = chars.iter().find(|c| c.uuid == RAW_TX).ok_or("no tx")?.clone();
+    let rx = chars
+        .iter()
+        .find(|c| c.uuid == RAW_RX)
+        .ok_or("no rx")?
+        .clone();
+    let tx = chars
+        .iter()
+        .find(|c| c.uuid == RAW_TX)
+        .ok_or("no tx")?
+        .clone();
     let mut notes = p.notifications().await.map_err(|e| e.to_string())?;
     p.subscribe(&tx).await.map_err(|e| e.to_string())?;
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -286,10 +339,14 @@ async fn client(adapter: &str, mode: &str, bytes: usize, payload: Option<usize>)
             for seq in 0..n {
                 let mut v = seq.to_be_bytes().to_vec();
                 v.resize(payload, 0xa5);
-                p.write(&rx, &v, WriteType::WithoutResponse).await.map_err(|e| format!("write: {e}"))?;
+                p.write(&rx, &v, WriteType::WithoutResponse)
+                    .await
+                    .map_err(|e| format!("write: {e}"))?;
             }
             let sent_secs = t.elapsed().as_secs_f64();
-            p.write(&rx, &cmd(CMD_END, n), WriteType::WithoutResponse).await.map_err(|e| e.to_string())?;
+            p.write(&rx, &cmd(CMD_END, n), WriteType::WithoutResponse)
+                .await
+                .map_err(|e| e.to_string())?;
             while let Some(n_) = notes.next().await {
                 if n_.value.len() >= 4 && n_.value[..4] == u32::MAX.to_be_bytes() {
                     let secs = t.elapsed().as_secs_f64();
@@ -307,8 +364,12 @@ async fn client(adapter: &str, mode: &str, bytes: usize, payload: Option<usize>)
             let n = bytes.div_ceil(payload - 2) as u32;
             let mut counter = Counter::default();
             let t = Instant::now();
-            p.write(&rx, &cmd(CMD_PUSH, n), WriteType::WithoutResponse).await.map_err(|e| e.to_string())?;
-            while let Ok(Some(v)) = tokio::time::timeout(Duration::from_secs(10), notes.next()).await {
+            p.write(&rx, &cmd(CMD_PUSH, n), WriteType::WithoutResponse)
+                .await
+                .map_err(|e| e.to_string())?;
+            while let Ok(Some(v)) =
+                tokio::time::timeout(Duration::from_secs(10), notes.next()).await
+            {
                 counter.take(&v.value);
                 if counter.complete(n) {
                     break;

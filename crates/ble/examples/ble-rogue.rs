@@ -7,7 +7,9 @@
 
 use std::time::{Duration, Instant};
 
-use btleplug::api::{Central as _, Characteristic, Manager as _, Peripheral as _, ScanFilter, WriteType};
+use btleplug::api::{
+    Central as _, Characteristic, Manager as _, Peripheral as _, ScanFilter, WriteType,
+};
 use btleplug::platform::{Adapter, Manager, Peripheral};
 use clap::Parser;
 use futures::StreamExt;
@@ -31,18 +33,38 @@ struct Args {
 }
 
 const TAG: u16 = 0x0bad;
-const ALL: &[&str] = &["garbage", "truncated", "oversized", "too-many-messages", "undecryptable", "oversized-att"];
+const ALL: &[&str] = &[
+    "garbage",
+    "truncated",
+    "oversized",
+    "too-many-messages",
+    "undecryptable",
+    "oversized-att",
+];
 
 fn hello() -> Vec<u8> {
-    Frame::Hello { version: VERSION, tag: TAG, credits: 64 }.to_vec()
+    Frame::Hello {
+        version: VERSION,
+        tag: TAG,
+        credits: 64,
+    }
+    .to_vec()
 }
 
 fn first(seq: u8, total: u32, last: bool, payload: &[u8]) -> Vec<u8> {
-    Frame::Data(DataFrame { seq, kind: DataKind::First { total }, last, payload }).to_vec()
+    Frame::Data(DataFrame {
+        seq,
+        kind: DataKind::First { total },
+        last,
+        payload,
+    })
+    .to_vec()
 }
 
 fn noise(n: usize, salt: u8) -> Vec<u8> {
-    (0..n).map(|i| (i as u8).wrapping_mul(31) ^ salt ^ 0x5c).collect()
+    (0..n)
+        .map(|i| (i as u8).wrapping_mul(31) ^ salt ^ 0x5c)
+        .collect()
 }
 
 /// The values (`seq | frame`) a case writes, in order; `None` marks a pause
@@ -50,11 +72,16 @@ fn noise(n: usize, salt: u8) -> Vec<u8> {
 fn script(case: &str) -> Vec<Option<Vec<u8>>> {
     let frames: Vec<Option<Vec<u8>>> = match case {
         // Not even a frame type.
-        "garbage" => vec![Some(noise(40, 0xee).into_iter().map(|b| b | 0x80).collect())],
+        "garbage" => vec![Some(
+            noise(40, 0xee).into_iter().map(|b| b | 0x80).collect(),
+        )],
         // HELLO, then a DATA frame cut inside its header.
         "truncated" => vec![Some(hello()), Some(vec![0x11, 0x00, 0x00])],
         // HELLO, then a message announcing 16 MiB.
-        "oversized" => vec![Some(hello()), Some(first(0, 0xff_ffff, false, &noise(100, 1)))],
+        "oversized" => vec![
+            Some(hello()),
+            Some(first(0, 0xff_ffff, false, &noise(100, 1))),
+        ],
         // HELLO, then five messages in progress at once.
         "too-many-messages" => {
             let mut v = vec![Some(hello())];
@@ -63,7 +90,12 @@ fn script(case: &str) -> Vec<Option<Vec<u8>>> {
         }
         // A plausible handshake, then a message that does not decrypt.
         "undecryptable" => {
-            vec![Some(hello()), Some(first(0, 32, true, &noise(32, 7))), None, Some(first(1, 48, true, &noise(48, 9)))]
+            vec![
+                Some(hello()),
+                Some(first(0, 32, true, &noise(32, 7))),
+                None,
+                Some(first(1, 48, true, &noise(48, 9))),
+            ]
         }
         // A value longer than the ATT MTU allows: BlueZ must refuse it locally.
         "oversized-att" => vec![Some(noise(600, 3))],
@@ -84,7 +116,12 @@ fn script(case: &str) -> Vec<Option<Vec<u8>>> {
 }
 
 async fn find_node(central: &Adapter, target: Option<&str>) -> Result<Peripheral, String> {
-    central.start_scan(ScanFilter { services: vec![SERVICE_UUID] }).await.map_err(|e| e.to_string())?;
+    central
+        .start_scan(ScanFilter {
+            services: vec![SERVICE_UUID],
+        })
+        .await
+        .map_err(|e| e.to_string())?;
     let deadline = Instant::now() + Duration::from_secs(60);
     while Instant::now() < deadline {
         for p in central.peripherals().await.map_err(|e| e.to_string())? {
@@ -111,17 +148,29 @@ async fn connect(p: &Peripheral) -> Result<(Characteristic, Characteristic), Str
             }
         }
     }
-    p.discover_services().await.map_err(|e| format!("discover: {e}"))?;
+    p.discover_services()
+        .await
+        .map_err(|e| format!("discover: {e}"))?;
     let chars = p.characteristics();
-    let rx = chars.iter().find(|c| c.uuid == RX_UUID).ok_or("no RX characteristic")?.clone();
-    let tx = chars.iter().find(|c| c.uuid == TX_UUID).ok_or("no TX characteristic")?.clone();
+    let rx = chars
+        .iter()
+        .find(|c| c.uuid == RX_UUID)
+        .ok_or("no RX characteristic")?
+        .clone();
+    let tx = chars
+        .iter()
+        .find(|c| c.uuid == TX_UUID)
+        .ok_or("no TX characteristic")?
+        .clone();
     Ok((rx, tx))
 }
 
 async fn run_case(p: &Peripheral, case: &str, wait: Duration) -> Result<bool, String> {
     let (rx, tx) = connect(p).await?;
     let mut answers = p.notifications().await.map_err(|e| e.to_string())?;
-    p.subscribe(&tx).await.map_err(|e| format!("subscribe: {e}"))?;
+    p.subscribe(&tx)
+        .await
+        .map_err(|e| format!("subscribe: {e}"))?;
     let mut local_refusal = None;
     for value in script(case) {
         match value {
@@ -146,7 +195,9 @@ async fn run_case(p: &Peripheral, case: &str, wait: Duration) -> Result<bool, St
     let mut close_reason = None;
     while t.elapsed() < wait {
         // Look for a CLOSE addressed to us: tag | seq | 05 reason.
-        while let Ok(Some(n)) = tokio::time::timeout(Duration::from_millis(100), answers.next()).await {
+        while let Ok(Some(n)) =
+            tokio::time::timeout(Duration::from_millis(100), answers.next()).await
+        {
             if n.value.len() == 5 && n.value[..2] == TAG.to_be_bytes() && n.value[3] == 0x05 {
                 close_reason = Some(n.value[4]);
             }
@@ -155,7 +206,9 @@ async fn run_case(p: &Peripheral, case: &str, wait: Duration) -> Result<bool, St
             println!(
                 "CASE {case} DROPPED after {:.1}s{}",
                 t.elapsed().as_secs_f64(),
-                close_reason.map(|r| format!(" (CLOSE reason {r})")).unwrap_or_default()
+                close_reason
+                    .map(|r| format!(" (CLOSE reason {r})"))
+                    .unwrap_or_default()
             );
             return Ok(true);
         }
@@ -168,13 +221,22 @@ async fn run_case(p: &Peripheral, case: &str, wait: Duration) -> Result<bool, St
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
-    let cases: Vec<String> =
-        if args.cases.is_empty() { ALL.iter().map(|s| s.to_string()).collect() } else { args.cases };
+    let cases: Vec<String> = if args.cases.is_empty() {
+        ALL.iter().map(|s| s.to_string()).collect()
+    } else {
+        args.cases
+    };
     let result: Result<bool, String> = async {
         let manager = Manager::new().await.map_err(|e| e.to_string())?;
         let mut central = None;
         for a in manager.adapters().await.map_err(|e| e.to_string())? {
-            if a.adapter_info().await.unwrap_or_default().split_whitespace().next() == Some(args.adapter.as_str()) {
+            if a.adapter_info()
+                .await
+                .unwrap_or_default()
+                .split_whitespace()
+                .next()
+                == Some(args.adapter.as_str())
+            {
                 central = Some(a);
             }
         }

@@ -17,7 +17,11 @@ pub struct Backoff {
 impl Backoff {
     /// A backoff starting at `initial`, never above `max`.
     pub fn new(initial: Duration, max: Duration) -> Self {
-        Self { initial, max: max.max(initial), failures: 0 }
+        Self {
+            initial,
+            max: max.max(initial),
+            failures: 0,
+        }
     }
 
     /// Failures since the last success.
@@ -51,7 +55,10 @@ mod tests {
         let delays: Vec<Duration> = (0..10).map(|_| b.fail(&mut rng)).collect();
         for (i, d) in delays.iter().enumerate() {
             let ceiling = Duration::from_secs(1 << i.min(5)).min(Duration::from_secs(30));
-            assert!(*d >= ceiling / 2 && *d <= ceiling, "attempt {i}: {d:?} vs {ceiling:?}");
+            assert!(
+                *d >= ceiling / 2 && *d <= ceiling,
+                "attempt {i}: {d:?} vs {ceiling:?}"
+            );
         }
         assert_eq!(b.failures(), 10);
         b.reset();

@@ -13,7 +13,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use btleplug::api::{Central as _, CentralEvent, Characteristic, Manager as _, Peripheral as _, ScanFilter, WriteType};
+use btleplug::api::{
+    Central as _, CentralEvent, Characteristic, Manager as _, Peripheral as _, ScanFilter,
+    WriteType,
+};
 use btleplug::platform::{Adapter, Manager, Peripheral, PeripheralId};
 use futures::StreamExt;
 use rand::{Rng, SeedableRng};
@@ -45,12 +48,21 @@ pub(crate) struct CentralRole {
 impl CentralRole {
     /// Finds the adapter and starts scanning.
     pub async fn start(shared: Arc<Shared>, cfg: BleConfig) -> Result<Self, BleError> {
-        let manager = Manager::new().await.map_err(|e| unavailable("cannot reach bluetoothd", &e))?;
-        let adapters = manager.adapters().await.map_err(|e| unavailable("cannot list adapters", &e))?;
+        let manager = Manager::new()
+            .await
+            .map_err(|e| unavailable("cannot reach bluetoothd", &e))?;
+        let adapters = manager
+            .adapters()
+            .await
+            .map_err(|e| unavailable("cannot list adapters", &e))?;
         let mut chosen = None;
         for a in adapters {
             let info = a.adapter_info().await.unwrap_or_default();
-            let name = info.split_whitespace().next().unwrap_or_default().to_string();
+            let name = info
+                .split_whitespace()
+                .next()
+                .unwrap_or_default()
+                .to_string();
             if cfg.adapter.as_deref().is_none_or(|want| want == name) {
                 chosen = Some((a, name));
                 break;
@@ -65,7 +77,9 @@ impl CentralRole {
         let local = adapter.adapter_address().await.ok().flatten().map(peer_key);
         let events = adapter.events().await.map_err(|e| unavailable(&name, &e))?;
         adapter
-            .start_scan(ScanFilter { services: vec![SERVICE_UUID] })
+            .start_scan(ScanFilter {
+                services: vec![SERVICE_UUID],
+            })
             .await
             .map_err(|e| unavailable(&format!("cannot scan on {name}"), &e))?;
         info!(adapter = %name, "BLE central scanning");
@@ -99,13 +113,20 @@ struct Candidate {
 
 type Events = std::pin::Pin<Box<dyn futures::Stream<Item = CentralEvent> + Send>>;
 
-async fn run(shared: Arc<Shared>, cfg: BleConfig, adapter: Adapter, mut events: Events, local: Option<String>) {
+async fn run(
+    shared: Arc<Shared>,
+    cfg: BleConfig,
+    adapter: Adapter,
+    mut events: Events,
+    local: Option<String>,
+) {
     let mut shutdown = shared.shutdown.clone();
     let mut cands: HashMap<PeripheralId, Candidate> = HashMap::new();
     let mut not_ours: HashMap<PeripheralId, Instant> = HashMap::new();
     let (done_tx, mut done_rx) = mpsc::channel::<(PeripheralId, Attempt)>(16);
     let mut tick = tokio::time::interval(Duration::from_secs(1));
-    let mut rescan = tokio::time::interval_at(Instant::now() + cfg.rescan_interval, cfg.rescan_interval);
+    let mut rescan =
+        tokio::time::interval_at(Instant::now() + cfg.rescan_interval, cfg.rescan_interval);
     let mut rng = rand::rngs::StdRng::from_entropy();
     let new_candidate = |cfg: &BleConfig| Candidate {
         backoff: Backoff::new(cfg.backoff_initial, cfg.backoff_max),
@@ -197,8 +218,14 @@ async fn run(shared: Arc<Shared>, cfg: BleConfig, adapter: Adapter, mut events: 
                 continue;
             }
             c.busy = true;
-            let (shared, cfg, adapter, local, done, id) =
-                (shared.clone(), cfg.clone(), adapter.clone(), local.clone(), done_tx.clone(), id.clone());
+            let (shared, cfg, adapter, local, done, id) = (
+                shared.clone(),
+                cfg.clone(),
+                adapter.clone(),
+                local.clone(),
+                done_tx.clone(),
+                id.clone(),
+            );
             tokio::spawn(async move {
                 let result = attempt(&shared, &cfg, &adapter, &id, local.as_deref()).await;
                 let _ = done.send((id, result)).await;
@@ -223,7 +250,9 @@ async fn run(shared: Arc<Shared>, cfg: BleConfig, adapter: Adapter, mut events: 
 }
 
 fn find_char(p: &Peripheral, uuid: bluer::Uuid) -> Option<Characteristic> {
-    p.characteristics().into_iter().find(|c| c.uuid == uuid && c.service_uuid == SERVICE_UUID)
+    p.characteristics()
+        .into_iter()
+        .find(|c| c.uuid == uuid && c.service_uuid == SERVICE_UUID)
 }
 
 async fn attempt(
@@ -285,7 +314,11 @@ async fn attempt(
         return fail(format!("subscribe: {e}")).await;
     }
     let tag: u16 = rand::thread_rng().gen_range(1..=u16::MAX);
-    let core = match LinkCore::central(tag, cfg.link_params(gatt::write_frame_size(mtu)), std::time::Instant::now()) {
+    let core = match LinkCore::central(
+        tag,
+        cfg.link_params(gatt::write_frame_size(mtu)),
+        std::time::Instant::now(),
+    ) {
         Ok(core) => core,
         Err(e) => return fail(e.to_string()).await,
     };
@@ -298,7 +331,9 @@ async fn attempt(
                 continue;
             }
             // Values for the other centrals of this peripheral carry other tags.
-            let Some(frame) = gatt::untag(tag, &n.value) else { continue };
+            let Some(frame) = gatt::untag(tag, &n.value) else {
+                continue;
+            };
             match frames_tx.try_send(frame.to_vec()) {
                 Ok(()) => {}
                 Err(mpsc::error::TrySendError::Full(_)) => {
@@ -312,8 +347,20 @@ async fn attempt(
             }
         }
     });
-    let sink = CentralSink { peripheral: p.clone(), rx };
-    let end = run_link(LinkSetup { slot, core, sink, inbound: frames_rx, close_rx, close_tx, mtu }).await;
+    let sink = CentralSink {
+        peripheral: p.clone(),
+        rx,
+    };
+    let end = run_link(LinkSetup {
+        slot,
+        core,
+        sink,
+        inbound: frames_rx,
+        close_rx,
+        close_tx,
+        mtu,
+    })
+    .await;
     forwarder.abort();
     let _ = timeout(Duration::from_secs(2), p.unsubscribe(&tx)).await;
     if end.disconnect && !shared.has(&peer, Role::Peripheral) {
@@ -333,8 +380,12 @@ struct CentralSink {
 
 impl FrameSink for CentralSink {
     async fn send(&mut self, frame: Vec<u8>) -> Result<(), String> {
-        match timeout(Duration::from_secs(10), self.peripheral.write(&self.rx, &frame, WriteType::WithoutResponse))
-            .await
+        match timeout(
+            Duration::from_secs(10),
+            self.peripheral
+                .write(&self.rx, &frame, WriteType::WithoutResponse),
+        )
+        .await
         {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(format!("write failed: {e}")),

@@ -76,7 +76,10 @@ impl BleConfig {
             // value in flight, DATA frames and control frames alike.
             return bad("window must be between 4 and 80 frames");
         }
-        if self.readvertise_interval.is_some_and(|d| d < Duration::from_secs(1)) {
+        if self
+            .readvertise_interval
+            .is_some_and(|d| d < Duration::from_secs(1))
+        {
             return bad("readvertise_interval must be at least 1 s");
         }
         if self.event_queue == 0 {

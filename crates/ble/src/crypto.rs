@@ -77,7 +77,9 @@ pub enum CryptoError {
 
 fn builder() -> snow::Builder<'static> {
     // The pattern string is a constant: parsing cannot fail.
-    let params = NOISE_PARAMS.parse().unwrap_or_else(|_| unreachable!("valid noise params"));
+    let params = NOISE_PARAMS
+        .parse()
+        .unwrap_or_else(|_| unreachable!("valid noise params"));
     snow::Builder::new(params)
 }
 
@@ -99,7 +101,10 @@ impl std::fmt::Debug for Initiator {
 impl Initiator {
     /// Starts a handshake; returns the first message (32 bytes).
     pub fn start() -> Result<(Self, Vec<u8>), CryptoError> {
-        let mut hs = builder().prologue(PROLOGUE).and_then(|b| b.build_initiator()).map_err(hs_err)?;
+        let mut hs = builder()
+            .prologue(PROLOGUE)
+            .and_then(|b| b.build_initiator())
+            .map_err(hs_err)?;
         let mut msg = vec![0u8; 64];
         let n = hs.write_message(&[], &mut msg).map_err(hs_err)?;
         msg.truncate(n);
@@ -111,7 +116,9 @@ impl Initiator {
         let mut payload = vec![0u8; msg.len()];
         let n = self.hs.read_message(msg, &mut payload).map_err(hs_err)?;
         if n != 0 {
-            return Err(CryptoError::Handshake(format!("unexpected {n}-byte handshake payload")));
+            return Err(CryptoError::Handshake(format!(
+                "unexpected {n}-byte handshake payload"
+            )));
         }
         Session::from_handshake(self.hs)
     }
@@ -119,11 +126,16 @@ impl Initiator {
 
 /// Responder: reads the initiator's message, returns the answer and the session.
 pub fn respond(msg: &[u8]) -> Result<(Session, Vec<u8>), CryptoError> {
-    let mut hs = builder().prologue(PROLOGUE).and_then(|b| b.build_responder()).map_err(hs_err)?;
+    let mut hs = builder()
+        .prologue(PROLOGUE)
+        .and_then(|b| b.build_responder())
+        .map_err(hs_err)?;
     let mut payload = vec![0u8; msg.len()];
     let n = hs.read_message(msg, &mut payload).map_err(hs_err)?;
     if n != 0 {
-        return Err(CryptoError::Handshake(format!("unexpected {n}-byte handshake payload")));
+        return Err(CryptoError::Handshake(format!(
+            "unexpected {n}-byte handshake payload"
+        )));
     }
     let mut out = vec![0u8; 128];
     let n = hs.write_message(&[], &mut out).map_err(hs_err)?;
@@ -144,7 +156,9 @@ impl std::fmt::Debug for Session {
 
 impl Session {
     fn from_handshake(hs: HandshakeState) -> Result<Self, CryptoError> {
-        Ok(Self { ts: hs.into_stateless_transport_mode().map_err(hs_err)? })
+        Ok(Self {
+            ts: hs.into_stateless_transport_mode().map_err(hs_err)?,
+        })
     }
 
     fn nonce(counter: u64, chunk: usize) -> Option<u64> {
@@ -154,14 +168,24 @@ impl Session {
 
     /// Seals message `counter`.
     pub fn seal(&self, counter: u64, plain: &[u8]) -> Result<Vec<u8>, CryptoError> {
-        let err = || CryptoError::Seal { counter, len: plain.len() };
+        let err = || CryptoError::Seal {
+            counter,
+            len: plain.len(),
+        };
         let mut out = vec![0u8; sealed_len(plain.len())];
         let mut at = 0;
-        let chunks: Vec<&[u8]> = if plain.is_empty() { vec![&[]] } else { plain.chunks(CHUNK).collect() };
+        let chunks: Vec<&[u8]> = if plain.is_empty() {
+            vec![&[]]
+        } else {
+            plain.chunks(CHUNK).collect()
+        };
         for (i, chunk) in chunks.into_iter().enumerate() {
             let nonce = Self::nonce(counter, i).ok_or_else(err)?;
             let end = at + chunk.len() + TAG_LEN;
-            let n = self.ts.write_message(nonce, chunk, &mut out[at..end]).map_err(|_| err())?;
+            let n = self
+                .ts
+                .write_message(nonce, chunk, &mut out[at..end])
+                .map_err(|_| err())?;
             at += n;
         }
         debug_assert_eq!(at, out.len());
@@ -170,9 +194,13 @@ impl Session {
 
     /// Opens message `counter`.
     pub fn open(&self, counter: u64, sealed: &[u8]) -> Result<Vec<u8>, CryptoError> {
-        let bad_len = || CryptoError::BadLength { counter, len: sealed.len() };
+        let bad_len = || CryptoError::BadLength {
+            counter,
+            len: sealed.len(),
+        };
         if sealed.is_empty()
-            || !sealed.len().is_multiple_of(MAX_NOISE_MESSAGE) && sealed.len() % MAX_NOISE_MESSAGE < TAG_LEN
+            || !sealed.len().is_multiple_of(MAX_NOISE_MESSAGE)
+                && sealed.len() % MAX_NOISE_MESSAGE < TAG_LEN
         {
             return Err(bad_len());
         }
@@ -180,7 +208,10 @@ impl Session {
         let mut at = 0;
         for (i, chunk) in sealed.chunks(MAX_NOISE_MESSAGE).enumerate() {
             let nonce = Self::nonce(counter, i).ok_or_else(bad_len)?;
-            let n = self.ts.read_message(nonce, chunk, &mut out[at..]).map_err(|_| CryptoError::Decrypt { counter })?;
+            let n = self
+                .ts
+                .read_message(nonce, chunk, &mut out[at..])
+                .map_err(|_| CryptoError::Decrypt { counter })?;
             at += n;
         }
         out.truncate(at);
@@ -203,7 +234,15 @@ mod tests {
     #[test]
     fn seal_open_round_trip_across_chunk_boundaries() {
         let (a, b) = pair();
-        for len in [0, 1, CHUNK - 1, CHUNK, CHUNK + 1, 2 * CHUNK, crate::MAX_MESSAGE] {
+        for len in [
+            0,
+            1,
+            CHUNK - 1,
+            CHUNK,
+            CHUNK + 1,
+            2 * CHUNK,
+            crate::MAX_MESSAGE,
+        ] {
             let plain: Vec<u8> = (0..len).map(|i| i as u8).collect();
             let sealed = a.seal(5, &plain).unwrap();
             assert_eq!(sealed.len(), sealed_len(len), "len {len}");
@@ -238,7 +277,13 @@ mod tests {
     fn impossible_lengths_are_rejected() {
         let (a, _) = pair();
         assert!(matches!(a.open(1, &[]), Err(CryptoError::BadLength { .. })));
-        assert!(matches!(a.open(1, &[0; 15]), Err(CryptoError::BadLength { .. })));
-        assert!(matches!(a.open(1, &[0; MAX_NOISE_MESSAGE + 3]), Err(CryptoError::BadLength { .. })));
+        assert!(matches!(
+            a.open(1, &[0; 15]),
+            Err(CryptoError::BadLength { .. })
+        ));
+        assert!(matches!(
+            a.open(1, &[0; MAX_NOISE_MESSAGE + 3]),
+            Err(CryptoError::BadLength { .. })
+        ));
     }
 }

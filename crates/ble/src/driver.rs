@@ -75,7 +75,15 @@ enum Stop {
 /// Runs the link until it ends; emits `LinkUp`/`Message`/`LinkDown` and
 /// releases the slot at the end.
 pub(crate) async fn run_link<S: FrameSink>(setup: LinkSetup<S>) -> LinkEnd {
-    let LinkSetup { slot, mut core, mut sink, mut inbound, mut close_rx, close_tx, mtu } = setup;
+    let LinkSetup {
+        slot,
+        mut core,
+        mut sink,
+        mut inbound,
+        mut close_rx,
+        close_tx,
+        mtu,
+    } = setup;
     let shared: Arc<Shared> = slot.shared().clone();
     let id = slot.id();
     let (app_tx, mut app_rx) = mpsc::channel::<Vec<u8>>(1);
@@ -100,13 +108,23 @@ pub(crate) async fn run_link<S: FrameSink>(setup: LinkSetup<S>) -> LinkEnd {
                     up_at = Some(Instant::now());
                     shared.set_up(id);
                     info!(%id, %role, mtu, frame = core.max_frame(), "BLE link up");
-                    if shared.events.send(BleEvent::LinkUp { link: id }).await.is_err() {
+                    if shared
+                        .events
+                        .send(BleEvent::LinkUp { link: id })
+                        .await
+                        .is_err()
+                    {
                         break 'run Stop::AppGone;
                     }
                 }
                 LinkEvent::Message(bytes) => {
                     debug!(%id, len = bytes.len(), "message received");
-                    if shared.events.send(BleEvent::Message { link: id, bytes }).await.is_err() {
+                    if shared
+                        .events
+                        .send(BleEvent::Message { link: id, bytes })
+                        .await
+                        .is_err()
+                    {
                         break 'run Stop::AppGone;
                     }
                 }
@@ -172,17 +190,38 @@ pub(crate) async fn run_link<S: FrameSink>(setup: LinkSetup<S>) -> LinkEnd {
 
     let (reason, disconnect, violation, close) = match stop {
         Stop::Error(e) => {
-            let violation = e.close_reason().is_some_and(|r| r != crate::frame::CloseReason::TIMEOUT);
+            let violation = e
+                .close_reason()
+                .is_some_and(|r| r != crate::frame::CloseReason::TIMEOUT);
             (e.to_string(), true, violation, e.close_reason())
         }
-        Stop::Close(cmd) => (cmd.reason, cmd.disconnect, false, Some(crate::frame::CloseReason::NORMAL)),
+        Stop::Close(cmd) => (
+            cmd.reason,
+            cmd.disconnect,
+            false,
+            Some(crate::frame::CloseReason::NORMAL),
+        ),
         Stop::Transport(e) => (e, true, false, None),
-        Stop::Shutdown => ("shutting down".into(), true, false, Some(crate::frame::CloseReason::NORMAL)),
-        Stop::AppGone => ("event receiver dropped".into(), true, false, Some(crate::frame::CloseReason::NORMAL)),
+        Stop::Shutdown => (
+            "shutting down".into(),
+            true,
+            false,
+            Some(crate::frame::CloseReason::NORMAL),
+        ),
+        Stop::AppGone => (
+            "event receiver dropped".into(),
+            true,
+            false,
+            Some(crate::frame::CloseReason::NORMAL),
+        ),
     };
     if let Some(reason) = close {
         // Best effort: tell the peer why.
-        let _ = tokio::time::timeout(Duration::from_secs(1), sink.send(out_seq.stamp(&close_frame(reason)))).await;
+        let _ = tokio::time::timeout(
+            Duration::from_secs(1),
+            sink.send(out_seq.stamp(&close_frame(reason))),
+        )
+        .await;
     }
     core.close();
     if violation {
@@ -193,9 +232,21 @@ pub(crate) async fn run_link<S: FrameSink>(setup: LinkSetup<S>) -> LinkEnd {
     let up_for = up_at.map(|t| t.elapsed());
     drop(slot);
     if up_for.is_some() {
-        let _ = shared.events.send(BleEvent::LinkDown { link: id, reason: reason.clone() }).await;
+        let _ = shared
+            .events
+            .send(BleEvent::LinkDown {
+                link: id,
+                reason: reason.clone(),
+            })
+            .await;
     }
-    LinkEnd { id, up_for, reason, disconnect, violation }
+    LinkEnd {
+        id,
+        up_for,
+        reason,
+        disconnect,
+        violation,
+    }
 }
 
 /// The first bytes of a frame, in hex, for logs.
@@ -215,14 +266,23 @@ mod tests {
 
     impl FrameSink for ChanSink {
         async fn send(&mut self, frame: Vec<u8>) -> Result<(), String> {
-            self.0.send(frame).await.map_err(|_| "peer gone".to_string())
+            self.0
+                .send(frame)
+                .await
+                .map_err(|_| "peer gone".to_string())
         }
     }
 
     /// Two link tasks wired back to back, each with its own `Shared`.
     async fn pair(
         max_frame: usize,
-    ) -> (Arc<Shared>, mpsc::Receiver<BleEvent>, Arc<Shared>, mpsc::Receiver<BleEvent>, watch::Sender<bool>) {
+    ) -> (
+        Arc<Shared>,
+        mpsc::Receiver<BleEvent>,
+        Arc<Shared>,
+        mpsc::Receiver<BleEvent>,
+        watch::Sender<bool>,
+    ) {
         let cfg = BleConfig::default();
         let (stop_tx, stop_rx) = watch::channel(false);
         let (ev_a, rx_a) = mpsc::channel(8);
@@ -234,12 +294,30 @@ mod tests {
         let (to_a, a_in) = mpsc::channel(cap);
         let now = Instant::now();
         for (shared, core, sink, inbound) in [
-            (a.clone(), LinkCore::central(1, cfg.link_params(max_frame), now).unwrap(), ChanSink(to_b), a_in),
-            (b.clone(), LinkCore::peripheral(cfg.link_params(max_frame), now), ChanSink(to_a), b_in),
+            (
+                a.clone(),
+                LinkCore::central(1, cfg.link_params(max_frame), now).unwrap(),
+                ChanSink(to_b),
+                a_in,
+            ),
+            (
+                b.clone(),
+                LinkCore::peripheral(cfg.link_params(max_frame), now),
+                ChanSink(to_a),
+                b_in,
+            ),
         ] {
             let slot = shared.reserve("peer", core.role()).unwrap();
             let (close_tx, close_rx) = mpsc::channel(1);
-            tokio::spawn(run_link(LinkSetup { slot, core, sink, inbound, close_rx, close_tx, mtu: 0 }));
+            tokio::spawn(run_link(LinkSetup {
+                slot,
+                core,
+                sink,
+                inbound,
+                close_rx,
+                close_tx,
+                mtu: 0,
+            }));
         }
         (a, rx_a, b, rx_b, stop_tx)
     }
@@ -247,8 +325,12 @@ mod tests {
     #[tokio::test]
     async fn tasks_exchange_and_shut_down() {
         let (a, mut rx_a, b, mut rx_b, stop) = pair(60).await;
-        let Some(BleEvent::LinkUp { link: la }) = rx_a.recv().await else { panic!() };
-        let Some(BleEvent::LinkUp { link: lb }) = rx_b.recv().await else { panic!() };
+        let Some(BleEvent::LinkUp { link: la }) = rx_a.recv().await else {
+            panic!()
+        };
+        let Some(BleEvent::LinkUp { link: lb }) = rx_b.recv().await else {
+            panic!()
+        };
         assert_eq!(a.infos()[0].role, Role::Central);
         let big: Vec<u8> = (0..300_000u32).map(|i| i as u8).collect();
         let tx = a.app_sender(la).unwrap();
@@ -258,12 +340,20 @@ mod tests {
             }
             big
         });
-        b.app_sender(lb).unwrap().send(b"pong".to_vec()).await.unwrap();
-        let Some(BleEvent::Message { bytes, .. }) = rx_a.recv().await else { panic!() };
+        b.app_sender(lb)
+            .unwrap()
+            .send(b"pong".to_vec())
+            .await
+            .unwrap();
+        let Some(BleEvent::Message { bytes, .. }) = rx_a.recv().await else {
+            panic!()
+        };
         assert_eq!(bytes, b"pong");
         let big = sender.await.unwrap();
         for _ in 0..3 {
-            let Some(BleEvent::Message { bytes, .. }) = rx_b.recv().await else { panic!() };
+            let Some(BleEvent::Message { bytes, .. }) = rx_b.recv().await else {
+                panic!()
+            };
             assert!(bytes == big);
         }
         stop.send(true).unwrap();
@@ -275,12 +365,24 @@ mod tests {
     #[tokio::test]
     async fn close_request_ends_link() {
         let (a, mut rx_a, _b, mut rx_b, _stop) = pair(200).await;
-        let Some(BleEvent::LinkUp { link }) = rx_a.recv().await else { panic!() };
+        let Some(BleEvent::LinkUp { link }) = rx_a.recv().await else {
+            panic!()
+        };
         let _ = rx_b.recv().await;
-        a.close(link, CloseCmd { reason: "test".into(), disconnect: true });
-        let Some(BleEvent::LinkDown { reason, .. }) = rx_a.recv().await else { panic!() };
+        a.close(
+            link,
+            CloseCmd {
+                reason: "test".into(),
+                disconnect: true,
+            },
+        );
+        let Some(BleEvent::LinkDown { reason, .. }) = rx_a.recv().await else {
+            panic!()
+        };
         assert_eq!(reason, "test");
-        let Some(BleEvent::LinkDown { reason, .. }) = rx_b.recv().await else { panic!() };
+        let Some(BleEvent::LinkDown { reason, .. }) = rx_b.recv().await else {
+            panic!()
+        };
         assert_eq!(reason, "closed by peer: normal");
     }
 }

@@ -28,17 +28,21 @@ pub enum BleError {
 /// One line saying why BlueZ cannot be used, from a D-Bus level error.
 pub(crate) fn unavailable(context: &str, err: &dyn std::fmt::Display) -> BleError {
     let text = err.to_string();
-    let why = if text.contains("ServiceUnknown") || text.contains("was not provided by any .service") {
-        "bluetoothd is not running".to_string()
-    } else if text.contains("AccessDenied") || text.contains("NotPermitted") || text.contains("NotAuthorized") {
-        format!("permission denied by bluetoothd ({text})")
-    } else if text.contains("Failed to connect to socket")
-        || text.contains("No such file")
-        || text.contains("system bus")
-    {
-        format!("no D-Bus system bus ({text})")
-    } else {
-        text
-    };
+    let why =
+        if text.contains("ServiceUnknown") || text.contains("was not provided by any .service") {
+            "bluetoothd is not running".to_string()
+        } else if text.contains("AccessDenied")
+            || text.contains("NotPermitted")
+            || text.contains("NotAuthorized")
+        {
+            format!("permission denied by bluetoothd ({text})")
+        } else if text.contains("Failed to connect to socket")
+            || text.contains("No such file")
+            || text.contains("system bus")
+        {
+            format!("no D-Bus system bus ({text})")
+        } else {
+            text
+        };
     BleError::Unavailable(format!("{context}: {why}").replace('\n', " "))
 }

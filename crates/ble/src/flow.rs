@@ -78,7 +78,11 @@ pub struct RecvCredits {
 impl RecvCredits {
     /// A receiver that grants `window` credits at once (see [`initial_grant`](Self::initial_grant)).
     pub fn new(window: u16) -> Self {
-        Self { window: window.max(2), outstanding: 0, consumed: 0 }
+        Self {
+            window: window.max(2),
+            outstanding: 0,
+            consumed: 0,
+        }
     }
 
     /// The window.
@@ -95,7 +99,9 @@ impl RecvCredits {
     /// A DATA frame arrived: it must be covered by a credit.
     pub fn on_data(&mut self) -> Result<(), CreditError> {
         if self.outstanding == 0 {
-            return Err(CreditError::Exhausted { window: self.window });
+            return Err(CreditError::Exhausted {
+                window: self.window,
+            });
         }
         self.outstanding -= 1;
         Ok(())

@@ -36,7 +36,9 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use crate::frame::{CONT_HEADER, DataFrame, DataKind, FIRST_HEADER, Frame, MAX_FRAME, MAX_TOTAL, MIN_FRAME};
+use crate::frame::{
+    CONT_HEADER, DataFrame, DataKind, FIRST_HEADER, Frame, MAX_FRAME, MAX_TOTAL, MIN_FRAME,
+};
 
 /// Largest message the fragment layer carries: a sealed
 /// [`MAX_MESSAGE`](crate::MAX_MESSAGE) (512 KiB plus nine 16-byte Noise tags).
@@ -62,7 +64,11 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { max_message: MAX_WIRE_MESSAGE, max_active: MAX_ACTIVE, max_in_flight: MAX_IN_FLIGHT }
+        Self {
+            max_message: MAX_WIRE_MESSAGE,
+            max_active: MAX_ACTIVE,
+            max_in_flight: MAX_IN_FLIGHT,
+        }
     }
 }
 
@@ -88,7 +94,9 @@ pub enum ReassemblyError {
         max: usize,
     },
     /// A first fragment whose length does not fit the in-flight budget.
-    #[error("message {seq} of {total} bytes does not fit: {reserved} of {budget} bytes already in flight")]
+    #[error(
+        "message {seq} of {total} bytes does not fit: {reserved} of {budget} bytes already in flight"
+    )]
     OverBudget {
         /// Sequence number.
         seq: u8,
@@ -241,7 +249,8 @@ impl Fragmenter {
 
     /// True if a message of `len` bytes would be accepted now.
     pub fn has_room(&self, len: usize) -> bool {
-        len <= self.limits.max_message && (self.buffered == 0 || self.buffered + len <= self.max_buffered)
+        len <= self.limits.max_message
+            && (self.buffered == 0 || self.buffered + len <= self.max_buffered)
     }
 
     /// Bytes of messages not yet completely framed.
@@ -258,7 +267,10 @@ impl Fragmenter {
     pub fn push(&mut self, msg: Vec<u8>) -> Result<u64, PushError> {
         let len = msg.len();
         if len > self.limits.max_message.min(MAX_TOTAL) {
-            return Err(PushError::TooLarge { len, max: self.limits.max_message });
+            return Err(PushError::TooLarge {
+                len,
+                max: self.limits.max_message,
+            });
         }
         if !self.has_room(len) {
             return Err(PushError::Full);
@@ -281,12 +293,22 @@ impl Fragmenter {
             let total = u32::try_from(msg.data.len()).unwrap_or(u32::MAX);
             (DataKind::First { total }, self.max_frame - FIRST_HEADER)
         } else {
-            (DataKind::Cont { index: msg.next_index }, self.max_frame - CONT_HEADER)
+            (
+                DataKind::Cont {
+                    index: msg.next_index,
+                },
+                self.max_frame - CONT_HEADER,
+            )
         };
         let n = remaining.min(room);
         let last = n == remaining;
-        Frame::Data(DataFrame { seq: msg.seq, kind, last, payload: &msg.data[msg.offset..msg.offset + n] })
-            .encode(&mut out);
+        Frame::Data(DataFrame {
+            seq: msg.seq,
+            kind,
+            last,
+            payload: &msg.data[msg.offset..msg.offset + n],
+        })
+        .encode(&mut out);
         msg.offset += n;
         msg.next_index = msg.next_index.wrapping_add(1);
         if last {
@@ -300,14 +322,25 @@ impl Fragmenter {
 
     fn activate(&mut self) {
         while self.active.len() < self.limits.max_active {
-            let Some(front) = self.queue.front() else { break };
-            if !self.active.is_empty() && self.active_bytes + front.len() > self.limits.max_in_flight {
+            let Some(front) = self.queue.front() else {
+                break;
+            };
+            if !self.active.is_empty()
+                && self.active_bytes + front.len() > self.limits.max_in_flight
+            {
                 break;
             }
-            let Some(data) = self.queue.pop_front() else { break };
+            let Some(data) = self.queue.pop_front() else {
+                break;
+            };
             let counter = self.next_counter - self.queue.len() as u64 - 1;
             self.active_bytes += data.len();
-            self.active.push_back(Outgoing { seq: counter as u8, data, offset: 0, next_index: 0 });
+            self.active.push_back(Outgoing {
+                seq: counter as u8,
+                data,
+                offset: 0,
+                next_index: 0,
+            });
         }
     }
 }
@@ -345,7 +378,14 @@ pub struct Reassembler {
 impl Reassembler {
     /// An empty reassembler.
     pub fn new(limits: Limits, stale_after: Duration) -> Self {
-        Self { limits, stale_after, next_seq: 0, next_counter: 0, partials: Vec::new(), reserved: 0 }
+        Self {
+            limits,
+            stale_after,
+            next_seq: 0,
+            next_counter: 0,
+            partials: Vec::new(),
+            reserved: 0,
+        }
     }
 
     /// How long a partial message may go without progress.
@@ -369,7 +409,11 @@ impl Reassembler {
     }
 
     /// Takes one DATA frame. Returns the message it completes, if any.
-    pub fn push(&mut self, frame: &DataFrame<'_>, now: Instant) -> Result<Option<Reassembled>, ReassemblyError> {
+    pub fn push(
+        &mut self,
+        frame: &DataFrame<'_>,
+        now: Instant,
+    ) -> Result<Option<Reassembled>, ReassemblyError> {
         let seq = frame.seq;
         match frame.kind {
             DataKind::First { total } => {
@@ -378,13 +422,23 @@ impl Reassembler {
                     return Err(ReassemblyError::Duplicate { seq, index: 0 });
                 }
                 if seq != self.next_seq {
-                    return Err(ReassemblyError::UnexpectedSeq { expected: self.next_seq, got: seq });
+                    return Err(ReassemblyError::UnexpectedSeq {
+                        expected: self.next_seq,
+                        got: seq,
+                    });
                 }
                 if total > self.limits.max_message {
-                    return Err(ReassemblyError::TooLarge { seq, total, max: self.limits.max_message });
+                    return Err(ReassemblyError::TooLarge {
+                        seq,
+                        total,
+                        max: self.limits.max_message,
+                    });
                 }
                 if self.partials.len() >= self.limits.max_active {
-                    return Err(ReassemblyError::TooManyMessages { seq, max: self.limits.max_active });
+                    return Err(ReassemblyError::TooManyMessages {
+                        seq,
+                        max: self.limits.max_active,
+                    });
                 }
                 if self.reserved + total > self.limits.max_in_flight {
                     return Err(ReassemblyError::OverBudget {
@@ -399,12 +453,22 @@ impl Reassembler {
                 self.next_seq = self.next_seq.wrapping_add(1);
                 self.next_counter += 1;
                 if frame.last {
-                    return Ok(Some(Reassembled { counter, bytes: frame.payload.to_vec() }));
+                    return Ok(Some(Reassembled {
+                        counter,
+                        bytes: frame.payload.to_vec(),
+                    }));
                 }
                 let mut buf = Vec::with_capacity(total);
                 buf.extend_from_slice(frame.payload);
                 self.reserved += total;
-                self.partials.push(Partial { seq, counter, total, buf, next_index: 1, last_progress: now });
+                self.partials.push(Partial {
+                    seq,
+                    counter,
+                    total,
+                    buf,
+                    next_index: 1,
+                    last_progress: now,
+                });
                 Ok(None)
             }
             DataKind::Cont { index } => {
@@ -416,7 +480,11 @@ impl Reassembler {
                     return Err(ReassemblyError::Duplicate { seq, index });
                 }
                 if index > p.next_index {
-                    return Err(ReassemblyError::Gap { seq, expected: p.next_index, got: index });
+                    return Err(ReassemblyError::Gap {
+                        seq,
+                        expected: p.next_index,
+                        got: index,
+                    });
                 }
                 check_fragment(seq, p.total, p.buf.len(), frame)?;
                 let p = &mut self.partials[pos];
@@ -426,7 +494,10 @@ impl Reassembler {
                 if frame.last {
                     let p = self.partials.swap_remove(pos);
                     self.reserved -= p.total;
-                    return Ok(Some(Reassembled { counter: p.counter, bytes: p.buf }));
+                    return Ok(Some(Reassembled {
+                        counter: p.counter,
+                        bytes: p.buf,
+                    }));
                 }
                 Ok(None)
             }
@@ -455,13 +526,21 @@ impl Reassembler {
 
     /// When [`expire`](Self::expire) next has something to do.
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.partials.iter().map(|p| p.last_progress + self.stale_after).min()
+        self.partials
+            .iter()
+            .map(|p| p.last_progress + self.stale_after)
+            .min()
     }
 }
 
 /// Checks payload size and LAST flag of a fragment arriving when `have` of
 /// `total` bytes are already there.
-fn check_fragment(seq: u8, total: usize, have: usize, frame: &DataFrame<'_>) -> Result<(), ReassemblyError> {
+fn check_fragment(
+    seq: u8,
+    total: usize,
+    have: usize,
+    frame: &DataFrame<'_>,
+) -> Result<(), ReassemblyError> {
     let got = have + frame.payload.len();
     if frame.payload.is_empty() && total != 0 {
         return Err(ReassemblyError::EmptyFragment { seq });
@@ -494,7 +573,9 @@ mod tests {
         let now = Instant::now();
         let mut out = Vec::new();
         for f in frames {
-            let Ok(Frame::Data(d)) = Frame::decode(f) else { panic!("not data") };
+            let Ok(Frame::Data(d)) = Frame::decode(f) else {
+                panic!("not data")
+            };
             if let Some(m) = r.push(&d, now)? {
                 out.push(m);
             }
@@ -517,7 +598,13 @@ mod tests {
         let frames = frames_of(&[Vec::new()], 20);
         assert_eq!(frames, vec![vec![0x13, 0, 0, 0, 0]]);
         let mut r = Reassembler::new(Limits::default(), STALE_AFTER);
-        assert_eq!(feed(&mut r, &frames).unwrap(), vec![Reassembled { counter: 0, bytes: vec![] }]);
+        assert_eq!(
+            feed(&mut r, &frames).unwrap(),
+            vec![Reassembled {
+                counter: 0,
+                bytes: vec![]
+            }]
+        );
     }
 
     #[test]
@@ -527,21 +614,52 @@ mod tests {
         let frames = frames_of(&[big.clone(), small.clone()], 100);
         let mut r = Reassembler::new(Limits::default(), STALE_AFTER);
         let got = feed(&mut r, &frames).unwrap();
-        assert_eq!(got[0], Reassembled { counter: 1, bytes: small });
-        assert_eq!(got[1], Reassembled { counter: 0, bytes: big });
+        assert_eq!(
+            got[0],
+            Reassembled {
+                counter: 1,
+                bytes: small
+            }
+        );
+        assert_eq!(
+            got[1],
+            Reassembled {
+                counter: 0,
+                bytes: big
+            }
+        );
         assert_eq!(r.reserved(), 0);
     }
 
     #[test]
     fn budget_is_reserved_up_front() {
-        let limits = Limits { max_message: 1000, max_active: 4, max_in_flight: 1500 };
+        let limits = Limits {
+            max_message: 1000,
+            max_active: 4,
+            max_in_flight: 1500,
+        };
         let mut r = Reassembler::new(limits, STALE_AFTER);
         let now = Instant::now();
-        let first = |seq, total| DataFrame { seq, kind: DataKind::First { total }, last: false, payload: b"x" };
-        assert_eq!(r.push(&first(0, 1001), now), Err(ReassemblyError::TooLarge { seq: 0, total: 1001, max: 1000 }));
+        let first = |seq, total| DataFrame {
+            seq,
+            kind: DataKind::First { total },
+            last: false,
+            payload: b"x",
+        };
+        assert_eq!(
+            r.push(&first(0, 1001), now),
+            Err(ReassemblyError::TooLarge {
+                seq: 0,
+                total: 1001,
+                max: 1000
+            })
+        );
         assert_eq!(r.push(&first(0, 1000), now), Ok(None));
         let before = r.clone();
-        assert!(matches!(r.push(&first(1, 600), now), Err(ReassemblyError::OverBudget { .. })));
+        assert!(matches!(
+            r.push(&first(1, 600), now),
+            Err(ReassemblyError::OverBudget { .. })
+        ));
         assert_eq!(r, before);
         assert_eq!(r.reserved(), 1000);
     }
@@ -550,11 +668,19 @@ mod tests {
     fn stale_messages_expire() {
         let mut r = Reassembler::new(Limits::default(), Duration::from_secs(5));
         let t0 = Instant::now();
-        let d = DataFrame { seq: 0, kind: DataKind::First { total: 10 }, last: false, payload: b"abc" };
+        let d = DataFrame {
+            seq: 0,
+            kind: DataKind::First { total: 10 },
+            last: false,
+            payload: b"abc",
+        };
         r.push(&d, t0).unwrap();
         assert_eq!(r.next_deadline(), Some(t0 + Duration::from_secs(5)));
         assert_eq!(r.expire(t0 + Duration::from_secs(4)), Ok(()));
-        assert!(matches!(r.expire(t0 + Duration::from_secs(6)), Err(ReassemblyError::Stale { seq: 0, .. })));
+        assert!(matches!(
+            r.expire(t0 + Duration::from_secs(6)),
+            Err(ReassemblyError::Stale { seq: 0, .. })
+        ));
         assert_eq!((r.in_progress(), r.reserved()), (0, 0));
     }
 
@@ -567,6 +693,9 @@ mod tests {
         assert_eq!(f.push(vec![0; 600]), Ok(1));
         assert_eq!(f.push(vec![0; 600]), Err(PushError::Full));
         assert_eq!(f.push(vec![0; 400]), Ok(2));
-        assert!(matches!(f.push(vec![0; MAX_WIRE_MESSAGE + 1]), Err(PushError::TooLarge { .. })));
+        assert!(matches!(
+            f.push(vec![0; MAX_WIRE_MESSAGE + 1]),
+            Err(PushError::TooLarge { .. })
+        ));
     }
 }

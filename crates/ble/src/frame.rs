@@ -187,15 +187,24 @@ impl<'a> Frame<'a> {
             if bytes.len() == expected {
                 Ok(())
             } else {
-                Err(FrameError::BadLength { kind, len: bytes.len(), expected })
+                Err(FrameError::BadLength {
+                    kind,
+                    len: bytes.len(),
+                    expected,
+                })
             }
         };
         let u16_at = |i: usize| u16::from_be_bytes([bytes[i], bytes[i + 1]]);
-        let u32_at = |i: usize| u32::from_be_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]);
+        let u32_at =
+            |i: usize| u32::from_be_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]);
         match ty {
             T_HELLO => {
                 fixed("HELLO", 6)?;
-                Ok(Frame::Hello { version: bytes[1], tag: u16_at(2), credits: u16_at(4) })
+                Ok(Frame::Hello {
+                    version: bytes[1],
+                    tag: u16_at(2),
+                    credits: u16_at(4),
+                })
             }
             T_CREDIT => {
                 fixed("CREDIT", 3)?;
@@ -211,7 +220,9 @@ impl<'a> Frame<'a> {
             }
             T_CLOSE => {
                 fixed("CLOSE", 2)?;
-                Ok(Frame::Close { reason: CloseReason(bytes[1]) })
+                Ok(Frame::Close {
+                    reason: CloseReason(bytes[1]),
+                })
             }
             t if t & !(F_FIRST | F_LAST) == T_DATA => {
                 let last = t & F_LAST != 0;
@@ -232,7 +243,11 @@ impl<'a> Frame<'a> {
                     }))
                 } else {
                     if bytes.len() < CONT_HEADER {
-                        return Err(FrameError::BadLength { kind: "DATA", len: bytes.len(), expected: CONT_HEADER });
+                        return Err(FrameError::BadLength {
+                            kind: "DATA",
+                            len: bytes.len(),
+                            expected: CONT_HEADER,
+                        });
                     }
                     Ok(Frame::Data(DataFrame {
                         seq: bytes[1],
@@ -252,7 +267,11 @@ impl<'a> Frame<'a> {
     /// [`MAX_FRAME`]; [`crate::fragment::Fragmenter`] does.
     pub fn encode(&self, out: &mut Vec<u8>) {
         match *self {
-            Frame::Hello { version, tag, credits } => {
+            Frame::Hello {
+                version,
+                tag,
+                credits,
+            } => {
                 out.extend_from_slice(&[T_HELLO, version]);
                 out.extend_from_slice(&tag.to_be_bytes());
                 out.extend_from_slice(&credits.to_be_bytes());
@@ -270,13 +289,24 @@ impl<'a> Frame<'a> {
                 out.extend_from_slice(&token.to_be_bytes());
             }
             Frame::Close { reason } => out.extend_from_slice(&[T_CLOSE, reason.0]),
-            Frame::Data(DataFrame { seq, kind, last, payload }) => {
+            Frame::Data(DataFrame {
+                seq,
+                kind,
+                last,
+                payload,
+            }) => {
                 let last_bit = if last { F_LAST } else { 0 };
                 match kind {
                     DataKind::First { total } => {
                         debug_assert!(total as usize <= MAX_TOTAL);
                         let t = total.to_be_bytes();
-                        out.extend_from_slice(&[T_DATA | F_FIRST | last_bit, seq, t[1], t[2], t[3]]);
+                        out.extend_from_slice(&[
+                            T_DATA | F_FIRST | last_bit,
+                            seq,
+                            t[1],
+                            t[2],
+                            t[3],
+                        ]);
                     }
                     DataKind::Cont { index } => {
                         out.extend_from_slice(&[T_DATA | last_bit, seq]);
@@ -303,11 +333,17 @@ mod tests {
     #[test]
     fn control_frames_round_trip() {
         for f in [
-            Frame::Hello { version: VERSION, tag: 0xbeef, credits: 64 },
+            Frame::Hello {
+                version: VERSION,
+                tag: 0xbeef,
+                credits: 64,
+            },
             Frame::Credit { grant: 16 },
             Frame::Ping { token: 0x01020304 },
             Frame::Pong { token: 7 },
-            Frame::Close { reason: CloseReason::PROTOCOL },
+            Frame::Close {
+                reason: CloseReason::PROTOCOL,
+            },
         ] {
             let bytes = f.to_vec();
             assert_eq!(Frame::decode(&bytes), Ok(f));
@@ -316,22 +352,49 @@ mod tests {
 
     #[test]
     fn data_frames_have_documented_layout() {
-        let first =
-            Frame::Data(DataFrame { seq: 3, kind: DataKind::First { total: 0x012345 }, last: false, payload: b"ab" });
+        let first = Frame::Data(DataFrame {
+            seq: 3,
+            kind: DataKind::First { total: 0x012345 },
+            last: false,
+            payload: b"ab",
+        });
         assert_eq!(first.to_vec(), [0x11, 3, 0x01, 0x23, 0x45, b'a', b'b']);
-        let last = Frame::Data(DataFrame { seq: 3, kind: DataKind::Cont { index: 2 }, last: true, payload: b"z" });
+        let last = Frame::Data(DataFrame {
+            seq: 3,
+            kind: DataKind::Cont { index: 2 },
+            last: true,
+            payload: b"z",
+        });
         assert_eq!(last.to_vec(), [0x12, 3, 0, 2, b'z']);
-        assert_eq!(Frame::decode(&[0x13, 0, 0, 0, 0]).map(|f| matches!(f, Frame::Data(d) if d.last)), Ok(true));
+        assert_eq!(
+            Frame::decode(&[0x13, 0, 0, 0, 0]).map(|f| matches!(f, Frame::Data(d) if d.last)),
+            Ok(true)
+        );
     }
 
     #[test]
     fn rejects_malformed() {
         assert_eq!(Frame::decode(&[]), Err(FrameError::Empty));
         assert_eq!(Frame::decode(&[0x7f]), Err(FrameError::UnknownType(0x7f)));
-        assert!(matches!(Frame::decode(&[0x01, 1, 0]), Err(FrameError::BadLength { .. })));
-        assert!(matches!(Frame::decode(&[0x02, 0, 1, 9]), Err(FrameError::BadLength { .. })));
-        assert!(matches!(Frame::decode(&[0x11, 0, 0]), Err(FrameError::BadLength { .. })));
-        assert!(matches!(Frame::decode(&[0x10, 0, 0]), Err(FrameError::BadLength { .. })));
-        assert!(matches!(Frame::decode(&[0x10; MAX_FRAME + 1]), Err(FrameError::Oversized { .. })));
+        assert!(matches!(
+            Frame::decode(&[0x01, 1, 0]),
+            Err(FrameError::BadLength { .. })
+        ));
+        assert!(matches!(
+            Frame::decode(&[0x02, 0, 1, 9]),
+            Err(FrameError::BadLength { .. })
+        ));
+        assert!(matches!(
+            Frame::decode(&[0x11, 0, 0]),
+            Err(FrameError::BadLength { .. })
+        ));
+        assert!(matches!(
+            Frame::decode(&[0x10, 0, 0]),
+            Err(FrameError::BadLength { .. })
+        ));
+        assert!(matches!(
+            Frame::decode(&[0x10; MAX_FRAME + 1]),
+            Err(FrameError::Oversized { .. })
+        ));
     }
 }

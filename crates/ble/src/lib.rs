@@ -129,7 +129,9 @@ impl Ble {
         cfg.validate()?;
         // bluer's errors say best what is missing.
         {
-            let session = bluer::Session::new().await.map_err(|e| error::unavailable("cannot reach bluetoothd", &e))?;
+            let session = bluer::Session::new()
+                .await
+                .map_err(|e| error::unavailable("cannot reach bluetoothd", &e))?;
             peripheral::open_adapter(&session, &cfg).await?;
         }
         let (events_tx, events_rx) = mpsc::channel(cfg.event_queue);
@@ -137,8 +139,11 @@ impl Ble {
         let shared = registry::Shared::new(cfg.max_links, events_tx, shutdown_rx);
         // Scan before advertising: some controllers report an advertiser only
         // once per scan, so a scan that is already running misses nothing.
-        let central =
-            if cfg.central { Some(central::CentralRole::start(shared.clone(), cfg.clone()).await?) } else { None };
+        let central = if cfg.central {
+            Some(central::CentralRole::start(shared.clone(), cfg.clone()).await?)
+        } else {
+            None
+        };
         let peripheral = if cfg.peripheral {
             match peripheral::Peripheral::start(shared.clone(), cfg.clone()).await {
                 Ok(p) => Some(p),
@@ -153,7 +158,15 @@ impl Ble {
         } else {
             None
         };
-        Ok((Ble { shared, shutdown_tx, central, peripheral }, events_rx))
+        Ok((
+            Ble {
+                shared,
+                shutdown_tx,
+                central,
+                peripheral,
+            },
+            events_rx,
+        ))
     }
 
     /// Queues a message on a link that is up. Waits while the link's send
@@ -161,10 +174,18 @@ impl Ble {
     /// the message is queued, not when it is delivered.
     pub async fn send(&self, link: LinkId, bytes: Vec<u8>) -> Result<(), BleError> {
         if bytes.len() > MAX_MESSAGE {
-            return Err(BleError::TooLarge { len: bytes.len(), max: MAX_MESSAGE });
+            return Err(BleError::TooLarge {
+                len: bytes.len(),
+                max: MAX_MESSAGE,
+            });
         }
-        let tx = self.shared.app_sender(link).ok_or(BleError::UnknownLink(link))?;
-        tx.send(bytes).await.map_err(|_| BleError::UnknownLink(link))
+        let tx = self
+            .shared
+            .app_sender(link)
+            .ok_or(BleError::UnknownLink(link))?;
+        tx.send(bytes)
+            .await
+            .map_err(|_| BleError::UnknownLink(link))
     }
 
     /// The links that are up.

@@ -148,9 +148,9 @@ impl LinkError {
         match self {
             LinkError::ClosedByPeer(_) => None,
             LinkError::Crypto(_) => Some(CloseReason::CRYPTO),
-            LinkError::HandshakeTimeout | LinkError::Idle(_) | LinkError::Reassembly(ReassemblyError::Stale { .. }) => {
-                Some(CloseReason::TIMEOUT)
-            }
+            LinkError::HandshakeTimeout
+            | LinkError::Idle(_)
+            | LinkError::Reassembly(ReassemblyError::Stale { .. }) => Some(CloseReason::TIMEOUT),
             _ => Some(CloseReason::PROTOCOL),
         }
     }
@@ -257,11 +257,25 @@ impl LinkCore {
             return Err(LinkError::ZeroTag);
         }
         let (init, msg1) = Initiator::start()?;
-        let mut core = Self::new(Role::Central, params, Phase::AwaitResponse(Box::new(init)), now);
+        let mut core = Self::new(
+            Role::Central,
+            params,
+            Phase::AwaitResponse(Box::new(init)),
+            now,
+        );
         core.tag = Some(tag);
         let credits = core.recv_credits.initial_grant();
-        core.control.push_back(Frame::Hello { version: VERSION, tag, credits }.to_vec());
-        core.tx.push(msg1).map_err(|_| CryptoError::Handshake("handshake message too large".into()))?;
+        core.control.push_back(
+            Frame::Hello {
+                version: VERSION,
+                tag,
+                credits,
+            }
+            .to_vec(),
+        );
+        core.tx
+            .push(msg1)
+            .map_err(|_| CryptoError::Handshake("handshake message too large".into()))?;
         Ok(core)
     }
 
@@ -325,18 +339,26 @@ impl LinkCore {
         if matches!(self.phase, Phase::Closed) {
             return Ok(());
         }
-        self.handle_frame_inner(bytes, now).map_err(|e| self.fail(e))
+        self.handle_frame_inner(bytes, now)
+            .map_err(|e| self.fail(e))
     }
 
     fn unexpected(&self, frame: &'static str) -> LinkError {
-        LinkError::Unexpected { frame, state: self.phase.name() }
+        LinkError::Unexpected {
+            frame,
+            state: self.phase.name(),
+        }
     }
 
     fn handle_frame_inner(&mut self, bytes: &[u8], now: Instant) -> Result<(), LinkError> {
         let frame = Frame::decode(bytes)?;
         self.last_rx = now;
         match frame {
-            Frame::Hello { version, tag, credits } => {
+            Frame::Hello {
+                version,
+                tag,
+                credits,
+            } => {
                 if !matches!(self.phase, Phase::AwaitHello) {
                     return Err(self.unexpected("HELLO"));
                 }
@@ -402,7 +424,9 @@ impl LinkCore {
             }
             Phase::AwaitInitiation if counter == 0 => {
                 let (session, msg2) = crypto::respond(&bytes)?;
-                self.tx.push(msg2).map_err(|_| CryptoError::Handshake("handshake message too large".into()))?;
+                self.tx
+                    .push(msg2)
+                    .map_err(|_| CryptoError::Handshake("handshake message too large".into()))?;
                 self.phase = Phase::Open(Box::new(session));
                 self.opened(now);
             }
@@ -458,7 +482,10 @@ impl LinkCore {
         if let Some(grant) = self.recv_credits.take_grant() {
             return Some(Frame::Credit { grant }.to_vec());
         }
-        if matches!(self.phase, Phase::AwaitHello) || self.tx.is_idle() || self.send_credits.available() == 0 {
+        if matches!(self.phase, Phase::AwaitHello)
+            || self.tx.is_idle()
+            || self.send_credits.available() == 0
+        {
             return None;
         }
         let frame = self.tx.next_frame()?;
@@ -528,7 +555,10 @@ mod tests {
     use super::*;
 
     fn params(max_frame: usize) -> LinkParams {
-        LinkParams { max_frame, ..LinkParams::default() }
+        LinkParams {
+            max_frame,
+            ..LinkParams::default()
+        }
     }
 
     /// Moves every frame each side has to the other until both are quiet.
@@ -622,7 +652,10 @@ mod tests {
         let last = f.len() - 1;
         f[last] ^= 0x80;
         let err = p.handle_frame(&f, now).unwrap_err();
-        assert!(matches!(err, LinkError::Crypto(CryptoError::Decrypt { counter: 1 })), "{err}");
+        assert!(
+            matches!(err, LinkError::Crypto(CryptoError::Decrypt { counter: 1 })),
+            "{err}"
+        );
         assert_eq!(err.close_reason(), Some(CloseReason::CRYPTO));
         assert!(!p.is_open());
         // A closed link ignores further input and sends nothing.
@@ -648,8 +681,22 @@ mod tests {
     #[test]
     fn sender_respects_credits() {
         let now = Instant::now();
-        let mut c = LinkCore::central(1, LinkParams { window: 8, ..params(20) }, now).unwrap();
-        let mut p = LinkCore::peripheral(LinkParams { window: 8, ..params(20) }, now);
+        let mut c = LinkCore::central(
+            1,
+            LinkParams {
+                window: 8,
+                ..params(20)
+            },
+            now,
+        )
+        .unwrap();
+        let mut p = LinkCore::peripheral(
+            LinkParams {
+                window: 8,
+                ..params(20)
+            },
+            now,
+        );
         pump(&mut c, &mut p, now).unwrap();
         c.send(&[0u8; 5000]).unwrap();
         // Without the peripheral's CREDIT frames, the central stops after 8 DATA frames.
@@ -665,8 +712,22 @@ mod tests {
     #[test]
     fn credit_violation_is_detected() {
         let now = Instant::now();
-        let mut c = LinkCore::central(1, LinkParams { window: 4, ..params(20) }, now).unwrap();
-        let mut p = LinkCore::peripheral(LinkParams { window: 4, ..params(20) }, now);
+        let mut c = LinkCore::central(
+            1,
+            LinkParams {
+                window: 4,
+                ..params(20)
+            },
+            now,
+        )
+        .unwrap();
+        let mut p = LinkCore::peripheral(
+            LinkParams {
+                window: 4,
+                ..params(20)
+            },
+            now,
+        );
         pump(&mut c, &mut p, now).unwrap();
         // A rogue sender that ignores credits: p hands out no new credit
         // while it is not polled, so the fifth DATA frame is refused.
@@ -689,14 +750,21 @@ mod tests {
         assert_eq!(ping[0], 0x03);
         p.handle_frame(&ping, now).unwrap();
         let pong = p.poll_transmit().unwrap();
-        c.handle_frame(&pong, now + Duration::from_millis(30)).unwrap();
+        c.handle_frame(&pong, now + Duration::from_millis(30))
+            .unwrap();
         assert_eq!(c.rtt(), Some(Duration::from_millis(30)));
-        assert_eq!(c.poll_event(), Some(LinkEvent::Rtt(Duration::from_millis(30))));
+        assert_eq!(
+            c.poll_event(),
+            Some(LinkEvent::Rtt(Duration::from_millis(30)))
+        );
         let late = now + params.idle_timeout + Duration::from_secs(1);
         assert!(matches!(p.handle_timeout(late), Err(LinkError::Idle(_))));
         let now2 = Instant::now();
         let mut lone = LinkCore::peripheral(params, now2);
         assert_eq!(lone.poll_timeout(), now2 + params.handshake_timeout);
-        assert_eq!(lone.handle_timeout(now2 + params.handshake_timeout), Err(LinkError::HandshakeTimeout));
+        assert_eq!(
+            lone.handle_timeout(now2 + params.handshake_timeout),
+            Err(LinkError::HandshakeTimeout)
+        );
     }
 }

@@ -24,9 +24,9 @@ use std::time::{Duration, Instant};
 use bluer::adv::{Advertisement, AdvertisementHandle, Type as AdvType};
 use bluer::gatt::CharacteristicWriter;
 use bluer::gatt::local::{
-    Application, ApplicationHandle, Characteristic, CharacteristicControl, CharacteristicControlEvent,
-    CharacteristicNotify, CharacteristicNotifyMethod, CharacteristicWrite, CharacteristicWriteMethod, Service,
-    characteristic_control,
+    Application, ApplicationHandle, Characteristic, CharacteristicControl,
+    CharacteristicControlEvent, CharacteristicNotify, CharacteristicNotifyMethod,
+    CharacteristicWrite, CharacteristicWriteMethod, Service, characteristic_control,
 };
 use bluer::{Address, DeviceEvent, DeviceProperty};
 use futures::{FutureExt, StreamExt};
@@ -67,18 +67,25 @@ impl Peripheral {
         let thread = std::thread::Builder::new()
             .name("ble-peripheral".into())
             .spawn(move || {
-                let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                let rt = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
                     Ok(rt) => rt,
                     Err(e) => {
-                        let _ =
-                            ready_tx.send(Err(BleError::Unavailable(format!("cannot start the BlueZ runtime: {e}"))));
+                        let _ = ready_tx.send(Err(BleError::Unavailable(format!(
+                            "cannot start the BlueZ runtime: {e}"
+                        ))));
                         return;
                     }
                 };
                 rt.block_on(serve(shared, cfg, main, ready_tx, stop_rx));
             })
             .map_err(|e| BleError::Unavailable(format!("cannot start the BlueZ thread: {e}")))?;
-        let mut me = Self { thread: Some(thread), stop: Some(stop_tx) };
+        let mut me = Self {
+            thread: Some(thread),
+            stop: Some(stop_tx),
+        };
         match ready_rx.await {
             Ok(Ok(())) => Ok(me),
             Ok(Err(e)) => {
@@ -108,10 +115,16 @@ impl Peripheral {
 }
 
 /// Opens the adapter named in `cfg` (or the default one) and makes sure it is powered.
-pub(crate) async fn open_adapter(session: &bluer::Session, cfg: &BleConfig) -> Result<bluer::Adapter, BleError> {
+pub(crate) async fn open_adapter(
+    session: &bluer::Session,
+    cfg: &BleConfig,
+) -> Result<bluer::Adapter, BleError> {
     let adapter = match &cfg.adapter {
         Some(name) => {
-            let names = session.adapter_names().await.map_err(|e| unavailable("cannot list adapters", &e))?;
+            let names = session
+                .adapter_names()
+                .await
+                .map_err(|e| unavailable("cannot list adapters", &e))?;
             if !names.iter().any(|n| n == name) {
                 return Err(BleError::Unavailable(if names.is_empty() {
                     "no Bluetooth adapter".to_string()
@@ -127,11 +140,17 @@ pub(crate) async fn open_adapter(session: &bluer::Session, cfg: &BleConfig) -> R
         })?,
     };
     let name = adapter.name().to_string();
-    if !adapter.is_powered().await.map_err(|e| unavailable(&name, &e))? {
-        adapter
-            .set_powered(true)
-            .await
-            .map_err(|e| unavailable(&format!("adapter {name} is powered off and cannot be powered on"), &e))?;
+    if !adapter
+        .is_powered()
+        .await
+        .map_err(|e| unavailable(&name, &e))?
+    {
+        adapter.set_powered(true).await.map_err(|e| {
+            unavailable(
+                &format!("adapter {name} is powered off and cannot be powered on"),
+                &e,
+            )
+        })?;
     }
     Ok(adapter)
 }
@@ -172,9 +191,16 @@ async fn serve(
         }
     };
     let _ = ready_tx.send(Ok(()));
-    let Running { adapter, app, mut adv, mut control, hub } = running;
+    let Running {
+        adapter,
+        app,
+        mut adv,
+        mut control,
+        hub,
+    } = running;
     let period = readvertise.unwrap_or(Duration::from_secs(365 * 24 * 3600));
-    let mut readvertise_tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    let mut readvertise_tick =
+        tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     loop {
         tokio::select! {
             _ = &mut stop_rx => break,
@@ -216,10 +242,17 @@ async fn setup(
     main: Handle,
     refuse: mpsc::Sender<Address>,
 ) -> Result<Running, BleError> {
-    let session = bluer::Session::new().await.map_err(|e| unavailable("cannot reach bluetoothd", &e))?;
+    let session = bluer::Session::new()
+        .await
+        .map_err(|e| unavailable("cannot reach bluetoothd", &e))?;
     let adapter = open_adapter(&session, &cfg).await?;
     let name = adapter.name().to_string();
-    let local = crate::peer_key(adapter.address().await.map_err(|e| unavailable(&name, &e))?);
+    let local = crate::peer_key(
+        adapter
+            .address()
+            .await
+            .map_err(|e| unavailable(&name, &e))?,
+    );
     crate::privacy::log_status(&name);
     let hub = Arc::new(NotifyHub::default());
     let router = Arc::new(Mutex::new(Router {
@@ -277,7 +310,13 @@ async fn setup(
         .await
         .map_err(|e| unavailable(&format!("cannot advertise on {name}"), &e))?;
     info!(adapter = %name, "BLE peripheral advertising");
-    Ok(Running { adapter, app, adv, control, hub })
+    Ok(Running {
+        adapter,
+        app,
+        adv,
+        control,
+        hub,
+    })
 }
 
 struct Inbound {
@@ -344,7 +383,10 @@ impl Router {
             }
             r.shared.close(
                 id,
-                CloseCmd { reason: "peer linked to us at the same time; keeping its link".into(), disconnect: false },
+                CloseCmd {
+                    reason: "peer linked to us at the same time; keeping its link".into(),
+                    disconnect: false,
+                },
             );
             replace = true;
         }
@@ -355,7 +397,10 @@ impl Router {
         } {
             Ok(slot) => slot,
             Err(Refused::Full) => {
-                info!("refusing a central: all {} link slots in use", r.cfg.max_links);
+                info!(
+                    "refusing a central: all {} link slots in use",
+                    r.cfg.max_links
+                );
                 r.quarantine.insert(addr, now + QUARANTINE);
                 let _ = r.refuse.try_send(addr);
                 return;
@@ -363,15 +408,35 @@ impl Router {
             Err(Refused::Linked { .. }) => return,
         };
         let id = slot.id();
-        let max_frame = gatt::indicate_frame_size(mtu).min(r.hub.frame_limit().unwrap_or(usize::MAX));
+        let max_frame =
+            gatt::indicate_frame_size(mtu).min(r.hub.frame_limit().unwrap_or(usize::MAX));
         let core = LinkCore::peripheral(r.cfg.link_params(max_frame), now);
         let (frames_tx, frames_rx) = mpsc::channel(inbound_capacity(r.cfg.window));
         let _ = frames_tx.try_send(value);
         let (close_tx, close_rx) = mpsc::channel(1);
-        r.links.insert(addr, Inbound { id, frames: frames_tx, close: close_tx.clone() });
+        r.links.insert(
+            addr,
+            Inbound {
+                id,
+                frames: frames_tx,
+                close: close_tx.clone(),
+            },
+        );
         debug!(%id, mtu, "new central");
-        let sink = PeripheralSink { hub: r.hub.clone(), addr, tag: None };
-        let setup = LinkSetup { slot, core, sink, inbound: frames_rx, close_rx, close_tx: close_tx.clone(), mtu };
+        let sink = PeripheralSink {
+            hub: r.hub.clone(),
+            addr,
+            tag: None,
+        };
+        let setup = LinkSetup {
+            slot,
+            core,
+            sink,
+            inbound: frames_rx,
+            close_rx,
+            close_tx: close_tx.clone(),
+            mtu,
+        };
         let adapter = r.adapter.clone();
         let shared = r.shared.clone();
         let router = this.clone();
@@ -400,9 +465,16 @@ impl Router {
 
 /// Closes the link when BlueZ reports the central gone.
 async fn watch_disconnect(adapter: bluer::Adapter, addr: Address, close: mpsc::Sender<CloseCmd>) {
-    let Ok(dev) = adapter.device(addr) else { return };
-    let Ok(mut events) = dev.events().await else { return };
-    let gone = CloseCmd { reason: "central disconnected".into(), disconnect: false };
+    let Ok(dev) = adapter.device(addr) else {
+        return;
+    };
+    let Ok(mut events) = dev.events().await else {
+        return;
+    };
+    let gone = CloseCmd {
+        reason: "central disconnected".into(),
+        disconnect: false,
+    };
     if let Ok(false) = dev.is_connected().await {
         let _ = close.send(gone).await;
         return;
@@ -431,12 +503,19 @@ impl NotifyHub {
 
     /// Largest frame every current socket takes.
     fn frame_limit(&self) -> Option<usize> {
-        lock(&self.writers).iter().map(|w| w.mtu().saturating_sub(TAG_LEN + gatt::SEQ_LEN)).min()
+        lock(&self.writers)
+            .iter()
+            .map(|w| w.mtu().saturating_sub(TAG_LEN + gatt::SEQ_LEN))
+            .min()
     }
 
     fn pick(&self, addr: Address) -> Option<Arc<CharacteristicWriter>> {
         let writers = lock(&self.writers);
-        writers.iter().find(|w| w.device_address() == addr).or(writers.last()).cloned()
+        writers
+            .iter()
+            .find(|w| w.device_address() == addr)
+            .or(writers.last())
+            .cloned()
     }
 
     fn remove(&self, writer: &Arc<CharacteristicWriter>) {
@@ -449,7 +528,11 @@ impl NotifyHub {
             let added = self.added.notified();
             if let Some(w) = self.pick(addr) {
                 if value.len() > w.mtu() {
-                    return Err(format!("indication of {} bytes exceeds the socket's {}", value.len(), w.mtu()));
+                    return Err(format!(
+                        "indication of {} bytes exceeds the socket's {}",
+                        value.len(),
+                        w.mtu()
+                    ));
                 }
                 match w.send(value).await {
                     Ok(()) => return Ok(()),
@@ -479,7 +562,9 @@ impl FrameSink for PeripheralSink {
         let Some(tag) = self.tag else {
             return Err("no link tag yet".into());
         };
-        self.hub.send(self.addr, &gatt::tag_frame(tag, &frame)).await
+        self.hub
+            .send(self.addr, &gatt::tag_frame(tag, &frame))
+            .await
     }
 
     fn on_hello(&mut self, tag: u16) -> Result<(), String> {

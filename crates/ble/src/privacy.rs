@@ -42,13 +42,19 @@ pub(crate) fn log_status(adapter: &str) {
     let conf = std::fs::read_to_string(MAIN_CONF).unwrap_or_default();
     match configured_privacy(&conf).as_deref() {
         Some(v @ ("device" | "network" | "on" | "limited-network" | "limited-device")) => {
-            info!(adapter, "LE privacy configured in {MAIN_CONF} (Privacy = {v}): rotating private addresses");
+            info!(
+                adapter,
+                "LE privacy configured in {MAIN_CONF} (Privacy = {v}): rotating private addresses"
+            );
         }
         other => warn!(
             adapter,
             "LE privacy is off ({}): the adapter advertises with its fixed address; set `Privacy = device` in \
              [General] of {MAIN_CONF} and restart bluetoothd",
-            other.map_or_else(|| "Privacy not set".to_string(), |v| format!("Privacy = {v}"))
+            other.map_or_else(
+                || "Privacy not set".to_string(),
+                |v| format!("Privacy = {v}")
+            )
         ),
     }
 }
@@ -60,8 +66,14 @@ mod tests {
     #[test]
     fn reads_general_privacy_only() {
         assert_eq!(configured_privacy("[General]\n#Privacy = device\n"), None);
-        assert_eq!(configured_privacy("[General]\nName = x\nPrivacy = device\n"), Some("device".into()));
+        assert_eq!(
+            configured_privacy("[General]\nName = x\nPrivacy = device\n"),
+            Some("device".into())
+        );
         assert_eq!(configured_privacy("[Policy]\nPrivacy = device\n"), None);
-        assert_eq!(configured_privacy("[General]\n Privacy=off \n[LE]\n"), Some("off".into()));
+        assert_eq!(
+            configured_privacy("[General]\n Privacy=off \n[LE]\n"),
+            Some("off".into())
+        );
     }
 }

@@ -57,8 +57,18 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    pub fn new(max_links: usize, events: mpsc::Sender<BleEvent>, shutdown: watch::Receiver<bool>) -> Arc<Self> {
-        Arc::new(Self { entries: Mutex::new(HashMap::new()), next_id: AtomicU64::new(1), max_links, events, shutdown })
+    pub fn new(
+        max_links: usize,
+        events: mpsc::Sender<BleEvent>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            entries: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(1),
+            max_links,
+            events,
+            shutdown,
+        })
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<LinkId, Entry>> {
@@ -70,7 +80,10 @@ impl Shared {
     pub fn reserve(self: &Arc<Self>, peer: &str, role: Role) -> Result<Slot, Refused> {
         let mut entries = self.lock();
         if let Some((id, e)) = entries.iter().find(|(_, e)| e.peer == peer) {
-            return Err(Refused::Linked { role: e.role, id: *id });
+            return Err(Refused::Linked {
+                role: e.role,
+                id: *id,
+            });
         }
         if entries.len() >= self.max_links {
             return Err(Refused::Full);
@@ -78,9 +91,20 @@ impl Shared {
         let id = LinkId(self.next_id.fetch_add(1, Ordering::Relaxed));
         entries.insert(
             id,
-            Entry { peer: peer.to_string(), role, up_since: None, rtt: None, mtu: 0, app_tx: None, close_tx: None },
+            Entry {
+                peer: peer.to_string(),
+                role,
+                up_since: None,
+                rtt: None,
+                mtu: 0,
+                app_tx: None,
+                close_tx: None,
+            },
         );
-        Ok(Slot { shared: self.clone(), id })
+        Ok(Slot {
+            shared: self.clone(),
+            id,
+        })
     }
 
     /// Takes a slot for a link with `peer` that replaces one being closed:
@@ -89,19 +113,35 @@ impl Shared {
         let id = LinkId(self.next_id.fetch_add(1, Ordering::Relaxed));
         self.lock().insert(
             id,
-            Entry { peer: peer.to_string(), role, up_since: None, rtt: None, mtu: 0, app_tx: None, close_tx: None },
+            Entry {
+                peer: peer.to_string(),
+                role,
+                up_since: None,
+                rtt: None,
+                mtu: 0,
+                app_tx: None,
+                close_tx: None,
+            },
         );
-        Ok(Slot { shared: self.clone(), id })
+        Ok(Slot {
+            shared: self.clone(),
+            id,
+        })
     }
 
     /// The link with `peer`, if any.
     pub fn linked(&self, peer: &str) -> Option<(LinkId, Role)> {
-        self.lock().iter().find(|(_, e)| e.peer == peer).map(|(id, e)| (*id, e.role))
+        self.lock()
+            .iter()
+            .find(|(_, e)| e.peer == peer)
+            .map(|(id, e)| (*id, e.role))
     }
 
     /// Whether any link with `peer` in `role` exists.
     pub fn has(&self, peer: &str, role: Role) -> bool {
-        self.lock().values().any(|e| e.peer == peer && e.role == role)
+        self.lock()
+            .values()
+            .any(|e| e.peer == peer && e.role == role)
     }
 
     /// Asks link `id` to close.
@@ -114,12 +154,21 @@ impl Shared {
     /// Asks every link to close.
     pub fn close_all(&self, reason: &str) {
         for tx in self.lock().values().filter_map(|e| e.close_tx.clone()) {
-            let _ = tx.try_send(CloseCmd { reason: reason.to_string(), disconnect: true });
+            let _ = tx.try_send(CloseCmd {
+                reason: reason.to_string(),
+                disconnect: true,
+            });
         }
     }
 
     /// Registers the handles of a running link task.
-    pub fn attach(&self, id: LinkId, mtu: u16, app_tx: mpsc::Sender<Vec<u8>>, close_tx: mpsc::Sender<CloseCmd>) {
+    pub fn attach(
+        &self,
+        id: LinkId,
+        mtu: u16,
+        app_tx: mpsc::Sender<Vec<u8>>,
+        close_tx: mpsc::Sender<CloseCmd>,
+    ) {
         if let Some(e) = self.lock().get_mut(&id) {
             e.mtu = mtu;
             e.app_tx = Some(app_tx);
@@ -143,7 +192,10 @@ impl Shared {
 
     /// Sender for application messages of an up link.
     pub fn app_sender(&self, id: LinkId) -> Option<mpsc::Sender<Vec<u8>>> {
-        self.lock().get(&id).filter(|e| e.up_since.is_some()).and_then(|e| e.app_tx.clone())
+        self.lock()
+            .get(&id)
+            .filter(|e| e.up_since.is_some())
+            .and_then(|e| e.app_tx.clone())
     }
 
     /// Links that are up.
@@ -216,10 +268,16 @@ mod tests {
         let a = shared.reserve("A", Role::Central).unwrap();
         assert_eq!(
             shared.reserve("A", Role::Peripheral).unwrap_err(),
-            Refused::Linked { role: Role::Central, id: a.id() }
+            Refused::Linked {
+                role: Role::Central,
+                id: a.id()
+            }
         );
         let _b = shared.reserve("B", Role::Peripheral).unwrap();
-        assert_eq!(shared.reserve("C", Role::Central).unwrap_err(), Refused::Full);
+        assert_eq!(
+            shared.reserve("C", Role::Central).unwrap_err(),
+            Refused::Full
+        );
         drop(a);
         let c = shared.reserve("C", Role::Central).unwrap();
         assert_ne!(c.id(), LinkId(1));

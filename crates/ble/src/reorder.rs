@@ -67,7 +67,11 @@ pub struct Resequencer {
 
 impl Default for Resequencer {
     fn default() -> Self {
-        Self { next: 0, slots: vec![None; 256], buffered: 0 }
+        Self {
+            next: 0,
+            slots: vec![None; 256],
+            buffered: 0,
+        }
     }
 }
 
@@ -78,14 +82,23 @@ impl Resequencer {
         let d = seq.wrapping_sub(self.next);
         if d >= WINDOW {
             return Err(if d >= 0u8.wrapping_sub(WINDOW) {
-                ReorderError::Duplicate { seq, next: self.next }
+                ReorderError::Duplicate {
+                    seq,
+                    next: self.next,
+                }
             } else {
-                ReorderError::TooFarAhead { seq, next: self.next }
+                ReorderError::TooFarAhead {
+                    seq,
+                    next: self.next,
+                }
             });
         }
         let slot = &mut self.slots[usize::from(seq)];
         if slot.is_some() {
-            return Err(ReorderError::Duplicate { seq, next: self.next });
+            return Err(ReorderError::Duplicate {
+                seq,
+                next: self.next,
+            });
         }
         *slot = Some(frame);
         self.buffered += 1;
@@ -134,12 +147,24 @@ mod tests {
         let mut r = Resequencer::default();
         r.push(0, vec![0]).unwrap();
         assert_eq!(r.pop(), Some(vec![0]));
-        assert_eq!(r.push(0, vec![0]), Err(ReorderError::Duplicate { seq: 0, next: 1 }));
+        assert_eq!(
+            r.push(0, vec![0]),
+            Err(ReorderError::Duplicate { seq: 0, next: 1 })
+        );
         r.push(5, vec![5]).unwrap();
         let before = r.clone();
-        assert_eq!(r.push(5, vec![5]), Err(ReorderError::Duplicate { seq: 5, next: 1 }));
-        assert_eq!(r.push(100, vec![]), Err(ReorderError::TooFarAhead { seq: 100, next: 1 }));
-        assert_eq!(r.push(200, vec![]), Err(ReorderError::Duplicate { seq: 200, next: 1 }));
+        assert_eq!(
+            r.push(5, vec![5]),
+            Err(ReorderError::Duplicate { seq: 5, next: 1 })
+        );
+        assert_eq!(
+            r.push(100, vec![]),
+            Err(ReorderError::TooFarAhead { seq: 100, next: 1 })
+        );
+        assert_eq!(
+            r.push(200, vec![]),
+            Err(ReorderError::Duplicate { seq: 200, next: 1 })
+        );
         assert_eq!(r, before);
         assert_eq!(r.pop(), None);
     }

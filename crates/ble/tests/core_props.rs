@@ -2,7 +2,9 @@
 
 use std::time::Instant;
 
-use peddlenet_ble::fragment::{Fragmenter, Limits, Reassembled, Reassembler, ReassemblyError, STALE_AFTER};
+use peddlenet_ble::fragment::{
+    Fragmenter, Limits, Reassembled, Reassembler, ReassemblyError, STALE_AFTER,
+};
 use peddlenet_ble::frame::{DataFrame, Frame};
 use peddlenet_ble::gatt;
 use peddlenet_ble::link::{LinkCore, LinkEvent, LinkParams};
@@ -12,7 +14,11 @@ use proptest::prelude::*;
 /// Frame size for an ATT MTU, as the GATT transport computes it.
 fn frame_size(mtu: usize, notify: bool) -> usize {
     let mtu = u16::try_from(mtu).expect("mtu");
-    if notify { gatt::indicate_frame_size(mtu) } else { gatt::write_frame_size(mtu) }
+    if notify {
+        gatt::indicate_frame_size(mtu)
+    } else {
+        gatt::write_frame_size(mtu)
+    }
 }
 
 fn message() -> impl Strategy<Value = Vec<u8>> {
@@ -58,7 +64,14 @@ fn garbage_frame() -> impl Strategy<Value = Vec<u8>> {
         // Anything at all.
         proptest::collection::vec(any::<u8>(), 0..700),
         // Plausible DATA headers with small sequence numbers and indices.
-        (0x10u8..=0x13, 0u8..4, 0u8..2, any::<u8>(), any::<u8>(), proptest::collection::vec(any::<u8>(), 0..520))
+        (
+            0x10u8..=0x13,
+            0u8..4,
+            0u8..2,
+            any::<u8>(),
+            any::<u8>(),
+            proptest::collection::vec(any::<u8>(), 0..520)
+        )
             .prop_map(|(t, seq, hi, mid, lo, payload)| {
                 let mut v = vec![t, seq, hi, mid, lo];
                 v.extend(payload);

@@ -145,7 +145,10 @@ enum RoomCmd {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
     match rt.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -183,7 +186,10 @@ fn date_time(ms: u64) -> String {
 }
 
 fn now_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 fn delivery(d: &Option<DeliveryState>) -> String {
@@ -193,13 +199,31 @@ fn delivery(d: &Option<DeliveryState>) -> String {
 /// Text from other people, safe for a terminal: control characters (escape
 /// sequences among them) are shown as U+FFFD; line breaks stay.
 fn clean(s: &str) -> String {
-    s.chars().map(|c| if c.is_control() && c != '\n' && c != '\t' { '\u{fffd}' } else { c }).collect()
+    s.chars()
+        .map(|c| {
+            if c.is_control() && c != '\n' && c != '\t' {
+                '\u{fffd}'
+            } else {
+                c
+            }
+        })
+        .collect()
 }
 
 fn print_message(m: &MessageInfo) {
     // Names are labels anyone can pick; the key's first digits tell people apart.
-    let who = if m.own { format!("{} (you)", clean(&m.author_name)) } else { format!("{} [{}]", clean(&m.author_name), &m.author[..4]) };
-    println!("{} {}: {}{}", time(m.timestamp_ms), who, clean(&m.text), delivery(&m.delivery));
+    let who = if m.own {
+        format!("{} (you)", clean(&m.author_name))
+    } else {
+        format!("{} [{}]", clean(&m.author_name), &m.author[..4])
+    };
+    println!(
+        "{} {}: {}{}",
+        time(m.timestamp_ms),
+        who,
+        clean(&m.text),
+        delivery(&m.delivery)
+    );
 }
 
 fn print_room(r: &RoomInfo) {
@@ -214,17 +238,27 @@ fn print_room(r: &RoomInfo) {
 }
 
 fn print_peer(p: &PeerInfo) {
-    let rtt = p.rtt_ms.map(|r| format!("{r:.1} ms")).unwrap_or_else(|| "-".into());
+    let rtt = p
+        .rtt_ms
+        .map(|r| format!("{r:.1} ms"))
+        .unwrap_or_else(|| "-".into());
     println!("{:?}  {}  {}  rtt {}", p.link, &p.peer, p.addr, rtt);
 }
 
 fn qr(text: &str) -> anyhow::Result<String> {
     let code = QrCode::new(text.as_bytes())?;
-    Ok(code.render::<Dense1x2>().dark_color(Dense1x2::Light).light_color(Dense1x2::Dark).quiet_zone(true).build())
+    Ok(code
+        .render::<Dense1x2>()
+        .dark_color(Dense1x2::Light)
+        .light_color(Dense1x2::Dark)
+        .quiet_zone(true)
+        .build())
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let path = cli.socket.unwrap_or_else(peddlenet_api::paths::default_socket_path);
+    let path = cli
+        .socket
+        .unwrap_or_else(peddlenet_api::paths::default_socket_path);
     let client = Client::connect(&path).await.map_err(explain)?;
     let json = cli.json;
     match cli.cmd {
@@ -233,7 +267,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             if json {
                 print_json(&s);
             } else {
-                println!("peddlenetd {} running for {}s", s.version, s.uptime_ms / 1000);
+                println!(
+                    "peddlenetd {} running for {}s",
+                    s.version,
+                    s.uptime_ms / 1000
+                );
                 println!("you:      {} ({})", s.display_name, &s.author_id[..16]);
                 println!("peers:    {}", s.peers);
                 println!("rooms:    {}", s.rooms);
@@ -293,8 +331,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("{}", s.display_name);
             }
         }
-        Cmd::Settings { relay, relay_budget, bluetooth, wifi_direct } => {
-            let s = if relay.is_none() && relay_budget.is_none() && bluetooth.is_none() && wifi_direct.is_none() {
+        Cmd::Settings {
+            relay,
+            relay_budget,
+            bluetooth,
+            wifi_direct,
+        } => {
+            let s = if relay.is_none()
+                && relay_budget.is_none()
+                && bluetooth.is_none()
+                && wifi_direct.is_none()
+            {
                 client.settings().await
             } else {
                 let u = peddlenet_api::SettingsUpdate {
@@ -310,10 +357,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             if json {
                 print_json(&s);
             } else {
-                println!("relay:        {}", if s.relay_enabled { "on" } else { "off" });
+                println!(
+                    "relay:        {}",
+                    if s.relay_enabled { "on" } else { "off" }
+                );
                 println!("relay budget: {} MiB", s.relay_budget_mib);
-                println!("bluetooth:    {}", if s.bluetooth_enabled { "on" } else { "off" });
-                println!("wifi direct:  {}", if s.wifi_direct_enabled { "on" } else { "off" });
+                println!(
+                    "bluetooth:    {}",
+                    if s.bluetooth_enabled { "on" } else { "off" }
+                );
+                println!(
+                    "wifi direct:  {}",
+                    if s.wifi_direct_enabled { "on" } else { "off" }
+                );
                 println!("wifi host:    {}", if s.wifi_host { "on" } else { "off" });
             }
         }
@@ -326,14 +382,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Cmd::Wifi(WifiCmd::Host { on }) => {
-            let u = peddlenet_api::SettingsUpdate { wifi_host: Some(on), ..Default::default() };
+            let u = peddlenet_api::SettingsUpdate {
+                wifi_host: Some(on),
+                ..Default::default()
+            };
             let s = client.set_settings(u).await.map_err(explain)?;
             if json {
                 print_json(&s);
             } else if !s.wifi_direct_enabled {
-                println!("hosting {}, but Wi-Fi Direct is off (peddlenet settings --wifi-direct on)", if on { "on" } else { "off" });
+                println!(
+                    "hosting {}, but Wi-Fi Direct is off (peddlenet settings --wifi-direct on)",
+                    if on { "on" } else { "off" }
+                );
             } else if on {
-                println!("hosting on: the group starts in a few seconds; `peddlenet wifi qr` shows its QR code");
+                println!(
+                    "hosting on: the group starts in a few seconds; `peddlenet wifi qr` shows its QR code"
+                );
             } else {
                 println!("hosting off");
             }
@@ -346,7 +410,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 if !no_qr {
                     println!("{}", qr(&h.qr)?);
                 }
-                println!("Wi-Fi network \"{}\", passphrase {}", clean(&h.ssid), clean(&h.passphrase));
+                println!(
+                    "Wi-Fi network \"{}\", passphrase {}",
+                    clean(&h.ssid),
+                    clean(&h.passphrase)
+                );
                 if let Some(url) = &h.web_url {
                     println!("web UI in that network: {url}");
                 }
@@ -361,15 +429,24 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             } else if open {
                 let st = std::process::Command::new("xdg-open").arg(&url).status();
                 if !st.map(|s| s.success()).unwrap_or(false) {
-                    anyhow::bail!("cannot open a browser (xdg-open); open this link yourself within {secs}s:\n{url}");
+                    anyhow::bail!(
+                        "cannot open a browser (xdg-open); open this link yourself within {secs}s:\n{url}"
+                    );
                 }
             } else {
                 println!("{url}");
                 eprintln!("(works once, within {secs}s, in a browser on this machine)");
             }
         }
-        Cmd::Guest(GuestCmd::Create { room, minutes, no_qr }) => {
-            let g = client.guest_create(&room, minutes.map(|m| m.saturating_mul(60))).await.map_err(explain)?;
+        Cmd::Guest(GuestCmd::Create {
+            room,
+            minutes,
+            no_qr,
+        }) => {
+            let g = client
+                .guest_create(&room, minutes.map(|m| m.saturating_mul(60)))
+                .await
+                .map_err(explain)?;
             let url = g.url.clone().unwrap_or_default();
             if json {
                 print_json(&g);
@@ -377,7 +454,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 if !no_qr {
                     println!("{}", qr(&url)?);
                 }
-                println!("guest pass {} to {:?}, until {}:\n{url}", g.id, clean(&g.room_name), date_time(g.expires_ms));
+                println!(
+                    "guest pass {} to {:?}, until {}:\n{url}",
+                    g.id,
+                    clean(&g.room_name),
+                    date_time(g.expires_ms)
+                );
             }
         }
         Cmd::Guest(GuestCmd::List) => {
@@ -388,7 +470,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("no guest passes");
             } else {
                 for g in list {
-                    println!("{}  {}  until {}", g.id, clean(&g.room_name), date_time(g.expires_ms));
+                    println!(
+                        "{}  {}  until {}",
+                        g.id,
+                        clean(&g.room_name),
+                        date_time(g.expires_ms)
+                    );
                 }
             }
         }
@@ -409,8 +496,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("sent{}", delivery(&m.delivery));
             }
         }
-        Cmd::History { room, limit, before } => {
-            let (msgs, next) = client.history(&room, before, Some(limit)).await.map_err(explain)?;
+        Cmd::History {
+            room,
+            limit,
+            before,
+        } => {
+            let (msgs, next) = client
+                .history(&room, before, Some(limit))
+                .await
+                .map_err(explain)?;
             if json {
                 print_json(&serde_json::json!({"messages": msgs, "next": next}));
             } else {
@@ -431,9 +525,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 } else {
                     match &e {
                         Event::Message { message } => print_message(message),
-                        Event::PeerUp { peer } => println!("peer up: {} via {:?} at {}", peer.peer, peer.link, peer.addr),
+                        Event::PeerUp { peer } => println!(
+                            "peer up: {} via {:?} at {}",
+                            peer.peer, peer.link, peer.addr
+                        ),
                         Event::PeerDown { peer } => println!("peer down: {peer}"),
-                        Event::Delivery { id, delivery: d, .. } => println!("message {}:{}", &id[..16], delivery(&Some(*d))),
+                        Event::Delivery {
+                            id, delivery: d, ..
+                        } => println!("message {}:{}", &id[..16], delivery(&Some(*d))),
                         Event::Lagged { missed } => println!("(missed {missed} events)"),
                     }
                 }
@@ -455,7 +554,10 @@ async fn room(client: &Client, rc: RoomCmd, json: bool) -> anyhow::Result<()> {
             } else {
                 println!("created room {:?} ({})", r.name, &r.id[..16]);
                 println!("invite: {uri}");
-                println!("show it as a QR code with `peddlenet room invite {:?}`", r.name);
+                println!(
+                    "show it as a QR code with `peddlenet room invite {:?}`",
+                    r.name
+                );
             }
         }
         RoomCmd::Invite { room, no_qr } => {
@@ -490,7 +592,9 @@ async fn room(client: &Client, rc: RoomCmd, json: bool) -> anyhow::Result<()> {
             if json {
                 print_json(&rooms);
             } else if rooms.is_empty() {
-                println!("no rooms yet: `peddlenet room create NAME` or `peddlenet room join INVITE`");
+                println!(
+                    "no rooms yet: `peddlenet room create NAME` or `peddlenet room join INVITE`"
+                );
             } else {
                 rooms.iter().for_each(print_room);
             }

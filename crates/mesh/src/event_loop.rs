@@ -7,10 +7,10 @@ use futures::StreamExt;
 use libp2p::core::ConnectedPoint;
 use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, MessageAuthenticity, ValidationMode};
 use libp2p::multiaddr::Protocol;
+use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport};
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::{ConnectionId, NetworkBehaviour, SwarmEvent};
-use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport};
 use libp2p::{Multiaddr, PeerId, Swarm, identify, mdns, noise, ping, tcp, yamux};
 use peddlenet_proto::{EnvelopeView, MAX_ENVELOPE_LEN, topic_for};
 use tokio::sync::mpsc;
@@ -73,12 +73,21 @@ struct Wanted {
 
 impl Wanted {
     fn new(permanent: bool) -> Self {
-        Self { state: WantState::Idle { next_try: Instant::now() }, backoff: REDIAL_MIN, failures: 0, permanent }
+        Self {
+            state: WantState::Idle {
+                next_try: Instant::now(),
+            },
+            backoff: REDIAL_MIN,
+            failures: 0,
+            permanent,
+        }
     }
 
     fn failed(&mut self) {
         self.failures += 1;
-        self.state = WantState::Idle { next_try: Instant::now() + self.backoff };
+        self.state = WantState::Idle {
+            next_try: Instant::now() + self.backoff,
+        };
         self.backoff = (self.backoff * 2).min(REDIAL_MAX);
     }
 }
@@ -91,7 +100,10 @@ struct SeenIds {
 
 impl SeenIds {
     fn new() -> Self {
-        Self { set: HashSet::with_capacity(1024), order: VecDeque::with_capacity(1024) }
+        Self {
+            set: HashSet::with_capacity(1024),
+            order: VecDeque::with_capacity(1024),
+        }
     }
 
     /// Records `id`; false when it was already there.
@@ -124,7 +136,10 @@ pub(crate) struct EventLoop {
 }
 
 fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 /// Gossip message ids are content hashes, so the same envelope is one message
@@ -136,7 +151,9 @@ fn content_id(m: &gossipsub::Message) -> gossipsub::MessageId {
 /// The gossip-level check: a well-formed envelope of the topic's room with a
 /// valid room signature. Needs no room secret, so relays apply it too.
 fn validate(topic: &str, data: &[u8]) -> MessageAcceptance {
-    let Ok(view) = EnvelopeView::parse(data) else { return MessageAcceptance::Reject };
+    let Ok(view) = EnvelopeView::parse(data) else {
+        return MessageAcceptance::Reject;
+    };
     if topic_for(&view.room_id) != topic {
         return MessageAcceptance::Reject;
     }
@@ -165,30 +182,51 @@ impl EventLoop {
             .duplicate_cache_time(Duration::from_secs(20))
             .build()
             .map_err(|e| build(&e))?;
-        let mdns_cfg = mdns::Config { query_interval: cfg.mdns_query_interval, ..Default::default() };
+        let mdns_cfg = mdns::Config {
+            query_interval: cfg.mdns_query_interval,
+            ..Default::default()
+        };
         let mdns_on = cfg.mdns;
         let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
             .with_tokio()
-            .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)
+            .with_tcp(
+                tcp::Config::default().nodelay(true),
+                noise::Config::new,
+                yamux::Config::default,
+            )
             .map_err(|e| build(&e))?
             .with_quic()
             .with_behaviour(|key| {
                 let peer_id = key.public().to_peer_id();
-                let mdns = if mdns_on { Some(mdns::tokio::Behaviour::new(mdns_cfg, peer_id)?) } else { None };
+                let mdns = if mdns_on {
+                    Some(mdns::tokio::Behaviour::new(mdns_cfg, peer_id)?)
+                } else {
+                    None
+                };
                 Ok(Behaviour {
                     // Anonymous: the envelope carries its own authentication;
                     // libp2p's signatures would stamp every message with the
                     // publisher's peer id for every hop to see.
-                    gossipsub: gossipsub::Behaviour::new(MessageAuthenticity::Anonymous, gossip_cfg)?,
+                    gossipsub: gossipsub::Behaviour::new(
+                        MessageAuthenticity::Anonymous,
+                        gossip_cfg,
+                    )?,
                     identify: identify::Behaviour::new(
-                        identify::Config::new(PROTOCOL_VERSION.into(), key.public()).with_agent_version("peddlenet".into()),
+                        identify::Config::new(PROTOCOL_VERSION.into(), key.public())
+                            .with_agent_version("peddlenet".into()),
                     ),
-                    ping: ping::Behaviour::new(ping::Config::new().with_interval(Duration::from_secs(5)).with_timeout(PING_TIMEOUT)),
+                    ping: ping::Behaviour::new(
+                        ping::Config::new()
+                            .with_interval(Duration::from_secs(5))
+                            .with_timeout(PING_TIMEOUT),
+                    ),
                     mdns: Toggle::from(mdns),
                     sync: request_response::Behaviour::with_codec(
                         SyncCodec,
                         [(SYNC_PROTOCOL, ProtocolSupport::Full)],
-                        request_response::Config::default().with_request_timeout(Duration::from_secs(30)).with_max_concurrent_streams(16),
+                        request_response::Config::default()
+                            .with_request_timeout(Duration::from_secs(30))
+                            .with_max_concurrent_streams(16),
                     ),
                 })
             })
@@ -207,15 +245,26 @@ impl EventLoop {
                     })
                     .collect();
                 if fallback == *addr {
-                    return Err(Error::Listen { addr: addr.clone(), reason: e.to_string() });
+                    return Err(Error::Listen {
+                        addr: addr.clone(),
+                        reason: e.to_string(),
+                    });
                 }
                 tracing::warn!(%addr, error = %e, "cannot listen there; using a free port instead");
                 swarm
                     .listen_on(fallback.clone())
-                    .map_err(|e| Error::Listen { addr: fallback, reason: e.to_string() })?;
+                    .map_err(|e| Error::Listen {
+                        addr: fallback,
+                        reason: e.to_string(),
+                    })?;
             }
         }
-        let wanted = cfg.peers.iter().take(MAX_WANTED).map(|a| (a.clone(), Wanted::new(true))).collect();
+        let wanted = cfg
+            .peers
+            .iter()
+            .take(MAX_WANTED)
+            .map(|a| (a.clone(), Wanted::new(true)))
+            .collect();
         Ok(Self {
             swarm,
             commands,
@@ -298,7 +347,10 @@ impl EventLoop {
                 let _ = reply.send(r);
             }
             Command::Unsubscribe(topic) => {
-                self.swarm.behaviour_mut().gossipsub.unsubscribe(&IdentTopic::new(topic.clone()));
+                self.swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .unsubscribe(&IdentTopic::new(topic.clone()));
                 self.topics.remove(&topic);
             }
             Command::Publish(topic, data, reply) => {
@@ -307,10 +359,15 @@ impl EventLoop {
             }
             Command::Dial(addr, reply) => {
                 if !self.wanted.contains_key(&addr) && self.wanted.len() >= MAX_WANTED {
-                    let _ = reply.send(Err(Error::Address { addr: addr.to_string(), reason: format!("already keeping {MAX_WANTED} addresses") }));
+                    let _ = reply.send(Err(Error::Address {
+                        addr: addr.to_string(),
+                        reason: format!("already keeping {MAX_WANTED} addresses"),
+                    }));
                     return;
                 }
-                self.wanted.entry(addr).or_insert_with(|| Wanted::new(false));
+                self.wanted
+                    .entry(addr)
+                    .or_insert_with(|| Wanted::new(false));
                 self.redial();
                 let _ = reply.send(Ok(()));
             }
@@ -322,7 +379,13 @@ impl EventLoop {
             }
             Command::TopicPeers(topic, reply) => {
                 let hash = IdentTopic::new(topic).hash();
-                let n = self.swarm.behaviour().gossipsub.all_peers().filter(|(_, ts)| ts.contains(&&hash)).count();
+                let n = self
+                    .swarm
+                    .behaviour()
+                    .gossipsub
+                    .all_peers()
+                    .filter(|(_, ts)| ts.contains(&&hash))
+                    .count();
                 let _ = reply.send(n as u32);
             }
             Command::SyncRequest(peer, request, reply) => {
@@ -330,7 +393,13 @@ impl EventLoop {
                 self.pending_sync.insert(id, reply);
             }
             Command::SyncRespond(SyncReply(channel), response) => {
-                if self.swarm.behaviour_mut().sync.send_response(channel, response).is_err() {
+                if self
+                    .swarm
+                    .behaviour_mut()
+                    .sync
+                    .send_response(channel, response)
+                    .is_err()
+                {
                     tracing::debug!("a sync response found its peer gone");
                 }
             }
@@ -364,15 +433,26 @@ impl EventLoop {
                     self.listen_addrs.push(address);
                 }
             }
-            SwarmEvent::ExpiredListenAddr { address, .. } => self.listen_addrs.retain(|a| *a != address),
-            SwarmEvent::ConnectionEstablished { peer_id, endpoint, connection_id, num_established, .. } => {
+            SwarmEvent::ExpiredListenAddr { address, .. } => {
+                self.listen_addrs.retain(|a| *a != address)
+            }
+            SwarmEvent::ConnectionEstablished {
+                peer_id,
+                endpoint,
+                connection_id,
+                num_established,
+                ..
+            } => {
                 let addr = match &endpoint {
                     ConnectedPoint::Dialer { address, .. } => address.clone(),
                     ConnectedPoint::Listener { send_back_addr, .. } => send_back_addr.clone(),
                 };
                 for w in self.wanted.values_mut() {
                     if matches!(w.state, WantState::Dialing(id) if id == connection_id) {
-                        w.state = WantState::Connected { peer: peer_id, since: Instant::now() };
+                        w.state = WantState::Connected {
+                            peer: peer_id,
+                            since: Instant::now(),
+                        };
                         w.failures = 0;
                     }
                 }
@@ -389,12 +469,22 @@ impl EventLoop {
                     return;
                 }
                 let now = now_ms();
-                let snap = PeerSnapshot { peer: peer_id, addr, rtt: None, connected_ms: now, last_seen_ms: now };
+                let snap = PeerSnapshot {
+                    peer: peer_id,
+                    addr,
+                    rtt: None,
+                    connected_ms: now,
+                    last_seen_ms: now,
+                };
                 tracing::info!(%peer_id, addr = %snap.addr, "peer up");
                 self.peers.insert(peer_id, snap.clone());
                 self.emit(MeshEvent::PeerUp(snap)).await;
             }
-            SwarmEvent::ConnectionClosed { peer_id, num_established, .. } => {
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established,
+                ..
+            } => {
                 if num_established > 0 {
                     return;
                 }
@@ -404,8 +494,14 @@ impl EventLoop {
                     {
                         // A peer that keeps dropping us right away (peer limit,
                         // not a PeddleNet node) is not hammered every second.
-                        w.backoff = if since.elapsed() >= STABLE_CONNECTION { REDIAL_MIN } else { (w.backoff * 2).min(REDIAL_MAX) };
-                        w.state = WantState::Idle { next_try: Instant::now() + w.backoff };
+                        w.backoff = if since.elapsed() >= STABLE_CONNECTION {
+                            REDIAL_MIN
+                        } else {
+                            (w.backoff * 2).min(REDIAL_MAX)
+                        };
+                        w.state = WantState::Idle {
+                            next_try: Instant::now() + w.backoff,
+                        };
                     }
                 }
                 if self.peers.remove(&peer_id).is_some() {
@@ -413,11 +509,17 @@ impl EventLoop {
                     self.emit(MeshEvent::PeerDown(peer_id)).await;
                 }
             }
-            SwarmEvent::OutgoingConnectionError { connection_id, error, .. } => {
+            SwarmEvent::OutgoingConnectionError {
+                connection_id,
+                error,
+                ..
+            } => {
                 let failed: Vec<Multiaddr> = self
                     .wanted
                     .iter()
-                    .filter(|(_, w)| matches!(w.state, WantState::Dialing(id) if id == connection_id))
+                    .filter(
+                        |(_, w)| matches!(w.state, WantState::Dialing(id) if id == connection_id),
+                    )
                     .map(|(a, _)| a.clone())
                     .collect();
                 for addr in failed {
@@ -435,13 +537,20 @@ impl EventLoop {
                         continue;
                     }
                     tracing::debug!(%peer, "found by mDNS");
-                    let opts = DialOpts::peer_id(peer).condition(PeerCondition::DisconnectedAndNotDialing).addresses(addrs).build();
+                    let opts = DialOpts::peer_id(peer)
+                        .condition(PeerCondition::DisconnectedAndNotDialing)
+                        .addresses(addrs)
+                        .build();
                     if let Err(e) = self.swarm.dial(opts) {
                         tracing::debug!(%peer, error = %e, "dial after mDNS failed");
                     }
                 }
             }
-            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message { propagation_source, message_id, message })) => {
+            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message {
+                propagation_source,
+                message_id,
+                message,
+            })) => {
                 let topic = message.topic.as_str().to_owned();
                 let verdict = if !self.topics.contains(&topic) || !self.seen.insert(&message_id.0) {
                     MessageAcceptance::Ignore
@@ -452,35 +561,81 @@ impl EventLoop {
                 if !accepted {
                     tracing::debug!(peer = %propagation_source, "rejected an invalid gossip message");
                 }
-                self.swarm.behaviour_mut().gossipsub.report_message_validation_result(&message_id, &propagation_source, verdict);
+                self.swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .report_message_validation_result(&message_id, &propagation_source, verdict);
                 if accepted {
                     if let Some(p) = self.peers.get_mut(&propagation_source) {
                         p.last_seen_ms = now_ms();
                     }
-                    self.emit(MeshEvent::Message { topic, data: message.data, from: propagation_source }).await;
+                    self.emit(MeshEvent::Message {
+                        topic,
+                        data: message.data,
+                        from: propagation_source,
+                    })
+                    .await;
                 }
             }
-            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Subscribed { peer_id, topic, .. })) => {
+            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Subscribed {
+                peer_id,
+                topic,
+                ..
+            })) => {
                 let topic = topic.as_str().to_owned();
                 if self.topics.contains(&topic) {
-                    self.emit(MeshEvent::TopicJoined { topic, peer: peer_id }).await;
+                    self.emit(MeshEvent::TopicJoined {
+                        topic,
+                        peer: peer_id,
+                    })
+                    .await;
                 }
             }
-            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::SlowPeer { peer_id, failed_messages })) => {
+            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::SlowPeer {
+                peer_id,
+                failed_messages,
+            })) => {
                 tracing::debug!(%peer_id, ?failed_messages, "peer is slow; gossip to it was dropped");
             }
             SwarmEvent::Behaviour(BehaviourEvent::Sync(ev)) => match ev {
-                request_response::Event::Message { peer, message: request_response::Message::Request { request, channel, .. }, .. } => {
-                    self.emit(MeshEvent::SyncRequest { peer, request, reply: SyncReply(channel) }).await;
+                request_response::Event::Message {
+                    peer,
+                    message:
+                        request_response::Message::Request {
+                            request, channel, ..
+                        },
+                    ..
+                } => {
+                    self.emit(MeshEvent::SyncRequest {
+                        peer,
+                        request,
+                        reply: SyncReply(channel),
+                    })
+                    .await;
                 }
-                request_response::Event::Message { message: request_response::Message::Response { request_id, response }, .. } => {
+                request_response::Event::Message {
+                    message:
+                        request_response::Message::Response {
+                            request_id,
+                            response,
+                        },
+                    ..
+                } => {
                     if let Some(tx) = self.pending_sync.remove(&request_id) {
                         let _ = tx.send(Ok(response));
                     }
                 }
-                request_response::Event::OutboundFailure { peer, request_id, error, .. } => {
+                request_response::Event::OutboundFailure {
+                    peer,
+                    request_id,
+                    error,
+                    ..
+                } => {
                     if let Some(tx) = self.pending_sync.remove(&request_id) {
-                        let _ = tx.send(Err(Error::Sync { peer, reason: error.to_string() }));
+                        let _ = tx.send(Err(Error::Sync {
+                            peer,
+                            reason: error.to_string(),
+                        }));
                     }
                 }
                 request_response::Event::InboundFailure { peer, error, .. } => {
@@ -488,17 +643,29 @@ impl EventLoop {
                 }
                 request_response::Event::ResponseSent { .. } => {}
             },
-            SwarmEvent::Behaviour(BehaviourEvent::Ping(ping::Event { peer, result: Ok(rtt), .. })) => {
+            SwarmEvent::Behaviour(BehaviourEvent::Ping(ping::Event {
+                peer,
+                result: Ok(rtt),
+                ..
+            })) => {
                 if let Some(p) = self.peers.get_mut(&peer) {
                     p.rtt = Some(rtt);
                     p.last_seen_ms = now_ms();
                 }
             }
-            SwarmEvent::Behaviour(BehaviourEvent::Ping(ping::Event { peer, connection, result: Err(e) })) => {
+            SwarmEvent::Behaviour(BehaviourEvent::Ping(ping::Event {
+                peer,
+                connection,
+                result: Err(e),
+            })) => {
                 tracing::info!(%peer, error = %e, "peer stopped answering; closing the connection");
                 self.swarm.close_connection(connection);
             }
-            SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. })) => {
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
+                peer_id,
+                info,
+                ..
+            })) => {
                 if info.protocol_version != PROTOCOL_VERSION {
                     tracing::debug!(%peer_id, version = %info.protocol_version, "not a PeddleNet peer; disconnecting");
                     let _ = self.swarm.disconnect_peer_id(peer_id);
@@ -540,16 +707,36 @@ mod tests {
     #[test]
     fn validation_needs_no_secret_but_catches_forgeries() {
         let keys = RoomKeys::derive(&RoomSecret([1; 32]));
-        let env = seal(&keys, &Identity::from_seed(&[2; 32]), "a", &Body::Text("x".into()), 1, [0; 24]).unwrap();
-        assert!(matches!(validate(&keys.topic(), &env), MessageAcceptance::Accept));
+        let env = seal(
+            &keys,
+            &Identity::from_seed(&[2; 32]),
+            "a",
+            &Body::Text("x".into()),
+            1,
+            [0; 24],
+        )
+        .unwrap();
+        assert!(matches!(
+            validate(&keys.topic(), &env),
+            MessageAcceptance::Accept
+        ));
         // Right envelope, wrong topic.
         let other = RoomKeys::derive(&RoomSecret([2; 32]));
-        assert!(matches!(validate(&other.topic(), &env), MessageAcceptance::Reject));
+        assert!(matches!(
+            validate(&other.topic(), &env),
+            MessageAcceptance::Reject
+        ));
         // Garbage and a broken room signature.
-        assert!(matches!(validate(&keys.topic(), b"garbage"), MessageAcceptance::Reject));
+        assert!(matches!(
+            validate(&keys.topic(), b"garbage"),
+            MessageAcceptance::Reject
+        ));
         let mut bad = env.clone();
         let n = bad.len();
         bad[n - 1] ^= 1;
-        assert!(matches!(validate(&keys.topic(), &bad), MessageAcceptance::Reject));
+        assert!(matches!(
+            validate(&keys.topic(), &bad),
+            MessageAcceptance::Reject
+        ));
     }
 }

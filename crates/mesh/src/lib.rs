@@ -95,13 +95,24 @@ impl Default for MeshConfig {
 pub enum MeshEvent {
     /// A gossip message that passed validation: a well-formed envelope of the
     /// topic's room whose room signature verified.
-    Message { topic: String, data: Vec<u8>, from: PeerId },
+    Message {
+        topic: String,
+        data: Vec<u8>,
+        from: PeerId,
+    },
     PeerUp(PeerSnapshot),
     /// A connected peer now takes this topic: messages waiting for it can go.
-    TopicJoined { topic: String, peer: PeerId },
+    TopicJoined {
+        topic: String,
+        peer: PeerId,
+    },
     /// A peer asks something of the sync protocol; answer with
     /// [`Mesh::sync_respond`] (an unanswered request times out at the peer).
-    SyncRequest { peer: PeerId, request: Vec<u8>, reply: SyncReply },
+    SyncRequest {
+        peer: PeerId,
+        request: Vec<u8>,
+        reply: SyncReply,
+    },
     PeerDown(PeerId),
 }
 
@@ -167,20 +178,33 @@ impl Mesh {
     }
 
     pub async fn unsubscribe(&self, topic: String) -> Result<()> {
-        self.tx.send(Command::Unsubscribe(topic)).await.map_err(|_| Error::Stopped)
+        self.tx
+            .send(Command::Unsubscribe(topic))
+            .await
+            .map_err(|_| Error::Stopped)
     }
 
     /// Publishes on a topic; returns how many connected peers take that topic.
     /// `Ok(0)` when none does yet: the message stays the daemon's to carry.
     pub async fn publish(&self, topic: String, data: Vec<u8>) -> Result<u32> {
-        self.publish_begin(topic, data).await?.await.map_err(|_| Error::Stopped)?
+        self.publish_begin(topic, data)
+            .await?
+            .await
+            .map_err(|_| Error::Stopped)?
     }
 
     /// Queues a publish and returns at once with a receiver for its outcome
     /// (see [`publish`](Self::publish)), so callers can go on meanwhile.
-    pub async fn publish_begin(&self, topic: String, data: Vec<u8>) -> Result<oneshot::Receiver<Result<u32>>> {
+    pub async fn publish_begin(
+        &self,
+        topic: String,
+        data: Vec<u8>,
+    ) -> Result<oneshot::Receiver<Result<u32>>> {
         let (tx, rx) = oneshot::channel();
-        self.tx.send(Command::Publish(topic, data, tx)).await.map_err(|_| Error::Stopped)?;
+        self.tx
+            .send(Command::Publish(topic, data, tx))
+            .await
+            .map_err(|_| Error::Stopped)?;
         Ok(rx)
     }
 
@@ -195,12 +219,16 @@ impl Mesh {
 
     /// Sends a sync request to a connected peer and waits for its response.
     pub async fn sync_request(&self, peer: PeerId, request: Vec<u8>) -> Result<Vec<u8>> {
-        self.ask(|tx| Command::SyncRequest(peer, request, tx)).await?
+        self.ask(|tx| Command::SyncRequest(peer, request, tx))
+            .await?
     }
 
     /// Answers a peer's sync request.
     pub async fn sync_respond(&self, reply: SyncReply, response: Vec<u8>) -> Result<()> {
-        self.tx.send(Command::SyncRespond(reply, response)).await.map_err(|_| Error::Stopped)
+        self.tx
+            .send(Command::SyncRespond(reply, response))
+            .await
+            .map_err(|_| Error::Stopped)
     }
 
     /// How many connected peers are subscribed to `topic`.
@@ -221,7 +249,10 @@ impl Mesh {
 
 /// Parses a multiaddr given by a person, with a clear error.
 pub fn parse_addr(s: &str) -> Result<Multiaddr> {
-    s.trim().parse::<Multiaddr>().map_err(|e| Error::Address { addr: s.to_owned(), reason: e.to_string() })
+    s.trim().parse::<Multiaddr>().map_err(|e| Error::Address {
+        addr: s.to_owned(),
+        reason: e.to_string(),
+    })
 }
 
 /// The TCP port of a listen address (`/ip4/0.0.0.0/tcp/4717` → 4717), if it has one.
@@ -238,8 +269,17 @@ mod addr_tests {
 
     #[test]
     fn tcp_ports() {
-        assert_eq!(tcp_port(&parse_addr("/ip4/0.0.0.0/tcp/4717").unwrap()), Some(4717));
-        assert_eq!(tcp_port(&parse_addr("/ip6/::/tcp/4801").unwrap()), Some(4801));
-        assert_eq!(tcp_port(&parse_addr("/ip4/0.0.0.0/udp/4717/quic-v1").unwrap()), None);
+        assert_eq!(
+            tcp_port(&parse_addr("/ip4/0.0.0.0/tcp/4717").unwrap()),
+            Some(4717)
+        );
+        assert_eq!(
+            tcp_port(&parse_addr("/ip6/::/tcp/4801").unwrap()),
+            Some(4801)
+        );
+        assert_eq!(
+            tcp_port(&parse_addr("/ip4/0.0.0.0/udp/4717/quic-v1").unwrap()),
+            None
+        );
     }
 }

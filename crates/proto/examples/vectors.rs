@@ -19,8 +19,22 @@ fn main() {
     let env = seal(&keys, &author, "Ana", &Body::Text(text.into()), ts, nonce).unwrap();
     let receipt_nonce: [u8; 24] = std::array::from_fn(|i| 0x60 + i as u8);
     let receipt_ts = ts + 60_000;
-    let receipt = seal(&keys, &author, "Ana", &Body::Receipt(vec![message_id(&env)]), receipt_ts, receipt_nonce).unwrap();
-    let inv = Invite::new(RoomSecret(secret), author.author_id(), "Base camp", ["/ip4/192.168.4.2/tcp/4717".to_string()]).unwrap();
+    let receipt = seal(
+        &keys,
+        &author,
+        "Ana",
+        &Body::Receipt(vec![message_id(&env)]),
+        receipt_ts,
+        receipt_nonce,
+    )
+    .unwrap();
+    let inv = Invite::new(
+        RoomSecret(secret),
+        author.author_id(),
+        "Base camp",
+        ["/ip4/192.168.4.2/tcp/4717".to_string()],
+    )
+    .unwrap();
     let v = serde_json::json!({
         "kdf": {
             "room_secret": hex(&secret),

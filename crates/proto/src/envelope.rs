@@ -68,9 +68,17 @@ impl Body {
 
     fn check(&self) -> Result<()> {
         match self {
-            Body::Text(t) if t.len() > MAX_TEXT_LEN => Err(Error::FieldLength { field: "text", len: t.len(), max: MAX_TEXT_LEN }),
+            Body::Text(t) if t.len() > MAX_TEXT_LEN => Err(Error::FieldLength {
+                field: "text",
+                len: t.len(),
+                max: MAX_TEXT_LEN,
+            }),
             Body::Receipt(ids) if ids.is_empty() || ids.len() > MAX_RECEIPT_IDS => {
-                Err(Error::FieldLength { field: "receipt ids", len: ids.len(), max: MAX_RECEIPT_IDS })
+                Err(Error::FieldLength {
+                    field: "receipt ids",
+                    len: ids.len(),
+                    max: MAX_RECEIPT_IDS,
+                })
             }
             _ => Ok(()),
         }
@@ -86,7 +94,9 @@ impl Body {
     fn write(&self, out: &mut Vec<u8>) {
         match self {
             Body::Text(t) => out.extend_from_slice(t.as_bytes()),
-            Body::Receipt(ids) => ids.iter().for_each(|id| out.extend_from_slice(id.as_bytes())),
+            Body::Receipt(ids) => ids
+                .iter()
+                .for_each(|id| out.extend_from_slice(id.as_bytes())),
         }
     }
 }
@@ -121,7 +131,9 @@ pub fn message_id(envelope: &[u8]) -> MessageId {
 /// messages are carried across days.
 pub fn check_timestamp(timestamp_ms: u64, now_ms: u64) -> Result<()> {
     if timestamp_ms > now_ms.saturating_add(MAX_FUTURE_SKEW_MS) {
-        return Err(Error::FromTheFuture { ahead_ms: timestamp_ms - now_ms });
+        return Err(Error::FromTheFuture {
+            ahead_ms: timestamp_ms - now_ms,
+        });
     }
     Ok(())
 }
@@ -135,10 +147,16 @@ impl<'a> EnvelopeView<'a> {
     /// before the length check, so oversized input costs nothing.
     pub fn parse(raw: &'a [u8]) -> Result<Self> {
         if raw.len() > MAX_ENVELOPE_LEN {
-            return Err(Error::TooLarge { len: raw.len(), max: MAX_ENVELOPE_LEN });
+            return Err(Error::TooLarge {
+                len: raw.len(),
+                max: MAX_ENVELOPE_LEN,
+            });
         }
         if raw.len() < HEADER_LEN {
-            return Err(Error::Truncated { needed: HEADER_LEN, had: raw.len() });
+            return Err(Error::Truncated {
+                needed: HEADER_LEN,
+                had: raw.len(),
+            });
         }
         if raw[0] != VERSION {
             return Err(Error::Version(raw[0]));
@@ -148,14 +166,23 @@ impl<'a> EnvelopeView<'a> {
         }
         let n = be_u32(&raw[82..86]) as usize;
         if n < TAG_LEN || n > MAX_ENVELOPE_LEN {
-            return Err(Error::FieldLength { field: "ciphertext", len: n, max: MAX_ENVELOPE_LEN });
+            return Err(Error::FieldLength {
+                field: "ciphertext",
+                len: n,
+                max: MAX_ENVELOPE_LEN,
+            });
         }
         let total = HEADER_LEN + n + SIG_LEN;
         if raw.len() < total {
-            return Err(Error::Truncated { needed: total, had: raw.len() });
+            return Err(Error::Truncated {
+                needed: total,
+                had: raw.len(),
+            });
         }
         if raw.len() > total {
-            return Err(Error::TrailingBytes { trailing: raw.len() - total });
+            return Err(Error::TrailingBytes {
+                trailing: raw.len() - total,
+            });
         }
         Ok(Self {
             raw,
@@ -180,12 +207,18 @@ impl<'a> EnvelopeView<'a> {
     /// Proves the envelope was made by someone holding the room secret, without
     /// the secret: what relays check before they keep or pass anything on.
     pub fn verify_room_signature(&self) -> Result<()> {
-        let key = VerifyingKey::from_bytes(self.room_id.as_bytes()).map_err(|_| Error::RoomSignature)?;
-        let sig = Signature::from_bytes(self.raw[self.raw.len() - SIG_LEN..].try_into().expect("64 bytes"));
+        let key =
+            VerifyingKey::from_bytes(self.room_id.as_bytes()).map_err(|_| Error::RoomSignature)?;
+        let sig = Signature::from_bytes(
+            self.raw[self.raw.len() - SIG_LEN..]
+                .try_into()
+                .expect("64 bytes"),
+        );
         let mut msg = Vec::with_capacity(DOMAIN_ENVELOPE.len() + self.raw.len());
         msg.extend_from_slice(DOMAIN_ENVELOPE);
         msg.extend_from_slice(self.signed_part());
-        key.verify_strict(&msg, &sig).map_err(|_| Error::RoomSignature)
+        key.verify_strict(&msg, &sig)
+            .map_err(|_| Error::RoomSignature)
     }
 
     /// Verifies the room signature, decrypts, parses the plaintext, checks the
@@ -214,16 +247,30 @@ impl<'a> EnvelopeView<'a> {
         let nonce = XNonce::from_slice(&self.raw[58..82]);
         let cipher = XChaCha20Poly1305::new(keys.aead_key().into());
         let plain = cipher
-            .decrypt(nonce, Payload { msg: &self.raw[HEADER_LEN..HEADER_LEN + n], aad: &self.raw[..HEADER_LEN] })
+            .decrypt(
+                nonce,
+                Payload {
+                    msg: &self.raw[HEADER_LEN..HEADER_LEN + n],
+                    aad: &self.raw[..HEADER_LEN],
+                },
+            )
             .map_err(|_| Error::Decrypt)?;
         let inner = Inner::parse(&plain)?;
         if keys.author_tag(&inner.author) != self.author_tag {
             return Err(Error::AuthorTag);
         }
-        let key = VerifyingKey::from_bytes(inner.author.as_bytes()).map_err(|_| Error::AuthorKey)?;
-        let msg = author_signed_message(&self.room_id, &self.author_tag, self.timestamp_ms, &self.raw[58..82], &plain[..inner.sig_offset]);
+        let key =
+            VerifyingKey::from_bytes(inner.author.as_bytes()).map_err(|_| Error::AuthorKey)?;
+        let msg = author_signed_message(
+            &self.room_id,
+            &self.author_tag,
+            self.timestamp_ms,
+            &self.raw[58..82],
+            &plain[..inner.sig_offset],
+        );
         let sig = Signature::from_bytes(&inner.sig);
-        key.verify_strict(&msg, &sig).map_err(|_| Error::AuthorSignature)?;
+        key.verify_strict(&msg, &sig)
+            .map_err(|_| Error::AuthorSignature)?;
         Ok(Opened {
             id: self.id(),
             room_id: self.room_id,
@@ -238,8 +285,15 @@ impl<'a> EnvelopeView<'a> {
 /// What the author signs. The nonce is included so that the signed message
 /// belongs to exactly one envelope: a member who re-encrypts someone else's
 /// plaintext under a new nonce (to get a new message id) breaks the signature.
-fn author_signed_message(room: &RoomId, tag: &[u8; 16], ts: u64, nonce: &[u8], unsigned_plaintext: &[u8]) -> Vec<u8> {
-    let mut m = Vec::with_capacity(DOMAIN_MESSAGE.len() + 32 + 16 + 8 + 24 + unsigned_plaintext.len());
+fn author_signed_message(
+    room: &RoomId,
+    tag: &[u8; 16],
+    ts: u64,
+    nonce: &[u8],
+    unsigned_plaintext: &[u8],
+) -> Vec<u8> {
+    let mut m =
+        Vec::with_capacity(DOMAIN_MESSAGE.len() + 32 + 16 + 8 + 24 + unsigned_plaintext.len());
     m.extend_from_slice(DOMAIN_MESSAGE);
     m.extend_from_slice(room.as_bytes());
     m.extend_from_slice(tag);
@@ -267,10 +321,14 @@ struct Reader<'a> {
 
 impl<'a> Reader<'a> {
     fn take(&mut self, n: usize) -> Result<&'a [u8]> {
-        let end = self.pos.checked_add(n).filter(|e| *e <= self.b.len()).ok_or(Error::Truncated {
-            needed: self.pos.saturating_add(n),
-            had: self.b.len(),
-        })?;
+        let end = self
+            .pos
+            .checked_add(n)
+            .filter(|e| *e <= self.b.len())
+            .ok_or(Error::Truncated {
+                needed: self.pos.saturating_add(n),
+                had: self.b.len(),
+            })?;
         let s = &self.b[self.pos..end];
         self.pos = end;
         Ok(s)
@@ -286,24 +344,47 @@ impl Inner {
         let author = AuthorId(r.take(32)?.try_into().expect("32 bytes"));
         let name_len = r.take(1)?[0] as usize;
         if name_len > MAX_NAME_LEN {
-            return Err(Error::FieldLength { field: "display name", len: name_len, max: MAX_NAME_LEN });
+            return Err(Error::FieldLength {
+                field: "display name",
+                len: name_len,
+                max: MAX_NAME_LEN,
+            });
         }
-        let name = std::str::from_utf8(r.take(name_len)?).map_err(|_| Error::Utf8("display name"))?.to_owned();
+        let name = std::str::from_utf8(r.take(name_len)?)
+            .map_err(|_| Error::Utf8("display name"))?
+            .to_owned();
         let kind = r.take(1)?[0];
         let body_len = be_u32(r.take(4)?) as usize;
         let body = match kind {
             BODY_TEXT => {
                 if body_len > MAX_TEXT_LEN {
-                    return Err(Error::FieldLength { field: "text", len: body_len, max: MAX_TEXT_LEN });
+                    return Err(Error::FieldLength {
+                        field: "text",
+                        len: body_len,
+                        max: MAX_TEXT_LEN,
+                    });
                 }
-                Body::Text(std::str::from_utf8(r.take(body_len)?).map_err(|_| Error::Utf8("text"))?.to_owned())
+                Body::Text(
+                    std::str::from_utf8(r.take(body_len)?)
+                        .map_err(|_| Error::Utf8("text"))?
+                        .to_owned(),
+                )
             }
             BODY_RECEIPT => {
                 let n = body_len / 32;
                 if !body_len.is_multiple_of(32) || n == 0 || n > MAX_RECEIPT_IDS {
-                    return Err(Error::FieldLength { field: "receipt ids", len: body_len, max: MAX_RECEIPT_IDS * 32 });
+                    return Err(Error::FieldLength {
+                        field: "receipt ids",
+                        len: body_len,
+                        max: MAX_RECEIPT_IDS * 32,
+                    });
                 }
-                Body::Receipt(r.take(body_len)?.chunks_exact(32).map(|c| MessageId(c.try_into().expect("32 bytes"))).collect())
+                Body::Receipt(
+                    r.take(body_len)?
+                        .chunks_exact(32)
+                        .map(|c| MessageId(c.try_into().expect("32 bytes")))
+                        .collect(),
+                )
             }
             other => return Err(Error::Kind(other)),
         };
@@ -312,7 +393,13 @@ impl Inner {
         if p[r.pos..].iter().any(|b| *b != 0) {
             return Err(Error::Padding);
         }
-        Ok(Self { author, name, body, sig, sig_offset })
+        Ok(Self {
+            author,
+            name,
+            body,
+            sig,
+            sig_offset,
+        })
     }
 }
 
@@ -326,7 +413,15 @@ pub fn seal(
     timestamp_ms: u64,
     nonce: [u8; 24],
 ) -> Result<Vec<u8>> {
-    seal_as(keys, &author.author_id(), author, author_name, body, timestamp_ms, nonce)
+    seal_as(
+        keys,
+        &author.author_id(),
+        author,
+        author_name,
+        body,
+        timestamp_ms,
+        nonce,
+    )
 }
 
 /// Hostile envelopes for tests: sealed with the room's keys but claiming
@@ -353,20 +448,31 @@ fn seal_as(
 ) -> Result<Vec<u8>> {
     let author_id = *author_id;
     if author_name.len() > MAX_NAME_LEN {
-        return Err(Error::FieldLength { field: "display name", len: author_name.len(), max: MAX_NAME_LEN });
+        return Err(Error::FieldLength {
+            field: "display name",
+            len: author_name.len(),
+            max: MAX_NAME_LEN,
+        });
     }
     body.check()?;
     let tag = keys.author_tag(&author_id);
     let room_id = keys.room_id();
 
-    let mut plain = Vec::with_capacity(32 + 1 + author_name.len() + 5 + body.bytes_len() + 64 + PAD_BLOCK);
+    let mut plain =
+        Vec::with_capacity(32 + 1 + author_name.len() + 5 + body.bytes_len() + 64 + PAD_BLOCK);
     plain.extend_from_slice(author_id.as_bytes());
     plain.push(author_name.len() as u8);
     plain.extend_from_slice(author_name.as_bytes());
     plain.push(body.kind());
     plain.extend_from_slice(&(body.bytes_len() as u32).to_be_bytes());
     body.write(&mut plain);
-    let sig = author.sign(&author_signed_message(&room_id, &tag, timestamp_ms, &nonce, &plain));
+    let sig = author.sign(&author_signed_message(
+        &room_id,
+        &tag,
+        timestamp_ms,
+        &nonce,
+        &plain,
+    ));
     plain.extend_from_slice(&sig);
     let padded = plain.len().div_ceil(PAD_BLOCK) * PAD_BLOCK;
     plain.resize(padded, 0);
@@ -382,7 +488,13 @@ fn seal_as(
     out.extend_from_slice(&(ct_len as u32).to_be_bytes());
     let cipher = XChaCha20Poly1305::new(keys.aead_key().into());
     let ct = cipher
-        .encrypt(XNonce::from_slice(&nonce), Payload { msg: &plain, aad: &out[..HEADER_LEN] })
+        .encrypt(
+            XNonce::from_slice(&nonce),
+            Payload {
+                msg: &plain,
+                aad: &out[..HEADER_LEN],
+            },
+        )
         .map_err(|_| Error::Decrypt)?;
     debug_assert_eq!(ct.len(), ct_len);
     out.extend_from_slice(&ct);

@@ -31,7 +31,11 @@ pub enum Error {
     #[error("{0} is not valid UTF-8")]
     Utf8(&'static str),
     #[error("{field} is {len} bytes long, the limit is {max}")]
-    FieldLength { field: &'static str, len: usize, max: usize },
+    FieldLength {
+        field: &'static str,
+        len: usize,
+        max: usize,
+    },
     #[error("timestamp is {ahead_ms} ms ahead of this node's clock")]
     FromTheFuture { ahead_ms: u64 },
     #[error("not a PeddleNet invite: it must start with {expected}")]

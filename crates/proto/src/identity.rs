@@ -11,11 +11,15 @@ pub struct Identity {
 
 impl Identity {
     pub fn generate() -> Self {
-        Self { key: SigningKey::generate(&mut OsRng) }
+        Self {
+            key: SigningKey::generate(&mut OsRng),
+        }
     }
 
     pub fn from_seed(seed: &[u8; 32]) -> Self {
-        Self { key: SigningKey::from_bytes(seed) }
+        Self {
+            key: SigningKey::from_bytes(seed),
+        }
     }
 
     pub fn seed(&self) -> &[u8; 32] {

@@ -78,7 +78,11 @@ pub(crate) fn hex32(b: &[u8; 32]) -> String {
 fn parse_hex32(s: &str) -> Result<[u8; 32], crate::Error> {
     let s = s.trim();
     if s.len() != 64 {
-        return Err(crate::Error::FieldLength { field: "hex id", len: s.len(), max: 64 });
+        return Err(crate::Error::FieldLength {
+            field: "hex id",
+            len: s.len(),
+            max: 64,
+        });
     }
     let mut out = [0u8; 32];
     for (i, pair) in s.as_bytes().chunks(2).enumerate() {

@@ -7,22 +7,22 @@
 
 mod envelope;
 mod error;
-mod ids;
 mod identity;
+mod ids;
 mod invite;
 mod room;
 
-pub use envelope::{
-    Body, EnvelopeView, Opened, ENVELOPE_OVERHEAD, KIND_ROOM_MESSAGE, MAX_ENVELOPE_LEN,
-    MAX_NAME_LEN, MAX_TEXT_LEN, PAD_BLOCK, VERSION, check_timestamp, message_id, seal,
-    MAX_FUTURE_SKEW_MS, MAX_RECEIPT_IDS,
-};
 #[cfg(feature = "forge")]
 pub use envelope::forge_author;
+pub use envelope::{
+    Body, ENVELOPE_OVERHEAD, EnvelopeView, KIND_ROOM_MESSAGE, MAX_ENVELOPE_LEN, MAX_FUTURE_SKEW_MS,
+    MAX_NAME_LEN, MAX_RECEIPT_IDS, MAX_TEXT_LEN, Opened, PAD_BLOCK, VERSION, check_timestamp,
+    message_id, seal,
+};
 pub use error::Error;
-pub use ids::{AuthorId, MessageId, RoomId};
 pub use identity::Identity;
-pub use invite::{Invite, INVITE_PREFIX, MAX_INVITE_ADDRS, MAX_INVITE_ADDR_LEN, MAX_ROOM_NAME_LEN};
-pub use room::{RoomKeys, RoomSecret, KDF_SALT, topic_for};
+pub use ids::{AuthorId, MessageId, RoomId};
+pub use invite::{INVITE_PREFIX, Invite, MAX_INVITE_ADDR_LEN, MAX_INVITE_ADDRS, MAX_ROOM_NAME_LEN};
+pub use room::{KDF_SALT, RoomKeys, RoomSecret, topic_for};
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

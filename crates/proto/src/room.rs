@@ -58,7 +58,8 @@ impl Drop for RoomKeys {
 fn expand(secret: &RoomSecret, label: &[u8]) -> [u8; 32] {
     let hk = Hkdf::<Sha256>::new(Some(KDF_SALT), &secret.0);
     let mut out = [0u8; 32];
-    hk.expand(label, &mut out).expect("32 bytes is a valid HKDF-SHA256 output length");
+    hk.expand(label, &mut out)
+        .expect("32 bytes is a valid HKDF-SHA256 output length");
     out
 }
 

@@ -13,20 +13,40 @@ fn text(s: &str) -> Body {
 fn seal_then_open_round_trips() {
     let k = keys(1);
     let me = Identity::from_seed(&[9; 32]);
-    let env = seal(&k, &me, "ana", &text("hello camp"), 1_700_000_000_000, [7; 24]).unwrap();
+    let env = seal(
+        &k,
+        &me,
+        "ana",
+        &text("hello camp"),
+        1_700_000_000_000,
+        [7; 24],
+    )
+    .unwrap();
     let opened = EnvelopeView::parse(&env).unwrap().open(&k).unwrap();
     assert_eq!(opened.author, me.author_id());
     assert_eq!(opened.author_name, "ana");
     assert_eq!(opened.body, text("hello camp"));
     assert_eq!(opened.room_id, k.room_id());
     assert_eq!(opened.id, message_id(&env));
-    assert_eq!(env.len() % PAD_BLOCK, ENVELOPE_OVERHEAD % PAD_BLOCK, "plaintext is padded to blocks");
+    assert_eq!(
+        env.len() % PAD_BLOCK,
+        ENVELOPE_OVERHEAD % PAD_BLOCK,
+        "plaintext is padded to blocks"
+    );
 }
 
 #[test]
 fn a_non_member_cannot_read() {
     let (k, other) = (keys(1), keys(2));
-    let env = seal(&k, &Identity::from_seed(&[9; 32]), "ana", &text("secret"), 1, [7; 24]).unwrap();
+    let env = seal(
+        &k,
+        &Identity::from_seed(&[9; 32]),
+        "ana",
+        &text("secret"),
+        1,
+        [7; 24],
+    )
+    .unwrap();
     let view = EnvelopeView::parse(&env).unwrap();
     // Another room's keys do not even apply to this room id...
     assert_eq!(view.open(&other), Err(Error::WrongRoom));
@@ -34,7 +54,12 @@ fn a_non_member_cannot_read() {
     let forged_keys = RoomKeys::derive(&RoomSecret([3; 32]));
     let mut relabelled = env.clone();
     relabelled[2..34].copy_from_slice(forged_keys.room_id().as_bytes());
-    assert!(EnvelopeView::parse(&relabelled).unwrap().open(&forged_keys).is_err());
+    assert!(
+        EnvelopeView::parse(&relabelled)
+            .unwrap()
+            .open(&forged_keys)
+            .is_err()
+    );
     // The text is not in the bytes on the air.
     assert!(!env.windows(6).any(|w| w == b"secret"));
     assert!(!env.windows(3).any(|w| w == b"ana"));
@@ -45,11 +70,26 @@ fn open_room_verified_still_checks_the_contents() {
     let k = keys(1);
     let me = Identity::from_seed(&[9; 32]);
     let env = seal(&k, &me, "ana", &text("hi"), 1, [7; 24]).unwrap();
-    assert_eq!(EnvelopeView::parse(&env).unwrap().open_room_verified(&k).unwrap().body, text("hi"));
+    assert_eq!(
+        EnvelopeView::parse(&env)
+            .unwrap()
+            .open_room_verified(&k)
+            .unwrap()
+            .body,
+        text("hi")
+    );
     let mut bad = env.clone();
     bad[100] ^= 1;
-    assert_eq!(EnvelopeView::parse(&bad).unwrap().open_room_verified(&k), Err(Error::Decrypt));
-    assert_eq!(EnvelopeView::parse(&env).unwrap().open_room_verified(&keys(2)), Err(Error::WrongRoom));
+    assert_eq!(
+        EnvelopeView::parse(&bad).unwrap().open_room_verified(&k),
+        Err(Error::Decrypt)
+    );
+    assert_eq!(
+        EnvelopeView::parse(&env)
+            .unwrap()
+            .open_room_verified(&keys(2)),
+        Err(Error::WrongRoom)
+    );
 }
 
 #[test]
@@ -58,7 +98,15 @@ fn a_non_member_cannot_post() {
     // with their own key: members and relays refuse it.
     let k = keys(1);
     let outsider = keys(66);
-    let mut env = seal(&outsider, &Identity::from_seed(&[5; 32]), "eve", &text("hi"), 1, [1; 24]).unwrap();
+    let mut env = seal(
+        &outsider,
+        &Identity::from_seed(&[5; 32]),
+        "eve",
+        &text("hi"),
+        1,
+        [1; 24],
+    )
+    .unwrap();
     env[2..34].copy_from_slice(k.room_id().as_bytes());
     let view = EnvelopeView::parse(&env).unwrap();
     assert_eq!(view.verify_room_signature(), Err(Error::RoomSignature));
@@ -74,7 +122,11 @@ fn forged_author_signature_is_refused() {
     let mallory = Identity::from_seed(&[2; 32]);
     let env = seal(&k, &mallory, "alice", &text("pay me"), 1, [3; 24]).unwrap();
     let ok = EnvelopeView::parse(&env).unwrap().open(&k).unwrap();
-    assert_eq!(ok.author, mallory.author_id(), "the name is a label; the key is the identity");
+    assert_eq!(
+        ok.author,
+        mallory.author_id(),
+        "the name is a label; the key is the identity"
+    );
     assert_ne!(ok.author, alice.author_id());
 }
 
@@ -83,7 +135,10 @@ fn timestamps_far_in_the_future_are_refused() {
     assert!(check_timestamp(1_000, 1_000).is_ok());
     assert!(check_timestamp(0, 1_000).is_ok());
     assert!(check_timestamp(1_000 + MAX_FUTURE_SKEW_MS, 1_000).is_ok());
-    assert!(matches!(check_timestamp(1_001 + MAX_FUTURE_SKEW_MS, 1_000), Err(Error::FromTheFuture { .. })));
+    assert!(matches!(
+        check_timestamp(1_001 + MAX_FUTURE_SKEW_MS, 1_000),
+        Err(Error::FromTheFuture { .. })
+    ));
 }
 
 #[test]
@@ -91,7 +146,10 @@ fn limits_are_enforced_when_sealing() {
     let k = keys(1);
     let me = Identity::from_seed(&[9; 32]);
     let long = "x".repeat(MAX_TEXT_LEN + 1);
-    assert!(matches!(seal(&k, &me, "a", &text(&long), 1, [0; 24]), Err(Error::FieldLength { .. })));
+    assert!(matches!(
+        seal(&k, &me, "a", &text(&long), 1, [0; 24]),
+        Err(Error::FieldLength { .. })
+    ));
     let max = "é".repeat(MAX_TEXT_LEN / 2);
     let env = seal(&k, &me, &"n".repeat(MAX_NAME_LEN), &text(&max), 1, [0; 24]).unwrap();
     assert!(env.len() <= MAX_ENVELOPE_LEN);
@@ -100,15 +158,29 @@ fn limits_are_enforced_when_sealing() {
 
 #[test]
 fn oversized_and_truncated_input_is_refused() {
-    assert!(matches!(EnvelopeView::parse(&vec![1u8; MAX_ENVELOPE_LEN + 1]), Err(Error::TooLarge { .. })));
+    assert!(matches!(
+        EnvelopeView::parse(&vec![1u8; MAX_ENVELOPE_LEN + 1]),
+        Err(Error::TooLarge { .. })
+    ));
     let k = keys(1);
-    let env = seal(&k, &Identity::from_seed(&[9; 32]), "a", &text("b"), 1, [0; 24]).unwrap();
+    let env = seal(
+        &k,
+        &Identity::from_seed(&[9; 32]),
+        "a",
+        &text("b"),
+        1,
+        [0; 24],
+    )
+    .unwrap();
     for cut in [0, 1, 50, 86, env.len() - 1] {
         assert!(EnvelopeView::parse(&env[..cut]).is_err(), "cut at {cut}");
     }
     let mut longer = env.clone();
     longer.push(0);
-    assert!(matches!(EnvelopeView::parse(&longer), Err(Error::TrailingBytes { trailing: 1 })));
+    assert!(matches!(
+        EnvelopeView::parse(&longer),
+        Err(Error::TrailingBytes { trailing: 1 })
+    ));
 }
 
 proptest! {
@@ -169,11 +241,39 @@ fn receipts_round_trip_and_look_like_short_texts() {
     let ids: Vec<MessageId> = (0..3u8).map(|i| MessageId([i; 32])).collect();
     let receipt = seal(&k, &me, "ana", &Body::Receipt(ids.clone()), 5, [7; 24]).unwrap();
     let short = seal(&k, &me, "ana", &text("ok"), 5, [8; 24]).unwrap();
-    assert_eq!(receipt.len(), short.len(), "a relay cannot tell a receipt from a short text by its length");
-    assert_eq!(receipt[..2], short[..2], "nor by the header's version and kind");
-    assert_eq!(EnvelopeView::parse(&receipt).unwrap().open(&k).unwrap().body, Body::Receipt(ids));
+    assert_eq!(
+        receipt.len(),
+        short.len(),
+        "a relay cannot tell a receipt from a short text by its length"
+    );
+    assert_eq!(
+        receipt[..2],
+        short[..2],
+        "nor by the header's version and kind"
+    );
+    assert_eq!(
+        EnvelopeView::parse(&receipt)
+            .unwrap()
+            .open(&k)
+            .unwrap()
+            .body,
+        Body::Receipt(ids)
+    );
     for bad in [Vec::new(), vec![MessageId([1; 32]); MAX_RECEIPT_IDS + 1]] {
-        assert!(matches!(seal(&k, &me, "ana", &Body::Receipt(bad), 5, [7; 24]), Err(Error::FieldLength { .. })));
+        assert!(matches!(
+            seal(&k, &me, "ana", &Body::Receipt(bad), 5, [7; 24]),
+            Err(Error::FieldLength { .. })
+        ));
     }
-    assert!(seal(&k, &me, "ana", &Body::Receipt(vec![MessageId([1; 32]); MAX_RECEIPT_IDS]), 5, [7; 24]).is_ok());
+    assert!(
+        seal(
+            &k,
+            &me,
+            "ana",
+            &Body::Receipt(vec![MessageId([1; 32]); MAX_RECEIPT_IDS]),
+            5,
+            [7; 24]
+        )
+        .is_ok()
+    );
 }

@@ -6,7 +6,10 @@ fn sample() -> Invite {
         RoomSecret([7; 32]),
         Identity::from_seed(&[1; 32]).author_id(),
         "Base camp",
-        ["/ip4/192.168.4.2/tcp/4717".to_string(), "/ip4/192.168.4.2/udp/4717/quic-v1".to_string()],
+        [
+            "/ip4/192.168.4.2/tcp/4717".to_string(),
+            "/ip4/192.168.4.2/udp/4717/quic-v1".to_string(),
+        ],
     )
     .unwrap()
 }
@@ -24,7 +27,9 @@ fn round_trips_through_the_uri() {
 
 #[test]
 fn keeps_only_addresses_that_fit() {
-    let addrs = (0..10).map(|i| format!("/ip4/10.0.0.{i}/tcp/1")).chain(["".into(), "x".repeat(200)]);
+    let addrs = (0..10)
+        .map(|i| format!("/ip4/10.0.0.{i}/tcp/1"))
+        .chain(["".into(), "x".repeat(200)]);
     let inv = Invite::new(RoomSecret([0; 32]), AuthorId([0; 32]), "r", addrs).unwrap();
     assert_eq!(inv.addrs.len(), MAX_INVITE_ADDRS);
 }
@@ -32,9 +37,15 @@ fn keeps_only_addresses_that_fit() {
 #[test]
 fn malformed_invites_say_why() {
     let uri = sample().to_uri();
-    assert!(matches!(Invite::parse("https://example.org/join/abc"), Err(Error::InviteScheme { .. })));
+    assert!(matches!(
+        Invite::parse("https://example.org/join/abc"),
+        Err(Error::InviteScheme { .. })
+    ));
     assert!(matches!(Invite::parse(""), Err(Error::InviteScheme { .. })));
-    assert_eq!(Invite::parse(&format!("{INVITE_PREFIX}not*base64!")), Err(Error::InviteEncoding));
+    assert_eq!(
+        Invite::parse(&format!("{INVITE_PREFIX}not*base64!")),
+        Err(Error::InviteEncoding)
+    );
     // Copied incompletely.
     assert!(Invite::parse(&uri[..uri.len() - 5]).is_err());
     // One character changed.
@@ -43,7 +54,10 @@ fn malformed_invites_say_why() {
     chars[i] = if chars[i] == 'A' { 'B' } else { 'A' };
     let typo: String = chars.into_iter().collect();
     assert_eq!(Invite::parse(&typo), Err(Error::InviteChecksum));
-    assert!(matches!(Invite::parse(&format!("{INVITE_PREFIX}{}", "A".repeat(5000))), Err(Error::TooLarge { .. })));
+    assert!(matches!(
+        Invite::parse(&format!("{INVITE_PREFIX}{}", "A".repeat(5000))),
+        Err(Error::TooLarge { .. })
+    ));
     assert!(matches!(
         Invite::new(RoomSecret([0; 32]), AuthorId([0; 32]), "  ", Vec::new()),
         Err(Error::Empty(_))

@@ -8,7 +8,10 @@ const VECTORS: &str = include_str!("../../../docs/test-vectors/v1.json");
 const SPEC: &str = include_str!("../../../docs/protocol.md");
 
 fn unhex(s: &str) -> Vec<u8> {
-    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
 }
 
 fn arr<const N: usize>(s: &str) -> [u8; N] {
@@ -30,7 +33,10 @@ fn key_derivation_matches() {
     assert_eq!(k.topic(), v["kdf"]["topic"]);
     let author = Identity::from_seed(&arr(v["author"]["seed"].as_str().unwrap()));
     assert_eq!(author.author_id().to_hex(), v["author"]["public_key"]);
-    assert_eq!(hex(&k.author_tag(&author.author_id())), v["author"]["author_tag"]);
+    assert_eq!(
+        hex(&k.author_tag(&author.author_id())),
+        v["author"]["author_tag"]
+    );
 }
 
 fn hex(b: &[u8]) -> String {
@@ -52,7 +58,11 @@ fn envelope_matches_and_opens() {
         arr(e["nonce"].as_str().unwrap()),
     )
     .unwrap();
-    assert_eq!(hex(&sealed), e["bytes"], "sealing the vector's inputs gives other bytes");
+    assert_eq!(
+        hex(&sealed),
+        e["bytes"],
+        "sealing the vector's inputs gives other bytes"
+    );
     let bytes = unhex(e["bytes"].as_str().unwrap());
     assert_eq!(message_id(&bytes).to_hex(), e["message_id"]);
     let o = EnvelopeView::parse(&bytes).unwrap().open(&k).unwrap();
@@ -67,12 +77,32 @@ fn receipt_matches_and_opens() {
     let r = &v["receipt"];
     let k = RoomKeys::derive(&RoomSecret(arr(v["kdf"]["room_secret"].as_str().unwrap())));
     let author = Identity::from_seed(&arr(v["author"]["seed"].as_str().unwrap()));
-    let ids: Vec<MessageId> = r["message_ids"].as_array().unwrap().iter().map(|x| x.as_str().unwrap().parse().unwrap()).collect();
-    assert_eq!(ids[0].to_hex(), v["envelope"]["message_id"], "the receipt confirms the text vector");
-    let sealed = seal(&k, &author, "Ana", &Body::Receipt(ids.clone()), r["timestamp_ms"].as_u64().unwrap(), arr(r["nonce"].as_str().unwrap())).unwrap();
+    let ids: Vec<MessageId> = r["message_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_str().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(
+        ids[0].to_hex(),
+        v["envelope"]["message_id"],
+        "the receipt confirms the text vector"
+    );
+    let sealed = seal(
+        &k,
+        &author,
+        "Ana",
+        &Body::Receipt(ids.clone()),
+        r["timestamp_ms"].as_u64().unwrap(),
+        arr(r["nonce"].as_str().unwrap()),
+    )
+    .unwrap();
     assert_eq!(hex(&sealed), r["bytes"]);
     assert_eq!(message_id(&sealed).to_hex(), r["message_id"]);
-    assert_eq!(EnvelopeView::parse(&sealed).unwrap().open(&k).unwrap().body, Body::Receipt(ids));
+    assert_eq!(
+        EnvelopeView::parse(&sealed).unwrap().open(&k).unwrap().body,
+        Body::Receipt(ids)
+    );
 }
 
 #[test]

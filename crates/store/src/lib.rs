@@ -30,7 +30,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 pub mod relay;
-pub use relay::{AuthorTag, RelayInserted, RelayLimits, RelayTotals, Refused, RoomUsage};
+pub use relay::{AuthorTag, Refused, RelayInserted, RelayLimits, RelayTotals, RoomUsage};
 
 use peddlenet_proto::{AuthorId, MessageId, RoomId};
 use serde::{Deserialize, Serialize};
@@ -46,7 +46,9 @@ pub enum Error {
     Sled(#[from] sled::Error),
     #[error("stored record is corrupt: {0}")]
     Corrupt(String),
-    #[error("the store was written by a newer PeddleNet (schema {found}, this one reads {supported})")]
+    #[error(
+        "the store was written by a newer PeddleNet (schema {found}, this one reads {supported})"
+    )]
     Schema { found: u64, supported: u64 },
     #[error("bad history cursor")]
     Cursor,
@@ -157,7 +159,10 @@ fn timed_parts(k: &[u8]) -> Result<(u64, MessageId)> {
     if k.len() != 73 {
         return Err(Error::Corrupt(format!("key of {} bytes", k.len())));
     }
-    Ok((u64::from_be_bytes(k[33..41].try_into().expect("8 bytes")), MessageId(k[41..].try_into().expect("32 bytes"))))
+    Ok((
+        u64::from_be_bytes(k[33..41].try_into().expect("8 bytes")),
+        MessageId(k[41..].try_into().expect("32 bytes")),
+    ))
 }
 
 /// A position in a room's history, opaque to clients: hex of timestamp ‖ id.
@@ -184,7 +189,11 @@ fn parse_cursor(room: &RoomId, c: &str) -> Result<[u8; 73]> {
 impl Store {
     /// Opens (or creates) the store in `dir`. `cache_bytes` bounds sled's page cache.
     pub fn open(dir: &Path, cache_bytes: u64) -> Result<Self> {
-        let db = sled::Config::new().path(dir).cache_capacity(cache_bytes).mode(sled::Mode::LowSpace).open()?;
+        let db = sled::Config::new()
+            .path(dir)
+            .cache_capacity(cache_bytes)
+            .mode(sled::Mode::LowSpace)
+            .open()?;
         let store = Self {
             meta: db.open_tree("meta")?,
             rooms: db.open_tree("rooms")?,
@@ -197,12 +206,20 @@ impl Store {
                 store.meta_set("schema", &SCHEMA_VERSION)?;
                 store.flush()?;
             }
-            Some(v) if v > SCHEMA_VERSION => return Err(Error::Schema { found: v, supported: SCHEMA_VERSION }),
+            Some(v) if v > SCHEMA_VERSION => {
+                return Err(Error::Schema {
+                    found: v,
+                    supported: SCHEMA_VERSION,
+                });
+            }
             Some(_) => {}
         }
         let repaired = store.repair()? + store.relay_load()?;
         if repaired > 0 {
-            tracing::info!(repaired, "removed the traces of writes a crash interrupted (none was acknowledged)");
+            tracing::info!(
+                repaired,
+                "removed the traces of writes a crash interrupted (none was acknowledged)"
+            );
             store.flush()?;
         }
         Ok(store)
@@ -228,11 +245,18 @@ impl Store {
     }
 
     pub fn room(&self, id: &RoomId) -> Result<Option<RoomRecord>> {
-        self.rooms.get(id.as_bytes())?.map(|v| unjson("room", &v)).transpose()
+        self.rooms
+            .get(id.as_bytes())?
+            .map(|v| unjson("room", &v))
+            .transpose()
     }
 
     pub fn rooms(&self) -> Result<Vec<RoomRecord>> {
-        self.rooms.iter().values().map(|v| unjson("room", &v?)).collect()
+        self.rooms
+            .iter()
+            .values()
+            .map(|v| unjson("room", &v?))
+            .collect()
     }
 
     /// Forgets a room: its history, envelopes, delivery states and outbox in
@@ -282,17 +306,33 @@ impl Store {
     /// it, a received message is simply stored again when it comes again (all
     /// other writes are keyed by content); an own message was never
     /// acknowledged, and [`Store::open`] removes its traces.
-    pub fn insert_message(&self, msg: &StoredMessage, envelope: &[u8], outbox: bool) -> Result<Inserted> {
+    pub fn insert_message(
+        &self,
+        msg: &StoredMessage,
+        envelope: &[u8],
+        outbox: bool,
+    ) -> Result<Inserted> {
         if self.contains(&msg.id)? {
             return Ok(Inserted::Duplicate);
         }
         if outbox {
-            self.msgs.insert(timed_key(OUTBOX, &msg.room_id, msg.timestamp_ms, &msg.id), &[])?;
+            self.msgs.insert(
+                timed_key(OUTBOX, &msg.room_id, msg.timestamp_ms, &msg.id),
+                &[],
+            )?;
             // The delivery record also marks the message as this node's own.
-            self.msgs.insert(id_key(DELIVERY, &msg.id), json(&Delivery::Stored))?;
+            self.msgs
+                .insert(id_key(DELIVERY, &msg.id), json(&Delivery::Stored))?;
         }
-        self.msgs.insert(timed_key(HISTORY, &msg.room_id, msg.timestamp_ms, &msg.id), json(msg))?;
-        match self.msgs.compare_and_swap(id_key(ENVELOPE, &msg.id), None as Option<&[u8]>, Some(envelope))? {
+        self.msgs.insert(
+            timed_key(HISTORY, &msg.room_id, msg.timestamp_ms, &msg.id),
+            json(msg),
+        )?;
+        match self.msgs.compare_and_swap(
+            id_key(ENVELOPE, &msg.id),
+            None as Option<&[u8]>,
+            Some(envelope),
+        )? {
             Ok(()) => Ok(Inserted::New),
             Err(_) => Ok(Inserted::Duplicate),
         }
@@ -320,7 +360,12 @@ impl Store {
 
     /// A page of a room's history, newest first, strictly older than `before`.
     /// Returns the page and the cursor for the next (older) page, if any.
-    pub fn history(&self, room: &RoomId, before: Option<&str>, limit: usize) -> Result<(Vec<StoredMessage>, Option<String>)> {
+    pub fn history(
+        &self,
+        room: &RoomId,
+        before: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<StoredMessage>, Option<String>)> {
         let limit = limit.clamp(1, MAX_PAGE);
         let start = timed_key(HISTORY, room, 0, &MessageId([0; 32]));
         let end = match before {
@@ -337,7 +382,11 @@ impl Store {
             }
             out.push(unjson::<StoredMessage>("message", &v)?);
         }
-        let next = if more { out.last().map(cursor_of) } else { None };
+        let next = if more {
+            out.last().map(cursor_of)
+        } else {
+            None
+        };
         Ok((out, next))
     }
 
@@ -354,12 +403,22 @@ impl Store {
 
     /// Stores a member room's receipt envelope: synced like a message, never
     /// shown in history.
-    pub fn insert_control(&self, room: &RoomId, ts: u64, id: &MessageId, envelope: &[u8]) -> Result<Inserted> {
+    pub fn insert_control(
+        &self,
+        room: &RoomId,
+        ts: u64,
+        id: &MessageId,
+        envelope: &[u8],
+    ) -> Result<Inserted> {
         if self.contains(id)? {
             return Ok(Inserted::Duplicate);
         }
         self.msgs.insert(timed_key(CONTROL, room, ts, id), &[])?;
-        match self.msgs.compare_and_swap(id_key(ENVELOPE, id), None as Option<&[u8]>, Some(envelope))? {
+        match self.msgs.compare_and_swap(
+            id_key(ENVELOPE, id),
+            None as Option<&[u8]>,
+            Some(envelope),
+        )? {
             Ok(()) => Ok(Inserted::New),
             Err(_) => Ok(Inserted::Duplicate),
         }
@@ -397,14 +456,20 @@ impl Store {
                 if k.len() != 65 {
                     return Err(Error::Corrupt(format!("member key of {} bytes", k.len())));
                 }
-                Ok((AuthorId(k[33..].try_into().expect("32 bytes")), unjson("member", &v)?))
+                Ok((
+                    AuthorId(k[33..].try_into().expect("32 bytes")),
+                    unjson("member", &v)?,
+                ))
             })
             .collect()
     }
 
     /// An own message's delivery record and end-to-end confirmations.
     pub fn progress(&self, id: &MessageId) -> Result<Progress> {
-        Ok(Progress { delivery: self.delivery(id)?.unwrap_or(Delivery::Stored), confirmed_by: self.receipts(id) })
+        Ok(Progress {
+            delivery: self.delivery(id)?.unwrap_or(Delivery::Stored),
+            confirmed_by: self.receipts(id),
+        })
     }
 
     /// The envelope whose id starts with `prefix`, if this node holds one.
@@ -412,7 +477,10 @@ impl Store {
         let mut start = vec![ENVELOPE];
         start.extend_from_slice(prefix);
         match self.msgs.range(start.clone()..).next().transpose()? {
-            Some((k, v)) if k.starts_with(&start) && k.len() == 33 => Ok(Some((MessageId(k[1..].try_into().expect("32 bytes")), v.to_vec()))),
+            Some((k, v)) if k.starts_with(&start) && k.len() == 33 => Ok(Some((
+                MessageId(k[1..].try_into().expect("32 bytes")),
+                v.to_vec(),
+            ))),
             _ => Ok(None),
         }
     }
@@ -425,7 +493,8 @@ impl Store {
     /// the outbox. (Interrupted between the two, it may be sent once more:
     /// harmless.)
     pub fn mark_sent(&self, room: &RoomId, ts: u64, id: &MessageId, peers: u32) -> Result<()> {
-        self.msgs.insert(id_key(DELIVERY, id), json(&Delivery::Sent { peers }))?;
+        self.msgs
+            .insert(id_key(DELIVERY, id), json(&Delivery::Sent { peers }))?;
         self.msgs.remove(timed_key(OUTBOX, room, ts, id))?;
         Ok(())
     }
@@ -436,13 +505,21 @@ impl Store {
     }
 
     pub fn delivery(&self, id: &MessageId) -> Result<Option<Delivery>> {
-        self.msgs.get(id_key(DELIVERY, id))?.map(|v| unjson("delivery", &v)).transpose()
+        self.msgs
+            .get(id_key(DELIVERY, id))?
+            .map(|v| unjson("delivery", &v))
+            .transpose()
     }
 
     /// Up to `limit` of a room's own messages no peer has taken, oldest first,
     /// as (timestamp, id).
     pub fn outbox(&self, room: &RoomId, limit: usize) -> Result<Vec<(u64, MessageId)>> {
-        self.msgs.scan_prefix(room_prefix(OUTBOX, room)).keys().take(limit).map(|k| timed_parts(&k?)).collect()
+        self.msgs
+            .scan_prefix(room_prefix(OUTBOX, room))
+            .keys()
+            .take(limit)
+            .map(|k| timed_parts(&k?))
+            .collect()
     }
 
     /// Own messages no peer has taken yet, in all rooms.
@@ -471,7 +548,10 @@ mod tests {
     pub(crate) fn reopen(dir: &Path) -> Result<Store> {
         for _ in 0..100 {
             match Store::open(dir, 1 << 20) {
-                Err(Error::Sled(sled::Error::Io(e))) if e.kind() == std::io::ErrorKind::WouldBlock || e.to_string().contains("lock") => {
+                Err(Error::Sled(sled::Error::Io(e)))
+                    if e.kind() == std::io::ErrorKind::WouldBlock
+                        || e.to_string().contains("lock") =>
+                {
                     std::thread::sleep(std::time::Duration::from_millis(20));
                 }
                 other => return other,
@@ -498,18 +578,28 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = Store::open(dir.path(), 1 << 20).unwrap();
         for i in 0..25u8 {
-            assert_eq!(s.insert_message(&msg(1, 1000 + i as u64, i), b"env", false).unwrap(), Inserted::New);
+            assert_eq!(
+                s.insert_message(&msg(1, 1000 + i as u64, i), b"env", false)
+                    .unwrap(),
+                Inserted::New
+            );
         }
         s.insert_message(&msg(2, 5000, 200), b"env", false).unwrap();
         let (p1, c1) = s.history(&RoomId([1; 32]), None, 10).unwrap();
-        assert_eq!(p1.iter().map(|m| m.timestamp_ms).collect::<Vec<_>>(), (1015..1025).rev().collect::<Vec<_>>());
+        assert_eq!(
+            p1.iter().map(|m| m.timestamp_ms).collect::<Vec<_>>(),
+            (1015..1025).rev().collect::<Vec<_>>()
+        );
         let (p2, c2) = s.history(&RoomId([1; 32]), c1.as_deref(), 10).unwrap();
         assert_eq!(p2.first().unwrap().timestamp_ms, 1014);
         let (p3, c3) = s.history(&RoomId([1; 32]), c2.as_deref(), 10).unwrap();
         assert_eq!(p3.len(), 5);
         assert_eq!(c3, None);
         assert_eq!(s.message_count(&RoomId([2; 32])), 1);
-        assert!(matches!(s.history(&RoomId([1; 32]), Some("zz"), 10), Err(Error::Cursor)));
+        assert!(matches!(
+            s.history(&RoomId([1; 32]), Some("zz"), 10),
+            Err(Error::Cursor)
+        ));
     }
 
     #[test]
@@ -520,7 +610,10 @@ mod tests {
         assert_eq!(s.insert_message(&m, b"one", false).unwrap(), Inserted::New);
         let mut changed = m.clone();
         changed.text = "tampered".into();
-        assert_eq!(s.insert_message(&changed, b"two", false).unwrap(), Inserted::Duplicate);
+        assert_eq!(
+            s.insert_message(&changed, b"two", false).unwrap(),
+            Inserted::Duplicate
+        );
         assert_eq!(s.message_count(&m.room_id), 1);
         assert_eq!(s.envelope(&m.id).unwrap().unwrap(), b"one");
         assert_eq!(s.history(&m.room_id, None, 10).unwrap().0, vec![m]);
@@ -541,20 +634,34 @@ mod tests {
             let s = Store::open(dir.path(), 1 << 20).unwrap();
             s.put_room(&room).unwrap();
             s.insert_message(&msg(1, 10, 9), b"e", true).unwrap();
-            assert_eq!(s.outbox(&RoomId([1; 32]), 10).unwrap(), vec![(10, MessageId([9; 32]))]);
-            s.mark_sent(&RoomId([1; 32]), 10, &MessageId([9; 32]), 2).unwrap();
-            assert!(s.outbox(&RoomId([1; 32]), 10).unwrap().is_empty(), "sent leaves the outbox");
+            assert_eq!(
+                s.outbox(&RoomId([1; 32]), 10).unwrap(),
+                vec![(10, MessageId([9; 32]))]
+            );
+            s.mark_sent(&RoomId([1; 32]), 10, &MessageId([9; 32]), 2)
+                .unwrap();
+            assert!(
+                s.outbox(&RoomId([1; 32]), 10).unwrap().is_empty(),
+                "sent leaves the outbox"
+            );
             assert_eq!(s.outbox_len(), 0);
             s.flush().unwrap();
         }
         let s = reopen(dir.path()).unwrap();
         assert_eq!(s.rooms().unwrap(), vec![room.clone()]);
-        assert_eq!(s.delivery(&MessageId([9; 32])).unwrap(), Some(Delivery::Sent { peers: 2 }));
+        assert_eq!(
+            s.delivery(&MessageId([9; 32])).unwrap(),
+            Some(Delivery::Sent { peers: 2 })
+        );
         let m = msg(1, 20, 10);
         s.insert_message(&m, b"e", true).unwrap();
         assert_eq!(s.outbox(&room.room_id, 10).unwrap().len(), 1);
         assert_eq!(s.outbox_len(), 1);
-        assert_eq!(s.delivery(&m.id).unwrap(), Some(Delivery::Stored), "not handed to anyone yet");
+        assert_eq!(
+            s.delivery(&m.id).unwrap(),
+            Some(Delivery::Stored),
+            "not handed to anyone yet"
+        );
         assert!(s.is_own(&m.id).unwrap());
         assert!(!s.is_own(&MessageId([77; 32])).unwrap());
         assert!(s.outbox(&RoomId([2; 32]), 10).unwrap().is_empty());
@@ -574,12 +681,25 @@ mod tests {
             let s = Store::open(dir.path(), 1 << 20).unwrap();
             s.insert_message(&whole, b"e", true).unwrap();
             // What insert_message writes before the envelope, then a crash.
-            s.msgs.insert(timed_key(OUTBOX, &cut.room_id, cut.timestamp_ms, &cut.id), &[]).unwrap();
-            s.msgs.insert(timed_key(HISTORY, &cut.room_id, cut.timestamp_ms, &cut.id), json(&cut)).unwrap();
+            s.msgs
+                .insert(
+                    timed_key(OUTBOX, &cut.room_id, cut.timestamp_ms, &cut.id),
+                    &[],
+                )
+                .unwrap();
+            s.msgs
+                .insert(
+                    timed_key(HISTORY, &cut.room_id, cut.timestamp_ms, &cut.id),
+                    json(&cut),
+                )
+                .unwrap();
             s.flush().unwrap();
         }
         let s = reopen(dir.path()).unwrap();
-        assert_eq!(s.history(&cut.room_id, None, 10).unwrap().0, vec![whole.clone()]);
+        assert_eq!(
+            s.history(&cut.room_id, None, 10).unwrap().0,
+            vec![whole.clone()]
+        );
         assert_eq!(s.outbox(&cut.room_id, 10).unwrap(), vec![(10, whole.id)]);
         assert_eq!(s.delivery(&cut.id).unwrap(), None);
     }
@@ -592,8 +712,14 @@ mod tests {
         s.insert_message(&a, b"ea", false).unwrap();
         s.insert_message(&b, b"eb", false).unwrap();
         s.insert_message(&msg(2, 1, 0x33), b"ec", false).unwrap();
-        assert_eq!(s.room_items(&RoomId([1; 32])).unwrap(), vec![(3, b.id), (5, a.id)]);
-        assert_eq!(s.envelope_by_prefix(&[0x22; 16]).unwrap(), Some((b.id, b"eb".to_vec())));
+        assert_eq!(
+            s.room_items(&RoomId([1; 32])).unwrap(),
+            vec![(3, b.id), (5, a.id)]
+        );
+        assert_eq!(
+            s.envelope_by_prefix(&[0x22; 16]).unwrap(),
+            Some((b.id, b"eb".to_vec()))
+        );
         assert_eq!(s.envelope_by_prefix(&[0x21; 16]).unwrap(), None);
         assert_eq!(s.envelope_by_prefix(&[0xff; 16]).unwrap(), None);
     }

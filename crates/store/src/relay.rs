@@ -167,7 +167,10 @@ fn parse_relay_value(v: &[u8]) -> Result<(AuthorTag, u64)> {
     if v.len() != 20 {
         return Err(Error::Corrupt(format!("relay entry of {} bytes", v.len())));
     }
-    Ok((v[..16].try_into().expect("16 bytes"), u32::from_be_bytes(v[16..].try_into().expect("4 bytes")) as u64))
+    Ok((
+        v[..16].try_into().expect("16 bytes"),
+        u32::from_be_bytes(v[16..].try_into().expect("4 bytes")) as u64,
+    ))
 }
 
 /// One relayed envelope as the store indexes it.
@@ -227,7 +230,12 @@ impl Store {
             return Ok(RelayInserted::Refused(Refused::Expired));
         }
         let len = envelope.len() as u64;
-        if len > limits.author_bytes.min(limits.room_bytes).min(limits.budget_bytes) {
+        if len
+            > limits
+                .author_bytes
+                .min(limits.room_bytes)
+                .min(limits.budget_bytes)
+        {
             return Ok(RelayInserted::Refused(Refused::Full));
         }
         if !usage.rooms.contains_key(room) && usage.rooms.len() >= limits.max_rooms {
@@ -238,14 +246,22 @@ impl Store {
         let mut victims: Vec<Entry> = Vec::new();
         let mut freed_author = 0u64;
         let mut freed_room = 0u64;
-        let author_used = usage.rooms.get(room).and_then(|r| r.authors.get(tag)).copied().unwrap_or(0);
+        let author_used = usage
+            .rooms
+            .get(room)
+            .and_then(|r| r.authors.get(tag))
+            .copied()
+            .unwrap_or(0);
         if author_used + len > limits.author_bytes {
             for k in self.msgs.scan_prefix(author_prefix(room, tag)).keys() {
                 if author_used - freed_author + len <= limits.author_bytes {
                     break;
                 }
                 let k = k?;
-                let (vts, vid) = (u64::from_be_bytes(k[49..57].try_into().expect("8")), MessageId(k[57..].try_into().expect("32")));
+                let (vts, vid) = (
+                    u64::from_be_bytes(k[49..57].try_into().expect("8")),
+                    MessageId(k[57..].try_into().expect("32")),
+                );
                 if (vts, *vid.as_bytes()) >= new {
                     return Ok(RelayInserted::Refused(Refused::Full));
                 }
@@ -280,14 +296,21 @@ impl Store {
         // The total: the largest rooms give way, oldest envelope first.
         let mut freed_total: u64 = victims.iter().map(|v| v.len).sum();
         if usage.total - freed_total + len > limits.budget_bytes {
-            let mut sizes: HashMap<RoomId, u64> = usage.rooms.iter().map(|(r, u)| (*r, u.bytes)).collect();
+            let mut sizes: HashMap<RoomId, u64> =
+                usage.rooms.iter().map(|(r, u)| (*r, u.bytes)).collect();
             *sizes.entry(*room).or_default() -= freed_room;
             let mut cursors: HashMap<RoomId, Vec<u8>> = HashMap::new();
             while usage.total - freed_total + len > limits.budget_bytes {
-                let Some((&largest, _)) = sizes.iter().filter(|(_, b)| **b > 0).max_by_key(|(r, b)| (**b, **r)) else {
+                let Some((&largest, _)) = sizes
+                    .iter()
+                    .filter(|(_, b)| **b > 0)
+                    .max_by_key(|(r, b)| (**b, **r))
+                else {
                     return Ok(RelayInserted::Refused(Refused::Full));
                 };
-                let start = cursors.remove(&largest).unwrap_or_else(|| room_prefix(RELAY, &largest).to_vec());
+                let start = cursors
+                    .remove(&largest)
+                    .unwrap_or_else(|| room_prefix(RELAY, &largest).to_vec());
                 let mut found = None;
                 for k in self.msgs.range(start..).keys() {
                     let k = k?;
@@ -321,11 +344,20 @@ impl Store {
             self.relay_remove(&mut usage, v)?;
         }
         self.msgs.insert(author_key(room, tag, ts, id), &[])?;
-        self.msgs.insert(timed_key(RELAY, room, ts, id), &relay_value(tag, len as u32))?;
-        match self.msgs.compare_and_swap(id_key(ENVELOPE, id), None as Option<&[u8]>, Some(envelope))? {
+        self.msgs.insert(
+            timed_key(RELAY, room, ts, id),
+            &relay_value(tag, len as u32),
+        )?;
+        match self.msgs.compare_and_swap(
+            id_key(ENVELOPE, id),
+            None as Option<&[u8]>,
+            Some(envelope),
+        )? {
             Ok(()) => {
                 usage.add(*room, *tag, len);
-                Ok(RelayInserted::New { evicted: victims.len() })
+                Ok(RelayInserted::New {
+                    evicted: victims.len(),
+                })
             }
             Err(_) => Ok(RelayInserted::Duplicate),
         }
@@ -333,14 +365,23 @@ impl Store {
 
     /// The `R` entry of an envelope, if there is one.
     fn relay_entry(&self, room: &RoomId, ts: u64, id: &MessageId) -> Result<Option<Entry>> {
-        let Some(v) = self.msgs.get(timed_key(RELAY, room, ts, id))? else { return Ok(None) };
+        let Some(v) = self.msgs.get(timed_key(RELAY, room, ts, id))? else {
+            return Ok(None);
+        };
         let (tag, len) = parse_relay_value(&v)?;
-        Ok(Some(Entry { room: *room, tag, ts, id: *id, len }))
+        Ok(Some(Entry {
+            room: *room,
+            tag,
+            ts,
+            id: *id,
+            len,
+        }))
     }
 
     /// The `R` entry of an envelope found through the `R` index itself.
     fn indexed_entry(&self, room: &RoomId, ts: u64, id: &MessageId) -> Result<Entry> {
-        self.relay_entry(room, ts, id)?.ok_or_else(|| Error::Corrupt("relay entry vanished under the lock".into()))
+        self.relay_entry(room, ts, id)?
+            .ok_or_else(|| Error::Corrupt("relay entry vanished under the lock".into()))
     }
 
     fn relay_remove(&self, usage: &mut Usage, e: &Entry) -> Result<()> {
@@ -381,7 +422,11 @@ impl Store {
         let mut usage = self.relay.lock().expect("lock");
         let mut dropped = 0;
         loop {
-            let over_quota = usage.rooms.iter().find(|(_, u)| u.bytes > limits.room_bytes).map(|(r, _)| *r);
+            let over_quota = usage
+                .rooms
+                .iter()
+                .find(|(_, u)| u.bytes > limits.room_bytes)
+                .map(|(r, _)| *r);
             let room = match over_quota {
                 Some(r) => r,
                 None if usage.total > limits.budget_bytes => {
@@ -392,7 +437,12 @@ impl Store {
                 }
                 None => break,
             };
-            let Some(k) = self.msgs.scan_prefix(room_prefix(RELAY, &room)).keys().next() else {
+            let Some(k) = self
+                .msgs
+                .scan_prefix(room_prefix(RELAY, &room))
+                .keys()
+                .next()
+            else {
                 // Counted but not indexed (cannot happen under the lock):
                 // forget the count rather than loop.
                 let gone = usage.rooms.remove(&room).map(|u| u.bytes).unwrap_or(0);
@@ -409,12 +459,22 @@ impl Store {
 
     /// `(timestamp, id)` of every relayed envelope of `room`, oldest first.
     pub fn relay_items(&self, room: &RoomId) -> Result<Vec<(u64, MessageId)>> {
-        self.msgs.scan_prefix(room_prefix(RELAY, room)).keys().map(|k| timed_parts(&k?)).collect()
+        self.msgs
+            .scan_prefix(room_prefix(RELAY, room))
+            .keys()
+            .map(|k| timed_parts(&k?))
+            .collect()
     }
 
     /// Rooms with relayed envelopes.
     pub fn relay_room_ids(&self) -> Vec<RoomId> {
-        self.relay.lock().expect("lock").rooms.keys().copied().collect()
+        self.relay
+            .lock()
+            .expect("lock")
+            .rooms
+            .keys()
+            .copied()
+            .collect()
     }
 
     /// What relayed envelopes of `room` take, per author tag too.
@@ -429,7 +489,11 @@ impl Store {
 
     pub fn relay_totals(&self) -> RelayTotals {
         let u = self.relay.lock().expect("lock");
-        RelayTotals { rooms: u.rooms.len(), envelopes: u.rooms.values().map(|r| r.envelopes).sum(), bytes: u.total }
+        RelayTotals {
+            rooms: u.rooms.len(),
+            envelopes: u.rooms.values().map(|r| r.envelopes).sum(),
+            bytes: u.total,
+        }
     }
 
     /// Stops relaying `room` and hands back its envelopes (to be read, now
@@ -461,7 +525,13 @@ mod tests {
     const DAY: u64 = 24 * 3600 * 1000;
 
     fn limits() -> RelayLimits {
-        RelayLimits { budget_bytes: 10_000, room_bytes: 5_000, author_bytes: 2_000, expiry_ms: 3 * DAY, max_rooms: 3 }
+        RelayLimits {
+            budget_bytes: 10_000,
+            room_bytes: 5_000,
+            author_bytes: 2_000,
+            expiry_ms: 3 * DAY,
+            max_rooms: 3,
+        }
     }
 
     struct Env {
@@ -478,11 +548,18 @@ mod tests {
         id[1] = author;
         id[2..10].copy_from_slice(&ts.to_be_bytes());
         id[10..14].copy_from_slice(&n.to_be_bytes());
-        Env { room: RoomId([room; 32]), tag: [author; 16], ts, id: MessageId(id), bytes: vec![author; 500] }
+        Env {
+            room: RoomId([room; 32]),
+            tag: [author; 16],
+            ts,
+            id: MessageId(id),
+            bytes: vec![author; 500],
+        }
     }
 
     fn put(s: &Store, e: &Env, now: u64) -> RelayInserted {
-        s.relay_insert(&e.room, &e.tag, e.ts, &e.id, &e.bytes, now, &limits()).unwrap()
+        s.relay_insert(&e.room, &e.tag, e.ts, &e.id, &e.bytes, now, &limits())
+            .unwrap()
     }
 
     fn usage(s: &Store, room: u8) -> RoomUsage {
@@ -494,7 +571,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = Store::open(dir.path(), 1 << 20).unwrap();
         let now = 100 * DAY;
-        let quiet: Vec<Env> = (0..3).map(|i| env(1, 2, now - 1000 + i, i as u32)).collect();
+        let quiet: Vec<Env> = (0..3)
+            .map(|i| env(1, 2, now - 1000 + i, i as u32))
+            .collect();
         for e in &quiet {
             assert_eq!(put(&s, e, now), RelayInserted::New { evicted: 0 });
         }
@@ -506,8 +585,14 @@ mod tests {
             }
         }
         let u = usage(&s, 1);
-        assert_eq!(u.authors[&[9; 16]], 2_000, "the flooder holds exactly its quota");
-        assert_eq!(u.authors[&[2; 16]], 1_500, "the quiet author keeps everything");
+        assert_eq!(
+            u.authors[&[9; 16]], 2_000,
+            "the flooder holds exactly its quota"
+        );
+        assert_eq!(
+            u.authors[&[2; 16]], 1_500,
+            "the quiet author keeps everything"
+        );
         assert_eq!(evicted, 96);
         for e in &quiet {
             assert!(s.contains(&e.id).unwrap());
@@ -531,8 +616,16 @@ mod tests {
         put(&s, &env(2, 1, now - 49, 1), now);
         assert_eq!(s.relay_totals().bytes, 5_000);
         let same = limits();
-        assert_eq!(s.relay_shrink(&same).unwrap(), 0, "within the limits: nothing goes");
-        let smaller = RelayLimits { budget_bytes: 3_000, room_bytes: 3_000, ..limits() };
+        assert_eq!(
+            s.relay_shrink(&same).unwrap(),
+            0,
+            "within the limits: nothing goes"
+        );
+        let smaller = RelayLimits {
+            budget_bytes: 3_000,
+            room_bytes: 3_000,
+            ..limits()
+        };
         assert_eq!(s.relay_shrink(&smaller).unwrap(), 4);
         assert_eq!(s.relay_totals().bytes, 3_000);
         let items = s.relay_items(&RoomId([1; 32])).unwrap();
@@ -544,7 +637,12 @@ mod tests {
         let s = crate::tests::reopen(dir.path()).unwrap();
         assert_eq!(s.relay_totals().bytes, 3_000);
         // All-zero limits: relaying turned off drops everything.
-        let off = RelayLimits { budget_bytes: 0, room_bytes: 0, author_bytes: 0, ..limits() };
+        let off = RelayLimits {
+            budget_bytes: 0,
+            room_bytes: 0,
+            author_bytes: 0,
+            ..limits()
+        };
         assert_eq!(s.relay_shrink(&off).unwrap(), 6);
         assert_eq!(s.relay_totals(), RelayTotals::default());
         assert!(s.relay_items(&RoomId([2; 32])).unwrap().is_empty());
@@ -559,8 +657,15 @@ mod tests {
             put(&s, &env(1, 9, now - 100 + i, i as u32), now);
         }
         let before = s.relay_items(&RoomId([1; 32])).unwrap();
-        assert_eq!(put(&s, &env(1, 9, now - 5000, 77), now), RelayInserted::Refused(Refused::Full));
-        assert_eq!(s.relay_items(&RoomId([1; 32])).unwrap(), before, "a refusal changes nothing");
+        assert_eq!(
+            put(&s, &env(1, 9, now - 5000, 77), now),
+            RelayInserted::Refused(Refused::Full)
+        );
+        assert_eq!(
+            s.relay_items(&RoomId([1; 32])).unwrap(),
+            before,
+            "a refusal changes nothing"
+        );
     }
 
     #[test]
@@ -570,9 +675,15 @@ mod tests {
         let now = 100 * DAY;
         // Room 1: five authors, 10 envelopes = 5,000 bytes (its quota); one more evicts its oldest.
         for i in 0..10u32 {
-            assert!(matches!(put(&s, &env(1, (i % 5) as u8, now - 1000 + i as u64, i), now), RelayInserted::New { evicted: 0 }));
+            assert!(matches!(
+                put(&s, &env(1, (i % 5) as u8, now - 1000 + i as u64, i), now),
+                RelayInserted::New { evicted: 0 }
+            ));
         }
-        assert_eq!(put(&s, &env(1, 7, now - 10, 99), now), RelayInserted::New { evicted: 1 });
+        assert_eq!(
+            put(&s, &env(1, 7, now - 10, 99), now),
+            RelayInserted::New { evicted: 1 }
+        );
         assert_eq!(usage(&s, 1).bytes, 5_000);
         // Room 2 takes 4,000; room 3 takes 1,000: total 10,000 (the budget).
         for i in 0..8u32 {
@@ -583,9 +694,18 @@ mod tests {
         }
         assert_eq!(s.relay_totals().bytes, 10_000);
         // A fourth room is refused (max_rooms 3); room 3 grows at the cost of room 1, the largest.
-        assert_eq!(put(&s, &env(4, 0, now, 0), now), RelayInserted::Refused(Refused::TooManyRooms));
-        assert_eq!(put(&s, &env(3, 1, now - 5, 5), now), RelayInserted::New { evicted: 1 });
-        assert_eq!((usage(&s, 1).bytes, usage(&s, 2).bytes, usage(&s, 3).bytes), (4_500, 4_000, 1_500));
+        assert_eq!(
+            put(&s, &env(4, 0, now, 0), now),
+            RelayInserted::Refused(Refused::TooManyRooms)
+        );
+        assert_eq!(
+            put(&s, &env(3, 1, now - 5, 5), now),
+            RelayInserted::New { evicted: 1 }
+        );
+        assert_eq!(
+            (usage(&s, 1).bytes, usage(&s, 2).bytes, usage(&s, 3).bytes),
+            (4_500, 4_000, 1_500)
+        );
         assert_eq!(s.relay_totals().bytes, 10_000);
     }
 
@@ -594,12 +714,22 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = Store::open(dir.path(), 1 << 20).unwrap();
         let now = 100 * DAY;
-        assert_eq!(put(&s, &env(1, 1, now - 4 * DAY, 0), now), RelayInserted::Refused(Refused::Expired));
+        assert_eq!(
+            put(&s, &env(1, 1, now - 4 * DAY, 0), now),
+            RelayInserted::Refused(Refused::Expired)
+        );
         put(&s, &env(1, 1, now - 2 * DAY, 1), now);
         put(&s, &env(1, 1, now - DAY, 2), now);
         assert_eq!(s.relay_expire(now, &limits()).unwrap(), 0);
         assert_eq!(s.relay_expire(now + DAY + 1, &limits()).unwrap(), 1);
-        assert_eq!(s.relay_totals(), RelayTotals { rooms: 1, envelopes: 1, bytes: 500 });
+        assert_eq!(
+            s.relay_totals(),
+            RelayTotals {
+                rooms: 1,
+                envelopes: 1,
+                bytes: 500
+            }
+        );
         assert_eq!(s.relay_expire(now + 3 * DAY, &limits()).unwrap(), 1);
         assert_eq!(s.relay_totals(), RelayTotals::default());
     }
@@ -618,24 +748,64 @@ mod tests {
             // A crash between the two index writes: an `A` entry alone, older
             // than everything author 1 has.
             let lone = env(1, 1, now - 5000, 77);
-            s.msgs.insert(author_key(&lone.room, &lone.tag, lone.ts, &lone.id), &[]).unwrap();
+            s.msgs
+                .insert(author_key(&lone.room, &lone.tag, lone.ts, &lone.id), &[])
+                .unwrap();
             // A crash after the index entries, before the envelope.
-            s.msgs.insert(author_key(&torn.room, &torn.tag, torn.ts, &torn.id), &[]).unwrap();
-            s.msgs.insert(timed_key(RELAY, &torn.room, torn.ts, &torn.id), &relay_value(&torn.tag, 500)).unwrap();
+            s.msgs
+                .insert(author_key(&torn.room, &torn.tag, torn.ts, &torn.id), &[])
+                .unwrap();
+            s.msgs
+                .insert(
+                    timed_key(RELAY, &torn.room, torn.ts, &torn.id),
+                    &relay_value(&torn.tag, 500),
+                )
+                .unwrap();
             s.flush().unwrap();
         }
         let s = crate::tests::reopen(dir.path()).unwrap();
-        assert_eq!(s.relay_totals(), RelayTotals { rooms: 2, envelopes: 4, bytes: 2_000 });
+        assert_eq!(
+            s.relay_totals(),
+            RelayTotals {
+                rooms: 2,
+                envelopes: 4,
+                bytes: 2_000
+            }
+        );
         assert_eq!(s.relay_items(&RoomId([1; 32])).unwrap().len(), 3);
-        assert_eq!(s.msgs.scan_prefix(author_prefix(&torn.room, &torn.tag)).count(), 0);
+        assert_eq!(
+            s.msgs
+                .scan_prefix(author_prefix(&torn.room, &torn.tag))
+                .count(),
+            0
+        );
         // Author 1 at its quota (4 envelopes): the lone `A` entry, its oldest,
         // is dropped on the way to a real envelope to evict.
-        assert_eq!(put(&s, &env(1, 1, now - 10, 10), now), RelayInserted::New { evicted: 0 });
-        assert_eq!(put(&s, &env(1, 1, now - 9, 11), now), RelayInserted::New { evicted: 1 });
-        assert_eq!(s.msgs.scan_prefix(author_prefix(&RoomId([1; 32]), &[1; 16])).count(), 4, "no stale entry left");
+        assert_eq!(
+            put(&s, &env(1, 1, now - 10, 10), now),
+            RelayInserted::New { evicted: 0 }
+        );
+        assert_eq!(
+            put(&s, &env(1, 1, now - 9, 11), now),
+            RelayInserted::New { evicted: 1 }
+        );
+        assert_eq!(
+            s.msgs
+                .scan_prefix(author_prefix(&RoomId([1; 32]), &[1; 16]))
+                .count(),
+            4,
+            "no stale entry left"
+        );
         let back = s.relay_take_room(&RoomId([1; 32])).unwrap();
         assert_eq!(back.len(), 4);
-        assert_eq!(s.relay_totals(), RelayTotals { rooms: 1, envelopes: 1, bytes: 500 });
+        assert_eq!(
+            s.relay_totals(),
+            RelayTotals {
+                rooms: 1,
+                envelopes: 1,
+                bytes: 500
+            }
+        );
         assert!(s.relay_items(&RoomId([1; 32])).unwrap().is_empty());
     }
 }

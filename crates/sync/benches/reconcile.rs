@@ -39,14 +39,26 @@ use rand::{Rng, SeedableRng};
 
 fn main() {
     let n = 100_000usize;
-    println!("| d | round trips | bytes A->B | bytes B->A | total | time | peak heap | peak message | found |");
+    println!(
+        "| d | round trips | bytes A->B | bytes B->A | total | time | peak heap | peak message | found |"
+    );
     println!("|---|---|---|---|---|---|---|---|---|");
     for d in [0usize, 1, 10, 100, 1_000, 10_000] {
         let mut rng = rand::rngs::StdRng::seed_from_u64(d as u64);
         let base = 1_700_000_000_000u64;
-        let common: Vec<Item> = (0..n - d).map(|i| Item { ts: base + i as u64 * 10, id: rng.r#gen() }).collect();
+        let common: Vec<Item> = (0..n - d)
+            .map(|i| Item {
+                ts: base + i as u64 * 10,
+                id: rng.r#gen(),
+            })
+            .collect();
         // The difference split between the sides, spread over the whole range.
-        let extra: Vec<Item> = (0..d).map(|_| Item { ts: base + rng.gen_range(0..n as u64 * 10), id: rng.r#gen() }).collect();
+        let extra: Vec<Item> = (0..d)
+            .map(|_| Item {
+                ts: base + rng.gen_range(0..n as u64 * 10),
+                id: rng.r#gen(),
+            })
+            .collect();
         let (to_a, to_b) = extra.split_at(d / 2);
         let a = Storage::new(common.iter().chain(to_a).copied().collect());
         let b = Storage::new(common.iter().chain(to_b).copied().collect());
@@ -62,7 +74,9 @@ fn main() {
             ab += w.len();
             peak = peak.max(w.len());
             trips += 1;
-            let Some(back) = rb.respond(&b, &Message::decode(&w).unwrap()).unwrap() else { break };
+            let Some(back) = rb.respond(&b, &Message::decode(&w).unwrap()).unwrap() else {
+                break;
+            };
             let w = back.encode();
             ba += w.len();
             peak = peak.max(w.len());

@@ -17,9 +17,9 @@ mod storage;
 pub mod transport;
 mod wire;
 
-pub use reconcile::{Reconciler, BUCKETS, ID_LIST_THRESHOLD};
-pub use storage::{Fingerprint, Item, Storage, FINGERPRINT_LEN};
-pub use wire::{Bound, Message, Mode, Range, MAX_MESSAGE_LEN, MAX_RANGES, PREFIX_LEN, VERSION};
+pub use reconcile::{BUCKETS, ID_LIST_THRESHOLD, Reconciler};
+pub use storage::{FINGERPRINT_LEN, Fingerprint, Item, Storage};
+pub use wire::{Bound, MAX_MESSAGE_LEN, MAX_RANGES, Message, Mode, PREFIX_LEN, Range, VERSION};
 
 /// A 16-byte prefix of a message id: what id lists carry. A birthday collision
 /// would take about 2^64 work.

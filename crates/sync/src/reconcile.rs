@@ -25,10 +25,16 @@ pub struct Reconciler {
 /// The smallest bound that `a` is below and `b` is not (a < b).
 fn bound_between(a: &Item, b: &Item) -> Bound {
     if a.ts != b.ts {
-        return Bound::At { ts: b.ts, prefix: Vec::new() };
+        return Bound::At {
+            ts: b.ts,
+            prefix: Vec::new(),
+        };
     }
     let common = a.id.iter().zip(&b.id).take_while(|(x, y)| x == y).count();
-    Bound::At { ts: b.ts, prefix: b.id[..=common.min(31)].to_vec() }
+    Bound::At {
+        ts: b.ts,
+        prefix: b.id[..=common.min(31)].to_vec(),
+    }
 }
 
 fn encoded_len(r: &Range) -> usize {
@@ -91,7 +97,12 @@ impl Reconciler {
         } else {
             Mode::Fingerprint(s.fingerprint(0, s.len()))
         };
-        Message { ranges: vec![Range { upper: Bound::Infinity, mode }] }
+        Message {
+            ranges: vec![Range {
+                upper: Bound::Infinity,
+                mode,
+            }],
+        }
     }
 
     /// Like [`initiate`](Self::initiate), but only for items stamped at or
@@ -101,7 +112,10 @@ impl Reconciler {
         if since_ts == 0 {
             return self.initiate(s);
         }
-        let floor = Bound::At { ts: since_ts, prefix: Vec::new() };
+        let floor = Bound::At {
+            ts: since_ts,
+            prefix: Vec::new(),
+        };
         let lo = s.lower_index(&floor);
         let items = &s.items()[lo..];
         let mode = if items.len() < ID_LIST_THRESHOLD {
@@ -109,7 +123,18 @@ impl Reconciler {
         } else {
             Mode::Fingerprint(fingerprint(items))
         };
-        Message { ranges: vec![Range { upper: floor, mode: Mode::Skip }, Range { upper: Bound::Infinity, mode }] }
+        Message {
+            ranges: vec![
+                Range {
+                    upper: floor,
+                    mode: Mode::Skip,
+                },
+                Range {
+                    upper: Bound::Infinity,
+                    mode,
+                },
+            ],
+        }
     }
 
     fn note_need(&mut self, id: IdPrefix) {
@@ -125,7 +150,10 @@ impl Reconciler {
             return Err(Error::Malformed("no ranges"));
         }
         let last = incoming.is_final();
-        let mut out = Out { ranges: Vec::new(), bytes: 1 };
+        let mut out = Out {
+            ranges: Vec::new(),
+            bytes: 1,
+        };
         let mut lo = 0usize;
         for r in &incoming.ranges {
             let hi = s.lower_index(&r.upper).max(lo);
@@ -134,14 +162,23 @@ impl Reconciler {
                 // it in the next round.
                 let last = incoming.ranges.last().expect("non-empty");
                 let hi_all = s.len();
-                out.push(Range { upper: last.upper.clone(), mode: Mode::Fingerprint(s.fingerprint(lo, hi_all)) });
+                out.push(Range {
+                    upper: last.upper.clone(),
+                    mode: Mode::Fingerprint(s.fingerprint(lo, hi_all)),
+                });
                 break;
             }
             match &r.mode {
-                Mode::Skip => out.push(Range { upper: r.upper.clone(), mode: Mode::Skip }),
+                Mode::Skip => out.push(Range {
+                    upper: r.upper.clone(),
+                    mode: Mode::Skip,
+                }),
                 Mode::Fingerprint(fp) => {
                     if s.fingerprint(lo, hi) == *fp {
-                        out.push(Range { upper: r.upper.clone(), mode: Mode::Skip });
+                        out.push(Range {
+                            upper: r.upper.clone(),
+                            mode: Mode::Skip,
+                        });
                     } else {
                         split(&mut out, &s.items()[lo..hi], &r.upper);
                     }
@@ -155,29 +192,48 @@ impl Reconciler {
                             self.note_need(*id);
                         }
                     }
-                    let have: Vec<IdPrefix> = mine.iter().filter(|id| !theirs_set.contains(id)).copied().collect();
+                    let have: Vec<IdPrefix> = mine
+                        .iter()
+                        .filter(|id| !theirs_set.contains(id))
+                        .copied()
+                        .collect();
                     if out.bytes + have.len() * crate::PREFIX_LEN + 64 > OUTPUT_BUDGET {
                         // Too many to list in this message: describe them by
                         // fingerprints, which the peer narrows down next round.
                         split(&mut out, &s.items()[lo..hi], &r.upper);
                     } else {
-                        let mode = if have.is_empty() { Mode::Skip } else { Mode::IdListHave(have) };
-                        out.push(Range { upper: r.upper.clone(), mode });
+                        let mode = if have.is_empty() {
+                            Mode::Skip
+                        } else {
+                            Mode::IdListHave(have)
+                        };
+                        out.push(Range {
+                            upper: r.upper.clone(),
+                            mode,
+                        });
                     }
                 }
                 Mode::IdListHave(theirs) => {
-                    let mine: HashSet<IdPrefix> = s.items()[lo..hi].iter().map(Item::prefix).collect();
+                    let mine: HashSet<IdPrefix> =
+                        s.items()[lo..hi].iter().map(Item::prefix).collect();
                     for id in theirs {
                         if !mine.contains(id) {
                             self.note_need(*id);
                         }
                     }
-                    out.push(Range { upper: r.upper.clone(), mode: Mode::Skip });
+                    out.push(Range {
+                        upper: r.upper.clone(),
+                        mode: Mode::Skip,
+                    });
                 }
             }
             lo = hi;
         }
-        Ok(if last { None } else { Some(Message { ranges: out.ranges }) })
+        Ok(if last {
+            None
+        } else {
+            Some(Message { ranges: out.ranges })
+        })
     }
 }
 
@@ -185,12 +241,22 @@ impl Reconciler {
 fn split(out: &mut Out, items: &[Item], upper: &Bound) {
     let n = items.len();
     if n < ID_LIST_THRESHOLD {
-        out.push(Range { upper: upper.clone(), mode: Mode::IdList(items.iter().map(Item::prefix).collect()) });
+        out.push(Range {
+            upper: upper.clone(),
+            mode: Mode::IdList(items.iter().map(Item::prefix).collect()),
+        });
         return;
     }
     for i in 0..BUCKETS {
         let (a, b) = (i * n / BUCKETS, (i + 1) * n / BUCKETS);
-        let bound = if i + 1 == BUCKETS { upper.clone() } else { bound_between(&items[b - 1], &items[b]) };
-        out.push(Range { upper: bound, mode: Mode::Fingerprint(fingerprint(&items[a..b])) });
+        let bound = if i + 1 == BUCKETS {
+            upper.clone()
+        } else {
+            bound_between(&items[b - 1], &items[b])
+        };
+        out.push(Range {
+            upper: bound,
+            mode: Mode::Fingerprint(fingerprint(&items[a..b])),
+        });
     }
 }

@@ -19,7 +19,9 @@ impl Item {
     pub fn is_below(&self, b: &Bound) -> bool {
         match b {
             Bound::Infinity => true,
-            Bound::At { ts, prefix } => (self.ts, &self.id[..prefix.len()]) < (*ts, prefix.as_slice()),
+            Bound::At { ts, prefix } => {
+                (self.ts, &self.id[..prefix.len()]) < (*ts, prefix.as_slice())
+            }
         }
     }
 }
@@ -72,7 +74,9 @@ pub(crate) fn fingerprint(items: &[Item]) -> Fingerprint {
     for it in items {
         let mut carry = 0u128;
         for (limb, chunk) in sum.iter_mut().zip(it.id.chunks_exact(8)) {
-            let v = *limb as u128 + u64::from_le_bytes(chunk.try_into().expect("8 bytes")) as u128 + carry;
+            let v = *limb as u128
+                + u64::from_le_bytes(chunk.try_into().expect("8 bytes")) as u128
+                + carry;
             *limb = v as u64;
             carry = v >> 64;
         }
@@ -82,5 +86,7 @@ pub(crate) fn fingerprint(items: &[Item]) -> Fingerprint {
         h.update(limb.to_le_bytes());
     }
     h.update((items.len() as u64).to_le_bytes());
-    h.finalize()[..FINGERPRINT_LEN].try_into().expect("16 bytes")
+    h.finalize()[..FINGERPRINT_LEN]
+        .try_into()
+        .expect("16 bytes")
 }

@@ -30,8 +30,14 @@ pub type RoomRef = [u8; 32];
 pub enum SyncRequest {
     /// The rooms the sender carries and would reconcile.
     Rooms(Vec<RoomRef>),
-    Reconcile { room: RoomRef, message: Vec<u8> },
-    Fetch { room: RoomRef, ids: Vec<IdPrefix> },
+    Reconcile {
+        room: RoomRef,
+        message: Vec<u8>,
+    },
+    Fetch {
+        room: RoomRef,
+        ids: Vec<IdPrefix>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,7 +63,11 @@ struct R<'a> {
 
 impl<'a> R<'a> {
     fn take(&mut self, n: usize) -> Result<&'a [u8], Error> {
-        let end = self.pos.checked_add(n).filter(|e| *e <= self.b.len()).ok_or(Error::Truncated)?;
+        let end = self
+            .pos
+            .checked_add(n)
+            .filter(|e| *e <= self.b.len())
+            .ok_or(Error::Truncated)?;
         let s = &self.b[self.pos..end];
         self.pos = end;
         Ok(s)
@@ -71,19 +81,29 @@ impl<'a> R<'a> {
         s
     }
     fn end(&self) -> Result<(), Error> {
-        if self.pos == self.b.len() { Ok(()) } else { Err(Error::Malformed("trailing bytes")) }
+        if self.pos == self.b.len() {
+            Ok(())
+        } else {
+            Err(Error::Malformed("trailing bytes"))
+        }
     }
     fn list<const N: usize>(&mut self) -> Result<Vec<[u8; N]>, Error> {
         let n = self.u16()?;
         if n > MAX_LIST {
             return Err(Error::Malformed("list too long"));
         }
-        (0..n).map(|_| self.take(N).map(|s| s.try_into().expect("N bytes"))).collect()
+        (0..n)
+            .map(|_| self.take(N).map(|s| s.try_into().expect("N bytes")))
+            .collect()
     }
 }
 
 fn check_len(b: &[u8]) -> Result<(), Error> {
-    if b.len() > MAX_FRAME { Err(Error::TooLarge { len: b.len() }) } else { Ok(()) }
+    if b.len() > MAX_FRAME {
+        Err(Error::TooLarge { len: b.len() })
+    } else {
+        Ok(())
+    }
 }
 
 fn put_list<const N: usize>(out: &mut Vec<u8>, items: &[[u8; N]]) {
@@ -131,7 +151,10 @@ impl SyncRequest {
             }
             0x03 => {
                 let room = r.take(32)?.try_into().expect("32 bytes");
-                SyncRequest::Fetch { room, ids: r.list::<PREFIX_LEN>()? }
+                SyncRequest::Fetch {
+                    room,
+                    ids: r.list::<PREFIX_LEN>()?,
+                }
             }
             _ => return Err(Error::Malformed("unknown request")),
         };
@@ -233,11 +256,20 @@ mod tests {
 
     #[test]
     fn limits() {
-        assert!(matches!(SyncRequest::decode(&vec![2; MAX_FRAME + 1]), Err(Error::TooLarge { .. })));
+        assert!(matches!(
+            SyncRequest::decode(&vec![2; MAX_FRAME + 1]),
+            Err(Error::TooLarge { .. })
+        ));
         let mut long = vec![0x01, 0x01, 0x01];
         long.extend(vec![0; 257 * 32]);
         assert!(SyncRequest::decode(&long).is_err(), "257 rooms");
-        assert!(SyncResponse::decode(&[0x83, 0, 1, 0xff, 0xff, 0xff, 0xff]).is_err(), "envelope longer than the frame");
-        assert!(SyncRequest::decode(&[0x01, 0, 0, 9]).is_err(), "trailing bytes");
+        assert!(
+            SyncResponse::decode(&[0x83, 0, 1, 0xff, 0xff, 0xff, 0xff]).is_err(),
+            "envelope longer than the frame"
+        );
+        assert!(
+            SyncRequest::decode(&[0x01, 0, 0, 9]).is_err(),
+            "trailing bytes"
+        );
     }
 }

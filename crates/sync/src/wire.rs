@@ -26,7 +26,10 @@ pub const MAX_RANGES: usize = 8192;
 pub enum Bound {
     /// Everything from `ts` on whose id starts at or above `prefix`
     /// (compared as if padded with zeros) is not below the bound.
-    At { ts: u64, prefix: Vec<u8> },
+    At {
+        ts: u64,
+        prefix: Vec<u8>,
+    },
     Infinity,
 }
 
@@ -74,7 +77,11 @@ impl Reader<'_> {
     }
 
     fn take(&mut self, n: usize) -> Result<&[u8], Error> {
-        let end = self.pos.checked_add(n).filter(|e| *e <= self.b.len()).ok_or(Error::Truncated)?;
+        let end = self
+            .pos
+            .checked_add(n)
+            .filter(|e| *e <= self.b.len())
+            .ok_or(Error::Truncated)?;
         let s = &self.b[self.pos..end];
         self.pos = end;
         Ok(s)
@@ -104,7 +111,9 @@ impl Message {
     /// Whether the message asks nothing of its receiver (no Fingerprint, no
     /// IdList): then it is the last of a reconciliation, and is not answered.
     pub fn is_final(&self) -> bool {
-        self.ranges.iter().all(|r| matches!(r.mode, Mode::Skip | Mode::IdListHave(_)))
+        self.ranges
+            .iter()
+            .all(|r| matches!(r.mode, Mode::Skip | Mode::IdListHave(_)))
     }
 
     pub fn encode(&self) -> Vec<u8> {
@@ -130,7 +139,14 @@ impl Message {
                     out.extend_from_slice(fp);
                 }
                 Mode::IdList(ids) | Mode::IdListHave(ids) => {
-                    put_varint(&mut out, if matches!(r.mode, Mode::IdList(_)) { 2 } else { 3 });
+                    put_varint(
+                        &mut out,
+                        if matches!(r.mode, Mode::IdList(_)) {
+                            2
+                        } else {
+                            3
+                        },
+                    );
                     put_varint(&mut out, ids.len() as u64);
                     for id in ids {
                         out.extend_from_slice(id);
@@ -157,7 +173,13 @@ impl Message {
             if ranges.len() == MAX_RANGES {
                 return Err(Error::TooManyRanges);
             }
-            if matches!(ranges.last(), Some(Range { upper: Bound::Infinity, .. })) {
+            if matches!(
+                ranges.last(),
+                Some(Range {
+                    upper: Bound::Infinity,
+                    ..
+                })
+            ) {
                 return Err(Error::Malformed("range after the infinite bound"));
             }
             let enc = r.varint()?;
@@ -172,11 +194,20 @@ impl Message {
                 }
                 Bound::Infinity
             } else {
-                let ts = prev_ts.checked_add(enc - 1).filter(|t| *t < u64::MAX).ok_or(Error::Malformed("bound timestamp at or past 2^64-1"))?;
+                let ts = prev_ts
+                    .checked_add(enc - 1)
+                    .filter(|t| *t < u64::MAX)
+                    .ok_or(Error::Malformed("bound timestamp at or past 2^64-1"))?;
                 prev_ts = ts;
                 Bound::At { ts, prefix }
             };
-            if let (Some(Range { upper: Bound::At { ts: pt, prefix: pp }, .. }), Bound::At { ts, prefix }) = (ranges.last(), &upper)
+            if let (
+                Some(Range {
+                    upper: Bound::At { ts: pt, prefix: pp },
+                    ..
+                }),
+                Bound::At { ts, prefix },
+            ) = (ranges.last(), &upper)
                 && (pt, pp) >= (ts, prefix)
             {
                 return Err(Error::Malformed("bounds must increase"));
@@ -186,15 +217,30 @@ impl Message {
                 1 => Mode::Fingerprint(r.take(16)?.try_into().expect("16 bytes")),
                 m @ (2 | 3) => {
                     let n = r.varint()?;
-                    let n = usize::try_from(n).ok().filter(|n| n.saturating_mul(PREFIX_LEN) <= b.len() - r.pos).ok_or(Error::Truncated)?;
-                    let ids = (0..n).map(|_| r.take(PREFIX_LEN).map(|s| s.try_into().expect("16 bytes"))).collect::<Result<Vec<_>, _>>()?;
-                    if m == 2 { Mode::IdList(ids) } else { Mode::IdListHave(ids) }
+                    let n = usize::try_from(n)
+                        .ok()
+                        .filter(|n| n.saturating_mul(PREFIX_LEN) <= b.len() - r.pos)
+                        .ok_or(Error::Truncated)?;
+                    let ids = (0..n)
+                        .map(|_| r.take(PREFIX_LEN).map(|s| s.try_into().expect("16 bytes")))
+                        .collect::<Result<Vec<_>, _>>()?;
+                    if m == 2 {
+                        Mode::IdList(ids)
+                    } else {
+                        Mode::IdListHave(ids)
+                    }
                 }
                 other => return Err(Error::Mode(other)),
             };
             ranges.push(Range { upper, mode });
         }
-        if !matches!(ranges.last(), Some(Range { upper: Bound::Infinity, .. })) {
+        if !matches!(
+            ranges.last(),
+            Some(Range {
+                upper: Bound::Infinity,
+                ..
+            })
+        ) {
             return Err(Error::Malformed("the last bound must be infinite"));
         }
         Ok(Self { ranges })

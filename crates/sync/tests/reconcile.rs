@@ -27,7 +27,9 @@ fn run_since(a: &Storage, b: &Storage, since: u64) -> Outcome {
         bytes_ab += wire.len();
         round_trips += 1;
         assert!(round_trips < 64, "no end in sight");
-        let Some(to_a) = rb.respond(b, &Message::decode(&wire).unwrap()).unwrap() else { break };
+        let Some(to_a) = rb.respond(b, &Message::decode(&wire).unwrap()).unwrap() else {
+            break;
+        };
         let wire = to_a.encode();
         bytes_ba += wire.len();
         match ra.respond(a, &Message::decode(&wire).unwrap()).unwrap() {
@@ -45,7 +47,10 @@ fn run_since(a: &Storage, b: &Storage, since: u64) -> Outcome {
 }
 
 fn item(rng: &mut impl Rng, ts: u64) -> Item {
-    Item { ts, id: rng.r#gen() }
+    Item {
+        ts,
+        id: rng.r#gen(),
+    }
 }
 
 fn prefixes(items: &[Item]) -> BTreeSet<IdPrefix> {
@@ -53,9 +58,16 @@ fn prefixes(items: &[Item]) -> BTreeSet<IdPrefix> {
 }
 
 /// `shared` items on both sides, `only_a` and `only_b` on one side each.
-fn sets(seed: u64, shared: usize, only_a: usize, only_b: usize) -> (Storage, Storage, Vec<Item>, Vec<Item>) {
+fn sets(
+    seed: u64,
+    shared: usize,
+    only_a: usize,
+    only_b: usize,
+) -> (Storage, Storage, Vec<Item>, Vec<Item>) {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    let common: Vec<Item> = (0..shared).map(|i| item(&mut rng, 1_700_000_000_000 + i as u64 * 7)).collect();
+    let common: Vec<Item> = (0..shared)
+        .map(|i| item(&mut rng, 1_700_000_000_000 + i as u64 * 7))
+        .collect();
     let mut extra = |k: usize| -> Vec<Item> {
         (0..k)
             .map(|_| {
@@ -77,8 +89,19 @@ fn a_window_leaves_older_differences_alone() {
         let (a, b, xa, xb) = sets(7, shared, da, db);
         let since = 1_700_000_000_000 + shared as u64 * 7 / 2;
         let o = run_since(&a, &b, since);
-        let newer = |x: &[Item]| prefixes(&x.iter().filter(|i| i.ts >= since).copied().collect::<Vec<_>>());
-        assert_eq!(o.a_needs, newer(&xb), "A learns what it lacks since the floor, nothing older");
+        let newer = |x: &[Item]| {
+            prefixes(
+                &x.iter()
+                    .filter(|i| i.ts >= since)
+                    .copied()
+                    .collect::<Vec<_>>(),
+            )
+        };
+        assert_eq!(
+            o.a_needs,
+            newer(&xb),
+            "A learns what it lacks since the floor, nothing older"
+        );
         assert_eq!(o.b_needs, newer(&xa));
     }
 }
@@ -89,7 +112,11 @@ fn equal_sets_take_one_round_trip() {
     let o = run(&a, &b);
     assert_eq!(o.round_trips, 1);
     assert!(o.a_needs.is_empty() && o.b_needs.is_empty());
-    assert!(o.bytes_ab + o.bytes_ba < 64, "{} bytes", o.bytes_ab + o.bytes_ba);
+    assert!(
+        o.bytes_ab + o.bytes_ba < 64,
+        "{} bytes",
+        o.bytes_ab + o.bytes_ba
+    );
 }
 
 #[test]
@@ -99,12 +126,23 @@ fn one_difference_in_100k_is_found_in_three_round_trips_and_under_2_kb() {
     assert_eq!(o.a_needs, prefixes(&xb));
     assert!(o.b_needs.is_empty());
     assert!(o.round_trips <= 3, "{} round trips", o.round_trips);
-    assert!(o.bytes_ab + o.bytes_ba < 2048, "{} bytes", o.bytes_ab + o.bytes_ba);
+    assert!(
+        o.bytes_ab + o.bytes_ba < 2048,
+        "{} bytes",
+        o.bytes_ab + o.bytes_ba
+    );
 }
 
 #[test]
 fn empty_and_tiny_sets() {
-    for (sa, sb, xa, xb) in [(0, 0, 0, 0), (0, 0, 0, 5), (0, 0, 5, 0), (3, 0, 0, 0), (40, 0, 100, 0), (0, 0, 0, 1000)] {
+    for (sa, sb, xa, xb) in [
+        (0, 0, 0, 0),
+        (0, 0, 0, 5),
+        (0, 0, 5, 0),
+        (3, 0, 0, 0),
+        (40, 0, 100, 0),
+        (0, 0, 0, 1000),
+    ] {
         let (a, b, ia, ib) = sets(3, sa + sb, xa, xb);
         let o = run(&a, &b);
         assert_eq!(o.a_needs, prefixes(&ib));
@@ -126,12 +164,28 @@ fn hostile_messages_are_refused_or_answered_without_panic() {
     let (a, _, _, _) = sets(5, 500, 0, 0);
     let mut r = Reconciler::new();
     assert!(r.respond(&a, &Message::default()).is_err());
-    for bytes in [&[][..], &[2], &[1], &[1, 5, 0, 1], &[1, 0, 0, 9], &[1, 0, 1, 0, 0], &[1, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f]] {
+    for bytes in [
+        &[][..],
+        &[2],
+        &[1],
+        &[1, 5, 0, 1],
+        &[1, 0, 0, 9],
+        &[1, 0, 1, 0, 0],
+        &[
+            1, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f,
+        ],
+    ] {
         assert!(Message::decode(bytes).is_err(), "{bytes:?}");
     }
-    assert!(matches!(Message::decode(&vec![1; MAX_MESSAGE_LEN + 1]), Err(Error::TooLarge { .. })));
+    assert!(matches!(
+        Message::decode(&vec![1; MAX_MESSAGE_LEN + 1]),
+        Err(Error::TooLarge { .. })
+    ));
     // An id list that claims more entries than the message holds.
-    assert_eq!(Message::decode(&[1, 0, 0, 2, 0xff, 0x01]), Err(Error::Truncated));
+    assert_eq!(
+        Message::decode(&[1, 0, 0, 2, 0xff, 0x01]),
+        Err(Error::Truncated)
+    );
 }
 
 #[test]
@@ -139,15 +193,26 @@ fn bounds_at_the_end_of_time_are_refused_and_never_produced() {
     // Two skips ending at 1 and at 2^64-1 would merge into a bound the
     // encoder cannot write: the decoder refuses the second.
     let mut wire = vec![VERSION, 2, 0, 0];
-    wire.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01, 0, 0]);
+    wire.extend_from_slice(&[
+        0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01, 0, 0,
+    ]);
     wire.extend_from_slice(&[0, 0, 0]);
     assert!(Message::decode(&wire).is_err());
-    let s = Storage::new(vec![Item { ts: u64::MAX, id: [1; 32] }, Item { ts: 5, id: [2; 32] }]);
+    let s = Storage::new(vec![
+        Item {
+            ts: u64::MAX,
+            id: [1; 32],
+        },
+        Item { ts: 5, id: [2; 32] },
+    ]);
     assert_eq!(s.len(), 1);
 }
 
 fn arb_bound() -> impl Strategy<Value = (u64, Vec<u8>)> {
-    (any::<u32>().prop_map(|t| t as u64), proptest::collection::vec(any::<u8>(), 0..4))
+    (
+        any::<u32>().prop_map(|t| t as u64),
+        proptest::collection::vec(any::<u8>(), 0..4),
+    )
 }
 
 fn arb_mode() -> impl Strategy<Value = Mode> {
@@ -160,13 +225,26 @@ fn arb_mode() -> impl Strategy<Value = Mode> {
 }
 
 fn arb_message() -> impl Strategy<Value = Message> {
-    (proptest::collection::vec((arb_bound(), arb_mode()), 0..8), arb_mode()).prop_map(|(mut rs, last)| {
-        rs.sort_by(|a, b| a.0.cmp(&b.0));
-        rs.dedup_by(|a, b| a.0 == b.0);
-        let mut ranges: Vec<Range> = rs.into_iter().map(|((ts, prefix), mode)| Range { upper: Bound::At { ts, prefix }, mode }).collect();
-        ranges.push(Range { upper: Bound::Infinity, mode: last });
-        Message { ranges }
-    })
+    (
+        proptest::collection::vec((arb_bound(), arb_mode()), 0..8),
+        arb_mode(),
+    )
+        .prop_map(|(mut rs, last)| {
+            rs.sort_by(|a, b| a.0.cmp(&b.0));
+            rs.dedup_by(|a, b| a.0 == b.0);
+            let mut ranges: Vec<Range> = rs
+                .into_iter()
+                .map(|((ts, prefix), mode)| Range {
+                    upper: Bound::At { ts, prefix },
+                    mode,
+                })
+                .collect();
+            ranges.push(Range {
+                upper: Bound::Infinity,
+                mode: last,
+            });
+            Message { ranges }
+        })
 }
 
 proptest! {
@@ -220,7 +298,15 @@ fn examples_quoted_in_the_spec() {
     let a: [u8; 32] = std::array::from_fn(|i| i as u8); // 0x00..0x1f
     let b: [u8; 32] = std::array::from_fn(|i| 0x20 + i as u8); // 0x20..0x3f
     let fp = |ids: &[[u8; 32]]| {
-        let s = Storage::new(ids.iter().enumerate().map(|(i, id)| Item { ts: i as u64, id: *id }).collect());
+        let s = Storage::new(
+            ids.iter()
+                .enumerate()
+                .map(|(i, id)| Item {
+                    ts: i as u64,
+                    id: *id,
+                })
+                .collect(),
+        );
         hex(&s.fingerprint(0, s.len()))
     };
     assert_eq!(fp(&[]), "2c34ce1df23b838c5abf2a7f6437cca3");
@@ -231,12 +317,28 @@ fn examples_quoted_in_the_spec() {
     one[0] = 1;
     assert_eq!(fp(&[[0xff; 32], one]), "1de986ac168dcfb8a52b6320497a49a9");
 
-    let fp_ab: Fingerprint = Storage::new(vec![Item { ts: 0, id: a }, Item { ts: 1, id: b }]).fingerprint(0, 2);
+    let fp_ab: Fingerprint =
+        Storage::new(vec![Item { ts: 0, id: a }, Item { ts: 1, id: b }]).fingerprint(0, 2);
     let m = Message {
         ranges: vec![
-            Range { upper: Bound::At { ts: 1_700_000_000_000, prefix: vec![] }, mode: Mode::Skip },
-            Range { upper: Bound::At { ts: 1_700_000_000_005, prefix: vec![0x20] }, mode: Mode::Fingerprint(fp_ab) },
-            Range { upper: Bound::Infinity, mode: Mode::IdList(vec![a[..16].try_into().unwrap()]) },
+            Range {
+                upper: Bound::At {
+                    ts: 1_700_000_000_000,
+                    prefix: vec![],
+                },
+                mode: Mode::Skip,
+            },
+            Range {
+                upper: Bound::At {
+                    ts: 1_700_000_000_005,
+                    prefix: vec![0x20],
+                },
+                mode: Mode::Fingerprint(fp_ab),
+            },
+            Range {
+                upper: Bound::Infinity,
+                mode: Mode::IdList(vec![a[..16].try_into().unwrap()]),
+            },
         ],
     };
     let wire = m.encode();
@@ -244,9 +346,19 @@ fn examples_quoted_in_the_spec() {
         hex(&wire),
         concat!(
             "01",
-            "81d095ffbc31", "00", "00",
-            "06", "01", "20", "01", "f3893f5ec429de8cd6e81d93a94f4db3",
-            "00", "00", "02", "01", "000102030405060708090a0b0c0d0e0f",
+            "81d095ffbc31",
+            "00",
+            "00",
+            "06",
+            "01",
+            "20",
+            "01",
+            "f3893f5ec429de8cd6e81d93a94f4db3",
+            "00",
+            "00",
+            "02",
+            "01",
+            "000102030405060708090a0b0c0d0e0f",
         )
     );
     assert_eq!(Message::decode(&wire).unwrap(), m);
@@ -258,19 +370,45 @@ fn examples_quoted_in_the_spec() {
             let mut id = [0u8; 32];
             id[0] = 0x12;
             id[1] = (i as u8) << 3;
-            Item { ts: if i < 4 { 1000 } else { 1000 + i }, id }
+            Item {
+                ts: if i < 4 { 1000 } else { 1000 + i },
+                id,
+            }
         })
         .collect();
     let s = Storage::new(items);
-    let ask = Message { ranges: vec![Range { upper: Bound::Infinity, mode: Mode::Fingerprint([0; 16]) }] };
+    let ask = Message {
+        ranges: vec![Range {
+            upper: Bound::Infinity,
+            mode: Mode::Fingerprint([0; 16]),
+        }],
+    };
     let out = Reconciler::new().respond(&s, &ask).unwrap().unwrap();
     assert_eq!(out.ranges.len(), BUCKETS);
-    assert_eq!(out.ranges[0].upper, Bound::At { ts: 1000, prefix: vec![0x12, 0x10] });
-    assert_eq!(out.ranges[1].upper, Bound::At { ts: 1004, prefix: vec![] });
+    assert_eq!(
+        out.ranges[0].upper,
+        Bound::At {
+            ts: 1000,
+            prefix: vec![0x12, 0x10]
+        }
+    );
+    assert_eq!(
+        out.ranges[1].upper,
+        Bound::At {
+            ts: 1004,
+            prefix: vec![]
+        }
+    );
     assert_eq!(out.ranges[BUCKETS - 1].upper, Bound::Infinity);
-    assert!(out.ranges.iter().all(|r| matches!(r.mode, Mode::Fingerprint(_))));
+    assert!(
+        out.ranges
+            .iter()
+            .all(|r| matches!(r.mode, Mode::Fingerprint(_)))
+    );
     // Fewer than 32 items: the same question is answered with an id list.
     let small = Storage::new(s.items()[..31].to_vec());
     let out = Reconciler::new().respond(&small, &ask).unwrap().unwrap();
-    assert!(matches!(&out.ranges[..], [Range { upper: Bound::Infinity, mode: Mode::IdList(l) }] if l.len() == 31));
+    assert!(
+        matches!(&out.ranges[..], [Range { upper: Bound::Infinity, mode: Mode::IdList(l) }] if l.len() == 31)
+    );
 }

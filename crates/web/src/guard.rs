@@ -61,7 +61,9 @@ impl AllowedHosts {
 /// Why a request was refused before reaching a handler.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum Refusal {
-    #[error("unknown Host header: this server answers only to its own addresses (DNS rebinding protection)")]
+    #[error(
+        "unknown Host header: this server answers only to its own addresses (DNS rebinding protection)"
+    )]
     Host,
     #[error("cross-origin request refused: the Origin header must be this server")]
     Origin,
@@ -73,11 +75,18 @@ pub enum Refusal {
 
 /// Checks a request's Host and, for a request that changes something, its
 /// Origin. `host`/`origin`: the headers' values, if present and valid text.
-pub fn check_request(allowed: &AllowedHosts, changes_state: bool, host: Option<&str>, origin: Option<&str>) -> Result<(), Refusal> {
+pub fn check_request(
+    allowed: &AllowedHosts,
+    changes_state: bool,
+    host: Option<&str>,
+    origin: Option<&str>,
+) -> Result<(), Refusal> {
     let host = host.filter(|h| allowed.allows(h)).ok_or(Refusal::Host)?;
     if changes_state {
         let origin = origin.ok_or(Refusal::Origin)?;
-        let same = origin.strip_prefix("http://").is_some_and(|o| o.eq_ignore_ascii_case(host));
+        let same = origin
+            .strip_prefix("http://")
+            .is_some_and(|o| o.eq_ignore_ascii_case(host));
         if !same {
             return Err(Refusal::Origin);
         }
@@ -108,13 +117,22 @@ pub struct RateLimiter<K> {
 
 impl<K: Hash + Eq + Clone> RateLimiter<K> {
     pub fn new(rate_per_s: f64, burst: u32, max_keys: usize) -> Self {
-        Self { rate_per_s, burst: f64::from(burst), max_keys: max_keys.max(1), buckets: HashMap::new() }
+        Self {
+            rate_per_s,
+            burst: f64::from(burst),
+            max_keys: max_keys.max(1),
+            buckets: HashMap::new(),
+        }
     }
 
     /// Takes one token for `key` at `now`; false when its bucket is empty.
     pub fn allow(&mut self, key: &K, now: Instant) -> bool {
         if !self.buckets.contains_key(key) && self.buckets.len() >= self.max_keys {
-            let oldest = self.buckets.iter().min_by_key(|(_, (_, t))| *t).map(|(k, _)| k.clone());
+            let oldest = self
+                .buckets
+                .iter()
+                .min_by_key(|(_, (_, t))| *t)
+                .map(|(k, _)| k.clone());
             if let Some(k) = oldest {
                 self.buckets.remove(&k);
             }
@@ -147,25 +165,86 @@ mod tests {
     use std::time::Duration;
 
     fn hosts() -> AllowedHosts {
-        AllowedHosts::for_addrs(&["127.0.0.1:4718".parse().unwrap(), "10.1.0.1:4718".parse().unwrap(), "[::1]:4718".parse().unwrap()])
+        AllowedHosts::for_addrs(&[
+            "127.0.0.1:4718".parse().unwrap(),
+            "10.1.0.1:4718".parse().unwrap(),
+            "[::1]:4718".parse().unwrap(),
+        ])
     }
 
     #[test]
     fn host_and_origin() {
         let h = hosts();
-        assert_eq!(h.list(), ["10.1.0.1:4718", "127.0.0.1:4718", "[::1]:4718", "localhost:4718"]);
+        assert_eq!(
+            h.list(),
+            [
+                "10.1.0.1:4718",
+                "127.0.0.1:4718",
+                "[::1]:4718",
+                "localhost:4718"
+            ]
+        );
         assert!(check_request(&h, false, Some("127.0.0.1:4718"), None).is_ok());
         assert!(check_request(&h, false, Some("LOCALHOST:4718"), None).is_ok());
-        assert_eq!(check_request(&h, false, Some("evil.example:4718"), None), Err(Refusal::Host));
-        assert_eq!(check_request(&h, false, Some("127.0.0.1"), None), Err(Refusal::Host), "no default port");
-        assert_eq!(check_request(&h, false, Some("127.0.0.1:47180"), None), Err(Refusal::Host));
+        assert_eq!(
+            check_request(&h, false, Some("evil.example:4718"), None),
+            Err(Refusal::Host)
+        );
+        assert_eq!(
+            check_request(&h, false, Some("127.0.0.1"), None),
+            Err(Refusal::Host),
+            "no default port"
+        );
+        assert_eq!(
+            check_request(&h, false, Some("127.0.0.1:47180"), None),
+            Err(Refusal::Host)
+        );
         assert_eq!(check_request(&h, false, None, None), Err(Refusal::Host));
-        assert!(check_request(&h, true, Some("10.1.0.1:4718"), Some("http://10.1.0.1:4718")).is_ok());
-        assert_eq!(check_request(&h, true, Some("10.1.0.1:4718"), None), Err(Refusal::Origin));
-        assert_eq!(check_request(&h, true, Some("10.1.0.1:4718"), Some("null")), Err(Refusal::Origin));
-        assert_eq!(check_request(&h, true, Some("10.1.0.1:4718"), Some("http://127.0.0.1:4718")), Err(Refusal::Origin), "another of our names is another origin");
-        assert_eq!(check_request(&h, true, Some("10.1.0.1:4718"), Some("https://10.1.0.1:4718")), Err(Refusal::Origin));
-        assert_eq!(check_request(&h, true, Some("10.1.0.1:4718"), Some("http://10.1.0.1:4718.evil")), Err(Refusal::Origin));
+        assert!(
+            check_request(
+                &h,
+                true,
+                Some("10.1.0.1:4718"),
+                Some("http://10.1.0.1:4718")
+            )
+            .is_ok()
+        );
+        assert_eq!(
+            check_request(&h, true, Some("10.1.0.1:4718"), None),
+            Err(Refusal::Origin)
+        );
+        assert_eq!(
+            check_request(&h, true, Some("10.1.0.1:4718"), Some("null")),
+            Err(Refusal::Origin)
+        );
+        assert_eq!(
+            check_request(
+                &h,
+                true,
+                Some("10.1.0.1:4718"),
+                Some("http://127.0.0.1:4718")
+            ),
+            Err(Refusal::Origin),
+            "another of our names is another origin"
+        );
+        assert_eq!(
+            check_request(
+                &h,
+                true,
+                Some("10.1.0.1:4718"),
+                Some("https://10.1.0.1:4718")
+            ),
+            Err(Refusal::Origin)
+        );
+        assert_eq!(
+            check_request(
+                &h,
+                true,
+                Some("10.1.0.1:4718"),
+                Some("http://10.1.0.1:4718.evil")
+            ),
+            Err(Refusal::Origin)
+        );
     }
 
     #[test]
@@ -183,7 +262,10 @@ mod tests {
         let mut r = RateLimiter::new(2.0, 3, 2);
         assert!((0..3).all(|_| r.allow(&"a", t0)));
         assert!(!r.allow(&"a", t0), "burst used up");
-        assert!(r.allow(&"a", t0 + Duration::from_millis(600)), "refilled at 2 per second");
+        assert!(
+            r.allow(&"a", t0 + Duration::from_millis(600)),
+            "refilled at 2 per second"
+        );
         assert!(!r.allow(&"a", t0 + Duration::from_millis(600)));
         assert!(r.allow(&"b", t0));
         assert!(r.allow(&"c", t0 + Duration::from_millis(1)));

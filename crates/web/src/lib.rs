@@ -59,13 +59,18 @@ pub struct WebConfig {
 
 impl Default for WebConfig {
     fn default() -> Self {
-        Self { listen: DEFAULT_LISTEN.parse().expect("a valid address"), lan_interface: None }
+        Self {
+            listen: DEFAULT_LISTEN.parse().expect("a valid address"),
+            lan_interface: None,
+        }
     }
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum WebError {
-    #[error("the web UI must listen on a specific address, not {0}; for phones on the LAN set [web] lan_interface")]
+    #[error(
+        "the web UI must listen on a specific address, not {0}; for phones on the LAN set [web] lan_interface"
+    )]
     Unspecified(SocketAddr),
     #[error("cannot listen on {0}: {1}")]
     Bind(SocketAddr, std::io::Error),
@@ -111,15 +116,23 @@ impl ExtraListeners {
             return Ok(format!("http://{at}"));
         }
         if self.open.lock().expect("lock").len() >= MAX_EXTRA {
-            return Err(WebError::Bind(at, std::io::Error::other("too many extra listeners")));
+            return Err(WebError::Bind(
+                at,
+                std::io::Error::other("too many extra listeners"),
+            ));
         }
-        let l = TcpListener::bind(at).await.map_err(|e| WebError::Bind(at, e))?;
+        let l = TcpListener::bind(at)
+            .await
+            .map_err(|e| WebError::Bind(at, e))?;
         let (stop_tx, stop_rx) = watch::channel(false);
         self.hosts.write().expect("lock").add(at);
         self.open.lock().expect("lock").insert(ip, stop_tx);
         if self.tx.send((l, stop_rx)).await.is_err() {
             self.close(ip);
-            return Err(WebError::Bind(at, std::io::Error::other("the web UI has stopped")));
+            return Err(WebError::Bind(
+                at,
+                std::io::Error::other("the web UI has stopped"),
+            ));
         }
         Ok(format!("http://{at}"))
     }
@@ -129,7 +142,10 @@ impl ExtraListeners {
         if let Some(stop) = self.open.lock().expect("lock").remove(&ip) {
             let _ = stop.send(true);
         }
-        self.hosts.write().expect("lock").remove(SocketAddr::new(ip, self.port));
+        self.hosts
+            .write()
+            .expect("lock")
+            .remove(SocketAddr::new(ip, self.port));
     }
 }
 
@@ -140,7 +156,10 @@ pub fn interface_ipv4(name: &str) -> Result<IpAddr, WebError> {
     if mine.is_empty() {
         return Err(WebError::NoInterface(name.into()));
     }
-    mine.iter().map(|i| i.ip()).find(IpAddr::is_ipv4).ok_or_else(|| WebError::NoAddress(name.into()))
+    mine.iter()
+        .map(|i| i.ip())
+        .find(IpAddr::is_ipv4)
+        .ok_or_else(|| WebError::NoAddress(name.into()))
 }
 
 impl Web {
@@ -150,14 +169,20 @@ impl Web {
         if cfg.listen.ip().is_unspecified() {
             return Err(WebError::Unspecified(cfg.listen));
         }
-        let local = TcpListener::bind(cfg.listen).await.map_err(|e| WebError::Bind(cfg.listen, e))?;
-        let local_addr = local.local_addr().map_err(|e| WebError::Bind(cfg.listen, e))?;
+        let local = TcpListener::bind(cfg.listen)
+            .await
+            .map_err(|e| WebError::Bind(cfg.listen, e))?;
+        let local_addr = local
+            .local_addr()
+            .map_err(|e| WebError::Bind(cfg.listen, e))?;
         let mut addrs = vec![local_addr];
         let mut listeners = vec![local];
         let mut lan_url = None;
         if let Some(name) = &cfg.lan_interface {
             let at = SocketAddr::new(interface_ipv4(name)?, local_addr.port());
-            let l = TcpListener::bind(at).await.map_err(|e| WebError::Bind(at, e))?;
+            let l = TcpListener::bind(at)
+                .await
+                .map_err(|e| WebError::Bind(at, e))?;
             lan_url = Some(format!("http://{at}"));
             addrs.push(at);
             listeners.push(l);
@@ -183,8 +208,17 @@ impl Web {
 
     /// The handle that adds listeners while this runs.
     pub fn extra_listeners(&self) -> ExtraListeners {
-        let port = self.listeners.first().and_then(|l| l.local_addr().ok()).map_or(0, |a| a.port());
-        ExtraListeners { port, hosts: self.hosts.clone(), tx: self.extra.0.clone(), open: Arc::default() }
+        let port = self
+            .listeners
+            .first()
+            .and_then(|l| l.local_addr().ok())
+            .map_or(0, |a| a.port());
+        ExtraListeners {
+            port,
+            hosts: self.hosts.clone(),
+            tx: self.extra.0.clone(),
+            open: Arc::default(),
+        }
     }
 
     /// Serves until `stop` turns true, talking to the daemon at `socket`.
@@ -195,29 +229,40 @@ impl Web {
             client: tokio::sync::Mutex::new(None),
             hosts: self.hosts,
             sessions: Mutex::new(Sessions::default()),
-            per_address: Mutex::new(RateLimiter::new(PER_ADDRESS_RATE.0, PER_ADDRESS_RATE.1, RATE_KEYS)),
-            per_guest: Mutex::new(RateLimiter::new(PER_GUEST_RATE.0, PER_GUEST_RATE.1, RATE_KEYS)),
+            per_address: Mutex::new(RateLimiter::new(
+                PER_ADDRESS_RATE.0,
+                PER_ADDRESS_RATE.1,
+                RATE_KEYS,
+            )),
+            per_guest: Mutex::new(RateLimiter::new(
+                PER_GUEST_RATE.0,
+                PER_GUEST_RATE.1,
+                RATE_KEYS,
+            )),
             events,
             streams: Arc::new(Semaphore::new(MAX_STREAMS)),
         });
         tokio::spawn(relay_events(state.clone(), stop.clone()));
         let app = routes::router(state);
-        let serve = |l: TcpListener, mut stop: watch::Receiver<bool>, mut also: watch::Receiver<bool>| {
-            let app = app.clone().into_make_service_with_connect_info::<SocketAddr>();
-            tokio::spawn(async move {
-                let r = axum::serve(l, app)
-                    .with_graceful_shutdown(async move {
-                        tokio::select! {
-                            _ = stop.wait_for(|s| *s) => {}
-                            _ = also.wait_for(|s| *s) => {}
-                        }
-                    })
-                    .await;
-                if let Err(e) = r {
-                    tracing::error!(error = %e, "the web UI stopped");
-                }
-            })
-        };
+        let serve =
+            |l: TcpListener, mut stop: watch::Receiver<bool>, mut also: watch::Receiver<bool>| {
+                let app = app
+                    .clone()
+                    .into_make_service_with_connect_info::<SocketAddr>();
+                tokio::spawn(async move {
+                    let r = axum::serve(l, app)
+                        .with_graceful_shutdown(async move {
+                            tokio::select! {
+                                _ = stop.wait_for(|s| *s) => {}
+                                _ = also.wait_for(|s| *s) => {}
+                            }
+                        })
+                        .await;
+                    if let Err(e) = r {
+                        tracing::error!(error = %e, "the web UI stopped");
+                    }
+                })
+            };
         let (_never_tx, never) = watch::channel(false);
         let mut servers = Vec::new();
         for l in self.listeners {
@@ -299,7 +344,10 @@ mod tests {
 
     async fn get(at: SocketAddr, host: &str) -> std::io::Result<String> {
         let mut s = tokio::net::TcpStream::connect(at).await?;
-        s.write_all(format!("GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes()).await?;
+        s.write_all(
+            format!("GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await?;
         let mut out = String::new();
         s.read_to_string(&mut out).await?;
         Ok(out.lines().next().unwrap_or_default().to_owned())
@@ -309,7 +357,12 @@ mod tests {
     /// page, its Host is allowed while it is open, and both end with `close`.
     #[tokio::test]
     async fn extra_listeners_open_and_close() {
-        let web = Web::bind(&WebConfig { listen: "127.0.0.1:0".parse().unwrap(), lan_interface: None }).await.unwrap();
+        let web = Web::bind(&WebConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            lan_interface: None,
+        })
+        .await
+        .unwrap();
         let port = web.listeners[0].local_addr().unwrap().port();
         let extra = web.extra_listeners();
         let (stop_tx, stop) = watch::channel(false);
@@ -317,20 +370,52 @@ mod tests {
         let task = tokio::spawn(web.run(dir, stop));
         let local = SocketAddr::from(([127, 0, 0, 1], port));
         let group = SocketAddr::from(([127, 0, 0, 2], port));
-        assert!(!get(local, &group.to_string()).await.unwrap().contains(" 200"), "an unknown Host is refused");
-        assert!(get(group, &group.to_string()).await.is_err(), "nothing listens there yet");
+        assert!(
+            !get(local, &group.to_string())
+                .await
+                .unwrap()
+                .contains(" 200"),
+            "an unknown Host is refused"
+        );
+        assert!(
+            get(group, &group.to_string()).await.is_err(),
+            "nothing listens there yet"
+        );
 
         let url = extra.open(group.ip()).await.unwrap();
         assert_eq!(url, format!("http://{group}"));
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        assert!(get(group, &group.to_string()).await.unwrap().contains(" 200"));
-        assert!(get(local, &group.to_string()).await.unwrap().contains(" 200"), "its Host is one of ours now");
-        assert!(!get(group, "evil.example:80").await.unwrap().contains(" 200"), "other Hosts are still refused");
+        assert!(
+            get(group, &group.to_string())
+                .await
+                .unwrap()
+                .contains(" 200")
+        );
+        assert!(
+            get(local, &group.to_string())
+                .await
+                .unwrap()
+                .contains(" 200"),
+            "its Host is one of ours now"
+        );
+        assert!(
+            !get(group, "evil.example:80")
+                .await
+                .unwrap()
+                .contains(" 200"),
+            "other Hosts are still refused"
+        );
 
         extra.close(group.ip());
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         assert!(get(group, &group.to_string()).await.is_err(), "closed");
-        assert!(!get(local, &group.to_string()).await.unwrap().contains(" 200"), "its Host is refused again");
+        assert!(
+            !get(local, &group.to_string())
+                .await
+                .unwrap()
+                .contains(" 200"),
+            "its Host is refused again"
+        );
         stop_tx.send(true).unwrap();
         task.await.unwrap();
     }

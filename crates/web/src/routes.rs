@@ -36,10 +36,22 @@ pub(crate) fn router(state: S) -> Router {
         .route("/", get(page))
         .route("/login", get(page))
         .route("/guest", get(page))
-        .route("/app.js", get(|| async { asset("text/javascript; charset=utf-8", APP_JS) }))
-        .route("/app.css", get(|| async { asset("text/css; charset=utf-8", APP_CSS) }))
-        .route("/icon.svg", get(|| async { asset("image/svg+xml", ICON_SVG) }))
-        .route("/api/openapi.json", get(|| async { asset("application/json", OPENAPI) }))
+        .route(
+            "/app.js",
+            get(|| async { asset("text/javascript; charset=utf-8", APP_JS) }),
+        )
+        .route(
+            "/app.css",
+            get(|| async { asset("text/css; charset=utf-8", APP_CSS) }),
+        )
+        .route(
+            "/icon.svg",
+            get(|| async { asset("image/svg+xml", ICON_SVG) }),
+        )
+        .route(
+            "/api/openapi.json",
+            get(|| async { asset("application/json", OPENAPI) }),
+        )
         .route("/g/{token}", get(guest_enter))
         .route("/api/login", post(login))
         .route("/api/logout", post(logout))
@@ -66,12 +78,29 @@ pub(crate) fn router(state: S) -> Router {
 /// Every request: the client's rate, Host, and (for changes) Origin; every
 /// response: headers that keep the page from being framed, sniffed, cached
 /// or leaking its URL.
-async fn guard_layer(AxState(st): AxState<S>, ConnectInfo(peer): ConnectInfo<SocketAddr>, req: Request, next: Next) -> Response {
+async fn guard_layer(
+    AxState(st): AxState<S>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    req: Request,
+    next: Next,
+) -> Response {
     let changes = !matches!(*req.method(), Method::GET | Method::HEAD);
-    let (host, origin) = (header_text(req.headers(), header::HOST), header_text(req.headers(), header::ORIGIN));
-    let within_rate = st.per_address.lock().expect("lock").allow(&peer.ip(), Instant::now());
+    let (host, origin) = (
+        header_text(req.headers(), header::HOST),
+        header_text(req.headers(), header::ORIGIN),
+    );
+    let within_rate = st
+        .per_address
+        .lock()
+        .expect("lock")
+        .allow(&peer.ip(), Instant::now());
     let checked = if within_rate {
-        guard::check_request(&st.hosts.read().expect("lock"), changes, host.as_deref(), origin.as_deref())
+        guard::check_request(
+            &st.hosts.read().expect("lock"),
+            changes,
+            host.as_deref(),
+            origin.as_deref(),
+        )
     } else {
         Err(Refusal::RateLimited)
     };
@@ -79,7 +108,11 @@ async fn guard_layer(AxState(st): AxState<S>, ConnectInfo(peer): ConnectInfo<Soc
         Ok(()) => next.run(req).await,
         Err(r) => {
             tracing::debug!(%peer, refusal = ?r, "web request refused");
-            let code = if r == Refusal::RateLimited { StatusCode::TOO_MANY_REQUESTS } else { StatusCode::FORBIDDEN };
+            let code = if r == Refusal::RateLimited {
+                StatusCode::TOO_MANY_REQUESTS
+            } else {
+                StatusCode::FORBIDDEN
+            };
             HttpError(code, r.to_string()).into_response()
         }
     };
@@ -91,9 +124,15 @@ async fn guard_layer(AxState(st): AxState<S>, ConnectInfo(peer): ConnectInfo<Soc
              frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
         ),
     );
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     resp
 }
@@ -117,9 +156,11 @@ impl From<ClientError> for HttpError {
         match e {
             ClientError::Api(ApiError { code, message }) => {
                 let status = match code {
-                    ErrorCode::BadRequest | ErrorCode::BadInvite | ErrorCode::BadAddress | ErrorCode::AlreadyMember | ErrorCode::AmbiguousRoom => {
-                        StatusCode::BAD_REQUEST
-                    }
+                    ErrorCode::BadRequest
+                    | ErrorCode::BadInvite
+                    | ErrorCode::BadAddress
+                    | ErrorCode::AlreadyMember
+                    | ErrorCode::AmbiguousRoom => StatusCode::BAD_REQUEST,
                     ErrorCode::TooLong => StatusCode::PAYLOAD_TOO_LARGE,
                     ErrorCode::UnknownRoom => StatusCode::NOT_FOUND,
                     ErrorCode::BadToken => StatusCode::FORBIDDEN,
@@ -129,7 +170,10 @@ impl From<ClientError> for HttpError {
                 };
                 HttpError(status, message)
             }
-            other => HttpError(StatusCode::SERVICE_UNAVAILABLE, format!("the PeddleNet daemon is not answering: {other}")),
+            other => HttpError(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("the PeddleNet daemon is not answering: {other}"),
+            ),
         }
     }
 }
@@ -175,14 +219,35 @@ fn session_of(st: &State, headers: &HeaderMap) -> Option<(String, Session)> {
 
 /// The session behind a request, of the kind wanted; for a change, with its
 /// CSRF token.
-fn require(st: &State, headers: &HeaderMap, owner: bool, changes: bool) -> Result<(String, Session)> {
+fn require(
+    st: &State,
+    headers: &HeaderMap,
+    owner: bool,
+    changes: bool,
+) -> Result<(String, Session)> {
     let Some((id, s)) = session_of(st, headers) else {
-        return Err(HttpError(StatusCode::UNAUTHORIZED, "not signed in: open the link from `peddlenet web` or a guest QR code".into()));
+        return Err(HttpError(
+            StatusCode::UNAUTHORIZED,
+            "not signed in: open the link from `peddlenet web` or a guest QR code".into(),
+        ));
     };
     if owner != (s.who == Who::Owner) {
-        return Err(HttpError(StatusCode::FORBIDDEN, if owner { "guests cannot do this" } else { "this is for guests" }.into()));
+        return Err(HttpError(
+            StatusCode::FORBIDDEN,
+            if owner {
+                "guests cannot do this"
+            } else {
+                "this is for guests"
+            }
+            .into(),
+        ));
     }
-    if changes && !guard::csrf_matches(&s.csrf, headers.get("x-csrf-token").and_then(|v| v.to_str().ok())) {
+    if changes
+        && !guard::csrf_matches(
+            &s.csrf,
+            headers.get("x-csrf-token").and_then(|v| v.to_str().ok()),
+        )
+    {
         return Err(HttpError(StatusCode::FORBIDDEN, Refusal::Csrf.to_string()));
     }
     Ok((id, s))
@@ -197,8 +262,17 @@ fn owner_write(st: &State, h: &HeaderMap) -> Result<()> {
 }
 
 fn qr_svg(text: &str) -> Result<String> {
-    let code = qrcode::QrCode::new(text.as_bytes()).map_err(|e| HttpError(StatusCode::INTERNAL_SERVER_ERROR, format!("cannot draw the QR code: {e}")))?;
-    Ok(code.render::<qrcode::render::svg::Color<'_>>().min_dimensions(256, 256).quiet_zone(true).build())
+    let code = qrcode::QrCode::new(text.as_bytes()).map_err(|e| {
+        HttpError(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("cannot draw the QR code: {e}"),
+        )
+    })?;
+    Ok(code
+        .render::<qrcode::render::svg::Color<'_>>()
+        .min_dimensions(256, 256)
+        .quiet_zone(true)
+        .build())
 }
 
 fn with_cookie(cookie: String, body: impl IntoResponse) -> Response {
@@ -216,14 +290,25 @@ struct LoginBody {
 
 async fn login(AxState(st): AxState<S>, axum::Json(b): axum::Json<LoginBody>) -> Result<Response> {
     call(&st, |c| async move { c.web_redeem(&b.code).await }).await?;
-    let (id, s) = st.sessions.lock().expect("lock").create(Who::Owner, Instant::now());
+    let (id, s) = st
+        .sessions
+        .lock()
+        .expect("lock")
+        .create(Who::Owner, Instant::now());
     tracing::info!("web UI: the owner signed in");
-    Ok(with_cookie(session::set_cookie(&id), axum::Json(json!({ "kind": "owner", "csrf": s.csrf }))))
+    Ok(with_cookie(
+        session::set_cookie(&id),
+        axum::Json(json!({ "kind": "owner", "csrf": s.csrf })),
+    ))
 }
 
 async fn logout(AxState(st): AxState<S>, headers: HeaderMap) -> Result<Response> {
-    let (id, s) = session_of(&st, &headers).ok_or_else(|| HttpError(StatusCode::UNAUTHORIZED, "not signed in".into()))?;
-    if !guard::csrf_matches(&s.csrf, headers.get("x-csrf-token").and_then(|v| v.to_str().ok())) {
+    let (id, s) = session_of(&st, &headers)
+        .ok_or_else(|| HttpError(StatusCode::UNAUTHORIZED, "not signed in".into()))?;
+    if !guard::csrf_matches(
+        &s.csrf,
+        headers.get("x-csrf-token").and_then(|v| v.to_str().ok()),
+    ) {
         return Err(HttpError(StatusCode::FORBIDDEN, Refusal::Csrf.to_string()));
     }
     st.sessions.lock().expect("lock").remove(&id);
@@ -231,7 +316,8 @@ async fn logout(AxState(st): AxState<S>, headers: HeaderMap) -> Result<Response>
 }
 
 async fn session_info(AxState(st): AxState<S>, headers: HeaderMap) -> Result<Response> {
-    let (_, s) = session_of(&st, &headers).ok_or_else(|| HttpError(StatusCode::UNAUTHORIZED, "not signed in".into()))?;
+    let (_, s) = session_of(&st, &headers)
+        .ok_or_else(|| HttpError(StatusCode::UNAUTHORIZED, "not signed in".into()))?;
     Ok(axum::Json(match s.who {
         Who::Owner => json!({ "kind": "owner", "csrf": s.csrf }),
         Who::Guest { room_name, nickname, expires_ms, .. } => {
@@ -261,9 +347,16 @@ struct NameBody {
     name: String,
 }
 
-async fn room_create(AxState(st): AxState<S>, h: HeaderMap, axum::Json(b): axum::Json<NameBody>) -> Result<Response> {
+async fn room_create(
+    AxState(st): AxState<S>,
+    h: HeaderMap,
+    axum::Json(b): axum::Json<NameBody>,
+) -> Result<Response> {
     owner_write(&st, &h)?;
-    Ok(axum::Json(call(&st, |c| async move { c.room_create(&b.name).await }).await?).into_response())
+    Ok(
+        axum::Json(call(&st, |c| async move { c.room_create(&b.name).await }).await?)
+            .into_response(),
+    )
 }
 
 #[derive(Deserialize)]
@@ -271,9 +364,16 @@ struct InviteBody {
     invite: String,
 }
 
-async fn room_join(AxState(st): AxState<S>, h: HeaderMap, axum::Json(b): axum::Json<InviteBody>) -> Result<Response> {
+async fn room_join(
+    AxState(st): AxState<S>,
+    h: HeaderMap,
+    axum::Json(b): axum::Json<InviteBody>,
+) -> Result<Response> {
     owner_write(&st, &h)?;
-    Ok(axum::Json(call(&st, |c| async move { c.room_join(b.invite.trim()).await }).await?).into_response())
+    Ok(
+        axum::Json(call(&st, |c| async move { c.room_join(b.invite.trim()).await }).await?)
+            .into_response(),
+    )
 }
 
 #[derive(Deserialize)]
@@ -281,9 +381,17 @@ struct Page {
     before: Option<String>,
 }
 
-async fn history(AxState(st): AxState<S>, h: HeaderMap, Path(room): Path<String>, Query(p): Query<Page>) -> Result<Response> {
+async fn history(
+    AxState(st): AxState<S>,
+    h: HeaderMap,
+    Path(room): Path<String>,
+    Query(p): Query<Page>,
+) -> Result<Response> {
     owner_read(&st, &h)?;
-    let (messages, next) = call(&st, |c| async move { c.history(&room, p.before, Some(50)).await }).await?;
+    let (messages, next) = call(&st, |c| async move {
+        c.history(&room, p.before, Some(50)).await
+    })
+    .await?;
     Ok(axum::Json(json!({ "messages": messages, "next": next })).into_response())
 }
 
@@ -292,12 +400,24 @@ struct TextBody {
     text: String,
 }
 
-async fn send(AxState(st): AxState<S>, h: HeaderMap, Path(room): Path<String>, axum::Json(b): axum::Json<TextBody>) -> Result<Response> {
+async fn send(
+    AxState(st): AxState<S>,
+    h: HeaderMap,
+    Path(room): Path<String>,
+    axum::Json(b): axum::Json<TextBody>,
+) -> Result<Response> {
     owner_write(&st, &h)?;
-    Ok(axum::Json(call(&st, |c| async move { c.send(&room, &b.text).await }).await?).into_response())
+    Ok(
+        axum::Json(call(&st, |c| async move { c.send(&room, &b.text).await }).await?)
+            .into_response(),
+    )
 }
 
-async fn invite(AxState(st): AxState<S>, h: HeaderMap, Path(room): Path<String>) -> Result<Response> {
+async fn invite(
+    AxState(st): AxState<S>,
+    h: HeaderMap,
+    Path(room): Path<String>,
+) -> Result<Response> {
     owner_read(&st, &h)?;
     let (room, uri) = call(&st, |c| async move { c.room_invite(&room).await }).await?;
     let svg = qr_svg(&uri)?;
@@ -315,14 +435,26 @@ struct GuestBody {
     ttl_minutes: Option<u32>,
 }
 
-async fn guest_create(AxState(st): AxState<S>, h: HeaderMap, axum::Json(b): axum::Json<GuestBody>) -> Result<Response> {
+async fn guest_create(
+    AxState(st): AxState<S>,
+    h: HeaderMap,
+    axum::Json(b): axum::Json<GuestBody>,
+) -> Result<Response> {
     owner_write(&st, &h)?;
-    let g = call(&st, |c| async move { c.guest_create(&b.room, b.ttl_minutes.map(|m| m.saturating_mul(60))).await }).await?;
+    let g = call(&st, |c| async move {
+        c.guest_create(&b.room, b.ttl_minutes.map(|m| m.saturating_mul(60)))
+            .await
+    })
+    .await?;
     let svg = qr_svg(g.url.as_deref().unwrap_or_default())?;
     Ok(axum::Json(json!({ "guest": g, "svg": svg })).into_response())
 }
 
-async fn guest_revoke(AxState(st): AxState<S>, h: HeaderMap, Path(id): Path<String>) -> Result<Response> {
+async fn guest_revoke(
+    AxState(st): AxState<S>,
+    h: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response> {
     owner_write(&st, &h)?;
     call(&st, |c| async move { c.guest_revoke(&id).await }).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
@@ -342,8 +474,19 @@ async fn guest_enter(AxState(st): AxState<S>, Path(token): Path<String>) -> Resp
     let t = token.clone();
     match call(&st, |c| async move { c.guest_check(&t).await }).await {
         Ok(g) => {
-            let who = Who::Guest { token, pass: g.id.clone(), room: g.room, room_name: g.room_name, expires_ms: g.expires_ms, nickname: None };
-            let (id, _) = st.sessions.lock().expect("lock").create(who, Instant::now());
+            let who = Who::Guest {
+                token,
+                pass: g.id.clone(),
+                room: g.room,
+                room_name: g.room_name,
+                expires_ms: g.expires_ms,
+                nickname: None,
+            };
+            let (id, _) = st
+                .sessions
+                .lock()
+                .expect("lock")
+                .create(who, Instant::now());
             tracing::info!(pass = %g.id, "web UI: a guest arrived");
             with_cookie(session::set_cookie(&id), Redirect::to("/guest"))
         }
@@ -353,15 +496,29 @@ async fn guest_enter(AxState(st): AxState<S>, Path(token): Path<String>) -> Resp
                  <h1>This guest pass does not work</h1><p>{}</p><p>Ask for a new QR code.</p>",
                 msg.replace('&', "&amp;").replace('<', "&lt;")
             );
-            (code, [(header::CONTENT_TYPE, "text/html; charset=utf-8")], body).into_response()
+            (
+                code,
+                [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+                body,
+            )
+                .into_response()
         }
     }
 }
 
-fn guest_session(st: &State, h: &HeaderMap, changes: bool) -> Result<(String, String, String, Option<String>)> {
+fn guest_session(
+    st: &State,
+    h: &HeaderMap,
+    changes: bool,
+) -> Result<(String, String, String, Option<String>)> {
     let (id, s) = require(st, h, false, changes)?;
     match s.who {
-        Who::Guest { token, pass, nickname, .. } => Ok((id, token, pass, nickname)),
+        Who::Guest {
+            token,
+            pass,
+            nickname,
+            ..
+        } => Ok((id, token, pass, nickname)),
         Who::Owner => unreachable!("require() checked the kind"),
     }
 }
@@ -379,13 +536,23 @@ struct NicknameBody {
     nickname: String,
 }
 
-async fn guest_nickname(AxState(st): AxState<S>, h: HeaderMap, axum::Json(b): axum::Json<NicknameBody>) -> Result<Response> {
+async fn guest_nickname(
+    AxState(st): AxState<S>,
+    h: HeaderMap,
+    axum::Json(b): axum::Json<NicknameBody>,
+) -> Result<Response> {
     let (id, _, _, _) = guest_session(&st, &h, true)?;
     let nick = b.nickname.trim().to_owned();
     if nick.is_empty() || nick.chars().count() > 32 || nick.chars().any(char::is_control) {
-        return Err(HttpError(StatusCode::BAD_REQUEST, "a nickname is 1 to 32 characters, no control characters".into()));
+        return Err(HttpError(
+            StatusCode::BAD_REQUEST,
+            "a nickname is 1 to 32 characters, no control characters".into(),
+        ));
     }
-    st.sessions.lock().expect("lock").set_nickname(&id, nick.clone());
+    st.sessions
+        .lock()
+        .expect("lock")
+        .set_nickname(&id, nick.clone());
     Ok(axum::Json(json!({ "nickname": nick })).into_response())
 }
 
@@ -401,44 +568,88 @@ struct GuestMessage {
 
 fn for_guest(m: MessageInfo, nickname: Option<&str>) -> GuestMessage {
     let mine = m.own && nickname.is_some_and(|n| m.author_name == format!("{n} (guest)"));
-    GuestMessage { id: m.id, author_name: m.author_name, text: m.text, timestamp_ms: m.timestamp_ms, mine }
+    GuestMessage {
+        id: m.id,
+        author_name: m.author_name,
+        text: m.text,
+        timestamp_ms: m.timestamp_ms,
+        mine,
+    }
 }
 
-async fn guest_history(AxState(st): AxState<S>, h: HeaderMap, Query(p): Query<Page>) -> Result<Response> {
+async fn guest_history(
+    AxState(st): AxState<S>,
+    h: HeaderMap,
+    Query(p): Query<Page>,
+) -> Result<Response> {
     let (_, token, _, nick) = guest_session(&st, &h, false)?;
     let t = token.clone();
-    let (messages, next) = call(&st, |c| async move { c.guest_history(&t, p.before).await }).await.map_err(|e| ended(&st, &token, e))?;
-    let messages: Vec<GuestMessage> = messages.into_iter().map(|m| for_guest(m, nick.as_deref())).collect();
+    let (messages, next) = call(&st, |c| async move { c.guest_history(&t, p.before).await })
+        .await
+        .map_err(|e| ended(&st, &token, e))?;
+    let messages: Vec<GuestMessage> = messages
+        .into_iter()
+        .map(|m| for_guest(m, nick.as_deref()))
+        .collect();
     Ok(axum::Json(json!({ "messages": messages, "next": next })).into_response())
 }
 
-async fn guest_send(AxState(st): AxState<S>, h: HeaderMap, axum::Json(b): axum::Json<TextBody>) -> Result<Response> {
+async fn guest_send(
+    AxState(st): AxState<S>,
+    h: HeaderMap,
+    axum::Json(b): axum::Json<TextBody>,
+) -> Result<Response> {
     let (_, token, pass, nick) = guest_session(&st, &h, true)?;
-    let nick = nick.ok_or_else(|| HttpError(StatusCode::BAD_REQUEST, "pick a nickname first".into()))?;
-    if !st.per_guest.lock().expect("lock").allow(&pass, Instant::now()) {
-        return Err(HttpError(StatusCode::TOO_MANY_REQUESTS, "slow down: one message a second".into()));
+    let nick =
+        nick.ok_or_else(|| HttpError(StatusCode::BAD_REQUEST, "pick a nickname first".into()))?;
+    if !st
+        .per_guest
+        .lock()
+        .expect("lock")
+        .allow(&pass, Instant::now())
+    {
+        return Err(HttpError(
+            StatusCode::TOO_MANY_REQUESTS,
+            "slow down: one message a second".into(),
+        ));
     }
     let (t, n) = (token.clone(), nick.clone());
-    let m = call(&st, |c| async move { c.guest_send(&t, &n, &b.text).await }).await.map_err(|e| ended(&st, &token, e))?;
+    let m = call(&st, |c| async move { c.guest_send(&t, &n, &b.text).await })
+        .await
+        .map_err(|e| ended(&st, &token, e))?;
     Ok(axum::Json(for_guest(m, Some(&nick))).into_response())
 }
 
 fn sse_json(kind: &str, v: &impl Serialize) -> SseEvent {
-    SseEvent::default().event(kind).data(serde_json::to_string(v).unwrap_or_else(|_| "null".into()))
+    SseEvent::default()
+        .event(kind)
+        .data(serde_json::to_string(v).unwrap_or_else(|_| "null".into()))
 }
 
 fn too_many_streams() -> HttpError {
-    HttpError(StatusCode::SERVICE_UNAVAILABLE, "too many live views open; close some tabs".into())
+    HttpError(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "too many live views open; close some tabs".into(),
+    )
 }
 
-async fn owner_events(AxState(st): AxState<S>, h: HeaderMap) -> Result<Sse<impl Stream<Item = std::result::Result<SseEvent, Infallible>>>> {
+async fn owner_events(
+    AxState(st): AxState<S>,
+    h: HeaderMap,
+) -> Result<Sse<impl Stream<Item = std::result::Result<SseEvent, Infallible>>>> {
     owner_read(&st, &h)?;
-    let permit = st.streams.clone().try_acquire_owned().map_err(|_| too_many_streams())?;
+    let permit = st
+        .streams
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| too_many_streams())?;
     let rx = st.events.subscribe();
     let stream = futures::stream::unfold((rx, permit), |(mut rx, permit)| async move {
         let ev = match rx.recv().await {
             Ok(e) => sse_json("event", &*e),
-            Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => sse_json("reload", &json!({ "missed": n })),
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                sse_json("reload", &json!({ "missed": n }))
+            }
             Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
         };
         Some((Ok(ev), (rx, permit)))
@@ -448,57 +659,71 @@ async fn owner_events(AxState(st): AxState<S>, h: HeaderMap) -> Result<Sse<impl 
 
 /// A guest's live view: messages of its room only, and an `ended` event
 /// (then the end) once its pass is revoked or expires.
-async fn guest_events(AxState(st): AxState<S>, h: HeaderMap) -> Result<Sse<impl Stream<Item = std::result::Result<SseEvent, Infallible>>>> {
+async fn guest_events(
+    AxState(st): AxState<S>,
+    h: HeaderMap,
+) -> Result<Sse<impl Stream<Item = std::result::Result<SseEvent, Infallible>>>> {
     let (id, token, _, _) = guest_session(&st, &h, false)?;
     let room = match session_of(&st, &h).map(|(_, s)| s.who) {
         Some(Who::Guest { room, .. }) => room,
         _ => return Err(HttpError(StatusCode::UNAUTHORIZED, "not signed in".into())),
     };
-    let permit = st.streams.clone().try_acquire_owned().map_err(|_| too_many_streams())?;
+    let permit = st
+        .streams
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| too_many_streams())?;
     let rx = st.events.subscribe();
     let mut recheck = tokio::time::interval(GUEST_RECHECK);
     recheck.reset();
     let ctx = (rx, permit, recheck, st, id, token, room, false);
-    let stream = futures::stream::unfold(ctx, |(mut rx, permit, mut recheck, st, id, token, room, done)| async move {
-        if done {
-            return None;
-        }
-        loop {
-            tokio::select! {
-                r = rx.recv() => match r {
-                    Ok(e) => {
-                        if let Event::Message { message } = &*e
-                            && message.room == room
-                        {
-                            let nick = match session_of_id(&st, &id) { Some(Who::Guest { nickname, .. }) => nickname, _ => None };
-                            let ev = sse_json("message", &for_guest(message.clone(), nick.as_deref()));
+    let stream = futures::stream::unfold(
+        ctx,
+        |(mut rx, permit, mut recheck, st, id, token, room, done)| async move {
+            if done {
+                return None;
+            }
+            loop {
+                tokio::select! {
+                    r = rx.recv() => match r {
+                        Ok(e) => {
+                            if let Event::Message { message } = &*e
+                                && message.room == room
+                            {
+                                let nick = match session_of_id(&st, &id) { Some(Who::Guest { nickname, .. }) => nickname, _ => None };
+                                let ev = sse_json("message", &for_guest(message.clone(), nick.as_deref()));
+                                return Some((Ok(ev), (rx, permit, recheck, st, id, token, room, false)));
+                            }
+                        }
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                            let ev = sse_json("reload", &json!({ "missed": n }));
                             return Some((Ok(ev), (rx, permit, recheck, st, id, token, room, false)));
                         }
-                    }
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                        let ev = sse_json("reload", &json!({ "missed": n }));
-                        return Some((Ok(ev), (rx, permit, recheck, st, id, token, room, false)));
-                    }
-                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
-                },
-                _ = recheck.tick() => {
-                    let t = token.clone();
-                    if let Err(e) = call(&st, |c| async move { c.guest_check(&t).await }).await
-                        && e.0 == StatusCode::FORBIDDEN
-                    {
-                        st.sessions.lock().expect("lock").end_pass(&token);
-                        let ev = sse_json("ended", &json!({ "reason": e.1 }));
-                        return Some((Ok(ev), (rx, permit, recheck, st, id, token, room, true)));
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+                    },
+                    _ = recheck.tick() => {
+                        let t = token.clone();
+                        if let Err(e) = call(&st, |c| async move { c.guest_check(&t).await }).await
+                            && e.0 == StatusCode::FORBIDDEN
+                        {
+                            st.sessions.lock().expect("lock").end_pass(&token);
+                            let ev = sse_json("ended", &json!({ "reason": e.1 }));
+                            return Some((Ok(ev), (rx, permit, recheck, st, id, token, room, true)));
+                        }
                     }
                 }
             }
-        }
-    });
+        },
+    );
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }
 
 fn session_of_id(st: &State, id: &str) -> Option<Who> {
-    st.sessions.lock().expect("lock").get(id, Instant::now()).map(|s| s.who)
+    st.sessions
+        .lock()
+        .expect("lock")
+        .get(id, Instant::now())
+        .map(|s| s.who)
 }
 
 #[cfg(test)]
@@ -509,7 +734,12 @@ mod tests {
     #[test]
     fn openapi_lists_the_routes() {
         let doc: serde_json::Value = serde_json::from_str(OPENAPI).expect("valid JSON");
-        let mut documented: Vec<String> = doc["paths"].as_object().expect("paths").keys().cloned().collect();
+        let mut documented: Vec<String> = doc["paths"]
+            .as_object()
+            .expect("paths")
+            .keys()
+            .cloned()
+            .collect();
         documented.sort();
         let src = include_str!("routes.rs");
         let mut routed: Vec<String> = src

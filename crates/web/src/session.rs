@@ -49,13 +49,23 @@ pub fn random_id() -> String {
 impl Sessions {
     /// A new session; returns its id (the cookie's value).
     pub fn create(&mut self, who: Who, now: Instant) -> (String, Session) {
-        self.map.retain(|_, s| !(s.who == Who::Owner && now.duration_since(s.last_used) > OWNER_IDLE));
+        self.map
+            .retain(|_, s| !(s.who == Who::Owner && now.duration_since(s.last_used) > OWNER_IDLE));
         while self.map.len() >= MAX_SESSIONS {
-            let oldest = self.map.iter().min_by_key(|(_, s)| s.last_used).map(|(k, _)| k.clone()).expect("not empty");
+            let oldest = self
+                .map
+                .iter()
+                .min_by_key(|(_, s)| s.last_used)
+                .map(|(k, _)| k.clone())
+                .expect("not empty");
             self.map.remove(&oldest);
         }
         let id = random_id();
-        let s = Session { who, csrf: random_id(), last_used: now };
+        let s = Session {
+            who,
+            csrf: random_id(),
+            last_used: now,
+        };
         self.map.insert(id.clone(), s.clone());
         (id, s)
     }
@@ -72,7 +82,11 @@ impl Sessions {
     }
 
     pub fn set_nickname(&mut self, id: &str, nick: String) {
-        if let Some(Session { who: Who::Guest { nickname, .. }, .. }) = self.map.get_mut(id) {
+        if let Some(Session {
+            who: Who::Guest { nickname, .. },
+            ..
+        }) = self.map.get_mut(id)
+        {
             *nickname = Some(nick);
         }
     }
@@ -83,7 +97,8 @@ impl Sessions {
 
     /// Ends every session of a guest pass (the daemon refused its token).
     pub fn end_pass(&mut self, token: &str) {
-        self.map.retain(|_, s| !matches!(&s.who, Who::Guest { token: t, .. } if t == token));
+        self.map
+            .retain(|_, s| !matches!(&s.who, Who::Guest { token: t, .. } if t == token));
     }
 
     #[cfg(test)]
@@ -94,7 +109,11 @@ impl Sessions {
 
 /// The session id in a `Cookie` header, if any.
 pub fn cookie_value(header: &str) -> Option<&str> {
-    header.split(';').map(str::trim).find_map(|kv| kv.strip_prefix(COOKIE)?.strip_prefix('=')).filter(|v| !v.is_empty())
+    header
+        .split(';')
+        .map(str::trim)
+        .find_map(|kv| kv.strip_prefix(COOKIE)?.strip_prefix('='))
+        .filter(|v| !v.is_empty())
 }
 
 /// The `Set-Cookie` value for a session id: not readable by scripts, never
@@ -119,7 +138,9 @@ mod tests {
         assert_eq!(cookie_value("pn_session="), None);
         assert_eq!(cookie_value("pn_sessionx=1"), None);
         assert_eq!(cookie_value("x=pn_session=1"), None);
-        assert!(set_cookie("abc").contains("HttpOnly") && set_cookie("abc").contains("SameSite=Strict"));
+        assert!(
+            set_cookie("abc").contains("HttpOnly") && set_cookie("abc").contains("SameSite=Strict")
+        );
     }
 
     #[test]
@@ -133,7 +154,10 @@ mod tests {
         assert_eq!(s.len(), MAX_SESSIONS);
         assert!(s.get(&owner, t0).is_none(), "the oldest gave way");
         let (id, _) = s.create(Who::Owner, t0);
-        assert!(s.get(&id, t0 + OWNER_IDLE - Duration::from_secs(1)).is_some());
+        assert!(
+            s.get(&id, t0 + OWNER_IDLE - Duration::from_secs(1))
+                .is_some()
+        );
         assert!(s.get(&id, t0 + 2 * OWNER_IDLE).is_none());
     }
 

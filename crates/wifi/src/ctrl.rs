@@ -32,10 +32,19 @@ impl Ctrl {
     /// Connects to the control socket at `remote`, binding a client socket in
     /// `local_dir` (which must be reachable by wpa_supplicant, normally root).
     pub fn connect(remote: &Path, local_dir: &Path) -> Result<Self, Error> {
-        let local = local_dir.join(format!("wpa-ctrl-{}-{}", std::process::id(), NEXT_ID.fetch_add(1, Ordering::Relaxed)));
+        let local = local_dir.join(format!(
+            "wpa-ctrl-{}-{}",
+            std::process::id(),
+            NEXT_ID.fetch_add(1, Ordering::Relaxed)
+        ));
         let _ = std::fs::remove_file(&local);
-        let sock = UnixDatagram::bind(&local).map_err(|e| Error::Io(format!("cannot bind {}", local.display()), e))?;
-        let ctrl = Self { sock, local, remote: remote.to_owned() };
+        let sock = UnixDatagram::bind(&local)
+            .map_err(|e| Error::Io(format!("cannot bind {}", local.display()), e))?;
+        let ctrl = Self {
+            sock,
+            local,
+            remote: remote.to_owned(),
+        };
         ctrl.sock.connect(remote).map_err(|e| match e.kind() {
             std::io::ErrorKind::PermissionDenied => Error::Permission(remote.display().to_string()),
             std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused => {
@@ -53,13 +62,22 @@ impl Ctrl {
     /// Sends `cmd` and returns the reply (events, which only an attached
     /// socket gets, are skipped).
     pub async fn request(&self, cmd: &str) -> Result<String, Error> {
-        self.sock.send(cmd.as_bytes()).await.map_err(|e| self.io_error(cmd, e))?;
+        self.sock
+            .send(cmd.as_bytes())
+            .await
+            .map_err(|e| self.io_error(cmd, e))?;
         let deadline = tokio::time::Instant::now() + COMMAND_TIMEOUT;
         let mut buf = vec![0u8; MAX_DATAGRAM];
         loop {
             let n = tokio::time::timeout_at(deadline, self.sock.recv(&mut buf))
                 .await
-                .map_err(|_| Error::Timeout(format!("{} did not answer {:?}", self.remote.display(), verb(cmd))))?
+                .map_err(|_| {
+                    Error::Timeout(format!(
+                        "{} did not answer {:?}",
+                        self.remote.display(),
+                        verb(cmd)
+                    ))
+                })?
                 .map_err(|e| self.io_error(cmd, e))?;
             let reply = String::from_utf8_lossy(&buf[..n]);
             if !reply.starts_with('<') {
@@ -74,21 +92,32 @@ impl Ctrl {
         if reply.trim_end() == "OK" {
             Ok(())
         } else {
-            Err(Error::Refused { cmd: verb(cmd).to_owned(), reply: reply.trim_end().chars().take(80).collect() })
+            Err(Error::Refused {
+                cmd: verb(cmd).to_owned(),
+                reply: reply.trim_end().chars().take(80).collect(),
+            })
         }
     }
 
     /// Turns this socket into an event monitor.
     pub async fn attach(self) -> Result<Events, Error> {
         self.ok("ATTACH").await?;
-        Ok(Events { ctrl: self, buf: vec![0u8; MAX_DATAGRAM] })
+        Ok(Events {
+            ctrl: self,
+            buf: vec![0u8; MAX_DATAGRAM],
+        })
     }
 
     fn io_error(&self, cmd: &str, e: std::io::Error) -> Error {
         match e.kind() {
-            std::io::ErrorKind::PermissionDenied => Error::Permission(self.remote.display().to_string()),
+            std::io::ErrorKind::PermissionDenied => {
+                Error::Permission(self.remote.display().to_string())
+            }
             std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused => {
-                Error::NoSupplicant(format!("wpa_supplicant at {} went away", self.remote.display()))
+                Error::NoSupplicant(format!(
+                    "wpa_supplicant at {} went away",
+                    self.remote.display()
+                ))
             }
             _ => Error::Io(format!("{:?} to {}", verb(cmd), self.remote.display()), e),
         }
@@ -115,7 +144,12 @@ pub struct Events {
 impl Events {
     /// The next event line (with its `<N>` prefix).
     pub async fn next(&mut self) -> Result<String, Error> {
-        let n = self.ctrl.sock.recv(&mut self.buf).await.map_err(|e| self.ctrl.io_error("event", e))?;
+        let n = self
+            .ctrl
+            .sock
+            .recv(&mut self.buf)
+            .await
+            .map_err(|e| self.ctrl.io_error("event", e))?;
         Ok(String::from_utf8_lossy(&self.buf[..n]).into_owned())
     }
 
@@ -156,11 +190,15 @@ mod tests {
         let sock = UnixDatagram::bind(&path).unwrap();
         let mut buf = [0u8; 256];
         loop {
-            let Ok((n, from)) = sock.recv_from(&mut buf).await else { return };
+            let Ok((n, from)) = sock.recv_from(&mut buf).await else {
+                return;
+            };
             let to = from.as_pathname().unwrap().to_owned();
             let reply: &[u8] = match &buf[..n] {
                 b"PING" => {
-                    sock.send_to(b"<3>CTRL-EVENT-SCAN-STARTED ", &to).await.unwrap();
+                    sock.send_to(b"<3>CTRL-EVENT-SCAN-STARTED ", &to)
+                        .await
+                        .unwrap();
                     b"PONG\n"
                 }
                 b"ATTACH" => b"OK\n",
@@ -168,7 +206,9 @@ mod tests {
             };
             sock.send_to(reply, &to).await.unwrap();
             if &buf[..n] == b"ATTACH" {
-                sock.send_to(b"<3>P2P-GROUP-REMOVED p2p-wlan0-0 GO reason=REQUESTED", &to).await.unwrap();
+                sock.send_to(b"<3>P2P-GROUP-REMOVED p2p-wlan0-0 GO reason=REQUESTED", &to)
+                    .await
+                    .unwrap();
             }
         }
     }
@@ -182,27 +222,43 @@ mod tests {
         let ctrl = Ctrl::connect(&remote, dir.path()).unwrap();
         assert_eq!(ctrl.request("PING").await.unwrap(), "PONG\n");
         let e = ctrl.ok("P2P_FIND secret-argument").await.unwrap_err();
-        assert!(matches!(&e, Error::Refused { cmd, reply } if cmd == "P2P_FIND" && reply == "FAIL"), "{e}");
+        assert!(
+            matches!(&e, Error::Refused { cmd, reply } if cmd == "P2P_FIND" && reply == "FAIL"),
+            "{e}"
+        );
         assert!(!e.to_string().contains("secret"));
-        let mut events = Ctrl::connect(&remote, dir.path()).unwrap().attach().await.unwrap();
+        let mut events = Ctrl::connect(&remote, dir.path())
+            .unwrap()
+            .attach()
+            .await
+            .unwrap();
         assert!(events.next().await.unwrap().contains("P2P-GROUP-REMOVED"));
         // Our sockets are cleaned up on drop.
         drop(ctrl);
         events.detach().await;
-        let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().filter_map(|e| e.ok()).map(|e| e.file_name()).collect();
+        let left: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name())
+            .collect();
         assert_eq!(left, vec![std::ffi::OsString::from("wlan0")]);
     }
 
     #[tokio::test]
     async fn absent_supplicant_is_a_clear_error() {
         let dir = tempfile::tempdir().unwrap();
-        let e = Ctrl::connect(&dir.path().join("wlan0"), dir.path()).err().unwrap();
+        let e = Ctrl::connect(&dir.path().join("wlan0"), dir.path())
+            .err()
+            .unwrap();
         assert!(matches!(e, Error::NoSupplicant(_)), "{e}");
         let e = interfaces(&dir.path().join("nope")).unwrap_err();
         assert!(e.to_string().contains("ctrl_interface"), "{e}");
         std::fs::write(dir.path().join("global"), "").unwrap();
         std::fs::write(dir.path().join("p2p-wlan0-0"), "").unwrap();
         std::fs::write(dir.path().join("wlan0"), "").unwrap();
-        assert_eq!(interfaces(dir.path()).unwrap(), vec!["wlan0".to_owned(), "p2p-wlan0-0".to_owned()]);
+        assert_eq!(
+            interfaces(dir.path()).unwrap(),
+            vec!["wlan0".to_owned(), "p2p-wlan0-0".to_owned()]
+        );
     }
 }

@@ -97,16 +97,32 @@ impl WifiStatus {
         match self {
             Self::Starting => "starting".into(),
             Self::Off(why) => format!("off: {why}"),
-            Self::On { radio, phase, address, hotspot, problem } => {
+            Self::On {
+                radio,
+                phase,
+                address,
+                hotspot,
+                problem,
+            } => {
                 let mut s = format!("on ({radio}): ");
                 match phase {
                     Phase::Searching => s.push_str("searching for nodes"),
                     Phase::Connecting => s.push_str("forming a group"),
                     Phase::StartingHost => s.push_str("starting a group for phones"),
-                    Phase::Group { iface, role, members, .. } => {
+                    Phase::Group {
+                        iface,
+                        role,
+                        members,
+                        ..
+                    } => {
                         match (hotspot, role) {
-                            (Some(h), _) => s.push_str(&format!("hosting \"{}\" on {iface}, {members} joined", h.ssid)),
-                            (None, Role::Owner) => s.push_str(&format!("group owner on {iface}, {members} members")),
+                            (Some(h), _) => s.push_str(&format!(
+                                "hosting \"{}\" on {iface}, {members} joined",
+                                h.ssid
+                            )),
+                            (None, Role::Owner) => {
+                                s.push_str(&format!("group owner on {iface}, {members} members"))
+                            }
                             (None, Role::Client) => s.push_str(&format!("in a group on {iface}")),
                         }
                         if let Some(a) = address {
@@ -126,8 +142,15 @@ impl WifiStatus {
 /// A group interface becoming usable for the mesh, or going away.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum GroupLink {
-    Up { iface: String, role: Role, local: Ipv4Addr, owner: Ipv4Addr },
-    Down { iface: String },
+    Up {
+        iface: String,
+        role: Role,
+        local: Ipv4Addr,
+        owner: Ipv4Addr,
+    },
+    Down {
+        iface: String,
+    },
 }
 
 enum Cmd {
@@ -173,14 +196,25 @@ pub fn spawn(cfg: WifiConfig) -> (WifiHandle, mpsc::Receiver<GroupLink>) {
     let (status_tx, status_rx) = watch::channel(WifiStatus::Starting);
     let (links_tx, links_rx) = mpsc::channel(16);
     tokio::spawn(run(cfg, rx, status_tx, links_tx));
-    (WifiHandle { tx, status: status_rx }, links_rx)
+    (
+        WifiHandle {
+            tx,
+            status: status_rx,
+        },
+        links_rx,
+    )
 }
 
 enum Exit {
     Stopped(Option<tokio::sync::oneshot::Sender<()>>),
 }
 
-async fn run(cfg: WifiConfig, mut cmds: mpsc::Receiver<Cmd>, status: watch::Sender<WifiStatus>, links: mpsc::Sender<GroupLink>) {
+async fn run(
+    cfg: WifiConfig,
+    mut cmds: mpsc::Receiver<Cmd>,
+    status: watch::Sender<WifiStatus>,
+    links: mpsc::Sender<GroupLink>,
+) {
     let mut host = cfg.host;
     let mut said: Option<String> = None;
     loop {
@@ -227,8 +261,17 @@ async fn run(cfg: WifiConfig, mut cmds: mpsc::Receiver<Cmd>, status: watch::Send
 
 /// What a group's configuration task reports.
 enum Configured {
-    Ready { iface: String, role: Role, local: Ipv4Addr, owner: Ipv4Addr, hotspot: Option<(String, String)> },
-    Problem { iface: String, why: String },
+    Ready {
+        iface: String,
+        role: Role,
+        local: Ipv4Addr,
+        owner: Ipv4Addr,
+        hotspot: Option<(String, String)>,
+    },
+    Problem {
+        iface: String,
+        why: String,
+    },
 }
 
 struct Group {
@@ -267,15 +310,22 @@ impl Session {
             .and_then(Mac::parse)?;
         for frame in MARKED_FRAMES {
             // A daemon that died without cleaning up left its mark: no double.
-            let _ = ctrl.request(&format!("VENDOR_ELEM_REMOVE {frame} {MARKER}")).await;
-            ctrl.ok(&format!("VENDOR_ELEM_ADD {frame} {MARKER}")).await?;
+            let _ = ctrl
+                .request(&format!("VENDOR_ELEM_REMOVE {frame} {MARKER}"))
+                .await;
+            ctrl.ok(&format!("VENDOR_ELEM_ADD {frame} {MARKER}"))
+                .await?;
         }
         // Where the radio has a dedicated P2P device, wpa_supplicant runs P2P
         // on `p2p-dev-<radio>` and sends most P2P events to its monitors
         // only, but those of a group started from the radio's socket (an
         // autonomous group) to the radio's: listen to both. The machine takes
         // the same event twice in its stride.
-        let mut events = vec![Ctrl::connect(&cfg.ctrl_dir.join(&radio), &cfg.local_dir)?.attach().await?];
+        let mut events = vec![
+            Ctrl::connect(&cfg.ctrl_dir.join(&radio), &cfg.local_dir)?
+                .attach()
+                .await?,
+        ];
         let p2p_dev = cfg.ctrl_dir.join(format!("p2p-dev-{radio}"));
         if p2p_dev.exists() {
             events.push(Ctrl::connect(&p2p_dev, &cfg.local_dir)?.attach().await?);
@@ -362,7 +412,9 @@ impl Session {
             address: g.and_then(|g| g.address),
             // A group this node owns is shown to phones while hosting is on
             // (turning it on keeps a negotiated group: it serves as well).
-            hotspot: g.and_then(|g| g.hotspot.clone()).filter(|_| self.machine.hosting()),
+            hotspot: g
+                .and_then(|g| g.hotspot.clone())
+                .filter(|_| self.machine.hosting()),
             problem: g.and_then(|g| g.problem.clone()),
         };
         status.send_if_modified(|s| {
@@ -396,7 +448,9 @@ impl Session {
             },
             Event::DeviceFound { marked: false, .. } => vec![],
             Event::DeviceLost { addr } => vec![Input::PeerLost { addr }],
-            Event::GroupStarted { iface, role, ssid } => vec![Input::GroupStarted { iface, role, ssid }],
+            Event::GroupStarted { iface, role, ssid } => {
+                vec![Input::GroupStarted { iface, role, ssid }]
+            }
             Event::GroupRemoved { iface, reason } => {
                 tracing::info!(%iface, %reason, "Wi-Fi Direct group ended");
                 vec![Input::GroupRemoved { iface }]
@@ -411,7 +465,12 @@ impl Session {
             }
             Event::StationJoined { mac } => vec![Input::StationJoined { mac }],
             Event::StationLeft { mac } => vec![Input::StationLeft { mac }],
-            Event::Terminating => return Err(Error::NoSupplicant(format!("wpa_supplicant on {} stopped", self.radio))),
+            Event::Terminating => {
+                return Err(Error::NoSupplicant(format!(
+                    "wpa_supplicant on {} stopped",
+                    self.radio
+                )));
+            }
             Event::Other => vec![],
         })
     }
@@ -419,7 +478,8 @@ impl Session {
     /// Devices that asked to negotiate, once their mark shows.
     async fn recheck_peers(&mut self) -> Result<Vec<Input>, Error> {
         let mut inputs = Vec::new();
-        self.recheck.retain(|_, since| since.elapsed() < RECHECK_FOR);
+        self.recheck
+            .retain(|_, since| since.elapsed() < RECHECK_FOR);
         let addrs: Vec<Mac> = self.recheck.keys().copied().collect();
         for addr in addrs {
             if let Some(info) = self.peer(addr).await?.filter(|i| i.peddlenet) {
@@ -438,28 +498,45 @@ impl Session {
     /// The radio's station state, and whether our group interface still exists.
     async fn poll(&self) -> Result<Vec<Input>, Error> {
         let status = self.ctrl.request("STATUS").await?;
-        let busy = reply_value(&status, "wpa_state") == Some("COMPLETED") && reply_value(&status, "mode") == Some("station");
+        let busy = reply_value(&status, "wpa_state") == Some("COMPLETED")
+            && reply_value(&status, "mode") == Some("station");
         let mut inputs = vec![Input::StationBusy(busy)];
         if let Some((iface, _)) = self.machine.group()
-            && !std::path::Path::new("/sys/class/net").join(iface).exists() {
-                inputs.push(Input::GroupRemoved { iface: iface.to_owned() });
-            }
+            && !std::path::Path::new("/sys/class/net").join(iface).exists()
+        {
+            inputs.push(Input::GroupRemoved {
+                iface: iface.to_owned(),
+            });
+        }
         Ok(inputs)
     }
 
     /// Carries out one action. A refused command comes back as the input it
     /// amounts to (a failed formation); a dead wpa_supplicant ends the session.
-    async fn act(&mut self, action: Action, links: &mpsc::Sender<GroupLink>) -> Result<Option<Input>, Error> {
+    async fn act(
+        &mut self,
+        action: Action,
+        links: &mpsc::Sender<GroupLink>,
+    ) -> Result<Option<Input>, Error> {
         tracing::debug!(?action, "Wi-Fi Direct");
         let (cmd, on_refusal) = match &action {
             Action::Find { timeout: Some(t) } => (format!("P2P_FIND {t}"), None),
             Action::Find { timeout: None } => ("P2P_FIND".to_owned(), None),
             Action::StopFind => ("P2P_STOP_FIND".to_owned(), None),
-            Action::Negotiate { peer, go_intent } => (format!("P2P_CONNECT {peer} pbc go_intent={go_intent}"), Some(Input::FormationFailed)),
-            Action::Join { peer } => (format!("P2P_CONNECT {peer} pbc join"), Some(Input::FormationFailed)),
+            Action::Negotiate { peer, go_intent } => (
+                format!("P2P_CONNECT {peer} pbc go_intent={go_intent}"),
+                Some(Input::FormationFailed),
+            ),
+            Action::Join { peer } => (
+                format!("P2P_CONNECT {peer} pbc join"),
+                Some(Input::FormationFailed),
+            ),
             Action::Cancel => ("P2P_CANCEL".to_owned(), None),
             // 2.4 GHz: every phone has it.
-            Action::AddGroup => ("P2P_GROUP_ADD freq=2".to_owned(), Some(Input::FormationFailed)),
+            Action::AddGroup => (
+                "P2P_GROUP_ADD freq=2".to_owned(),
+                Some(Input::FormationFailed),
+            ),
             Action::RemoveGroup { iface } => (format!("P2P_GROUP_REMOVE {iface}"), None),
             Action::AllowJoin { iface } => {
                 let group = Ctrl::connect(&self.cfg.ctrl_dir.join(iface), &self.cfg.local_dir)?;
@@ -495,8 +572,21 @@ impl Session {
         }
         tracing::info!(%iface, ?role, "Wi-Fi Direct group up");
         let (stop, stop_rx) = watch::channel(false);
-        tokio::spawn(configure(self.cfg.clone(), iface.clone(), role, self.configured_tx.clone(), stop_rx));
-        self.group = Some(Group { iface, stop, address: None, hotspot: None, problem: None, announced: false });
+        tokio::spawn(configure(
+            self.cfg.clone(),
+            iface.clone(),
+            role,
+            self.configured_tx.clone(),
+            stop_rx,
+        ));
+        self.group = Some(Group {
+            iface,
+            stop,
+            address: None,
+            hotspot: None,
+            problem: None,
+            announced: false,
+        });
     }
 
     async fn group_down(&mut self, iface: &str, links: &mpsc::Sender<GroupLink>) {
@@ -514,18 +604,35 @@ impl Session {
 
     async fn configured(&mut self, c: Configured, links: &mpsc::Sender<GroupLink>) {
         match c {
-            Configured::Ready { iface, role, local, owner, hotspot } => {
-                let Some(g) = self.group.as_mut().filter(|g| g.iface == iface) else { return };
+            Configured::Ready {
+                iface,
+                role,
+                local,
+                owner,
+                hotspot,
+            } => {
+                let Some(g) = self.group.as_mut().filter(|g| g.iface == iface) else {
+                    return;
+                };
                 tracing::info!(%iface, %local, "Wi-Fi Direct group addressed");
                 g.address = Some(local);
                 g.problem = None;
-                g.hotspot = hotspot.filter(|_| role == Role::Owner).map(|(ssid, passphrase)| Hotspot {
-                    ssid,
-                    passphrase,
-                    address: local,
-                });
+                g.hotspot = hotspot
+                    .filter(|_| role == Role::Owner)
+                    .map(|(ssid, passphrase)| Hotspot {
+                        ssid,
+                        passphrase,
+                        address: local,
+                    });
                 g.announced = true;
-                let _ = links.send(GroupLink::Up { iface, role, local, owner }).await;
+                let _ = links
+                    .send(GroupLink::Up {
+                        iface,
+                        role,
+                        local,
+                        owner,
+                    })
+                    .await;
             }
             Configured::Problem { iface, why } => {
                 if let Some(g) = self.group.as_mut().filter(|g| g.iface == iface) {
@@ -541,12 +648,18 @@ impl Session {
     /// Leaves wpa_supplicant as we found it: our group removed, our mark gone.
     async fn close(&mut self, links: &mpsc::Sender<GroupLink>) {
         if let Some(g) = self.group.take() {
-            let _ = self.ctrl.request(&format!("P2P_GROUP_REMOVE {}", g.iface)).await;
+            let _ = self
+                .ctrl
+                .request(&format!("P2P_GROUP_REMOVE {}", g.iface))
+                .await;
             self.end_group(g, links).await;
         }
         let _ = self.ctrl.request("P2P_STOP_FIND").await;
         for frame in MARKED_FRAMES {
-            let _ = self.ctrl.request(&format!("VENDOR_ELEM_REMOVE {frame} {MARKER}")).await;
+            let _ = self
+                .ctrl
+                .request(&format!("VENDOR_ELEM_REMOVE {frame} {MARKER}"))
+                .await;
         }
         for ev in std::mem::take(&mut self.events) {
             ev.detach().await;
@@ -579,12 +692,23 @@ async fn pick_radio(cfg: &WifiConfig) -> Result<String, Error> {
 
 /// Addresses a new group interface and, on a group we own, serves DHCP
 /// until `stop`. Reports through `tx`.
-async fn configure(cfg: WifiConfig, iface: String, role: Role, tx: mpsc::Sender<Configured>, mut stop: watch::Receiver<bool>) {
-    let problem = |why: String| Configured::Problem { iface: iface.clone(), why };
+async fn configure(
+    cfg: WifiConfig,
+    iface: String,
+    role: Role,
+    tx: mpsc::Sender<Configured>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let problem = |why: String| Configured::Problem {
+        iface: iface.clone(),
+        why,
+    };
     match role {
         Role::Owner => {
             if let Err(e) = netcfg::set_address(&iface, netcfg::OWNER_ADDR, netcfg::PREFIX).await {
-                let _ = tx.send(problem(format!("cannot set its address: {e}"))).await;
+                let _ = tx
+                    .send(problem(format!("cannot set its address: {e}")))
+                    .await;
                 return;
             }
             let hotspot = match hotspot_credentials(&cfg, &iface).await {
@@ -594,13 +718,21 @@ async fn configure(cfg: WifiConfig, iface: String, role: Role, tx: mpsc::Sender<
                     None
                 }
             };
-            let ready = Configured::Ready { iface: iface.clone(), role, local: netcfg::OWNER_ADDR, owner: netcfg::OWNER_ADDR, hotspot };
+            let ready = Configured::Ready {
+                iface: iface.clone(),
+                role,
+                local: netcfg::OWNER_ADDR,
+                owner: netcfg::OWNER_ADDR,
+                hotspot,
+            };
             if tx.send(ready).await.is_err() {
                 return;
             }
             let pool = dhcp::PoolConfig::default();
             if let Err(e) = dhcp::serve(&iface, pool, stop).await {
-                let _ = tx.send(problem(format!("cannot hand out addresses: {e}"))).await;
+                let _ = tx
+                    .send(problem(format!("cannot hand out addresses: {e}")))
+                    .await;
             }
         }
         Role::Client => {
@@ -615,11 +747,19 @@ async fn configure(cfg: WifiConfig, iface: String, role: Role, tx: mpsc::Sender<
                     Ok(lease) => {
                         let prefix = netcfg::prefix_len(lease.netmask).unwrap_or(netcfg::PREFIX);
                         if let Err(e) = netcfg::set_address(&iface, lease.address, prefix).await {
-                            let _ = tx.send(problem(format!("cannot set its address: {e}"))).await;
+                            let _ = tx
+                                .send(problem(format!("cannot set its address: {e}")))
+                                .await;
                             return;
                         }
                         current = Some(lease.address);
-                        let ready = Configured::Ready { iface: iface.clone(), role, local: lease.address, owner: lease.server, hotspot: None };
+                        let ready = Configured::Ready {
+                            iface: iface.clone(),
+                            role,
+                            local: lease.address,
+                            owner: lease.server,
+                            hotspot: None,
+                        };
                         let _ = tx.send(ready).await;
                         RENEW_EVERY
                     }
@@ -628,7 +768,9 @@ async fn configure(cfg: WifiConfig, iface: String, role: Role, tx: mpsc::Sender<
                         RETRY_RENEWAL
                     }
                     Err(e) => {
-                        let _ = tx.send(problem(format!("no address from the group owner yet: {e}"))).await;
+                        let _ = tx
+                            .send(problem(format!("no address from the group owner yet: {e}")))
+                            .await;
                         // A timeout has waited already; an error that comes at
                         // once (no permission to bind port 68) must not spin.
                         RETRY_ADDRESS
@@ -648,11 +790,16 @@ async fn configure(cfg: WifiConfig, iface: String, role: Role, tx: mpsc::Sender<
 async fn hotspot_credentials(cfg: &WifiConfig, iface: &str) -> Result<(String, String), Error> {
     let group = Ctrl::connect(&cfg.ctrl_dir.join(iface), &cfg.local_dir)?;
     let status = group.request("STATUS").await?;
-    let ssid = reply_value(&status, "ssid").ok_or_else(|| Error::Parse("no ssid in the group's status".into()))?.to_owned();
+    let ssid = reply_value(&status, "ssid")
+        .ok_or_else(|| Error::Parse("no ssid in the group's status".into()))?
+        .to_owned();
     let pass = group.request("P2P_GET_PASSPHRASE").await?;
     let pass = pass.trim_end();
     if pass.starts_with("FAIL") || pass.len() < 8 {
-        return Err(Error::Refused { cmd: "P2P_GET_PASSPHRASE".into(), reply: pass.chars().take(20).collect() });
+        return Err(Error::Refused {
+            cmd: "P2P_GET_PASSPHRASE".into(),
+            reply: pass.chars().take(20).collect(),
+        });
     }
     Ok((ssid, pass.to_owned()))
 }
@@ -666,32 +813,68 @@ mod tests {
         assert_eq!(WifiStatus::Off("no P2P".into()).line(), "off: no P2P");
         let hosting = WifiStatus::On {
             radio: "wlan0".into(),
-            phase: Phase::Group { iface: "p2p-wlan0-0".into(), role: Role::Owner, ssid: "DIRECT-ab".into(), members: 2, hosting: true },
+            phase: Phase::Group {
+                iface: "p2p-wlan0-0".into(),
+                role: Role::Owner,
+                ssid: "DIRECT-ab".into(),
+                members: 2,
+                hosting: true,
+            },
             address: Some(netcfg::OWNER_ADDR),
-            hotspot: Some(Hotspot { ssid: "DIRECT-ab".into(), passphrase: "secret12".into(), address: netcfg::OWNER_ADDR }),
+            hotspot: Some(Hotspot {
+                ssid: "DIRECT-ab".into(),
+                passphrase: "secret12".into(),
+                address: netcfg::OWNER_ADDR,
+            }),
             problem: None,
         };
         let line = hosting.line();
-        assert_eq!(line, "on (wlan0): hosting \"DIRECT-ab\" on p2p-wlan0-0, 2 joined, address 192.168.49.1");
-        assert!(!line.contains("secret12"), "the passphrase stays out of status lines");
+        assert_eq!(
+            line,
+            "on (wlan0): hosting \"DIRECT-ab\" on p2p-wlan0-0, 2 joined, address 192.168.49.1"
+        );
+        assert!(
+            !line.contains("secret12"),
+            "the passphrase stays out of status lines"
+        );
         let stuck = WifiStatus::On {
             radio: "wlan0".into(),
-            phase: Phase::Group { iface: "p2p-wlan0-0".into(), role: Role::Client, ssid: "x".into(), members: 1, hosting: false },
+            phase: Phase::Group {
+                iface: "p2p-wlan0-0".into(),
+                role: Role::Client,
+                ssid: "x".into(),
+                members: 1,
+                hosting: false,
+            },
             address: None,
             hotspot: None,
             problem: Some("cannot set its address: denied".into()),
         };
-        assert_eq!(stuck.line(), "on (wlan0): in a group on p2p-wlan0-0; cannot set its address: denied");
+        assert_eq!(
+            stuck.line(),
+            "on (wlan0): in a group on p2p-wlan0-0; cannot set its address: denied"
+        );
     }
 
     /// With no wpa_supplicant at all, the link says so and keeps out of the way.
     #[tokio::test]
     async fn absent_supplicant_turns_the_link_off_with_the_reason() {
         let dir = tempfile::tempdir().unwrap();
-        let cfg = WifiConfig { ctrl_dir: dir.path().join("none"), local_dir: dir.path().to_owned(), ..WifiConfig::default() };
+        let cfg = WifiConfig {
+            ctrl_dir: dir.path().join("none"),
+            local_dir: dir.path().to_owned(),
+            ..WifiConfig::default()
+        };
         let (handle, _links) = spawn(cfg);
         let mut w = handle.watch();
-        let st = tokio::time::timeout(Duration::from_secs(5), w.wait_for(|s| matches!(s, WifiStatus::Off(_)))).await.unwrap().unwrap().clone();
+        let st = tokio::time::timeout(
+            Duration::from_secs(5),
+            w.wait_for(|s| matches!(s, WifiStatus::Off(_))),
+        )
+        .await
+        .unwrap()
+        .unwrap()
+        .clone();
         assert!(st.line().contains("ctrl_interface"), "{}", st.line());
         handle.stop().await;
     }

@@ -30,7 +30,9 @@ pub const MARKER: &str = "dd0502504e0101";
 pub enum Error {
     #[error("{0}")]
     NoSupplicant(String),
-    #[error("no permission to use {0} (run as root or as a member of wpa_supplicant's control group, usually netdev)")]
+    #[error(
+        "no permission to use {0} (run as root or as a member of wpa_supplicant's control group, usually netdev)"
+    )]
     Permission(String),
     #[error("wpa_supplicant on {0} has no Wi-Fi Direct (P2P) support")]
     NoP2p(String),

@@ -13,7 +13,10 @@ pub const OWNER_ADDR: Ipv4Addr = Ipv4Addr::new(192, 168, 49, 1);
 pub const PREFIX: u8 = 24;
 
 fn ip_binary() -> &'static str {
-    ["/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"].into_iter().find(|p| Path::new(p).exists()).unwrap_or("ip")
+    ["/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .unwrap_or("ip")
 }
 
 async fn ip(args: &[&str]) -> Result<(), Error> {
@@ -28,7 +31,11 @@ async fn ip(args: &[&str]) -> Result<(), Error> {
     }
     let err = String::from_utf8_lossy(&out.stderr);
     let err = err.trim();
-    let hint = if err.contains("Operation not permitted") { " (setting addresses needs CAP_NET_ADMIN)" } else { "" };
+    let hint = if err.contains("Operation not permitted") {
+        " (setting addresses needs CAP_NET_ADMIN)"
+    } else {
+        ""
+    };
     Err(Error::Net(format!("ip {}: {err}{hint}", args.join(" "))))
 }
 

@@ -55,8 +55,14 @@ mod tests {
 
     #[test]
     fn plain_and_escaped() {
-        assert_eq!(wifi_qr_text("DIRECT-gH", "TMP0cJ0U"), "WIFI:S:DIRECT-gH;T:WPA;P:TMP0cJ0U;;");
-        assert_eq!(wifi_qr_text("a;b", "c:d\\e,\"f"), "WIFI:S:a\\;b;T:WPA;P:c\\:d\\\\e\\,\\\"f;;");
+        assert_eq!(
+            wifi_qr_text("DIRECT-gH", "TMP0cJ0U"),
+            "WIFI:S:DIRECT-gH;T:WPA;P:TMP0cJ0U;;"
+        );
+        assert_eq!(
+            wifi_qr_text("a;b", "c:d\\e,\"f"),
+            "WIFI:S:a\\;b;T:WPA;P:c\\:d\\\\e\\,\\\"f;;"
+        );
     }
 
     proptest! {

@@ -27,7 +27,10 @@ use std::time::{Duration, Instant};
 use peddlenet_wifi::dhcp::{PoolConfig, serve};
 
 /// The server thread: how to stop it, and its outcome.
-type Server = (tokio::sync::watch::Sender<bool>, std::thread::JoinHandle<Result<(), String>>);
+type Server = (
+    tokio::sync::watch::Sender<bool>,
+    std::thread::JoinHandle<Result<(), String>>,
+);
 
 /// Runs the DHCP server on `iface` inside network namespace `ns`, on a
 /// thread of its own (a namespace is per thread: the rest of the test stays
@@ -44,8 +47,13 @@ fn serve_in(ns: &str, iface: &str) -> Server {
         if unsafe { libc::setns(handle.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
             return Err(format!("setns: {}", std::io::Error::last_os_error()));
         }
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
-        runtime.block_on(serve(&iface, PoolConfig::default(), stop_rx)).map_err(|e| e.to_string())
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?;
+        runtime
+            .block_on(serve(&iface, PoolConfig::default(), stop_rx))
+            .map_err(|e| e.to_string())
     });
     (stop_tx, thread)
 }
@@ -64,7 +72,10 @@ fn dhcp_over_veth() {
     let mut net = match Netns::create(pid) {
         Ok(net) => net,
         Err(why) => {
-            assert!(!in_ci(), "CI must not skip the DHCP test: cannot create network namespaces: {why}");
+            assert!(
+                !in_ci(),
+                "CI must not skip the DHCP test: cannot create network namespaces: {why}"
+            );
             eprintln!("SKIP: cannot create network namespaces: {why}");
             return;
         }
@@ -147,7 +158,11 @@ fn dhcp_over_veth() {
     // The stop channel stops the server, without error.
     let (stop, thread) = net.running.take().expect("the server runs");
     stop.send(true).unwrap();
-    assert_eq!(thread.join().expect("the server thread"), Ok(()), "the server did not stop cleanly");
+    assert_eq!(
+        thread.join().expect("the server thread"),
+        Ok(()),
+        "the server did not stop cleanly"
+    );
 }
 
 /// Why the test cannot run here, if it cannot.
@@ -197,7 +212,7 @@ impl Netns {
             // At most 15 characters even for 7-digit pids.
             server_if: format!("pnds{pid}"),
             client_if: format!("pndc{pid}"),
-                    running: None,
+            running: None,
         };
         for ns in [net.server.clone(), net.client.clone()] {
             let out = run(Command::new("ip").args(["netns", "add", &ns]));

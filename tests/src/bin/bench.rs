@@ -27,15 +27,24 @@ struct Args {
 }
 
 fn args() -> Args {
-    let mut a = Args { messages: 20_000, window: 512, size: 256 };
+    let mut a = Args {
+        messages: 20_000,
+        window: 512,
+        size: 256,
+    };
     let v: Vec<String> = std::env::args().skip(1).collect();
     for pair in v.chunks(2) {
-        let n: usize = pair.get(1).and_then(|x| x.parse().ok()).unwrap_or_else(|| panic!("{} needs a number", pair[0]));
+        let n: usize = pair
+            .get(1)
+            .and_then(|x| x.parse().ok())
+            .unwrap_or_else(|| panic!("{} needs a number", pair[0]));
         match pair[0].as_str() {
             "--messages" => a.messages = n,
             "--window" => a.window = n,
             "--size" => a.size = n,
-            other => panic!("unknown option {other}; options: --messages N --window N --size BYTES"),
+            other => {
+                panic!("unknown option {other}; options: --messages N --window N --size BYTES")
+            }
         }
     }
     a
@@ -77,9 +86,15 @@ struct Run {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let args = args();
-    let a = Daemon::start(DaemonOpts { log: "warn".into(), ..DaemonOpts::loopback("A") });
+    let a = Daemon::start(DaemonOpts {
+        log: "warn".into(),
+        ..DaemonOpts::loopback("A")
+    });
     let ca = a.client().await;
-    let b = Daemon::start(DaemonOpts { log: "warn".into(), ..DaemonOpts::loopback("B").peer(&a.tcp_addr().await) });
+    let b = Daemon::start(DaemonOpts {
+        log: "warn".into(),
+        ..DaemonOpts::loopback("B").peer(&a.tcp_addr().await)
+    });
     let cb = b.client().await;
     let room = ca.room_create("bench").await.unwrap();
     let (_, invite) = ca.room_invite(&room.id).await.unwrap();
@@ -89,7 +104,10 @@ async fn main() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let idle = (a.rss_kib(), b.rss_kib());
 
-    let run = Run { sent_at: Arc::default(), received: Arc::default() };
+    let run = Run {
+        sent_at: Arc::default(),
+        received: Arc::default(),
+    };
     let mut events = cb.subscribe().await.unwrap();
     let received = run.received.clone();
     tokio::spawn(async move {
@@ -140,7 +158,8 @@ async fn main() {
     let mut tasks = Vec::with_capacity(args.messages);
     for seq in first..last {
         let permit = window.clone().acquire_owned().await.unwrap();
-        let (ca, room, sent_at, size) = (ca.clone(), room.id.clone(), run.sent_at.clone(), args.size);
+        let (ca, room, sent_at, size) =
+            (ca.clone(), room.id.clone(), run.sent_at.clone(), args.size);
         sent_at.lock().await.insert(seq, Instant::now());
         tasks.push(tokio::spawn(async move {
             let r = ca.send(&room, &text(seq, size)).await;
@@ -154,10 +173,27 @@ async fn main() {
     }
     let acked_in = start.elapsed();
     let got = wait_count(&run, unloaded + args.messages, Duration::from_secs(30)).await - unloaded;
-    let last_at = run.received.lock().await.iter().filter(|(s, _)| *s >= first).map(|(_, t)| *t).max().unwrap_or(start);
+    let last_at = run
+        .received
+        .lock()
+        .await
+        .iter()
+        .filter(|(s, _)| *s >= first)
+        .map(|(_, t)| *t)
+        .max()
+        .unwrap_or(start);
     let stored_in = last_at - start;
-    let cpu = (cpu_time(pa) - cpu0.0, cpu_time(pb) - cpu0.1, cpu_time(std::process::id()) - cpu0.2);
-    let per_k = |d: Duration| format!("{:.0} ms", d.as_secs_f64() * 1000.0 * 1000.0 / args.messages as f64);
+    let cpu = (
+        cpu_time(pa) - cpu0.0,
+        cpu_time(pb) - cpu0.1,
+        cpu_time(std::process::id()) - cpu0.2,
+    );
+    let per_k = |d: Duration| {
+        format!(
+            "{:.0} ms",
+            d.as_secs_f64() * 1000.0 * 1000.0 / args.messages as f64
+        )
+    };
     sampling.store(false, std::sync::atomic::Ordering::Relaxed);
     sampler.join().unwrap();
     let lat_load = latencies(&run, first..last).await;
@@ -167,20 +203,60 @@ async fn main() {
     let settled = (a.rss_kib(), b.rss_kib());
     let peak = *peak.lock().unwrap();
 
-    println!("\npeddlenet-bench: {} messages of {} bytes, window {}, loopback, one room, A -> B", args.messages, args.size, args.window);
+    println!(
+        "\npeddlenet-bench: {} messages of {} bytes, window {}, loopback, one room, A -> B",
+        args.messages, args.size, args.window
+    );
     println!("| measure | value |");
     println!("|---|---|");
-    println!("| acknowledged by A (on A's disk) | {acked} in {} ({:.0} msg/s) |", ms(acked_in), acked as f64 / acked_in.as_secs_f64());
-    println!("| stored on B | {got} of {} in {} ({:.0} msg/s) |", args.messages, ms(stored_in), got as f64 / stored_in.as_secs_f64());
-    println!("| latency A->B unloaded ({unloaded} msgs, 5 ms apart) | p50 {} / p99 {} |", ms(pct(&lat_idle, 0.5)), ms(pct(&lat_idle, 0.99)));
-    println!("| latency A->B under full load | p50 {} / p99 {} |", ms(pct(&lat_load, 0.5)), ms(pct(&lat_load, 0.99)));
-    println!("| CPU per 1000 messages: A / B / this client | {} / {} / {} |", per_k(cpu.0), per_k(cpu.1), per_k(cpu.2));
+    println!(
+        "| acknowledged by A (on A's disk) | {acked} in {} ({:.0} msg/s) |",
+        ms(acked_in),
+        acked as f64 / acked_in.as_secs_f64()
+    );
+    println!(
+        "| stored on B | {got} of {} in {} ({:.0} msg/s) |",
+        args.messages,
+        ms(stored_in),
+        got as f64 / stored_in.as_secs_f64()
+    );
+    println!(
+        "| latency A->B unloaded ({unloaded} msgs, 5 ms apart) | p50 {} / p99 {} |",
+        ms(pct(&lat_idle, 0.5)),
+        ms(pct(&lat_idle, 0.99))
+    );
+    println!(
+        "| latency A->B under full load | p50 {} / p99 {} |",
+        ms(pct(&lat_load, 0.5)),
+        ms(pct(&lat_load, 0.99))
+    );
+    println!(
+        "| CPU per 1000 messages: A / B / this client | {} / {} / {} |",
+        per_k(cpu.0),
+        per_k(cpu.1),
+        per_k(cpu.2)
+    );
     println!("| RSS idle A / B | {} / {} |", mib(idle.0), mib(idle.1));
-    println!("| RSS peak under load A / B | {} / {} |", mib(peak.0), mib(peak.1));
-    println!("| RSS 2 s after load A / B | {} / {} |", mib(after.0), mib(after.1));
-    println!("| RSS 15 s after load A / B | {} / {} |", mib(settled.0), mib(settled.1));
+    println!(
+        "| RSS peak under load A / B | {} / {} |",
+        mib(peak.0),
+        mib(peak.1)
+    );
+    println!(
+        "| RSS 2 s after load A / B | {} / {} |",
+        mib(after.0),
+        mib(after.1)
+    );
+    println!(
+        "| RSS 15 s after load A / B | {} / {} |",
+        mib(settled.0),
+        mib(settled.1)
+    );
     if got < args.messages {
-        println!("\nWARNING: {} messages did not reach B", args.messages - got);
+        println!(
+            "\nWARNING: {} messages did not reach B",
+            args.messages - got
+        );
     }
 }
 
