@@ -83,6 +83,16 @@ pub struct WebSection {
     /// LAN mode, for phones as guests: also listen on this interface's IPv4
     /// address (same port). Empty: off.
     pub lan_interface: String,
+    /// Seconds a connection has to send a request's headers once it waits
+    /// for one.
+    pub header_timeout_secs: u64,
+    /// Seconds with nothing read or written before a connection is closed.
+    pub idle_timeout_secs: u64,
+    /// Connections at once, all clients together (also kept below a quarter
+    /// of the daemon's open-file limit).
+    pub max_connections: usize,
+    /// Connections at once from one address.
+    pub max_connections_per_address: usize,
 }
 
 impl Default for WebSection {
@@ -91,6 +101,10 @@ impl Default for WebSection {
             enabled: true,
             listen: peddlenet_web::DEFAULT_LISTEN.into(),
             lan_interface: String::new(),
+            header_timeout_secs: peddlenet_web::DEFAULT_HEADER_TIMEOUT.as_secs(),
+            idle_timeout_secs: peddlenet_web::DEFAULT_IDLE_TIMEOUT.as_secs(),
+            max_connections: peddlenet_web::DEFAULT_MAX_CONNECTIONS,
+            max_connections_per_address: peddlenet_web::DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
         }
     }
 }
@@ -342,6 +356,19 @@ impl Config {
                         listen,
                         lan_interface: Some(file.web.lan_interface.trim().to_owned())
                             .filter(|s| !s.is_empty()),
+                        limits: peddlenet_web::ConnLimits {
+                            header_timeout: Duration::from_secs(
+                                file.web.header_timeout_secs.clamp(1, 3600),
+                            ),
+                            idle_timeout: Duration::from_secs(
+                                file.web.idle_timeout_secs.clamp(1, 24 * 3600),
+                            ),
+                            max_connections: file.web.max_connections.max(1),
+                            max_connections_per_address: file
+                                .web
+                                .max_connections_per_address
+                                .max(1),
+                        },
                     })),
                     Err(_) => Err(format!(
                         "[web] listen = {:?} is not an address like 127.0.0.1:4718",
@@ -393,6 +420,10 @@ mod tests {
             "expiry_hours",
             "max_rooms",
             "lan_interface",
+            "header_timeout_secs",
+            "idle_timeout_secs",
+            "max_connections",
+            "max_connections_per_address",
             "adapter",
             "max_links",
             "ctrl_interface",

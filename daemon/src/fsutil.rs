@@ -168,3 +168,28 @@ mod tests {
         );
     }
 }
+
+/// Raises this process's soft limit on open files to its hard limit (systemd
+/// starts services at 1024 soft, and the units set `LimitNOFILE`); returns
+/// the soft limit now in force. The web UI's connection cap is sized from it
+/// so that the IPC socket and the mesh always have descriptors left.
+pub fn raise_open_files_limit() -> u64 {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let lim = getrlimit(Resource::Nofile);
+    if lim.current.is_some() && lim.current != lim.maximum {
+        let raised = Rlimit {
+            current: lim.maximum,
+            maximum: lim.maximum,
+        };
+        match setrlimit(Resource::Nofile, raised) {
+            Ok(()) => return lim.maximum.unwrap_or(u64::MAX),
+            Err(e) => tracing::warn!(
+                soft = ?lim.current,
+                hard = ?lim.maximum,
+                error = %e,
+                "cannot raise the open-files limit"
+            ),
+        }
+    }
+    lim.current.unwrap_or(u64::MAX)
+}

@@ -72,6 +72,19 @@ async fn start_web(cfg: &Config, node: &std::sync::Arc<node::Node>, stop: &watch
         Ok(None) => return tracing::info!("web UI off ([web] enabled = false)"),
         Err(why) => return tracing::warn!("web UI off: {why}"),
     };
+    // The web UI takes at most a quarter of the open files: the rest stays
+    // for the IPC socket, the mesh, the store and the radio links.
+    let mut web_cfg = web_cfg.clone();
+    let budget = usize::try_from(fsutil::raise_open_files_limit() / 4).unwrap_or(usize::MAX);
+    if web_cfg.limits.max_connections > budget {
+        tracing::info!(
+            configured = web_cfg.limits.max_connections,
+            allowed = budget,
+            "web UI: fewer connections than [web] max_connections, for the open-files limit"
+        );
+        web_cfg.limits.max_connections = budget.max(1);
+    }
+    let web_cfg = &web_cfg;
     match peddlenet_web::Web::bind(web_cfg).await {
         Ok(web) => {
             tracing::info!(url = %web.local_url(), lan = ?web.lan_url(), "web UI listening; `peddlenet web` prints a sign-in link");

@@ -58,6 +58,55 @@ fn cookie(head: &str) -> String {
         .to_owned()
 }
 
+/// Opens a guest pass's URL path: the session cookie, and the session token
+/// the page gets in the redirect's fragment.
+fn enter_guest(addr: &str, token_path: &str) -> (String, String) {
+    let (st, head, body) = http(addr, "GET", token_path, &[("Host", addr)], "");
+    assert_eq!(st, 303, "{body}");
+    let token = head
+        .lines()
+        .find_map(|l| l.strip_prefix("location: /guest#"))
+        .unwrap_or_else(|| panic!("a redirect to /guest#<token>: {head}"))
+        .trim()
+        .to_owned();
+    (cookie(&head), token)
+}
+
+/// Signs in with a fresh one-time code: the cookie and the session token.
+async fn sign_in(c: &peddlenet_api::Client, addr: &str) -> (String, String) {
+    let (url, _) = c.web_login().await.unwrap();
+    let code = url.split('#').nth(1).unwrap();
+    let origin = format!("http://{addr}");
+    let (st, head, body) = http(
+        addr,
+        "POST",
+        "/api/login",
+        &[
+            ("Host", addr),
+            ("Origin", &origin),
+            ("Content-Type", "application/json"),
+        ],
+        &format!("{{\"code\":\"{code}\"}}"),
+    );
+    assert_eq!(st, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    (
+        cookie(&head),
+        v["token"].as_str().expect("a session token").to_owned(),
+    )
+}
+
+async fn web_of(c: &peddlenet_api::Client) -> String {
+    web_addr(
+        c.status()
+            .await
+            .unwrap()
+            .web
+            .first()
+            .expect("the web UI is on"),
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_web_ui_refuses_foreign_hosts_origins_and_stale_passes() {
     let _g = serial();
@@ -120,7 +169,7 @@ async fn the_web_ui_refuses_foreign_hosts_origins_and_stale_passes() {
     );
     let owner = cookie(&head);
     let csrf: serde_json::Value = serde_json::from_str(&body).unwrap();
-    let csrf = csrf["csrf"].as_str().unwrap().to_owned();
+    let csrf = csrf["token"].as_str().unwrap().to_owned();
     assert_eq!(
         http(
             &addr,
@@ -134,14 +183,14 @@ async fn the_web_ui_refuses_foreign_hosts_origins_and_stale_passes() {
         "used once"
     );
 
-    // A change needs the CSRF token and this origin, even with the cookie.
+    // A change needs the session token and this origin, even with the cookie.
     let send = r#"{"text":"hello"}"#;
     let path = format!("/api/rooms/{}/messages", room.id);
     let ok = [
         ("Host", host),
         ("Origin", origin.as_str()),
         ("Cookie", owner.as_str()),
-        ("X-CSRF-Token", csrf.as_str()),
+        ("X-Session-Token", csrf.as_str()),
         json,
     ];
     assert_eq!(
@@ -163,13 +212,13 @@ async fn the_web_ui_refuses_foreign_hosts_origins_and_stale_passes() {
         json,
     ];
     let (st, _, body) = http(&addr, "POST", &path, &no_csrf, send);
-    assert_eq!(st, 403);
-    assert!(body.contains("CSRF"), "{body}");
+    assert_eq!(st, 401);
+    assert!(body.contains("session token"), "{body}");
     let wrong_origin = [
         ("Host", host),
         ("Origin", "http://localhost:1"),
         ("Cookie", owner.as_str()),
-        ("X-CSRF-Token", csrf.as_str()),
+        ("X-Session-Token", csrf.as_str()),
         json,
     ];
     assert_eq!(http(&addr, "POST", &path, &wrong_origin, send).0, 403);
@@ -195,11 +244,12 @@ async fn the_web_ui_refuses_foreign_hosts_origins_and_stale_passes() {
         .unwrap()
         .1
         .to_owned();
-    let (st, head, _) = http(&addr, "GET", &token_path, &[("Host", host)], "");
-    assert_eq!(st, 303);
-    assert!(head.contains("location: /guest"), "{head}");
-    let guest = cookie(&head);
-    let g = [("Host", host), ("Cookie", guest.as_str())];
+    let (guest, gtoken) = enter_guest(&addr, &token_path);
+    let g = [
+        ("Host", host),
+        ("Cookie", guest.as_str()),
+        ("X-Session-Token", gtoken.as_str()),
+    ];
     assert_eq!(http(&addr, "GET", "/api/guest/messages", &g, "").0, 200);
     let (st, _, body) = http(
         &addr,
@@ -247,9 +297,12 @@ async fn the_web_ui_refuses_foreign_hosts_origins_and_stale_passes() {
         .unwrap()
         .1
         .to_owned();
-    let (_, head, _) = http(&addr, "GET", &token_path, &[("Host", host)], "");
-    let guest = cookie(&head);
-    let g = [("Host", host), ("Cookie", guest.as_str())];
+    let (guest, gtoken) = enter_guest(&addr, &token_path);
+    let g = [
+        ("Host", host),
+        ("Cookie", guest.as_str()),
+        ("X-Session-Token", gtoken.as_str()),
+    ];
     assert_eq!(http(&addr, "GET", "/api/guest/messages", &g, "").0, 200);
     let revoke = format!("/api/guests/{}", pass.id);
     assert_eq!(http(&addr, "DELETE", &revoke, &ok[..4], "").0, 204);
@@ -270,19 +323,12 @@ async fn the_web_ui_refuses_foreign_hosts_origins_and_stale_passes() {
         .unwrap()
         .1
         .to_owned();
-    let (_, head, _) = http(&addr, "GET", &token_path, &[("Host", host)], "");
-    let guest = cookie(&head);
-    let g = [("Host", host), ("Cookie", guest.as_str())];
-    let (_, _, body) = http(&addr, "GET", "/api/session", &g, "");
-    let gcsrf = serde_json::from_str::<serde_json::Value>(&body).unwrap()["csrf"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let (guest, gcsrf) = enter_guest(&addr, &token_path);
     let gw = [
         ("Host", host),
         ("Origin", origin.as_str()),
         ("Cookie", guest.as_str()),
-        ("X-CSRF-Token", gcsrf.as_str()),
+        ("X-Session-Token", gcsrf.as_str()),
         json,
     ];
     let (st, _, body) = http(
@@ -304,7 +350,7 @@ async fn the_web_ui_refuses_foreign_hosts_origins_and_stale_passes() {
         .0,
         200
     );
-    let codes: Vec<u16> = (0..6)
+    let replies: Vec<(u16, String, String)> = (0..6)
         .map(|i| {
             http(
                 &addr,
@@ -313,10 +359,15 @@ async fn the_web_ui_refuses_foreign_hosts_origins_and_stale_passes() {
                 &gw,
                 &format!("{{\"text\":\"m{i}\"}}"),
             )
-            .0
         })
         .collect();
+    let codes: Vec<u16> = replies.iter().map(|r| r.0).collect();
     assert_eq!(codes, [200, 200, 200, 200, 200, 429]);
+    assert!(
+        replies[5].1.contains("retry-after: 1"),
+        "a 429 says when to come back: {}",
+        replies[5].1
+    );
     let (h, _) = c.history(&room.id, None, Some(10)).await.unwrap();
     assert_eq!(
         h.iter().filter(|m| m.author_name == "Mo (guest)").count(),
@@ -368,6 +419,14 @@ async fn the_web_ui_end_to_end_in_chromium() {
     let (_, invite) = ca.room_invite(&room.id).await.unwrap();
     let b = Daemon::start(DaemonOpts::loopback("Ben").peer(&a.tcp_addr().await));
     let cb = b.client().await;
+    // A right-to-left override in a name must not reorder the page around it.
+    let b_name = "Ben\u{202e}fdp.exe";
+    let out = b.cli(&["name", b_name]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     cb.room_join(&invite).await.unwrap();
     wait_room_peers(&ca, &room.id, 1).await;
     let (login, _) = ca.web_login().await.unwrap();
@@ -387,6 +446,7 @@ async fn the_web_ui_end_to_end_in_chromium() {
             .env("CLI", bin("peddlenet"))
             .env("B_SOCKET", b_socket)
             .env("SHOTS", shots_dir)
+            .env("B_NAME", b_name)
             .output()
             .expect("node")
     })
@@ -399,7 +459,7 @@ async fn the_web_ui_end_to_end_in_chromium() {
         stdout.contains("revoked: the guest's page says so"),
         "every step ran"
     );
-    for shot in ["web-owner.png", "web-guest.png"] {
+    for shot in ["web-owner.png", "web-guest.png", "web-not-live.png"] {
         assert!(
             std::fs::metadata(shots.join(shot))
                 .map(|m| m.len() > 10_000)
@@ -492,4 +552,372 @@ print(r.status)
         !probe.status.success(),
         "nothing listens on the phone's own loopback"
     );
+}
+
+/// Opens an event stream over a connection of its own: the status code and
+/// the socket, positioned after the response's head.
+fn open_stream(addr: &str, path: &str, cookie: &str) -> (u16, TcpStream) {
+    let mut s = TcpStream::connect(addr).expect("connect to the web UI");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nCookie: {cookie}\r\n\r\n").as_bytes(),
+    )
+    .unwrap();
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match s.read(&mut b) {
+            Ok(1) => head.push(b[0]),
+            _ => break,
+        }
+    }
+    let head = String::from_utf8_lossy(&head);
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, s)
+}
+
+/// Reads `s` until `what` shows up; false at the end or after `within`.
+fn read_until(s: &mut TcpStream, what: &str, within: Duration) -> bool {
+    let end = std::time::Instant::now() + within;
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while std::time::Instant::now() < end {
+        s.set_read_timeout(Some(
+            end.saturating_duration_since(std::time::Instant::now())
+                .max(Duration::from_millis(1)),
+        ))
+        .unwrap();
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => return false,
+            Ok(n) => {
+                seen.extend_from_slice(&buf[..n]);
+                if String::from_utf8_lossy(&seen).contains(what) {
+                    return true;
+                }
+            }
+        }
+    }
+    false
+}
+
+/// Browsers send every cookie of 127.0.0.1 to every port: a page of another
+/// server there gets the owner's cookie. The cookie alone reads nothing; the
+/// session token only this origin's page holds must come with it. And two
+/// daemons' web UIs on one machine name their cookies apart, so signing in
+/// to one does not sign the other out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cookie_alone_reads_nothing_and_two_web_uis_keep_their_sessions() {
+    let _g = serial();
+    let a = Daemon::start(DaemonOpts::loopback("Ana"));
+    let b = Daemon::start(DaemonOpts::loopback("Ben"));
+    let (ca, cb) = (a.client().await, b.client().await);
+    ca.room_create("ana-only").await.unwrap();
+    let (wa, wb) = (web_of(&ca).await, web_of(&cb).await);
+
+    // A browser's cookie jar for 127.0.0.1, all ports together.
+    let mut jar = std::collections::BTreeMap::new();
+    let (ka, ta) = sign_in(&ca, &wa).await;
+    let (kb, tb) = sign_in(&cb, &wb).await;
+    for k in [&ka, &kb] {
+        let (name, value) = k.split_once('=').unwrap();
+        jar.insert(name.to_owned(), value.to_owned());
+    }
+    assert_eq!(
+        jar.len(),
+        2,
+        "the two web UIs' cookies have names of their own"
+    );
+    let sent: Vec<String> = jar.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let sent = sent.join("; ");
+
+    // What another port's server can replay: the cookies, without a token.
+    for path in ["/api/rooms", "/api/session", "/api/status", "/api/events"] {
+        let (st, _, body) = http(&wa, "GET", path, &[("Host", &wa), ("Cookie", &sent)], "");
+        assert_eq!(st, 401, "{path} with the cookie alone: {body}");
+        assert!(!body.contains("ana-only"));
+    }
+    assert_eq!(
+        http(
+            &wa,
+            "GET",
+            "/api/rooms",
+            &[("Host", &wa), ("Cookie", &sent), ("X-Session-Token", &tb)],
+            ""
+        )
+        .0,
+        401,
+        "another web UI's token is no good here"
+    );
+    // The page, with its token: both sessions work side by side.
+    let (st, _, body) = http(
+        &wa,
+        "GET",
+        "/api/rooms",
+        &[("Host", &wa), ("Cookie", &sent), ("X-Session-Token", &ta)],
+        "",
+    );
+    assert_eq!(st, 200, "{body}");
+    assert!(body.contains("ana-only"));
+    assert_eq!(
+        http(
+            &wb,
+            "GET",
+            "/api/rooms",
+            &[("Host", &wb), ("Cookie", &sent), ("X-Session-Token", &tb)],
+            ""
+        )
+        .0,
+        200
+    );
+    // An event stream, which cannot send headers, takes the token in its URL.
+    let (st, _) = open_stream(&wa, &format!("/api/events?token={ta}"), &sent);
+    assert_eq!(st, 200);
+    let (st, _) = open_stream(&wa, &format!("/api/events?token={tb}"), &sent);
+    assert_eq!(st, 401);
+}
+
+/// A guest re-opening its pass again and again, or opening event stream
+/// after event stream, keeps the owner neither out nor from live updates.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guests_cannot_sign_the_owner_out_nor_stop_its_live_view() {
+    let _g = serial();
+    let a = Daemon::start(DaemonOpts::loopback("Ana"));
+    let c = a.client().await;
+    let room = c.room_create("camp").await.unwrap();
+    let addr = web_of(&c).await;
+    let (owner, otoken) = sign_in(&c, &addr).await;
+    let pass = c.guest_create(&room.id, None).await.unwrap();
+    let token_path = pass
+        .url
+        .as_deref()
+        .unwrap()
+        .split_once(&addr)
+        .unwrap()
+        .1
+        .to_owned();
+
+    // The pass opened 100 times (waiting as told when over the rate).
+    let mut guests = Vec::new();
+    while guests.len() < 100 {
+        let (st, head, _) = http(&addr, "GET", &token_path, &[("Host", &addr)], "");
+        if st == 429 {
+            std::thread::sleep(Duration::from_millis(200));
+            continue;
+        }
+        assert_eq!(st, 303);
+        let t = head
+            .lines()
+            .find_map(|l| l.strip_prefix("location: /guest#"))
+            .unwrap()
+            .trim()
+            .to_owned();
+        guests.push((cookie(&head), t));
+    }
+    let mut held = 0;
+    for (k, t) in &guests {
+        loop {
+            let (st, _, _) = http(
+                &addr,
+                "GET",
+                "/api/session",
+                &[("Host", &addr), ("Cookie", k), ("X-Session-Token", t)],
+                "",
+            );
+            if st == 429 {
+                std::thread::sleep(Duration::from_millis(100));
+                continue;
+            }
+            held += usize::from(st == 200);
+            break;
+        }
+    }
+    println!("figure: guest sessions of one pass held after 100 opens: {held}");
+    assert!(held <= 4, "sessions per pass are capped: {held} held");
+    let o = [
+        ("Host", addr.as_str()),
+        ("Cookie", owner.as_str()),
+        ("X-Session-Token", otoken.as_str()),
+    ];
+    assert_eq!(
+        http(&addr, "GET", "/api/rooms", &o, "").0,
+        200,
+        "the owner is still signed in"
+    );
+
+    // One guest floods event streams, more than all streams allowed before.
+    let (gk, gt) = guests.last().unwrap().clone();
+    let gpath = format!("/api/guest/events?token={gt}");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (stop2, addr2, gk2, gpath2) = (stop.clone(), addr.clone(), gk.clone(), gpath.clone());
+    let flood = std::thread::spawn(move || {
+        let (mut open, mut tries) = (Vec::new(), 0u32);
+        while !stop2.load(std::sync::atomic::Ordering::Relaxed) || tries < 80 {
+            tries += 1;
+            let (st, s) = open_stream(&addr2, &gpath2, &gk2);
+            if st == 200 {
+                open.push(s);
+            } else {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        (open, tries)
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    // The owner (re)connects meanwhile and gets its live updates.
+    let t0 = std::time::Instant::now();
+    let (st, mut live) = open_stream(&addr, &format!("/api/events?token={otoken}"), &owner);
+    assert_eq!(st, 200, "the owner's stream is served while a guest floods");
+    c.send(&room.id, "while flooded").await.unwrap();
+    assert!(
+        read_until(&mut live, "while flooded", Duration::from_secs(10)),
+        "the owner's stream is live"
+    );
+    let took = t0.elapsed();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (mut streams, tries) = flood.join().unwrap();
+    println!(
+        "figure: owner live again {} ms after reconnecting, while one guest opened {tries} streams",
+        took.as_millis()
+    );
+    // The guest holds few streams: the others were ended for the newer ones.
+    c.send(&room.id, "to the guests").await.unwrap();
+    std::thread::sleep(Duration::from_millis(1000));
+    let live_guest_streams = streams
+        .iter_mut()
+        .filter(|s| read_until(s, "to the guests", Duration::from_millis(50)))
+        .count();
+    println!(
+        "figure: guest streams still live of {} opened: {live_guest_streams}",
+        streams.len()
+    );
+    assert!(
+        live_guest_streams <= 4,
+        "{live_guest_streams} guest streams live"
+    );
+    assert!(live_guest_streams >= 1, "the guest's newest stream works");
+}
+
+/// Connections: idle ones and ones with half-sent headers are closed after
+/// the header timeout, one with a stalled body after the idle timeout, and
+/// however many are opened, no more than the cap per address are held; the
+/// web UI still serves a new request and the IPC socket still answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_and_half_sent_connections_are_closed_and_capped() {
+    let _g = serial();
+    let a = Daemon::start(DaemonOpts::loopback("Ana").config(
+        "[web]\nlisten = \"127.0.0.1:0\"\nheader_timeout_secs = 2\nidle_timeout_secs = 3\nmax_connections_per_address = 32\n",
+    ));
+    let c = a.client().await;
+    let addr = web_of(&c).await;
+    let held = |conns: &mut Vec<TcpStream>| {
+        conns
+            .iter_mut()
+            .filter(|s| {
+                s.set_nonblocking(true).unwrap();
+                let mut b = [0u8; 256];
+                let open =
+                    matches!(s.read(&mut b), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock);
+                s.set_nonblocking(false).unwrap();
+                open
+            })
+            .count()
+    };
+    let mut conns = Vec::new();
+    for i in 0..300 {
+        let mut s = TcpStream::connect(&addr).unwrap();
+        if i % 2 == 1 {
+            s.write_all(format!("GET / HTTP/1.1\r\nHost: {addr}\r\nX-Slow: ").as_bytes())
+                .unwrap();
+        }
+        conns.push(s);
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let during = held(&mut conns);
+    println!("figure: connections held open of 300 idle or half-sent: {during}");
+    assert!(during <= 32, "{during} held past the per-address cap");
+    // A new request is served (it takes an idle connection's place), and
+    // the IPC socket is unaffected.
+    assert_eq!(http(&addr, "GET", "/", &[("Host", &addr)], "").0, 200);
+    c.status().await.expect("the IPC socket answers");
+    // A stalled body: the request is in progress, the connection idle.
+    let mut stalled = TcpStream::connect(&addr).unwrap();
+    stalled
+        .write_all(
+            format!(
+                "POST /api/login HTTP/1.1\r\nHost: {addr}\r\nOrigin: http://{addr}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"code\""
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(2500));
+    let after = held(&mut conns);
+    println!("figure: of those, held open after the 2 s header timeout: {after}");
+    assert_eq!(after, 0);
+    let mut v = vec![stalled];
+    assert_eq!(
+        held(&mut v),
+        1,
+        "a stalled body is not cut by the header timeout"
+    );
+    std::thread::sleep(Duration::from_millis(2000));
+    assert_eq!(
+        held(&mut v),
+        0,
+        "a stalled body is cut by the 3 s idle timeout"
+    );
+}
+
+/// Another local page flooding 127.0.0.1 (with the owner's cookie, which it
+/// gets, but not its token) uses up only its own rate: the owner's messages
+/// all go through. Every 429 says when to come back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limits_are_per_session_and_429s_say_when_to_retry() {
+    let _g = serial();
+    let a = Daemon::start(DaemonOpts::loopback("Ana"));
+    let c = a.client().await;
+    let room = c.room_create("camp").await.unwrap();
+    let addr = web_of(&c).await;
+    let (owner, otoken) = sign_in(&c, &addr).await;
+    let (mut limited, mut without_retry_after) = (0, 0);
+    for _ in 0..400 {
+        let (st, head, _) = http(
+            &addr,
+            "GET",
+            "/api/rooms",
+            &[("Host", &addr), ("Cookie", &owner)],
+            "",
+        );
+        if st == 429 {
+            limited += 1;
+            without_retry_after +=
+                usize::from(!head.to_ascii_lowercase().contains("retry-after: "));
+        }
+    }
+    assert!(limited > 0, "the flood itself is limited");
+    assert_eq!(without_retry_after, 0, "every 429 has Retry-After");
+    let origin = format!("http://{addr}");
+    let path = format!("/api/rooms/{}/messages", room.id);
+    let codes: Vec<u16> = (0..16)
+        .map(|i| {
+            http(
+                &addr,
+                "POST",
+                &path,
+                &[
+                    ("Host", &addr),
+                    ("Origin", &origin),
+                    ("Cookie", &owner),
+                    ("X-Session-Token", &otoken),
+                    ("Content-Type", "application/json"),
+                ],
+                &format!("{{\"text\":\"m{i}\"}}"),
+            )
+            .0
+        })
+        .collect();
+    assert_eq!(codes, [200; 16], "the owner's messages all went through");
 }

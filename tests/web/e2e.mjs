@@ -5,9 +5,11 @@
 //   OTHER_ROOM  the id of another room of A (the guest must not reach it)
 //   CLI, B_SOCKET  the CLI and daemon B's socket (B is a member of "camp")
 //   SHOTS       a folder for screenshots
+//   B_NAME      B's display name (it has a right-to-left override in it)
 // Prints one line per step; exits non-zero at the first failure.
 import { chromium } from "playwright-core";
 import { execFileSync } from "node:child_process";
+import http from "node:http";
 import assert from "node:assert/strict";
 
 const env = (k) => {
@@ -71,6 +73,81 @@ try {
   step("daemon B's message appeared live");
   await owner.screenshot({ path: `${env("SHOTS")}/web-owner.png` });
 
+  // B's name has a right-to-left override (U+202E) in it: it stays inside
+  // the name. The " [abcd]" after it must still be drawn after it, left to
+  // right, not pulled into the reversed run.
+  const bidi = await owner.evaluate((name) => {
+    const li = [...document.querySelectorAll("#messages li")].find((l) => l.textContent.includes("hello from daemon B"));
+    const who = li.querySelector(".who");
+    // A range over characters [from, to) of `el`'s text, whatever its nodes.
+    const rangeOf = (el, from, to) => {
+      const r = document.createRange();
+      const walk = document.createTreeWalker(el, NodeFilter.SHOW_TEXT);
+      let at = 0;
+      for (let n = walk.nextNode(); n; n = walk.nextNode()) {
+        const len = n.data.length;
+        if (from >= at && from <= at + len) r.setStart(n, from - at);
+        if (to >= at && to <= at + len) { r.setEnd(n, to - at); break; }
+        at += len;
+      }
+      return r.getBoundingClientRect();
+    };
+    const text = who.textContent;
+    const cut = text.indexOf(name) + name.length;
+    const nameBox = rangeOf(who, 0, cut);
+    const suffixBox = rangeOf(who, cut + 1, text.length);
+    const nameEl = who.querySelector("bdi");
+    const textEl = li.querySelector(".text");
+    return {
+      text,
+      suffixAfterName: suffixBox.left >= nameBox.right - 1,
+      nameIsolated: !!nameEl && getComputedStyle(nameEl).unicodeBidi === "isolate",
+      textIsolated: textEl.dir === "auto" && getComputedStyle(textEl).unicodeBidi === "isolate",
+      roomIsolated: [...document.querySelectorAll("#room-list button")].every((b) => {
+        const n = b.querySelector("bdi");
+        return n && getComputedStyle(n).unicodeBidi === "isolate";
+      }),
+    };
+  }, env("B_NAME"));
+  assert.ok(bidi.text.startsWith(env("B_NAME")), JSON.stringify(bidi));
+  assert.deepEqual(
+    { after: bidi.suffixAfterName, name: bidi.nameIsolated, text: bidi.textIsolated, rooms: bidi.roomIsolated },
+    { after: true, name: true, text: true, rooms: true },
+    `bidi isolation: ${JSON.stringify(bidi)}`,
+  );
+  step("a right-to-left override in a name stays in the name (isolated, the rest in order)");
+
+  // The live view drops (newer views of the session took its place) and
+  // cannot come back for a while: the page says it is not live, and comes
+  // back by itself, with what it missed.
+  const token = await owner.evaluate(() => sessionStorage.getItem("pn-token"));
+  assert.ok(token, "the page holds its session token");
+  const cookies = (await ownerCtx.cookies()).map((c) => `${c.name}=${c.value}`).join("; ");
+  const base = new URL(owner.url());
+  let blocked = true;
+  await owner.route("**/api/events*", (r) => (blocked ? r.abort() : r.continue()));
+  const extra = [];
+  for (let i = 0; i < 4; i++) {
+    extra.push(await new Promise((ok, fail) => {
+      const req = http.get({ host: base.hostname, port: base.port, path: `/api/events?token=${encodeURIComponent(token)}`, headers: { Cookie: cookies } }, (res) => {
+        assert.equal(res.statusCode, 200);
+        ok(req);
+      });
+      req.on("error", fail);
+    }));
+  }
+  await owner.locator("#offline", { hasText: "Not live" }).waitFor({ timeout: 10000 });
+  assert.equal(await owner.locator("#conn").getAttribute("title"), "not live");
+  await owner.screenshot({ path: `${env("SHOTS")}/web-not-live.png` });
+  step("the page shows it is not live when its stream is cut and cannot reconnect");
+  bSend("sent while the page was not live");
+  for (const r of extra) r.destroy();
+  blocked = false;
+  await owner.locator("#offline").waitFor({ state: "hidden", timeout: 40000 });
+  await owner.locator("#messages li", { hasText: "sent while the page was not live" }).waitFor({ timeout: 10000 });
+  await owner.unroute("**/api/events*");
+  step("it reconnected by itself (backoff) and caught up on the message it missed");
+
   // A guest on a phone-sized screen, with its own cookies.
   const guestCtx = await browser.newContext({ viewport: { width: 390, height: 780 }, isMobile: true, hasTouch: true });
   const guest = await guestCtx.newPage();
@@ -91,6 +168,22 @@ try {
   await guest.locator("#guest-messages li", { hasText: "welcome, Mo" }).waitFor({ timeout: 10000 });
   step("the guest saw daemon B's answer live");
   await guest.screenshot({ path: `${env("SHOTS")}/web-guest.png` });
+
+  // Typed faster than a guest may send (5 at once, then one a second): the
+  // page keeps every message and sends each once allowed (Retry-After).
+  const burst = Array.from({ length: 8 }, (_, i) => `quick message ${i + 1}`);
+  for (const text of burst) {
+    await guest.locator("#guest-text").fill(text);
+    await guest.locator("#guest-text").press("Enter");
+  }
+  for (const text of burst) {
+    await guest.locator("#guest-messages li.mine:not(.pending)", { hasText: text }).waitFor({ timeout: 30000 });
+  }
+  assert.equal(await guest.locator("#guest-messages li.pending").count(), 0);
+  for (const text of burst) {
+    await owner.locator("#messages li", { hasText: text }).waitFor({ timeout: 10000 });
+  }
+  step("8 messages typed at once: none dropped over the rate limit, all sent in order");
   const wide = await guest.evaluate(() => {
     const over = [...document.querySelectorAll("body *")].filter((e) => e.getBoundingClientRect().right > innerWidth + 0.5);
     return { width: document.documentElement.scrollWidth, over: over.map((e) => e.id || e.tagName).slice(0, 5) };
@@ -99,18 +192,18 @@ try {
 
   // The guest reaches nothing but its room.
   const probe = await guest.evaluate(async (other) => {
-    const csrf = (await (await fetch("/api/session")).json()).csrf;
-    const get = async (p) => (await fetch(p)).status;
+    const csrf = sessionStorage.getItem("pn-token");
+    const get = async (p) => (await fetch(p, { headers: { "X-Session-Token": csrf } })).status;
     return {
       otherRoom: await get(`/api/rooms/${other}/messages`),
       rooms: await get("/api/rooms"),
       status: await get("/api/status"),
       guests: await get("/api/guests"),
       postOther: (await fetch(`/api/rooms/${other}/messages`, {
-        method: "POST", headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf }, body: JSON.stringify({ text: "x" }),
+        method: "POST", headers: { "Content-Type": "application/json", "X-Session-Token": csrf }, body: JSON.stringify({ text: "x" }),
       })).status,
       makePass: (await fetch("/api/guests", {
-        method: "POST", headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf }, body: JSON.stringify({ room: other }),
+        method: "POST", headers: { "Content-Type": "application/json", "X-Session-Token": csrf }, body: JSON.stringify({ room: other }),
       })).status,
     };
   }, env("OTHER_ROOM"));
@@ -122,7 +215,8 @@ try {
   await owner.getByRole("button", { name: "Revoke" }).first().click();
   await owner.getByText("No guest passes").waitFor();
   await guest.getByText("This guest pass has ended").waitFor({ timeout: 15000 });
-  const after = await guest.evaluate(async () => (await fetch("/api/guest/messages")).status);
+  const after = await guest.evaluate(async () =>
+    (await fetch("/api/guest/messages", { headers: { "X-Session-Token": sessionStorage.getItem("pn-token") } })).status);
   assert.ok(after === 401 || after === 403, `a revoked guest's request is refused (${after})`);
   const reopen = await guestCtx.newPage();
   const resp = await reopen.goto(env("GUEST_URL"));

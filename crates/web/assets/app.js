@@ -1,29 +1,53 @@
 // PeddleNet's web UI. No framework, no build step, nothing fetched from
-// elsewhere. Text from the network is only ever set with textContent.
+// elsewhere. Text from the network is only ever set with textContent, and
+// names and texts are bidi-isolated (<bdi>, dir="auto"): a right-to-left
+// override inside one cannot reorder the text around it.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-let csrf = "";
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+// The session token: sent with every request besides the cookie. It lives in
+// this origin's sessionStorage, which no other port on this host can read
+// (browsers share cookies between ports, not storage).
+let token = sessionStorage.getItem("pn-token") || "";
+function setToken(t) {
+  token = t || "";
+  if (token) sessionStorage.setItem("pn-token", token);
+  else sessionStorage.removeItem("pn-token");
+}
+
+// Text in an element of its own, isolated from what is around it.
+function bdi(text) {
+  const b = document.createElement("bdi");
+  b.textContent = text;
+  return b;
+}
 
 function showError(msg) {
   const e = $("error");
-  e.textContent = msg || "";
+  e.replaceChildren(...(msg ? [bdi(msg)] : []));
   e.hidden = !msg;
 }
 
 async function api(method, path, body) {
-  const opts = { method, headers: {}, credentials: "same-origin" };
-  if (method !== "GET") opts.headers["X-CSRF-Token"] = csrf;
+  const opts = { method, headers: { "X-Session-Token": token }, credentials: "same-origin" };
   if (body !== undefined) {
     opts.headers["Content-Type"] = "application/json";
     opts.body = JSON.stringify(body);
   }
-  const r = await fetch(path, opts);
+  let r;
+  try {
+    r = await fetch(path, opts);
+  } catch (e) {
+    throw new Error("the web UI is not answering");
+  }
   if (r.status === 204) return null;
   const data = await r.json().catch(() => ({ error: `HTTP ${r.status}` }));
   if (!r.ok) {
     const err = new Error(data.error || `HTTP ${r.status}`);
     err.status = r.status;
+    err.retryAfter = Number(r.headers.get("Retry-After")) || 0;
     throw err;
   }
   return data;
@@ -43,15 +67,17 @@ function deliveryText(d) {
   return "";
 }
 
+// `who`: the parts of the author line (names as <bdi> elements).
 function messageItem(m, mine, who, delivery) {
   const li = document.createElement("li");
   li.dataset.id = m.id;
   if (mine) li.classList.add("mine");
   const w = document.createElement("div");
   w.className = "who";
-  w.textContent = who;
+  w.append(...who);
   const t = document.createElement("div");
   t.className = "text";
+  t.dir = "auto";
   t.textContent = m.text;
   const meta = document.createElement("div");
   meta.className = "meta";
@@ -60,8 +86,9 @@ function messageItem(m, mine, who, delivery) {
   return li;
 }
 
+// `title`: its parts (names as <bdi> elements).
 function showQr(title, text, svg, note) {
-  $("qr-title").textContent = title;
+  $("qr-title").replaceChildren(...title);
   $("qr-img").src = "data:image/svg+xml;charset=utf-8," + encodeURIComponent(svg);
   $("qr-text").textContent = text;
   $("qr-note").textContent = note || "";
@@ -71,10 +98,131 @@ function showQr(title, text, svg, note) {
 }
 $("qr-close").onclick = () => $("qr-dialog").close();
 
-function setConn(up) {
+// Whether live updates arrive; when not, a bar says so (and when the page
+// tries again), so nobody takes a silent page for a quiet room.
+let liveTick = null;
+function setLive(up, retryAt, why) {
   const c = $("conn");
   c.className = "dot " + (up ? "up" : "down");
-  c.title = up ? "live" : "reconnecting…";
+  c.title = up ? "live" : "not live";
+  const bar = $("offline");
+  clearInterval(liveTick);
+  if (up) {
+    bar.hidden = true;
+    return;
+  }
+  const show = () => {
+    const s = retryAt ? Math.ceil((retryAt - Date.now()) / 1000) : 0;
+    bar.textContent = why
+      ? `Not live: ${why}`
+      : `Not live: new messages will not appear until the page reconnects (${s > 0 ? `trying again in ${s} s` : "reconnecting…"})`;
+  };
+  show();
+  bar.hidden = false;
+  if (retryAt) liveTick = setInterval(show, 1000);
+}
+
+// An event stream that comes back: after any failure (the daemon restarting,
+// too many streams, a newer view taking its place) it tries again after 1 s,
+// doubling to 30 s, with jitter; `caughtUp` reloads what was missed.
+function liveStream(path, listeners, caughtUp) {
+  let es = null;
+  let timer = null;
+  let delay = 1000;
+  let opened = false;
+  let stopped = false;
+  const connect = () => {
+    timer = null;
+    es = new EventSource(`${path}?token=${encodeURIComponent(token)}`);
+    es.onopen = () => {
+      delay = 1000;
+      setLive(true);
+      if (opened) caughtUp();
+      opened = true;
+    };
+    es.onerror = () => {
+      es.close();
+      if (stopped) return;
+      const wait = delay * (0.75 + Math.random() * 0.5);
+      delay = Math.min(delay * 2, 30000);
+      setLive(false, Date.now() + wait);
+      timer = setTimeout(connect, wait);
+    };
+    for (const [k, f] of Object.entries(listeners)) es.addEventListener(k, f);
+  };
+  connect();
+  return {
+    stop() {
+      stopped = true;
+      clearTimeout(timer);
+      es?.close();
+    },
+  };
+}
+
+// Messages a person typed are never dropped: each waits in an outbox, shown
+// in the list as "sending…", and is tried again after a 429 (when
+// Retry-After says) or while the daemon is unreachable, in order. Only a
+// refusal of the message itself gives it back: into the box if that is
+// empty, else it stays in the list with the reason.
+function makeOutbox(list, box) {
+  const queue = [];
+  let busy = false;
+  const transient = (e) => e.status === undefined || e.status === 408 || e.status === 429 || e.status >= 500;
+  async function pump() {
+    if (busy) return;
+    busy = true;
+    while (queue.length) {
+      const item = queue[0];
+      let delay = 1000;
+      for (;;) {
+        try {
+          const m = await item.post(item.text);
+          item.li.remove();
+          item.sent(m);
+          showError("");
+          break;
+        } catch (err) {
+          if (!transient(err)) {
+            item.failed?.(err);
+            if (!box.value) {
+              box.value = item.text;
+              item.li.remove();
+            } else {
+              item.li.classList.add("failed");
+            }
+            item.meta.textContent = `not sent: ${err.message}`;
+            showError(`Not sent: ${err.message}`);
+            break;
+          }
+          const wait = err.status === 429 && err.retryAfter ? err.retryAfter * 1000 : delay;
+          delay = Math.min(delay * 2, 30000);
+          item.meta.textContent = `waiting to send (${err.message}); trying again in ${Math.ceil(wait / 1000)} s`;
+          await sleep(wait);
+        }
+      }
+      queue.shift();
+    }
+    busy = false;
+  }
+  return {
+    // `post(text)` sends; `sent(message)` shows the sent message.
+    add(text, post, sent, failed, tag) {
+      const li = messageItem({ id: "", text, timestamp_ms: Date.now() }, true, ["you"], "");
+      li.classList.add("pending");
+      const meta = li.querySelector(".meta");
+      meta.textContent = "sending…";
+      li.dataset.tag = tag || "";
+      list.append(li);
+      list.scrollTop = list.scrollHeight;
+      queue.push({ text, post, sent, failed, li, meta, tag });
+      pump();
+    },
+    // Pending items of `tag` (a room), to show again after a list reload.
+    pending(tag) {
+      return queue.filter((i) => i.tag === tag).map((i) => i.li);
+    },
+  };
 }
 
 // ---------------------------------------------------------------- owner
@@ -82,7 +230,7 @@ function setConn(up) {
 const owner = { rooms: [], room: null, next: null, view: "chat" };
 
 function ownerMessage(m) {
-  const who = m.own ? `${m.author_name} (you)` : `${m.author_name} [${m.author.slice(0, 4)}]`;
+  const who = [bdi(m.author_name), m.own ? " (you)" : ` [${m.author.slice(0, 4)}]`];
   return messageItem(m, m.own, who, m.own ? deliveryText(m.delivery) : "");
 }
 
@@ -93,7 +241,7 @@ function renderRooms() {
     const li = document.createElement("li");
     const b = document.createElement("button");
     b.type = "button";
-    b.textContent = r.name + (r.unread ? ` (${r.unread})` : "");
+    b.append(bdi(r.name), r.unread ? ` (${r.unread})` : "");
     b.setAttribute("aria-current", String(owner.room?.id === r.id));
     b.onclick = () => openRoom(r.id);
     li.append(b);
@@ -113,11 +261,11 @@ async function openRoom(id) {
   if (!owner.room) return;
   owner.room.unread = 0;
   renderRooms();
-  $("room-title").textContent = owner.room.name;
+  $("room-title").replaceChildren(bdi(owner.room.name));
   for (const b of ["invite-btn", "guest-btn", "compose"]) $(b).hidden = false;
   const page = await api("GET", `/api/rooms/${id}/messages`);
   const ol = $("messages");
-  ol.replaceChildren(...page.messages.slice().reverse().map(ownerMessage));
+  ol.replaceChildren(...page.messages.slice().reverse().map(ownerMessage), ...ownerOutbox.pending(id));
   owner.next = page.next;
   $("older").hidden = !page.next;
   ol.scrollTop = ol.scrollHeight;
@@ -132,18 +280,15 @@ $("older").onclick = async () => {
   $("older").hidden = !page.next;
 };
 
-$("compose").onsubmit = async (e) => {
+const ownerOutbox = makeOutbox($("messages"), $("text"));
+
+$("compose").onsubmit = (e) => {
   e.preventDefault();
   const text = $("text").value;
   if (!text.trim() || !owner.room) return;
-  try {
-    const m = await api("POST", `/api/rooms/${owner.room.id}/messages`, { text });
-    $("text").value = "";
-    addOwnerMessage(m);
-    showError("");
-  } catch (err) {
-    showError(err.message);
-  }
+  $("text").value = "";
+  const room = owner.room.id;
+  ownerOutbox.add(text, (t) => api("POST", `/api/rooms/${room}/messages`, { text: t }), addOwnerMessage, null, room);
 };
 
 function addOwnerMessage(m) {
@@ -186,7 +331,7 @@ $("join-form").onsubmit = async (e) => {
 $("invite-btn").onclick = async () => {
   try {
     const inv = await api("GET", `/api/rooms/${owner.room.id}/invite`);
-    showQr(`Invite to ${inv.room.name}`, inv.uri, inv.svg, "Scan it with the PeddleNet app on another device.");
+    showQr(["Invite to ", bdi(inv.room.name)], inv.uri, inv.svg, "Scan it with the PeddleNet app on another device.");
   } catch (err) {
     showError(err.message);
   }
@@ -195,7 +340,7 @@ $("invite-btn").onclick = async () => {
 $("guest-btn").onclick = async () => {
   try {
     const g = await api("POST", "/api/guests", { room: owner.room.id });
-    showQr(`Guest pass to ${g.guest.room_name}`, g.guest.url, g.svg,
+    showQr(["Guest pass to ", bdi(g.guest.room_name)], g.guest.url, g.svg,
       `A phone's camera opens this room in its browser, until ${new Date(g.guest.expires_ms).toLocaleString()}.`);
   } catch (err) {
     showError(err.message);
@@ -205,7 +350,7 @@ $("guest-btn").onclick = async () => {
 $("wifi-btn").onclick = async () => {
   try {
     const w = await api("GET", "/api/wifi");
-    showQr(`Wi-Fi “${w.hotspot.ssid}”`, w.hotspot.qr, w.svg,
+    showQr(["Wi-Fi “", bdi(w.hotspot.ssid), "”"], w.hotspot.qr, w.svg,
       "A phone's camera joins this Wi-Fi network; then scan a room's guest QR." +
       (w.hotspot.web_url ? ` This page is at ${w.hotspot.web_url} there.` : ""));
   } catch (err) {
@@ -224,7 +369,7 @@ async function loadGuests() {
   }
   for (const g of list) {
     const li = document.createElement("li");
-    li.textContent = `${g.room_name} · pass ${g.id} · until ${new Date(g.expires_ms).toLocaleString()} `;
+    li.append(bdi(g.room_name), ` · pass ${g.id} · until ${new Date(g.expires_ms).toLocaleString()} `);
     const b = document.createElement("button");
     b.type = "button";
     b.textContent = "Revoke";
@@ -246,7 +391,7 @@ async function loadMesh() {
   const dl = $("mesh-status");
   dl.replaceChildren();
   const rows = [
-    ["You", `${s.display_name} (${s.author_id.slice(0, 16)})`],
+    ["You", [bdi(s.display_name), ` (${s.author_id.slice(0, 16)})`]],
     ["Peers", String(s.peers)],
     ["Rooms", String(s.rooms)],
     ["Waiting", `${s.waiting} of your messages for a first peer`],
@@ -259,7 +404,8 @@ async function loadMesh() {
     const dt = document.createElement("dt");
     dt.textContent = k;
     const dd = document.createElement("dd");
-    dd.textContent = v;
+    if (Array.isArray(v)) dd.append(...v);
+    else dd.textContent = v;
     dl.append(dt, dd);
   }
   const tb = $("peer-rows");
@@ -286,15 +432,16 @@ function setView(v) {
 }
 for (const b of document.querySelectorAll("#tabs button")) b.onclick = () => setView(b.dataset.view);
 
+function ownerCatchUp() {
+  loadRooms().catch(() => {});
+  if (owner.room) openRoom(owner.room.id).catch(() => {});
+}
+
 function ownerEvents() {
-  const es = new EventSource("/api/events");
-  es.onopen = () => setConn(true);
-  es.onerror = () => setConn(false);
-  es.addEventListener("reload", () => {
-    loadRooms().catch(() => {});
-    if (owner.room) openRoom(owner.room.id).catch(() => {});
-  });
-  es.addEventListener("event", (e) => {
+  liveStream("/api/events", { reload: ownerCatchUp, event: ownerEvent }, ownerCatchUp);
+}
+
+function ownerEvent(e) {
     const ev = JSON.parse(e.data);
     if (ev.type === "message") {
       if (!addOwnerMessage(ev.message)) {
@@ -309,7 +456,6 @@ function ownerEvents() {
     } else if ((ev.type === "peer_up" || ev.type === "peer_down") && owner.view === "mesh") {
       loadMesh().catch(() => {});
     }
-  });
 }
 
 async function startOwner() {
@@ -325,22 +471,24 @@ async function startOwner() {
 const guest = { nickname: null, next: null };
 
 function guestMessage(m) {
-  return messageItem(m, m.mine, m.mine ? "you" : m.author_name, "");
+  return messageItem(m, m.mine, m.mine ? ["you"] : [bdi(m.author_name)], "");
 }
 
+let guestStream = null;
 function guestEnded(reason) {
+  guestStream?.stop();
   $("guest-compose").hidden = true;
   $("nick-form").hidden = true;
   const p = $("guest-ended");
-  p.textContent = `This guest pass has ended: ${reason}`;
+  p.replaceChildren("This guest pass has ended: ", bdi(reason));
   p.hidden = false;
-  setConn(false);
+  setLive(false, 0, "this guest pass has ended");
 }
 
 async function loadGuestMessages() {
   const page = await api("GET", "/api/guest/messages");
   const ol = $("guest-messages");
-  ol.replaceChildren(...page.messages.slice().reverse().map(guestMessage));
+  ol.replaceChildren(...page.messages.slice().reverse().map(guestMessage), ...guestOutbox.pending(""));
   guest.next = page.next;
   $("guest-older").hidden = !page.next;
   ol.scrollTop = ol.scrollHeight;
@@ -368,19 +516,19 @@ $("nick-form").onsubmit = async (e) => {
   }
 };
 
-$("guest-compose").onsubmit = async (e) => {
+const guestOutbox = makeOutbox($("guest-messages"), $("guest-text"));
+
+$("guest-compose").onsubmit = (e) => {
   e.preventDefault();
   const text = $("guest-text").value;
   if (!text.trim()) return;
-  try {
-    const m = await api("POST", "/api/guest/messages", { text });
-    $("guest-text").value = "";
-    addGuestMessage(m);
-    showError("");
-  } catch (err) {
-    if (err.status === 403) guestEnded(err.message);
-    else showError(err.message);
-  }
+  $("guest-text").value = "";
+  guestOutbox.add(
+    text,
+    (t) => api("POST", "/api/guest/messages", { text: t }),
+    addGuestMessage,
+    (err) => err.status === 403 && guestEnded(err.message),
+  );
 };
 
 function addGuestMessage(m) {
@@ -392,21 +540,22 @@ function addGuestMessage(m) {
 
 async function startGuest(s) {
   $("guest").hidden = false;
-  $("guest-room").textContent = s.room_name;
+  $("guest-room").replaceChildren(bdi(s.room_name));
   $("guest-expiry").textContent = `guest until ${new Date(s.expires_ms).toLocaleString()}`;
   guest.nickname = s.nickname;
   $("nick-form").hidden = !!s.nickname;
   $("guest-compose").hidden = !s.nickname;
   await loadGuestMessages();
-  const es = new EventSource("/api/guest/events");
-  es.onopen = () => setConn(true);
-  es.onerror = () => setConn(false);
-  es.addEventListener("message", (e) => addGuestMessage(JSON.parse(e.data)));
-  es.addEventListener("reload", () => loadGuestMessages().catch(() => {}));
-  es.addEventListener("ended", (e) => {
-    es.close();
-    guestEnded(JSON.parse(e.data).reason);
-  });
+  const catchUp = () => loadGuestMessages().catch(() => {});
+  guestStream = liveStream(
+    "/api/guest/events",
+    {
+      message: (e) => addGuestMessage(JSON.parse(e.data)),
+      reload: catchUp,
+      ended: (e) => guestEnded(JSON.parse(e.data).reason),
+    },
+    catchUp,
+  );
 }
 
 // ---------------------------------------------------------------- start
@@ -418,10 +567,14 @@ async function start() {
     const code = decodeURIComponent(location.hash.slice(1));
     history.replaceState(null, "", "/");
     try {
-      await api("POST", "/api/login", { code });
+      setToken((await api("POST", "/api/login", { code })).token);
     } catch (err) {
       showError(`Sign-in failed: ${err.message}`);
     }
+  } else if (location.pathname === "/guest" && location.hash.length > 1) {
+    // A guest pass just opened: its session token came in the fragment.
+    setToken(location.hash.slice(1));
+    history.replaceState(null, "", "/guest");
   }
   let s;
   try {
@@ -434,7 +587,6 @@ async function start() {
     showError(err.message);
     return;
   }
-  csrf = s.csrf;
   if (s.kind === "owner") await startOwner();
   else await startGuest(s);
 }

@@ -6,14 +6,17 @@
 //!   name was re-pointed at 127.0.0.1 (DNS rebinding) sends its own name.
 //! - **Origin**, on every request that changes something, must be this very
 //!   server (`http://` + the Host): another site's page cannot post here.
-//! - **CSRF token**: state-changing API requests carry the session's token
-//!   in `X-CSRF-Token`, which only this server's pages can read.
-//! - **Rate limits**: a token bucket per client address and per guest.
+//! - **Session token**: every API request (reads too) carries the session's
+//!   token in `X-Session-Token` besides the cookie; only this server's own
+//!   page holds it (see [`crate::session`]). It also stops cross-site writes.
+//! - **Rate limits**: a token bucket per session (per client address for
+//!   requests without one), per guest pass for messages; a refusal says when
+//!   to come back (`Retry-After`).
 
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// The `Host` values this server accepts: each listening address as
 /// `ip:port` (IPv6 in brackets), and `localhost:port` for loopback ones.
@@ -67,8 +70,8 @@ pub enum Refusal {
     Host,
     #[error("cross-origin request refused: the Origin header must be this server")]
     Origin,
-    #[error("missing or wrong CSRF token (X-CSRF-Token): reload the page")]
-    Csrf,
+    #[error("missing or wrong session token (X-Session-Token): sign in again")]
+    Token,
     #[error("too many requests; wait a moment")]
     RateLimited,
 }
@@ -94,9 +97,9 @@ pub fn check_request(
     Ok(())
 }
 
-/// Compares a presented CSRF token with the session's, in time independent
-/// of where they differ.
-pub fn csrf_matches(expected: &str, presented: Option<&str>) -> bool {
+/// Compares a presented session token with the session's, in time
+/// independent of where they differ.
+pub fn token_matches(expected: &str, presented: Option<&str>) -> bool {
     let Some(p) = presented else { return false };
     let (a, b) = (expected.as_bytes(), p.as_bytes());
     if a.len() != b.len() || a.is_empty() {
@@ -125,8 +128,9 @@ impl<K: Hash + Eq + Clone> RateLimiter<K> {
         }
     }
 
-    /// Takes one token for `key` at `now`; false when its bucket is empty.
-    pub fn allow(&mut self, key: &K, now: Instant) -> bool {
+    /// Takes one token for `key` at `now`; when its bucket is empty, says
+    /// how long until the next token.
+    pub fn allow(&mut self, key: &K, now: Instant) -> Result<(), Duration> {
         if !self.buckets.contains_key(key) && self.buckets.len() >= self.max_keys {
             let oldest = self
                 .buckets
@@ -143,9 +147,9 @@ impl<K: Hash + Eq + Clone> RateLimiter<K> {
         *last = now;
         if *tokens >= 1.0 {
             *tokens -= 1.0;
-            true
+            Ok(())
         } else {
-            false
+            Err(Duration::from_secs_f64((1.0 - *tokens) / self.rate_per_s))
         }
     }
 
@@ -162,7 +166,6 @@ impl<K: Hash + Eq + Clone> RateLimiter<K> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
-    use std::time::Duration;
 
     fn hosts() -> AllowedHosts {
         AllowedHosts::for_addrs(&[
@@ -248,27 +251,31 @@ mod tests {
     }
 
     #[test]
-    fn csrf() {
-        assert!(csrf_matches("abc", Some("abc")));
-        assert!(!csrf_matches("abc", Some("abd")));
-        assert!(!csrf_matches("abc", Some("ab")));
-        assert!(!csrf_matches("abc", None));
-        assert!(!csrf_matches("", Some("")));
+    fn tokens() {
+        assert!(token_matches("abc", Some("abc")));
+        assert!(!token_matches("abc", Some("abd")));
+        assert!(!token_matches("abc", Some("ab")));
+        assert!(!token_matches("abc", None));
+        assert!(!token_matches("", Some("")));
     }
 
     #[test]
     fn buckets_refill_and_stay_bounded() {
         let t0 = Instant::now();
         let mut r = RateLimiter::new(2.0, 3, 2);
-        assert!((0..3).all(|_| r.allow(&"a", t0)));
-        assert!(!r.allow(&"a", t0), "burst used up");
+        assert!((0..3).all(|_| r.allow(&"a", t0).is_ok()));
+        assert_eq!(
+            r.allow(&"a", t0),
+            Err(Duration::from_millis(500)),
+            "burst used up; the next token in half a second"
+        );
         assert!(
-            r.allow(&"a", t0 + Duration::from_millis(600)),
+            r.allow(&"a", t0 + Duration::from_millis(600)).is_ok(),
             "refilled at 2 per second"
         );
-        assert!(!r.allow(&"a", t0 + Duration::from_millis(600)));
-        assert!(r.allow(&"b", t0));
-        assert!(r.allow(&"c", t0 + Duration::from_millis(1)));
+        assert!(r.allow(&"a", t0 + Duration::from_millis(600)).is_err());
+        assert!(r.allow(&"b", t0).is_ok());
+        assert!(r.allow(&"c", t0 + Duration::from_millis(1)).is_ok());
         assert_eq!(r.len(), 2, "the least recently used key was forgotten");
     }
 
@@ -295,7 +302,7 @@ mod tests {
             let (mut t, mut allowed) = (0u64, 0u32);
             for dt in gaps {
                 t += dt;
-                if r.allow(&"k", t0 + Duration::from_millis(t)) {
+                if r.allow(&"k", t0 + Duration::from_millis(t)).is_ok() {
                     allowed += 1;
                 }
                 prop_assert!(f64::from(allowed) <= 10.0 + 5.0 * t as f64 / 1000.0 + 1e-9);

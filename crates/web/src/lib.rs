@@ -14,36 +14,58 @@
 //! - **A guest** opens `/g/<token>` (the guest QR code). The session then
 //!   holds the token; every guest request hands it to the daemon, which
 //!   confines it to the pass's room and refuses it once expired or revoked.
-//! - Everything else is refused. [`guard`] has the Host, Origin, CSRF and
-//!   rate checks every request passes; bodies are capped at [`MAX_BODY`].
+//! - Everything else is refused. [`guard`] has the Host, Origin, session
+//!   token and rate checks every request passes; bodies are capped at
+//!   [`MAX_BODY`].
+//!
+//! Resources are bounded per client: connections per address and in all,
+//! with a header-read and an idle timeout ([`conn`]); sessions per guest
+//! pass and per address ([`session`]); event streams per session, per pass
+//! and per kind of user ([`streams`]); requests per session ([`guard`]).
 
+mod conn;
 pub mod guard;
 mod routes;
 mod session;
+mod streams;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
 
 use peddlenet_api::{Client, ClientError, Event};
 use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, broadcast, mpsc, watch};
+use tokio::sync::{broadcast, mpsc, watch};
 
 use crate::guard::{AllowedHosts, RateLimiter};
 use crate::session::Sessions;
+use crate::streams::Streams;
 
 /// The default address of the web UI: this machine only.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:4718";
 /// Largest request body accepted (a message is at most 32 KiB of text).
 pub const MAX_BODY: usize = 64 * 1024;
-/// Live event streams (server-sent events) open at once, all browsers together.
-pub const MAX_STREAMS: usize = 64;
-/// Requests per second per client address, and the burst allowed.
+/// API requests per second per session, and the burst allowed.
+pub const PER_SESSION_RATE: (f64, u32) = (20.0, 60);
+/// API requests per second per client address for requests without a
+/// session (sign-in, guest passes), and the burst allowed.
 pub const PER_ADDRESS_RATE: (f64, u32) = (20.0, 60);
 /// Messages per second per guest pass, and the burst allowed.
 pub const PER_GUEST_RATE: (f64, u32) = (1.0, 5);
 /// Client addresses and guest passes whose rate is tracked at once.
 const RATE_KEYS: usize = 4096;
+/// A request (its body included) must be answered within this.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default: a connection must send a request's headers within this once it
+/// is waiting for one (a new connection, or a kept-alive one between requests).
+pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default: a connection with nothing read or written for this long is closed.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default: connections open at once, all clients together.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 256;
+/// Default: connections open at once from one client address.
+pub const DEFAULT_MAX_CONNECTIONS_PER_ADDRESS: usize = 128;
 /// Events buffered for slow streams before they are told to reload.
 const EVENT_BUFFER: usize = 256;
 
@@ -55,6 +77,28 @@ pub struct WebConfig {
     /// LAN mode: also listen, on the same port, on this interface's IPv4
     /// address, and give guests URLs there.
     pub lan_interface: Option<String>,
+    /// Connections, timeouts.
+    pub limits: ConnLimits,
+}
+
+/// Bounds on connections (see [`conn`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnLimits {
+    pub header_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub max_connections: usize,
+    pub max_connections_per_address: usize,
+}
+
+impl Default for ConnLimits {
+    fn default() -> Self {
+        Self {
+            header_timeout: DEFAULT_HEADER_TIMEOUT,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_connections_per_address: DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
+        }
+    }
 }
 
 impl Default for WebConfig {
@@ -62,6 +106,7 @@ impl Default for WebConfig {
         Self {
             listen: DEFAULT_LISTEN.parse().expect("a valid address"),
             lan_interface: None,
+            limits: ConnLimits::default(),
         }
     }
 }
@@ -89,6 +134,7 @@ pub struct Web {
     lan_url: Option<String>,
     hosts: Arc<RwLock<AllowedHosts>>,
     extra: (mpsc::Sender<Extra>, mpsc::Receiver<Extra>),
+    limits: ConnLimits,
 }
 
 /// A listener opened after start, and what closes it.
@@ -193,6 +239,7 @@ impl Web {
             lan_url,
             hosts: Arc::new(RwLock::new(AllowedHosts::for_addrs(&addrs))),
             extra: mpsc::channel(MAX_EXTRA),
+            limits: cfg.limits,
         })
     }
 
@@ -224,11 +271,17 @@ impl Web {
     /// Serves until `stop` turns true, talking to the daemon at `socket`.
     pub async fn run(self, socket: PathBuf, stop: watch::Receiver<bool>) {
         let (events, _) = broadcast::channel(EVENT_BUFFER);
+        let limits = self.limits;
         let state = Arc::new(State {
             socket,
             client: tokio::sync::Mutex::new(None),
             hosts: self.hosts,
-            sessions: Mutex::new(Sessions::default()),
+            sessions: Mutex::new(Sessions::new()),
+            per_session: Mutex::new(RateLimiter::new(
+                PER_SESSION_RATE.0,
+                PER_SESSION_RATE.1,
+                RATE_KEYS,
+            )),
             per_address: Mutex::new(RateLimiter::new(
                 PER_ADDRESS_RATE.0,
                 PER_ADDRESS_RATE.1,
@@ -240,29 +293,16 @@ impl Web {
                 RATE_KEYS,
             )),
             events,
-            streams: Arc::new(Semaphore::new(MAX_STREAMS)),
+            streams: Arc::default(),
+            keep_alive: (limits.idle_timeout / 3)
+                .clamp(Duration::from_millis(200), Duration::from_secs(15)),
         });
         tokio::spawn(relay_events(state.clone(), stop.clone()));
         let app = routes::router(state);
-        let serve =
-            |l: TcpListener, mut stop: watch::Receiver<bool>, mut also: watch::Receiver<bool>| {
-                let app = app
-                    .clone()
-                    .into_make_service_with_connect_info::<SocketAddr>();
-                tokio::spawn(async move {
-                    let r = axum::serve(l, app)
-                        .with_graceful_shutdown(async move {
-                            tokio::select! {
-                                _ = stop.wait_for(|s| *s) => {}
-                                _ = also.wait_for(|s| *s) => {}
-                            }
-                        })
-                        .await;
-                    if let Err(e) = r {
-                        tracing::error!(error = %e, "the web UI stopped");
-                    }
-                })
-            };
+        let conns = conn::Conns::new(limits);
+        let serve = |l: TcpListener, stop: watch::Receiver<bool>, also: watch::Receiver<bool>| {
+            tokio::spawn(conn::serve(l, app.clone(), conns.clone(), stop, also))
+        };
         let (_never_tx, never) = watch::channel(false);
         let mut servers = Vec::new();
         for l in self.listeners {
@@ -281,7 +321,7 @@ impl Web {
         }
         for s in servers {
             // Open event streams would hold graceful shutdown: don't wait long.
-            let _ = tokio::time::timeout(std::time::Duration::from_secs(2), s).await;
+            let _ = tokio::time::timeout(Duration::from_secs(2), s).await;
         }
     }
 }
@@ -291,11 +331,15 @@ pub(crate) struct State {
     client: tokio::sync::Mutex<Option<Client>>,
     hosts: Arc<RwLock<AllowedHosts>>,
     sessions: Mutex<Sessions>,
+    per_session: Mutex<RateLimiter<String>>,
     per_address: Mutex<RateLimiter<IpAddr>>,
     per_guest: Mutex<RateLimiter<String>>,
     /// The daemon's events, for every open stream.
     events: broadcast::Sender<Arc<Event>>,
-    streams: Arc<Semaphore>,
+    streams: Arc<Mutex<Streams>>,
+    /// How often an event stream sends a comment to keep its connection
+    /// from idling out.
+    keep_alive: Duration,
 }
 
 impl State {
@@ -359,7 +403,7 @@ mod tests {
     async fn extra_listeners_open_and_close() {
         let web = Web::bind(&WebConfig {
             listen: "127.0.0.1:0".parse().unwrap(),
-            lan_interface: None,
+            ..WebConfig::default()
         })
         .await
         .unwrap();

@@ -18,7 +18,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::guard::{self, Refusal};
-use crate::session::{self, Session, Who};
+use crate::session::{Session, Who};
+use crate::streams::Streams;
 use crate::{MAX_BODY, State};
 
 type S = Arc<State>;
@@ -75,13 +76,74 @@ pub(crate) fn router(state: S) -> Router {
         .with_state(state)
 }
 
-/// Every request: the client's rate, Host, and (for changes) Origin; every
-/// response: headers that keep the page from being framed, sniffed, cached
-/// or leaking its URL.
+/// Paths served to anyone, unlimited: the page and its assets.
+fn is_static(path: &str) -> bool {
+    matches!(
+        path,
+        "/" | "/login" | "/guest" | "/app.js" | "/app.css" | "/icon.svg" | "/api/openapi.json"
+    )
+}
+
+/// A request's session, checked (cookie and token) by [`guard_layer`].
+#[derive(Clone)]
+pub(crate) struct Authed {
+    id: String,
+    session: Session,
+}
+
+/// The session behind a request, if it presented one whole (the cookie and
+/// its token).
+pub(crate) struct Auth(Option<Authed>);
+
+impl<T: Send + Sync> axum::extract::FromRequestParts<T> for Auth {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &T,
+    ) -> std::result::Result<Self, Infallible> {
+        Ok(Auth(parts.extensions.get::<Authed>().cloned()))
+    }
+}
+
+/// The session a request presents: the cookie and, in `X-Session-Token`
+/// (or, for an event stream, which cannot send headers, `?token=`), its
+/// token. A cookie alone, as any server on this host may be sent, is nothing.
+fn authenticate(st: &State, req: &Request) -> Option<Authed> {
+    let cookie = req.headers().get(header::COOKIE)?.to_str().ok()?;
+    let mut sessions = st.sessions.lock().expect("lock");
+    let id = sessions.cookie_value(cookie)?.to_owned();
+    let mut token = req
+        .headers()
+        .get("x-session-token")
+        .and_then(|v| v.to_str().ok());
+    if token.is_none() && req.uri().path().ends_with("/events") {
+        token = req
+            .uri()
+            .query()
+            .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("token=")));
+    }
+    let session = sessions.get(&id, token, Instant::now())?;
+    Some(Authed { id, session })
+}
+
+/// A 429 that says when to come back.
+fn too_many(wait: Duration, msg: String) -> Response {
+    let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    let mut r = HttpError(StatusCode::TOO_MANY_REQUESTS, msg).into_response();
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+    r
+}
+
+/// Every request: Host and (for changes) Origin, its session, its rate (per
+/// session; per address without one), and a time limit; every response:
+/// headers that keep the page from being framed, sniffed, cached or leaking
+/// its URL.
 async fn guard_layer(
     AxState(st): AxState<S>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    req: Request,
+    mut req: Request,
     next: Next,
 ) -> Response {
     let changes = !matches!(*req.method(), Method::GET | Method::HEAD);
@@ -89,34 +151,53 @@ async fn guard_layer(
         header_text(req.headers(), header::HOST),
         header_text(req.headers(), header::ORIGIN),
     );
-    let within_rate = st
-        .per_address
-        .lock()
-        .expect("lock")
-        .allow(&peer.ip(), Instant::now());
-    let checked = if within_rate {
-        guard::check_request(
-            &st.hosts.read().expect("lock"),
-            changes,
-            host.as_deref(),
-            origin.as_deref(),
-        )
-    } else {
-        Err(Refusal::RateLimited)
-    };
+    let checked = guard::check_request(
+        &st.hosts.read().expect("lock"),
+        changes,
+        host.as_deref(),
+        origin.as_deref(),
+    );
     let mut resp = match checked {
-        Ok(()) => next.run(req).await,
         Err(r) => {
             tracing::debug!(%peer, refusal = ?r, "web request refused");
-            let code = if r == Refusal::RateLimited {
-                StatusCode::TOO_MANY_REQUESTS
+            HttpError(StatusCode::FORBIDDEN, r.to_string()).into_response()
+        }
+        Ok(()) => {
+            let auth = authenticate(&st, &req);
+            let now = Instant::now();
+            let within = if is_static(req.uri().path()) {
+                Ok(())
+            } else if let Some(a) = &auth {
+                st.per_session.lock().expect("lock").allow(&a.id, now)
             } else {
-                StatusCode::FORBIDDEN
+                st.per_address.lock().expect("lock").allow(&peer.ip(), now)
             };
-            HttpError(code, r.to_string()).into_response()
+            match within {
+                Err(wait) => {
+                    tracing::debug!(%peer, "web request over its rate");
+                    too_many(wait, Refusal::RateLimited.to_string())
+                }
+                Ok(()) => {
+                    if let Some(a) = auth {
+                        req.extensions_mut().insert(a);
+                    }
+                    match tokio::time::timeout(crate::REQUEST_TIMEOUT, next.run(req)).await {
+                        Ok(r) => r,
+                        Err(_) => HttpError(
+                            StatusCode::REQUEST_TIMEOUT,
+                            "the request took too long".into(),
+                        )
+                        .into_response(),
+                    }
+                }
+            }
         }
     };
+    let limited = resp.status() == StatusCode::TOO_MANY_REQUESTS;
     let h = resp.headers_mut();
+    if limited && !h.contains_key(header::RETRY_AFTER) {
+        h.insert(header::RETRY_AFTER, HeaderValue::from(1u64));
+    }
     h.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(
@@ -210,25 +291,12 @@ async fn page() -> Response {
     asset("text/html; charset=utf-8", INDEX_HTML)
 }
 
-fn session_of(st: &State, headers: &HeaderMap) -> Option<(String, Session)> {
-    let cookie = headers.get(header::COOKIE)?.to_str().ok()?;
-    let id = session::cookie_value(cookie)?;
-    let s = st.sessions.lock().expect("lock").get(id, Instant::now())?;
-    Some((id.to_owned(), s))
-}
-
-/// The session behind a request, of the kind wanted; for a change, with its
-/// CSRF token.
-fn require(
-    st: &State,
-    headers: &HeaderMap,
-    owner: bool,
-    changes: bool,
-) -> Result<(String, Session)> {
-    let Some((id, s)) = session_of(st, headers) else {
+/// The session behind a request, of the kind wanted (owner or guest).
+fn require(auth: Auth, owner: bool) -> Result<(String, Session)> {
+    let Some(Authed { id, session: s }) = auth.0 else {
         return Err(HttpError(
             StatusCode::UNAUTHORIZED,
-            "not signed in: open the link from `peddlenet web` or a guest QR code".into(),
+            "not signed in (or the session token is missing): open the link from `peddlenet web` or a guest QR code".into(),
         ));
     };
     if owner != (s.who == Who::Owner) {
@@ -242,23 +310,11 @@ fn require(
             .into(),
         ));
     }
-    if changes
-        && !guard::csrf_matches(
-            &s.csrf,
-            headers.get("x-csrf-token").and_then(|v| v.to_str().ok()),
-        )
-    {
-        return Err(HttpError(StatusCode::FORBIDDEN, Refusal::Csrf.to_string()));
-    }
     Ok((id, s))
 }
 
-fn owner_read(st: &State, h: &HeaderMap) -> Result<()> {
-    require(st, h, true, false).map(|_| ())
-}
-
-fn owner_write(st: &State, h: &HeaderMap) -> Result<()> {
-    require(st, h, true, true).map(|_| ())
+fn owner(a: Auth) -> Result<()> {
+    require(a, true).map(|_| ())
 }
 
 fn qr_svg(text: &str) -> Result<String> {
@@ -288,57 +344,55 @@ struct LoginBody {
     code: String,
 }
 
-async fn login(AxState(st): AxState<S>, axum::Json(b): axum::Json<LoginBody>) -> Result<Response> {
+async fn login(
+    AxState(st): AxState<S>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    axum::Json(b): axum::Json<LoginBody>,
+) -> Result<Response> {
     call(&st, |c| async move { c.web_redeem(&b.code).await }).await?;
-    let (id, s) = st
-        .sessions
-        .lock()
-        .expect("lock")
-        .create(Who::Owner, Instant::now());
+    let mut sessions = st.sessions.lock().expect("lock");
+    let (id, s) = sessions.create(Who::Owner, peer.ip(), Instant::now());
     tracing::info!("web UI: the owner signed in");
     Ok(with_cookie(
-        session::set_cookie(&id),
-        axum::Json(json!({ "kind": "owner", "csrf": s.csrf })),
+        sessions.set_cookie(&id),
+        axum::Json(json!({ "kind": "owner", "token": s.token })),
     ))
 }
 
-async fn logout(AxState(st): AxState<S>, headers: HeaderMap) -> Result<Response> {
-    let (id, s) = session_of(&st, &headers)
-        .ok_or_else(|| HttpError(StatusCode::UNAUTHORIZED, "not signed in".into()))?;
-    if !guard::csrf_matches(
-        &s.csrf,
-        headers.get("x-csrf-token").and_then(|v| v.to_str().ok()),
-    ) {
-        return Err(HttpError(StatusCode::FORBIDDEN, Refusal::Csrf.to_string()));
-    }
-    st.sessions.lock().expect("lock").remove(&id);
-    Ok(with_cookie(session::clear_cookie(), StatusCode::NO_CONTENT))
+async fn logout(AxState(st): AxState<S>, a: Auth) -> Result<Response> {
+    let Some(Authed { id, .. }) = a.0 else {
+        return Err(HttpError(StatusCode::UNAUTHORIZED, "not signed in".into()));
+    };
+    let mut sessions = st.sessions.lock().expect("lock");
+    sessions.remove(&id);
+    Ok(with_cookie(sessions.clear_cookie(), StatusCode::NO_CONTENT))
 }
 
-async fn session_info(AxState(st): AxState<S>, headers: HeaderMap) -> Result<Response> {
-    let (_, s) = session_of(&st, &headers)
-        .ok_or_else(|| HttpError(StatusCode::UNAUTHORIZED, "not signed in".into()))?;
+async fn session_info(a: Auth) -> Result<Response> {
+    let Some(Authed { session: s, .. }) = a.0 else {
+        return Err(HttpError(StatusCode::UNAUTHORIZED, "not signed in".into()));
+    };
     Ok(axum::Json(match s.who {
-        Who::Owner => json!({ "kind": "owner", "csrf": s.csrf }),
+        Who::Owner => json!({ "kind": "owner" }),
         Who::Guest { room_name, nickname, expires_ms, .. } => {
-            json!({ "kind": "guest", "csrf": s.csrf, "room_name": room_name, "nickname": nickname, "expires_ms": expires_ms })
+            json!({ "kind": "guest", "room_name": room_name, "nickname": nickname, "expires_ms": expires_ms })
         }
     })
     .into_response())
 }
 
-async fn status(AxState(st): AxState<S>, h: HeaderMap) -> Result<Response> {
-    owner_read(&st, &h)?;
+async fn status(AxState(st): AxState<S>, a: Auth) -> Result<Response> {
+    owner(a)?;
     Ok(axum::Json(call(&st, |c| async move { c.status().await }).await?).into_response())
 }
 
-async fn peers(AxState(st): AxState<S>, h: HeaderMap) -> Result<Response> {
-    owner_read(&st, &h)?;
+async fn peers(AxState(st): AxState<S>, a: Auth) -> Result<Response> {
+    owner(a)?;
     Ok(axum::Json(call(&st, |c| async move { c.peers().await }).await?).into_response())
 }
 
-async fn rooms(AxState(st): AxState<S>, h: HeaderMap) -> Result<Response> {
-    owner_read(&st, &h)?;
+async fn rooms(AxState(st): AxState<S>, a: Auth) -> Result<Response> {
+    owner(a)?;
     Ok(axum::Json(call(&st, |c| async move { c.room_list().await }).await?).into_response())
 }
 
@@ -349,10 +403,10 @@ struct NameBody {
 
 async fn room_create(
     AxState(st): AxState<S>,
-    h: HeaderMap,
+    a: Auth,
     axum::Json(b): axum::Json<NameBody>,
 ) -> Result<Response> {
-    owner_write(&st, &h)?;
+    owner(a)?;
     Ok(
         axum::Json(call(&st, |c| async move { c.room_create(&b.name).await }).await?)
             .into_response(),
@@ -366,10 +420,10 @@ struct InviteBody {
 
 async fn room_join(
     AxState(st): AxState<S>,
-    h: HeaderMap,
+    a: Auth,
     axum::Json(b): axum::Json<InviteBody>,
 ) -> Result<Response> {
-    owner_write(&st, &h)?;
+    owner(a)?;
     Ok(
         axum::Json(call(&st, |c| async move { c.room_join(b.invite.trim()).await }).await?)
             .into_response(),
@@ -383,11 +437,11 @@ struct Page {
 
 async fn history(
     AxState(st): AxState<S>,
-    h: HeaderMap,
+    a: Auth,
     Path(room): Path<String>,
     Query(p): Query<Page>,
 ) -> Result<Response> {
-    owner_read(&st, &h)?;
+    owner(a)?;
     let (messages, next) = call(&st, |c| async move {
         c.history(&room, p.before, Some(50)).await
     })
@@ -402,30 +456,26 @@ struct TextBody {
 
 async fn send(
     AxState(st): AxState<S>,
-    h: HeaderMap,
+    a: Auth,
     Path(room): Path<String>,
     axum::Json(b): axum::Json<TextBody>,
 ) -> Result<Response> {
-    owner_write(&st, &h)?;
+    owner(a)?;
     Ok(
         axum::Json(call(&st, |c| async move { c.send(&room, &b.text).await }).await?)
             .into_response(),
     )
 }
 
-async fn invite(
-    AxState(st): AxState<S>,
-    h: HeaderMap,
-    Path(room): Path<String>,
-) -> Result<Response> {
-    owner_read(&st, &h)?;
+async fn invite(AxState(st): AxState<S>, a: Auth, Path(room): Path<String>) -> Result<Response> {
+    owner(a)?;
     let (room, uri) = call(&st, |c| async move { c.room_invite(&room).await }).await?;
     let svg = qr_svg(&uri)?;
     Ok(axum::Json(json!({ "room": room, "uri": uri, "svg": svg })).into_response())
 }
 
-async fn guests(AxState(st): AxState<S>, h: HeaderMap) -> Result<Response> {
-    owner_read(&st, &h)?;
+async fn guests(AxState(st): AxState<S>, a: Auth) -> Result<Response> {
+    owner(a)?;
     Ok(axum::Json(call(&st, |c| async move { c.guest_list().await }).await?).into_response())
 }
 
@@ -437,10 +487,10 @@ struct GuestBody {
 
 async fn guest_create(
     AxState(st): AxState<S>,
-    h: HeaderMap,
+    a: Auth,
     axum::Json(b): axum::Json<GuestBody>,
 ) -> Result<Response> {
-    owner_write(&st, &h)?;
+    owner(a)?;
     let g = call(&st, |c| async move {
         c.guest_create(&b.room, b.ttl_minutes.map(|m| m.saturating_mul(60)))
             .await
@@ -452,17 +502,17 @@ async fn guest_create(
 
 async fn guest_revoke(
     AxState(st): AxState<S>,
-    h: HeaderMap,
+    a: Auth,
     Path(id): Path<String>,
 ) -> Result<Response> {
-    owner_write(&st, &h)?;
+    owner(a)?;
     call(&st, |c| async move { c.guest_revoke(&id).await }).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 /// The Wi-Fi network hosted for phones, with its QR code (409 when none).
-async fn wifi(AxState(st): AxState<S>, h: HeaderMap) -> Result<Response> {
-    owner_read(&st, &h)?;
+async fn wifi(AxState(st): AxState<S>, a: Auth) -> Result<Response> {
+    owner(a)?;
     let w = call(&st, |c| async move { c.wifi_hotspot().await }).await?;
     let svg = qr_svg(&w.qr)?;
     Ok(axum::Json(json!({ "hotspot": w, "svg": svg })).into_response())
@@ -470,7 +520,11 @@ async fn wifi(AxState(st): AxState<S>, h: HeaderMap) -> Result<Response> {
 
 /// A guest opens the QR code's URL: the daemon checks the pass, the browser
 /// gets a guest session, and the token leaves the address bar.
-async fn guest_enter(AxState(st): AxState<S>, Path(token): Path<String>) -> Response {
+async fn guest_enter(
+    AxState(st): AxState<S>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(token): Path<String>,
+) -> Response {
     let t = token.clone();
     match call(&st, |c| async move { c.guest_check(&t).await }).await {
         Ok(g) => {
@@ -482,13 +536,15 @@ async fn guest_enter(AxState(st): AxState<S>, Path(token): Path<String>) -> Resp
                 expires_ms: g.expires_ms,
                 nickname: None,
             };
-            let (id, _) = st
-                .sessions
-                .lock()
-                .expect("lock")
-                .create(who, Instant::now());
+            let mut sessions = st.sessions.lock().expect("lock");
+            let (id, s) = sessions.create(who, peer.ip(), Instant::now());
             tracing::info!(pass = %g.id, "web UI: a guest arrived");
-            with_cookie(session::set_cookie(&id), Redirect::to("/guest"))
+            // The session token goes to the page in the fragment, which no
+            // server sees; the page keeps it and sends it with every request.
+            with_cookie(
+                sessions.set_cookie(&id),
+                Redirect::to(&format!("/guest#{}", s.token)),
+            )
         }
         Err(HttpError(code, msg)) => {
             let body = format!(
@@ -506,12 +562,8 @@ async fn guest_enter(AxState(st): AxState<S>, Path(token): Path<String>) -> Resp
     }
 }
 
-fn guest_session(
-    st: &State,
-    h: &HeaderMap,
-    changes: bool,
-) -> Result<(String, String, String, Option<String>)> {
-    let (id, s) = require(st, h, false, changes)?;
+fn guest_session(a: Auth) -> Result<(String, String, String, Option<String>)> {
+    let (id, s) = require(a, false)?;
     match s.who {
         Who::Guest {
             token,
@@ -538,10 +590,10 @@ struct NicknameBody {
 
 async fn guest_nickname(
     AxState(st): AxState<S>,
-    h: HeaderMap,
+    a: Auth,
     axum::Json(b): axum::Json<NicknameBody>,
 ) -> Result<Response> {
-    let (id, _, _, _) = guest_session(&st, &h, true)?;
+    let (id, _, _, _) = guest_session(a)?;
     let nick = b.nickname.trim().to_owned();
     if nick.is_empty() || nick.chars().count() > 32 || nick.chars().any(char::is_control) {
         return Err(HttpError(
@@ -579,10 +631,10 @@ fn for_guest(m: MessageInfo, nickname: Option<&str>) -> GuestMessage {
 
 async fn guest_history(
     AxState(st): AxState<S>,
-    h: HeaderMap,
+    a: Auth,
     Query(p): Query<Page>,
 ) -> Result<Response> {
-    let (_, token, _, nick) = guest_session(&st, &h, false)?;
+    let (_, token, _, nick) = guest_session(a)?;
     let t = token.clone();
     let (messages, next) = call(&st, |c| async move { c.guest_history(&t, p.before).await })
         .await
@@ -596,22 +648,19 @@ async fn guest_history(
 
 async fn guest_send(
     AxState(st): AxState<S>,
-    h: HeaderMap,
+    a: Auth,
     axum::Json(b): axum::Json<TextBody>,
 ) -> Result<Response> {
-    let (_, token, pass, nick) = guest_session(&st, &h, true)?;
+    let (_, token, pass, nick) = guest_session(a)?;
     let nick =
         nick.ok_or_else(|| HttpError(StatusCode::BAD_REQUEST, "pick a nickname first".into()))?;
-    if !st
+    let within = st
         .per_guest
         .lock()
         .expect("lock")
-        .allow(&pass, Instant::now())
-    {
-        return Err(HttpError(
-            StatusCode::TOO_MANY_REQUESTS,
-            "slow down: one message a second".into(),
-        ));
+        .allow(&pass, Instant::now());
+    if let Err(wait) = within {
+        return Ok(too_many(wait, "slow down: one message a second".into()));
     }
     let (t, n) = (token.clone(), nick.clone());
     let m = call(&st, |c| async move { c.guest_send(&t, &n, &b.text).await })
@@ -626,60 +675,70 @@ fn sse_json(kind: &str, v: &impl Serialize) -> SseEvent {
         .data(serde_json::to_string(v).unwrap_or_else(|_| "null".into()))
 }
 
-fn too_many_streams() -> HttpError {
-    HttpError(
+fn too_many_streams() -> Response {
+    let mut r = HttpError(
         StatusCode::SERVICE_UNAVAILABLE,
-        "too many live views open; close some tabs".into(),
+        "too many live views open; try again in a moment".into(),
     )
+    .into_response();
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(5u64));
+    r
 }
 
-async fn owner_events(
-    AxState(st): AxState<S>,
-    h: HeaderMap,
-) -> Result<Sse<impl Stream<Item = std::result::Result<SseEvent, Infallible>>>> {
-    owner_read(&st, &h)?;
-    let permit = st
-        .streams
-        .clone()
-        .try_acquire_owned()
-        .map_err(|_| too_many_streams())?;
+fn sse(
+    st: &State,
+    stream: impl Stream<Item = std::result::Result<SseEvent, Infallible>> + Send + 'static,
+) -> Response {
+    Sse::new(stream)
+        .keep_alive(KeepAlive::new().interval(st.keep_alive))
+        .into_response()
+}
+
+/// The owner's live view: every event of the daemon. Always served (see
+/// [`crate::streams`]); it ends when a newer owner stream took its place.
+async fn owner_events(AxState(st): AxState<S>, a: Auth) -> Result<Response> {
+    let (id, _) = require(a, true)?;
+    let Ok(place) = Streams::admit(&st.streams, &id, None) else {
+        return Ok(too_many_streams());
+    };
     let rx = st.events.subscribe();
-    let stream = futures::stream::unfold((rx, permit), |(mut rx, permit)| async move {
-        let ev = match rx.recv().await {
-            Ok(e) => sse_json("event", &*e),
-            Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                sse_json("reload", &json!({ "missed": n }))
-            }
-            Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+    let stream = futures::stream::unfold((rx, place), |(mut rx, mut place)| async move {
+        let ev = tokio::select! {
+            r = rx.recv() => match r {
+                Ok(e) => sse_json("event", &*e),
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    sse_json("reload", &json!({ "missed": n }))
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+            },
+            _ = &mut place.ended => return None,
         };
-        Some((Ok(ev), (rx, permit)))
+        Some((Ok(ev), (rx, place)))
     });
-    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+    Ok(sse(&st, stream))
 }
 
 /// A guest's live view: messages of its room only, and an `ended` event
 /// (then the end) once its pass is revoked or expires.
-async fn guest_events(
-    AxState(st): AxState<S>,
-    h: HeaderMap,
-) -> Result<Sse<impl Stream<Item = std::result::Result<SseEvent, Infallible>>>> {
-    let (id, token, _, _) = guest_session(&st, &h, false)?;
-    let room = match session_of(&st, &h).map(|(_, s)| s.who) {
-        Some(Who::Guest { room, .. }) => room,
-        _ => return Err(HttpError(StatusCode::UNAUTHORIZED, "not signed in".into())),
+async fn guest_events(AxState(st): AxState<S>, a: Auth) -> Result<Response> {
+    let (id, s) = require(a, false)?;
+    let Who::Guest {
+        token, pass, room, ..
+    } = s.who
+    else {
+        unreachable!("require() checked the kind")
     };
-    let permit = st
-        .streams
-        .clone()
-        .try_acquire_owned()
-        .map_err(|_| too_many_streams())?;
+    let Ok(place) = Streams::admit(&st.streams, &id, Some(&pass)) else {
+        return Ok(too_many_streams());
+    };
     let rx = st.events.subscribe();
     let mut recheck = tokio::time::interval(GUEST_RECHECK);
     recheck.reset();
-    let ctx = (rx, permit, recheck, st, id, token, room, false);
+    let ctx = (rx, place, recheck, st.clone(), id, token, room, false);
     let stream = futures::stream::unfold(
         ctx,
-        |(mut rx, permit, mut recheck, st, id, token, room, done)| async move {
+        |(mut rx, mut place, mut recheck, st, id, token, room, done)| async move {
             if done {
                 return None;
             }
@@ -692,15 +751,16 @@ async fn guest_events(
                             {
                                 let nick = match session_of_id(&st, &id) { Some(Who::Guest { nickname, .. }) => nickname, _ => None };
                                 let ev = sse_json("message", &for_guest(message.clone(), nick.as_deref()));
-                                return Some((Ok(ev), (rx, permit, recheck, st, id, token, room, false)));
+                                return Some((Ok(ev), (rx, place, recheck, st, id, token, room, false)));
                             }
                         }
                         Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
                             let ev = sse_json("reload", &json!({ "missed": n }));
-                            return Some((Ok(ev), (rx, permit, recheck, st, id, token, room, false)));
+                            return Some((Ok(ev), (rx, place, recheck, st, id, token, room, false)));
                         }
                         Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
                     },
+                    _ = &mut place.ended => return None,
                     _ = recheck.tick() => {
                         let t = token.clone();
                         if let Err(e) = call(&st, |c| async move { c.guest_check(&t).await }).await
@@ -708,21 +768,21 @@ async fn guest_events(
                         {
                             st.sessions.lock().expect("lock").end_pass(&token);
                             let ev = sse_json("ended", &json!({ "reason": e.1 }));
-                            return Some((Ok(ev), (rx, permit, recheck, st, id, token, room, true)));
+                            return Some((Ok(ev), (rx, place, recheck, st, id, token, room, true)));
                         }
                     }
                 }
             }
         },
     );
-    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+    Ok(sse(&st, stream))
 }
 
 fn session_of_id(st: &State, id: &str) -> Option<Who> {
     st.sessions
         .lock()
         .expect("lock")
-        .get(id, Instant::now())
+        .touch(id, Instant::now())
         .map(|s| s.who)
 }
 
