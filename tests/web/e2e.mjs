@@ -59,7 +59,7 @@ try {
   await owner.getByRole("heading", { name: "camp" }).waitFor();
   await owner.locator("#text").fill("hello from the browser");
   await owner.locator("#text").press("Enter");
-  const mine = owner.locator("#messages li.mine", { hasText: "hello from the browser" });
+  const mine = owner.locator("#messages li.mine:not(.pending)", { hasText: "hello from the browser" });
   await mine.waitFor();
   // B is a member: the message is handed over, then confirmed.
   await owner.locator("#messages li.mine .meta", { hasText: "delivered to 1 of 1 member" }).waitFor({ timeout: 15000 });
@@ -160,7 +160,7 @@ try {
   await guest.getByRole("button", { name: "Start" }).click();
   await guest.locator("#guest-text").fill("hi from a phone");
   await guest.getByRole("button", { name: "Send" }).click();
-  await guest.locator("#guest-messages li.mine", { hasText: "hi from a phone" }).waitFor();
+  await guest.locator("#guest-messages li.mine:not(.pending)", { hasText: "hi from a phone" }).waitFor();
   step("a guest opened the QR URL, picked a nickname and sent");
   await owner.locator("#messages li", { hasText: "hi from a phone" }).filter({ hasText: "Mo (guest)" }).waitFor({ timeout: 10000 });
   step("the owner saw the guest's message live, under its nickname");

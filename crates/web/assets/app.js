@@ -482,7 +482,7 @@ function guestEnded(reason) {
   const p = $("guest-ended");
   p.replaceChildren("This guest pass has ended: ", bdi(reason));
   p.hidden = false;
-  setLive(false, 0, "this guest pass has ended");
+  setLive(false, 0, "the pass no longer works");
 }
 
 async function loadGuestMessages() {
