@@ -504,7 +504,7 @@ async fn lan_mode_serves_guests_on_the_chosen_interface() {
     );
 
     // The phone: another host, HTTP from its own namespace.
-    let phone = r#"
+    let phone = r##"
 import http.client, json, sys
 url = sys.argv[1]
 host = url.split("/")[2]
@@ -513,14 +513,16 @@ c.request("GET", "/" + url.split("/", 3)[3])
 r = c.getresponse(); r.read()
 assert r.status == 303, r.status
 cookie = r.getheader("set-cookie").split(";")[0]
-c.request("GET", "/api/guest/messages", headers={"Cookie": cookie})
+token = r.getheader("location").split("#", 1)[1]
+h = {"Cookie": cookie, "X-Session-Token": token}
+c.request("GET", "/api/guest/messages", headers=h)
 r = c.getresponse(); body = json.loads(r.read())
 assert r.status == 200, (r.status, body)
 print(json.dumps([m["text"] for m in body["messages"]]))
-c.request("GET", "/api/rooms", headers={"Cookie": cookie})
+c.request("GET", "/api/rooms", headers=h)
 r = c.getresponse(); r.read()
 print(r.status)
-"#;
+"##;
     let out = std::process::Command::new("ip")
         .args(["netns", "exec", &lab.hosts[1], "python3", "-c", phone, &url])
         .output()
@@ -819,7 +821,9 @@ async fn idle_and_half_sent_connections_are_closed_and_capped() {
         for s in conns.iter_mut() {
             s.set_nonblocking(true).unwrap();
             let mut b = [0u8; 256];
-            open += usize::from(matches!(s.read(&mut b), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock));
+            open += usize::from(
+                matches!(s.read(&mut b), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+            );
             s.set_nonblocking(false).unwrap();
         }
         open

@@ -208,8 +208,11 @@ grep -q PeddleNet <<<"$page" || fail "the page at $web is not PeddleNet's"
 url=$(cli B --json guest create camp | json 'd["url"]')
 [[ "$url" == "${web%/}/g/"* ]] || fail "the guest link $url does not point into the group"
 jar=$W/cookies
-in_ns pnC curl -fsS --max-time 10 -c "$jar" -b "$jar" -L -o /dev/null "$url" || fail "C cannot open the guest link $url"
-msgs=$(in_ns pnC curl -fsS --max-time 10 -b "$jar" "${web%/}/api/guest/messages") || fail "C's guest session is refused"
+# The guest link redirects to /guest#<session token>; the token goes with the
+# cookie on every request (the cookie alone reads nothing).
+loc=$(in_ns pnC curl -fsS --max-time 10 -c "$jar" -b "$jar" -o /dev/null -w '%{redirect_url}' "$url") || fail "C cannot open the guest link $url"
+[[ "$loc" == *"/guest#"* ]] || fail "the guest link did not redirect to the guest page: '$loc'"
+msgs=$(in_ns pnC curl -fsS --max-time 10 -b "$jar" -H "X-Session-Token: ${loc#*#}" "${web%/}/api/guest/messages") || fail "C's guest session is refused"
 grep -q "over Wi-Fi Direct from A" <<<"$msgs" || fail "C's guest session cannot read the room"
 say "PASS 3: a plain Wi-Fi client joined B's autonomous group with the QR code's credentials, got an address, reached the web UI and a room as a guest"
 
