@@ -109,9 +109,54 @@ pub fn load_or_create_identity(path: &Path) -> anyhow::Result<(Identity, bool)> 
     }
 }
 
+/// Raises this process's soft limit on open files to its hard limit (systemd
+/// starts services at 1024 soft, and the units set `LimitNOFILE`); returns
+/// the soft limit now in force. The web UI's connection cap is sized from it
+/// so that the IPC socket and the mesh always have descriptors left.
+pub fn raise_open_files_limit() -> u64 {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let lim = getrlimit(Resource::Nofile);
+    if lim.current.is_some() && lim.current != lim.maximum {
+        let raised = Rlimit {
+            current: lim.maximum,
+            maximum: lim.maximum,
+        };
+        match setrlimit(Resource::Nofile, raised) {
+            Ok(()) => return lim.maximum.unwrap_or(u64::MAX),
+            Err(e) => tracing::warn!(
+                soft = ?lim.current,
+                hard = ?lim.maximum,
+                error = %e,
+                "cannot raise the open-files limit"
+            ),
+        }
+    }
+    lim.current.unwrap_or(u64::MAX)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The soft open-files limit is raised to the hard one (what the web
+    /// UI's connection cap is then sized from).
+    #[test]
+    fn the_open_files_limit_is_raised_to_the_hard_limit() {
+        use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+        let before = getrlimit(Resource::Nofile);
+        if let Some(hard) = before.maximum.filter(|h| *h > 256) {
+            setrlimit(
+                Resource::Nofile,
+                Rlimit {
+                    current: Some(256),
+                    maximum: Some(hard),
+                },
+            )
+            .unwrap();
+            assert_eq!(raise_open_files_limit(), hard);
+            assert_eq!(getrlimit(Resource::Nofile).current, Some(hard));
+        }
+    }
 
     #[test]
     fn identity_is_created_private_and_reloaded() {
@@ -167,29 +212,4 @@ mod tests {
                 .contains("symbolic link")
         );
     }
-}
-
-/// Raises this process's soft limit on open files to its hard limit (systemd
-/// starts services at 1024 soft, and the units set `LimitNOFILE`); returns
-/// the soft limit now in force. The web UI's connection cap is sized from it
-/// so that the IPC socket and the mesh always have descriptors left.
-pub fn raise_open_files_limit() -> u64 {
-    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
-    let lim = getrlimit(Resource::Nofile);
-    if lim.current.is_some() && lim.current != lim.maximum {
-        let raised = Rlimit {
-            current: lim.maximum,
-            maximum: lim.maximum,
-        };
-        match setrlimit(Resource::Nofile, raised) {
-            Ok(()) => return lim.maximum.unwrap_or(u64::MAX),
-            Err(e) => tracing::warn!(
-                soft = ?lim.current,
-                hard = ?lim.maximum,
-                error = %e,
-                "cannot raise the open-files limit"
-            ),
-        }
-    }
-    lim.current.unwrap_or(u64::MAX)
 }
