@@ -376,10 +376,17 @@ pub async fn history_ids(c: &Client, room: &str) -> Vec<String> {
 
 /// Tests that start daemons take this lock so their timings do not compete
 /// for the machine's cores.
-pub fn serial() -> std::sync::MutexGuard<'static, ()> {
+///
+/// The guard is held across awaits on purpose: each test has its own
+/// runtime, and a test thread blocking on the lock is exactly what keeps the
+/// tests of one binary from running at once.
+pub fn serial() -> Serial {
     static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+    Serial(LOCK.lock().unwrap_or_else(|e| e.into_inner()))
 }
+
+/// Held for a whole test; see [`serial`].
+pub struct Serial(#[allow(dead_code)] std::sync::MutexGuard<'static, ()>);
 
 /// Whether nothing may be skipped (CI sets CI=true).
 pub fn in_ci() -> bool {
