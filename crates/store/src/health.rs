@@ -24,9 +24,7 @@ use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
-
-use parking_lot::Mutex;
+use std::time::Duration;
 
 use crate::{Error, Result, Store};
 
@@ -35,8 +33,6 @@ pub const MARKER_FILE: &str = "peddlenet-store.marker";
 /// Free bytes a write wants left on the store's file system (sled grows its
 /// file by segments and must be able to finish what it started).
 pub const MIN_FREE_BYTES: u64 = 8 << 20;
-/// How long a free-space reading is trusted.
-const SPACE_TTL: Duration = Duration::from_millis(100);
 
 const MAGIC: &[u8; 8] = b"PNSTORE1";
 /// sled's segment size (its default, which the store keeps).
@@ -269,31 +265,23 @@ pub fn io_is_disk_full(e: &std::io::Error) -> bool {
         || e.to_string().contains("No space left")
 }
 
-/// Free space on the store's file system, read at most every [`SPACE_TTL`].
+/// Free space on the store's file system, read at every write (one
+/// `statvfs`, about a microsecond): a reading kept for later would let
+/// writes through to a disk that just filled.
 pub(crate) struct Space {
     dir: PathBuf,
-    last: Mutex<Option<(Instant, u64)>>,
 }
 
 impl Space {
     pub(crate) fn new(dir: &Path) -> Self {
         Self {
             dir: dir.to_owned(),
-            last: Mutex::new(None),
         }
     }
 
     pub(crate) fn check(&self) -> Result<()> {
-        let mut last = self.last.lock();
-        let free = match *last {
-            Some((at, free)) if at.elapsed() < SPACE_TTL => free,
-            _ => {
-                // Unknown free space (an unusual file system) does not block writes.
-                let free = fs2::available_space(&self.dir).unwrap_or(u64::MAX);
-                *last = Some((Instant::now(), free));
-                free
-            }
-        };
+        // Unknown free space (an unusual file system) does not block writes.
+        let free = fs2::available_space(&self.dir).unwrap_or(u64::MAX);
         if free < MIN_FREE_BYTES {
             return Err(Error::DiskFull {
                 free,
