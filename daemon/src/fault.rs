@@ -11,7 +11,9 @@
 pub fn hit(name: &str) -> bool {
     use std::sync::atomic::{AtomicU64, Ordering};
     use std::sync::{Mutex, OnceLock};
-    static FAULTS: OnceLock<Mutex<Vec<(String, Option<AtomicU64>)>>> = OnceLock::new();
+    /// A fault's name, and how many times it may still hit (`None`: always).
+    type Faults = Mutex<Vec<(String, Option<AtomicU64>)>>;
+    static FAULTS: OnceLock<Faults> = OnceLock::new();
     let faults = FAULTS.get_or_init(|| {
         let spec = std::env::var("PEDDLENET_FAULT").unwrap_or_default();
         Mutex::new(

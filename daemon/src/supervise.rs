@@ -82,9 +82,11 @@ mod tests {
     #[tokio::test]
     async fn a_task_that_panics_or_ends_is_reported() {
         let (s, mut f) = Supervisor::new();
-        let _ = s.spawn("boom", async { panic!("on purpose") });
+        s.spawn("boom", async { panic!("on purpose") })
+            .await
+            .unwrap();
         assert_eq!(f.next().await, "critical task boom panicked: on purpose");
-        let _ = s.spawn("quiet", async {});
+        s.spawn("quiet", async {}).await.unwrap();
         assert_eq!(f.next().await, "critical task quiet ended");
     }
 }
