@@ -901,6 +901,68 @@ mod tests {
         assert!(watcher.join().unwrap() > 0);
     }
 
+    /// Run as a child process by the test below: receives messages into the
+    /// store at `dir` as fast as it can, until it is killed.
+    fn write_until_killed(dir: &Path, round: u32) -> ! {
+        let s = Store::open(dir, 1 << 20).unwrap();
+        for i in 0u32.. {
+            let mut m = msg(1, (round as u64) << 32 | i as u64, 0);
+            m.id = MessageId(std::array::from_fn(|b| match b {
+                0..4 => round.to_be_bytes()[b],
+                4..8 => i.to_be_bytes()[b - 4],
+                _ => 0x5a,
+            }));
+            m.text = "x".repeat(300);
+            s.insert_message(&m, &[0xee; 400], false).unwrap();
+            if i % 4 == 0 {
+                s.insert_control(&m.room_id, m.timestamp_ms, &MessageId([i as u8; 32]), b"r")
+                    .unwrap();
+            }
+        }
+        unreachable!()
+    }
+
+    /// A receiving process killed (SIGKILL) at random moments of its writes:
+    /// after every kill, every history and receipt entry has its envelope,
+    /// so sync never claims an item it cannot serve.
+    #[test]
+    fn a_receiver_killed_mid_write_keeps_no_entry_without_its_envelope() {
+        if let (Ok(dir), Ok(round)) = (
+            std::env::var("PEDDLENET_STORE_WRITER"),
+            std::env::var("PEDDLENET_STORE_ROUND"),
+        ) {
+            write_until_killed(Path::new(&dir), round.parse().unwrap());
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("store");
+        for round in 0..10u32 {
+            let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+                .args([
+                    "--exact",
+                    "tests::a_receiver_killed_mid_write_keeps_no_entry_without_its_envelope",
+                    "--nocapture",
+                ])
+                .env("PEDDLENET_STORE_WRITER", &dir)
+                .env("PEDDLENET_STORE_ROUND", round.to_string())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(
+                250 + (round as u64 * 97) % 400,
+            ));
+            child.kill().unwrap();
+            child.wait().unwrap();
+            let s = reopen(&dir).unwrap();
+            let items = s.room_items(&RoomId([1; 32])).unwrap();
+            let orphans = items
+                .iter()
+                .filter(|(_, id)| !s.contains(id).unwrap())
+                .count();
+            assert_eq!(orphans, 0, "round {round}: of {} items", items.len());
+        }
+    }
+
     #[test]
     fn a_message_fetched_by_a_peer_leaves_the_outbox() {
         let dir = tempfile::tempdir().unwrap();
