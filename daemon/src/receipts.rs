@@ -82,6 +82,13 @@ impl Node {
             if !self.store().is_own(id)? || !self.store().add_receipt(id, from)? {
                 continue;
             }
+            // A member holds it: it has left this node, whatever gossip
+            // and sync said. Out of the outbox, if it was still waiting.
+            if let Some(env) = self.store().envelope(id)?
+                && let Ok(view) = peddlenet_proto::EnvelopeView::parse(&env)
+            {
+                self.store().mark_handed(room, view.timestamp_ms, id)?;
+            }
             let p = self.store().progress(id)?;
             let delivery = progress_api(p, self.member_count(room).saturating_sub(1));
             self.emit(Event::Delivery {
