@@ -15,8 +15,10 @@
 //! duplicate check ends every loop.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
+
+use parking_lot::Mutex;
 use std::time::Duration;
 
 use peddlenet_api::{Link, PeerInfo};
@@ -128,7 +130,7 @@ pub const META_ENABLED: &str = "bluetooth_enabled";
 
 impl Node {
     fn ble(&self) -> Option<Arc<BleLink>> {
-        match &*self.ble_state.read().expect("lock") {
+        match &*self.ble_state.read() {
             BleState::On(b) => Some(b.clone()),
             _ => None,
         }
@@ -143,11 +145,11 @@ impl Node {
             .ok()
             .flatten()
             .unwrap_or(enabled);
-        *self.ble_config.lock().expect("lock") = (enabled, cfg);
+        *self.ble_config.lock() = (enabled, cfg);
     }
 
     pub(crate) fn ble_enabled(&self) -> bool {
-        self.ble_config.lock().expect("lock").0
+        self.ble_config.lock().0
     }
 
     /// Turns the link on or off now, and keeps the choice.
@@ -156,18 +158,17 @@ impl Node {
         on: bool,
     ) -> Result<(), peddlenet_store::Error> {
         self.store().meta_set(META_ENABLED, &on)?;
-        let changed = std::mem::replace(&mut self.ble_config.lock().expect("lock").0, on) != on;
+        let changed = std::mem::replace(&mut self.ble_config.lock().0, on) != on;
         if changed {
             let node = self.clone();
             tokio::spawn(async move {
                 if on {
-                    *node.ble_state.write().expect("lock") = BleState::Starting;
+                    *node.ble_state.write() = BleState::Starting;
                     start_configured(&node).await;
                 } else {
                     // Dropping the last handle stops scanning, advertising
                     // and every link.
-                    *node.ble_state.write().expect("lock") =
-                        BleState::Off("turned off in Settings".into());
+                    *node.ble_state.write() = BleState::Off("turned off in Settings".into());
                     tracing::info!("Bluetooth turned off");
                 }
             });
@@ -177,11 +178,11 @@ impl Node {
 
     /// One line for the status: "on, 2 links", or why it is off.
     pub(crate) fn ble_status(&self) -> String {
-        match &*self.ble_state.read().expect("lock") {
+        match &*self.ble_state.read() {
             BleState::Starting => "starting".into(),
             BleState::Off(why) => format!("off: {why}"),
             BleState::On(b) => {
-                let n = b.up.lock().expect("lock").len();
+                let n = b.up.lock().len();
                 format!("on, {n} link{}", if n == 1 { "" } else { "s" })
             }
         }
@@ -192,7 +193,7 @@ impl Node {
         let Some(b) = self.ble() else {
             return Vec::new();
         };
-        let up = b.up.lock().expect("lock").clone();
+        let up = b.up.lock().clone();
         b.ble
             .links()
             .into_iter()
@@ -212,7 +213,7 @@ impl Node {
 
     pub(crate) fn ble_links(&self) -> Vec<LinkId> {
         self.ble()
-            .map(|b| b.up.lock().expect("lock").keys().copied().collect())
+            .map(|b| b.up.lock().keys().copied().collect())
             .unwrap_or_default()
     }
 
@@ -224,7 +225,7 @@ impl Node {
         let id = b.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         {
-            let mut p = b.pending.lock().expect("lock");
+            let mut p = b.pending.lock();
             anyhow::ensure!(
                 p.len() < MAX_PENDING,
                 "too many Bluetooth requests in flight"
@@ -238,11 +239,11 @@ impl Node {
         let r = match sent {
             Ok(()) => tokio::time::timeout(REQUEST_TIMEOUT, rx).await,
             Err(e) => {
-                b.pending.lock().expect("lock").remove(&(link, id));
+                b.pending.lock().remove(&(link, id));
                 anyhow::bail!("{link}: {e}");
             }
         };
-        b.pending.lock().expect("lock").remove(&(link, id));
+        b.pending.lock().remove(&(link, id));
         match r {
             Ok(Ok(answer)) => Ok(answer),
             Ok(Err(_)) => anyhow::bail!("{link} went down"),
@@ -255,12 +256,7 @@ impl Node {
     /// carries it later).
     pub(crate) fn ble_forward(&self, env: &[u8], except: Option<LinkId>) -> u32 {
         let Some(b) = self.ble() else { return 0 };
-        let n =
-            b.up.lock()
-                .expect("lock")
-                .keys()
-                .filter(|l| Some(**l) != except)
-                .count() as u32;
+        let n = b.up.lock().keys().filter(|l| Some(**l) != except).count() as u32;
         if n == 0 || b.forward.try_send((env.to_vec(), except)).is_err() {
             return 0;
         }
@@ -288,7 +284,7 @@ impl Node {
             match ev {
                 BleEvent::LinkUp { link } => {
                     let now = now_ms();
-                    b.up.lock().expect("lock").insert(link, (now, now));
+                    b.up.lock().insert(link, (now, now));
                     tracing::info!(%link, "Bluetooth peer up");
                     if let Some(p) = self
                         .ble_peers()
@@ -300,19 +296,16 @@ impl Node {
                     tokio::spawn(crate::sync::sync_with(self.clone(), Remote::Ble(link)));
                 }
                 BleEvent::LinkDown { link, reason } => {
-                    b.up.lock().expect("lock").remove(&link);
+                    b.up.lock().remove(&link);
                     // Waiting requests fail at once (their senders drop).
-                    b.pending
-                        .lock()
-                        .expect("lock")
-                        .retain(|(l, _), _| *l != link);
+                    b.pending.lock().retain(|(l, _), _| *l != link);
                     tracing::info!(%link, %reason, "Bluetooth peer down");
                     self.emit(peddlenet_api::Event::PeerDown {
                         peer: link.to_string(),
                     });
                 }
                 BleEvent::Message { link, bytes } => {
-                    if let Some(seen) = b.up.lock().expect("lock").get_mut(&link) {
+                    if let Some(seen) = b.up.lock().get_mut(&link) {
                         seen.1 = now_ms();
                     }
                     self.ble_message(link, &bytes);
@@ -345,7 +338,7 @@ impl Node {
                 });
             }
             Ok(Wire::Response { id, body }) => {
-                if let Some(tx) = b.pending.lock().expect("lock").remove(&(link, id)) {
+                if let Some(tx) = b.pending.lock().remove(&(link, id)) {
                     let _ = tx.send(body.to_vec());
                 } else {
                     tracing::debug!(%link, id, "an answer nobody waits for (late or forged): dropped");
@@ -383,7 +376,7 @@ impl Node {
 /// Never fails the daemon: a machine without Bluetooth runs without it, and
 /// says why once.
 pub async fn start_configured(node: &Arc<Node>) {
-    let (enabled, cfg) = node.ble_config.lock().expect("lock").clone();
+    let (enabled, cfg) = node.ble_config.lock().clone();
     let state = if !enabled {
         tracing::info!("Bluetooth off (turned off in the config or in Settings)");
         BleState::Off("turned off ([bluetooth] enabled = false, or in Settings)".into())
@@ -400,7 +393,7 @@ pub async fn start_configured(node: &Arc<Node>) {
                     answering: Arc::new(tokio::sync::Semaphore::new(MAX_ANSWERING)),
                 };
                 {
-                    let mut cur = node.ble_state.write().expect("lock");
+                    let mut cur = node.ble_state.write();
                     if !node.ble_enabled() {
                         // Turned off while starting: the new link drops here.
                         return;
@@ -418,7 +411,7 @@ pub async fn start_configured(node: &Arc<Node>) {
             }
         }
     };
-    *node.ble_state.write().expect("lock") = state;
+    *node.ble_state.write() = state;
 }
 
 #[cfg(test)]

@@ -96,8 +96,8 @@ pub fn check_nickname(nick: &str) -> Result<String, ApiError> {
 impl Node {
     /// The passes, loaded from the store on first use, with the long-gone
     /// ones dropped.
-    fn guests_locked(&self) -> Result<std::sync::MutexGuard<'_, Guests>, ApiError> {
-        let mut g = self.guests.lock().expect("lock");
+    fn guests_locked(&self) -> Result<parking_lot::MutexGuard<'_, Guests>, ApiError> {
+        let mut g = self.guests.lock();
         if !g.loaded {
             g.passes = self
                 .store()
@@ -263,7 +263,7 @@ impl Node {
             )
         })?;
         let code = random_token();
-        let mut g = self.guests.lock().expect("lock");
+        let mut g = self.guests.lock();
         let now = Instant::now();
         g.login_codes.retain(|_, until| *until > now);
         while g.login_codes.len() >= MAX_LOGIN_CODES {
@@ -285,7 +285,7 @@ impl Node {
     }
 
     pub(crate) fn web_redeem(&self, code: &str) -> Result<Handled, ApiError> {
-        let mut g = self.guests.lock().expect("lock");
+        let mut g = self.guests.lock();
         match g.login_codes.remove(&sha256(code.trim())) {
             Some(until) if until > Instant::now() => Ok(Handled::now(Response::Done)),
             _ => Err(err(

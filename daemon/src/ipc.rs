@@ -193,10 +193,10 @@ async fn connection(
                     let r = match (response, node.flush().await) {
                         (Ok(r), Ok(())) => Ok(r),
                         (Err(e), _) => Err(e),
-                        (_, Err(e)) => Err(ApiError::new(
-                            ErrorCode::Internal,
-                            format!("could not write to disk: {e}"),
-                        )),
+                        (_, Err(e @ crate::flusher::FlushError::DiskFull)) => {
+                            Err(ApiError::new(ErrorCode::DiskFull, e.to_string()))
+                        }
+                        (_, Err(e)) => Err(ApiError::new(ErrorCode::Internal, e.to_string())),
                     };
                     let _ = out_tx.send(Out::Frame(reply(frame.id, r))).await;
                     drop(permit);

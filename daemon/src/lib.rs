@@ -3,6 +3,7 @@
 
 pub mod ble;
 pub mod config;
+pub mod fault;
 pub mod flusher;
 pub mod fsutil;
 pub mod guests;
@@ -11,8 +12,11 @@ pub mod node;
 pub mod notify;
 pub mod receipts;
 pub mod relay;
+pub mod supervise;
 pub mod sync;
 pub mod wifi;
+
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use peddlenet_mesh::{Mesh, MeshConfig};
@@ -99,19 +103,44 @@ async fn start_web(cfg: &Config, node: &std::sync::Arc<node::Node>, stop: &watch
     }
 }
 
-/// Runs the daemon until `stop` turns true (the binary sets it on SIGTERM or SIGINT).
+/// The store's folder in the data folder.
+pub fn store_dir(cfg: &Config) -> std::path::PathBuf {
+    cfg.data_dir.join("store")
+}
+
+/// Opens the store. A damaged store is refused with what is wrong and what
+/// to do; the "another peddlenetd" hint comes only with a lock held elsewhere.
+fn open_store(cfg: &Config) -> anyhow::Result<Store> {
+    let dir = store_dir(cfg);
+    Store::open(&dir, cfg.cache_bytes).map_err(|e| match e {
+        e @ (peddlenet_store::Error::Damaged { .. } | peddlenet_store::Error::Locked(_)) => {
+            anyhow::anyhow!(e)
+        }
+        e => anyhow::anyhow!("cannot open the store in {}: {e}", dir.display()),
+    })
+}
+
+/// `peddlenetd --salvage`: copies what can be read of the store into a
+/// fresh one, which takes its place; the original is kept untouched beside it.
+pub fn salvage(cfg: &Config) -> anyhow::Result<peddlenet_store::SalvageReport> {
+    let dir = store_dir(cfg);
+    peddlenet_store::salvage(&dir, cfg.cache_bytes)
+        .with_context(|| format!("salvaging the store in {}", dir.display()))
+}
+
+/// Runs the daemon until `stop` turns true (the binary sets it on SIGTERM or
+/// SIGINT), or until a critical task fails ([`supervise`]): then it shuts
+/// down and returns the failure, for the service manager to restart it.
 pub async fn run(cfg: Config, mut stop: watch::Receiver<bool>) -> anyhow::Result<()> {
     fsutil::private_dir(&cfg.data_dir)?;
     let (identity, created) = fsutil::load_or_create_identity(&cfg.data_dir.join("identity.key"))?;
     if created {
         tracing::info!(author = %identity.author_id(), "created a new identity");
     }
-    let store = Store::open(&cfg.data_dir.join("store"), cfg.cache_bytes).with_context(|| {
-        format!(
-            "cannot open the store in {} (is another peddlenetd using it?)",
-            cfg.data_dir.display()
-        )
-    })?;
+    let store = open_store(&cfg)?;
+    let (supervisor, mut failures) = supervise::Supervisor::new();
+    // What stops the daemon's own tasks: the caller's stop, or a failure.
+    let (halt_tx, halt) = watch::channel(false);
     let (listener, _socket_lock) = bind_socket(&cfg)?;
 
     let mesh_cfg = MeshConfig {
@@ -143,6 +172,7 @@ pub async fn run(cfg: Config, mut stop: watch::Receiver<bool>) -> anyhow::Result
     let (mesh, mesh_events) =
         Mesh::start(peddlenet_mesh::fresh_network_identity(), mesh_cfg).await?;
     let node = node::Node::new(
+        &supervisor,
         identity,
         store.clone(),
         mesh.clone(),
@@ -154,18 +184,18 @@ pub async fn run(cfg: Config, mut stop: watch::Receiver<bool>) -> anyhow::Result
     node.configure_ble(cfg.bluetooth_enabled, cfg.bluetooth.clone());
     // Take the mesh's events before asking it anything: it may be waiting to
     // hand one over before it reads the next command.
-    tokio::spawn(node.clone().run_mesh_events(mesh_events));
+    supervisor.spawn("mesh-events", node.clone().run_mesh_events(mesh_events));
     node.start_rooms().await?;
-    tokio::spawn(node.clone().resync_loop());
-    tokio::spawn(node.clone().receipts_loop());
-    tokio::spawn(node.clone().relay_sweeper());
+    supervisor.spawn("resync", node.clone().resync_loop());
+    supervisor.spawn("receipts", node.clone().receipts_loop());
+    supervisor.spawn("relay-sweeper", node.clone().relay_sweeper());
     // In the background: finding BlueZ may take D-Bus's time, and the
     // daemon answers meanwhile (its status says "starting").
     tokio::spawn({
         let node = node.clone();
         async move { ble::start_configured(&node).await }
     });
-    start_web(&cfg, &node, &stop).await;
+    start_web(&cfg, &node, &halt).await;
     // After the web UI: a group hosted for phones opens it on its address.
     let runtime_dir = cfg
         .socket
@@ -183,24 +213,39 @@ pub async fn run(cfg: Config, mut stop: watch::Receiver<bool>) -> anyhow::Result
         mesh_port,
     );
     node.start_wifi();
-    let server = tokio::spawn(ipc::serve(
-        listener,
-        node.clone(),
-        cfg.max_clients,
-        cfg.max_in_flight,
-        stop.clone(),
-    ));
+    let server = supervisor.spawn(
+        "ipc",
+        ipc::serve(
+            listener,
+            node.clone(),
+            cfg.max_clients,
+            cfg.max_in_flight,
+            halt.clone(),
+        ),
+    );
     tracing::info!(socket = %cfg.socket.display(), data = %cfg.data_dir.display(), "peddlenetd is ready");
     // systemd (Type=notify) starts dependants only now: the socket answers.
     notify::notify(&format!("READY=1\nSTATUS=serving {}", cfg.socket.display()));
 
-    let _ = stop.wait_for(|s| *s).await;
-    tracing::info!("shutting down");
+    let failed = tokio::select! {
+        _ = stop.wait_for(|s| *s) => None,
+        why = failures.next() => Some(why),
+    };
+    match &failed {
+        None => tracing::info!("shutting down"),
+        Some(why) => {
+            tracing::error!("{why}; shutting down, for the service manager to restart the daemon")
+        }
+    }
     notify::notify("STOPPING=1");
-    let _ = server.await;
-    node.stop_wifi().await;
-    mesh.shutdown().await;
-    store.flush().context("flushing the store at shutdown")?;
+    let _ = halt_tx.send(true);
+    let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+    let _ = tokio::time::timeout(Duration::from_secs(5), node.stop_wifi()).await;
+    let _ = tokio::time::timeout(Duration::from_secs(5), mesh.shutdown()).await;
+    let flushed = store.flush().context("flushing the store at shutdown");
     let _ = std::fs::remove_file(&cfg.socket);
-    Ok(())
+    if let Some(why) = failed {
+        bail!("{why}");
+    }
+    flushed.map(|_| ())
 }

@@ -34,6 +34,10 @@ struct Args {
     /// Display name shown with your messages
     #[arg(long, env = "PEDDLENET_NAME")]
     name: Option<String>,
+    /// Copy what can still be read of a damaged store into a fresh one, which
+    /// takes its place (the damaged one is kept beside it, untouched), then exit
+    #[arg(long)]
+    salvage: bool,
     /// Log filter, e.g. `info` or `peddlenetd=debug,libp2p=info`
     #[arg(long, env = "PEDDLENET_LOG", default_value = "info")]
     log: String,
@@ -62,6 +66,24 @@ fn main() -> anyhow::Result<()> {
             no_mdns: args.no_mdns,
         },
     );
+    if args.salvage {
+        let r = peddlenetd::salvage(&cfg).inspect_err(|e| tracing::error!("{e:#}"))?;
+        println!(
+            "salvaged into a fresh store: {} rooms, {} message entries ({} dropped: their envelope was lost), {} settings",
+            r.rooms,
+            r.entries.saturating_sub(r.repaired),
+            r.repaired,
+            r.meta
+        );
+        if let Some(why) = &r.stopped {
+            println!("reading stopped early: {why}");
+        }
+        println!(
+            "the damaged store is kept, untouched, at {}",
+            r.kept.display()
+        );
+        return Ok(());
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("peddlenetd")

@@ -2,7 +2,9 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
+
+use parking_lot::RwLock;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use peddlenet_api::{
@@ -20,7 +22,8 @@ use peddlenet_store::{
 use rand::RngCore;
 use tokio::sync::{broadcast, mpsc};
 
-use crate::flusher::Flusher;
+use crate::flusher::{FlushError, Flusher};
+use crate::supervise::Supervisor;
 
 /// Events kept for subscribers that fall behind before they are told they lagged.
 pub const EVENT_BACKLOG: usize = 4096;
@@ -30,6 +33,10 @@ const DEFAULT_PAGE: u32 = 50;
 const PAGE_BYTES: usize = 512 * 1024;
 /// Waiting messages re-sent at once when a peer joins a room's topic.
 const OUTBOX_BATCH: usize = 256;
+/// First wait before publishing the outbox again after gossip refused (its
+/// queues were full); doubled at each refusal up to [`OUTBOX_RETRY_MAX`].
+const OUTBOX_RETRY: std::time::Duration = std::time::Duration::from_millis(250);
+const OUTBOX_RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(8);
 
 pub fn now_ms() -> u64 {
     SystemTime::now()
@@ -57,15 +64,15 @@ pub struct Node {
     outbox_busy: tokio::sync::Mutex<()>,
     /// Topics with a flush queued: peers that re-subscribe again and again
     /// get one, not one task each.
-    outbox_pending: std::sync::Mutex<std::collections::HashSet<String>>,
+    outbox_pending: parking_lot::Mutex<std::collections::HashSet<String>>,
     /// Bumped at every message stored in a room: the sync cache's key.
-    generations: std::sync::Mutex<HashMap<RoomId, u64>>,
+    generations: parking_lot::Mutex<HashMap<RoomId, u64>>,
     /// Each room's items for reconciliation, with the generation they reflect.
-    sync_cache: std::sync::Mutex<HashMap<RoomId, (u64, Arc<peddlenet_sync::Storage>)>>,
+    sync_cache: parking_lot::Mutex<HashMap<RoomId, (u64, Arc<peddlenet_sync::Storage>)>>,
     /// Peers a sync session is running with.
-    syncing: std::sync::Mutex<std::collections::HashSet<crate::sync::Remote>>,
+    syncing: parking_lot::Mutex<std::collections::HashSet<crate::sync::Remote>>,
     /// Peers to sync with again once their running session ends.
-    sync_again: std::sync::Mutex<std::collections::HashSet<crate::sync::Remote>>,
+    sync_again: parking_lot::Mutex<std::collections::HashSet<crate::sync::Remote>>,
     /// Wakes the resync loop early (after joining a room).
     resync: tokio::sync::Notify,
     /// Relaying other rooms: on or off, and its bounds (`relay_limits()`).
@@ -75,26 +82,26 @@ pub struct Node {
     pub(crate) relay_configured: RelayLimits,
     /// Rooms a peer offered that this node agreed to carry and holds nothing
     /// of yet, with when they were offered.
-    pub(crate) relay_pending: std::sync::Mutex<HashMap<RoomId, Instant>>,
+    pub(crate) relay_pending: parking_lot::Mutex<HashMap<RoomId, Instant>>,
     /// Relayed rooms whose gossip topic the mesh is subscribed to.
-    pub(crate) relay_topics: std::sync::Mutex<std::collections::HashSet<RoomId>>,
+    pub(crate) relay_topics: parking_lot::Mutex<std::collections::HashSet<RoomId>>,
     /// Known members per room (from the store, then kept up to date).
-    pub(crate) members: std::sync::Mutex<HashMap<RoomId, std::collections::HashSet<AuthorId>>>,
+    pub(crate) members: parking_lot::Mutex<HashMap<RoomId, std::collections::HashSet<AuthorId>>>,
     /// Messages of others stored here, to be confirmed to their authors.
-    pub(crate) receipts_due: std::sync::Mutex<HashMap<RoomId, Vec<MessageId>>>,
+    pub(crate) receipts_due: parking_lot::Mutex<HashMap<RoomId, Vec<MessageId>>>,
     pub(crate) receipts_wake: tokio::sync::Notify,
     /// Guest passes and web login codes.
-    pub(crate) guests: std::sync::Mutex<crate::guests::Guests>,
+    pub(crate) guests: parking_lot::Mutex<crate::guests::Guests>,
     /// The web UI's base URLs: on this machine, and on the LAN.
     web_urls: RwLock<(Option<String>, Option<String>)>,
     /// The Bluetooth LE link: starting, on, or why it is off.
     pub(crate) ble_state: RwLock<crate::ble::BleState>,
     /// Whether it should run (config, then a kept setting), and how.
-    pub(crate) ble_config: std::sync::Mutex<(bool, peddlenet_ble::BleConfig)>,
+    pub(crate) ble_config: parking_lot::Mutex<(bool, peddlenet_ble::BleConfig)>,
     /// The Wi-Fi Direct link: whether and how it runs, and its handle.
-    pub(crate) wifi: std::sync::Mutex<crate::wifi::WifiSlot>,
+    pub(crate) wifi: parking_lot::Mutex<crate::wifi::WifiSlot>,
     /// Opens the web UI on a Wi-Fi Direct group's address while hosting.
-    web_extra: std::sync::Mutex<Option<peddlenet_web::ExtraListeners>>,
+    web_extra: parking_lot::Mutex<Option<peddlenet_web::ExtraListeners>>,
     /// The web UI's base URL inside the group hosted for phones.
     web_hotspot: RwLock<Option<String>>,
 }
@@ -153,6 +160,16 @@ pub(crate) fn internal(e: impl std::fmt::Display) -> ApiError {
     err(ErrorCode::Internal, e.to_string())
 }
 
+/// A store error as a reply: a full disk says so (`disk_full`), the rest is
+/// internal.
+pub(crate) fn store_err(e: peddlenet_store::Error) -> ApiError {
+    if e.is_disk_full() {
+        err(ErrorCode::DiskFull, FlushError::DiskFull.to_string())
+    } else {
+        internal(e)
+    }
+}
+
 fn delivery_api(d: Delivery) -> DeliveryState {
     match d {
         Delivery::Stored => DeliveryState::Stored,
@@ -185,7 +202,9 @@ fn peer_info(p: &PeerSnapshot) -> PeerInfo {
 }
 
 impl Node {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
+        supervisor: &Supervisor,
         identity: Identity,
         store: Store,
         mesh: Mesh,
@@ -222,7 +241,7 @@ impl Node {
         }
         let (events, _) = broadcast::channel(EVENT_BACKLOG);
         Ok(Arc::new(Self {
-            flusher: Flusher::start(store.clone()),
+            flusher: Flusher::start(store.clone(), supervisor.clone()),
             identity,
             store,
             mesh,
@@ -248,7 +267,7 @@ impl Node {
             guests: Default::default(),
             web_urls: Default::default(),
             ble_state: RwLock::new(crate::ble::BleState::Starting),
-            ble_config: std::sync::Mutex::new((false, peddlenet_ble::BleConfig::default())),
+            ble_config: parking_lot::Mutex::new((false, peddlenet_ble::BleConfig::default())),
             wifi: Default::default(),
             web_extra: Default::default(),
             web_hotspot: Default::default(),
@@ -259,7 +278,7 @@ impl Node {
     /// dials the rooms' known addresses.
     pub async fn start_rooms(&self) -> anyhow::Result<()> {
         self.subscribe_relayed().await;
-        let rooms: Vec<Arc<Room>> = self.rooms.read().expect("lock").values().cloned().collect();
+        let rooms: Vec<Arc<Room>> = self.rooms.read().values().cloned().collect();
         for r in rooms {
             self.mesh.subscribe(r.keys.topic()).await?;
             for a in &r.record.bootstrap {
@@ -275,7 +294,7 @@ impl Node {
         self.events.subscribe()
     }
 
-    pub async fn flush(&self) -> Result<(), String> {
+    pub async fn flush(&self) -> Result<(), FlushError> {
         self.flusher.durable().await
     }
 
@@ -288,15 +307,15 @@ impl Node {
     }
 
     pub fn member_rooms(&self) -> Vec<RoomId> {
-        self.rooms.read().expect("lock").keys().copied().collect()
+        self.rooms.read().keys().copied().collect()
     }
 
     pub fn is_member(&self, room: &RoomId) -> bool {
-        self.rooms.read().expect("lock").contains_key(room)
+        self.rooms.read().contains_key(room)
     }
 
     pub(crate) fn room(&self, room: &RoomId) -> Option<Arc<Room>> {
-        self.rooms.read().expect("lock").get(room).cloned()
+        self.rooms.read().get(room).cloned()
     }
 
     pub fn identity(&self) -> &Identity {
@@ -304,7 +323,7 @@ impl Node {
     }
 
     pub(crate) fn display_name(&self) -> String {
-        self.display_name.read().expect("lock").clone()
+        self.display_name.read().clone()
     }
 
     pub(crate) fn bump_room(&self, room: &RoomId) {
@@ -312,12 +331,7 @@ impl Node {
     }
 
     fn bump(&self, room: &RoomId) {
-        *self
-            .generations
-            .lock()
-            .expect("lock")
-            .entry(*room)
-            .or_default() += 1;
+        *self.generations.lock().entry(*room).or_default() += 1;
     }
 
     /// The room's items for reconciliation, rebuilt only when it changed.
@@ -332,14 +346,8 @@ impl Node {
                 .collect();
             return Ok(Arc::new(peddlenet_sync::Storage::new(items)));
         }
-        let generation = self
-            .generations
-            .lock()
-            .expect("lock")
-            .get(room)
-            .copied()
-            .unwrap_or(0);
-        if let Some((g, s)) = self.sync_cache.lock().expect("lock").get(room)
+        let generation = self.generations.lock().get(room).copied().unwrap_or(0);
+        if let Some((g, s)) = self.sync_cache.lock().get(room)
             && *g == generation
         {
             return Ok(s.clone());
@@ -353,7 +361,6 @@ impl Node {
         let s = Arc::new(peddlenet_sync::Storage::new(items));
         self.sync_cache
             .lock()
-            .expect("lock")
             .insert(*room, (generation, s.clone()));
         Ok(s)
     }
@@ -361,19 +368,19 @@ impl Node {
     /// Marks a sync session with `peer` as running; false if one already is,
     /// in which case that session runs once more when it ends.
     pub fn begin_sync(&self, peer: crate::sync::Remote) -> bool {
-        let mut running = self.syncing.lock().expect("lock");
+        let mut running = self.syncing.lock();
         if running.insert(peer) {
             return true;
         }
-        self.sync_again.lock().expect("lock").insert(peer);
+        self.sync_again.lock().insert(peer);
         false
     }
 
     /// Ends a session; true if another was asked for meanwhile (the session
     /// then stays marked as running and the caller goes again).
     pub fn end_sync(&self, peer: crate::sync::Remote) -> bool {
-        let mut running = self.syncing.lock().expect("lock");
-        if self.sync_again.lock().expect("lock").remove(&peer) {
+        let mut running = self.syncing.lock();
+        if self.sync_again.lock().remove(&peer) {
             return true;
         }
         running.remove(&peer);
@@ -389,6 +396,7 @@ impl Node {
                 _ = self.resync.notified() => {}
             }
             self.sync_all().await;
+            self.outbox_all();
         }
     }
 
@@ -420,7 +428,6 @@ impl Node {
     pub(crate) fn room_by_hex(&self, room_hex: &str) -> Option<Arc<Room>> {
         self.rooms
             .read()
-            .expect("lock")
             .values()
             .find(|r| r.record.room_id.to_hex() == room_hex)
             .cloned()
@@ -428,11 +435,11 @@ impl Node {
 
     /// Where the web UI answers: (on this machine, on the LAN if that mode is on).
     pub fn set_web_urls(&self, local: Option<String>, lan: Option<String>) {
-        *self.web_urls.write().expect("lock") = (local, lan);
+        *self.web_urls.write() = (local, lan);
     }
 
     pub(crate) fn web_local_base(&self) -> Option<String> {
-        self.web_urls.read().expect("lock").0.clone()
+        self.web_urls.read().0.clone()
     }
 
     /// The base of guest URLs: the address in the Wi-Fi group hosted for
@@ -441,29 +448,29 @@ impl Node {
         if let Some(h) = self.web_hotspot_base().filter(|_| self.wifi_host()) {
             return Some(h);
         }
-        let w = self.web_urls.read().expect("lock");
+        let w = self.web_urls.read();
         w.1.clone().or_else(|| w.0.clone())
     }
 
     pub fn set_web_extra(&self, extra: peddlenet_web::ExtraListeners) {
-        *self.web_extra.lock().expect("lock") = Some(extra);
+        *self.web_extra.lock() = Some(extra);
     }
 
     pub(crate) fn web_extra(&self) -> Option<peddlenet_web::ExtraListeners> {
-        self.web_extra.lock().expect("lock").clone()
+        self.web_extra.lock().clone()
     }
 
     pub(crate) fn web_hotspot_base(&self) -> Option<String> {
-        self.web_hotspot.read().expect("lock").clone()
+        self.web_hotspot.read().clone()
     }
 
     pub(crate) fn set_web_hotspot_base(&self, base: Option<String>) {
-        *self.web_hotspot.write().expect("lock") = base;
+        *self.web_hotspot.write() = base;
     }
 
     pub(crate) fn resolve(&self, query: &str) -> Result<Arc<Room>, ApiError> {
         let q = query.trim();
-        let rooms = self.rooms.read().expect("lock");
+        let rooms = self.rooms.read();
         let by_name: Vec<_> = rooms
             .values()
             .filter(|r| r.record.name.eq_ignore_ascii_case(q))
@@ -574,10 +581,10 @@ impl Node {
                     version: env!("CARGO_PKG_VERSION").into(),
                     api_version: peddlenet_api::PROTOCOL_VERSION,
                     author_id: self.identity.author_id().to_hex(),
-                    display_name: self.display_name.read().expect("lock").clone(),
+                    display_name: self.display_name.read().clone(),
                     listen_addrs: listen.iter().map(|a| a.to_string()).collect(),
                     peers: peers.len(),
-                    rooms: self.rooms.read().expect("lock").len(),
+                    rooms: self.rooms.read().len(),
                     data_dir: self.data_dir.display().to_string(),
                     uptime_ms: self.started.elapsed().as_millis() as u64,
                     relay: self.relay_status(),
@@ -585,7 +592,7 @@ impl Node {
                     bluetooth: self.ble_status(),
                     wifi_direct: self.wifi_status(),
                     web: {
-                        let w = self.web_urls.read().expect("lock");
+                        let w = self.web_urls.read();
                         let hotspot = self.web_hotspot_base();
                         w.0.iter()
                             .chain(w.1.iter())
@@ -634,7 +641,7 @@ impl Node {
                 self.store
                     .meta_set("display_name", &name)
                     .map_err(internal)?;
-                *self.display_name.write().expect("lock") = name;
+                *self.display_name.write() = name;
                 Ok(Handled::after_flush(Response::Done))
             }
             Request::RoomCreate { name } => {
@@ -661,7 +668,7 @@ impl Node {
                     )
                 })?;
                 let id = RoomKeys::derive(&inv.secret).room_id();
-                if let Some(r) = self.rooms.read().expect("lock").get(&id) {
+                if let Some(r) = self.rooms.read().get(&id) {
                     return Err(err(
                         ErrorCode::AlreadyMember,
                         format!("already a member of {:?}", r.record.name),
@@ -707,26 +714,16 @@ impl Node {
                 self.store
                     .remove_room(&r.record.room_id)
                     .map_err(internal)?;
-                self.rooms.write().expect("lock").remove(&r.record.room_id);
-                self.sync_cache
-                    .lock()
-                    .expect("lock")
-                    .remove(&r.record.room_id);
-                self.generations
-                    .lock()
-                    .expect("lock")
-                    .remove(&r.record.room_id);
-                self.members.lock().expect("lock").remove(&r.record.room_id);
-                self.receipts_due
-                    .lock()
-                    .expect("lock")
-                    .remove(&r.record.room_id);
+                self.rooms.write().remove(&r.record.room_id);
+                self.sync_cache.lock().remove(&r.record.room_id);
+                self.generations.lock().remove(&r.record.room_id);
+                self.members.lock().remove(&r.record.room_id);
+                self.receipts_due.lock().remove(&r.record.room_id);
                 let _ = self.mesh.unsubscribe(r.keys.topic()).await;
                 Ok(Handled::after_flush(Response::Done))
             }
             Request::RoomList => {
-                let rooms: Vec<Arc<Room>> =
-                    self.rooms.read().expect("lock").values().cloned().collect();
+                let rooms: Vec<Arc<Room>> = self.rooms.read().values().cloned().collect();
                 let mut out = Vec::with_capacity(rooms.len());
                 for r in rooms {
                     out.push(self.room_info(&r).await);
@@ -760,10 +757,7 @@ impl Node {
         bootstrap: Vec<String>,
     ) -> Result<RoomInfo, ApiError> {
         let keys = RoomKeys::derive(&secret);
-        self.sync_cache
-            .lock()
-            .expect("lock")
-            .remove(&keys.room_id());
+        self.sync_cache.lock().remove(&keys.room_id());
         let record = RoomRecord {
             room_id: keys.room_id(),
             name,
@@ -775,11 +769,11 @@ impl Node {
         self.mesh.subscribe(keys.topic()).await.map_err(internal)?;
         if let Err(e) = self.store.put_room(&record) {
             let _ = self.mesh.unsubscribe(keys.topic()).await;
-            return Err(internal(e));
+            return Err(store_err(e));
         }
         let room = Arc::new(Room { record, keys });
         let id = room.record.room_id;
-        self.rooms.write().expect("lock").insert(id, room.clone());
+        self.rooms.write().insert(id, room.clone());
         self.note_member(&id, &self.identity.author_id(), &self.display_name());
         if let Some(inviter) = inviter {
             self.note_member(&id, &inviter, "");
@@ -849,7 +843,7 @@ impl Node {
 
     async fn send(&self, room: &str, text: String) -> Result<Handled, ApiError> {
         let r = self.resolve(room)?;
-        let name = self.display_name.read().expect("lock").clone();
+        let name = self.display_name.read().clone();
         self.send_in(r, text, name).await
     }
 
@@ -892,10 +886,10 @@ impl Node {
         // daemon stops first, the outbox still holds it.
         self.store
             .insert_message(&msg, &env, true)
-            .map_err(internal)?;
+            .map_err(store_err)?;
         self.bump(&msg.room_id);
         let ble_links = self.ble_forward(&env, None);
-        let published = match self.mesh.publish_begin(r.keys.topic(), env).await {
+        let published = match self.publish_begin(r.keys.topic(), env).await {
             Ok(rx) => Some(rx),
             Err(e) => {
                 tracing::warn!(error = %e, "publishing failed; the message stays stored here");
@@ -915,18 +909,23 @@ impl Node {
 
     /// Records how a sent message's publication went, announces it, and
     /// returns the reply for the client.
-    pub async fn finish_send(&self, s: Sending) -> Result<Response, ApiError> {
+    pub async fn finish_send(self: &Arc<Self>, s: Sending) -> Result<Response, ApiError> {
+        let mut refused = s.published.is_none();
         let peers = match s.published {
             Some(rx) => match rx.await {
                 Ok(Ok(n)) => n,
                 Ok(Err(e)) => {
-                    tracing::warn!(error = %e, "publishing failed; the message stays stored here");
+                    tracing::debug!(error = %e, "publishing failed; the outbox publishes it again");
+                    refused = true;
                     0
                 }
                 Err(_) => 0,
             },
             None => 0,
         } + s.ble_links;
+        if refused && let Some(room) = self.room(&s.msg.room_id) {
+            self.outbox_later(room.keys.topic(), OUTBOX_RETRY);
+        }
         let delivery = if peers > 0 {
             Delivery::Sent { peers }
         } else {
@@ -960,6 +959,9 @@ impl Node {
         {
             return Ok(Ingested::Duplicate);
         }
+        // Before anything is written (members seen, too): a full disk stores
+        // nothing, and sync fetches the message once there is room.
+        self.store.check_space().map_err(IngestError::Store)?;
         let opened = if room_verified {
             view.open_room_verified(&room.keys)?
         } else {
@@ -1022,6 +1024,9 @@ impl Node {
     /// Consumes the mesh's events until it stops.
     pub async fn run_mesh_events(self: Arc<Self>, mut rx: mpsc::Receiver<MeshEvent>) {
         while let Some(ev) = rx.recv().await {
+            if crate::fault::hit("panic-mesh-events") {
+                panic!("fault injected: the mesh-event loop panics");
+            }
             match ev {
                 MeshEvent::Message { data, from, .. } => match self.ingest(&data, true) {
                     Ok(Ingested::New | Ingested::Relayed) => {
@@ -1029,6 +1034,9 @@ impl Node {
                         self.ble_forward(&data, None);
                     }
                     Ok(other) => tracing::trace!(?other, %from, "envelope not stored"),
+                    Err(IngestError::Store(e)) if e.is_disk_full() => {
+                        tracing::debug!(error = %e, %from, "a received message not stored")
+                    }
                     Err(IngestError::Store(e)) => {
                         tracing::error!(error = %e, "storing a received message failed")
                     }
@@ -1058,14 +1066,7 @@ impl Node {
                         self.clone(),
                         crate::sync::Remote::Mesh(peer),
                     ));
-                    if self
-                        .outbox_pending
-                        .lock()
-                        .expect("lock")
-                        .insert(topic.clone())
-                    {
-                        tokio::spawn(self.clone().flush_outbox(topic));
-                    }
+                    self.outbox_later(topic, std::time::Duration::ZERO);
                 }
                 MeshEvent::PeerDown(p) => self.emit(Event::PeerDown {
                     peer: p.to_string(),
@@ -1076,15 +1077,65 @@ impl Node {
 }
 
 impl Node {
-    /// Publishes this node's messages that no peer has taken yet, now that a
-    /// peer takes the room's topic, and reports their new delivery state.
-    async fn flush_outbox(self: Arc<Self>, topic: String) {
+    /// Publishes gossip, or fails as if every peer's queue were full when
+    /// the `publish-fails` fault is on (debug builds: `crate::fault`).
+    async fn publish_begin(
+        &self,
+        topic: String,
+        env: Vec<u8>,
+    ) -> peddlenet_mesh::Result<tokio::sync::oneshot::Receiver<peddlenet_mesh::Result<u32>>> {
+        if crate::fault::hit("publish-fails") {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            let _ = tx.send(Err(peddlenet_mesh::Error::Gossip(
+                "AllQueuesFull (fault injected)".into(),
+            )));
+            return Ok(rx);
+        }
+        self.mesh.publish_begin(topic, env).await
+    }
+
+    async fn publish(&self, topic: String, env: Vec<u8>) -> peddlenet_mesh::Result<u32> {
+        match self.publish_begin(topic, env).await?.await {
+            Ok(r) => r,
+            Err(_) => Err(peddlenet_mesh::Error::Gossip("the mesh stopped".into())),
+        }
+    }
+
+    /// Publishes `topic`'s outbox after `delay`, unless that is already
+    /// queued.
+    pub(crate) fn outbox_later(self: &Arc<Self>, topic: String, delay: std::time::Duration) {
+        if !self.outbox_pending.lock().insert(topic.clone()) {
+            return;
+        }
+        let node = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            node.flush_outbox(topic, delay).await;
+        });
+    }
+
+    /// Queues the outbox of every room that has messages waiting (the
+    /// resync loop's catch-all, beside the retries after a refusal).
+    pub(crate) fn outbox_all(self: &Arc<Self>) {
+        let rooms: Vec<Arc<Room>> = self.rooms.read().values().cloned().collect();
+        for r in rooms {
+            if matches!(self.store.outbox(&r.record.room_id, 1), Ok(w) if !w.is_empty()) {
+                self.outbox_later(r.keys.topic(), std::time::Duration::ZERO);
+            }
+        }
+    }
+
+    /// Publishes this node's messages that no peer has taken yet (a peer
+    /// took the room's topic, or an earlier publication was refused), and
+    /// reports their new delivery state. When gossip refuses (its queues
+    /// are full), it tries again later, waiting longer each time; when no
+    /// peer takes the topic, the next one to join triggers it.
+    async fn flush_outbox(self: Arc<Self>, topic: String, waited: std::time::Duration) {
         let _one = self.outbox_busy.lock().await;
-        self.outbox_pending.lock().expect("lock").remove(&topic);
+        self.outbox_pending.lock().remove(&topic);
         let room = self
             .rooms
             .read()
-            .expect("lock")
             .values()
             .find(|r| r.keys.topic() == topic)
             .cloned();
@@ -1109,11 +1160,14 @@ impl Node {
                         return tracing::error!(error = %e, "reading an envelope from the outbox failed");
                     }
                 };
-                let peers = match self.mesh.publish(topic.clone(), env).await {
+                let peers = match self.publish(topic.clone(), env).await {
                     Ok(n) if n > 0 => n,
                     Ok(_) => return, // the peer left again; the next one triggers us
                     Err(e) => {
-                        return tracing::warn!(error = %e, "re-sending from the outbox failed; will retry");
+                        let next = (waited * 2).clamp(OUTBOX_RETRY, OUTBOX_RETRY_MAX);
+                        tracing::debug!(error = %e, retry_in = ?next, "publishing the outbox was refused");
+                        drop(_one);
+                        return self.outbox_later(topic, next);
                     }
                 };
                 let d = Delivery::Sent { peers };
@@ -1128,6 +1182,32 @@ impl Node {
             }
             if batch < OUTBOX_BATCH {
                 return;
+            }
+        }
+    }
+
+    /// A peer fetched these envelopes through sync: own messages among them
+    /// count as taken ("handed") and leave the outbox.
+    pub(crate) fn handed_by_sync(&self, envelopes: &[Vec<u8>]) {
+        for env in envelopes {
+            let Ok(view) = EnvelopeView::parse(env) else {
+                continue;
+            };
+            if !self.is_member(&view.room_id) {
+                continue;
+            }
+            let id = peddlenet_proto::message_id(env);
+            match self
+                .store
+                .mark_handed(&view.room_id, view.timestamp_ms, &id)
+            {
+                Ok(true) => self.emit(Event::Delivery {
+                    id: id.to_hex(),
+                    room: view.room_id.to_hex(),
+                    delivery: delivery_api(Delivery::Sent { peers: 1 }),
+                }),
+                Ok(false) => {}
+                Err(e) => tracing::warn!(error = %e, "recording a message handed by sync failed"),
             }
         }
     }

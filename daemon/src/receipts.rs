@@ -32,7 +32,6 @@ impl Node {
         let new = self
             .members
             .lock()
-            .expect("lock")
             .entry(*room)
             .or_default()
             .insert(*author);
@@ -42,7 +41,7 @@ impl Node {
     }
 
     fn load_members(&self, room: &RoomId) {
-        if self.members.lock().expect("lock").contains_key(room) {
+        if self.members.lock().contains_key(room) {
             return;
         }
         let known = match self.store().members(room) {
@@ -52,27 +51,18 @@ impl Node {
                 Default::default()
             }
         };
-        self.members
-            .lock()
-            .expect("lock")
-            .entry(*room)
-            .or_insert(known);
+        self.members.lock().entry(*room).or_insert(known);
     }
 
     /// Members of `room` known to this node, itself included.
     pub(crate) fn member_count(&self, room: &RoomId) -> usize {
         self.load_members(room);
-        self.members
-            .lock()
-            .expect("lock")
-            .get(room)
-            .map(|m| m.len())
-            .unwrap_or(0)
+        self.members.lock().get(room).map(|m| m.len()).unwrap_or(0)
     }
 
     /// Queues a confirmation of someone else's message stored here.
     pub(crate) fn receipt_due(&self, room: &RoomId, id: MessageId) {
-        let mut due = self.receipts_due.lock().expect("lock");
+        let mut due = self.receipts_due.lock();
         let q = due.entry(*room).or_default();
         if q.len() < MAX_DUE {
             q.push(id);
@@ -92,6 +82,13 @@ impl Node {
             if !self.store().is_own(id)? || !self.store().add_receipt(id, from)? {
                 continue;
             }
+            // A member holds it: it has left this node, whatever gossip
+            // and sync said. Out of the outbox, if it was still waiting.
+            if let Some(env) = self.store().envelope(id)?
+                && let Ok(view) = peddlenet_proto::EnvelopeView::parse(&env)
+            {
+                self.store().mark_handed(room, view.timestamp_ms, id)?;
+            }
             let p = self.store().progress(id)?;
             let delivery = progress_api(p, self.member_count(room).saturating_sub(1));
             self.emit(Event::Delivery {
@@ -108,7 +105,7 @@ impl Node {
         loop {
             self.receipts_wake.notified().await;
             tokio::time::sleep(BATCH_DELAY).await;
-            let due = std::mem::take(&mut *self.receipts_due.lock().expect("lock"));
+            let due = std::mem::take(&mut *self.receipts_due.lock());
             for (room_id, ids) in due {
                 let Some(room) = self.room(&room_id) else {
                     continue;

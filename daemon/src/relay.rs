@@ -91,12 +91,12 @@ pub const SWEEP_EVERY: Duration = Duration::from_secs(60);
 impl Node {
     /// Relaying's bounds, or None when it is off.
     pub(crate) fn relay_limits(&self) -> Option<RelayLimits> {
-        let s = *self.relay.read().expect("lock");
+        let s = *self.relay.read();
         s.enabled.then_some(s.limits)
     }
 
     pub(crate) fn settings(&self) -> Settings {
-        let s = *self.relay.read().expect("lock");
+        let s = *self.relay.read();
         Settings {
             relay_enabled: s.enabled,
             relay_budget_mib: s.limits.budget_bytes >> 20,
@@ -123,7 +123,7 @@ impl Node {
             code: ErrorCode::Internal,
             message: e.to_string(),
         };
-        let mut state = self.relay.write().expect("lock");
+        let mut state = self.relay.write();
         if let Some(on) = u.relay_enabled {
             self.store().meta_set(META_ENABLED, &on).map_err(internal)?;
             state.enabled = on;
@@ -139,7 +139,7 @@ impl Node {
             .relay_shrink(&state.in_force())
             .map_err(internal)?;
         if !state.enabled {
-            self.relay_pending.lock().expect("lock").clear();
+            self.relay_pending.lock().clear();
         }
         tracing::info!(
             enabled = state.enabled,
@@ -170,7 +170,7 @@ impl Node {
         check_timestamp(view.timestamp_ms, now)?;
         // The settings' lock is held across the insert: a change of settings
         // shrinks storage either before this insert or after it, never under it.
-        let state = self.relay.read().expect("lock");
+        let state = self.relay.read();
         if !state.enabled {
             return Ok(Ingested::NotMember);
         }
@@ -189,10 +189,7 @@ impl Node {
         drop(state);
         Ok(match r {
             RelayInserted::New { .. } => {
-                self.relay_pending
-                    .lock()
-                    .expect("lock")
-                    .remove(&view.room_id);
+                self.relay_pending.lock().remove(&view.room_id);
                 Ingested::Relayed
             }
             RelayInserted::Duplicate => Ingested::Duplicate,
@@ -203,8 +200,7 @@ impl Node {
     /// Whether this node carries `room` for others.
     pub fn carries(&self, room: &RoomId) -> bool {
         self.relay_limits().is_some()
-            && (self.relay_pending.lock().expect("lock").contains_key(room)
-                || self.store().relay_holds(room))
+            && (self.relay_pending.lock().contains_key(room) || self.store().relay_holds(room))
     }
 
     /// Rooms carried for others (not member rooms).
@@ -213,7 +209,7 @@ impl Node {
             return Vec::new();
         }
         let mut rooms = self.store().relay_room_ids();
-        rooms.extend(self.relay_pending.lock().expect("lock").keys().copied());
+        rooms.extend(self.relay_pending.lock().keys().copied());
         rooms.sort_unstable();
         rooms.dedup();
         rooms.retain(|r| !self.is_member(r));
@@ -227,7 +223,7 @@ impl Node {
             return Vec::new();
         };
         let carried = self.store().relay_room_ids();
-        let mut pending = self.relay_pending.lock().expect("lock");
+        let mut pending = self.relay_pending.lock();
         let mut taken = Vec::new();
         for room in offered {
             if self.is_member(room) || pending.contains_key(room) || carried.contains(room) {
@@ -245,10 +241,10 @@ impl Node {
     /// Subscribes to the gossip of relayed rooms not subscribed yet.
     pub async fn subscribe_relayed(&self) {
         for room in self.carried_rooms() {
-            if self.relay_topics.lock().expect("lock").insert(room)
+            if self.relay_topics.lock().insert(room)
                 && let Err(e) = self.mesh().subscribe(topic_for(&room)).await
             {
-                self.relay_topics.lock().expect("lock").remove(&room);
+                self.relay_topics.lock().remove(&room);
                 tracing::warn!(error = %e, "cannot carry a room's gossip");
             }
         }
@@ -256,8 +252,8 @@ impl Node {
 
     /// Now a member of `room`: what was relayed unread becomes its history.
     pub(crate) fn adopt_relayed(&self, room: &RoomId) {
-        self.relay_pending.lock().expect("lock").remove(room);
-        self.relay_topics.lock().expect("lock").remove(room);
+        self.relay_pending.lock().remove(room);
+        self.relay_topics.lock().remove(room);
         let envelopes = match self.store().relay_take_room(room) {
             Ok(e) => e,
             Err(e) => {
@@ -311,11 +307,10 @@ impl Node {
             }
             self.relay_pending
                 .lock()
-                .expect("lock")
                 .retain(|_, since| since.elapsed() < PENDING_FOR);
             let carried = self.carried_rooms();
             let gone: Vec<RoomId> = {
-                let mut topics = self.relay_topics.lock().expect("lock");
+                let mut topics = self.relay_topics.lock();
                 let gone = topics
                     .iter()
                     .filter(|r| !carried.contains(r) && !self.is_member(r))

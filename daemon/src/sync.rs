@@ -270,6 +270,8 @@ fn respond(
                 bytes += env.len();
                 envs.push(env);
             }
+            // Fetched by a peer: own messages among them count as taken.
+            node.handed_by_sync(&envs);
             SyncResponse::Envelopes(envs)
         }
     })

@@ -56,7 +56,7 @@ impl Node {
             .ok()
             .flatten()
             .unwrap_or(cfg.host);
-        *self.wifi.lock().expect("lock") = WifiSlot {
+        *self.wifi.lock() = WifiSlot {
             enabled,
             host,
             cfg,
@@ -66,20 +66,20 @@ impl Node {
     }
 
     pub(crate) fn wifi_enabled(&self) -> bool {
-        self.wifi.lock().expect("lock").enabled
+        self.wifi.lock().enabled
     }
 
     pub(crate) fn wifi_host(&self) -> bool {
-        self.wifi.lock().expect("lock").host
+        self.wifi.lock().host
     }
 
     fn wifi_handle(&self) -> Option<WifiHandle> {
-        self.wifi.lock().expect("lock").handle.clone()
+        self.wifi.lock().handle.clone()
     }
 
     /// Starts the link if it should run and does not.
     pub fn start_wifi(self: &Arc<Self>) {
-        let mut slot = self.wifi.lock().expect("lock");
+        let mut slot = self.wifi.lock();
         if !slot.enabled {
             tracing::info!("Wi-Fi Direct off (turned off in the config or in Settings)");
             return;
@@ -109,7 +109,7 @@ impl Node {
             self.store().meta_set(META_HOST, &on)?;
         }
         let (stop, handle) = {
-            let mut slot = self.wifi.lock().expect("lock");
+            let mut slot = self.wifi.lock();
             slot.enabled = enabled.unwrap_or(slot.enabled);
             slot.host = host.unwrap_or(slot.host);
             let stop = if slot.enabled {
@@ -133,7 +133,7 @@ impl Node {
 
     /// Stops the link, leaving wpa_supplicant as it was (at shutdown).
     pub async fn stop_wifi(&self) {
-        let handle = self.wifi.lock().expect("lock").handle.take();
+        let handle = self.wifi.lock().handle.take();
         if let Some(h) = handle {
             h.stop().await;
         }
@@ -141,7 +141,7 @@ impl Node {
 
     /// One line for the status.
     pub(crate) fn wifi_status(&self) -> String {
-        let slot = self.wifi.lock().expect("lock");
+        let slot = self.wifi.lock();
         match &slot.handle {
             Some(h) => h.status().line(),
             None if !slot.enabled => {

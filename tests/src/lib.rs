@@ -36,6 +36,8 @@ pub struct DaemonOpts {
     pub log: String,
     /// Lines of peddlenetd.toml (empty: every default).
     pub config: String,
+    /// Environment variables set for the daemon (e.g. `PEDDLENET_FAULT`).
+    pub env: Vec<(String, String)>,
 }
 
 impl DaemonOpts {
@@ -51,6 +53,7 @@ impl DaemonOpts {
             netns: None,
             log: "info".into(),
             config: String::new(),
+            env: Vec::new(),
         }
     }
 
@@ -72,11 +75,17 @@ impl DaemonOpts {
             netns: Some(ns.into()),
             log: "info".into(),
             config: String::new(),
+            env: Vec::new(),
         }
     }
 
     pub fn config(mut self, toml: &str) -> Self {
         self.config = toml.into();
+        self
+    }
+
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.into(), value.into()));
         self
     }
 
@@ -98,6 +107,12 @@ pub struct Daemon {
 
 impl Daemon {
     pub fn start(opts: DaemonOpts) -> Self {
+        Self::start_with(opts, |_| {})
+    }
+
+    /// Like [`Daemon::start`], with `before` called on the data folder's
+    /// path (not created yet) before the daemon first runs.
+    pub fn start_with(opts: DaemonOpts, before: impl FnOnce(&Path)) -> Self {
         let tmp = tempfile::Builder::new()
             .prefix("pn-")
             .tempdir()
@@ -111,6 +126,7 @@ impl Daemon {
             child: None,
             _tmp: Some(tmp),
         };
+        before(&d.data_dir);
         d.spawn();
         d
     }
@@ -161,6 +177,7 @@ impl Daemon {
             cmd.arg("--no-mdns");
         }
         cmd.arg("--log").arg(&self.opts.log);
+        cmd.envs(self.opts.env.iter().map(|(k, v)| (k, v)));
         cmd.env_remove("PEDDLENET_SOCKET")
             .env_remove("PEDDLENET_DATA_DIR")
             .env_remove("PEDDLENET_CONFIG");
@@ -221,6 +238,23 @@ impl Daemon {
             if Instant::now() > deadline {
                 let _ = c.kill();
                 panic!("{} did not stop within 10 s of SIGTERM", self.opts.name);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits up to `limit` for the daemon to exit by itself; its status, or
+    /// `None` if it is still running.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let c = self.child.as_mut()?;
+            if let Some(s) = c.try_wait().expect("wait") {
+                self.child = None;
+                return Some(s);
+            }
+            if Instant::now() > deadline {
+                return None;
             }
             std::thread::sleep(Duration::from_millis(20));
         }

@@ -19,6 +19,7 @@ fn lan_opts(name: &str, ns: &str) -> DaemonOpts {
         netns: Some(ns.into()),
         log: "info,peddlenet_mesh=debug".into(),
         config: String::new(),
+        env: Vec::new(),
     }
 }
 

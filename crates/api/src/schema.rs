@@ -391,6 +391,9 @@ pub enum ErrorCode {
     /// This node hosts no Wi-Fi network now (hosting is off, or the Wi-Fi
     /// Direct link is; the message says which).
     WifiOff,
+    /// The disk is full: the write was not stored (reads go on; writes work
+    /// again once space is freed).
+    DiskFull,
 }
 
 #[cfg(test)]

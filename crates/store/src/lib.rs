@@ -15,21 +15,33 @@
 //! | `msgs`  | `M` ‖ room id ‖ author id                  | JSON display name: a member seen in the room |
 //! | `msgs`  | `R`, `A`                                   | relayed envelopes of other rooms: see [`relay`] |
 //!
-//! Writes are ordered rather than batched (a sled batch or transaction costs
-//! more than the rest of handling a message): the envelope, which marks a
-//! message as held, is always written last, and [`Store::open`] removes what
-//! an interrupted write of an own message left behind. `E` entries hold every envelope this node
-//! carries, whether it can read it or not, so relaying and per-room quotas add
-//! a prefix beside them rather than a new layout. `H` holds only rooms this
-//! node is a member of.
+//! A member room's message (or receipt) is written as one sled batch: its
+//! envelope and every index entry (`H` or `K`, and `D`, `O` for an own
+//! message) land together or not at all, so no crash leaves an index entry
+//! that sync would claim without the envelope to serve. [`Store::open`] still
+//! removes index entries without an envelope (stores written before batches,
+//! or by a relay's ordered writes: see [`relay`]). `E` entries hold every
+//! envelope this node carries, whether it can read it or not, so relaying and
+//! per-room quotas add a prefix beside them rather than a new layout. `H`
+//! holds only rooms this node is a member of.
 //!
 //! Durability: writes land in sled's log at once; [`Store::flush`] makes them
 //! durable. Callers that acknowledge a write to anyone flush first.
+//!
+//! Damage: a marker file beside sled's files ([`health`]) records that the
+//! store exists and how far its flushes got. A store whose `db` is missing,
+//! empty, cut short or unreadable is refused ([`Error::Damaged`]) rather than
+//! opened empty; [`salvage`] copies what can still be read into a fresh store.
 
-use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
+use parking_lot::Mutex;
+
+pub mod health;
 pub mod relay;
+pub use health::{SalvageReport, salvage};
 pub use relay::{AuthorTag, Refused, RelayInserted, RelayLimits, RelayTotals, RoomUsage};
 
 use peddlenet_proto::{AuthorId, MessageId, RoomId};
@@ -52,6 +64,42 @@ pub enum Error {
     Schema { found: u64, supported: u64 },
     #[error("bad history cursor")]
     Cursor,
+    /// The store cannot be trusted: opening it would lose data or show an
+    /// empty node over a store that had some.
+    #[error("{}", damaged_message(.file, .what))]
+    Damaged { file: PathBuf, what: String },
+    /// Another process holds the store's lock.
+    #[error("the store {} is locked: is another peddlenetd using it?", .0.display())]
+    Locked(PathBuf),
+    #[error("{}: {source}", .path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// Too little free space to write safely.
+    #[error("disk full: not stored ({free} bytes free; {needed} needed)")]
+    DiskFull { free: u64, needed: u64 },
+}
+
+fn damaged_message(file: &Path, what: &str) -> String {
+    format!(
+        "the store file {} is damaged: {what}. Run `peddlenetd --salvage` to copy what can still be read into a fresh store (the damaged one is kept beside it, untouched), or move the folder {} away to start with an empty one",
+        file.display(),
+        file.parent().unwrap_or(file).display()
+    )
+}
+
+impl Error {
+    /// Whether this is the disk being full (here or in sled's own writes).
+    pub fn is_disk_full(&self) -> bool {
+        match self {
+            Error::DiskFull { .. } => true,
+            Error::Sled(sled::Error::Io(e)) | Error::Io { source: e, .. } => {
+                health::io_is_disk_full(e)
+            }
+            _ => false,
+        }
+    }
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -113,7 +161,17 @@ pub struct Store {
     rooms: sled::Tree,
     msgs: sled::Tree,
     relay: Arc<Mutex<relay::Usage>>,
+    /// Serialises the duplicate check and the batch of inserts of one id.
+    stripes: Arc<[Mutex<()>; STRIPES]>,
+    /// The marker file and the number of the last flush recorded in it.
+    marker: Arc<Mutex<health::Marker>>,
+    flushes: Arc<AtomicU64>,
+    space: Arc<health::Space>,
 }
+
+const STRIPES: usize = 64;
+/// The `meta` key holding the number of the last flush written into sled.
+const FLUSHED: &str = "flushed";
 
 const CONTROL: u8 = b'K';
 const RECEIPT: u8 = b'P';
@@ -188,23 +246,55 @@ fn parse_cursor(room: &RoomId, c: &str) -> Result<[u8; 73]> {
 
 impl Store {
     /// Opens (or creates) the store in `dir`. `cache_bytes` bounds sled's page cache.
+    ///
+    /// A store that had data is never opened empty: with the marker present,
+    /// a missing, empty, cut or unreadable `db` is [`Error::Damaged`] (sled's
+    /// panics on garbage included), and a `db` holding fewer flushes than
+    /// the marker recorded is too (acknowledged writes are missing).
     pub fn open(dir: &Path, cache_bytes: u64) -> Result<Self> {
-        let db = sled::Config::new()
-            .path(dir)
-            .cache_capacity(cache_bytes)
-            .mode(sled::Mode::LowSpace)
-            .open()?;
+        let prior = health::Marker::read(dir)?;
+        if prior.is_some() {
+            health::check_db_file(dir)?;
+        }
+        let db = health::open_sled(dir, cache_bytes)?;
+        health::catching(dir, || Self::init(db, dir, prior))
+    }
+
+    fn init(db: sled::Db, dir: &Path, prior: Option<u64>) -> Result<Self> {
+        let meta = db.open_tree("meta")?;
+        let flushed: u64 = meta
+            .get(FLUSHED)?
+            .map(|v| unjson(FLUSHED, &v))
+            .transpose()?
+            .unwrap_or(0);
+        if let Some(recorded) = prior
+            && flushed < recorded
+        {
+            return Err(Error::Damaged {
+                file: health::db_path(dir),
+                what: format!(
+                    "it holds the writes of {flushed} flushes but {recorded} had completed, so acknowledged data is missing (the file was cut short, replaced or rolled back)"
+                ),
+            });
+        }
+        let marker = match prior {
+            Some(_) => health::Marker::open(dir)?,
+            None => health::Marker::absent(dir),
+        };
         let store = Self {
-            meta: db.open_tree("meta")?,
+            meta,
             rooms: db.open_tree("rooms")?,
             msgs: db.open_tree("msgs")?,
             db,
             relay: Default::default(),
+            stripes: Arc::new(std::array::from_fn(|_| Mutex::new(()))),
+            marker: Arc::new(Mutex::new(marker)),
+            flushes: Arc::new(AtomicU64::new(flushed.max(prior.unwrap_or(0)))),
+            space: Arc::new(health::Space::new(dir)),
         };
         match store.meta_get::<u64>("schema")? {
             None => {
                 store.meta_set("schema", &SCHEMA_VERSION)?;
-                store.flush()?;
             }
             Some(v) if v > SCHEMA_VERSION => {
                 return Err(Error::Schema {
@@ -218,16 +308,34 @@ impl Store {
         if repaired > 0 {
             tracing::info!(
                 repaired,
-                "removed the traces of writes a crash interrupted (none was acknowledged)"
+                "removed index entries whose envelope a crash left unwritten (none was acknowledged)"
             );
-            store.flush()?;
         }
+        // Also creates the marker of a new store (or of one written before
+        // markers existed): from here on, losing its data is noticed.
+        store.flush()?;
         Ok(store)
     }
 
-    /// Makes every write so far durable. Returns the bytes flushed.
+    /// Makes every write so far durable, then records in the marker file
+    /// that this flush completed. Returns the bytes flushed.
     pub fn flush(&self) -> Result<usize> {
-        Ok(self.db.flush()?)
+        let mut marker = self.marker.lock();
+        let n = self.flushes.fetch_add(1, Ordering::SeqCst) + 1;
+        self.meta.insert(FLUSHED, json(&n))?;
+        let bytes = self.db.flush()?;
+        marker.record(n)?;
+        Ok(bytes)
+    }
+
+    /// Refuses a write when the disk is (nearly) full: sled cannot go on
+    /// after one of its own writes failed, so it must never get that far.
+    pub fn check_space(&self) -> Result<()> {
+        self.space.check()
+    }
+
+    fn stripe(&self, id: &MessageId) -> parking_lot::MutexGuard<'_, ()> {
+        self.stripes[id.as_bytes()[0] as usize % STRIPES].lock()
     }
 
     pub fn meta_get<T: for<'de> Deserialize<'de>>(&self, key: &str) -> Result<Option<T>> {
@@ -240,6 +348,7 @@ impl Store {
     }
 
     pub fn put_room(&self, room: &RoomRecord) -> Result<()> {
+        self.check_space()?;
         self.rooms.insert(room.room_id.as_bytes(), json(room))?;
         Ok(())
     }
@@ -301,61 +410,76 @@ impl Store {
     /// ([`Delivery::Stored`]). A message already held is a
     /// [`Inserted::Duplicate`] and changes nothing.
     ///
-    /// The envelope goes last, and its compare-and-swap decides which of two
-    /// concurrent inserts of one message is the new one. Interrupted before
-    /// it, a received message is simply stored again when it comes again (all
-    /// other writes are keyed by content); an own message was never
-    /// acknowledged, and [`Store::open`] removes its traces.
+    /// One batch: the envelope and its index entries are stored together or
+    /// not at all. The duplicate check and the batch run under the id's lock,
+    /// so of two concurrent inserts of one message exactly one is new.
     pub fn insert_message(
         &self,
         msg: &StoredMessage,
         envelope: &[u8],
         outbox: bool,
     ) -> Result<Inserted> {
+        let _one = self.stripe(&msg.id);
         if self.contains(&msg.id)? {
             return Ok(Inserted::Duplicate);
         }
+        self.check_space()?;
+        let mut batch = sled::Batch::default();
         if outbox {
-            self.msgs.insert(
-                timed_key(OUTBOX, &msg.room_id, msg.timestamp_ms, &msg.id),
-                &[],
-            )?;
+            batch.insert(
+                &timed_key(OUTBOX, &msg.room_id, msg.timestamp_ms, &msg.id)[..],
+                &[][..],
+            );
             // The delivery record also marks the message as this node's own.
-            self.msgs
-                .insert(id_key(DELIVERY, &msg.id), json(&Delivery::Stored))?;
+            batch.insert(&id_key(DELIVERY, &msg.id)[..], json(&Delivery::Stored));
         }
-        self.msgs.insert(
-            timed_key(HISTORY, &msg.room_id, msg.timestamp_ms, &msg.id),
+        batch.insert(
+            &timed_key(HISTORY, &msg.room_id, msg.timestamp_ms, &msg.id)[..],
             json(msg),
-        )?;
-        match self.msgs.compare_and_swap(
-            id_key(ENVELOPE, &msg.id),
-            None as Option<&[u8]>,
-            Some(envelope),
-        )? {
-            Ok(()) => Ok(Inserted::New),
-            Err(_) => Ok(Inserted::Duplicate),
-        }
+        );
+        batch.insert(&id_key(ENVELOPE, &msg.id)[..], envelope);
+        self.msgs.apply_batch(batch)?;
+        Ok(Inserted::New)
     }
 
-    /// Removes what an own message's interrupted insert left: outbox, delivery
-    /// and history entries without an envelope. Returns how many it removed.
+    /// Removes index entries whose envelope is missing: history and receipt
+    /// entries (received or own), and an own message's outbox and delivery
+    /// entries and confirmations. Batched writes leave none; stores written
+    /// before them, or a damaged one being salvaged, may. Returns how many
+    /// messages it removed.
     fn repair(&self) -> Result<usize> {
         let mut broken = Vec::new();
-        for k in self.msgs.scan_prefix([OUTBOX]).keys() {
-            let k = k?;
-            let (ts, id) = timed_parts(&k)?;
-            if !self.contains(&id)? {
-                let room = RoomId(k[1..33].try_into().expect("32 bytes"));
-                broken.push((room, ts, id));
+        for prefix in [HISTORY, CONTROL, OUTBOX] {
+            for k in self.msgs.scan_prefix([prefix]).keys() {
+                let k = k?;
+                let (_, id) = timed_parts(&k)?;
+                if !self.contains(&id)? {
+                    broken.push((k, id));
+                }
             }
         }
-        for (room, ts, id) in &broken {
-            self.msgs.remove(timed_key(HISTORY, room, *ts, id))?;
-            self.msgs.remove(id_key(DELIVERY, id))?;
-            self.msgs.remove(timed_key(OUTBOX, room, *ts, id))?;
+        for k in self.msgs.scan_prefix([DELIVERY]).keys() {
+            let k = k?;
+            if k.len() != 33 {
+                return Err(Error::Corrupt(format!("delivery key of {} bytes", k.len())));
+            }
+            let id = MessageId(k[1..].try_into().expect("32 bytes"));
+            if !self.contains(&id)? {
+                broken.push((k, id));
+            }
         }
-        Ok(broken.len())
+        let mut ids = std::collections::HashSet::new();
+        let mut batch = sled::Batch::default();
+        for (k, id) in &broken {
+            batch.remove(k.clone());
+            if ids.insert(*id) {
+                for p in self.msgs.scan_prefix(id_key(RECEIPT, id)).keys() {
+                    batch.remove(p?);
+                }
+            }
+        }
+        self.msgs.apply_batch(batch)?;
+        Ok(ids.len())
     }
 
     /// A page of a room's history, newest first, strictly older than `before`.
@@ -402,7 +526,7 @@ impl Store {
     }
 
     /// Stores a member room's receipt envelope: synced like a message, never
-    /// shown in history.
+    /// shown in history. One batch, like [`Store::insert_message`].
     pub fn insert_control(
         &self,
         room: &RoomId,
@@ -410,18 +534,16 @@ impl Store {
         id: &MessageId,
         envelope: &[u8],
     ) -> Result<Inserted> {
+        let _one = self.stripe(id);
         if self.contains(id)? {
             return Ok(Inserted::Duplicate);
         }
-        self.msgs.insert(timed_key(CONTROL, room, ts, id), &[])?;
-        match self.msgs.compare_and_swap(
-            id_key(ENVELOPE, id),
-            None as Option<&[u8]>,
-            Some(envelope),
-        )? {
-            Ok(()) => Ok(Inserted::New),
-            Err(_) => Ok(Inserted::Duplicate),
-        }
+        self.check_space()?;
+        let mut batch = sled::Batch::default();
+        batch.insert(&timed_key(CONTROL, room, ts, id)[..], &[][..]);
+        batch.insert(&id_key(ENVELOPE, id)[..], envelope);
+        self.msgs.apply_batch(batch)?;
+        Ok(Inserted::New)
     }
 
     /// Records that `member` confirmed the own message `id`. True when this
@@ -490,13 +612,28 @@ impl Store {
     }
 
     /// Records that `peers` peers took an own message, and takes it out of
-    /// the outbox. (Interrupted between the two, it may be sent once more:
-    /// harmless.)
+    /// the outbox, in one batch.
     pub fn mark_sent(&self, room: &RoomId, ts: u64, id: &MessageId, peers: u32) -> Result<()> {
-        self.msgs
-            .insert(id_key(DELIVERY, id), json(&Delivery::Sent { peers }))?;
-        self.msgs.remove(timed_key(OUTBOX, room, ts, id))?;
+        let mut batch = sled::Batch::default();
+        batch.insert(&id_key(DELIVERY, id)[..], json(&Delivery::Sent { peers }));
+        batch.remove(&timed_key(OUTBOX, room, ts, id)[..]);
+        self.msgs.apply_batch(batch)?;
         Ok(())
+    }
+
+    /// A peer fetched the own message `id` (of `room`, at `ts`) through
+    /// sync: it counts as taken ("handed"). A message still waiting leaves
+    /// the outbox as sent to one peer; one already sent keeps its count.
+    /// True when the delivery state changed.
+    pub fn mark_handed(&self, room: &RoomId, ts: u64, id: &MessageId) -> Result<bool> {
+        let _one = self.stripe(id);
+        match self.delivery(id)? {
+            Some(Delivery::Stored) => {
+                self.mark_sent(room, ts, id, 1)?;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
     }
 
     /// Whether `id` is a message this node sent (and still holds).
@@ -548,10 +685,7 @@ mod tests {
     pub(crate) fn reopen(dir: &Path) -> Result<Store> {
         for _ in 0..100 {
             match Store::open(dir, 1 << 20) {
-                Err(Error::Sled(sled::Error::Io(e)))
-                    if e.kind() == std::io::ErrorKind::WouldBlock
-                        || e.to_string().contains("lock") =>
-                {
+                Err(Error::Locked(_)) => {
                     std::thread::sleep(std::time::Duration::from_millis(20));
                 }
                 other => return other,
@@ -702,6 +836,153 @@ mod tests {
         );
         assert_eq!(s.outbox(&cut.room_id, 10).unwrap(), vec![(10, whole.id)]);
         assert_eq!(s.delivery(&cut.id).unwrap(), None);
+    }
+
+    #[test]
+    fn a_received_message_cut_before_its_envelope_leaves_no_trace() {
+        // What a receiver killed between the writes of a message (history
+        // or receipt entry first, envelope never) left on disk before
+        // messages were written as one batch.
+        let dir = tempfile::tempdir().unwrap();
+        let (whole, cut) = (msg(1, 10, 1), msg(1, 11, 2));
+        let receipt = MessageId([3; 32]);
+        {
+            let s = Store::open(dir.path(), 1 << 20).unwrap();
+            s.insert_message(&whole, b"e", false).unwrap();
+            s.msgs
+                .insert(
+                    timed_key(HISTORY, &cut.room_id, cut.timestamp_ms, &cut.id),
+                    json(&cut),
+                )
+                .unwrap();
+            s.msgs
+                .insert(timed_key(CONTROL, &cut.room_id, 12, &receipt), &[])
+                .unwrap();
+            s.flush().unwrap();
+        }
+        let s = reopen(dir.path()).unwrap();
+        assert_eq!(
+            s.room_items(&cut.room_id).unwrap(),
+            vec![(10, whole.id)],
+            "sync claims only what it can serve"
+        );
+        assert_eq!(s.history(&cut.room_id, None, 10).unwrap().0, vec![whole]);
+        // Coming again, it is stored whole.
+        assert_eq!(s.insert_message(&cut, b"e2", false).unwrap(), Inserted::New);
+        assert_eq!(s.envelope(&cut.id).unwrap().unwrap(), b"e2");
+    }
+
+    #[test]
+    fn a_message_is_stored_with_its_entries_in_one_batch() {
+        // Every index entry of a message has its envelope, whatever moment
+        // the writes are looked at: the batch is applied atomically.
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path(), 1 << 20).unwrap();
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let watcher = {
+            let (s, stop) = (s.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut seen = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    for (_, id) in s.room_items(&RoomId([1; 32])).unwrap() {
+                        assert!(s.contains(&id).unwrap(), "an index entry without envelope");
+                        seen += 1;
+                    }
+                }
+                seen
+            })
+        };
+        for i in 0..2000u32 {
+            let mut m = msg(1, i as u64, 0);
+            m.id = MessageId(std::array::from_fn(|b| (i >> (8 * (b % 4))) as u8));
+            s.insert_message(&m, b"e", i % 2 == 0).unwrap();
+        }
+        stop.store(true, Ordering::Relaxed);
+        assert!(watcher.join().unwrap() > 0);
+    }
+
+    /// Run as a child process by the test below: receives messages into the
+    /// store at `dir` as fast as it can, until it is killed.
+    fn write_until_killed(dir: &Path, round: u32) -> ! {
+        let s = Store::open(dir, 1 << 20).unwrap();
+        for i in 0u32.. {
+            let mut m = msg(1, (round as u64) << 32 | i as u64, 0);
+            m.id = MessageId(std::array::from_fn(|b| match b {
+                0..4 => round.to_be_bytes()[b],
+                4..8 => i.to_be_bytes()[b - 4],
+                _ => 0x5a,
+            }));
+            m.text = "x".repeat(300);
+            s.insert_message(&m, &[0xee; 400], false).unwrap();
+            if i % 4 == 0 {
+                s.insert_control(&m.room_id, m.timestamp_ms, &MessageId([i as u8; 32]), b"r")
+                    .unwrap();
+            }
+        }
+        unreachable!()
+    }
+
+    /// A receiving process killed (SIGKILL) at random moments of its writes:
+    /// after every kill, every history and receipt entry has its envelope,
+    /// so sync never claims an item it cannot serve.
+    #[test]
+    fn a_receiver_killed_mid_write_keeps_no_entry_without_its_envelope() {
+        if let (Ok(dir), Ok(round)) = (
+            std::env::var("PEDDLENET_STORE_WRITER"),
+            std::env::var("PEDDLENET_STORE_ROUND"),
+        ) {
+            write_until_killed(Path::new(&dir), round.parse().unwrap());
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("store");
+        for round in 0..10u32 {
+            let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+                .args([
+                    "--exact",
+                    "tests::a_receiver_killed_mid_write_keeps_no_entry_without_its_envelope",
+                    "--nocapture",
+                ])
+                .env("PEDDLENET_STORE_WRITER", &dir)
+                .env("PEDDLENET_STORE_ROUND", round.to_string())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(
+                250 + (round as u64 * 97) % 400,
+            ));
+            child.kill().unwrap();
+            child.wait().unwrap();
+            let s = reopen(&dir).unwrap();
+            let items = s.room_items(&RoomId([1; 32])).unwrap();
+            let orphans = items
+                .iter()
+                .filter(|(_, id)| !s.contains(id).unwrap())
+                .count();
+            assert_eq!(orphans, 0, "round {round}: of {} items", items.len());
+        }
+    }
+
+    #[test]
+    fn a_message_fetched_by_a_peer_leaves_the_outbox() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path(), 1 << 20).unwrap();
+        let (a, b) = (msg(1, 10, 1), msg(1, 11, 2));
+        s.insert_message(&a, b"a", true).unwrap();
+        s.insert_message(&b, b"b", true).unwrap();
+        s.mark_sent(&b.room_id, 11, &b.id, 3).unwrap();
+        assert!(s.mark_handed(&a.room_id, 10, &a.id).unwrap());
+        assert!(!s.mark_handed(&b.room_id, 11, &b.id).unwrap());
+        assert!(!s.mark_handed(&a.room_id, 10, &MessageId([9; 32])).unwrap());
+        assert_eq!(s.outbox_len(), 0);
+        assert_eq!(
+            s.delivery(&a.id).unwrap(),
+            Some(Delivery::Sent { peers: 1 })
+        );
+        assert_eq!(
+            s.delivery(&b.id).unwrap(),
+            Some(Delivery::Sent { peers: 3 })
+        );
     }
 
     #[test]

@@ -204,7 +204,7 @@ impl Store {
                 broken += 1;
             }
         }
-        *self.relay.lock().expect("lock") = usage;
+        *self.relay.lock() = usage;
         Ok(broken)
     }
 
@@ -222,10 +222,11 @@ impl Store {
         now_ms: u64,
         limits: &RelayLimits,
     ) -> Result<RelayInserted> {
-        let mut usage = self.relay.lock().expect("lock");
+        let mut usage = self.relay.lock();
         if self.contains(id)? {
             return Ok(RelayInserted::Duplicate);
         }
+        self.check_space()?;
         if ts.saturating_add(limits.expiry_ms) < now_ms {
             return Ok(RelayInserted::Refused(Refused::Expired));
         }
@@ -394,7 +395,7 @@ impl Store {
 
     /// Drops relayed envelopes past the expiry. Returns how many.
     pub fn relay_expire(&self, now_ms: u64, limits: &RelayLimits) -> Result<usize> {
-        let mut usage = self.relay.lock().expect("lock");
+        let mut usage = self.relay.lock();
         let rooms: Vec<RoomId> = usage.rooms.keys().copied().collect();
         let mut dropped = 0;
         for room in rooms {
@@ -419,7 +420,7 @@ impl Store {
     /// then the largest room while the total is over the budget, gives way
     /// oldest envelope first. Returns how many envelopes were dropped.
     pub fn relay_shrink(&self, limits: &RelayLimits) -> Result<usize> {
-        let mut usage = self.relay.lock().expect("lock");
+        let mut usage = self.relay.lock();
         let mut dropped = 0;
         loop {
             let over_quota = usage
@@ -468,27 +469,21 @@ impl Store {
 
     /// Rooms with relayed envelopes.
     pub fn relay_room_ids(&self) -> Vec<RoomId> {
-        self.relay
-            .lock()
-            .expect("lock")
-            .rooms
-            .keys()
-            .copied()
-            .collect()
+        self.relay.lock().rooms.keys().copied().collect()
     }
 
     /// What relayed envelopes of `room` take, per author tag too.
     pub fn relay_usage(&self, room: &RoomId) -> Option<RoomUsage> {
-        self.relay.lock().expect("lock").rooms.get(room).cloned()
+        self.relay.lock().rooms.get(room).cloned()
     }
 
     /// Whether envelopes of `room` are relayed here.
     pub fn relay_holds(&self, room: &RoomId) -> bool {
-        self.relay.lock().expect("lock").rooms.contains_key(room)
+        self.relay.lock().rooms.contains_key(room)
     }
 
     pub fn relay_totals(&self) -> RelayTotals {
-        let u = self.relay.lock().expect("lock");
+        let u = self.relay.lock();
         RelayTotals {
             rooms: u.rooms.len(),
             envelopes: u.rooms.values().map(|r| r.envelopes).sum(),
@@ -501,7 +496,7 @@ impl Store {
     /// a crash before the caller stores them again loses only copies that
     /// the next reconciliation fetches back.
     pub fn relay_take_room(&self, room: &RoomId) -> Result<Vec<Vec<u8>>> {
-        let mut usage = self.relay.lock().expect("lock");
+        let mut usage = self.relay.lock();
         let mut out = Vec::new();
         let mut entries = Vec::new();
         for k in self.msgs.scan_prefix(room_prefix(RELAY, room)).keys() {

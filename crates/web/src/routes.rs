@@ -247,6 +247,7 @@ impl From<ClientError> for HttpError {
                     ErrorCode::BadToken => StatusCode::FORBIDDEN,
                     ErrorCode::WebOff | ErrorCode::WifiOff => StatusCode::CONFLICT,
                     ErrorCode::Busy => StatusCode::SERVICE_UNAVAILABLE,
+                    ErrorCode::DiskFull => StatusCode::INSUFFICIENT_STORAGE,
                     ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
                 };
                 HttpError(status, message)

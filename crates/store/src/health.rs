@@ -1,0 +1,620 @@
+//! Telling a damaged store from a new one, salvaging what can be read, and
+//! keeping the disk from filling under sled.
+//!
+//! **The marker.** `peddlenet-store.marker`, beside sled's files, is created
+//! (whole, by rename) with the store's first flush and records the number of
+//! every flush that completed after it. sled's `meta` tree holds the same
+//! number (`flushed`), written just before each flush. At open, a marker
+//! with a `db` that is missing, empty, unreadable, or holds fewer flushes
+//! than the marker recorded means acknowledged data is gone: the store is
+//! refused, never opened empty. Deleting the whole store folder is the one
+//! way to start afresh on purpose.
+//!
+//! Layout: two 24-byte slots, at offsets 0 and 512 (different sectors),
+//! each `PNSTORE1` ‖ flush number (u64 LE) ‖ FNV-1a 64 of the first 16 bytes
+//! (LE). Updates alternate between the slots and are synced, so one slot
+//! is always whole; the higher valid number counts.
+//!
+//! **Free space.** sled cannot go on after one of its writes failed (it
+//! keeps the error for good), so writes are refused before the disk is
+//! that full: [`Space::check`] wants [`MIN_FREE_BYTES`] free.
+
+use std::fs::File;
+use std::io::Write;
+use std::os::unix::fs::FileExt;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::{Error, Result, Store};
+
+/// The marker file's name inside the store folder.
+pub const MARKER_FILE: &str = "peddlenet-store.marker";
+/// Free bytes a write wants left on the store's file system (sled grows its
+/// file by segments and must be able to finish what it started).
+pub const MIN_FREE_BYTES: u64 = 8 << 20;
+
+const MAGIC: &[u8; 8] = b"PNSTORE1";
+/// sled's segment size (its default, which the store keeps).
+const SEGMENT: u64 = 512 << 10;
+const SLOT_LEN: usize = 24;
+const SLOT_OFFSETS: [u64; 2] = [0, 512];
+
+/// sled's database file in a store folder.
+pub fn db_path(dir: &Path) -> PathBuf {
+    dir.join("db")
+}
+
+fn marker_path(dir: &Path) -> PathBuf {
+    dir.join(MARKER_FILE)
+}
+
+fn fnv(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        h ^= *b as u64;
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+fn slot(seq: u64) -> [u8; SLOT_LEN] {
+    let mut s = [0u8; SLOT_LEN];
+    s[..8].copy_from_slice(MAGIC);
+    s[8..16].copy_from_slice(&seq.to_le_bytes());
+    let check = fnv(&s[..16]);
+    s[16..].copy_from_slice(&check.to_le_bytes());
+    s
+}
+
+fn parse_slot(s: &[u8]) -> Option<u64> {
+    if s.len() < SLOT_LEN || &s[..8] != MAGIC {
+        return None;
+    }
+    let check = u64::from_le_bytes(s[16..24].try_into().expect("8 bytes"));
+    (fnv(&s[..16]) == check).then(|| u64::from_le_bytes(s[8..16].try_into().expect("8 bytes")))
+}
+
+fn io_err(path: &Path, e: std::io::Error) -> Error {
+    Error::Io {
+        path: path.to_owned(),
+        source: e,
+    }
+}
+
+/// The marker of an open store.
+pub(crate) struct Marker {
+    path: PathBuf,
+    file: Option<File>,
+    next_slot: usize,
+}
+
+impl Marker {
+    /// The highest flush number the marker in `dir` recorded; `None` when
+    /// there is no marker (a new store, or one from before markers).
+    pub(crate) fn read(dir: &Path) -> Result<Option<u64>> {
+        let path = marker_path(dir);
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io_err(&path, e)),
+        };
+        let best = SLOT_OFFSETS
+            .iter()
+            .filter_map(|o| bytes.get(*o as usize..).and_then(parse_slot))
+            .max();
+        match best {
+            Some(n) => Ok(Some(n)),
+            None => Err(Error::Damaged {
+                file: path,
+                what: "the marker recording the store's flushes is unreadable, so whether \
+                       the store lost data cannot be told"
+                    .into(),
+            }),
+        }
+    }
+
+    /// A store without a marker yet: the first flush creates it.
+    pub(crate) fn absent(dir: &Path) -> Self {
+        Self {
+            path: marker_path(dir),
+            file: None,
+            next_slot: 0,
+        }
+    }
+
+    pub(crate) fn open(dir: &Path) -> Result<Self> {
+        let path = marker_path(dir);
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .map_err(|e| io_err(&path, e))?;
+        Ok(Self {
+            path,
+            file: Some(file),
+            next_slot: 0,
+        })
+    }
+
+    /// Records that flush `seq` completed (durably, before returning).
+    pub(crate) fn record(&mut self, seq: u64) -> Result<()> {
+        let Some(file) = &self.file else {
+            return self.create(seq);
+        };
+        let at = SLOT_OFFSETS[self.next_slot];
+        file.write_at(&slot(seq), at)
+            .and_then(|_| file.sync_data())
+            .map_err(|e| io_err(&self.path, e))?;
+        self.next_slot = 1 - self.next_slot;
+        Ok(())
+    }
+
+    /// Writes the marker whole under a temporary name and renames it in.
+    fn create(&mut self, seq: u64) -> Result<()> {
+        let tmp = self.path.with_extension("marker.tmp");
+        let mut bytes = vec![0u8; SLOT_OFFSETS[1] as usize + SLOT_LEN];
+        for o in SLOT_OFFSETS {
+            bytes[o as usize..o as usize + SLOT_LEN].copy_from_slice(&slot(seq));
+        }
+        let write = || -> std::io::Result<()> {
+            let mut f = File::create(&tmp)?;
+            f.write_all(&bytes)?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, &self.path)?;
+            if let Some(dir) = self.path.parent() {
+                File::open(dir)?.sync_all()?;
+            }
+            Ok(())
+        };
+        write().map_err(|e| io_err(&self.path, e))?;
+        self.file = Some(
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(&self.path)
+                .map_err(|e| io_err(&self.path, e))?,
+        );
+        Ok(())
+    }
+}
+
+/// Before sled sees it: a store with a marker must have a non-empty `db`.
+pub(crate) fn check_db_file(dir: &Path) -> Result<()> {
+    let db = db_path(dir);
+    match std::fs::metadata(&db) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Error::Damaged {
+            file: db,
+            what: "it is missing, though this store held data (its marker says so)".into(),
+        }),
+        Err(e) => Err(io_err(&db, e)),
+        Ok(m) if m.len() == 0 => Err(Error::Damaged {
+            file: db,
+            what: "it is empty (0 bytes), though this store held data".into(),
+        }),
+        Ok(_) => Ok(()),
+    }
+}
+
+fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic".into())
+}
+
+/// Runs `f` over the store in `dir`, turning a panic inside sled into
+/// [`Error::Damaged`].
+pub(crate) fn catching<T>(dir: &Path, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(r) => r.map_err(|e| damaged_if_corrupt(dir, e)),
+        Err(p) => Err(Error::Damaged {
+            file: db_path(dir),
+            what: format!("sled cannot read it ({})", panic_text(p.as_ref())),
+        }),
+    }
+}
+
+fn damaged_if_corrupt(dir: &Path, e: Error) -> Error {
+    match e {
+        Error::Sled(sled::Error::Io(io)) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
+            Error::Damaged {
+                file: db_path(dir),
+                what: format!("it ends where sled expects more ({io}): it was cut short"),
+            }
+        }
+        Error::Sled(sled::Error::Corruption { .. }) => Error::Damaged {
+            file: db_path(dir),
+            what: format!("sled found it corrupt ({e})"),
+        },
+        Error::Corrupt(what) => Error::Damaged {
+            file: db_path(dir),
+            what: format!("a record in it is corrupt ({what})"),
+        },
+        e => e,
+    }
+}
+
+/// Opens sled on `dir`: its lock held elsewhere is [`Error::Locked`] (and
+/// only that is), its panics and corruption are [`Error::Damaged`].
+pub(crate) fn open_sled(dir: &Path, cache_bytes: u64) -> Result<sled::Db> {
+    if let Some(parent) = dir.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| io_err(parent, e))?;
+    }
+    let r = catching(dir, || {
+        Ok(sled::Config::new()
+            .path(dir)
+            .cache_capacity(cache_bytes)
+            .mode(sled::Mode::LowSpace)
+            .open()?)
+    });
+    match r {
+        Err(Error::Sled(sled::Error::Io(e))) if is_lock_error(&e) => {
+            Err(Error::Locked(db_path(dir)))
+        }
+        other => other,
+    }
+}
+
+fn is_lock_error(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::WouldBlock || e.to_string().contains("could not acquire lock")
+}
+
+/// Whether an I/O error says the disk is full.
+pub fn io_is_disk_full(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::StorageFull
+        || e.kind() == std::io::ErrorKind::QuotaExceeded
+        || e.to_string().contains("No space left")
+}
+
+/// Free space on the store's file system, read at every write (one
+/// `statvfs`, about a microsecond): a reading kept for later would let
+/// writes through to a disk that just filled.
+pub(crate) struct Space {
+    dir: PathBuf,
+}
+
+impl Space {
+    pub(crate) fn new(dir: &Path) -> Self {
+        Self {
+            dir: dir.to_owned(),
+        }
+    }
+
+    pub(crate) fn check(&self) -> Result<()> {
+        // Unknown free space (an unusual file system) does not block writes.
+        let free = fs2::available_space(&self.dir).unwrap_or(u64::MAX);
+        if free < MIN_FREE_BYTES {
+            return Err(Error::DiskFull {
+                free,
+                needed: MIN_FREE_BYTES,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// What [`salvage`] recovered.
+#[derive(Debug)]
+pub struct SalvageReport {
+    /// Where the damaged store now is, untouched.
+    pub kept: PathBuf,
+    /// Records copied, per tree.
+    pub meta: usize,
+    pub rooms: usize,
+    pub entries: usize,
+    /// Entries dropped because their envelope was not readable.
+    pub repaired: usize,
+    /// Why reading stopped early, if it did.
+    pub stopped: Option<String>,
+}
+
+/// Copies what can be read of the store in `dir` into a fresh store, which
+/// takes its place; the damaged store is renamed beside it
+/// (`<dir>.damaged-<unix time>`) and never written to: sled reads a copy.
+/// Refuses while another process holds the store.
+pub fn salvage(dir: &Path, cache_bytes: u64) -> Result<SalvageReport> {
+    let meta = std::fs::metadata(dir).map_err(|e| io_err(dir, e))?;
+    if !meta.is_dir() {
+        return Err(io_err(
+            dir,
+            std::io::Error::other("not a folder: nothing to salvage"),
+        ));
+    }
+    let db = db_path(dir);
+    if let Ok(f) = File::open(&db) {
+        if fs2::FileExt::try_lock_exclusive(&f).is_err() {
+            return Err(Error::Locked(db));
+        }
+        let _ = fs2::FileExt::unlock(&f);
+    }
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "store".into());
+    let sibling = |suffix: &str| dir.with_file_name(format!("{name}.{suffix}-{stamp}"));
+    let (copy, fresh, kept) = (
+        sibling("salvage-copy"),
+        sibling("salvaged"),
+        sibling("damaged"),
+    );
+    copy_dir(dir, &copy).map_err(|e| io_err(&copy, e))?;
+    // A file cut short ends inside a segment, and sled's recovery then fails
+    // reading past the end: zeros up to the segment's end read as unused.
+    if let Ok(f) = std::fs::OpenOptions::new().write(true).open(db_path(&copy)) {
+        let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+        let whole = len.div_ceil(SEGMENT) * SEGMENT;
+        let _ = f.set_len(whole);
+    }
+
+    let mut report = SalvageReport {
+        kept: kept.clone(),
+        meta: 0,
+        rooms: 0,
+        entries: 0,
+        repaired: 0,
+        stopped: None,
+    };
+    {
+        let out = Store::open(&fresh, cache_bytes)?;
+        let src = catching(&copy, || {
+            Ok(sled::Config::new()
+                .path(&copy)
+                .cache_capacity(cache_bytes)
+                .open()?)
+        });
+        match src {
+            Ok(src) => {
+                for (tree, count) in [
+                    ("meta", &mut report.meta),
+                    ("rooms", &mut report.rooms),
+                    ("msgs", &mut report.entries),
+                ] {
+                    let to = out.db.open_tree(tree)?;
+                    let (n, stopped) = copy_tree(&copy, &src, tree, &to);
+                    *count += n;
+                    if report.stopped.is_none() {
+                        report.stopped = stopped;
+                    }
+                }
+            }
+            Err(e) => report.stopped = Some(reason(e)),
+        }
+        out.flush()?;
+    }
+    // Reopened: the open's repair drops index entries whose envelope was lost.
+    let before = report.entries;
+    {
+        let out = reopen(&fresh, cache_bytes)?;
+        report.repaired = before.saturating_sub(out.msgs.len());
+    }
+    std::fs::rename(dir, &kept).map_err(|e| io_err(dir, e))?;
+    std::fs::rename(&fresh, dir).map_err(|e| io_err(&fresh, e))?;
+    let _ = std::fs::remove_dir_all(&copy);
+    Ok(report)
+}
+
+fn reason(e: Error) -> String {
+    match e {
+        Error::Damaged { what, .. } => what,
+        e => e.to_string(),
+    }
+}
+
+/// Copies what can be read of tree `name` of `src` into `to`: key ranges
+/// by first byte, each read until it fails, so that damage in one range
+/// leaves the others readable. Returns the records copied and the first
+/// failure.
+fn copy_tree(dir: &Path, src: &sled::Db, name: &str, to: &sled::Tree) -> (usize, Option<String>) {
+    let mut copied = 0;
+    let mut stopped = None;
+    let from = match catching(dir, || Ok(src.open_tree(name)?)) {
+        Ok(t) => t,
+        Err(e) => return (0, Some(format!("{name}: {}", reason(e)))),
+    };
+    for first in 0..=255u8 {
+        let r = catching(dir, || {
+            for kv in from.scan_prefix([first]) {
+                let (k, v) = kv?;
+                if name == "meta" && &k[..] == crate::FLUSHED.as_bytes() {
+                    continue;
+                }
+                to.insert(k, v)?;
+                copied += 1;
+            }
+            Ok(())
+        });
+        if let Err(e) = r
+            && stopped.is_none()
+        {
+            stopped = Some(format!("{name}: {}", reason(e)));
+        }
+    }
+    (copied, stopped)
+}
+
+/// Opens a store that was dropped a moment ago: sled's background thread may
+/// hold its lock briefly after the drop.
+fn reopen(dir: &Path, cache_bytes: u64) -> Result<Store> {
+    for _ in 0..100 {
+        match Store::open(dir, cache_bytes) {
+            Err(Error::Locked(_)) => std::thread::sleep(Duration::from_millis(20)),
+            other => return other,
+        }
+    }
+    Store::open(dir, cache_bytes)
+}
+
+fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for e in std::fs::read_dir(from)? {
+        let e = e?;
+        let (src, dst) = (e.path(), to.join(e.file_name()));
+        if e.file_type()?.is_dir() {
+            copy_dir(&src, &dst)?;
+        } else if e.file_name() != MARKER_FILE {
+            std::fs::copy(&src, &dst)?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Inserted, StoredMessage};
+    use peddlenet_proto::{AuthorId, MessageId, RoomId};
+
+    const ROOM: RoomId = RoomId([7; 32]);
+    const SENT: u32 = 1500;
+
+    fn id(i: u32) -> MessageId {
+        let mut b = [0u8; 32];
+        b[..4].copy_from_slice(&i.to_be_bytes());
+        b[4] = 0xaa;
+        MessageId(b)
+    }
+
+    /// A store holding `SENT` messages, flushed every 50 as acknowledged
+    /// sends are. Returns its folder (inside the returned tempdir).
+    fn filled() -> (tempfile::TempDir, PathBuf) {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("store");
+        let s = Store::open(&dir, 1 << 20).unwrap();
+        for i in 0..SENT {
+            let m = StoredMessage {
+                id: id(i),
+                room_id: ROOM,
+                author: AuthorId([1; 32]),
+                author_name: "a".into(),
+                timestamp_ms: 1000 + i as u64,
+                received_ms: 1000 + i as u64,
+                text: format!("acknowledged message number {i}, with some words"),
+                own: true,
+            };
+            assert_eq!(
+                s.insert_message(&m, &[i as u8; 200], true).unwrap(),
+                Inserted::New
+            );
+            if i % 50 == 49 {
+                s.flush().unwrap();
+            }
+        }
+        drop(s);
+        // sled's thread may hold the lock a moment after the drop.
+        let s = reopen(&dir, 1 << 20).unwrap();
+        assert_eq!(s.message_count(&ROOM), SENT as usize);
+        drop(s);
+        std::thread::sleep(Duration::from_millis(200));
+        (tmp, dir)
+    }
+
+    fn cut_to(dir: &Path, keep: impl FnOnce(u64) -> u64) {
+        let db = db_path(dir);
+        let len = std::fs::metadata(&db).unwrap().len();
+        let f = std::fs::OpenOptions::new().write(true).open(&db).unwrap();
+        f.set_len(keep(len)).unwrap();
+    }
+
+    /// Opening a damaged store either refuses it, naming the file, or (if
+    /// the damage missed everything acknowledged) shows every message.
+    fn refused_or_whole(dir: &Path, case: &str) -> bool {
+        match reopen(dir, 1 << 20) {
+            Err(Error::Damaged { file, what }) => {
+                let text = Error::Damaged {
+                    file: file.clone(),
+                    what: what.clone(),
+                }
+                .to_string();
+                assert_eq!(file, db_path(dir), "{case}: {text}");
+                assert!(text.contains("--salvage"), "{case}: {text}");
+                assert!(!text.contains("another peddlenetd"), "{case}: {text}");
+                eprintln!("{case}: {text}");
+                true
+            }
+            Ok(s) => {
+                assert_eq!(
+                    s.message_count(&ROOM),
+                    SENT as usize,
+                    "{case}: opened with acknowledged messages missing"
+                );
+                false
+            }
+            Err(e) => panic!("{case}: not reported as damage: {e}"),
+        }
+    }
+
+    #[test]
+    fn a_store_that_had_data_is_never_opened_empty() {
+        for (case, keep) in [("cut to 0%", 0.0), ("cut to 50%", 0.5), ("cut to 90%", 0.9)] {
+            let (_tmp, dir) = filled();
+            cut_to(&dir, |len| (len as f64 * keep) as u64);
+            assert!(refused_or_whole(&dir, case), "{case}: must be refused");
+        }
+        let (_tmp, dir) = filled();
+        std::fs::remove_file(db_path(&dir)).unwrap();
+        assert!(refused_or_whole(&dir, "deleted"));
+        assert!(!db_path(&dir).exists(), "a refused store is not recreated");
+    }
+
+    #[test]
+    fn acknowledged_messages_do_not_vanish_when_the_end_is_cut() {
+        let (_tmp, dir) = filled();
+        cut_to(&dir, |len| len - 100);
+        refused_or_whole(&dir, "last 100 bytes cut");
+    }
+
+    #[test]
+    fn random_bytes_are_damage_not_a_panic() {
+        let (_tmp, dir) = filled();
+        let db = db_path(&dir);
+        let mut bytes = std::fs::read(&db).unwrap();
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for b in bytes.iter_mut().skip(64) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            *b = x as u8;
+        }
+        std::fs::write(&db, &bytes).unwrap();
+        assert!(refused_or_whole(&dir, "random bytes"));
+    }
+
+    #[test]
+    fn the_lock_hint_only_when_locked() {
+        let (_tmp, dir) = filled();
+        let s = reopen(&dir, 1 << 20).unwrap();
+        let e = Store::open(&dir, 1 << 20).err().expect("locked");
+        assert!(matches!(e, Error::Locked(_)), "{e}");
+        assert!(e.to_string().contains("another peddlenetd"), "{e}");
+        assert!(matches!(salvage(&dir, 1 << 20), Err(Error::Locked(_))));
+        drop(s);
+    }
+
+    #[test]
+    fn salvage_copies_what_it_can_and_keeps_the_original() {
+        let (_tmp, dir) = filled();
+        cut_to(&dir, |len| len * 9 / 10);
+        let damaged = std::fs::read(db_path(&dir)).unwrap();
+        assert!(refused_or_whole(&dir, "before salvage"));
+        let r = salvage(&dir, 1 << 20).unwrap();
+        eprintln!("{r:?}");
+        assert_eq!(
+            std::fs::read(db_path(&r.kept)).unwrap(),
+            damaged,
+            "the damaged store is kept as it was"
+        );
+        let s = reopen(&dir, 1 << 20).unwrap();
+        let n = s.message_count(&ROOM);
+        assert!(n <= SENT as usize, "{n} salvaged");
+        // sled reads a cut file partly (about a third here) or, at times,
+        // not at all: then the report says why.
+        assert!(n > 0 || r.stopped.is_some(), "{r:?}");
+        for (_, id) in s.room_items(&ROOM).unwrap() {
+            assert!(s.envelope(&id).unwrap().is_some());
+        }
+        eprintln!("salvaged {n} of {SENT} messages from a store cut to 90%");
+    }
+}
