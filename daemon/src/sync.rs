@@ -118,7 +118,7 @@ pub async fn sync_with(node: Arc<Node>, peer: Remote) {
                 }
             },
         }
-        if !node.end_sync(peer) && !(again && node.begin_sync(peer)) {
+        if !(node.end_sync(peer) || (again && node.begin_sync(peer))) {
             return;
         }
     }

@@ -290,7 +290,7 @@ async fn a_flooding_peer_is_cut_off_within_seconds_and_refused() {
     let cpu_all = cpu_time(v.pid()) - cpu0;
     let wall_all = t0.elapsed();
     eprintln!(
-        "FIGURE flooder cut off: {after_ms} (ms after its flood began, messages it sent); daemon CPU {:.0}% over the first {wall_flood:?} of the attack, {:.0}% over {wall_all:?} including its redialling",
+        "FIGURE flooder cut off: {after_ms} (ms after its flood began, messages it sent); daemon CPU {cpu_flood:?} ({:.1}%) over the first {wall_flood:?} of the attack, {cpu_all:?} ({:.1}%) over {wall_all:?} including its redialling",
         100.0 * cpu_flood.as_secs_f64() / wall_flood.as_secs_f64(),
         100.0 * cpu_all.as_secs_f64() / wall_all.as_secs_f64()
     );

@@ -343,6 +343,10 @@ impl EventLoop {
             dials.push((addr.clone(), opts));
         }
         for (addr, opts) in dials {
+            self.swarm
+                .behaviour_mut()
+                .slots
+                .asked_for(opts.connection_id());
             if let Err(e) = self.swarm.dial(opts) {
                 tracing::debug!(%addr, error = %e, "dial failed");
                 self.dial_failed(&addr);

@@ -69,7 +69,8 @@ pub struct MeshConfig {
     /// slot of an idle peer that shares no room (see `limits.rs`), or is refused.
     pub max_peers: usize,
     /// Most peers connected from one IP address (every loopback address
-    /// counts as one). Peers this node dials are not counted against it.
+    /// counts as one). Configured and invited addresses this node dials are
+    /// not counted against it (peers found by mDNS are).
     pub max_peers_per_ip: usize,
     /// Most peers connected from one subnet (/24 IPv4, /64 IPv6).
     pub max_peers_per_subnet: usize,

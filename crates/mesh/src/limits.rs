@@ -6,7 +6,8 @@
 //! address counts as one address and one subnet). When all `max_peers` slots
 //! are taken, a newcomer takes the slot of an idle, useless peer: one past its
 //! probation that shares no room with this node, has not delivered a valid new
-//! message lately and was not dialled by this node, preferring peers from the
+//! message lately and was not asked for (a configured or invited address
+//! this node dials; peers found by mDNS are not), preferring peers from the
 //! most crowded subnet and, among those, the longest connected. When there is
 //! no such peer the newcomer is refused. Banned peers (see
 //! [`Slots::ban`]) are refused and disconnected until their ban ends.
@@ -92,7 +93,7 @@ pub struct SlotLimits {
 struct Slot {
     origin: Origin,
     since: Instant,
-    /// This node dialled it: a configured, invited or discovered peer.
+    /// This node asked for it: a configured or invited address it dialled.
     dialled: bool,
     shares_room: bool,
     last_useful: Option<Instant>,
@@ -270,6 +271,8 @@ impl Slots {
 /// evicted and banned peers.
 pub(crate) struct SlotGuard {
     pub(crate) slots: Slots,
+    /// Dials to configured or invited addresses, until they end.
+    asked: std::collections::HashSet<ConnectionId>,
     close: VecDeque<PeerId>,
     waker: Option<Waker>,
 }
@@ -278,9 +281,16 @@ impl SlotGuard {
     pub(crate) fn new(limits: SlotLimits) -> Self {
         Self {
             slots: Slots::new(limits),
+            asked: std::collections::HashSet::new(),
             close: VecDeque::new(),
             waker: None,
         }
+    }
+
+    /// Marks a dial as asked for: the peer it reaches is exempt from the
+    /// per-address limits and from eviction.
+    pub(crate) fn asked_for(&mut self, dial: ConnectionId) {
+        self.asked.insert(dial);
     }
 
     /// Bans `peer` for `duration` and closes its connections.
@@ -354,29 +364,32 @@ impl NetworkBehaviour for SlotGuard {
 
     fn handle_established_outbound_connection(
         &mut self,
-        _: ConnectionId,
+        id: ConnectionId,
         peer: PeerId,
         addr: &Multiaddr,
         _: Endpoint,
         _: PortUse,
     ) -> Result<THandler<Self>, ConnectionDenied> {
-        self.check(peer, addr, true)
+        let asked = self.asked.contains(&id);
+        self.check(peer, addr, asked)
     }
 
     fn on_swarm_event(&mut self, event: FromSwarm<'_>) {
         match event {
             FromSwarm::ConnectionEstablished(e) => {
-                let (addr, dialled) = match e.endpoint {
-                    libp2p::core::ConnectedPoint::Dialer { address, .. } => (address, true),
-                    libp2p::core::ConnectedPoint::Listener { send_back_addr, .. } => {
-                        (send_back_addr, false)
-                    }
+                let dialled = self.asked.remove(&e.connection_id);
+                let addr = match e.endpoint {
+                    libp2p::core::ConnectedPoint::Dialer { address, .. } => address,
+                    libp2p::core::ConnectedPoint::Listener { send_back_addr, .. } => send_back_addr,
                 };
                 self.slots
                     .established(e.peer_id, Origin::of(addr), dialled, Instant::now());
             }
             FromSwarm::ConnectionClosed(ConnectionClosed { peer_id, .. }) => {
                 self.slots.closed(&peer_id)
+            }
+            FromSwarm::DialFailure(e) => {
+                self.asked.remove(&e.connection_id);
             }
             _ => {}
         }
