@@ -251,6 +251,11 @@ async fn fetch(
             match node.ingest(env, false) {
                 Ok(Ingested::New) => stats.stored += 1,
                 Ok(_) => {}
+                // Every node holds only envelopes whose room signature it
+                // checked: one that fails it was made up by the peer.
+                Err(crate::node::IngestError::Proto(peddlenet_proto::Error::RoomSignature)) => {
+                    return Err(Misbehaved("a Fetch answer held a forged envelope").into());
+                }
                 Err(e) => tracing::debug!(%peer, error = %e, "refused a synced envelope"),
             }
         }

@@ -249,6 +249,36 @@ async fn lying_sync_peers_are_bounded_and_banned() {
     );
 }
 
+/// Sync peers that claim ids of envelopes they made up and answer each Fetch
+/// with exactly those (well-formed, of the room, asked for, but forged): one
+/// Fetch each, then banned.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_peers_serving_forged_envelopes_are_banned_at_the_first() {
+    let _g = serial();
+    let b = Daemon::start(DaemonOpts::loopback("B"));
+    let cb = b.client().await;
+    cb.room_create("Camp").await.unwrap();
+    let attacker = Hostile::start(None, &["forged", &b.tcp_addr().await, "4"]);
+    eventually(Duration::from_secs(20), "4 bans", || async {
+        (b.log()
+            .matches("a Fetch answer held a forged envelope")
+            .count()
+            >= 4)
+            .then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let fetches: usize = attacker
+        .last("fetches")
+        .and_then(|v| v.parse().ok())
+        .expect("the attacker's count");
+    eprintln!("FIGURE 4 forging sync peers: {fetches} Fetch requests to them");
+    assert!(
+        fetches <= 4 * 2,
+        "{fetches} Fetch requests to forging peers"
+    );
+}
+
 /// A peer publishing envelopes with broken room signatures as fast as it can
 /// is disconnected within seconds and refused afterwards.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -12,6 +12,10 @@
 //!     Reconcile with thousands of random ids and a fingerprint that never
 //!     matches, and each Fetch with one envelope nobody asked for. Prints
 //!     `fetches N` (Fetch requests received in all) every 500 ms.
+//! peddlenet-hostile forged TARGET COUNT
+//!     Like `sync`, but the ids it claims are those of envelopes it made up
+//!     (the room's id, random contents and signature), and it answers each
+//!     Fetch with exactly the made-up envelopes asked for.
 //! peddlenet-hostile flood  TARGET TOPIC ROOM_ID_HEX SECONDS
 //!     Publishes envelopes of the room with broken room signatures as fast
 //!     as it can. Prints `peer ID`, then `disconnected_after_ms T sent N` when
@@ -90,7 +94,8 @@ async fn main() -> anyhow::Result<()> {
     let target: Multiaddr = arg(1)?.parse().context("target address")?;
     match arg(0)? {
         "slots" => slots(target, arg(2)?.parse()?).await,
-        "sync" => sync(target, arg(2)?.parse()?).await,
+        "sync" => sync(target, arg(2)?.parse()?, false).await,
+        "forged" => sync(target, arg(2)?.parse()?, true).await,
         "flood" => {
             let room: [u8; 32] = unhex(arg(3)?)?
                 .try_into()
@@ -167,7 +172,20 @@ fn hostile_reconcile(rng: &mut Rng) -> Vec<u8> {
     .encode()
 }
 
-async fn sync(target: Multiaddr, count: usize) -> anyhow::Result<()> {
+/// An envelope of `room` with random contents: well-formed, but its room
+/// signature is random bytes.
+fn made_up(rng: &mut Rng, room: &[u8; 32]) -> Vec<u8> {
+    let mut env = vec![0u8; 86 + 272 + 64];
+    rng.fill(&mut env);
+    env[0] = 1;
+    env[1] = 1;
+    env[2..34].copy_from_slice(room);
+    env[50..58].copy_from_slice(&1u64.to_be_bytes());
+    env[82..86].copy_from_slice(&272u32.to_be_bytes());
+    env
+}
+
+async fn sync(target: Multiaddr, count: usize, forged: bool) -> anyhow::Result<()> {
     let fetches = Arc::new(AtomicUsize::new(0));
     let mut meshes = Vec::new();
     for _ in 0..count {
@@ -175,14 +193,49 @@ async fn sync(target: Multiaddr, count: usize) -> anyhow::Result<()> {
         let (m, f) = (mesh.clone(), fetches.clone());
         tokio::spawn(async move {
             let mut rng = Rng::new();
+            let mut made: std::collections::HashMap<[u8; 16], Vec<u8>> = Default::default();
             while let Some(ev) = events.recv().await {
                 let MeshEvent::SyncRequest { request, reply, .. } = ev else {
                     continue;
                 };
                 let answer = match SyncRequest::decode(&request) {
                     Ok(SyncRequest::Rooms(rooms)) => SyncResponse::Rooms(rooms),
+                    Ok(SyncRequest::Reconcile { room, .. }) if forged => {
+                        let ids: Vec<[u8; 16]> = (0..4000)
+                            .map(|_| {
+                                let env = made_up(&mut rng, &room);
+                                let id: [u8; 16] = peddlenet_proto::message_id(&env).as_bytes()
+                                    [..16]
+                                    .try_into()
+                                    .expect("16 bytes");
+                                made.insert(id, env);
+                                id
+                            })
+                            .collect();
+                        made.retain(|id, _| ids.contains(id));
+                        let mut ids = ids;
+                        ids.sort();
+                        SyncResponse::Reconcile(Some(
+                            Message {
+                                ranges: vec![Range {
+                                    upper: Bound::Infinity,
+                                    mode: Mode::IdListHave(ids),
+                                }],
+                            }
+                            .encode(),
+                        ))
+                    }
                     Ok(SyncRequest::Reconcile { .. }) => {
                         SyncResponse::Reconcile(Some(hostile_reconcile(&mut rng)))
+                    }
+                    Ok(SyncRequest::Fetch { ids, .. }) if forged => {
+                        f.fetch_add(1, Ordering::Relaxed);
+                        SyncResponse::Envelopes(
+                            ids.iter()
+                                .filter_map(|p| made.get(p).cloned())
+                                .take(256)
+                                .collect(),
+                        )
                     }
                     Ok(SyncRequest::Fetch { .. }) => {
                         f.fetch_add(1, Ordering::Relaxed);
