@@ -2,6 +2,9 @@
 //! same mesh): one host taking every peer slot, sync peers that answer with
 //! lies, a peer flooding invalid gossip, and an envelope replayed on a wrong
 //! topic. Each test prints the figures it measures.
+// `serial()` is held across awaits on purpose: it keeps daemon tests from
+// competing for the machine's cores.
+#![allow(clippy::await_holding_lock)]
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
