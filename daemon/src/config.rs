@@ -142,6 +142,9 @@ pub struct MeshSection {
     pub mdns: bool,
     pub mdns_query_interval_ms: u64,
     pub max_peers: usize,
+    pub max_peers_per_ip: usize,
+    pub max_peers_per_subnet: usize,
+    pub ban_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -189,6 +192,9 @@ impl Default for MeshSection {
             mdns: true,
             mdns_query_interval_ms: 5_000,
             max_peers: 64,
+            max_peers_per_ip: 8,
+            max_peers_per_subnet: 32,
+            ban_secs: 600,
         }
     }
 }
@@ -219,6 +225,9 @@ pub struct Config {
     pub mdns: bool,
     pub mdns_query_interval: Duration,
     pub max_peers: usize,
+    pub max_peers_per_ip: usize,
+    pub max_peers_per_subnet: usize,
+    pub ban: Duration,
     pub cache_bytes: u64,
     pub max_clients: usize,
     pub max_in_flight: usize,
@@ -336,6 +345,9 @@ impl Config {
             mdns: file.mesh.mdns && !o.no_mdns,
             mdns_query_interval: Duration::from_millis(file.mesh.mdns_query_interval_ms.max(500)),
             max_peers: file.mesh.max_peers.max(1),
+            max_peers_per_ip: file.mesh.max_peers_per_ip.max(1),
+            max_peers_per_subnet: file.mesh.max_peers_per_subnet.max(1),
+            ban: Duration::from_secs(file.mesh.ban_secs),
             cache_bytes: file.store.cache_mib.max(1) * 1024 * 1024,
             max_clients: file.ipc.max_clients.max(1),
             max_in_flight: file.ipc.max_in_flight.max(1),
@@ -410,6 +422,9 @@ mod tests {
             "mdns",
             "mdns_query_interval_ms",
             "max_peers",
+            "max_peers_per_ip",
+            "max_peers_per_subnet",
+            "ban_secs",
             "cache_mib",
             "max_clients",
             "max_in_flight",

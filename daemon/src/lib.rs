@@ -157,6 +157,9 @@ pub async fn run(cfg: Config, mut stop: watch::Receiver<bool>) -> anyhow::Result
         mdns: cfg.mdns,
         mdns_query_interval: cfg.mdns_query_interval,
         max_peers: cfg.max_peers,
+        max_peers_per_ip: cfg.max_peers_per_ip,
+        max_peers_per_subnet: cfg.max_peers_per_subnet,
+        ban_duration: cfg.ban,
         ..MeshConfig::default()
     };
     // Where a Wi-Fi Direct group member dials its group owner (nodes use the

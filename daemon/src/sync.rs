@@ -19,6 +19,16 @@ use crate::node::{Ingested, Node};
 const FETCH_BATCH: usize = 128;
 /// Reconciliation messages one room may take before we give up for now.
 const MAX_ROUNDS: usize = 64;
+/// Ids one room's reconciliation may ask for in one session; the rest waits
+/// for the next session (which, after an honest session that hit this, starts
+/// at once). Bounds the memory a peer's claims can take.
+pub(crate) const MAX_NEED: usize = 16 * 1024;
+/// Fetch requests in one session.
+pub(crate) const MAX_FETCHES: usize = 2 * MAX_NEED / FETCH_BATCH;
+/// Envelope bytes fetched in one session.
+pub(crate) const MAX_SESSION_BYTES: usize = 64 * 1024 * 1024;
+/// Longest session.
+pub(crate) const MAX_SESSION_TIME: Duration = Duration::from_secs(5 * 60);
 /// How often connected peers are reconciled again (catches what live gossip
 /// dropped).
 pub const RESYNC_EVERY: Duration = Duration::from_secs(30);
@@ -43,9 +53,26 @@ impl std::fmt::Display for Remote {
 pub struct Stats {
     pub rooms: usize,
     pub round_trips: usize,
+    pub fetches: usize,
     pub fetched: usize,
+    pub fetched_bytes: usize,
     pub stored: usize,
+    /// A room had more to fetch than one session takes ([`MAX_NEED`]).
+    pub capped: bool,
 }
+
+/// A peer answered something other than what was asked: the session ends and
+/// the peer is banned (mesh peers) for the mesh's ban time.
+#[derive(Debug)]
+pub(crate) struct Misbehaved(pub &'static str);
+
+impl std::fmt::Display for Misbehaved {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+impl std::error::Error for Misbehaved {}
 
 async fn ask(node: &Node, peer: Remote, req: SyncRequest) -> anyhow::Result<SyncResponse> {
     let bytes = match peer {
@@ -62,19 +89,36 @@ pub async fn sync_with(node: Arc<Node>, peer: Remote) {
         return;
     }
     loop {
-        let r = session(&node, peer).await;
+        let r = tokio::time::timeout(MAX_SESSION_TIME, session(&node, peer))
+            .await
+            .unwrap_or_else(|_| {
+                Err(anyhow::anyhow!(
+                    "session took longer than {MAX_SESSION_TIME:?}"
+                ))
+            });
+        let mut again = false;
         match r {
             Ok(s) if s.stored > 0 => {
-                tracing::info!(%peer, rooms = s.rooms, round_trips = s.round_trips, fetched = s.fetched, stored = s.stored, "caught up")
+                tracing::info!(%peer, rooms = s.rooms, round_trips = s.round_trips, fetched = s.fetched, stored = s.stored, "caught up");
+                // Honest progress cut short by a session's bounds: go on.
+                again = s.capped;
             }
             Ok(s) => {
                 tracing::debug!(%peer, rooms = s.rooms, round_trips = s.round_trips, "in sync")
             }
-            Err(e) => {
-                tracing::debug!(%peer, error = %e, "sync stopped; the next meeting resumes it")
-            }
+            Err(e) => match (e.downcast_ref::<Misbehaved>(), peer) {
+                (Some(why), Remote::Mesh(p)) => {
+                    let _ = node.mesh().ban(p, &format!("sync: {why}")).await;
+                }
+                (Some(why), Remote::Ble(_)) => {
+                    tracing::warn!(%peer, reason = %why, "sync peer misbehaved; session ended")
+                }
+                (None, _) => {
+                    tracing::debug!(%peer, error = %e, "sync stopped; the next meeting resumes it")
+                }
+            },
         }
-        if !node.end_sync(peer) {
+        if !(node.end_sync(peer) || (again && node.begin_sync(peer))) {
             return;
         }
     }
@@ -103,7 +147,11 @@ async fn session(node: &Node, peer: Remote) -> anyhow::Result<Stats> {
             continue;
         }
         stats.rooms += 1;
-        let need = reconcile(node, peer, room, &mut stats).await?;
+        let mut need = reconcile(node, peer, room, &mut stats).await?;
+        if need.len() > MAX_NEED {
+            need.truncate(MAX_NEED);
+            stats.capped = true;
+        }
         for batch in need.chunks(FETCH_BATCH) {
             fetch(node, peer, room, batch, &mut stats).await?;
         }
@@ -144,6 +192,8 @@ async fn reconcile(
             _ => anyhow::bail!("unexpected answer to Reconcile"),
         };
         match rec.respond(&storage, &reply)? {
+            // Enough to fetch for one session: the rest next time.
+            _ if rec.need().len() >= MAX_NEED => break,
             // A final message asks the peer nothing: no need to send it.
             Some(next) if !next.is_final() => msg = next,
             _ => break,
@@ -161,6 +211,11 @@ async fn fetch(
 ) -> anyhow::Result<()> {
     let mut left: Vec<IdPrefix> = ids.to_vec();
     while !left.is_empty() {
+        if stats.fetches >= MAX_FETCHES || stats.fetched_bytes >= MAX_SESSION_BYTES {
+            stats.capped = true;
+            return Ok(());
+        }
+        stats.fetches += 1;
         let SyncResponse::Envelopes(envs) = ask(
             node,
             peer,
@@ -178,12 +233,29 @@ async fn fetch(
         }
         stats.fetched += envs.len();
         for env in &envs {
+            // Only what was asked: an envelope of this room whose id starts
+            // with a prefix still outstanding. Anything else ends the session
+            // (every answer removes at least one prefix, so it ends).
             let id = peddlenet_proto::message_id(env);
-            left.retain(|p| id.as_bytes()[..16] != p[..]);
+            let Some(i) = left.iter().position(|p| id.as_bytes()[..16] == p[..]) else {
+                return Err(
+                    Misbehaved("a Fetch answer held an envelope that was not asked for").into(),
+                );
+            };
+            if EnvelopeView::parse(env).ok().map(|v| v.room_id) != Some(room) {
+                return Err(Misbehaved("a Fetch answer held an envelope of another room").into());
+            }
+            left.swap_remove(i);
+            stats.fetched_bytes += env.len();
             // Everything is checked again: room signature, decryption, author.
             match node.ingest(env, false) {
                 Ok(Ingested::New) => stats.stored += 1,
                 Ok(_) => {}
+                // Every node holds only envelopes whose room signature it
+                // checked: one that fails it was made up by the peer.
+                Err(crate::node::IngestError::Proto(peddlenet_proto::Error::RoomSignature)) => {
+                    return Err(Misbehaved("a Fetch answer held a forged envelope").into());
+                }
                 Err(e) => tracing::debug!(%peer, error = %e, "refused a synced envelope"),
             }
         }

@@ -293,7 +293,7 @@ class View:
             raise ProtoError("Kind", str(kind))
         sig_offset = r.pos
         author_sig = take(64)
-        if any(plain[r.pos:]):
+        if any(plain[r.pos:]) or len(plain) - r.pos >= PAD_BLOCK:
             raise ProtoError("Padding")
         if keys.author_tag(author_key) != self.author_tag:
             raise ProtoError("AuthorTag")
@@ -574,6 +574,22 @@ def main():
     check("negative: name_len 65", lambda: refused("FieldLength", lambda: View(reencrypt(plain[:32] + b"\x41" + plain[33:])).open(keys)))
     check("negative: plaintext not padded to a multiple of 256",
           lambda: refused("Padding", lambda: View(reencrypt(plain[:136])).open(keys)))
+    check("negative: a whole extra block of zero padding (a second copy under the same nonce)",
+          lambda: refused("Padding", lambda: View(reencrypt(plain + bytes(PAD_BLOCK))).open(keys)))
+    xp = v["extra_padding"]
+    xraw = h(xp["bytes"])
+    check("extra_padding: is the text envelope re-encrypted with one more zero block",
+          lambda: eq(xraw, reencrypt(plain + bytes(PAD_BLOCK))))
+    check("extra_padding: message_id = SHA-256(bytes), not the text envelope's",
+          lambda: eq((message_id(xraw).hex(), xp["message_id"] != env["message_id"]), (xp["message_id"], True)))
+
+    def xp_room_sig():
+        View(xraw).verify_room_signature()
+        return True
+
+    check("extra_padding: its room signature verifies", xp_room_sig)
+    check("extra_padding: refused with the vector's error",
+          lambda: refused(xp["error"], lambda: View(xraw).open(keys)))
 
     # Invite.
     def parsed():

@@ -15,6 +15,7 @@ use libp2p::{Multiaddr, PeerId, Swarm, identify, mdns, noise, ping, tcp, yamux};
 use peddlenet_proto::{EnvelopeView, MAX_ENVELOPE_LEN, topic_for};
 use tokio::sync::mpsc;
 
+use crate::limits::{SlotGuard, SlotLimits};
 use crate::sync_codec::{PROTOCOL as SYNC_PROTOCOL, SyncCodec};
 use crate::{Command, Error, MeshConfig, MeshEvent, Result, SyncReply};
 
@@ -37,9 +38,17 @@ const MAX_CONNECTIONS_PER_PEER: u32 = 2;
 /// Gossip message ids remembered beyond gossipsub's time-based cache, so
 /// that an old envelope replayed into the mesh is not flooded again.
 const SEEN_IDS: usize = 32 * 1024;
+/// A peer that sends this many gossip messages failing validation within
+/// [`STRIKE_WINDOW`] is banned (disconnected and refused) for the configured
+/// ban time. Honest nodes forward only what they validated, so a few
+/// failures (a version mismatch, a corrupted frame) never reach this.
+pub(crate) const STRIKES: u32 = 20;
+pub(crate) const STRIKE_WINDOW: Duration = Duration::from_secs(10);
 
 #[derive(NetworkBehaviour)]
 struct Behaviour {
+    /// First: refuses a connection before the others set up anything for it.
+    slots: SlotGuard,
     gossipsub: gossipsub::Behaviour,
     identify: identify::Behaviour,
     ping: ping::Behaviour,
@@ -130,8 +139,11 @@ pub(crate) struct EventLoop {
     wanted: HashMap<Multiaddr, Wanted>,
     topics: HashSet<String>,
     listen_addrs: Vec<Multiaddr>,
-    max_peers: usize,
     seen: SeenIds,
+    /// Gossip messages that failed validation, per connected peer: (count,
+    /// start of the window).
+    strikes: HashMap<PeerId, (u32, Instant)>,
+    ban_for: Duration,
     pending_sync: HashMap<OutboundRequestId, tokio::sync::oneshot::Sender<Result<Vec<u8>>>>,
 }
 
@@ -142,10 +154,21 @@ fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-/// Gossip message ids are content hashes, so the same envelope is one message
-/// however many ways it arrives.
+/// Gossip message ids are content hashes of the envelope and its topic:
+/// SHA-256(message id ‖ topic). The same envelope is one message however many
+/// ways it arrives on its topic, and a copy replayed on another topic (which
+/// validation rejects) is another message, so it cannot make the real one
+/// look like a duplicate.
 fn content_id(m: &gossipsub::Message) -> gossipsub::MessageId {
-    gossipsub::MessageId::from(peddlenet_proto::message_id(&m.data).as_bytes().to_vec())
+    gossip_id(m.topic.as_str(), &m.data)
+}
+
+pub(crate) fn gossip_id(topic: &str, data: &[u8]) -> gossipsub::MessageId {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(peddlenet_proto::message_id(data).as_bytes());
+    h.update(topic.as_bytes());
+    gossipsub::MessageId::from(h.finalize().to_vec())
 }
 
 /// The gossip-level check: a well-formed envelope of the topic's room with a
@@ -221,6 +244,11 @@ impl EventLoop {
                             .with_timeout(PING_TIMEOUT),
                     ),
                     mdns: Toggle::from(mdns),
+                    slots: SlotGuard::new(SlotLimits {
+                        max_peers: cfg.max_peers,
+                        max_per_ip: cfg.max_peers_per_ip,
+                        max_per_subnet: cfg.max_peers_per_subnet,
+                    }),
                     sync: request_response::Behaviour::with_codec(
                         SyncCodec,
                         [(SYNC_PROTOCOL, ProtocolSupport::Full)],
@@ -273,8 +301,9 @@ impl EventLoop {
             wanted,
             topics: HashSet::new(),
             listen_addrs: Vec::new(),
-            max_peers: cfg.max_peers,
             seen: SeenIds::new(),
+            strikes: HashMap::new(),
+            ban_for: cfg.ban_duration,
             pending_sync: HashMap::new(),
         })
     }
@@ -314,6 +343,10 @@ impl EventLoop {
             dials.push((addr.clone(), opts));
         }
         for (addr, opts) in dials {
+            self.swarm
+                .behaviour_mut()
+                .slots
+                .asked_for(opts.connection_id());
             if let Err(e) = self.swarm.dial(opts) {
                 tracing::debug!(%addr, error = %e, "dial failed");
                 self.dial_failed(&addr);
@@ -403,6 +436,7 @@ impl EventLoop {
                     tracing::debug!("a sync response found its peer gone");
                 }
             }
+            Command::Ban(peer, reason) => self.ban(peer, &reason),
             Command::Shutdown(_) => unreachable!("handled in run"),
         }
     }
@@ -417,6 +451,26 @@ impl EventLoop {
             Err(gossipsub::PublishError::NoPeersSubscribedToTopic) => Ok(0),
             Err(gossipsub::PublishError::Duplicate) => Ok(subscribed),
             Err(e) => Err(Error::Gossip(e.to_string())),
+        }
+    }
+
+    /// Disconnects `peer` and refuses it for the ban time.
+    fn ban(&mut self, peer: PeerId, reason: &str) {
+        tracing::warn!(%peer, reason, ban_secs = self.ban_for.as_secs(), "banning a peer");
+        self.strikes.remove(&peer);
+        self.swarm.behaviour_mut().slots.ban(peer, self.ban_for);
+    }
+
+    /// One more gossip message from `peer` failed validation.
+    fn strike(&mut self, peer: PeerId) {
+        let now = Instant::now();
+        let (n, since) = self.strikes.entry(peer).or_insert((0, now));
+        if now.duration_since(*since) > STRIKE_WINDOW {
+            (*n, *since) = (0, now);
+        }
+        *n += 1;
+        if *n >= STRIKES {
+            self.ban(peer, "its gossip keeps failing validation");
         }
     }
 
@@ -463,11 +517,6 @@ impl EventLoop {
                 if num_established.get() > 1 {
                     return;
                 }
-                if self.peers.len() >= self.max_peers {
-                    tracing::warn!(%peer_id, max = self.max_peers, "peer limit reached; closing the new connection");
-                    let _ = self.swarm.disconnect_peer_id(peer_id);
-                    return;
-                }
                 let now = now_ms();
                 let snap = PeerSnapshot {
                     peer: peer_id,
@@ -504,6 +553,7 @@ impl EventLoop {
                         };
                     }
                 }
+                self.strikes.remove(&peer_id);
                 if self.peers.remove(&peer_id).is_some() {
                     tracing::info!(%peer_id, "peer down");
                     self.emit(MeshEvent::PeerDown(peer_id)).await;
@@ -558,8 +608,9 @@ impl EventLoop {
                     validate(&topic, &message.data)
                 };
                 let accepted = matches!(verdict, MessageAcceptance::Accept);
-                if !accepted {
+                if matches!(verdict, MessageAcceptance::Reject) {
                     tracing::debug!(peer = %propagation_source, "rejected an invalid gossip message");
+                    self.strike(propagation_source);
                 }
                 self.swarm
                     .behaviour_mut()
@@ -569,6 +620,11 @@ impl EventLoop {
                     if let Some(p) = self.peers.get_mut(&propagation_source) {
                         p.last_seen_ms = now_ms();
                     }
+                    self.swarm
+                        .behaviour_mut()
+                        .slots
+                        .slots
+                        .useful(&propagation_source, Instant::now());
                     self.emit(MeshEvent::Message {
                         topic,
                         data: message.data,
@@ -584,6 +640,7 @@ impl EventLoop {
             })) => {
                 let topic = topic.as_str().to_owned();
                 if self.topics.contains(&topic) {
+                    self.swarm.behaviour_mut().slots.slots.shares_room(&peer_id);
                     self.emit(MeshEvent::TopicJoined {
                         topic,
                         peer: peer_id,
@@ -691,6 +748,14 @@ mod tests {
         assert_eq!(s.order.len(), SEEN_IDS);
         assert_eq!(s.set.len(), SEEN_IDS);
         assert!(s.insert(b"a"), "the oldest id was forgotten");
+    }
+
+    #[test]
+    fn gossip_ids_depend_on_the_topic_too() {
+        let a = gossip_id("peddlenet/1/aa", b"envelope");
+        assert_eq!(a, gossip_id("peddlenet/1/aa", b"envelope"));
+        assert_ne!(a, gossip_id("peddlenet/1/bb", b"envelope"));
+        assert_ne!(a, gossip_id("peddlenet/1/aa", b"envelopf"));
     }
 
     #[test]

@@ -11,12 +11,16 @@
 //! Every gossip message is validated here before gossipsub forwards it: it must
 //! parse as an envelope, belong to the topic it came on, and carry a valid room
 //! signature. Anything else is reported to gossipsub as rejected, so it is
-//! neither delivered nor forwarded.
+//! neither delivered nor forwarded, and counts against the peer that sent it:
+//! one that keeps sending such messages is banned. Peer slots are limited per
+//! address and per subnet, and idle peers that share no room give theirs up
+//! first (`limits.rs`).
 //! The network identity (libp2p peer id) is the caller's to choose; the daemon
 //! makes a new one at every start so that it cannot be used to follow a
 //! device over time.
 
 mod event_loop;
+mod limits;
 mod sync_codec;
 
 use std::time::Duration;
@@ -61,8 +65,18 @@ pub struct MeshConfig {
     /// How often mDNS asks again once its start-up probing is done. Probing
     /// itself starts at 500 ms and doubles up to this.
     pub mdns_query_interval: Duration,
-    /// Most connected peers; further connections are closed.
+    /// Most connected peers. When all slots are taken, a newcomer takes the
+    /// slot of an idle peer that shares no room (see `limits.rs`), or is refused.
     pub max_peers: usize,
+    /// Most peers connected from one IP address (every loopback address
+    /// counts as one). Configured and invited addresses this node dials are
+    /// not counted against it (peers found by mDNS are).
+    pub max_peers_per_ip: usize,
+    /// Most peers connected from one subnet (/24 IPv4, /64 IPv6).
+    pub max_peers_per_subnet: usize,
+    /// How long a banned peer (one whose gossip keeps failing validation, or
+    /// one the daemon reports with [`Mesh::ban`]) is refused.
+    pub ban_duration: Duration,
     pub gossip_heartbeat: Duration,
     /// Messages a gossip connection may queue before further ones are dropped
     /// (publishing reports it).
@@ -83,6 +97,9 @@ impl Default for MeshConfig {
             mdns: true,
             mdns_query_interval: Duration::from_secs(5),
             max_peers: 64,
+            max_peers_per_ip: 8,
+            max_peers_per_subnet: 32,
+            ban_duration: Duration::from_secs(10 * 60),
             gossip_heartbeat: Duration::from_millis(700),
             gossip_queue_len: 1024,
             event_buffer: 4096,
@@ -135,6 +152,7 @@ pub(crate) enum Command {
     TopicPeers(String, oneshot::Sender<u32>),
     SyncRequest(PeerId, Vec<u8>, oneshot::Sender<Result<Vec<u8>>>),
     SyncRespond(SyncReply, Vec<u8>),
+    Ban(PeerId, String),
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -227,6 +245,15 @@ impl Mesh {
     pub async fn sync_respond(&self, reply: SyncReply, response: Vec<u8>) -> Result<()> {
         self.tx
             .send(Command::SyncRespond(reply, response))
+            .await
+            .map_err(|_| Error::Stopped)
+    }
+
+    /// Disconnects a misbehaving peer and refuses it for the ban time
+    /// ([`MeshConfig::ban_duration`]). `reason` goes to the log.
+    pub async fn ban(&self, peer: PeerId, reason: &str) -> Result<()> {
+        self.tx
+            .send(Command::Ban(peer, reason.to_owned()))
             .await
             .map_err(|_| Error::Stopped)
     }

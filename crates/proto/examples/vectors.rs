@@ -2,10 +2,56 @@
 //! Run it only when the format changes on purpose, and review the diff:
 //! `cargo run -p peddlenet-proto --example vectors > docs/test-vectors/v1.json`
 
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use ed25519_dalek::{Signer, SigningKey};
+use hkdf::Hkdf;
 use peddlenet_proto::*;
+use sha2::Sha256;
 
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// What a member can do with any envelope of its room: decrypt it, append one
+/// more block of zero padding, encrypt again under the same nonce and re-sign
+/// the room layer. Receivers must refuse the result (`Padding`).
+fn with_extra_padding_block(secret: &[u8; 32], keys: &RoomKeys, env: &[u8]) -> Vec<u8> {
+    let n = u32::from_be_bytes(env[82..86].try_into().unwrap()) as usize;
+    let cipher = XChaCha20Poly1305::new(keys.aead_key().into());
+    let nonce = XNonce::from_slice(&env[58..82]);
+    let mut plain = cipher
+        .decrypt(
+            nonce,
+            Payload {
+                msg: &env[86..86 + n],
+                aad: &env[..86],
+            },
+        )
+        .unwrap();
+    plain.resize(plain.len() + 256, 0);
+    let mut out = env[..86].to_vec();
+    out[82..86].copy_from_slice(&((plain.len() + 16) as u32).to_be_bytes());
+    let ct = cipher
+        .encrypt(
+            nonce,
+            Payload {
+                msg: &plain,
+                aad: &out,
+            },
+        )
+        .unwrap();
+    out.extend_from_slice(&ct);
+    let mut seed = [0u8; 32];
+    Hkdf::<Sha256>::new(Some(KDF_SALT), secret)
+        .expand(b"peddlenet/v1/room-sign", &mut seed)
+        .unwrap();
+    let sign = SigningKey::from_bytes(&seed);
+    assert_eq!(sign.verifying_key().to_bytes(), *keys.room_id().as_bytes());
+    let mut signed = b"peddlenet/v1/envelope".to_vec();
+    signed.extend_from_slice(&out);
+    out.extend_from_slice(&sign.sign(&signed).to_bytes());
+    out
 }
 
 fn main() {
@@ -28,6 +74,7 @@ fn main() {
         receipt_nonce,
     )
     .unwrap();
+    let padded = with_extra_padding_block(&secret, &keys, &env);
     let inv = Invite::new(
         RoomSecret(secret),
         author.author_id(),
@@ -64,6 +111,13 @@ fn main() {
             "nonce": hex(&receipt_nonce),
             "bytes": hex(&receipt),
             "message_id": message_id(&receipt).to_hex(),
+        },
+        // The text envelope with one more block of zero padding, same nonce,
+        // room layer re-signed: receivers must refuse it (protocol.md §10.7).
+        "extra_padding": {
+            "bytes": hex(&padded),
+            "message_id": message_id(&padded).to_hex(),
+            "error": "Padding",
         },
         "invite": {
             "room_secret": hex(&secret),

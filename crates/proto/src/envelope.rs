@@ -304,8 +304,9 @@ fn author_signed_message(
 }
 
 /// Plaintext: author key (32) | name_len (1) | name | body kind (1) |
-/// body_len (u32 BE) | body | author_sig (64) | zero padding to a multiple of
-/// 256. A plaintext whose length is not a multiple of 256 is refused.
+/// body_len (u32 BE) | body | author_sig (64) | zero padding to the next
+/// multiple of 256. A plaintext whose length is not a multiple of 256, with a
+/// non-zero padding byte, or with 256 or more bytes of padding is refused.
 struct Inner {
     author: AuthorId,
     name: String,
@@ -390,7 +391,11 @@ impl Inner {
         };
         let sig_offset = r.pos;
         let sig: [u8; 64] = r.take(64)?.try_into().expect("64 bytes");
-        if p[r.pos..].iter().any(|b| *b != 0) {
+        // Canonical padding: zeros, and fewer than a whole block of them. One
+        // valid padded plaintext per content, so a member cannot re-encrypt a
+        // message with more padding (same nonce, new room signature) and have
+        // it taken as a second message.
+        if p[r.pos..].iter().any(|b| *b != 0) || p.len() - r.pos >= PAD_BLOCK {
             return Err(Error::Padding);
         }
         Ok(Self {
@@ -526,6 +531,7 @@ mod inner_tests {
             }
             if let Ok(inner) = Inner::parse(&p) {
                 prop_assert_eq!(p.len() % PAD_BLOCK, 0);
+                prop_assert!(p.len() - inner.sig_offset - 64 < PAD_BLOCK);
                 prop_assert!(inner.body.check().is_ok());
             }
         }

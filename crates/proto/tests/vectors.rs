@@ -134,3 +134,28 @@ fn the_specification_quotes_the_vectors() {
         assert!(flat.contains(&s), "docs/protocol.md does not quote {s}");
     }
 }
+
+/// A member's second copy of the text vector: the same plaintext with one more
+/// block of zero padding, same nonce, room layer re-signed. Everything checks
+/// out except the padding, which is not canonical: refused, so the copy never
+/// becomes a second message.
+#[test]
+fn extra_padding_block_is_refused() {
+    let v = v();
+    let x = &v["extra_padding"];
+    let k = RoomKeys::derive(&RoomSecret(arr(v["kdf"]["room_secret"].as_str().unwrap())));
+    let bytes = unhex(x["bytes"].as_str().unwrap());
+    let good = unhex(v["envelope"]["bytes"].as_str().unwrap());
+    assert_eq!(bytes.len(), good.len() + 256);
+    assert_eq!(bytes[..82], good[..82], "same header but for the length");
+    assert_eq!(message_id(&bytes).to_hex(), x["message_id"]);
+    assert_ne!(x["message_id"], v["envelope"]["message_id"]);
+    let view = EnvelopeView::parse(&bytes).unwrap();
+    view.verify_room_signature().unwrap();
+    assert_eq!(x["error"], "Padding");
+    assert!(
+        matches!(view.open(&k), Err(Error::Padding)),
+        "{:?}",
+        view.open(&k)
+    );
+}
