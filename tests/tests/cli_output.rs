@@ -1,4 +1,5 @@
-//! The CLI's output: a closed stdout ends every command quietly.
+//! The CLI's output: a closed stdout ends every command quietly, and text
+//! from other people cannot reorder the terminal's line.
 
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -102,4 +103,35 @@ async fn every_command_ends_quietly_when_its_reader_is_gone() {
     assert!(out.status.success(), "{}: {err}", out.status);
     assert!(err.is_empty(), "{err}");
     assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bidi_controls_in_names_and_texts_are_shown_not_obeyed() {
+    let _g = serial();
+    let d = Daemon::start(DaemonOpts::loopback("A"));
+    let c = d.client().await;
+    c.set_display_name("eve\u{202E}lin").await.unwrap();
+    let r = c.room_create("invoice\u{202E}fdp.exe").await.unwrap();
+    c.send(&r.id, "see \u{2067}attached\u{202B} invoice\u{202E}fdp.exe")
+        .await
+        .unwrap();
+
+    let out = d.cli(&["room", "list"]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("invoice<U+202E>fdp.exe"), "{text}");
+    let out = d.cli(&["history", &r.id[..16]]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("eve<U+202E>lin (you)"), "{text}");
+    assert!(
+        text.contains("see <U+2067>attached<U+202B> invoice<U+202E>fdp.exe"),
+        "{text}"
+    );
+    let out = d.cli(&["status"]);
+    let status = String::from_utf8(out.stdout).unwrap();
+    for t in [&text, &status] {
+        assert!(
+            !t.chars().any(peddlenet_api::text::is_bidi_control),
+            "a bidi control reached the terminal: {t:?}"
+        );
+    }
 }

@@ -220,18 +220,12 @@ fn delivery(d: &Option<DeliveryState>) -> String {
     d.map(|d| format!(" [{d}]")).unwrap_or_default()
 }
 
-/// Text from other people, safe for a terminal: control characters (escape
-/// sequences among them) are shown as U+FFFD; line breaks stay.
-fn clean(s: &str) -> String {
-    s.chars()
-        .map(|c| {
-            if c.is_control() && c != '\n' && c != '\t' {
-                '\u{fffd}'
-            } else {
-                c
-            }
-        })
-        .collect()
+/// Text from other people, safe for a terminal: bidi controls shown as
+/// `<U+202E>` and the like, other control characters (escape sequences among
+/// them) as U+FFFD; line breaks stay. Why markers rather than isolates:
+/// `peddlenet_api::text`.
+fn clean(s: &str) -> std::borrow::Cow<'_, str> {
+    peddlenet_api::text::sanitize(s)
 }
 
 fn print_message(m: &MessageInfo) -> std::io::Result<()> {
@@ -299,7 +293,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     s.version,
                     s.uptime_ms / 1000
                 );
-                out!("you:      {} ({})", s.display_name, &s.author_id[..16]);
+                out!(
+                    "you:      {} ({})",
+                    clean(&s.display_name),
+                    &s.author_id[..16]
+                );
                 out!("peers:    {}", s.peers);
                 out!("rooms:    {}", s.rooms);
                 out!("waiting:  {} of your messages for a first peer", s.waiting);
@@ -357,7 +355,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             if json {
                 print_json(&serde_json::json!({"display_name": s.display_name}))?;
             } else {
-                out!("{}", s.display_name);
+                out!("{}", clean(&s.display_name));
             }
         }
         Cmd::Settings {
