@@ -160,6 +160,14 @@ pub struct IpcSection {
     pub max_clients: usize,
     /// Requests one client may have in flight before the daemon stops reading from it.
     pub max_in_flight: usize,
+    /// Replies one client may leave unread, in KiB: the daemon takes no new
+    /// request from it past half of this, and disconnects it past all of it.
+    pub max_queued_kib: usize,
+    /// A client that takes no reply bytes for this long is disconnected.
+    pub write_timeout_ms: u64,
+    /// A connection that has sent no request this long after it opened, or
+    /// that has been this long in the middle of sending one, is closed.
+    pub idle_timeout_ms: u64,
 }
 
 impl Default for FileConfig {
@@ -210,6 +218,9 @@ impl Default for IpcSection {
         Self {
             max_clients: 64,
             max_in_flight: 1024,
+            max_queued_kib: 4096,
+            write_timeout_ms: 10_000,
+            idle_timeout_ms: 10_000,
         }
     }
 }
@@ -231,6 +242,9 @@ pub struct Config {
     pub cache_bytes: u64,
     pub max_clients: usize,
     pub max_in_flight: usize,
+    pub max_queued_bytes: usize,
+    pub write_timeout: Duration,
+    pub idle_timeout: Duration,
     /// Whether relaying is on, as the file says (a setting changed through
     /// IPC and kept in the store wins).
     pub relay_enabled: bool,
@@ -351,6 +365,14 @@ impl Config {
             cache_bytes: file.store.cache_mib.max(1) * 1024 * 1024,
             max_clients: file.ipc.max_clients.max(1),
             max_in_flight: file.ipc.max_in_flight.max(1),
+            // At least one largest frame, so any single reply can be queued.
+            max_queued_bytes: file
+                .ipc
+                .max_queued_kib
+                .saturating_mul(1024)
+                .max(2 * peddlenet_api::MAX_FRAME_LEN),
+            write_timeout: Duration::from_millis(file.ipc.write_timeout_ms.max(100)),
+            idle_timeout: Duration::from_millis(file.ipc.idle_timeout_ms.max(100)),
             relay_enabled: file.relay.enabled,
             bluetooth_enabled: file.bluetooth.enabled,
             bluetooth: peddlenet_ble::BleConfig {
@@ -428,6 +450,9 @@ mod tests {
             "cache_mib",
             "max_clients",
             "max_in_flight",
+            "max_queued_kib",
+            "write_timeout_ms",
+            "idle_timeout_ms",
             "enabled",
             "budget_mib",
             "room_quota_mib",

@@ -221,8 +221,13 @@ pub async fn run(cfg: Config, mut stop: watch::Receiver<bool>) -> anyhow::Result
         ipc::serve(
             listener,
             node.clone(),
-            cfg.max_clients,
-            cfg.max_in_flight,
+            ipc::Limits {
+                max_clients: cfg.max_clients,
+                max_in_flight: cfg.max_in_flight,
+                max_queued_bytes: cfg.max_queued_bytes,
+                write_timeout: cfg.write_timeout,
+                idle_timeout: cfg.idle_timeout,
+            },
             halt.clone(),
         ),
     );

@@ -14,6 +14,13 @@ use peddlenet_api::{
 
 use crate::worker::{Cmd, Connection, Launch, Update, Worker};
 
+/// Text from other people as the app shows it. egui has no bidi support, so
+/// an override (U+202E) would be drawn as nothing and hide itself; shown as
+/// `<U+202E>`, it is harmless and visible (see `peddlenet_api::text`).
+fn shown(s: &str) -> std::borrow::Cow<'_, str> {
+    peddlenet_api::text::sanitize(s)
+}
+
 /// Messages kept per room in memory; older ones are paged in again on demand.
 pub const MAX_KEPT: usize = 5000;
 /// Errors shown at once, newest last.
@@ -210,12 +217,12 @@ impl App {
                     chat.loaded = true;
                 }
                 Update::Created(r) => {
-                    self.notice = Some(format!("created {:?}", r.name));
+                    self.notice = Some(format!("created {:?}", shown(&r.name)));
                     self.select(&r.id.clone());
                     self.cmd(Cmd::Invite(r.id));
                 }
                 Update::Joined(r) => {
-                    self.notice = Some(format!("joined {:?}", r.name));
+                    self.notice = Some(format!("joined {:?}", shown(&r.name)));
                     self.join_text.clear();
                     self.select(&r.id.clone());
                 }
@@ -406,9 +413,9 @@ impl App {
         for r in &rooms {
             let unread = self.chats.get(&r.id).map(|c| c.unread).unwrap_or(0);
             let label = if unread > 0 {
-                format!("{} ({unread})", r.name)
+                format!("{} ({unread})", shown(&r.name))
             } else {
-                r.name.clone()
+                shown(&r.name).into_owned()
             };
             if ui
                 .selectable_label(self.selected.as_deref() == Some(r.id.as_str()), label)
@@ -470,7 +477,7 @@ impl App {
             return;
         };
         ui.horizontal(|ui| {
-            ui.heading(&room.name);
+            ui.heading(shown(&room.name));
             ui.label(format!(
                 "{} member{} known · {} peer{} online",
                 room.members,
@@ -544,7 +551,7 @@ impl App {
         if let Some(s) = &self.status {
             ui.label(format!(
                 "You: {} ({})",
-                s.display_name,
+                shown(&s.display_name),
                 &s.author_id[..16.min(s.author_id.len())]
             ));
             let r = s.relay;
@@ -766,7 +773,7 @@ impl App {
             ui.horizontal(|ui| {
                 ui.label(format!(
                     "{} · pass {} · {} left",
-                    g.room_name,
+                    shown(&g.room_name),
                     g.id,
                     from_now(g.expires_ms)
                 ));
@@ -790,7 +797,7 @@ impl App {
         };
         let url = g.url.clone().unwrap_or_default();
         let mut open = true;
-        egui::Window::new(format!("Guest pass to {}", g.room_name))
+        egui::Window::new(format!("Guest pass to {}", shown(&g.room_name)))
             .open(&mut open)
             .collapsible(false)
             .show(ctx, |ui| {
@@ -843,12 +850,12 @@ impl App {
             return;
         };
         let mut open = true;
-        egui::Window::new(format!("Wi-Fi network “{}”", h.ssid)).open(&mut open).collapsible(false).show(ctx, |ui| {
+        egui::Window::new(format!("Wi-Fi network “{}”", shown(&h.ssid))).open(&mut open).collapsible(false).show(ctx, |ui| {
             if let Some(t) = &tex {
                 ui.add(egui::Image::new(t).fit_to_exact_size(egui::vec2(320.0, 320.0)));
             }
             ui.label("A phone's camera joins this Wi-Fi network. Then it scans a room's guest QR code to chat.");
-            ui.label(RichText::new(format!("Network {}  ·  passphrase {}", h.ssid, h.passphrase)).monospace());
+            ui.label(RichText::new(format!("Network {}  ·  passphrase {}", shown(&h.ssid), shown(&h.passphrase))).monospace());
             if let Some(url) = &h.web_url {
                 ui.label(format!("Web UI inside it: {url}"));
             }
@@ -863,7 +870,7 @@ impl App {
             return;
         };
         let mut open = true;
-        egui::Window::new(format!("Invite to {}", room.name))
+        egui::Window::new(format!("Invite to {}", shown(&room.name)))
             .open(&mut open)
             .collapsible(false)
             .show(ctx, |ui| {
@@ -929,12 +936,16 @@ fn message_row(ui: &mut egui::Ui, m: &MessageInfo) {
     ui.horizontal_wrapped(|ui| {
         ui.label(RichText::new(clock(m.timestamp_ms)).weak().monospace());
         let who = if m.own {
-            format!("{} (you)", m.author_name)
+            format!("{} (you)", shown(&m.author_name))
         } else {
-            format!("{} [{}]", m.author_name, &m.author[..4.min(m.author.len())])
+            format!(
+                "{} [{}]",
+                shown(&m.author_name),
+                &m.author[..4.min(m.author.len())]
+            )
         };
         ui.label(RichText::new(who).strong());
-        ui.label(&m.text);
+        ui.label(shown(&m.text));
         if let Some(d) = &m.delivery {
             ui.label(RichText::new(format!("· {d}")).weak().small());
         }

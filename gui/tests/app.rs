@@ -536,3 +536,48 @@ fn guest_passes_are_made_and_revoked_from_the_app() {
         "the token is refused now"
     );
 }
+
+/// A right-to-left override in a name, a room name or a text is shown as a
+/// marker and reorders nothing (egui has no bidi support: it would be drawn
+/// as nothing and hide the trick).
+#[test]
+fn bidi_controls_from_others_are_shown_not_obeyed() {
+    let _g = serial();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let a = rt.block_on(async {
+        let a = Daemon::start(DaemonOpts::loopback("Ana"));
+        let c = a.client().await;
+        c.set_display_name("eve\u{202E}lin").await.unwrap();
+        c.room_create("invoice\u{202E}fdp.exe").await.unwrap();
+        c.send(
+            "invoice\u{202E}fdp.exe",
+            "open invoice\u{202E}fdp.exe\u{2069} now",
+        )
+        .await
+        .unwrap();
+        a
+    });
+    let mut h = harness(a.socket.clone());
+    until(&mut h, Duration::from_secs(10), "the room list", |h| {
+        h.query_all_by_label_contains("invoice<U+202E>fdp.exe")
+            .next()
+            .is_some()
+    });
+    // The room button (the heading too once it is open).
+    h.query_all_by_label_contains("invoice<U+202E>fdp.exe")
+        .next()
+        .unwrap()
+        .click();
+    until(&mut h, Duration::from_secs(5), "the message", |h| {
+        h.query_by_label_contains("open invoice<U+202E>fdp.exe<U+2069> now")
+            .is_some()
+    });
+    assert!(h.query_by_label_contains("eve<U+202E>lin (you)").is_some());
+    for c in ['\u{202E}', '\u{2069}'] {
+        assert_eq!(
+            h.query_all_by_label_contains(&c.to_string()).count(),
+            0,
+            "{c:?} reached the screen"
+        );
+    }
+}

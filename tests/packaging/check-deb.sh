@@ -57,6 +57,8 @@ depends=$(field Depends | tr ',' '\n' | sed 's/^ *//; s/ *(.*//')
 for dep in 'libc6' 'passwd' 'libxkbcommon0' 'libgl1 | libegl1'; do
     grep -qxF "$dep" <<<"$depends" || fail "Depends lacks $dep: $(field Depends)"
 done
+# libdbus is built in (dbus's `vendored` feature): no libdbus-1-3 needed.
+if grep -q '^libdbus' <<<"$depends"; then fail "Depends names libdbus, which is linked in: $(field Depends)"; fi
 [ "$(dpkg-deb --ctrl-tarfile "$deb1" | tar -xO ./conffiles)" = /etc/peddlenet/peddlenetd.toml ] || fail "the config is not the one conffile"
 control=$(dpkg-deb --ctrl-tarfile "$deb1" | tar -t)
 for s in postinst prerm postrm; do

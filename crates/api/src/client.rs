@@ -31,6 +31,10 @@ pub enum ClientError {
     Untrusted { path: PathBuf, uid: u32 },
     #[error("connection to peddlenetd lost")]
     Closed,
+    /// The daemon said why it closed this connection (too many clients, a
+    /// broken frame) before closing it.
+    #[error("peddlenetd closed the connection: {0}")]
+    Refused(ApiError),
     #[error("bad frame from peddlenetd: {0}")]
     Frame(#[from] FrameError),
     #[error("unexpected reply from peddlenetd: {0}")]
@@ -44,6 +48,9 @@ type Pending = Arc<Mutex<Option<HashMap<u64, oneshot::Sender<Outcome>>>>>;
 struct Inner {
     writer: tokio::sync::Mutex<OwnedWriteHalf>,
     pending: Pending,
+    /// An error the daemon sent about the connection itself (reply id 0,
+    /// which no request has) before closing it.
+    farewell: Arc<Mutex<Option<ApiError>>>,
     next_id: AtomicU64,
     events: Mutex<Option<mpsc::Receiver<Event>>>,
     reader: tokio::task::JoinHandle<()>,
@@ -114,6 +121,8 @@ impl Client {
         let pending: Pending = Arc::new(Mutex::new(Some(HashMap::new())));
         let (ev_tx, ev_rx) = mpsc::channel(EVENT_BUFFER);
         let pend = pending.clone();
+        let farewell: Arc<Mutex<Option<ApiError>>> = Arc::default();
+        let last_word = farewell.clone();
         let reader = tokio::spawn(async move {
             let mut missed = 0u64;
             loop {
@@ -156,8 +165,14 @@ impl Client {
                             .expect("lock")
                             .as_mut()
                             .and_then(|m| m.remove(&r.id));
-                        if let Some(tx) = tx {
-                            let _ = tx.send(r.outcome);
+                        match (tx, r.outcome) {
+                            (Some(tx), outcome) => {
+                                let _ = tx.send(outcome);
+                            }
+                            (None, Outcome::Error(e)) if r.id == 0 => {
+                                *last_word.lock().expect("lock") = Some(e);
+                            }
+                            (None, _) => {}
                         }
                     }
                     ServerFrame::Event(e) => {
@@ -179,6 +194,7 @@ impl Client {
             inner: Arc::new(Inner {
                 writer: tokio::sync::Mutex::new(wr),
                 pending,
+                farewell,
                 next_id: AtomicU64::new(1),
                 events: Mutex::new(Some(ev_rx)),
                 reader,
@@ -197,20 +213,33 @@ impl Client {
         let (tx, rx) = oneshot::channel();
         match self.inner.pending.lock().expect("lock").as_mut() {
             Some(m) => m.insert(id, tx),
-            None => return Err(ClientError::Closed),
+            None => return Err(self.closed()),
         };
         let payload = serde_json::to_vec(&ClientFrame { id, request }).expect("requests serialize");
         let bytes = frame::encode(&payload)?;
-        {
+        let written = {
             let mut w = self.inner.writer.lock().await;
-            if w.write_all(&bytes).await.is_err() {
-                return Err(ClientError::Closed);
-            }
+            w.write_all(&bytes).await.is_ok()
+        };
+        if !written {
+            // The daemon closed the connection, perhaps saying why first (it
+            // refuses a client beyond its limit at once): let the reader
+            // reach the end of what was sent, then tell that.
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(2), rx).await;
+            return Err(self.closed());
         }
         match rx.await {
             Ok(Outcome::Ok(r)) => Ok(r),
             Ok(Outcome::Error(e)) => Err(ClientError::Api(e)),
-            Err(_) => Err(ClientError::Closed),
+            Err(_) => Err(self.closed()),
+        }
+    }
+
+    /// Why the connection is gone: what the daemon said, if it said anything.
+    fn closed(&self) -> ClientError {
+        match self.inner.farewell.lock().expect("lock").clone() {
+            Some(e) => ClientError::Refused(e),
+            None => ClientError::Closed,
         }
     }
 

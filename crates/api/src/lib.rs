@@ -12,6 +12,7 @@ pub mod client;
 pub mod frame;
 pub mod paths;
 pub mod schema;
+pub mod text;
 
 pub use client::{Client, ClientError, EventStream};
 pub use frame::{FrameError, MAX_FRAME_LEN, PROTOCOL_VERSION};

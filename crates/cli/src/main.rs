@@ -143,6 +143,22 @@ enum RoomCmd {
     List,
 }
 
+/// `println!`, except that a failed write is returned (with `?`) instead of
+/// panicking: see `main` for a closed stdout.
+macro_rules! out {
+    ($($arg:tt)*) => {
+        writeln!(std::io::stdout(), $($arg)*)?
+    };
+}
+
+/// Whether `e` is a write to a closed pipe (`peddlenet status | head -1`).
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -151,6 +167,13 @@ fn main() -> ExitCode {
         .expect("tokio runtime");
     match rt.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
+        // Whoever reads our output stopped reading: end quietly and with
+        // success, as the command did what it was asked (a `send` was sent);
+        // `set -o pipefail` scripts that stop reading early then do not fail.
+        // Rust ignores SIGPIPE, so the write fails instead of killing us; we
+        // keep it that way, so that writing to a daemon that has closed the
+        // socket is an error we can explain too.
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("peddlenet: {e:#}");
             ExitCode::FAILURE
@@ -158,8 +181,9 @@ fn main() -> ExitCode {
     }
 }
 
-fn print_json<T: serde::Serialize>(v: &T) {
-    println!("{}", serde_json::to_string_pretty(v).expect("serializable"));
+fn print_json<T: serde::Serialize>(v: &T) -> std::io::Result<()> {
+    out!("{}", serde_json::to_string_pretty(v).expect("serializable"));
+    Ok(())
 }
 
 fn time(ms: u64) -> String {
@@ -196,38 +220,33 @@ fn delivery(d: &Option<DeliveryState>) -> String {
     d.map(|d| format!(" [{d}]")).unwrap_or_default()
 }
 
-/// Text from other people, safe for a terminal: control characters (escape
-/// sequences among them) are shown as U+FFFD; line breaks stay.
-fn clean(s: &str) -> String {
-    s.chars()
-        .map(|c| {
-            if c.is_control() && c != '\n' && c != '\t' {
-                '\u{fffd}'
-            } else {
-                c
-            }
-        })
-        .collect()
+/// Text from other people, safe for a terminal: bidi controls shown as
+/// `<U+202E>` and the like, other control characters (escape sequences among
+/// them) as U+FFFD; line breaks stay. Why markers rather than isolates:
+/// `peddlenet_api::text`.
+fn clean(s: &str) -> std::borrow::Cow<'_, str> {
+    peddlenet_api::text::sanitize(s)
 }
 
-fn print_message(m: &MessageInfo) {
+fn print_message(m: &MessageInfo) -> std::io::Result<()> {
     // Names are labels anyone can pick; the key's first digits tell people apart.
     let who = if m.own {
         format!("{} (you)", clean(&m.author_name))
     } else {
         format!("{} [{}]", clean(&m.author_name), &m.author[..4])
     };
-    println!(
+    out!(
         "{} {}: {}{}",
         time(m.timestamp_ms),
         who,
         clean(&m.text),
         delivery(&m.delivery)
     );
+    Ok(())
 }
 
-fn print_room(r: &RoomInfo) {
-    println!(
+fn print_room(r: &RoomInfo) -> std::io::Result<()> {
+    out!(
         "{}  {}  {} messages, {} members known, {} peers online",
         &r.id[..16],
         clean(&r.name),
@@ -235,14 +254,16 @@ fn print_room(r: &RoomInfo) {
         r.members,
         r.online_peers
     );
+    Ok(())
 }
 
-fn print_peer(p: &PeerInfo) {
+fn print_peer(p: &PeerInfo) -> std::io::Result<()> {
     let rtt = p
         .rtt_ms
         .map(|r| format!("{r:.1} ms"))
         .unwrap_or_else(|| "-".into());
-    println!("{:?}  {}  {}  rtt {}", p.link, &p.peer, p.addr, rtt);
+    out!("{:?}  {}  {}  rtt {}", p.link, &p.peer, p.addr, rtt);
+    Ok(())
 }
 
 fn qr(text: &str) -> anyhow::Result<String> {
@@ -265,29 +286,33 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Status => {
             let s = client.status().await.map_err(explain)?;
             if json {
-                print_json(&s);
+                print_json(&s)?;
             } else {
-                println!(
+                out!(
                     "peddlenetd {} running for {}s",
                     s.version,
                     s.uptime_ms / 1000
                 );
-                println!("you:      {} ({})", s.display_name, &s.author_id[..16]);
-                println!("peers:    {}", s.peers);
-                println!("rooms:    {}", s.rooms);
-                println!("waiting:  {} of your messages for a first peer", s.waiting);
-                println!("data:     {}", s.data_dir);
+                out!(
+                    "you:      {} ({})",
+                    clean(&s.display_name),
+                    &s.author_id[..16]
+                );
+                out!("peers:    {}", s.peers);
+                out!("rooms:    {}", s.rooms);
+                out!("waiting:  {} of your messages for a first peer", s.waiting);
+                out!("data:     {}", s.data_dir);
                 if !s.wifi_direct.is_empty() {
-                    println!("wifi direct: {}", s.wifi_direct);
+                    out!("wifi direct: {}", s.wifi_direct);
                 }
                 if !s.bluetooth.is_empty() {
-                    println!("bluetooth: {}", s.bluetooth);
+                    out!("bluetooth: {}", s.bluetooth);
                 }
                 for w in &s.web {
-                    println!("web UI:   {w} (sign in: `peddlenet web`)");
+                    out!("web UI:   {w} (sign in: `peddlenet web`)");
                 }
                 if s.relay.enabled {
-                    println!(
+                    out!(
                         "relaying: {} rooms, {} envelopes, {:.1} of {:.0} MiB",
                         s.relay.rooms,
                         s.relay.envelopes,
@@ -295,29 +320,31 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         s.relay.budget_bytes as f64 / 1048576.0
                     );
                 } else {
-                    println!("relaying: off");
+                    out!("relaying: off");
                 }
                 for a in &s.listen_addrs {
-                    println!("listen:   {a}");
+                    out!("listen:   {a}");
                 }
             }
         }
         Cmd::Peers => {
             let peers = client.peers().await.map_err(explain)?;
             if json {
-                print_json(&peers);
+                print_json(&peers)?;
             } else if peers.is_empty() {
-                println!("no peers connected");
+                out!("no peers connected");
             } else {
-                peers.iter().for_each(print_peer);
+                for p in &peers {
+                    print_peer(p)?;
+                }
             }
         }
         Cmd::Connect { addr } => {
             client.dial(&addr).await.map_err(explain)?;
             if json {
-                print_json(&serde_json::json!({"dialling": addr}));
+                print_json(&serde_json::json!({"dialling": addr}))?;
             } else {
-                println!("dialling {addr}; `peddlenet peers` shows when it is up");
+                out!("dialling {addr}; `peddlenet peers` shows when it is up");
             }
         }
         Cmd::Name { name } => {
@@ -326,9 +353,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             let s = client.status().await.map_err(explain)?;
             if json {
-                print_json(&serde_json::json!({"display_name": s.display_name}));
+                print_json(&serde_json::json!({"display_name": s.display_name}))?;
             } else {
-                println!("{}", s.display_name);
+                out!("{}", clean(&s.display_name));
             }
         }
         Cmd::Settings {
@@ -355,30 +382,30 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             .map_err(explain)?;
             if json {
-                print_json(&s);
+                print_json(&s)?;
             } else {
-                println!(
+                out!(
                     "relay:        {}",
                     if s.relay_enabled { "on" } else { "off" }
                 );
-                println!("relay budget: {} MiB", s.relay_budget_mib);
-                println!(
+                out!("relay budget: {} MiB", s.relay_budget_mib);
+                out!(
                     "bluetooth:    {}",
                     if s.bluetooth_enabled { "on" } else { "off" }
                 );
-                println!(
+                out!(
                     "wifi direct:  {}",
                     if s.wifi_direct_enabled { "on" } else { "off" }
                 );
-                println!("wifi host:    {}", if s.wifi_host { "on" } else { "off" });
+                out!("wifi host:    {}", if s.wifi_host { "on" } else { "off" });
             }
         }
         Cmd::Wifi(WifiCmd::Status) => {
             let s = client.status().await.map_err(explain)?;
             if json {
-                print_json(&serde_json::json!({"wifi_direct": s.wifi_direct}));
+                print_json(&serde_json::json!({"wifi_direct": s.wifi_direct}))?;
             } else {
-                println!("Wi-Fi Direct: {}", s.wifi_direct);
+                out!("Wi-Fi Direct: {}", s.wifi_direct);
             }
         }
         Cmd::Wifi(WifiCmd::Host { on }) => {
@@ -388,35 +415,35 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             let s = client.set_settings(u).await.map_err(explain)?;
             if json {
-                print_json(&s);
+                print_json(&s)?;
             } else if !s.wifi_direct_enabled {
-                println!(
+                out!(
                     "hosting {}, but Wi-Fi Direct is off (peddlenet settings --wifi-direct on)",
                     if on { "on" } else { "off" }
                 );
             } else if on {
-                println!(
+                out!(
                     "hosting on: the group starts in a few seconds; `peddlenet wifi qr` shows its QR code"
                 );
             } else {
-                println!("hosting off");
+                out!("hosting off");
             }
         }
         Cmd::Wifi(WifiCmd::Qr { no_qr }) => {
             let h = client.wifi_hotspot().await.map_err(explain)?;
             if json {
-                print_json(&h);
+                print_json(&h)?;
             } else {
                 if !no_qr {
-                    println!("{}", qr(&h.qr)?);
+                    out!("{}", qr(&h.qr)?);
                 }
-                println!(
+                out!(
                     "Wi-Fi network \"{}\", passphrase {}",
                     clean(&h.ssid),
                     clean(&h.passphrase)
                 );
                 if let Some(url) = &h.web_url {
-                    println!("web UI in that network: {url}");
+                    out!("web UI in that network: {url}");
                 }
             }
         }
@@ -425,7 +452,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let (url, expires_ms) = client.web_login().await.map_err(explain)?;
             let secs = expires_ms.saturating_sub(now_ms()) / 1000;
             if json {
-                print_json(&serde_json::json!({"url": url, "expires_ms": expires_ms}));
+                print_json(&serde_json::json!({"url": url, "expires_ms": expires_ms}))?;
             } else if open {
                 let st = std::process::Command::new("xdg-open").arg(&url).status();
                 if !st.map(|s| s.success()).unwrap_or(false) {
@@ -434,7 +461,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     );
                 }
             } else {
-                println!("{url}");
+                out!("{url}");
                 eprintln!("(works once, within {secs}s, in a browser on this machine)");
             }
         }
@@ -449,12 +476,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .map_err(explain)?;
             let url = g.url.clone().unwrap_or_default();
             if json {
-                print_json(&g);
+                print_json(&g)?;
             } else {
                 if !no_qr {
-                    println!("{}", qr(&url)?);
+                    out!("{}", qr(&url)?);
                 }
-                println!(
+                out!(
                     "guest pass {} to {:?}, until {}:\n{url}",
                     g.id,
                     clean(&g.room_name),
@@ -465,12 +492,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Guest(GuestCmd::List) => {
             let list = client.guest_list().await.map_err(explain)?;
             if json {
-                print_json(&list);
+                print_json(&list)?;
             } else if list.is_empty() {
-                println!("no guest passes");
+                out!("no guest passes");
             } else {
                 for g in list {
-                    println!(
+                    out!(
                         "{}  {}  until {}",
                         g.id,
                         clean(&g.room_name),
@@ -482,18 +509,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Guest(GuestCmd::Revoke { id }) => {
             client.guest_revoke(&id).await.map_err(explain)?;
             if json {
-                print_json(&serde_json::json!({"revoked": id}));
+                print_json(&serde_json::json!({"revoked": id}))?;
             } else {
-                println!("guest pass {id} revoked");
+                out!("guest pass {id} revoked");
             }
         }
         Cmd::Send { room, text } => {
             let text = text.join(" ");
             let m = client.send(&room, &text).await.map_err(explain)?;
             if json {
-                print_json(&m);
+                print_json(&m)?;
             } else {
-                println!("sent{}", delivery(&m.delivery));
+                out!("sent{}", delivery(&m.delivery));
             }
         }
         Cmd::History {
@@ -506,12 +533,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .await
                 .map_err(explain)?;
             if json {
-                print_json(&serde_json::json!({"messages": msgs, "next": next}));
+                print_json(&serde_json::json!({"messages": msgs, "next": next}))?;
             } else {
                 if let Some(n) = &next {
-                    println!("(older messages: --before {n})");
+                    out!("(older messages: --before {n})");
                 }
-                msgs.iter().rev().for_each(print_message);
+                for m in msgs.iter().rev() {
+                    print_message(m)?;
+                }
             }
         }
         Cmd::Watch => {
@@ -521,19 +550,21 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             while let Some(e) = events.next().await {
                 if json {
-                    println!("{}", serde_json::to_string(&e)?);
+                    out!("{}", serde_json::to_string(&e)?);
                 } else {
                     match &e {
-                        Event::Message { message } => print_message(message),
-                        Event::PeerUp { peer } => println!(
+                        Event::Message { message } => print_message(message)?,
+                        Event::PeerUp { peer } => out!(
                             "peer up: {} via {:?} at {}",
-                            peer.peer, peer.link, peer.addr
+                            peer.peer,
+                            peer.link,
+                            peer.addr
                         ),
-                        Event::PeerDown { peer } => println!("peer down: {peer}"),
+                        Event::PeerDown { peer } => out!("peer down: {peer}"),
                         Event::Delivery {
                             id, delivery: d, ..
-                        } => println!("message {}:{}", &id[..16], delivery(&Some(*d))),
-                        Event::Lagged { missed } => println!("(missed {missed} events)"),
+                        } => out!("message {}:{}", &id[..16], delivery(&Some(*d))),
+                        Event::Lagged { missed } => out!("(missed {missed} events)"),
                     }
                 }
                 std::io::stdout().flush()?;
@@ -550,11 +581,11 @@ async fn room(client: &Client, rc: RoomCmd, json: bool) -> anyhow::Result<()> {
             let r = client.room_create(&name).await.map_err(explain)?;
             let (_, uri) = client.room_invite(&r.id).await.map_err(explain)?;
             if json {
-                print_json(&serde_json::json!({"room": r, "invite": uri}));
+                print_json(&serde_json::json!({"room": r, "invite": uri}))?;
             } else {
-                println!("created room {:?} ({})", r.name, &r.id[..16]);
-                println!("invite: {uri}");
-                println!(
+                out!("created room {:?} ({})", r.name, &r.id[..16]);
+                out!("invite: {uri}");
+                out!(
                     "show it as a QR code with `peddlenet room invite {:?}`",
                     r.name
                 );
@@ -563,40 +594,40 @@ async fn room(client: &Client, rc: RoomCmd, json: bool) -> anyhow::Result<()> {
         RoomCmd::Invite { room, no_qr } => {
             let (r, uri) = client.room_invite(&room).await.map_err(explain)?;
             if json {
-                print_json(&serde_json::json!({"room": r, "invite": uri}));
+                print_json(&serde_json::json!({"room": r, "invite": uri}))?;
             } else {
                 if !no_qr {
-                    println!("{}", qr(&uri)?);
+                    out!("{}", qr(&uri)?);
                 }
-                println!("scan to join {:?}, or paste:\n{uri}", r.name);
+                out!("scan to join {:?}, or paste:\n{uri}", r.name);
             }
         }
         RoomCmd::Join { invite } => {
             let r = client.room_join(&invite).await.map_err(explain)?;
             if json {
-                print_json(&r);
+                print_json(&r)?;
             } else {
-                println!("joined {:?} ({})", clean(&r.name), &r.id[..16]);
+                out!("joined {:?} ({})", clean(&r.name), &r.id[..16]);
             }
         }
         RoomCmd::Leave { room } => {
             client.room_leave(&room).await.map_err(explain)?;
             if json {
-                print_json(&serde_json::json!({"left": room}));
+                print_json(&serde_json::json!({"left": room}))?;
             } else {
-                println!("left {room:?}");
+                out!("left {room:?}");
             }
         }
         RoomCmd::List => {
             let rooms = client.room_list().await.map_err(explain)?;
             if json {
-                print_json(&rooms);
+                print_json(&rooms)?;
             } else if rooms.is_empty() {
-                println!(
-                    "no rooms yet: `peddlenet room create NAME` or `peddlenet room join INVITE`"
-                );
+                out!("no rooms yet: `peddlenet room create NAME` or `peddlenet room join INVITE`");
             } else {
-                rooms.iter().for_each(print_room);
+                for r in &rooms {
+                    print_room(r)?;
+                }
             }
         }
     }
