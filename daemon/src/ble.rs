@@ -107,10 +107,13 @@ impl Wire<'_> {
     }
 }
 
+/// An answer awaited from a Bluetooth peer, by link and request number.
+type Pending = HashMap<(LinkId, u32), oneshot::Sender<Vec<u8>>>;
+
 /// The running Bluetooth link, as the node holds it.
 pub struct BleLink {
     ble: Ble,
-    pending: Mutex<HashMap<(LinkId, u32), oneshot::Sender<Vec<u8>>>>,
+    pending: Mutex<Pending>,
     next_id: AtomicU32,
     /// Links up, with when they came up and when they last said something.
     up: Mutex<HashMap<LinkId, (u64, u64)>>,

@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 /// The TOML file's contents. Every field has a default.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Default, Debug, Clone, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct FileConfig {
     /// Where the identity and the store live. Default: `$XDG_DATA_HOME/peddlenet`.
@@ -168,23 +168,6 @@ pub struct IpcSection {
     /// A connection that has sent no request this long after it opened, or
     /// that has been this long in the middle of sending one, is closed.
     pub idle_timeout_ms: u64,
-}
-
-impl Default for FileConfig {
-    fn default() -> Self {
-        Self {
-            data_dir: None,
-            socket: None,
-            display_name: None,
-            mesh: MeshSection::default(),
-            store: StoreSection::default(),
-            ipc: IpcSection::default(),
-            relay: RelaySection::default(),
-            web: WebSection::default(),
-            bluetooth: BluetoothSection::default(),
-            wifi_direct: WifiDirectSection::default(),
-        }
-    }
 }
 
 impl Default for MeshSection {

@@ -249,7 +249,8 @@ async fn fetch(
             stats.fetched_bytes += env.len();
             // Everything is checked again: room signature, decryption, author.
             match node.ingest(env, false) {
-                Ok(Ingested::New) => stats.stored += 1,
+                // Kept, for reading or for relaying: the session made progress.
+                Ok(Ingested::New | Ingested::Relayed) => stats.stored += 1,
                 Ok(_) => {}
                 // Every node holds only envelopes whose room signature it
                 // checked: one that fails it was made up by the peer.

@@ -196,10 +196,10 @@ impl Node {
                     tracing::info!(%iface, %local, ?role, "Wi-Fi Direct group ready for the mesh");
                     if role == Role::Client {
                         // mDNS finds the owner too; dialling saves its probing time.
-                        if let Ok(addr) = format!("/ip4/{owner}/tcp/{mesh_port}").parse() {
-                            if let Err(e) = self.mesh().dial(addr).await {
-                                tracing::debug!(error = %e, "dialling the group owner");
-                            }
+                        if let Ok(addr) = format!("/ip4/{owner}/tcp/{mesh_port}").parse()
+                            && let Err(e) = self.mesh().dial(addr).await
+                        {
+                            tracing::debug!(error = %e, "dialling the group owner");
                         }
                     } else if let Some(extra) = self.web_extra() {
                         // Phones in the group reach the web UI at the owner's

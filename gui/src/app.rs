@@ -185,13 +185,13 @@ impl App {
                 }
                 Update::GuestPass(g) => {
                     let tex =
-                        self.qr_texture(&ctx, "guest-qr", g.url.as_deref().unwrap_or_default());
+                        self.qr_texture(ctx, "guest-qr", g.url.as_deref().unwrap_or_default());
                     self.guest_pass = Some((g, tex));
                     self.cmd(Cmd::GuestList);
                 }
                 Update::Guests(g) => self.guests = g,
                 Update::WifiHotspot(h) => {
-                    let tex = self.qr_texture(&ctx, "wifi-qr", &h.qr);
+                    let tex = self.qr_texture(ctx, "wifi-qr", &h.qr);
                     self.wifi_qr = Some((h, tex));
                 }
                 Update::History {

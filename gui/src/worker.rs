@@ -471,7 +471,7 @@ fn last_error(log: &str) -> String {
         .clone()
         .rev()
         .find(|l| l.starts_with("Error:") || l.contains("ERROR"))
-        .or(lines.last())
+        .or(lines.clone().next_back())
         .unwrap_or_default()
         .to_owned()
 }

@@ -110,6 +110,7 @@ async fn watch_follows_live_messages() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     let _ = child.kill();
+    let _ = child.wait();
     let line = lines.join().unwrap().expect("watch printed the message");
     let v: serde_json::Value = serde_json::from_str(&line).unwrap();
     assert_eq!(v["type"], "message");
@@ -162,6 +163,7 @@ async fn watch_and_history_show_delivery_to_members() {
         }
     }
     let _ = child.kill();
+    let _ = child.wait();
     assert!(
         seen.iter()
             .any(|l| l.contains("A (you): anyone there [stored here]")),

@@ -30,6 +30,7 @@ pub struct Reply {
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "snake_case")]
+#[allow(clippy::large_enum_variant)] // one per reply, decoded and consumed at once
 pub enum Outcome {
     Ok(Response),
     Error(ApiError),

@@ -41,7 +41,8 @@ const SEEN_IDS: usize = 32 * 1024;
 /// A peer that sends this many gossip messages failing validation within
 /// [`STRIKE_WINDOW`] is banned (disconnected and refused) for the configured
 /// ban time. Honest nodes forward only what they validated, so a few
-/// failures (a version mismatch, a corrupted frame) never reach this.
+/// failures (a corrupted frame) never reach this; an unknown envelope version
+/// or kind is ignored, not counted.
 pub(crate) const STRIKES: u32 = 20;
 pub(crate) const STRIKE_WINDOW: Duration = Duration::from_secs(10);
 
@@ -174,8 +175,14 @@ pub(crate) fn gossip_id(topic: &str, data: &[u8]) -> gossipsub::MessageId {
 /// The gossip-level check: a well-formed envelope of the topic's room with a
 /// valid room signature. Needs no room secret, so relays apply it too.
 fn validate(topic: &str, data: &[u8]) -> MessageAcceptance {
-    let Ok(view) = EnvelopeView::parse(data) else {
-        return MessageAcceptance::Reject;
+    let view = match EnvelopeView::parse(data) {
+        Ok(view) => view,
+        // A newer node's envelope version or kind: not ours to judge, and
+        // never a strike against the peer that forwarded it.
+        Err(peddlenet_proto::Error::Version(_) | peddlenet_proto::Error::Kind(_)) => {
+            return MessageAcceptance::Ignore;
+        }
+        Err(_) => return MessageAcceptance::Reject,
     };
     if topic_for(&view.room_id) != topic {
         return MessageAcceptance::Reject;
@@ -722,11 +729,9 @@ impl EventLoop {
                 peer_id,
                 info,
                 ..
-            })) => {
-                if info.protocol_version != PROTOCOL_VERSION {
-                    tracing::debug!(%peer_id, version = %info.protocol_version, "not a PeddleNet peer; disconnecting");
-                    let _ = self.swarm.disconnect_peer_id(peer_id);
-                }
+            })) if info.protocol_version != PROTOCOL_VERSION => {
+                tracing::debug!(%peer_id, version = %info.protocol_version, "not a PeddleNet peer; disconnecting");
+                let _ = self.swarm.disconnect_peer_id(peer_id);
             }
             _ => {}
         }

@@ -240,6 +240,13 @@ impl Slots {
         s.dialled |= dialled;
     }
 
+    /// Frees `peer`'s slot now, before its connections have closed: every
+    /// newcomer admitted until then would otherwise be handed the same slot,
+    /// and a burst of connections would pass `max_peers`.
+    pub(crate) fn evict(&mut self, peer: &PeerId) {
+        self.peers.remove(peer);
+    }
+
     pub(crate) fn closed(&mut self, peer: &PeerId) {
         if let Some(s) = self.peers.get_mut(peer) {
             s.connections = s.connections.saturating_sub(1);
@@ -296,7 +303,11 @@ impl SlotGuard {
     /// Bans `peer` for `duration` and closes its connections.
     pub(crate) fn ban(&mut self, peer: PeerId, duration: Duration) {
         let now = Instant::now();
-        self.slots.ban(peer, now + duration, now);
+        // A ban of centuries from the config must not overflow the clock.
+        let until = now
+            .checked_add(duration)
+            .unwrap_or(now + Duration::from_secs(365 * 86_400));
+        self.slots.ban(peer, until, now);
         self.disconnect(peer);
     }
 
@@ -321,6 +332,7 @@ impl SlotGuard {
         {
             Ok(None) => Ok(dummy::ConnectionHandler),
             Ok(Some(evicted)) => {
+                self.slots.evict(&evicted);
                 tracing::info!(%evicted, newcomer = %peer, "all peer slots taken; evicting an idle peer that shares no room");
                 self.disconnect(evicted);
                 Ok(dummy::ConnectionHandler)
@@ -482,6 +494,34 @@ mod tests {
         );
         // A second connection of a connected peer is not a new slot.
         assert_eq!(s.admit(&p, ip("10.0.0.6"), false, now), Ok(None));
+    }
+
+    #[test]
+    fn one_evicted_slot_admits_one_newcomer() {
+        let mut s = Slots::new(SlotLimits {
+            max_peers: 2,
+            max_per_ip: 4,
+            max_per_subnet: 4,
+        });
+        let t0 = Instant::now();
+        let idle = PeerId::random();
+        s.established(idle, ip("10.0.7.1"), false, t0);
+        let room = PeerId::random();
+        s.established(room, ip("10.0.8.1"), false, t0);
+        s.shares_room(&room);
+        let t1 = t0 + PROBATION + Duration::from_secs(1);
+        let first = PeerId::random();
+        assert_eq!(s.admit(&first, ip("10.0.6.1"), false, t1), Ok(Some(idle)));
+        s.evict(&idle);
+        s.established(first, ip("10.0.6.1"), false, t1);
+        // The evicted peer's close has not arrived yet: a second newcomer
+        // must not be given the same slot.
+        assert_eq!(
+            s.admit(&PeerId::random(), ip("10.0.5.1"), false, t1),
+            Err(Refusal::Full)
+        );
+        s.closed(&idle);
+        assert_eq!(s.len(), 2);
     }
 
     #[test]

@@ -165,7 +165,7 @@ impl<'a> EnvelopeView<'a> {
             return Err(Error::Kind(raw[1]));
         }
         let n = be_u32(&raw[82..86]) as usize;
-        if n < TAG_LEN || n > MAX_ENVELOPE_LEN {
+        if !(TAG_LEN..=MAX_ENVELOPE_LEN).contains(&n) {
             return Err(Error::FieldLength {
                 field: "ciphertext",
                 len: n,
@@ -338,7 +338,7 @@ impl<'a> Reader<'a> {
 
 impl Inner {
     fn parse(p: &[u8]) -> Result<Self> {
-        if p.len() % PAD_BLOCK != 0 {
+        if !p.len().is_multiple_of(PAD_BLOCK) {
             return Err(Error::Padding);
         }
         let mut r = Reader { b: p, pos: 0 };
@@ -522,7 +522,7 @@ mod inner_tests {
         #[test]
         fn inner_parse_never_panics(mut p in proptest::collection::vec(any::<u8>(), 0..1200), kind in 0u8..4, len in 0u32..10_000) {
             if p.len() > 40 {
-                p[32] = p[32] % 70;
+                p[32] %= 70;
                 let n = 33 + p[32] as usize;
                 if p.len() > n + 5 {
                     p[n] = kind;
