@@ -27,7 +27,20 @@ if [[ -z "${PEDDLENET_BIN:-}" ]]; then
     export PEDDLENET_BIN=$PWD/$OUT/bin
 fi
 
-times=() failures=0 lab_errors=0
+times=() failures=0 lab_errors=0 done_runs=0
+summary() {
+    local stats
+    stats=$(printf '%s\n' ${times[@]+"${times[@]}"} | sed '/^$/d' | sort -n | awk '
+        { v[NR] = $1 }
+        END {
+            if (NR == 0) { print "median_s=none worst_s=none"; exit }
+            m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
+            printf "median_s=%.2f worst_s=%.2f", m, v[NR]
+        }')
+    echo "FIGURE firstlink runs=$done_runs delivered=${#times[@]} failures=$failures $stats lab_errors_redone=$lab_errors (daemons started -> first message delivered over Bluetooth; worst of the delivered runs)"
+}
+# Stopped early (Ctrl-C, a CI time limit): the runs done so far still count.
+trap 'echo "stopped after $done_runs of $N runs"; summary; exit 130' INT TERM
 for ((i = 1; i <= N; i++)); do
     log=$OUT/firstlink-$i.log
     # Exit 125: the lab itself failed (boot, bluetoothd setup on a loaded
@@ -51,14 +64,8 @@ for ((i = 1; i <= N; i++)); do
         why=$(grep -m1 -E 'FAIL|error' "$log" | sed 's/^\[[0-9:]*\] //' || true)
         echo "run $i/$N: FAIL (exit $rc, VM ${wall}s): ${why:-see $log}"
     fi
+    done_runs=$i
 done
 
-stats=$(printf '%s\n' "${times[@]}" | sort -n | awk '
-    { v[NR] = $1 }
-    END {
-        if (NR == 0) { print "median_s=none worst_s=none"; exit }
-        m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
-        printf "median_s=%.2f worst_s=%.2f", m, v[NR]
-    }')
-echo "FIGURE firstlink runs=$N delivered=${#times[@]} failures=$failures $stats lab_errors_redone=$lab_errors (daemons started -> first message delivered over Bluetooth; worst of the delivered runs)"
+summary
 ((failures == 0))
