@@ -2,14 +2,16 @@
 # Runs the BLE lab tests (host side): builds the lab programs, runs each
 # tests/ble/lab-<name>.sh in its own VM through tests/vmlab/run.sh, prints
 # a PASS/FAIL line per test and a summary, and exits non-zero on any failure.
-#   tests/ble/run-lab.sh                 # all: exchange drop rogue observer daemons daemon-rogue
+#   tests/ble/run-lab.sh                 # all: exchange drop rogue observer daemons daemon-rogue firstlink
 #   tests/ble/run-lab.sh rogue drop      # some
+# `firstlink` boots a fresh VM per run: LAB_FIRSTLINK_RUNS runs (default 5,
+# about 1.5 min each; tests/ble/firstlink-lab.sh 20 for the full measurement).
 # Full output of each test: target/ble-lab/<name>.log (the VM run directory,
 # with the probes' logs, is kept on failure; its path is in that log).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 TESTS=("$@")
-((${#TESTS[@]})) || TESTS=(exchange drop rogue observer daemons daemon-rogue)
+((${#TESTS[@]})) || TESTS=(exchange drop rogue observer daemons daemon-rogue firstlink)
 OUT=target/ble-lab
 mkdir -p "$OUT"
 
@@ -33,6 +35,7 @@ declare -A DESC=(
     [observer]="60-s observer: advertisements carry nothing node-specific"
     [daemons]="peddlenetd: Bluetooth-only pair, a Bluetooth/LAN bridge, a cut reconciliation resumes"
     [daemon-rogue]="peddlenetd rejects a rogue central's bad frames, stays up, links a good peer"
+    [firstlink]="two fresh peddlenetd, Bluetooth only: the first message crosses in every run (median/worst time)"
 )
 # Controllers each test needs (default 2).
 declare -A BT=([daemons]=3)
@@ -43,16 +46,21 @@ for t in "${TESTS[@]}"; do
     log=$OUT/$t.log
     start=$(date +%s)
     rc=0
-    tests/vmlab/run.sh --bt "${BT[$t]:-2}" --timeout 900 -- "$script" >"$log" 2>&1 || rc=$?
+    if [[ $t == firstlink ]]; then
+        # One VM per run; per-run lines and the summary go to the log.
+        tests/ble/firstlink-lab.sh "${LAB_FIRSTLINK_RUNS:-5}" >"$log" 2>&1 || rc=$?
+    else
+        tests/vmlab/run.sh --bt "${BT[$t]:-2}" --timeout 900 -- "$script" >"$log" 2>&1 || rc=$?
+    fi
     secs=$(($(date +%s) - start))
     if ((rc == 0)); then
         passed=$((passed + 1))
         echo "PASS $t (${secs}s): ${DESC[$t]:-}"
-        grep -E ': (PASS|REPORT|FIGURE)' "$log" | sed 's/^\[[0-9:]*\] /    /'
+        grep -E ': (PASS|REPORT|FIGURE)|^FIGURE|^run [0-9]' "$log" | sed 's/^\[[0-9:]*\] /    /; s/^\(FIGURE\|run \)/    \1/'
     else
         failed+=("$t")
         echo "FAIL $t (exit $rc, ${secs}s): ${DESC[$t]:-}; log: $log"
-        grep -E 'FAIL|error' "$log" | head -5 | sed 's/^/    /'
+        grep -m8 -E 'FAIL|error|^FIGURE' "$log" | sed 's/^/    /'
     fi
 done
 echo "summary: $passed of ${#TESTS[@]} BLE lab tests passed${failed:+; failed: ${failed[*]}}"

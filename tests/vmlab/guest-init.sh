@@ -120,6 +120,28 @@ power_on_adapter() {  # power_on_adapter hciN: through bluetoothd, as a desktop 
     wait_for 10 "$1 to power on" adapter_powered "$1"
 }
 
+wait_quietly() {  # wait_quietly SECS CMD...: like wait_for, but returns 1 on timeout
+    local timeout=$1 i
+    shift
+    for ((i = 0; i < timeout * 10; i++)); do
+        "$@" >/dev/null 2>&1 && return 0
+        sleep 0.1
+    done
+    return 1
+}
+
+no_controllers() { ! compgen -G '/sys/class/bluetooth/hci*' >/dev/null; }
+
+start_controllers() {  # start_controllers N: btvirt; 1 unless hci0..N-1 are registered with bluetoothd
+    local n=$1 i
+    btvirt "-l$n" >>"$RUN_DIR/btvirt.log" 2>&1 &
+    BTVIRT_PID=$!
+    for ((i = 0; i < n; i++)); do
+        wait_quietly 20 test -e "/sys/class/bluetooth/hci$i" || return 1
+        wait_quietly 20 bluez_has_adapter "hci$i" || return 1
+    done
+}
+
 setup_bluetooth() {
     local n=$1 i mod
     modprobe hci_vhci || lab_error "modprobe hci_vhci failed"
@@ -137,10 +159,18 @@ setup_bluetooth() {
     wait_for 10 "bluetoothd on D-Bus (see bluetoothd.log)" \
         dbus-send --system --print-reply --dest=org.freedesktop.DBus / \
         org.freedesktop.DBus.GetNameOwner string:org.bluez
-    btvirt "-l$n" >"$RUN_DIR/btvirt.log" 2>&1 &
+    # On a loaded host an emulated controller can still miss the kernel's
+    # HCI command deadline ("hci0: Opcode 0x0c03 failed: -110" in dmesg.log)
+    # and never register: btvirt is restarted once.
+    if ! start_controllers "$n"; then
+        log "note: controllers did not all come up; restarting btvirt once"
+        kill "$BTVIRT_PID" 2>/dev/null
+        wait "$BTVIRT_PID" 2>/dev/null
+        wait_quietly 10 no_controllers
+        start_controllers "$n" \
+            || lab_error "btvirt's $n controllers did not come up, twice (see dmesg.log, btvirt.log, bluetoothd.log)"
+    fi
     for ((i = 0; i < n; i++)); do
-        wait_for 20 "hci$i from btvirt (see btvirt.log)" test -e "/sys/class/bluetooth/hci$i"
-        wait_for 20 "bluetoothd to register hci$i" bluez_has_adapter "hci$i"
         power_on_adapter "hci$i"
     done
     log "bluetooth: $n controllers up and powered"

@@ -27,6 +27,7 @@ use tracing::{debug, info, warn};
 
 use crate::backoff::Backoff;
 use crate::config::BleConfig;
+use crate::contention;
 use crate::driver::{FrameSink, LinkSetup, inbound_capacity, run_link};
 use crate::error::unavailable;
 use crate::gatt::{self, RX_UUID, SERVICE_UUID, TX_UUID};
@@ -280,6 +281,22 @@ async fn attempt(
     if p.is_connected().await.unwrap_or(false) {
         return Attempt::Skipped("already connected");
     }
+    // The node with the lower address connects first (see crate::contention).
+    let wait = contention::attempt_delay(local, &peer, cfg.contention_delay);
+    if !wait.is_zero() {
+        debug!("waiting {wait:?} for a node with a lower address to connect to us");
+        let mut shutdown = shared.shutdown.clone();
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = shutdown.changed() => return Attempt::Skipped("shutting down"),
+        }
+        if shared.linked(&peer).is_some() {
+            return Attempt::Skipped("already linked");
+        }
+        if p.is_connected().await.unwrap_or(false) {
+            return Attempt::Skipped("already connected");
+        }
+    }
     let Ok(slot) = shared.reserve(&peer, Role::Central) else {
         return Attempt::Skipped("no free slot");
     };
@@ -291,15 +308,26 @@ async fn attempt(
         }
         Attempt::Failed(why)
     };
-    match timeout(cfg.connect_timeout, p.connect()).await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => return fail(format!("connect: {e}")).await,
-        Err(_) => return fail("connect timed out".into()).await,
+    // Until our HELLO is out, a link the peer starts with us wins (see
+    // crate::contention): we stand down and leave the connection to it.
+    let stood_down = Attempt::Skipped("the peer linked to us first");
+    match unless_peer_linked(shared, &peer, timeout(cfg.connect_timeout, p.connect())).await {
+        None => return stood_down,
+        Some(Ok(Ok(()))) => {}
+        Some(Ok(Err(e))) => return fail(format!("connect: {e}")).await,
+        Some(Err(_)) => return fail("connect timed out".into()).await,
     }
-    match timeout(cfg.connect_timeout, p.discover_services()).await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => return fail(format!("service discovery: {e}")).await,
-        Err(_) => return fail("service discovery timed out".into()).await,
+    match unless_peer_linked(
+        shared,
+        &peer,
+        timeout(cfg.connect_timeout, p.discover_services()),
+    )
+    .await
+    {
+        None => return stood_down,
+        Some(Ok(Ok(()))) => {}
+        Some(Ok(Err(e))) => return fail(format!("service discovery: {e}")).await,
+        Some(Err(_)) => return fail("service discovery timed out".into()).await,
     }
     let (Some(rx), Some(tx)) = (find_char(&p, RX_UUID), find_char(&p, TX_UUID)) else {
         return fail("the device has no PeddleNet characteristics".into()).await;
@@ -310,8 +338,14 @@ async fn attempt(
         Ok(n) => n,
         Err(e) => return fail(format!("indications: {e}")).await,
     };
-    if let Err(e) = p.subscribe(&tx).await {
-        return fail(format!("subscribe: {e}")).await;
+    match unless_peer_linked(shared, &peer, p.subscribe(&tx)).await {
+        None => return stood_down,
+        Some(Ok(())) => {}
+        Some(Err(e)) => return fail(format!("subscribe: {e}")).await,
+    }
+    if shared.has(&peer, Role::Peripheral) {
+        let _ = timeout(Duration::from_secs(2), p.unsubscribe(&tx)).await;
+        return stood_down;
     }
     let tag: u16 = rand::thread_rng().gen_range(1..=u16::MAX);
     let core = match LinkCore::central(
@@ -370,6 +404,22 @@ async fn attempt(
         return Attempt::Failed(end.reason);
     }
     Attempt::Ended { up_for: end.up_for }
+}
+
+/// Runs `step` unless the peer starts a peripheral link with us first (None).
+async fn unless_peer_linked<T>(
+    shared: &Shared,
+    peer: &str,
+    step: impl std::future::Future<Output = T>,
+) -> Option<T> {
+    tokio::select! {
+        r = step => Some(r),
+        _ = async {
+            while !shared.has(peer, Role::Peripheral) {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        } => None,
+    }
 }
 
 /// Writes a central link's frames (ATT Write Command).

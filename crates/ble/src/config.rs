@@ -26,6 +26,11 @@ pub struct BleConfig {
     pub backoff_initial: Duration,
     /// Largest reconnection delay.
     pub backoff_max: Duration,
+    /// Before connecting to a node with a lower adapter address, wait this
+    /// long for it to connect to us (see [`crate::contention`]): two nodes
+    /// connecting to each other at once leave BlueZ with a connection whose
+    /// `Connect()` never returns on one side.
+    pub contention_delay: Duration,
     /// Discovery is restarted this often (some controllers report an
     /// advertiser only once per scan).
     pub rescan_interval: Duration,
@@ -54,6 +59,7 @@ impl Default for BleConfig {
             idle_timeout: Duration::from_secs(45),
             backoff_initial: Duration::from_secs(1),
             backoff_max: Duration::from_secs(60),
+            contention_delay: Duration::from_secs(10),
             rescan_interval: Duration::from_secs(10),
             readvertise_interval: Some(Duration::from_secs(15 * 60)),
             window: crate::flow::DEFAULT_WINDOW,

@@ -38,6 +38,7 @@ mod peripheral;
 mod registry;
 
 pub mod backoff;
+pub mod contention;
 pub mod crypto;
 pub mod flow;
 pub mod fragment;

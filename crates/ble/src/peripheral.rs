@@ -35,6 +35,7 @@ use tokio::sync::{Notify, mpsc, oneshot};
 use tracing::{debug, info, warn};
 
 use crate::config::BleConfig;
+use crate::contention::{self, HelloAction};
 use crate::driver::{FrameSink, LinkSetup, inbound_capacity, run_link};
 use crate::error::unavailable;
 use crate::gatt::{self, RX_UUID, SERVICE_UUID, TAG_LEN, TX_UUID};
@@ -372,24 +373,30 @@ impl Router {
             return;
         }
         let peer = crate::peer_key(addr);
-        let mut replace = false;
-        if let Some((id, Role::Central)) = r.shared.linked(&peer) {
-            // The device connected to us while we link to it as a central.
-            // Both sides decide alike: the node with the lower address keeps
-            // its central link.
-            if r.local < peer {
-                debug!(%id, "ignoring a second link from a peer we are linked to as central");
+        let (ours, our_id) = r.shared.ours(&peer);
+        let replace = match contention::on_hello(&r.local, &peer, ours) {
+            HelloAction::Accept => false,
+            HelloAction::Drop => return,
+            HelloAction::KeepOurs => {
+                debug!(id = ?our_id, "ignoring a second link from a peer we are linked to as central");
                 return;
             }
-            r.shared.close(
-                id,
-                CloseCmd {
-                    reason: "peer linked to us at the same time; keeping its link".into(),
-                    disconnect: false,
-                },
-            );
-            replace = true;
-        }
+            HelloAction::AcceptInsteadOfOurs => {
+                // A running central link is told to end; an attempt still
+                // connecting sees the peripheral link and stands down.
+                if let Some(id) = our_id {
+                    debug!(%id, ?ours, "the peer linked to us while we link to it; using its link");
+                    r.shared.close(
+                        id,
+                        CloseCmd {
+                            reason: "peer linked to us at the same time; keeping its link".into(),
+                            disconnect: false,
+                        },
+                    );
+                }
+                true
+            }
+        };
         let slot = match if replace {
             r.shared.reserve_replacing(&peer, Role::Peripheral)
         } else {

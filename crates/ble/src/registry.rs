@@ -11,6 +11,7 @@ use std::time::{Duration, SystemTime};
 
 use tokio::sync::{mpsc, watch};
 
+use crate::contention::Ours;
 use crate::link::Role;
 use crate::{BleEvent, LinkId, LinkInfo};
 
@@ -135,6 +136,26 @@ impl Shared {
             .iter()
             .find(|(_, e)| e.peer == peer)
             .map(|(id, e)| (*id, e.role))
+    }
+
+    /// Where our link with `peer` stands, for [`crate::contention::on_hello`]:
+    /// a peripheral link wins over a central one; a central slot whose link
+    /// task has not attached (connecting, discovering, subscribing) has not
+    /// sent its HELLO yet.
+    pub fn ours(&self, peer: &str) -> (Ours, Option<LinkId>) {
+        let entries = self.lock();
+        let mut ours = (Ours::Nothing, None);
+        for (id, e) in entries.iter().filter(|(_, e)| e.peer == peer) {
+            match e.role {
+                Role::Peripheral => return (Ours::Peripheral, Some(*id)),
+                Role::Central if e.close_tx.is_some() => ours = (Ours::CentralRunning, Some(*id)),
+                Role::Central if ours.0 == Ours::Nothing => {
+                    ours = (Ours::CentralConnecting, Some(*id))
+                }
+                Role::Central => {}
+            }
+        }
+        ours
     }
 
     /// Whether any link with `peer` in `role` exists.
