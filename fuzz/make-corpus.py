@@ -193,7 +193,7 @@ for i, line in enumerate([
 ]):
     seed("wpa_event", f"line-{i}", line)
 
-# --- web_json: bodies, a history query, a Cookie header
+# --- web_json: bodies, a history query (and a header-like line)
 for i, b in enumerate([
     '{"code": "7dQ5abcdefghijklmnopqrstuvwxyz0123456789ABC"}',
     '{"name": "Base camp"}',

@@ -32,8 +32,8 @@ mod streams;
 /// Entry points for the fuzz targets in fuzz/; not an API.
 #[doc(hidden)]
 pub mod fuzzing {
-    /// Parses `b` as each JSON body the HTTP API takes (and as a query
-    /// string and a Cookie header), as the handlers do.
+    /// Parses `b` as each JSON body the HTTP API takes (and as the history
+    /// page's query string), as the handlers do.
     pub fn json_bodies(b: &[u8]) {
         crate::routes::parse_untrusted(b)
     }

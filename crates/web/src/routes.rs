@@ -796,11 +796,10 @@ pub(crate) fn parse_untrusted(b: &[u8]) {
     let _ = axum::Json::<TextBody>::from_bytes(b);
     let _ = axum::Json::<GuestBody>::from_bytes(b);
     let _ = axum::Json::<NicknameBody>::from_bytes(b);
-    if let Ok(text) = std::str::from_utf8(b) {
-        if let Ok(uri) = format!("/api/rooms/x/messages?{text}").parse::<axum::http::Uri>() {
-            let _ = Query::<Page>::try_from_uri(&uri);
-        }
-        let _ = session::cookie_value(text);
+    if let Ok(text) = std::str::from_utf8(b)
+        && let Ok(uri) = format!("/api/rooms/x/messages?{text}").parse::<axum::http::Uri>()
+    {
+        let _ = Query::<Page>::try_from_uri(&uri);
     }
 }
 
