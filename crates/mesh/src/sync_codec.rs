@@ -4,7 +4,7 @@
 
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use libp2p::StreamProtocol;
-use peddlenet_sync::transport::MAX_FRAME;
+use peddlenet_sync::transport::{MAX_FRAME, frame_len};
 
 pub const PROTOCOL: StreamProtocol = StreamProtocol::new("/peddlenet/sync/1");
 
@@ -14,13 +14,15 @@ pub struct SyncCodec;
 async fn read<T: AsyncRead + Unpin + Send>(io: &mut T) -> std::io::Result<Vec<u8>> {
     let mut len = [0u8; 4];
     io.read_exact(&mut len).await?;
-    let len = u32::from_be_bytes(len) as usize;
-    if len > MAX_FRAME {
-        return Err(std::io::Error::new(
+    let len = frame_len(len).map_err(|_| {
+        std::io::Error::new(
             std::io::ErrorKind::InvalidData,
-            format!("sync frame of {len} bytes"),
-        ));
-    }
+            format!(
+                "sync frame of {} bytes exceeds the {MAX_FRAME}-byte limit",
+                u32::from_be_bytes(len)
+            ),
+        )
+    })?;
     let mut buf = vec![0u8; len];
     io.read_exact(&mut buf).await?;
     Ok(buf)

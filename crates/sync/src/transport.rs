@@ -98,6 +98,17 @@ impl<'a> R<'a> {
     }
 }
 
+/// The length a stream frame announces (`length (u32 BE) ‖ bytes`, see
+/// docs/protocol.md §8.10), refused above [`MAX_FRAME`] before anything
+/// is read.
+pub fn frame_len(header: [u8; 4]) -> Result<usize, Error> {
+    let len = u32::from_be_bytes(header) as usize;
+    if len > MAX_FRAME {
+        return Err(Error::TooLarge { len });
+    }
+    Ok(len)
+}
+
 fn check_len(b: &[u8]) -> Result<(), Error> {
     if b.len() > MAX_FRAME {
         Err(Error::TooLarge { len: b.len() })
@@ -183,6 +194,7 @@ impl SyncResponse {
             }
             SyncResponse::Envelopes(envs) => {
                 out.push(0x83);
+                let envs = &envs[..envs.len().min(MAX_LIST)];
                 out.extend_from_slice(&(envs.len() as u16).to_be_bytes());
                 for e in envs {
                     out.extend_from_slice(&(e.len() as u32).to_be_bytes());
@@ -208,7 +220,11 @@ impl SyncResponse {
                 _ => return Err(Error::Malformed("bad reconcile flag")),
             },
             0x83 => {
+                // At most one envelope per prefix of the Fetch it answers.
                 let n = r.u16()?;
+                if n > MAX_LIST {
+                    return Err(Error::Malformed("list too long"));
+                }
                 let mut envs = Vec::with_capacity(n.min(1024));
                 for _ in 0..n {
                     let len = u32::from_be_bytes(r.take(4)?.try_into().expect("4 bytes")) as usize;
@@ -270,6 +286,23 @@ mod tests {
         assert!(
             SyncRequest::decode(&[0x01, 0, 0, 9]).is_err(),
             "trailing bytes"
+        );
+    }
+
+    /// An Envelopes answer holds at most one envelope per prefix asked for,
+    /// so at most 256 (docs/protocol.md §8.10), like every other list.
+    #[test]
+    fn envelopes_answer_is_a_bounded_list() {
+        let full = SyncResponse::Envelopes(vec![vec![7; 3]; MAX_LIST]);
+        assert_eq!(SyncResponse::decode(&full.encode()).unwrap(), full);
+        let mut over = vec![0x83];
+        over.extend_from_slice(&(MAX_LIST as u16 + 1).to_be_bytes());
+        for _ in 0..=MAX_LIST {
+            over.extend_from_slice(&[0, 0, 0, 0]);
+        }
+        assert_eq!(
+            SyncResponse::decode(&over),
+            Err(Error::Malformed("list too long"))
         );
     }
 }

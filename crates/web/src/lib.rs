@@ -29,6 +29,16 @@ mod routes;
 mod session;
 mod streams;
 
+/// Entry points for the fuzz targets in fuzz/; not an API.
+#[doc(hidden)]
+pub mod fuzzing {
+    /// Parses `b` as each JSON body the HTTP API takes (and as the history
+    /// page's query string), as the handlers do.
+    pub fn json_bodies(b: &[u8]) {
+        crate::routes::parse_untrusted(b)
+    }
+}
+
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};

@@ -787,6 +787,22 @@ fn session_of_id(st: &State, id: &str) -> Option<Who> {
         .map(|s| s.who)
 }
 
+/// Every JSON body the API takes, and the history page's query, parsed as
+/// the handlers' extractors parse them (for the fuzz targets in fuzz/).
+pub(crate) fn parse_untrusted(b: &[u8]) {
+    let _ = axum::Json::<LoginBody>::from_bytes(b);
+    let _ = axum::Json::<NameBody>::from_bytes(b);
+    let _ = axum::Json::<InviteBody>::from_bytes(b);
+    let _ = axum::Json::<TextBody>::from_bytes(b);
+    let _ = axum::Json::<GuestBody>::from_bytes(b);
+    let _ = axum::Json::<NicknameBody>::from_bytes(b);
+    if let Ok(text) = std::str::from_utf8(b)
+        && let Ok(uri) = format!("/api/rooms/x/messages?{text}").parse::<axum::http::Uri>()
+    {
+        let _ = Query::<Page>::try_from_uri(&uri);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
