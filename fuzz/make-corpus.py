@@ -96,6 +96,14 @@ seed("sync_transport", "envelopes", frame(1, b"\x83" + u16(2) + u32(len(env)) + 
 seed("sync_transport", "refused-busy", frame(1, b"\xff\x03"))
 
 
+# --- link_message: the daemon's messages over Bluetooth (§11): a message as is
+seed("link_message", "rooms-request", b"\x01" + u32(7) + b"\x01" + u16(1) + room)
+seed("link_message", "rooms-response", b"\x02" + u32(7) + b"\x81" + u16(1) + room)
+seed("link_message", "reconcile-request", b"\x01" + u32(8) + b"\x02" + room + h("01000001") + fp)
+seed("link_message", "envelopes", b"\x02" + u32(9) + b"\x83" + u16(1) + u32(len(env)) + env)
+seed("link_message", "envelope", b"\x03" + env)
+
+
 # --- ipc_frame: a client's byte stream of frames; ipc_json: 0x00 client / 0x01 server
 def ipc(j):
     b = j.encode()

@@ -1,13 +1,10 @@
 //! The Bluetooth LE link in the daemon: one more way for peers to meet,
 //! feeding the same sync layer and live delivery as the mesh.
 //!
-//! `peddlenet-ble` carries whole, encrypted messages over each link. On top
-//! of it the daemon speaks three messages (docs/protocol.md §11), the first
-//! byte saying which:
-//!
-//! - `1` request: `u32 id (BE)` and a sync request (§8.10), answered by
-//! - `2` response: the same `id` and the sync response;
-//! - `3` envelope: an envelope (§3), for live delivery.
+//! `peddlenet-ble` carries whole, encrypted messages over each link; on top
+//! of it the daemon speaks three messages (docs/protocol.md §11, encoded by
+//! `peddlenet_sync::link`): sync requests, their responses, and envelopes
+//! for live delivery.
 //!
 //! Envelopes a node stores for the first time, from whatever link, go on
 //! to its other links: Bluetooth links, and the mesh's gossip for one that
@@ -28,10 +25,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::node::{IngestError, Ingested, Node, now_ms};
 use crate::sync::Remote;
+use peddlenet_sync::link::LinkMessage as Wire;
 
-pub const MSG_REQUEST: u8 = 1;
-pub const MSG_RESPONSE: u8 = 2;
-pub const MSG_ENVELOPE: u8 = 3;
 /// Sync requests waiting for an answer, all links together.
 const MAX_PENDING: usize = 64;
 /// A sync request over Bluetooth not answered in this time fails (the
@@ -43,69 +38,6 @@ const FORWARD_QUEUE: usize = 256;
 /// Peers' sync requests being answered at once, all links together; beyond,
 /// a request is dropped (its sender times out and retries at the next sync).
 const MAX_ANSWERING: usize = 16;
-
-/// A message of the daemon's Bluetooth protocol.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Wire<'a> {
-    Request { id: u32, body: &'a [u8] },
-    Response { id: u32, body: &'a [u8] },
-    Envelope(&'a [u8]),
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum WireError {
-    #[error("empty message")]
-    Empty,
-    #[error("unknown message type {0}")]
-    UnknownType(u8),
-    #[error("message type {0} is cut short")]
-    Truncated(u8),
-}
-
-impl Wire<'_> {
-    pub fn encode(&self) -> Vec<u8> {
-        match self {
-            Wire::Request { id, body } | Wire::Response { id, body } => {
-                let tag = if matches!(self, Wire::Request { .. }) {
-                    MSG_REQUEST
-                } else {
-                    MSG_RESPONSE
-                };
-                let mut v = Vec::with_capacity(5 + body.len());
-                v.push(tag);
-                v.extend_from_slice(&id.to_be_bytes());
-                v.extend_from_slice(body);
-                v
-            }
-            Wire::Envelope(e) => {
-                let mut v = Vec::with_capacity(1 + e.len());
-                v.push(MSG_ENVELOPE);
-                v.extend_from_slice(e);
-                v
-            }
-        }
-    }
-
-    pub fn decode(bytes: &[u8]) -> Result<Wire<'_>, WireError> {
-        let (&tag, rest) = bytes.split_first().ok_or(WireError::Empty)?;
-        match tag {
-            MSG_REQUEST | MSG_RESPONSE => {
-                let (id, body) = rest
-                    .split_first_chunk::<4>()
-                    .ok_or(WireError::Truncated(tag))?;
-                let id = u32::from_be_bytes(*id);
-                Ok(if tag == MSG_REQUEST {
-                    Wire::Request { id, body }
-                } else {
-                    Wire::Response { id, body }
-                })
-            }
-            MSG_ENVELOPE if rest.is_empty() => Err(WireError::Truncated(tag)),
-            MSG_ENVELOPE => Ok(Wire::Envelope(rest)),
-            other => Err(WireError::UnknownType(other)),
-        }
-    }
-}
 
 /// An answer awaited from a Bluetooth peer, by link and request number.
 type Pending = HashMap<(LinkId, u32), oneshot::Sender<Vec<u8>>>;
@@ -415,62 +347,4 @@ pub async fn start_configured(node: &Arc<Node>) {
         }
     };
     *node.ble_state.write() = state;
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use proptest::prelude::*;
-
-    #[test]
-    fn messages_round_trip() {
-        for m in [
-            Wire::Request {
-                id: 7,
-                body: b"abc",
-            },
-            Wire::Response {
-                id: u32::MAX,
-                body: b"",
-            },
-            Wire::Envelope(b"e"),
-        ] {
-            assert_eq!(Wire::decode(&m.encode()).unwrap(), m);
-        }
-        assert_eq!(
-            Wire::Request { id: 1, body: b"x" }.encode(),
-            [1, 0, 0, 0, 1, b'x']
-        );
-        // docs/protocol.md §11's examples.
-        use peddlenet_sync::transport::{SyncRequest, SyncResponse};
-        assert_eq!(
-            Wire::Request {
-                id: 7,
-                body: &SyncRequest::Rooms(vec![]).encode()
-            }
-            .encode(),
-            [1, 0, 0, 0, 7, 1, 0, 0]
-        );
-        assert_eq!(
-            Wire::Response {
-                id: 7,
-                body: &SyncResponse::Rooms(vec![]).encode()
-            }
-            .encode(),
-            [2, 0, 0, 0, 7, 0x81, 0, 0]
-        );
-        assert_eq!(Wire::decode(&[]), Err(WireError::Empty));
-        assert_eq!(Wire::decode(&[1, 0, 0]), Err(WireError::Truncated(1)));
-        assert_eq!(Wire::decode(&[3]), Err(WireError::Truncated(3)));
-        assert_eq!(Wire::decode(&[9, 1]), Err(WireError::UnknownType(9)));
-    }
-
-    proptest! {
-        #[test]
-        fn any_bytes_decode_or_fail_cleanly(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
-            if let Ok(m) = Wire::decode(&bytes) {
-                prop_assert_eq!(m.encode(), bytes);
-            }
-        }
-    }
 }

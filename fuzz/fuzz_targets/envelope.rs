@@ -143,14 +143,12 @@ fn plaintext(b: &[u8]) {
     )
     .expect("an opened message seals again");
     let canonical = (unsigned.len() + 64).div_ceil(PAD_BLOCK) * PAD_BLOCK;
-    // Padding beyond the minimum: refused on receipt by the canonical
-    // padding rule (§3.2); until then only canonical plaintexts are held to
-    // the round trip.
-    if plain.len() == canonical {
-        assert_eq!(
-            again[..again.len() - 64],
-            env[..env.len() - 64],
-            "one valid encoding per message"
-        );
-    }
+    // Padding beyond the minimum is refused on receipt (§3.2): what opened
+    // is canonical, and seals again to the same bytes.
+    assert_eq!(plain.len(), canonical, "non-canonical padding accepted");
+    assert_eq!(
+        again[..again.len() - 64],
+        env[..env.len() - 64],
+        "one valid encoding per message"
+    );
 }

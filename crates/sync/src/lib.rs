@@ -12,6 +12,7 @@
 //! Ordering by time first keeps recent messages together, so the common case
 //! (a few new messages on each side) narrows down in few rounds.
 
+pub mod link;
 mod reconcile;
 mod storage;
 pub mod transport;
