@@ -73,9 +73,11 @@ try {
   step("daemon B's message appeared live");
   await owner.screenshot({ path: `${env("SHOTS")}/web-owner.png` });
 
-  // B's name has a right-to-left override (U+202E) in it: it stays inside
-  // the name. The " [abcd]" after it must still be drawn after it, left to
-  // right, not pulled into the reversed run.
+  // B's name has a right-to-left override (U+202E) in it: it is shown as a
+  // marker, never obeyed (no raw override in the page's text), and the name
+  // stays isolated: the " [abcd]" after it is drawn after it, left to right.
+  const shownName = env("B_NAME").replace("\u202e", "<U+202E>");
+  assert.ok(shownName !== env("B_NAME"), "the test name holds an override");
   const bidi = await owner.evaluate((name) => {
     const li = [...document.querySelectorAll("#messages li")].find((l) => l.textContent.includes("hello from daemon B"));
     const who = li.querySelector(".who");
@@ -100,6 +102,7 @@ try {
     const textEl = li.querySelector(".text");
     return {
       text,
+      rawOverride: document.body.textContent.includes("\u202e"),
       suffixAfterName: suffixBox.left >= nameBox.right - 1,
       nameIsolated: !!nameEl && getComputedStyle(nameEl).unicodeBidi === "isolate",
       textIsolated: textEl.dir === "auto" && getComputedStyle(textEl).unicodeBidi === "isolate",
@@ -108,14 +111,14 @@ try {
         return n && getComputedStyle(n).unicodeBidi === "isolate";
       }),
     };
-  }, env("B_NAME"));
-  assert.ok(bidi.text.startsWith(env("B_NAME")), JSON.stringify(bidi));
+  }, shownName);
+  assert.ok(bidi.text.startsWith(shownName), JSON.stringify(bidi));
   assert.deepEqual(
-    { after: bidi.suffixAfterName, name: bidi.nameIsolated, text: bidi.textIsolated, rooms: bidi.roomIsolated },
-    { after: true, name: true, text: true, rooms: true },
+    { raw: bidi.rawOverride, after: bidi.suffixAfterName, name: bidi.nameIsolated, text: bidi.textIsolated, rooms: bidi.roomIsolated },
+    { raw: false, after: true, name: true, text: true, rooms: true },
     `bidi isolation: ${JSON.stringify(bidi)}`,
   );
-  step("a right-to-left override in a name stays in the name (isolated, the rest in order)");
+  step("a right-to-left override in a name is shown as a marker, and the name is isolated");
 
   // The live view drops (newer views of the session took its place) and
   // cannot come back for a while: the page says it is not live, and comes

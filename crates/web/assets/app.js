@@ -1,7 +1,8 @@
 // PeddleNet's web UI. No framework, no build step, nothing fetched from
 // elsewhere. Text from the network is only ever set with textContent, and
 // names and texts are bidi-isolated (<bdi>, dir="auto"): a right-to-left
-// override inside one cannot reorder the text around it.
+// override inside one cannot reorder the text around it, and is shown as a
+// marker rather than obeyed (`reveal`).
 "use strict";
 
 const $ = (id) => document.getElementById(id);
@@ -17,10 +18,19 @@ function setToken(t) {
   else sessionStorage.removeItem("pn-token");
 }
 
+// The explicit overrides (LRO U+202D, RLO U+202E) shown, not obeyed: inside
+// its isolate an override still reverses the letters after it, so that
+// `invoice<RLO>fdp.exe` would read "invoiceexe.pdf". Shown as `<U+202E>`, as
+// the CLI and the desktop app show it. Marks, embeddings and isolates, which
+// right-to-left writing uses, stay and work.
+function reveal(text) {
+  return String(text ?? "").replace(/[\u202D\u202E]/g, (c) => `<U+${c.codePointAt(0).toString(16).toUpperCase()}>`);
+}
+
 // Text in an element of its own, isolated from what is around it.
 function bdi(text) {
   const b = document.createElement("bdi");
-  b.textContent = text;
+  b.textContent = reveal(text);
   return b;
 }
 
@@ -78,7 +88,7 @@ function messageItem(m, mine, who, delivery) {
   const t = document.createElement("div");
   t.className = "text";
   t.dir = "auto";
-  t.textContent = m.text;
+  t.textContent = reveal(m.text);
   const meta = document.createElement("div");
   meta.className = "meta";
   meta.textContent = time(m.timestamp_ms) + (delivery ? " · " + delivery : "");
