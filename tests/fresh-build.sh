@@ -13,8 +13,8 @@
 #    desktop app loads X11/GL at run time.
 #
 # Cost: a full `cargo check` the first time, about 7 minutes of CPU (some
-# 3.5 minutes on two idle cores); under a second once its target dir is warm
-# (CI keeps target/ between runs).
+# 3.5 minutes on two idle cores; CI starts from a fresh clone, so it pays
+# this every run); under a second once its target dir is warm.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
