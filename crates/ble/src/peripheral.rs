@@ -398,7 +398,7 @@ impl Router {
             }
         };
         let slot = match if replace {
-            r.shared.reserve_replacing(&peer, Role::Peripheral)
+            Ok(r.shared.reserve_replacing(&peer, Role::Peripheral))
         } else {
             r.shared.reserve(&peer, Role::Peripheral)
         } {

@@ -89,6 +89,21 @@ impl Shared {
         if entries.len() >= self.max_links {
             return Err(Refused::Full);
         }
+        Ok(self.insert(&mut entries, peer, role))
+    }
+
+    /// Takes a slot for a link with `peer` that replaces one being closed:
+    /// neither the peer nor the cap is checked (the old slot goes soon).
+    pub fn reserve_replacing(self: &Arc<Self>, peer: &str, role: Role) -> Slot {
+        self.insert(&mut self.lock(), peer, role)
+    }
+
+    fn insert(
+        self: &Arc<Self>,
+        entries: &mut HashMap<LinkId, Entry>,
+        peer: &str,
+        role: Role,
+    ) -> Slot {
         let id = LinkId(self.next_id.fetch_add(1, Ordering::Relaxed));
         entries.insert(
             id,
@@ -102,32 +117,10 @@ impl Shared {
                 close_tx: None,
             },
         );
-        Ok(Slot {
+        Slot {
             shared: self.clone(),
             id,
-        })
-    }
-
-    /// Takes a slot for a link with `peer` that replaces one being closed:
-    /// neither the peer nor the cap is checked (the old slot goes soon).
-    pub fn reserve_replacing(self: &Arc<Self>, peer: &str, role: Role) -> Result<Slot, Refused> {
-        let id = LinkId(self.next_id.fetch_add(1, Ordering::Relaxed));
-        self.lock().insert(
-            id,
-            Entry {
-                peer: peer.to_string(),
-                role,
-                up_since: None,
-                rtt: None,
-                mtu: 0,
-                app_tx: None,
-                close_tx: None,
-            },
-        );
-        Ok(Slot {
-            shared: self.clone(),
-            id,
-        })
+        }
     }
 
     /// The link with `peer`, if any.
