@@ -197,6 +197,12 @@ impl Phase {
     }
 }
 
+/// Messages the initiator holds that were whole before the handshake
+/// response: the responder's fragments of at most
+/// [`crate::fragment::MAX_ACTIVE`] messages interleave, so only a few can
+/// finish first.
+const MAX_EARLY: usize = 32;
+
 /// The I/O-free state of one link.
 pub struct LinkCore {
     role: Role,
@@ -209,6 +215,8 @@ pub struct LinkCore {
     recv_credits: RecvCredits,
     control: VecDeque<Vec<u8>>,
     events: VecDeque<LinkEvent>,
+    /// Sealed messages whole before the handshake response (initiator only).
+    early: Vec<(u64, Vec<u8>)>,
     handshake_deadline: Instant,
     last_rx: Instant,
     next_ping: Instant,
@@ -242,6 +250,7 @@ impl LinkCore {
             recv_credits: RecvCredits::new(params.window),
             control: VecDeque::new(),
             events: VecDeque::new(),
+            early: Vec::new(),
             handshake_deadline: now + params.handshake_timeout,
             last_rx: now,
             next_ping: now,
@@ -419,8 +428,23 @@ impl LinkCore {
     fn on_message(&mut self, counter: u64, bytes: Vec<u8>, now: Instant) -> Result<(), LinkError> {
         match std::mem::replace(&mut self.phase, Phase::Closed) {
             Phase::AwaitResponse(init) if counter == 0 => {
-                self.phase = Phase::Open(Box::new(init.finish(&bytes)?));
+                let session = init.finish(&bytes)?;
                 self.opened(now);
+                for (counter, sealed) in std::mem::take(&mut self.early) {
+                    let plain = session.open(counter, &sealed)?;
+                    self.events.push_back(LinkEvent::Message(plain));
+                }
+                self.phase = Phase::Open(Box::new(session));
+            }
+            // The responder may queue messages right after its handshake
+            // message, and fragments interleave (§4): a short one can be
+            // whole before the handshake message is. Held until it is.
+            Phase::AwaitResponse(init) => {
+                self.phase = Phase::AwaitResponse(init);
+                if self.early.len() >= MAX_EARLY {
+                    return Err(self.unexpected("DATA"));
+                }
+                self.early.push((counter, bytes));
             }
             Phase::AwaitInitiation if counter == 0 => {
                 let (session, msg2) = crypto::respond(&bytes)?;
