@@ -191,7 +191,10 @@ stop_system_daemon() {
 
 step "the system daemon: readiness, status, clean stop"
 start_system_daemon
-sys_cli status | tee "$work/status-1.txt" | head -3
+# Whole into a file, then shown: `| tee | head -3` kills tee with SIGPIPE
+# when head exits first, and pipefail then ends the check.
+sys_cli status >"$work/status-1.txt"
+head -3 "$work/status-1.txt"
 [ "$(stat -c %a "$root/var/lib/peddlenet")" = 700 ] || fail "/var/lib/peddlenet is not 0700"
 [ "$(stat -c %a "$root$sys_socket")" = 600 ] || fail "the socket is not 0600"
 # Root of the root may not use another user's daemon: the socket is private.
