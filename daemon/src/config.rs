@@ -373,6 +373,7 @@ impl Config {
                         listen,
                         lan_interface: Some(file.web.lan_interface.trim().to_owned())
                             .filter(|s| !s.is_empty()),
+                        state_dir: None,
                         limits: peddlenet_web::ConnLimits {
                             header_timeout: Duration::from_secs(
                                 file.web.header_timeout_secs.clamp(1, 3600),

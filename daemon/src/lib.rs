@@ -79,6 +79,9 @@ async fn start_web(cfg: &Config, node: &std::sync::Arc<node::Node>, stop: &watch
     // The web UI takes at most a quarter of the open files: the rest stays
     // for the IPC socket, the mesh, the store and the radio links.
     let mut web_cfg = web_cfg.clone();
+    // Sessions are kept in the data folder, so browsers stay signed in
+    // across a restart.
+    web_cfg.state_dir = Some(cfg.data_dir.clone());
     let budget = usize::try_from(fsutil::raise_open_files_limit() / 4).unwrap_or(usize::MAX);
     if web_cfg.limits.max_connections > budget {
         tracing::info!(

@@ -470,6 +470,98 @@ async fn the_web_ui_end_to_end_in_chromium() {
     drop(a);
 }
 
+/// A free TCP port on 127.0.0.1 (the web UI must keep its port across a
+/// restart, so the test picks one rather than port 0).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The web UI as people use it (tests/web/ui.mjs, Playwright): the guest
+/// page on a phone (the list scrolls, the composer stays), who is who with
+/// two guests of one nickname, the owner opening a guest link, the chat's
+/// details (multi-line, links, unread counts, separators, grouping, sign
+/// out, leave, rename, members), a daemon restart under live pages, and
+/// screenshots at the sizes people use.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_web_ui_as_people_use_it_in_chromium() {
+    let test = "web::the_web_ui_as_people_use_it_in_chromium";
+    let Some(chromium) = chromium() else {
+        return skip(
+            test,
+            "Chromium is not installed (Debian: chromium; .ci/run installs it)",
+        );
+    };
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("web");
+    if !dir.join("node_modules/playwright-core").exists() {
+        return skip(
+            test,
+            "playwright-core is not installed (cd tests/web && npm ci; .ci/run does it)",
+        );
+    }
+    let _g = serial();
+    let port = free_port();
+    let mut a = Daemon::start(
+        DaemonOpts::loopback("Ana").config(&format!("[web]\nlisten = \"127.0.0.1:{port}\"\n")),
+    );
+    let ca = a.client().await;
+    let camp = ca.room_create("camp").await.unwrap();
+    ca.room_create("other").await.unwrap();
+    // Enough history that the guest's list must scroll on a phone.
+    for i in 1..=40 {
+        ca.send(&camp.id, &format!("earlier message {i} of 40"))
+            .await
+            .unwrap();
+    }
+    let (login, _) = ca.web_login().await.unwrap();
+    let pass = ca.guest_create(&camp.id, None).await.unwrap().url.unwrap();
+    let pass2 = ca.guest_create(&camp.id, None).await.unwrap().url.unwrap();
+    let shots = bin("peddlenetd").parent().unwrap().join("screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+    let cli_path = bin("peddlenet");
+    let socket = a.socket.clone();
+
+    let (ok, stdout) = tokio::task::spawn_blocking(move || {
+        use std::io::BufRead;
+        let mut child = Command::new("node")
+            .arg("ui.mjs")
+            .current_dir(&dir)
+            .env("CHROMIUM", chromium)
+            .env("LOGIN_URL", login)
+            .env("GUEST_URL", pass)
+            .env("GUEST_URL_2", pass2)
+            .env("CLI", cli_path)
+            .env("A_SOCKET", socket)
+            .env("SHOTS", &shots)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("node");
+        let mut to_node = child.stdin.take().unwrap();
+        let mut all = String::new();
+        for line in std::io::BufReader::new(child.stdout.take().unwrap()).lines() {
+            let line = line.unwrap();
+            eprintln!("{line}");
+            all.push_str(&line);
+            all.push('\n');
+            // The script asks for a restart of the daemon under its pages.
+            if line == "ui: restart the daemon" {
+                a.terminate();
+                a.restart();
+                to_node.write_all(b"restarted\n").unwrap();
+            }
+        }
+        (child.wait().unwrap().success(), all)
+    })
+    .await
+    .unwrap();
+    assert!(ok, "the browser test failed (above)");
+    assert!(stdout.contains("ui: all steps passed"), "every step ran");
+}
+
 /// LAN mode: the web UI also listens on the chosen interface, guest URLs
 /// point there, and another host (a phone on the camp network) reaches the
 /// pass's room; this machine-only listener stays on loopback.

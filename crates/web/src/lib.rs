@@ -89,6 +89,9 @@ pub struct WebConfig {
     pub lan_interface: Option<String>,
     /// Connections, timeouts.
     pub limits: ConnLimits,
+    /// Where sessions are kept across restarts (the daemon's data folder);
+    /// none: in memory only.
+    pub state_dir: Option<PathBuf>,
 }
 
 /// Bounds on connections (see [`conn`]).
@@ -117,6 +120,7 @@ impl Default for WebConfig {
             listen: DEFAULT_LISTEN.parse().expect("a valid address"),
             lan_interface: None,
             limits: ConnLimits::default(),
+            state_dir: None,
         }
     }
 }
@@ -145,6 +149,7 @@ pub struct Web {
     hosts: Arc<RwLock<AllowedHosts>>,
     extra: (mpsc::Sender<Extra>, mpsc::Receiver<Extra>),
     limits: ConnLimits,
+    state_dir: Option<PathBuf>,
 }
 
 /// A listener opened after start, and what closes it.
@@ -250,6 +255,7 @@ impl Web {
             hosts: Arc::new(RwLock::new(AllowedHosts::for_addrs(&addrs))),
             extra: mpsc::channel(MAX_EXTRA),
             limits: cfg.limits,
+            state_dir: cfg.state_dir.clone(),
         })
     }
 
@@ -286,7 +292,10 @@ impl Web {
             socket,
             client: tokio::sync::Mutex::new(None),
             hosts: self.hosts,
-            sessions: Mutex::new(Sessions::new()),
+            sessions: Mutex::new(match &self.state_dir {
+                Some(dir) => Sessions::load(dir, std::time::Instant::now()),
+                None => Sessions::new(),
+            }),
             per_session: Mutex::new(RateLimiter::new(
                 PER_SESSION_RATE.0,
                 PER_SESSION_RATE.1,

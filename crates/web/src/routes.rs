@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::guard::{self, Refusal};
-use crate::session::{Session, Who};
+use crate::session::{Session, Sessions, Who};
 use crate::streams::Streams;
 use crate::{MAX_BODY, State};
 
@@ -63,6 +63,8 @@ pub(crate) fn router(state: S) -> Router {
         .route("/api/rooms/join", post(room_join))
         .route("/api/rooms/{room}/messages", get(history).post(send))
         .route("/api/rooms/{room}/invite", get(invite))
+        .route("/api/rooms/{room}/leave", post(room_leave))
+        .route("/api/name", post(set_name))
         .route("/api/guests", get(guests).post(guest_create))
         .route("/api/guests/{id}", delete(guest_revoke))
         .route("/api/wifi", get(wifi))
@@ -112,7 +114,7 @@ impl<T: Send + Sync> axum::extract::FromRequestParts<T> for Auth {
 fn authenticate(st: &State, req: &Request) -> Option<Authed> {
     let cookie = req.headers().get(header::COOKIE)?.to_str().ok()?;
     let mut sessions = st.sessions.lock().expect("lock");
-    let id = sessions.cookie_value(cookie)?.to_owned();
+    let (owner, guest) = sessions.cookie_values(cookie);
     let mut token = req
         .headers()
         .get("x-session-token")
@@ -123,7 +125,12 @@ fn authenticate(st: &State, req: &Request) -> Option<Authed> {
             .query()
             .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("token=")));
     }
-    let session = sessions.get(&id, token, Instant::now())?;
+    // The owner's and a guest's cookie may both be here (the owner opened
+    // a guest link): the token says which session this page holds.
+    let now = Instant::now();
+    let (id, session) = owner
+        .and_then(|c| sessions.get(c, token, now))
+        .or_else(|| guest.and_then(|c| sessions.get(c, token, now)))?;
     Some(Authed { id, session })
 }
 
@@ -352,21 +359,24 @@ async fn login(
 ) -> Result<Response> {
     call(&st, |c| async move { c.web_redeem(&b.code).await }).await?;
     let mut sessions = st.sessions.lock().expect("lock");
-    let (id, s) = sessions.create(Who::Owner, peer.ip(), Instant::now());
+    let (_, issued) = sessions.create(Who::Owner, peer.ip(), Instant::now());
     tracing::info!("web UI: the owner signed in");
     Ok(with_cookie(
-        sessions.set_cookie(&id),
-        axum::Json(json!({ "kind": "owner", "token": s.token })),
+        sessions.set_cookie(true, &issued.cookie_value),
+        axum::Json(json!({ "kind": "owner", "token": issued.token })),
     ))
 }
 
 async fn logout(AxState(st): AxState<S>, a: Auth) -> Result<Response> {
-    let Some(Authed { id, .. }) = a.0 else {
+    let Some(Authed { id, session }) = a.0 else {
         return Err(HttpError(StatusCode::UNAUTHORIZED, "not signed in".into()));
     };
     let mut sessions = st.sessions.lock().expect("lock");
     sessions.remove(&id);
-    Ok(with_cookie(sessions.clear_cookie(), StatusCode::NO_CONTENT))
+    Ok(with_cookie(
+        sessions.clear_cookie(session.who == Who::Owner),
+        StatusCode::NO_CONTENT,
+    ))
 }
 
 async fn session_info(a: Auth) -> Result<Response> {
@@ -436,6 +446,25 @@ struct Page {
     before: Option<String>,
 }
 
+/// A message as the owner sees it: as the daemon gives it, with `guest`
+/// true for one a guest wrote through this web UI (which the daemon signs
+/// as its own): not the owner's own then, and no delivery state. Known by
+/// the guest session that sent it; for a message older than that record,
+/// by the " (guest)" the daemon puts after a guest's nickname.
+fn for_owner(m: &MessageInfo, sessions: &Sessions) -> serde_json::Value {
+    let guest =
+        m.own && (sessions.author_of(&m.id).is_some() || m.author_name.ends_with(" (guest)"));
+    let mut v = serde_json::to_value(m).unwrap_or_default();
+    if let Some(o) = v.as_object_mut() {
+        o.insert("guest".into(), guest.into());
+        if guest {
+            o.insert("own".into(), false.into());
+            o.insert("delivery".into(), serde_json::Value::Null);
+        }
+    }
+    v
+}
+
 async fn history(
     AxState(st): AxState<S>,
     a: Auth,
@@ -447,7 +476,31 @@ async fn history(
         c.history(&room, p.before, Some(50)).await
     })
     .await?;
+    let sessions = st.sessions.lock().expect("lock");
+    let messages: Vec<_> = messages.iter().map(|m| for_owner(m, &sessions)).collect();
+    drop(sessions);
     Ok(axum::Json(json!({ "messages": messages, "next": next })).into_response())
+}
+
+async fn room_leave(
+    AxState(st): AxState<S>,
+    a: Auth,
+    Path(room): Path<String>,
+) -> Result<Response> {
+    owner(a)?;
+    call(&st, |c| async move { c.room_leave(&room).await }).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn set_name(
+    AxState(st): AxState<S>,
+    a: Auth,
+    axum::Json(b): axum::Json<NameBody>,
+) -> Result<Response> {
+    owner(a)?;
+    let name = b.name.trim().to_owned();
+    call(&st, |c| async move { c.set_display_name(&name).await }).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 #[derive(Deserialize)]
@@ -536,15 +589,16 @@ async fn guest_enter(
                 room_name: g.room_name,
                 expires_ms: g.expires_ms,
                 nickname: None,
+                author: String::new(),
             };
             let mut sessions = st.sessions.lock().expect("lock");
-            let (id, s) = sessions.create(who, peer.ip(), Instant::now());
+            let (_, issued) = sessions.create(who, peer.ip(), Instant::now());
             tracing::info!(pass = %g.id, "web UI: a guest arrived");
             // The session token goes to the page in the fragment, which no
             // server sees; the page keeps it and sends it with every request.
             with_cookie(
-                sessions.set_cookie(&id),
-                Redirect::to(&format!("/guest#{}", s.token)),
+                sessions.set_cookie(false, &issued.cookie_value),
+                Redirect::to(&format!("/guest#{}", issued.token)),
             )
         }
         Err(HttpError(code, msg)) => {
@@ -563,15 +617,31 @@ async fn guest_enter(
     }
 }
 
-fn guest_session(a: Auth) -> Result<(String, String, String, Option<String>)> {
+/// A guest's session: its key, pass token, pass id, nickname and author id.
+struct GuestSession {
+    id: String,
+    token: String,
+    pass: String,
+    nickname: Option<String>,
+    author: String,
+}
+
+fn guest_session(a: Auth) -> Result<GuestSession> {
     let (id, s) = require(a, false)?;
     match s.who {
         Who::Guest {
             token,
             pass,
             nickname,
+            author,
             ..
-        } => Ok((id, token, pass, nickname)),
+        } => Ok(GuestSession {
+            id,
+            token,
+            pass,
+            nickname,
+            author,
+        }),
         Who::Owner => unreachable!("require() checked the kind"),
     }
 }
@@ -594,7 +664,7 @@ async fn guest_nickname(
     a: Auth,
     axum::Json(b): axum::Json<NicknameBody>,
 ) -> Result<Response> {
-    let (id, _, _, _) = guest_session(a)?;
+    let id = guest_session(a)?.id;
     let nick = b.nickname.trim().to_owned();
     if nick.is_empty() || nick.chars().count() > 32 || nick.chars().any(char::is_control) {
         return Err(HttpError(
@@ -619,8 +689,10 @@ struct GuestMessage {
     mine: bool,
 }
 
-fn for_guest(m: MessageInfo, nickname: Option<&str>) -> GuestMessage {
-    let mine = m.own && nickname.is_some_and(|n| m.author_name == format!("{n} (guest)"));
+/// `mine` by who wrote it (this guest session), never by name: two guests
+/// may share a nickname.
+fn for_guest(m: MessageInfo, author: &str, sessions: &Sessions) -> GuestMessage {
+    let mine = m.own && sessions.author_of(&m.id) == Some(author);
     GuestMessage {
         id: m.id,
         author_name: m.author_name,
@@ -635,15 +707,17 @@ async fn guest_history(
     a: Auth,
     Query(p): Query<Page>,
 ) -> Result<Response> {
-    let (_, token, _, nick) = guest_session(a)?;
-    let t = token.clone();
+    let g = guest_session(a)?;
+    let t = g.token.clone();
     let (messages, next) = call(&st, |c| async move { c.guest_history(&t, p.before).await })
         .await
-        .map_err(|e| ended(&st, &token, e))?;
+        .map_err(|e| ended(&st, &g.token, e))?;
+    let sessions = st.sessions.lock().expect("lock");
     let messages: Vec<GuestMessage> = messages
         .into_iter()
-        .map(|m| for_guest(m, nick.as_deref()))
+        .map(|m| for_guest(m, &g.author, &sessions))
         .collect();
+    drop(sessions);
     Ok(axum::Json(json!({ "messages": messages, "next": next })).into_response())
 }
 
@@ -652,7 +726,13 @@ async fn guest_send(
     a: Auth,
     axum::Json(b): axum::Json<TextBody>,
 ) -> Result<Response> {
-    let (_, token, pass, nick) = guest_session(a)?;
+    let GuestSession {
+        token,
+        pass,
+        nickname: nick,
+        author,
+        ..
+    } = guest_session(a)?;
     let nick =
         nick.ok_or_else(|| HttpError(StatusCode::BAD_REQUEST, "pick a nickname first".into()))?;
     let within = st
@@ -667,7 +747,9 @@ async fn guest_send(
     let m = call(&st, |c| async move { c.guest_send(&t, &n, &b.text).await })
         .await
         .map_err(|e| ended(&st, &token, e))?;
-    Ok(axum::Json(for_guest(m, Some(&nick))).into_response())
+    let mut sessions = st.sessions.lock().expect("lock");
+    sessions.record_author(&m.id, &author);
+    Ok(axum::Json(for_guest(m, &author, &sessions)).into_response())
 }
 
 fn sse_json(kind: &str, v: &impl Serialize) -> SseEvent {
@@ -704,10 +786,17 @@ async fn owner_events(AxState(st): AxState<S>, a: Auth) -> Result<Response> {
         return Ok(too_many_streams());
     };
     let rx = st.events.subscribe();
-    let stream = futures::stream::unfold((rx, place), |(mut rx, mut place)| async move {
+    let st2 = st.clone();
+    let stream = futures::stream::unfold((rx, place, st2), |(mut rx, mut place, st)| async move {
         let ev = tokio::select! {
             r = rx.recv() => match r {
-                Ok(e) => sse_json("event", &*e),
+                Ok(e) => match &*e {
+                    Event::Message { message } => {
+                        let m = for_owner(message, &st.sessions.lock().expect("lock"));
+                        sse_json("event", &json!({ "type": "message", "message": m }))
+                    }
+                    other => sse_json("event", other),
+                },
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
                     sse_json("reload", &json!({ "missed": n }))
                 }
@@ -715,7 +804,7 @@ async fn owner_events(AxState(st): AxState<S>, a: Auth) -> Result<Response> {
             },
             _ = &mut place.ended => return None,
         };
-        Some((Ok(ev), (rx, place)))
+        Some((Ok(ev), (rx, place, st)))
     });
     Ok(sse(&st, stream))
 }
@@ -750,8 +839,8 @@ async fn guest_events(AxState(st): AxState<S>, a: Auth) -> Result<Response> {
                             if let Event::Message { message } = &*e
                                 && message.room == room
                             {
-                                let nick = match session_of_id(&st, &id) { Some(Who::Guest { nickname, .. }) => nickname, _ => None };
-                                let ev = sse_json("message", &for_guest(message.clone(), nick.as_deref()));
+                                let author = match session_of_id(&st, &id) { Some(Who::Guest { author, .. }) => author, _ => String::new() };
+                                let ev = sse_json("message", &for_guest(message.clone(), &author, &st.sessions.lock().expect("lock")));
                                 return Some((Ok(ev), (rx, place, recheck, st, id, token, room, false)));
                             }
                         }
@@ -828,5 +917,26 @@ mod tests {
             .collect();
         routed.sort();
         assert_eq!(documented, routed);
+    }
+
+    /// Everything that writes to the daemon's disk documents 507 (disk full),
+    /// which `HttpError::from` returns for `ErrorCode::DiskFull`.
+    #[test]
+    fn openapi_documents_disk_full_for_writes() {
+        let doc: serde_json::Value = serde_json::from_str(OPENAPI).expect("valid JSON");
+        let mut missing = Vec::new();
+        for (path, ops) in doc["paths"].as_object().expect("paths") {
+            for (method, op) in ops.as_object().expect("operations") {
+                let writes = matches!(method.as_str(), "post" | "delete")
+                    && !matches!(
+                        path.as_str(),
+                        "/api/login" | "/api/logout" | "/api/guest/nickname"
+                    );
+                if writes && op["responses"].get("507").is_none() {
+                    missing.push(format!("{method} {path}"));
+                }
+            }
+        }
+        assert!(missing.is_empty(), "no 507 documented: {missing:?}");
     }
 }

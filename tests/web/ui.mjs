@@ -1,0 +1,323 @@
+// The web UI as people use it, in Debian's Chromium driven by Playwright.
+// Run by tests/tests/web.rs (the_web_ui_as_people_use_it_in_chromium),
+// which starts daemon A with a room "camp" (40 messages) and "other", and
+// passes (environment):
+//   LOGIN_URL            a one-time owner sign-in link
+//   GUEST_URL, GUEST_URL_2  two guest passes to "camp"
+//   CLI, A_SOCKET        the CLI and A's socket
+//   SHOTS                a folder for screenshots
+// When it prints "ui: restart the daemon", the test restarts A and answers
+// "restarted" on stdin. Every check runs (a failed one does not stop the
+// others where they do not depend on it); exits non-zero if any failed.
+import { chromium } from "playwright-core";
+import { execFileSync } from "node:child_process";
+import { createInterface } from "node:readline";
+import assert from "node:assert/strict";
+
+const env = (k) => {
+  const v = process.env[k];
+  if (!v) throw new Error(`${k} is not set`);
+  return v;
+};
+const cli = (...args) => execFileSync(env("CLI"), ["--socket", env("A_SOCKET"), ...args]).toString();
+const failed = [];
+async function check(name, f) {
+  try {
+    await f();
+    console.log(`ui: ok: ${name}`);
+  } catch (e) {
+    failed.push(name);
+    console.log(`ui: FAILED: ${name}: ${String(e.message || e).split("\n").slice(0, 6).join(" | ")}`);
+  }
+}
+const stdin = createInterface({ input: process.stdin });
+const lines = stdin[Symbol.asyncIterator]();
+const T = { timeout: 10000 };
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync"],
+});
+const phone = { viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true };
+const pageErrors = (p, who) => p.on("pageerror", (e) => { console.log(`ui: ${who} page error: ${e}`); failed.push(`${who} page error`); });
+
+// Whether `sel`'s element is wholly inside the viewport (and not scrolled
+// out of its list).
+async function onScreen(page, locator) {
+  return locator.evaluate((el) => {
+    const r = el.getBoundingClientRect();
+    const list = el.closest("ol");
+    const l = list ? list.getBoundingClientRect() : { top: 0, bottom: innerHeight };
+    return r.height > 0 && r.top >= Math.max(0, l.top) - 1 && r.bottom <= Math.min(innerHeight, l.bottom) + 1;
+  });
+}
+
+try {
+  const ownerCtx = await browser.newContext({ viewport: { width: 1200, height: 800 } });
+  const owner = await ownerCtx.newPage();
+  pageErrors(owner, "owner");
+  await owner.goto(env("LOGIN_URL"));
+  await owner.getByRole("button", { name: "camp" }).waitFor(T);
+  await owner.getByRole("button", { name: "camp" }).click();
+  await owner.locator("#messages li", { hasText: "earlier message 40 of 40" }).first().waitFor(T);
+  console.log(`ui: owner list holds ${await owner.locator("#messages li", { hasText: "earlier message 40 of 40" }).count()} copies of the newest`);
+  console.log("ui: owner signed in");
+
+  // ------------------------------------------------------------ a phone
+  const g1Ctx = await browser.newContext(phone);
+  const g1 = await g1Ctx.newPage();
+  pageErrors(g1, "guest 1");
+  await g1.goto(env("GUEST_URL"));
+  await g1.getByLabel("Pick a nickname to chat").fill("Sam");
+  await g1.getByRole("button", { name: "Start" }).click();
+  await g1.locator("#guest-messages li", { hasText: "earlier message 40 of 40" }).waitFor(T);
+
+  await check("guest page on a phone: the list scrolls, not the page; composer pinned; newest visible", async () => {
+    const m = await g1.evaluate(() => {
+      const ol = document.getElementById("guest-messages");
+      const form = document.getElementById("guest-compose").getBoundingClientRect();
+      return {
+        pageScrolls: document.scrollingElement.scrollHeight > innerHeight + 1,
+        listScrolls: ol.scrollHeight > ol.clientHeight + 1,
+        composerBottom: form.bottom,
+        composerTop: form.top,
+        h: innerHeight,
+      };
+    });
+    assert.deepEqual({ page: m.pageScrolls, list: m.listScrolls }, { page: false, list: true }, JSON.stringify(m));
+    assert.ok(m.composerTop >= 0 && m.composerBottom <= m.h + 1, `composer on screen: ${JSON.stringify(m)}`);
+    assert.ok(await onScreen(g1, g1.locator("#guest-messages li", { hasText: "earlier message 40 of 40" })), "the newest message is on screen");
+  });
+  await check("guest page on a phone: a live message arrives on screen", async () => {
+    cli("send", "camp", "a live one for the phone");
+    const li = g1.locator("#guest-messages li", { hasText: "a live one for the phone" });
+    await li.waitFor(T);
+    await g1.waitForTimeout(300);
+    assert.ok(await onScreen(g1, li), "the live message is on screen");
+  });
+
+  // ------------------------------------------------------------ who is who
+  const g2Ctx = await browser.newContext(phone);
+  const g2 = await g2Ctx.newPage();
+  pageErrors(g2, "guest 2");
+  await g2.goto(env("GUEST_URL"));
+  await g2.getByLabel("Pick a nickname to chat").fill("Sam");
+  await g2.getByRole("button", { name: "Start" }).click();
+  await g2.locator("#guest-compose").waitFor(T);
+  await check("two guests named alike: each sees only its own messages as its own", async () => {
+    await g1.locator("#guest-text").fill("from phone one");
+    await g1.locator("#guest-text").press("Enter");
+    await g1.locator("#guest-messages li.mine:not(.pending)", { hasText: "from phone one" }).waitFor(T);
+    await g2.locator("#guest-text").fill("from phone two");
+    await g2.locator("#guest-text").press("Enter");
+    await g2.locator("#guest-messages li.mine:not(.pending)", { hasText: "from phone two" }).waitFor(T);
+    await g1.locator("#guest-messages li", { hasText: "from phone two" }).waitFor(T);
+    await g2.locator("#guest-messages li", { hasText: "from phone one" }).waitFor(T);
+    const mine = async (p, text) => p.locator("#guest-messages li", { hasText: text }).evaluate((li) => li.classList.contains("mine"));
+    assert.equal(await mine(g1, "from phone two"), false, "phone one does not own phone two's message");
+    assert.equal(await mine(g2, "from phone one"), false, "phone two does not own phone one's message");
+    // After a reload (history from the daemon), still so.
+    await g1.reload();
+    await g1.locator("#guest-messages li", { hasText: "from phone two" }).waitFor(T);
+    assert.equal(await mine(g1, "from phone two"), false, "after a reload");
+    assert.equal(await mine(g1, "from phone one"), true, "its own, after a reload");
+  });
+  await check("the owner does not see guests' messages as its own", async () => {
+    const li = owner.locator("#messages li", { hasText: "from phone one" });
+    await li.waitFor(T);
+    const r = await li.evaluate((l) => ({ mine: l.classList.contains("mine"), text: l.textContent }));
+    assert.equal(r.mine, false, r.text);
+    assert.ok(!r.text.includes("(you)") && !/delivered|handed|stored here/.test(r.text), r.text);
+    assert.ok(r.text.includes("Sam"), r.text);
+    await owner.reload();
+    await owner.locator("#messages li", { hasText: "from phone one" }).waitFor(T);
+    const after = await owner.locator("#messages li", { hasText: "from phone one" }).evaluate((l) => ({ mine: l.classList.contains("mine"), text: l.textContent }));
+    assert.ok(!after.mine && !after.text.includes("(you)"), `after a reload: ${after.text}`);
+  });
+
+  // ------------------------------------------------------------ owner opens a guest link
+  await check("the owner opening a guest link keeps the owner session", async () => {
+    const tab = await ownerCtx.newPage();
+    await tab.goto(env("GUEST_URL_2"));
+    await tab.getByLabel("Pick a nickname to chat").waitFor(T);
+    await tab.close();
+    await owner.locator("#text").fill("still the owner");
+    await owner.locator("#text").press("Enter");
+    await owner.locator("#messages li.mine:not(.pending)", { hasText: "still the owner" }).waitFor(T);
+    await owner.reload();
+    await owner.getByRole("button", { name: "camp" }).waitFor(T);
+    const fresh = await ownerCtx.newPage();
+    await fresh.goto(new URL("/", owner.url()).href);
+    await fresh.waitForTimeout(500);
+    await fresh.close();
+  });
+
+  // ------------------------------------------------------------ the chat's details
+  await owner.getByRole("button", { name: "camp" }).click();
+  await check("a multi-line message: Shift+Enter makes a line, Enter sends, the lines show", async () => {
+    const box = owner.locator("#text");
+    await box.fill("");
+    await box.type("line one");
+    await box.press("Shift+Enter");
+    await box.type("line two");
+    await box.press("Enter");
+    const li = owner.locator("#messages li.mine:not(.pending)", { hasText: "line two" });
+    await li.waitFor(T);
+    const shown = await li.locator(".text").evaluate((t) => ({ text: t.innerText, h: t.getBoundingClientRect().height, lh: parseFloat(getComputedStyle(t).lineHeight) }));
+    assert.ok(shown.text.includes("line one\nline two"), JSON.stringify(shown));
+    assert.ok(shown.h > shown.lh * 1.5, `two lines tall: ${JSON.stringify(shown)}`);
+  });
+  await check("links are clickable, http(s) only, rel=noopener", async () => {
+    await owner.locator("#text").fill("see https://example.org/a?b=1 and javascript:alert(1) and http://x.test/");
+    await owner.locator("#text").press("Enter");
+    const li = owner.locator("#messages li.mine:not(.pending)", { hasText: "example.org" });
+    await li.waitFor(T);
+    const links = await li.locator("a").evaluateAll((as) => as.map((a) => ({ href: a.getAttribute("href"), rel: a.rel, target: a.target })));
+    assert.deepEqual(links.map((l) => l.href), ["https://example.org/a?b=1", "http://x.test/"]);
+    assert.ok(links.every((l) => l.rel.includes("noopener") && l.rel.includes("noreferrer")), JSON.stringify(links));
+  });
+  await check("consecutive messages of one author are grouped; a date separator heads the day", async () => {
+    const r = await owner.evaluate(() => {
+      const lis = [...document.querySelectorAll("#messages li")];
+      return {
+        days: lis.filter((l) => l.classList.contains("day")).map((l) => l.textContent),
+        grouped: lis.filter((l) => l.classList.contains("cont")).length,
+        whoShown: lis.filter((l) => l.classList.contains("cont") && l.querySelector(".who")?.offsetParent !== null).length,
+      };
+    });
+    assert.ok(r.days.length >= 1 && r.days[0] === "Today", JSON.stringify(r));
+    assert.ok(r.grouped >= 5, JSON.stringify(r));
+    assert.equal(r.whoShown, 0, "a grouped message does not repeat its author");
+  });
+  await check("a long room name does not overflow", async () => {
+    const long = "a-very-long-room-name-for-the-whole-camp-and-everyone-in-it-xyz";
+    await owner.getByLabel("New room name").fill(long);
+    await owner.getByRole("button", { name: "Create" }).click();
+    await owner.locator("#room-title", { hasText: long }).waitFor(T);
+    const over = await owner.evaluate(() => {
+      const out = [];
+      for (const el of document.querySelectorAll("#rooms *, .chat-head *")) {
+        const r = el.getBoundingClientRect();
+        const box = el.closest("#rooms, .chat-head").getBoundingClientRect();
+        if (r.width && (r.right > box.right + 1 || r.left < box.left - 1)) out.push(el.tagName + "#" + el.id);
+      }
+      return { out, width: document.documentElement.scrollWidth };
+    });
+    assert.deepEqual(over.out, [], JSON.stringify(over));
+    assert.ok(over.width <= 1200, JSON.stringify(over));
+  });
+  await check("the error banner has a close, and a tab change clears it", async () => {
+    await owner.getByLabel("Invite").fill("not an invite");
+    await owner.getByRole("button", { name: "Join" }).click();
+    await owner.locator("#error").waitFor({ state: "visible", ...T });
+    await owner.locator("#error").getByRole("button", { name: "Close" }).click();
+    await owner.locator("#error").waitFor({ state: "hidden", ...T });
+    await owner.getByRole("button", { name: "Join" }).click();
+    await owner.locator("#error").waitFor({ state: "visible", ...T });
+    await owner.getByRole("button", { name: "Mesh" }).click();
+    await owner.locator("#error").waitFor({ state: "hidden", ...T });
+    await owner.getByRole("button", { name: "Chat" }).click();
+  });
+  await check("unread counts survive a reload", async () => {
+    await owner.getByRole("button", { name: "camp" }).click();
+    cli("send", "other", "unread one");
+    cli("send", "other", "unread two");
+    const other = owner.getByRole("button", { name: /^other/ });
+    await owner.waitForFunction(() => [...document.querySelectorAll("#room-list button")].some((b) => /^other\b.*2/.test(b.textContent)), null, T);
+    await owner.reload();
+    await owner.getByRole("button", { name: "camp" }).waitFor(T);
+    await owner.waitForTimeout(500);
+    const t = await other.textContent();
+    assert.ok(/2/.test(t), `after a reload: ${t}`);
+    await other.click();
+    await owner.waitForTimeout(300);
+    assert.ok(!/2/.test(await other.textContent()), "read once opened");
+  });
+  await check("change name, member list, leave room", async () => {
+    await owner.getByRole("button", { name: "camp" }).click();
+    await owner.getByRole("button", { name: "Change name" }).click();
+    await owner.getByLabel("Your name").fill("Ana B");
+    await owner.getByRole("button", { name: "Save name" }).click();
+    await owner.waitForFunction(() => true);
+    await owner.locator("#text").fill("signed as Ana B");
+    await owner.locator("#text").press("Enter");
+    await owner.locator("#messages li.mine:not(.pending)", { hasText: "signed as Ana B" }).filter({ hasText: "Ana B" }).waitFor(T);
+    const status = JSON.parse(cli("--json", "status"));
+    assert.equal(status.display_name, "Ana B");
+    await owner.getByRole("button", { name: "Members" }).click();
+    const members = await owner.locator("#members li").allTextContents();
+    assert.ok(members.some((m) => m.includes("Ana B")) && members.some((m) => m.includes("Sam")), JSON.stringify(members));
+    await owner.getByRole("button", { name: "Members" }).click();
+    await owner.getByRole("button", { name: /^a-very-long/ }).click();
+    owner.once("dialog", (d) => d.accept());
+    await owner.getByRole("button", { name: "Leave room" }).click();
+    await owner.getByRole("button", { name: /^a-very-long/ }).waitFor({ state: "detached", ...T });
+    assert.ok(!cli("room", "list").includes("a-very-long"), "the daemon left it");
+  });
+  await check("a guest pass: pick its length, and told a 127.0.0.1 address is for this machine only", async () => {
+    await owner.getByRole("button", { name: "camp" }).click();
+    await owner.getByRole("button", { name: "Guest QR" }).click();
+    await owner.getByLabel("Pass lasts").selectOption({ label: "1 hour" });
+    await owner.getByRole("button", { name: "Make pass" }).click();
+    await owner.locator("#qr-img").waitFor({ state: "visible", ...T });
+    const note = await owner.locator("#qr-warn").textContent();
+    assert.ok(/this machine/.test(note) && /LAN mode/.test(note) && /Wi-Fi Direct/.test(note), note);
+    const passes = JSON.parse(cli("--json", "guest", "list"));
+    const newest = passes.guests ? passes.guests[0] : passes[0];
+    const hours = (newest.expires_ms - newest.created_ms) / 3600000;
+    assert.ok(Math.abs(hours - 1) < 0.01, `a one-hour pass: ${hours} h`);
+    await owner.getByRole("button", { name: "Close" }).last().click();
+  });
+
+  // ------------------------------------------------------------ a restart
+  console.log("ui: restart the daemon");
+  await lines.next();
+  await check("after a daemon restart the owner page is live again, without signing in", async () => {
+    await owner.waitForFunction(() => document.getElementById("conn").title === "live", null, { timeout: 40000 });
+    cli("send", "camp", "after the restart");
+    await owner.locator("#messages li", { hasText: "after the restart" }).waitFor(T);
+    await owner.locator("#text").fill("owner after the restart");
+    await owner.locator("#text").press("Enter");
+    await owner.locator("#messages li.mine:not(.pending)", { hasText: "owner after the restart" }).waitFor(T);
+  });
+  await check("after a daemon restart a guest with a valid pass goes on, without rescanning", async () => {
+    await g1.waitForFunction(() => document.getElementById("conn").title === "live", null, { timeout: 40000 });
+    await g1.locator("#guest-messages li", { hasText: "after the restart" }).waitFor(T);
+    await g1.locator("#guest-text").fill("phone after the restart");
+    await g1.locator("#guest-text").press("Enter");
+    await g1.locator("#guest-messages li.mine:not(.pending)", { hasText: "phone after the restart" }).waitFor(T);
+    assert.equal(await g1.locator("#guest-messages li", { hasText: "from phone two" }).evaluate((l) => l.classList.contains("mine")), false);
+    await g1.reload();
+    await g1.locator("#guest-compose").waitFor(T);
+  });
+
+  // ------------------------------------------------------------ the pass ends
+  await check("a pass ending is said on the phone's screen", async () => {
+    const passes = JSON.parse(cli("--json", "guest", "list"));
+    for (const p of passes.guests || passes) cli("guest", "revoke", p.id);
+    const ended = g1.locator("#guest-ended");
+    await ended.waitFor({ state: "visible", timeout: 20000 });
+    const r = await ended.evaluate((e) => { const b = e.getBoundingClientRect(); return { top: b.top, bottom: b.bottom, h: innerHeight }; });
+    assert.ok(r.top >= 0 && r.bottom <= r.h + 1, JSON.stringify(r));
+  });
+
+  // ------------------------------------------------------------ sign out
+  await check("sign out", async () => {
+    await owner.getByRole("button", { name: "Sign out" }).click();
+    await owner.locator("#signin").waitFor({ state: "visible", ...T });
+    await owner.reload();
+    await owner.locator("#signin").waitFor({ state: "visible", ...T });
+  });
+} catch (e) {
+  failed.push(`setup: ${e.message}`);
+  console.log(`ui: FAILED outside a check: ${e.stack}`);
+} finally {
+  await browser.close();
+  stdin.close();
+}
+if (failed.length) {
+  console.log(`ui: ${failed.length} failed: ${failed.join("; ")}`);
+  process.exit(1);
+}
+console.log("ui: all steps passed");
