@@ -195,7 +195,7 @@ try {
 
   // The guest reaches nothing but its room.
   const probe = await guest.evaluate(async (other) => {
-    const csrf = sessionStorage.getItem("pn-token");
+    const csrf = sessionStorage.getItem("pn-guest-token");
     const get = async (p) => (await fetch(p, { headers: { "X-Session-Token": csrf } })).status;
     return {
       otherRoom: await get(`/api/rooms/${other}/messages`),
@@ -219,7 +219,7 @@ try {
   await owner.getByText("No guest passes").waitFor();
   await guest.getByText("This guest pass has ended").waitFor({ timeout: 15000 });
   const after = await guest.evaluate(async () =>
-    (await fetch("/api/guest/messages", { headers: { "X-Session-Token": sessionStorage.getItem("pn-token") } })).status);
+    (await fetch("/api/guest/messages", { headers: { "X-Session-Token": sessionStorage.getItem("pn-guest-token") } })).status);
   assert.ok(after === 401 || after === 403, `a revoked guest's request is refused (${after})`);
   const reopen = await guestCtx.newPage();
   const resp = await reopen.goto(env("GUEST_URL"));

@@ -191,7 +191,7 @@ try {
     assert.equal(r.whoShown, 0, "a grouped message does not repeat its author");
   });
   await check("a long room name does not overflow", async () => {
-    const long = "a-very-long-room-name-for-the-whole-camp-and-everyone-in-it-xyz";
+    const long = "a-very-long-room-name-for-the-whole-festival-and-all-who-go-xyz";
     await owner.getByLabel("New room name").fill(long);
     await owner.getByRole("button", { name: "Create" }).click();
     await owner.locator("#room-title", { hasText: long }).waitFor(T);
@@ -221,10 +221,21 @@ try {
   });
   await check("unread counts survive a reload", async () => {
     await owner.getByRole("button", { name: "camp" }).click();
-    cli("send", "other", "unread one");
-    cli("send", "other", "unread two");
+    // Someone else writes in "other": a guest there.
+    const url = JSON.parse(cli("--json", "guest", "create", "other")).url;
+    const gCtx = await browser.newContext(phone);
+    const g = await gCtx.newPage();
+    await g.goto(url);
+    await g.getByLabel("Pick a nickname to chat").fill("Kim");
+    await g.getByRole("button", { name: "Start" }).click();
+    for (const text of ["unread one", "unread two"]) {
+      await g.locator("#guest-text").fill(text);
+      await g.locator("#guest-text").press("Enter");
+      await g.locator("#guest-messages li.mine:not(.pending)", { hasText: text }).waitFor(T);
+    }
+    await gCtx.close();
     const other = owner.getByRole("button", { name: /^other/ });
-    await owner.waitForFunction(() => [...document.querySelectorAll("#room-list button")].some((b) => /^other\b.*2/.test(b.textContent)), null, T);
+    await owner.waitForFunction(() => [...document.querySelectorAll("#room-list button")].some((b) => /^other.*2/.test(b.textContent)), null, T);
     await owner.reload();
     await owner.getByRole("button", { name: "camp" }).waitFor(T);
     await owner.waitForTimeout(500);
@@ -275,15 +286,15 @@ try {
   await lines.next();
   await check("after a daemon restart the owner page is live again, without signing in", async () => {
     await owner.waitForFunction(() => document.getElementById("conn").title === "live", null, { timeout: 40000 });
-    cli("send", "camp", "after the restart");
-    await owner.locator("#messages li", { hasText: "after the restart" }).waitFor(T);
+    cli("send", "camp", "sent once restarted");
+    await owner.locator("#messages li", { hasText: "sent once restarted" }).waitFor(T);
     await owner.locator("#text").fill("owner after the restart");
     await owner.locator("#text").press("Enter");
     await owner.locator("#messages li.mine:not(.pending)", { hasText: "owner after the restart" }).waitFor(T);
   });
   await check("after a daemon restart a guest with a valid pass goes on, without rescanning", async () => {
     await g1.waitForFunction(() => document.getElementById("conn").title === "live", null, { timeout: 40000 });
-    await g1.locator("#guest-messages li", { hasText: "after the restart" }).waitFor(T);
+    await g1.locator("#guest-messages li", { hasText: "sent once restarted" }).waitFor(T);
     await g1.locator("#guest-text").fill("phone after the restart");
     await g1.locator("#guest-text").press("Enter");
     await g1.locator("#guest-messages li.mine:not(.pending)", { hasText: "phone after the restart" }).waitFor(T);

@@ -11,11 +11,14 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 // The session token: sent with every request besides the cookie. It lives in
 // this origin's sessionStorage, which no other port on this host can read
 // (browsers share cookies between ports, not storage).
-let token = sessionStorage.getItem("pn-token") || "";
+// The owner's and a guest's are kept apart ("pn-token", "pn-guest-token"),
+// so the owner trying a guest link in this tab stays the owner on "/".
+const tokenKey = location.pathname === "/guest" ? "pn-guest-token" : "pn-token";
+let token = sessionStorage.getItem(tokenKey) || "";
 function setToken(t) {
   token = t || "";
-  if (token) sessionStorage.setItem("pn-token", token);
-  else sessionStorage.removeItem("pn-token");
+  if (token) sessionStorage.setItem(tokenKey, token);
+  else sessionStorage.removeItem(tokenKey);
 }
 
 // The explicit overrides (LRO U+202D, RLO U+202E) shown, not obeyed: inside
@@ -35,10 +38,10 @@ function bdi(text) {
 }
 
 function showError(msg) {
-  const e = $("error");
-  e.replaceChildren(...(msg ? [bdi(msg)] : []));
-  e.hidden = !msg;
+  $("error-text").replaceChildren(...(msg ? [bdi(msg)] : []));
+  $("error").hidden = !msg;
 }
+$("error-close").onclick = () => showError("");
 
 async function api(method, path, body) {
   const opts = { method, headers: { "X-Session-Token": token }, credentials: "same-origin" };
@@ -77,10 +80,53 @@ function deliveryText(d) {
   return "";
 }
 
-// `who`: the parts of the author line (names as <bdi> elements).
-function messageItem(m, mine, who, delivery) {
+// The day a separator names: "Today", "Yesterday", or the date.
+function dayLabel(ms) {
+  const d = new Date(ms);
+  const today = new Date();
+  const yesterday = new Date(today.getFullYear(), today.getMonth(), today.getDate() - 1);
+  if (d.toDateString() === today.toDateString()) return "Today";
+  if (d.toDateString() === yesterday.toDateString()) return "Yesterday";
+  return d.toLocaleDateString([], { weekday: "long", year: "numeric", month: "long", day: "numeric" });
+}
+
+// Message text with its web addresses as links: http and https only (no
+// javascript:, data: or file:), opened in a new tab that gets no handle on
+// this page and no Referer. Everything else stays text.
+function linkify(text) {
+  const out = [];
+  const re = /\bhttps?:\/\/[^\s<>"]+/gi;
+  let at = 0;
+  for (const m of text.matchAll(re)) {
+    let url = m[0].replace(/[.,;:!?'")\]]+$/, "");
+    if (!url) continue;
+    let ok = false;
+    try {
+      ok = ["http:", "https:"].includes(new URL(url).protocol);
+    } catch (e) {
+      ok = false;
+    }
+    if (!ok) continue;
+    out.push(text.slice(at, m.index));
+    const a = document.createElement("a");
+    a.href = url;
+    a.textContent = url;
+    a.rel = "noopener noreferrer";
+    a.target = "_blank";
+    out.push(a);
+    at = m.index + url.length;
+  }
+  out.push(text.slice(at));
+  return out;
+}
+
+// `who`: the parts of the author line (names as <bdi> elements); `author`:
+// who wrote it, to group consecutive messages of one author.
+function messageItem(m, mine, who, delivery, author) {
   const li = document.createElement("li");
   li.dataset.id = m.id;
+  li.dataset.ts = String(m.timestamp_ms);
+  li.dataset.author = author ?? (mine ? "me" : m.author_name);
   if (mine) li.classList.add("mine");
   const w = document.createElement("div");
   w.className = "who";
@@ -88,7 +134,7 @@ function messageItem(m, mine, who, delivery) {
   const t = document.createElement("div");
   t.className = "text";
   t.dir = "auto";
-  t.textContent = reveal(m.text);
+  t.append(...linkify(reveal(m.text)));
   const meta = document.createElement("div");
   meta.className = "meta";
   meta.textContent = time(m.timestamp_ms) + (delivery ? " · " + delivery : "");
@@ -96,8 +142,83 @@ function messageItem(m, mine, who, delivery) {
   return li;
 }
 
+// Puts `items` (message <li>s, oldest first) into `ol` with a separator
+// before each new day, and consecutive messages of one author within five
+// minutes grouped (the author said once).
+function fillList(ol, items) {
+  const out = [];
+  let prev = null;
+  for (const li of items) {
+    out.push(...joinTo(prev, li));
+    prev = li;
+  }
+  ol.replaceChildren(...out);
+}
+
+// What goes after `prev` (a message <li> or null): a day separator if the
+// day changed, then `li`, marked as a continuation of the same author's.
+function joinTo(prev, li) {
+  const out = [];
+  const ts = Number(li.dataset.ts);
+  const pts = prev ? Number(prev.dataset.ts) : NaN;
+  const newDay = !prev || new Date(pts).toDateString() !== new Date(ts).toDateString();
+  if (newDay && ts) {
+    const d = document.createElement("li");
+    d.className = "day";
+    d.setAttribute("role", "separator");
+    d.textContent = dayLabel(ts);
+    out.push(d);
+  }
+  const same = prev && !newDay && prev.dataset.author === li.dataset.author && ts - pts < 5 * 60 * 1000 && ts >= pts;
+  li.classList.toggle("cont", !!same);
+  out.push(li);
+  return out;
+}
+
+function lastMessage(ol) {
+  const all = ol.querySelectorAll("li[data-ts]:not(.pending)");
+  return all.length ? all[all.length - 1] : null;
+}
+
+function nearBottom(ol) {
+  return ol.scrollHeight - ol.scrollTop - ol.clientHeight < 80;
+}
+
+// Appends a message <li> before any pending ones, keeping the view on the
+// newest if it was there.
+function appendMessage(ol, li, follow) {
+  const stick = follow || nearBottom(ol);
+  const firstPending = ol.querySelector("li.pending");
+  const parts = joinTo(lastMessage(ol), li);
+  for (const p of parts) ol.insertBefore(p, firstPending);
+  if (stick) ol.scrollTop = ol.scrollHeight;
+}
+
+// A message box: Enter sends, Shift+Enter makes a new line (as does Enter
+// while an input method is composing); it grows with its text.
+function multiline(box, form) {
+  const fit = () => {
+    box.style.height = "auto";
+    box.style.height = `${Math.min(box.scrollHeight + 2, 160)}px`;
+  };
+  box.addEventListener("input", fit);
+  box.addEventListener("keydown", (e) => {
+    if (e.key === "Enter" && !e.shiftKey && !e.isComposing) {
+      e.preventDefault();
+      form.requestSubmit();
+    }
+  });
+  return () => {
+    box.value = "";
+    fit();
+  };
+}
+
 // `title`: its parts (names as <bdi> elements).
 function showQr(title, text, svg, note) {
+  for (const id of ["qr-img", "qr-text", "qr-copy"]) $(id).hidden = false;
+  $("qr-warn").hidden = true;
+  $("pass-form").hidden = true;
   $("qr-title").replaceChildren(...title);
   $("qr-img").src = "data:image/svg+xml;charset=utf-8," + encodeURIComponent(svg);
   $("qr-text").textContent = text;
@@ -153,6 +274,14 @@ function liveStream(path, listeners, caughtUp) {
     es.onerror = () => {
       es.close();
       if (stopped) return;
+      // Whether the session itself is over (then no retry can help).
+      api("GET", "/api/session").catch((err) => {
+        if ((err.status === 401 || err.status === 403) && !stopped) {
+          stopped = true;
+          clearTimeout(timer);
+          sessionLost(err);
+        }
+      });
       const wait = delay * (0.75 + Math.random() * 0.5);
       delay = Math.min(delay * 2, 30000);
       setLive(false, Date.now() + wait);
@@ -218,7 +347,7 @@ function makeOutbox(list, box) {
   return {
     // `post(text)` sends; `sent(message)` shows the sent message.
     add(text, post, sent, failed, tag) {
-      const li = messageItem({ id: "", text, timestamp_ms: Date.now() }, true, ["you"], "");
+      const li = messageItem({ id: "", text, timestamp_ms: Date.now() }, true, ["you"], "", "me");
       li.classList.add("pending");
       const meta = li.querySelector(".meta");
       meta.textContent = "sending…";
@@ -237,11 +366,30 @@ function makeOutbox(list, box) {
 
 // ---------------------------------------------------------------- owner
 
-const owner = { rooms: [], room: null, next: null, view: "chat" };
+const owner = { rooms: [], room: null, next: null, view: "chat", msgs: [] };
 
+// Unread counts and the room last open, kept in this browser across reloads.
+function savedUnread() {
+  try {
+    return JSON.parse(localStorage.getItem("pn-unread") || "{}") || {};
+  } catch (e) {
+    return {};
+  }
+}
+function saveUnread() {
+  const keep = {};
+  for (const r of owner.rooms) if (r.unread) keep[r.id] = r.unread;
+  localStorage.setItem("pn-unread", JSON.stringify(keep));
+  if (owner.room) localStorage.setItem("pn-room", owner.room.id);
+}
+
+// The owner's own messages are theirs; a guest's (written through this web
+// UI, signed by this node) are the guest's: `guest` says so.
 function ownerMessage(m) {
-  const who = [bdi(m.author_name), m.own ? " (you)" : ` [${m.author.slice(0, 4)}]`];
-  return messageItem(m, m.own, who, m.own ? deliveryText(m.delivery) : "");
+  const mine = m.own && !m.guest;
+  const who = mine ? [bdi(m.author_name), " (you)"] : m.guest ? [bdi(m.author_name)] : [bdi(m.author_name), ` [${m.author.slice(0, 4)}]`];
+  const author = m.guest ? `guest:${m.author_name}` : m.author;
+  return messageItem(m, mine, who, mine ? deliveryText(m.delivery) : "", author);
 }
 
 function renderRooms() {
@@ -251,64 +399,163 @@ function renderRooms() {
     const li = document.createElement("li");
     const b = document.createElement("button");
     b.type = "button";
-    b.append(bdi(r.name), r.unread ? ` (${r.unread})` : "");
+    b.append(bdi(r.name));
+    if (r.unread) {
+      const n = document.createElement("span");
+      n.className = "badge";
+      n.textContent = String(r.unread);
+      n.title = `${r.unread} unread`;
+      b.append(n);
+    }
     b.setAttribute("aria-current", String(owner.room?.id === r.id));
     b.onclick = () => openRoom(r.id);
     li.append(b);
     ul.append(li);
   }
+  saveUnread();
 }
 
 async function loadRooms() {
   const rooms = await api("GET", "/api/rooms");
-  const unread = Object.fromEntries(owner.rooms.map((r) => [r.id, r.unread || 0]));
+  const unread = owner.rooms.length ? Object.fromEntries(owner.rooms.map((r) => [r.id, r.unread || 0])) : savedUnread();
   owner.rooms = rooms.map((r) => ({ ...r, unread: unread[r.id] || 0 }));
   renderRooms();
 }
 
+let opening = 0;
 async function openRoom(id) {
   owner.room = owner.rooms.find((r) => r.id === id) || null;
   if (!owner.room) return;
+  const seq = ++opening;
   owner.room.unread = 0;
   renderRooms();
   $("room-title").replaceChildren(bdi(owner.room.name));
-  for (const b of ["invite-btn", "guest-btn", "compose"]) $(b).hidden = false;
+  for (const b of ["invite-btn", "guest-btn", "leave-btn", "members-btn", "compose"]) $(b).hidden = false;
   const page = await api("GET", `/api/rooms/${id}/messages`);
+  if (seq !== opening) return;
+  owner.msgs = page.messages.slice().reverse();
   const ol = $("messages");
-  ol.replaceChildren(...page.messages.slice().reverse().map(ownerMessage), ...ownerOutbox.pending(id));
+  fillList(ol, owner.msgs.map(ownerMessage));
+  ol.append(...ownerOutbox.pending(id));
   owner.next = page.next;
   $("older").hidden = !page.next;
   ol.scrollTop = ol.scrollHeight;
-  $("text").focus();
+  if (!$("members-panel").hidden) renderMembers();
+  if (matchMedia("(pointer: fine)").matches) $("text").focus();
 }
 
 $("older").onclick = async () => {
   if (!owner.room || !owner.next) return;
   const page = await api("GET", `/api/rooms/${owner.room.id}/messages?before=${encodeURIComponent(owner.next)}`);
-  $("messages").prepend(...page.messages.slice().reverse().map(ownerMessage));
+  const ol = $("messages");
+  const fromBottom = ol.scrollHeight - ol.scrollTop;
+  owner.msgs = page.messages.slice().reverse().concat(owner.msgs);
+  fillList(ol, owner.msgs.map(ownerMessage));
+  ol.append(...ownerOutbox.pending(owner.room.id));
+  ol.scrollTop = ol.scrollHeight - fromBottom;
   owner.next = page.next;
   $("older").hidden = !page.next;
 };
 
+// The people seen in this room's loaded history (the daemon knows members
+// by what they wrote), and how many members it knows of.
+function renderMembers() {
+  const seen = new Map();
+  for (const m of owner.msgs) {
+    const key = m.guest ? `guest:${m.author_name}` : m.author;
+    seen.set(key, { name: m.author_name, mine: m.own && !m.guest, guest: !!m.guest, id: m.author });
+  }
+  const ul = $("members");
+  ul.replaceChildren(...[...seen.values()].map((p) => {
+    const li = document.createElement("li");
+    li.append(bdi(p.name), p.mine ? " (you)" : p.guest ? "" : ` [${p.id.slice(0, 4)}]`);
+    return li;
+  }));
+  const n = owner.room?.members || seen.size;
+  $("members-note").textContent = `${n} member${n === 1 ? "" : "s"} known to this node; below, who wrote in the messages loaded here.`;
+}
+$("members-btn").onclick = () => {
+  const p = $("members-panel");
+  p.hidden = !p.hidden;
+  $("members-btn").setAttribute("aria-pressed", String(!p.hidden));
+  if (!p.hidden) renderMembers();
+};
+
+$("leave-btn").onclick = async () => {
+  const r = owner.room;
+  if (!r || !confirm(`Leave “${reveal(r.name)}”? Its messages are removed from this device.`)) return;
+  try {
+    await api("POST", `/api/rooms/${encodeURIComponent(r.id)}/leave`);
+    owner.room = null;
+    await loadRooms();
+    if (owner.rooms.length) await openRoom(owner.rooms[0].id);
+    else {
+      $("room-title").textContent = "Pick or create a room";
+      $("messages").replaceChildren();
+      for (const b of ["invite-btn", "guest-btn", "leave-btn", "members-btn", "compose", "members-panel"]) $(b).hidden = true;
+    }
+    showError("");
+  } catch (err) {
+    showError(err.message);
+  }
+};
+
+$("name-btn").onclick = async () => {
+  $("name-form").hidden = !$("name-form").hidden;
+  if ($("name-form").hidden) return;
+  try {
+    $("name-input").value = (await api("GET", "/api/status")).display_name;
+  } catch (err) {
+    showError(err.message);
+  }
+  $("name-input").focus();
+};
+$("name-cancel").onclick = () => ($("name-form").hidden = true);
+$("name-form").onsubmit = async (e) => {
+  e.preventDefault();
+  try {
+    await api("POST", "/api/name", { name: $("name-input").value });
+    $("name-form").hidden = true;
+    showError("");
+  } catch (err) {
+    showError(err.message);
+  }
+};
+
+$("signout-btn").onclick = async () => {
+  try {
+    await api("POST", "/api/logout");
+  } catch (err) {
+    // Signed out already (or the daemon is away): forget the token anyway.
+  }
+  setToken("");
+  location.replace("/");
+};
+
 const ownerOutbox = makeOutbox($("messages"), $("text"));
 
+const clearText = multiline($("text"), $("compose"));
 $("compose").onsubmit = (e) => {
   e.preventDefault();
   const text = $("text").value;
   if (!text.trim() || !owner.room) return;
-  $("text").value = "";
+  clearText();
   const room = owner.room.id;
-  ownerOutbox.add(text, (t) => api("POST", `/api/rooms/${room}/messages`, { text: t }), addOwnerMessage, null, room);
+  ownerOutbox.add(text, (t) => api("POST", `/api/rooms/${room}/messages`, { text: t }), (m) => addOwnerMessage(m, true), null, room);
 };
 
-function addOwnerMessage(m) {
+function addOwnerMessage(m, follow) {
   const ol = $("messages");
   if (owner.room?.id !== m.room) return false;
   const old = ol.querySelector(`li[data-id="${CSS.escape(m.id)}"]`);
   const li = ownerMessage(m);
-  if (old) old.replaceWith(li);
-  else ol.append(li);
-  ol.scrollTop = ol.scrollHeight;
+  if (old) {
+    li.classList.toggle("cont", old.classList.contains("cont"));
+    old.replaceWith(li);
+  } else {
+    owner.msgs.push(m);
+    appendMessage(ol, li, follow);
+  }
   return true;
 }
 
@@ -347,14 +594,34 @@ $("invite-btn").onclick = async () => {
   }
 };
 
-$("guest-btn").onclick = async () => {
-  try {
-    const g = await api("POST", "/api/guests", { room: owner.room.id });
-    showQr(["Guest pass to ", bdi(g.guest.room_name)], g.guest.url, g.svg,
-      `A phone's camera opens this room in its browser, until ${new Date(g.guest.expires_ms).toLocaleString()}.`);
-  } catch (err) {
-    showError(err.message);
-  }
+// A guest pass: the owner picks how long it lasts first; an address a
+// phone cannot reach (127.0.0.1) is said, with what to do about it.
+$("guest-btn").onclick = () => {
+  const room = owner.room;
+  if (!room) return;
+  $("qr-title").replaceChildren("Guest pass to ", bdi(room.name));
+  for (const id of ["qr-img", "qr-text", "qr-copy", "qr-warn"]) $(id).hidden = true;
+  $("qr-note").textContent = "";
+  $("pass-form").hidden = false;
+  $("pass-make").onclick = async () => {
+    try {
+      const g = await api("POST", "/api/guests", { room: room.id, ttl_minutes: Number($("pass-len").value) });
+      $("pass-form").hidden = true;
+      $("qr-dialog").close();
+      showQr(["Guest pass to ", bdi(g.guest.room_name)], g.guest.url, g.svg,
+        `A phone's camera opens this room in its browser, until ${new Date(g.guest.expires_ms).toLocaleString()}.`);
+      const host = new URL(g.guest.url).hostname;
+      if (host === "127.0.0.1" || host === "localhost" || host === "[::1]" || host.startsWith("127.")) {
+        $("qr-warn").textContent = `This address (${host}) works on this machine only: a phone cannot open it. ` +
+          "Turn on LAN mode (lan_interface in the [web] section of the config, then restart the daemon) " +
+          "or Wi-Fi Direct hosting (peddlenet wifi host on; phones join this node's own Wi-Fi), then make a new pass.";
+        $("qr-warn").hidden = false;
+      }
+    } catch (err) {
+      showError(err.message);
+    }
+  };
+  $("qr-dialog").showModal();
 };
 
 $("wifi-btn").onclick = async () => {
@@ -433,14 +700,15 @@ async function loadMesh() {
 
 function setView(v) {
   owner.view = v;
-  for (const b of document.querySelectorAll("#tabs button")) b.setAttribute("aria-pressed", String(b.dataset.view === v));
+  showError("");
+  for (const b of document.querySelectorAll("#tabs button[data-view]")) b.setAttribute("aria-pressed", String(b.dataset.view === v));
   $("owner").hidden = v !== "chat";
   $("guests-view").hidden = v !== "guests";
   $("mesh-view").hidden = v !== "mesh";
   if (v === "guests") loadGuests().catch((e) => showError(e.message));
   if (v === "mesh") loadMesh().catch((e) => showError(e.message));
 }
-for (const b of document.querySelectorAll("#tabs button")) b.onclick = () => setView(b.dataset.view);
+for (const b of document.querySelectorAll("#tabs button[data-view]")) b.onclick = () => setView(b.dataset.view);
 
 function ownerCatchUp() {
   loadRooms().catch(() => {});
@@ -456,7 +724,7 @@ function ownerEvent(e) {
     if (ev.type === "message") {
       if (!addOwnerMessage(ev.message)) {
         const r = owner.rooms.find((x) => x.id === ev.message.room);
-        if (r) r.unread = (r.unread || 0) + 1;
+        if (r && !(ev.message.own && !ev.message.guest)) r.unread = (r.unread || 0) + 1;
         else loadRooms().catch(() => {});
         renderRooms();
       }
@@ -473,15 +741,28 @@ async function startOwner() {
   $("owner").hidden = false;
   await loadRooms();
   ownerEvents();
-  if (owner.rooms.length) await openRoom(owner.rooms[0].id);
+  const last = localStorage.getItem("pn-room");
+  const first = owner.rooms.find((r) => r.id === last) || owner.rooms[0];
+  if (first) await openRoom(first.id);
+}
+
+// The session is over (signed out elsewhere, or it idled out): say so
+// rather than retrying for ever.
+function sessionLost(err) {
+  if (location.pathname === "/guest") {
+    guestEnded(err.message);
+    return;
+  }
+  setLive(false, 0, "this browser is signed out; open a new sign-in link (peddlenet web)");
+  setToken("");
 }
 
 // ---------------------------------------------------------------- guest
 
-const guest = { nickname: null, next: null };
+const guest = { nickname: null, next: null, msgs: [] };
 
 function guestMessage(m) {
-  return messageItem(m, m.mine, m.mine ? ["you"] : [bdi(m.author_name)], "");
+  return messageItem(m, m.mine, m.mine ? ["you"] : [bdi(m.author_name)], "", m.mine ? "me" : m.author_name);
 }
 
 let guestStream = null;
@@ -492,13 +773,16 @@ function guestEnded(reason) {
   const p = $("guest-ended");
   p.replaceChildren("This guest pass has ended: ", bdi(reason));
   p.hidden = false;
+  p.scrollIntoView({ block: "end" });
   setLive(false, 0, "the pass no longer works");
 }
 
 async function loadGuestMessages() {
   const page = await api("GET", "/api/guest/messages");
   const ol = $("guest-messages");
-  ol.replaceChildren(...page.messages.slice().reverse().map(guestMessage), ...guestOutbox.pending(""));
+  guest.msgs = page.messages.slice().reverse();
+  fillList(ol, guest.msgs.map(guestMessage));
+  ol.append(...guestOutbox.pending(""));
   guest.next = page.next;
   $("guest-older").hidden = !page.next;
   ol.scrollTop = ol.scrollHeight;
@@ -506,7 +790,12 @@ async function loadGuestMessages() {
 
 $("guest-older").onclick = async () => {
   const page = await api("GET", `/api/guest/messages?before=${encodeURIComponent(guest.next)}`);
-  $("guest-messages").prepend(...page.messages.slice().reverse().map(guestMessage));
+  const ol = $("guest-messages");
+  const fromBottom = ol.scrollHeight - ol.scrollTop;
+  guest.msgs = page.messages.slice().reverse().concat(guest.msgs);
+  fillList(ol, guest.msgs.map(guestMessage));
+  ol.append(...guestOutbox.pending(""));
+  ol.scrollTop = ol.scrollHeight - fromBottom;
   guest.next = page.next;
   $("guest-older").hidden = !page.next;
 };
@@ -528,24 +817,36 @@ $("nick-form").onsubmit = async (e) => {
 
 const guestOutbox = makeOutbox($("guest-messages"), $("guest-text"));
 
+const clearGuestText = multiline($("guest-text"), $("guest-compose"));
 $("guest-compose").onsubmit = (e) => {
   e.preventDefault();
   const text = $("guest-text").value;
   if (!text.trim()) return;
-  $("guest-text").value = "";
+  clearGuestText();
   guestOutbox.add(
     text,
     (t) => api("POST", "/api/guest/messages", { text: t }),
-    addGuestMessage,
+    (m) => addGuestMessage(m, true),
     (err) => err.status === 403 && guestEnded(err.message),
   );
 };
 
-function addGuestMessage(m) {
+// `follow`: this guest's own, just sent: the reply says it is "mine",
+// which the live event, arriving first, may not have known yet.
+function addGuestMessage(m, follow) {
   const ol = $("guest-messages");
-  if (ol.querySelector(`li[data-id="${CSS.escape(m.id)}"]`)) return;
-  ol.append(guestMessage(m));
-  ol.scrollTop = ol.scrollHeight;
+  const old = ol.querySelector(`li[data-id="${CSS.escape(m.id)}"]`);
+  if (old) {
+    if (follow) {
+      const li = guestMessage(m);
+      li.classList.toggle("cont", old.classList.contains("cont"));
+      old.replaceWith(li);
+      guest.msgs = guest.msgs.map((x) => (x.id === m.id ? m : x));
+    }
+    return;
+  }
+  guest.msgs.push(m);
+  appendMessage(ol, guestMessage(m), follow);
 }
 
 async function startGuest(s) {
