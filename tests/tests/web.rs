@@ -523,6 +523,7 @@ async fn the_web_ui_as_people_use_it_in_chromium() {
     std::fs::create_dir_all(&shots).unwrap();
     let cli_path = bin("peddlenet");
     let socket = a.socket.clone();
+    let shots_dir = shots.clone();
 
     let (ok, stdout) = tokio::task::spawn_blocking(move || {
         use std::io::BufRead;
@@ -560,6 +561,19 @@ async fn the_web_ui_as_people_use_it_in_chromium() {
     .unwrap();
     assert!(ok, "the browser test failed (above)");
     assert!(stdout.contains("ui: all steps passed"), "every step ran");
+    for shot in [
+        "web-owner-1920x1080.png",
+        "web-owner-960x640.png",
+        "web-owner-800x600.png",
+        "web-guest-390x844.png",
+    ] {
+        assert!(
+            std::fs::metadata(shots_dir.join(shot))
+                .map(|m| m.len() > 10_000)
+                .unwrap_or(false),
+            "{shot} was taken"
+        );
+    }
 }
 
 /// LAN mode: the web UI also listens on the chosen interface, guest URLs

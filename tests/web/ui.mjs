@@ -250,7 +250,7 @@ try {
     await owner.getByRole("button", { name: "Change name" }).click();
     await owner.getByLabel("Your name").fill("Ana B");
     await owner.getByRole("button", { name: "Save name" }).click();
-    await owner.waitForFunction(() => true);
+    await owner.locator("#name-form").waitFor({ state: "hidden", ...T });
     await owner.locator("#text").fill("signed as Ana B");
     await owner.locator("#text").press("Enter");
     await owner.locator("#messages li.mine:not(.pending)", { hasText: "signed as Ana B" }).filter({ hasText: "Ana B" }).waitFor(T);
@@ -301,6 +301,49 @@ try {
     assert.equal(await g1.locator("#guest-messages li", { hasText: "from phone two" }).evaluate((l) => l.classList.contains("mine")), false);
     await g1.reload();
     await g1.locator("#guest-compose").waitFor(T);
+  });
+
+  // ------------------------------------------------------------ screenshots
+  // A conversation in many scripts, with a long URL, a multi-line message
+  // and a long room name, at the sizes people use (looked at by a person).
+  await check("screenshots of a conversation in many scripts", async () => {
+    const room = "Summer camp at the lake 2026: kitchen, tents and night watch";
+    cli("room", "create", room);
+    const url = JSON.parse(cli("--json", "guest", "create", room)).url;
+    const gCtx = await browser.newContext(phone);
+    const g = await gCtx.newPage();
+    await g.goto(url);
+    await g.getByLabel("Pick a nickname to chat").fill("Layla");
+    await g.getByRole("button", { name: "Start" }).click();
+    const guestSays = async (text) => {
+      await g.locator("#guest-text").fill(text);
+      await g.locator("#guest-text").press("Enter");
+      await g.locator("#guest-messages li.mine:not(.pending)", { hasText: text.split("\n")[0] }).waitFor(T);
+    };
+    cli("send", room, "Welcome! The map is at https://example.org/camp/2026/maps/lakeside-north-shore/tents-and-kitchen-layout-final-v3.pdf?download=1&lang=en");
+    await guestSays("مرحبا! متى يبدأ العشاء الليلة؟");
+    cli("send", room, "晚饭七点开始，记得带上你的杯子 🍲🥢");
+    await guestSays("नमस्ते, मैं कल सुबह नाव चलाने आऊँगी 🚣‍♀️");
+    await guestSays("Bringing:\n- two lanterns\n- the big pot\n- marshmallows 🔥");
+    cli("send", room, "Great 👍🏽 Night watch tonight:\n22:00 Ana\n00:00 Ben\n02:00 Layla");
+    await guestSays("https://example.org/a/very/long/path/without/any/spaces/to/break/it/up/at/all/0123456789abcdef");
+    await owner.reload();
+    await owner.getByRole("button", { name: /^Summer camp/ }).click();
+    await owner.locator("#messages li", { hasText: "marshmallows" }).waitFor(T);
+    for (const [w, h] of [[1920, 1080], [960, 640], [800, 600]]) {
+      await owner.setViewportSize({ width: w, height: h });
+      await owner.waitForTimeout(300);
+      await owner.evaluate(() => { const ol = document.getElementById("messages"); ol.scrollTop = ol.scrollHeight; });
+      await owner.screenshot({ path: `${env("SHOTS")}/web-owner-${w}x${h}.png` });
+      const wide = await owner.evaluate(() => document.documentElement.scrollWidth);
+      assert.ok(wide <= w, `the owner page fits ${w} px: ${wide}`);
+    }
+    await g.waitForTimeout(300);
+    await g.screenshot({ path: `${env("SHOTS")}/web-guest-390x844.png` });
+    const wide = await g.evaluate(() => document.documentElement.scrollWidth);
+    assert.ok(wide <= 390, `the guest page fits a phone: ${wide}`);
+    await gCtx.close();
+    await owner.setViewportSize({ width: 1200, height: 800 });
   });
 
   // ------------------------------------------------------------ the pass ends

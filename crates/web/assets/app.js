@@ -852,7 +852,7 @@ function addGuestMessage(m, follow) {
 async function startGuest(s) {
   $("guest").hidden = false;
   $("guest-room").replaceChildren(bdi(s.room_name));
-  $("guest-expiry").textContent = `guest until ${new Date(s.expires_ms).toLocaleString()}`;
+  $("guest-expiry").textContent = `guest until ${new Date(s.expires_ms).toLocaleString([], { dateStyle: "medium", timeStyle: "short" })}`;
   guest.nickname = s.nickname;
   $("nick-form").hidden = !!s.nickname;
   $("guest-compose").hidden = !s.nickname;
