@@ -76,6 +76,8 @@ pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 pub const DEFAULT_MAX_CONNECTIONS: usize = 256;
 /// Default: connections open at once from one client address.
 pub const DEFAULT_MAX_CONNECTIONS_PER_ADDRESS: usize = 128;
+/// How often changed sessions are written to the data folder.
+const SESSIONS_SAVE_EVERY: Duration = Duration::from_secs(1);
 /// Events buffered for slow streams before they are told to reload.
 const EVENT_BUFFER: usize = 256;
 
@@ -317,6 +319,7 @@ impl Web {
                 .clamp(Duration::from_millis(200), Duration::from_secs(15)),
         });
         tokio::spawn(relay_events(state.clone(), stop.clone()));
+        let saver = tokio::spawn(save_sessions(state.clone(), stop.clone()));
         let app = routes::router(state);
         let conns = conn::Conns::new(limits);
         let serve = |l: TcpListener, stop: watch::Receiver<bool>, also: watch::Receiver<bool>| {
@@ -342,6 +345,7 @@ impl Web {
             // Open event streams would hold graceful shutdown: don't wait long.
             let _ = tokio::time::timeout(Duration::from_secs(2), s).await;
         }
+        let _ = saver.await;
     }
 }
 
@@ -376,6 +380,25 @@ impl State {
     /// Forgets a client whose connection failed.
     async fn drop_client(&self) {
         *self.client.lock().await = None;
+    }
+}
+
+/// Writes the sessions file when sessions changed, at most once a second
+/// (a guest's every message changes it), outside the sessions' lock; once
+/// more on the way out.
+async fn save_sessions(state: Arc<State>, mut stop: watch::Receiver<bool>) {
+    loop {
+        let stopping = tokio::select! {
+            _ = tokio::time::sleep(SESSIONS_SAVE_EVERY) => false,
+            _ = stop.wait_for(|s| *s) => true,
+        };
+        let snap = state.sessions.lock().expect("lock").snapshot();
+        if let Some(snap) = snap {
+            let _ = tokio::task::spawn_blocking(move || session::write_snapshot(snap)).await;
+        }
+        if stopping {
+            return;
+        }
     }
 }
 

@@ -128,6 +128,10 @@ pub struct Sessions {
     /// Where they are saved (none: in memory only).
     path: Option<PathBuf>,
     saved_at: Instant,
+    /// Changed since last written: [`Sessions::snapshot`] hands it out, at
+    /// most once a second (see `lib.rs`), and the writing happens outside
+    /// the lock.
+    dirty: bool,
 }
 
 pub fn random_id() -> String {
@@ -219,6 +223,7 @@ impl Sessions {
             author_order: VecDeque::new(),
             path: None,
             saved_at: Instant::now(),
+            dirty: false,
         }
     }
 
@@ -319,12 +324,20 @@ impl Sessions {
         s
     }
 
-    /// Writes the table (atomically: a new file renamed over the old).
+    /// Marks the table to be written.
     fn save(&mut self) {
         self.saved_at = Instant::now();
-        let Some(path) = self.path.clone() else {
-            return;
-        };
+        self.dirty = self.path.is_some();
+    }
+
+    /// The file and its new contents, if the table changed since the last
+    /// snapshot; [`write_snapshot`] writes them.
+    pub fn snapshot(&mut self) -> Option<(PathBuf, Vec<u8>)> {
+        if !self.dirty {
+            return None;
+        }
+        self.dirty = false;
+        let path = self.path.clone()?;
         let (now, wall) = (Instant::now(), now_ms());
         let out = |(k, s): (&String, &Session)| Saved {
             key: k.clone(),
@@ -366,8 +379,14 @@ impl Sessions {
                 .filter_map(|m| Some((m.clone(), self.authors.get(m)?.clone())))
                 .collect(),
         };
-        if let Err(e) = write_private(&path, &serde_json::to_vec(&state).unwrap_or_default()) {
-            tracing::warn!(path = %path.display(), error = %e, "web UI: cannot save sessions; they will not survive a restart");
+        Some((path, serde_json::to_vec(&state).unwrap_or_default()))
+    }
+
+    /// Writes what changed now (tests).
+    #[cfg(test)]
+    fn flush(&mut self) {
+        if let Some(s) = self.snapshot() {
+            write_snapshot(s);
         }
     }
 
@@ -588,6 +607,13 @@ impl Sessions {
     }
 }
 
+/// Writes a [`Sessions::snapshot`]; a failure is said in the log.
+pub fn write_snapshot((path, bytes): (PathBuf, Vec<u8>)) {
+    if let Err(e) = write_private(&path, &bytes) {
+        tracing::warn!(path = %path.display(), error = %e, "web UI: cannot save sessions; they will not survive a restart");
+    }
+}
+
 /// Writes `bytes` to `path` readable by this user only, atomically.
 fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
@@ -747,6 +773,7 @@ mod tests {
         let (gkey, gi) = s.create(g, HERE, t0);
         s.set_nickname(&gkey, "Sam".into());
         s.record_author("m1", "someone");
+        s.flush();
         let name = s.cookie_name().to_owned();
         let file = std::fs::read_to_string(dir.path().join(STATE_FILE)).unwrap();
         for secret in [&o.cookie_value, &o.token, &gi.cookie_value, &gi.token] {
@@ -793,6 +820,14 @@ mod tests {
             Who::Owner => panic!("a guest"),
         }
         assert_eq!(s.author_of("m1"), Some("someone"));
+        s.remove(&key_of(&o.cookie_value));
+        s.flush();
+        assert!(
+            Sessions::load(dir.path(), Instant::now())
+                .get(&o.cookie_value, Some(&o.token), Instant::now())
+                .is_none(),
+            "signed out stays signed out"
+        );
         // A garbled file: a fresh table, no panic.
         std::fs::write(dir.path().join(STATE_FILE), b"{not json").unwrap();
         assert_eq!(Sessions::load(dir.path(), Instant::now()).counts(), (0, 0));
