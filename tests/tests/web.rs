@@ -484,7 +484,8 @@ fn free_port() -> u16 {
 /// page on a phone (the list scrolls, the composer stays), who is who with
 /// two guests of one nickname, the owner opening a guest link, the chat's
 /// details (multi-line, links, unread counts, separators, grouping, sign
-/// out, leave, rename, members), a daemon restart under live pages, and
+/// out, leave, rename, members), a daemon restart under live pages (and
+/// one that lost the sessions: the page says it is signed out), and
 /// screenshots at the sizes people use.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_web_ui_as_people_use_it_in_chromium() {
@@ -549,8 +550,12 @@ async fn the_web_ui_as_people_use_it_in_chromium() {
             all.push_str(&line);
             all.push('\n');
             // The script asks for a restart of the daemon under its pages.
-            if line == "ui: restart the daemon" {
+            if line.starts_with("ui: restart the daemon") {
                 a.terminate();
+                if line.ends_with("without its sessions") {
+                    std::fs::remove_file(a.data_dir.join("web-sessions.json"))
+                        .expect("the web UI keeps its sessions in the data folder");
+                }
                 a.restart();
                 to_node.write_all(b"restarted\n").unwrap();
             }

@@ -7,7 +7,8 @@
 //   CLI, A_SOCKET        the CLI and A's socket
 //   SHOTS                a folder for screenshots
 // When it prints "ui: restart the daemon", the test restarts A and answers
-// "restarted" on stdin. Every check runs (a failed one does not stop the
+// "restarted" on stdin; "ui: restart the daemon without its sessions": the
+// same with the web UI's sessions file removed. Every check runs (a failed one does not stop the
 // others where they do not depend on it); exits non-zero if any failed.
 import { chromium } from "playwright-core";
 import { execFileSync } from "node:child_process";
@@ -354,6 +355,18 @@ try {
     await ended.waitFor({ state: "visible", timeout: 20000 });
     const r = await ended.evaluate((e) => { const b = e.getBoundingClientRect(); return { top: b.top, bottom: b.bottom, h: innerHeight }; });
     assert.ok(r.top >= 0 && r.bottom <= r.h + 1, JSON.stringify(r));
+  });
+
+  // ------------------------------------------------------------ a session gone
+  await check("a page whose session is gone says so, rather than retrying for ever", async () => {
+    console.log("ui: restart the daemon without its sessions");
+    await lines.next();
+    await owner.locator("#offline", { hasText: "signed out" }).waitFor({ timeout: 40000 });
+    assert.equal(await owner.locator("#conn").getAttribute("title"), "not live");
+    // A new sign-in link brings it back.
+    await owner.goto(JSON.parse(cli("--json", "web")).url);
+    await owner.getByRole("button", { name: "camp", exact: true }).waitFor(T);
+    await owner.waitForFunction(() => document.getElementById("conn").title === "live", null, T);
   });
 
   // ------------------------------------------------------------ sign out
