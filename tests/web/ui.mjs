@@ -123,6 +123,15 @@ try {
     await g1.locator("#guest-messages li", { hasText: "from phone two" }).waitFor(T);
     assert.equal(await mine(g1, "from phone two"), false, "after a reload");
     assert.equal(await mine(g1, "from phone one"), true, "its own, after a reload");
+    // A guest changes its nickname: its messages stay its own.
+    await g2.getByRole("button", { name: "Change nickname" }).click();
+    await g2.getByLabel("Pick a nickname to chat").fill("Sam T");
+    await g2.getByRole("button", { name: "Start" }).click();
+    await g2.locator("#guest-text").fill("renamed phone two");
+    await g2.locator("#guest-text").press("Enter");
+    await g2.locator("#guest-messages li.mine:not(.pending)", { hasText: "renamed phone two" }).waitFor(T);
+    assert.equal(await mine(g2, "from phone two"), true, "renamed: the earlier one is still its own");
+    await owner.locator("#messages li", { hasText: "renamed phone two" }).filter({ hasText: "Sam T (guest)" }).waitFor(T);
   });
   await check("the owner does not see guests' messages as its own", async () => {
     const li = owner.locator("#messages li", { hasText: "from phone one" });

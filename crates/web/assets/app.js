@@ -770,6 +770,7 @@ function guestEnded(reason) {
   guestStream?.stop();
   $("guest-compose").hidden = true;
   $("nick-form").hidden = true;
+  $("nick-btn").hidden = true;
   const p = $("guest-ended");
   p.replaceChildren("This guest pass has ended: ", bdi(reason));
   p.hidden = false;
@@ -806,6 +807,7 @@ $("nick-form").onsubmit = async (e) => {
     const r = await api("POST", "/api/guest/nickname", { nickname: $("nick").value });
     guest.nickname = r.nickname;
     $("nick-form").hidden = true;
+    $("nick-btn").hidden = false;
     $("guest-compose").hidden = false;
     $("guest-text").focus();
     showError("");
@@ -813,6 +815,15 @@ $("nick-form").onsubmit = async (e) => {
   } catch (err) {
     showError(err.message);
   }
+};
+
+// A new nickname, for the next messages (the ones sent stay as they were:
+// they are signed and gone). Who is "you" does not depend on it.
+$("nick-btn").onclick = () => {
+  $("nick").value = guest.nickname || "";
+  $("nick-form").hidden = false;
+  $("nick-btn").hidden = true;
+  $("nick").focus();
 };
 
 const guestOutbox = makeOutbox($("guest-messages"), $("guest-text"));
@@ -855,6 +866,7 @@ async function startGuest(s) {
   $("guest-expiry").textContent = `guest until ${new Date(s.expires_ms).toLocaleString([], { dateStyle: "medium", timeStyle: "short" })}`;
   guest.nickname = s.nickname;
   $("nick-form").hidden = !!s.nickname;
+  $("nick-btn").hidden = !s.nickname;
   $("guest-compose").hidden = !s.nickname;
   await loadGuestMessages();
   const catchUp = () => loadGuestMessages().catch(() => {});
