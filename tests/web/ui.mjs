@@ -96,6 +96,17 @@ try {
     await li.waitFor(T);
     await g1.waitForTimeout(300);
     assert.ok(await onScreen(g1, li), "the live message is on screen");
+    // Scrolled up to read: a new one does not pull the list down, but a
+    // "New messages" button says it came, and takes the reader there.
+    await g1.evaluate(() => { document.getElementById("guest-messages").scrollTop = 0; });
+    await g1.waitForTimeout(200);
+    cli("send", "camp", "while reading older ones");
+    const later = g1.locator("#guest-messages li", { hasText: "while reading older ones" });
+    await later.waitFor({ state: "attached", ...T });
+    await g1.getByRole("button", { name: "New messages" }).click();
+    await g1.waitForTimeout(300);
+    assert.ok(await onScreen(g1, later), "the new message is on screen");
+    assert.equal(await g1.getByRole("button", { name: "New messages" }).count(), 0, "the button is gone");
   });
 
   // ------------------------------------------------------------ who is who

@@ -153,6 +153,7 @@ function fillList(ol, items) {
     prev = li;
   }
   ol.replaceChildren(...out);
+  $(`${ol.id}-jump`).hidden = true;
 }
 
 // What goes after `prev` (a message <li> or null): a day separator if the
@@ -192,6 +193,21 @@ function appendMessage(ol, li, follow) {
   const parts = joinTo(lastMessage(ol), li);
   for (const p of parts) ol.insertBefore(p, firstPending);
   if (stick) ol.scrollTop = ol.scrollHeight;
+  else $(`${ol.id}-jump`).hidden = false;
+}
+
+// "New messages ↓": shown when one arrives while the list is scrolled up;
+// gone once the list is at its end.
+for (const id of ["messages", "guest-messages"]) {
+  const ol = $(id);
+  const jump = $(`${id}-jump`);
+  jump.onclick = () => {
+    ol.scrollTop = ol.scrollHeight;
+    jump.hidden = true;
+  };
+  ol.addEventListener("scroll", () => {
+    if (!jump.hidden && nearBottom(ol)) jump.hidden = true;
+  }, { passive: true });
 }
 
 // A message box: Enter sends, Shift+Enter makes a new line (as does Enter
