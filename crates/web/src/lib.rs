@@ -412,6 +412,9 @@ async fn relay_events(state: Arc<State>, stop: watch::Receiver<bool>) {
         };
         match sub {
             Ok((_client, mut events)) => {
+                // Open views may have missed events while there was no
+                // subscription (the daemon restarting): they reload.
+                let _ = state.events.send(Arc::new(Event::Lagged { missed: 0 }));
                 while let Some(e) = events.next().await {
                     // No stream open is fine.
                     let _ = state.events.send(Arc::new(e));

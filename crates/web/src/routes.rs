@@ -795,6 +795,7 @@ async fn owner_events(AxState(st): AxState<S>, a: Auth) -> Result<Response> {
                         let m = for_owner(message, &st.sessions.lock().expect("lock"));
                         sse_json("event", &json!({ "type": "message", "message": m }))
                     }
+                    Event::Lagged { missed } => sse_json("reload", &json!({ "missed": missed })),
                     other => sse_json("event", other),
                 },
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
@@ -836,6 +837,10 @@ async fn guest_events(AxState(st): AxState<S>, a: Auth) -> Result<Response> {
                 tokio::select! {
                     r = rx.recv() => match r {
                         Ok(e) => {
+                            if let Event::Lagged { missed } = &*e {
+                                let ev = sse_json("reload", &json!({ "missed": missed }));
+                                return Some((Ok(ev), (rx, place, recheck, st, id, token, room, false)));
+                            }
                             if let Event::Message { message } = &*e
                                 && message.room == room
                             {
