@@ -3,11 +3,13 @@
 
 pub mod ble;
 pub mod config;
+pub mod core_store;
 pub mod fault;
 pub mod flusher;
 pub mod fsutil;
 pub mod guests;
 pub mod ipc;
+pub mod links;
 pub mod node;
 pub mod notify;
 pub mod receipts;

@@ -868,7 +868,8 @@ impl Node {
         let ts = now_ms();
         let body = Body::Text(text);
         let env = seal(&r.keys, &self.identity, &name, &body, ts, nonce).map_err(internal)?;
-        let id = peddlenet_proto::message_id(&env);
+        let env = peddlenet_node::Verified::parse_room_verified(&env).map_err(internal)?;
+        let id = env.id();
         let Body::Text(text) = body else {
             unreachable!("built as a text above")
         };
@@ -885,15 +886,24 @@ impl Node {
         // Stored with its place in the outbox: if no peer takes it, or the
         // daemon stops first, the outbox still holds it.
         self.store
-            .insert_message(&msg, &env, true)
+            .insert_message(&msg, env.bytes(), true)
             .map_err(store_err)?;
         self.bump(&msg.room_id);
-        let ble_links = self.ble_forward(&env, None);
-        let published = match self.publish_begin(r.keys.topic(), env).await {
-            Ok(rx) => Some(rx),
-            Err(e) => {
-                tracing::warn!(error = %e, "publishing failed; the message stays stored here");
-                None
+        // The mesh's publication is awaited here: it says how many peers took it.
+        let sent = self.forward(&env, None, false);
+        let ble_links = sent.ble_links;
+        let published = if !sent.mesh {
+            None
+        } else {
+            match self
+                .publish_begin(env.topic().name(), env.bytes().to_vec())
+                .await
+            {
+                Ok(rx) => Some(rx),
+                Err(e) => {
+                    tracing::warn!(error = %e, "publishing failed; the message stays stored here");
+                    None
+                }
             }
         };
         Ok(Handled {
@@ -944,29 +954,21 @@ impl Node {
         Ok(Response::Sent(info))
     }
 
-    /// Takes an envelope from the network: verify, decrypt, store, announce.
-    /// `room_verified`: the link already checked the room signature (the
-    /// mesh's gossip validation does); otherwise it is checked here.
-    pub fn ingest(&self, data: &[u8], room_verified: bool) -> Result<Ingested, IngestError> {
-        let view = EnvelopeView::parse(data)?;
-        let Some(room) = self.room(&view.room_id) else {
-            return self.relay_ingest(&view, room_verified);
+    /// Takes an envelope from the network, parsed and its room signature
+    /// checked at the link ([`peddlenet_node::Verified`]): decrypt, store,
+    /// announce.
+    pub fn ingest(&self, v: &peddlenet_node::Verified) -> Result<Ingested, IngestError> {
+        let Some(room) = self.room(&v.room()) else {
+            return self.relay_ingest(v);
         };
-        if self
-            .store
-            .contains(&view.id())
-            .map_err(IngestError::Store)?
-        {
+        if self.store.contains(&v.id()).map_err(IngestError::Store)? {
             return Ok(Ingested::Duplicate);
         }
         // Before anything is written (members seen, too): a full disk stores
         // nothing, and sync fetches the message once there is room.
         self.store.check_space().map_err(IngestError::Store)?;
-        let opened = if room_verified {
-            view.open_room_verified(&room.keys)?
-        } else {
-            view.open(&room.keys)?
-        };
+        let data = v.bytes();
+        let opened = v.view().open_room_verified(&room.keys)?;
         let now = now_ms();
         check_timestamp(opened.timestamp_ms, now)?;
         let room_id = opened.room_id;
@@ -1028,12 +1030,18 @@ impl Node {
                 panic!("fault injected: the mesh-event loop panics");
             }
             match ev {
-                MeshEvent::Message { data, from, .. } => match self.ingest(&data, true) {
-                    Ok(Ingested::New | Ingested::Relayed) => {
-                        // Bridge: on to the Bluetooth links too.
-                        self.ble_forward(&data, None);
+                MeshEvent::Message { data, from, .. } => {
+                    match
+                    // The mesh validated it (structure, topic, room signature).
+                    peddlenet_node::Verified::parse_room_verified(&data)
+                        .map_err(IngestError::from)
+                        .and_then(|v| self.ingest(&v).map(|i| (i, v)))
+                {
+                    Ok((Ingested::New | Ingested::Relayed, v)) => {
+                        // Bridge: on to the other links (Bluetooth).
+                        self.forward(&v, Some(crate::links::MESH), true);
                     }
-                    Ok(other) => tracing::trace!(?other, %from, "envelope not stored"),
+                    Ok((other, _)) => tracing::trace!(?other, %from, "envelope not stored"),
                     Err(IngestError::Store(e)) if e.is_disk_full() => {
                         tracing::debug!(error = %e, %from, "a received message not stored")
                     }
@@ -1041,7 +1049,8 @@ impl Node {
                         tracing::error!(error = %e, "storing a received message failed")
                     }
                     Err(e) => tracing::debug!(error = %e, %from, "refused an envelope"),
-                },
+                }
+                }
                 MeshEvent::PeerUp(p) => {
                     tokio::spawn(crate::sync::sync_with(
                         self.clone(),

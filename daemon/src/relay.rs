@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use peddlenet_api::{ApiError, ErrorCode, RELAY_BUDGET_MIB, RelayStatus, Settings, SettingsUpdate};
-use peddlenet_proto::{EnvelopeView, RoomId, check_timestamp, topic_for};
+use peddlenet_proto::{RoomId, check_timestamp, topic_for};
 use peddlenet_store::{RelayInserted, RelayLimits, Store};
 
 use crate::node::{IngestError, Ingested, Node, now_ms};
@@ -157,17 +157,13 @@ impl Node {
     /// An envelope of a room this node is not a member of.
     pub(crate) fn relay_ingest(
         &self,
-        view: &EnvelopeView<'_>,
-        room_verified: bool,
+        view: &peddlenet_node::Verified,
     ) -> Result<Ingested, IngestError> {
         if self.relay_limits().is_none() {
             return Ok(Ingested::NotMember);
         }
-        if !room_verified {
-            view.verify_room_signature()?;
-        }
         let now = now_ms();
-        check_timestamp(view.timestamp_ms, now)?;
+        check_timestamp(view.timestamp_ms(), now)?;
         // The settings' lock is held across the insert: a change of settings
         // shrinks storage either before this insert or after it, never under it.
         let state = self.relay.read();
@@ -177,9 +173,9 @@ impl Node {
         let r = self
             .store()
             .relay_insert(
-                &view.room_id,
-                &view.author_tag,
-                view.timestamp_ms,
+                &view.room(),
+                &view.author_tag(),
+                view.timestamp_ms(),
                 &view.id(),
                 view.bytes(),
                 now,
@@ -189,7 +185,7 @@ impl Node {
         drop(state);
         Ok(match r {
             RelayInserted::New { .. } => {
-                self.relay_pending.lock().remove(&view.room_id);
+                self.relay_pending.lock().remove(&view.room());
                 Ingested::Relayed
             }
             RelayInserted::Duplicate => Ingested::Duplicate,
@@ -262,7 +258,9 @@ impl Node {
         };
         let (mut read, total) = (0, envelopes.len());
         for env in envelopes {
-            match self.ingest(&env, false) {
+            let checked = peddlenet_node::Verified::check(&env, &peddlenet_node::RealCrypto)
+                .map_err(IngestError::from);
+            match checked.and_then(|v| self.ingest(&v)) {
                 Ok(Ingested::New) => read += 1,
                 Ok(_) => {}
                 Err(e) => {

@@ -242,21 +242,30 @@ async fn fetch(
                     Misbehaved("a Fetch answer held an envelope that was not asked for").into(),
                 );
             };
-            if EnvelopeView::parse(env).ok().map(|v| v.room_id) != Some(room) {
+            // Parsed and its room signature checked once, here. Every node
+            // holds only envelopes whose room signature it checked: one that
+            // fails it was made up by the peer.
+            let v = match peddlenet_node::Verified::check(env, &peddlenet_node::RealCrypto) {
+                Ok(v) => v,
+                Err(peddlenet_proto::Error::RoomSignature) => {
+                    return Err(Misbehaved("a Fetch answer held a forged envelope").into());
+                }
+                // Not an envelope at all: not what was asked for.
+                Err(_) => {
+                    return Err(
+                        Misbehaved("a Fetch answer held an envelope of another room").into(),
+                    );
+                }
+            };
+            if v.room() != room {
                 return Err(Misbehaved("a Fetch answer held an envelope of another room").into());
             }
             left.swap_remove(i);
             stats.fetched_bytes += env.len();
-            // Everything is checked again: room signature, decryption, author.
-            match node.ingest(env, false) {
+            match node.ingest(&v) {
                 // Kept, for reading or for relaying: the session made progress.
                 Ok(Ingested::New | Ingested::Relayed) => stats.stored += 1,
                 Ok(_) => {}
-                // Every node holds only envelopes whose room signature it
-                // checked: one that fails it was made up by the peer.
-                Err(crate::node::IngestError::Proto(peddlenet_proto::Error::RoomSignature)) => {
-                    return Err(Misbehaved("a Fetch answer held a forged envelope").into());
-                }
                 Err(e) => tracing::debug!(%peer, error = %e, "refused a synced envelope"),
             }
         }

@@ -512,15 +512,16 @@ impl<S: NodeStore, C: Crypto, R: RngCore> Node<S, C, R> {
                 check_room_name(&name)?;
                 let mut secret = [0u8; 32];
                 self.rng.fill_bytes(&mut secret);
-                self.add_room(RoomSecret(secret), name, None, now)
+                self.add_room(RoomSecret(secret), name, None, Vec::new(), now)
             }
             Request::JoinRoom {
                 secret,
                 name,
                 inviter,
+                bootstrap,
             } => {
                 check_room_name(&name)?;
-                self.add_room(secret, name, inviter, now)
+                self.add_room(secret, name, inviter, bootstrap, now)
             }
             Request::LeaveRoom { room } => {
                 if self.rooms.remove(&room).is_none() {
@@ -582,6 +583,7 @@ impl<S: NodeStore, C: Crypto, R: RngCore> Node<S, C, R> {
         secret: RoomSecret,
         name: String,
         inviter: Option<AuthorId>,
+        bootstrap: Vec<String>,
         now: Timestamp,
     ) -> Result<Reply, RequestError> {
         let keys = RoomKeys::derive(&secret);
@@ -598,6 +600,7 @@ impl<S: NodeStore, C: Crypto, R: RngCore> Node<S, C, R> {
             secret,
             inviter,
             joined_ms: now,
+            bootstrap,
         };
         self.store.put_room(&record).map_err(RequestError::from)?;
         self.wrote();
@@ -703,12 +706,7 @@ impl<S: NodeStore, C: Crypto, R: RngCore> Node<S, C, R> {
     /// Every link, but the one `v` came from: the one place that decides
     /// where an envelope goes.
     fn forward(&mut self, v: &Verified, except: Option<LinkId>, track: bool) -> bool {
-        let to: Vec<LinkId> = self
-            .links
-            .keys()
-            .filter(|l| Some(**l) != except)
-            .copied()
-            .collect();
+        let to = forward_targets(self.links.keys().copied(), except);
         if to.is_empty() {
             return false;
         }
@@ -1034,6 +1032,16 @@ impl<S: NodeStore, C: Crypto, R: RngCore> Node<S, C, R> {
     }
 }
 
+/// Where a kept envelope goes: every link up but the one it came from
+/// (`from`; `None` for the node's own). The one forwarding rule, shared by
+/// the core and the daemon's links.
+pub fn forward_targets(
+    links: impl IntoIterator<Item = LinkId>,
+    from: Option<LinkId>,
+) -> Vec<LinkId> {
+    links.into_iter().filter(|l| Some(*l) != from).collect()
+}
+
 fn check_room_name(name: &str) -> Result<(), RequestError> {
     if name.trim().is_empty() || name.len() > MAX_ROOM_NAME_LEN {
         Err(RequestError::BadName)
@@ -1353,7 +1361,7 @@ impl<S: NodeStore, C: Crypto, R: RngCore> Node<S, C, R> {
                 Ok(v) => v,
                 // Every node holds only envelopes whose room signature it
                 // checked: one that fails it was made up by the peer.
-                Err(Error::Proto(peddlenet_proto::Error::RoomSignature)) => {
+                Err(peddlenet_proto::Error::RoomSignature) => {
                     return self.misbehaved(peer, "a Fetch answer held a forged envelope");
                 }
                 Err(_) => {

@@ -40,6 +40,8 @@ pub struct RoomRecord {
     pub secret: peddlenet_proto::RoomSecret,
     pub inviter: Option<AuthorId>,
     pub joined_ms: u64,
+    /// Addresses to dial from the invite: the shell's, kept with the room.
+    pub bootstrap: Vec<String>,
 }
 
 /// A member room's text message, as stored.

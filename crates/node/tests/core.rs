@@ -124,6 +124,7 @@ fn join(n: &mut TestNode, secret: &RoomSecret, now: u64) -> Vec<Output> {
                 secret: secret.clone(),
                 name: "room".into(),
                 inviter: None,
+                bootstrap: Vec::new(),
             },
         },
         now,
