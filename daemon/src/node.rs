@@ -87,6 +87,10 @@ pub struct Node {
     pub(crate) relay_topics: parking_lot::Mutex<std::collections::HashSet<RoomId>>,
     /// Known members per room (from the store, then kept up to date).
     pub(crate) members: parking_lot::Mutex<HashMap<RoomId, std::collections::HashSet<AuthorId>>>,
+    /// Events and receipts held until the writes before them are durable
+    /// (`crate::durable`): every event goes through it.
+    gate: mpsc::Sender<crate::durable::Held>,
+    gate_rx: parking_lot::Mutex<Option<mpsc::Receiver<crate::durable::Held>>>,
     /// Messages of others stored here, to be confirmed to their authors.
     pub(crate) receipts_due: parking_lot::Mutex<HashMap<RoomId, Vec<MessageId>>>,
     pub(crate) receipts_wake: tokio::sync::Notify,
@@ -240,7 +244,10 @@ impl Node {
             rooms.insert(record.room_id, Arc::new(Room { record, keys }));
         }
         let (events, _) = broadcast::channel(EVENT_BACKLOG);
+        let (gate, gate_rx) = mpsc::channel(crate::durable::GATE_QUEUE);
         Ok(Arc::new(Self {
+            gate,
+            gate_rx: parking_lot::Mutex::new(Some(gate_rx)),
             flusher: Flusher::start(store.clone(), supervisor.clone()),
             identity,
             store,
@@ -418,9 +425,38 @@ impl Node {
         }
     }
 
+    /// Tells front ends, once every write made before is durable.
     pub(crate) fn emit(&self, e: Event) {
-        // No subscriber is fine.
-        let _ = self.events.send(e);
+        self.hold(crate::durable::Held::Event(e));
+    }
+
+    fn hold(&self, h: crate::durable::Held) {
+        if self.gate.try_send(h).is_err() {
+            tracing::debug!("the durability gate is full: an event or receipt dropped");
+        }
+    }
+
+    /// Runs the durability gate (`crate::durable`) until the daemon stops.
+    pub async fn durable_gate(self: Arc<Self>) {
+        let Some(rx) = self.gate_rx.lock().take() else {
+            return;
+        };
+        let flusher = self.flusher.clone();
+        crate::durable::run(
+            rx,
+            move || {
+                let f = flusher.clone();
+                async move { f.durable().await }
+            },
+            |h| match h {
+                // No subscriber is fine.
+                crate::durable::Held::Event(e) => {
+                    let _ = self.events.send(e);
+                }
+                crate::durable::Held::ReceiptDue(room, id) => self.receipt_due(&room, id),
+            },
+        )
+        .await
     }
 
     /// The member room with exactly this id (hex): never by name or prefix,
@@ -1013,7 +1049,8 @@ impl Node {
             Inserted::New => {
                 self.bump(&msg.room_id);
                 if !mine {
-                    self.receipt_due(&room_id, msg.id);
+                    // Confirmed once durable here.
+                    self.hold(crate::durable::Held::ReceiptDue(room_id, msg.id));
                 }
                 self.emit(Event::Message {
                     message: self.message_info(msg),
