@@ -699,6 +699,36 @@ fn a_receipt_goes_out_only_after_the_message_is_durable_and_is_counted() {
 }
 
 #[test]
+fn a_message_whose_flush_failed_is_neither_shown_nor_confirmed() {
+    let mut b = node(2, None);
+    let room = create(&mut b, "camp", T0);
+    let env = envelope_from(1, &secret_of(&b, &room), "lost", T0);
+    let out = b.handle(
+        Input::Envelope {
+            from: PeerRef::link(BLE_A),
+            bytes: env.bytes().to_vec(),
+            room_verified: false,
+        },
+        T0,
+    );
+    let e = epochs(&out)[0];
+    let out = b.handle(
+        Input::FlushFailed {
+            epoch: e,
+            disk_full: true,
+        },
+        T0 + 1,
+    );
+    assert!(events(&out).is_empty(), "{out:?}");
+    assert!(
+        timers(&out).is_empty(),
+        "no receipt for what may not be on disk"
+    );
+    let out = run(&mut b, Input::Timer(Timer::Receipts), T0 + 1000);
+    assert!(forwards(&out).is_empty());
+}
+
+#[test]
 fn own_messages_are_not_confirmed() {
     let mut a = node(1, None);
     let room = create(&mut a, "camp", T0);
