@@ -332,7 +332,11 @@ fn members_get_every_message_across_changing_links_and_a_relay() {
                 );
             }
         }
-        assert_eq!(net.nodes[6].carried_rooms(), rooms, "the relay carries both rooms");
+        assert_eq!(
+            net.nodes[6].carried_rooms(),
+            rooms,
+            "the relay carries both rooms"
+        );
         // Non-members read nothing.
         for i in [6, 7] {
             for room in &rooms {
