@@ -83,8 +83,6 @@ pub fn limits_with_budget(configured: &RelayLimits, budget_mib: u64) -> RelayLim
 
 /// An offered room with no envelope yet is dropped after this long.
 pub const PENDING_FOR: Duration = Duration::from_secs(10 * 60);
-/// Offered rooms waiting for their first envelope, at most.
-pub const MAX_PENDING: usize = 64;
 /// How often expired envelopes and stale offers are swept.
 pub const SWEEP_EVERY: Duration = Duration::from_secs(60);
 
@@ -220,16 +218,16 @@ impl Node {
         };
         let carried = self.store().relay_room_ids();
         let mut pending = self.relay_pending.lock();
-        let mut taken = Vec::new();
-        for room in offered {
-            if self.is_member(room) || pending.contains_key(room) || carried.contains(room) {
-                continue;
-            }
-            if pending.len() >= MAX_PENDING || carried.len() + pending.len() >= limits.max_rooms {
-                break;
-            }
-            pending.insert(*room, Instant::now());
-            taken.push(*room);
+        let taken = peddlenet_node::relay::take_on(
+            offered,
+            |r| self.is_member(r) || pending.contains_key(r) || carried.contains(r),
+            carried.len(),
+            pending.len(),
+            limits.max_rooms,
+        );
+        let now = Instant::now();
+        for r in &taken {
+            pending.insert(*r, now);
         }
         taken
     }

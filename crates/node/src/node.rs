@@ -22,8 +22,7 @@ use crate::{Error, RequestError};
 pub const MAX_RECEIPTS_DUE: usize = 16 * MAX_RECEIPT_IDS;
 /// Own messages published at once from a room's outbox.
 pub const OUTBOX_BATCH: usize = 256;
-/// Rooms offered by peers and taken on that hold nothing yet, at most.
-pub const MAX_RELAY_PENDING: usize = 64;
+pub use crate::relay::MAX_RELAY_PENDING;
 /// Prefixes fetched per Fetch request.
 pub const FETCH_BATCH: usize = 128;
 /// Reconciliation rounds per room and session.
@@ -1478,21 +1477,15 @@ impl<S: NodeStore, C: Crypto, R: RngCore> Node<S, C, R> {
             return Vec::new();
         };
         let carried = self.store.relay_rooms();
-        let mut taken = Vec::new();
-        for room in offered {
-            if self.is_member(room)
-                || self.relay_pending.contains_key(room)
-                || carried.contains(room)
-            {
-                continue;
-            }
-            if self.relay_pending.len() >= MAX_RELAY_PENDING
-                || carried.len() + self.relay_pending.len() >= limits.max_rooms
-            {
-                break;
-            }
-            self.relay_pending.insert(*room, now);
-            taken.push(*room);
+        let taken = crate::relay::take_on(
+            offered,
+            |r| self.is_member(r) || self.relay_pending.contains_key(r) || carried.contains(r),
+            carried.len(),
+            self.relay_pending.len(),
+            limits.max_rooms,
+        );
+        for r in &taken {
+            self.relay_pending.insert(*r, now);
         }
         taken
     }
