@@ -59,6 +59,7 @@
 //! - Relaying stays within [`RelayLimits`]: rooms taken on from offers are
 //!   bounded, eviction follows [`relay`]'s order, expiry by timestamp.
 
+pub mod answer;
 mod crypto;
 mod node;
 pub mod relay;

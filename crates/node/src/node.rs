@@ -7,7 +7,7 @@ use peddlenet_proto::{
     AuthorId, Body, Identity, MAX_RECEIPT_IDS, MAX_ROOM_NAME_LEN, MAX_TEXT_LEN, MessageId, RoomId,
     RoomKeys, RoomSecret, check_timestamp,
 };
-use peddlenet_sync::transport::{ENVELOPES_BUDGET, MAX_LIST, Refusal, SyncRequest, SyncResponse};
+use peddlenet_sync::transport::{MAX_LIST, Refusal, SyncRequest, SyncResponse};
 use peddlenet_sync::{IdPrefix, Item, Message, Reconciler, Storage};
 use rand_core::RngCore;
 
@@ -1347,30 +1347,12 @@ impl<S: NodeStore, C: Crypto, R: RngCore> Node<S, C, R> {
             return self.fetch_next(peer, room, Vec::new(), queue, now);
         }
         for env in &envs {
-            // Only what was asked: an envelope of this room whose id starts
-            // with a prefix still outstanding. Anything else ends the session.
-            let id = peddlenet_proto::message_id(env);
-            let Some(i) = left.iter().position(|p| id.0[..16] == p[..]) else {
-                return self.misbehaved(
-                    peer,
-                    "a Fetch answer held an envelope that was not asked for",
-                );
+            // Only what was asked, of this room, not forged; anything else
+            // ends the session.
+            let (i, v) = match crate::answer::check_fetched(env, &left, &room, &self.crypto) {
+                Ok(x) => x,
+                Err(reason) => return self.misbehaved(peer, reason),
             };
-            let v = match Verified::check(env, &self.crypto) {
-                Ok(v) => v,
-                // Every node holds only envelopes whose room signature it
-                // checked: one that fails it was made up by the peer.
-                Err(peddlenet_proto::Error::RoomSignature) => {
-                    return self.misbehaved(peer, "a Fetch answer held a forged envelope");
-                }
-                Err(_) => {
-                    left.swap_remove(i);
-                    continue;
-                }
-            };
-            if v.room() != room {
-                return self.misbehaved(peer, "a Fetch answer held an envelope of another room");
-            }
             left.swap_remove(i);
             let s = self.sessions.get_mut(&peer).expect("present");
             s.fetched_bytes += env.len();
@@ -1410,39 +1392,20 @@ impl<S: NodeStore, C: Crypto, R: RngCore> Node<S, C, R> {
                     return SyncResponse::Refused(Refusal::UnknownRoom);
                 }
                 let storage = self.sync_storage(&room);
-                let Ok(msg) = Message::decode(&message) else {
-                    return SyncResponse::Refused(Refusal::Malformed);
-                };
-                match Reconciler::new().respond(&storage, &msg) {
-                    Ok(out) => SyncResponse::Reconcile(out.map(|m| m.encode())),
-                    Err(_) => SyncResponse::Refused(Refusal::Malformed),
-                }
+                crate::answer::reconcile(&storage, &message)
             }
             SyncRequest::Fetch { room, ids } => {
                 let room = RoomId(room);
                 if !self.is_member(&room) && !self.carries(&room) {
                     return SyncResponse::Refused(Refusal::UnknownRoom);
                 }
-                let mut envs = Vec::new();
-                let mut bytes = 0;
-                for p in ids {
-                    let Ok(Some((_, env))) = self.store.envelope_by_prefix(&p) else {
-                        continue;
-                    };
-                    // Only this room's envelopes, whatever prefix is asked for.
-                    let Ok(v) = Verified::parse_room_verified(&env) else {
-                        continue;
-                    };
-                    if v.room() != room {
-                        continue;
-                    }
-                    if bytes + env.len() > ENVELOPES_BUDGET && !envs.is_empty() {
-                        break;
-                    }
-                    bytes += env.len();
-                    self.handed_by_sync(&v);
-                    envs.push(env);
+                let Ok(found) = crate::answer::fetch(&self.store, &room, &ids) else {
+                    return SyncResponse::Refused(Refusal::Busy);
+                };
+                for v in &found {
+                    self.handed_by_sync(v);
                 }
+                let envs = found.iter().map(|v| v.bytes().to_vec()).collect();
                 SyncResponse::Envelopes(envs)
             }
         }

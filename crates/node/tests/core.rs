@@ -1191,3 +1191,56 @@ fn a_peer_answering_with_what_was_not_asked_is_reported() {
     }
     panic!("a never fetched");
 }
+
+// ---- the sync exchange's shared rules -------------------------------------
+
+#[test]
+fn a_fetch_answer_may_hold_only_asked_envelopes_of_the_room_with_valid_signatures() {
+    use peddlenet_node::answer::check_fetched;
+    let secret = RoomSecret([4; 32]);
+    let env = envelope_from(1, &secret, "asked", T0);
+    let room = env.room();
+    let prefix: [u8; 16] = env.id().0[..16].try_into().unwrap();
+    let other = envelope_from(1, &secret, "not asked", T0);
+    let (i, v) = check_fetched(env.bytes(), &[[0; 16], prefix], &room, &FastCrypto).unwrap();
+    assert_eq!((i, v.id()), (1, env.id()));
+    assert_eq!(
+        check_fetched(other.bytes(), &[prefix], &room, &FastCrypto).unwrap_err(),
+        "a Fetch answer held an envelope that was not asked for"
+    );
+    // Of another room, though asked for.
+    assert_eq!(
+        check_fetched(env.bytes(), &[prefix], &RoomId([9; 32]), &FastCrypto).unwrap_err(),
+        "a Fetch answer held an envelope of another room"
+    );
+    // Forged: its id is then another, so it must be asked for under that.
+    let mut forged = env.bytes().to_vec();
+    let n = forged.len();
+    forged[n - 1] ^= 1;
+    let fp: [u8; 16] = peddlenet_node::proto::message_id(&forged).0[..16]
+        .try_into()
+        .unwrap();
+    assert_eq!(
+        check_fetched(&forged, &[fp], &room, &FastCrypto).unwrap_err(),
+        "a Fetch answer held a forged envelope"
+    );
+    // Garbage that happens to be asked for.
+    let junk = vec![7u8; 40];
+    let jp: [u8; 16] = peddlenet_node::proto::message_id(&junk).0[..16]
+        .try_into()
+        .unwrap();
+    assert!(check_fetched(&junk, &[jp], &room, &FastCrypto).is_err());
+}
+
+#[test]
+fn a_fetch_is_answered_with_the_rooms_envelopes_only() {
+    let mut a = node(1, None);
+    let room = create(&mut a, "camp", T0);
+    let other = create(&mut a, "other", T0);
+    let (id, _) = send(&mut a, room, "here", T0);
+    let (oid, _) = send(&mut a, other, "elsewhere", T0);
+    let p = |m: MessageId| -> [u8; 16] { m.0[..16].try_into().unwrap() };
+    let found = peddlenet_node::answer::fetch(a.store(), &room, &[p(id), p(oid), [0; 16]]).unwrap();
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].id(), id);
+}
