@@ -174,7 +174,7 @@ impl Net {
                 .flat_map(|(i, es)| es.drain(..).map(move |e| (i, e)))
                 .collect();
             if pending.is_empty() {
-                return;
+                return self.check_bytes();
             }
             for (i, e) in pending {
                 self.queue.push_back((i, Input::Durable(e)));
@@ -232,6 +232,35 @@ impl Net {
             },
         ));
         self.drain();
+    }
+
+    /// The in-memory store's running byte count matches what it holds.
+    fn check_bytes(&self) {
+        for n in &self.nodes {
+            let held: u64 = n
+                .member_rooms()
+                .iter()
+                .chain(n.store().relay_rooms().iter())
+                .map(|r| {
+                    let items = if n.is_member(r) {
+                        n.store().room_items(r).unwrap()
+                    } else {
+                        n.store().relay_items(r).unwrap()
+                    };
+                    items
+                        .iter()
+                        .map(|(_, id)| {
+                            n.store()
+                                .envelope(id)
+                                .unwrap()
+                                .map(|e| e.len() as u64)
+                                .unwrap_or(0)
+                        })
+                        .sum::<u64>()
+                })
+                .sum();
+            assert_eq!(n.store().envelope_bytes(), held, "the store's byte count");
+        }
     }
 
     /// Invariants at every step.
