@@ -1244,3 +1244,38 @@ fn a_fetch_is_answered_with_the_rooms_envelopes_only() {
     assert_eq!(found.len(), 1);
     assert_eq!(found[0].id(), id);
 }
+
+// ---- the crypto stand-in ------------------------------------------------
+
+#[test]
+fn the_fast_stand_in_has_the_real_sizes_and_keeps_non_members_out() {
+    use peddlenet_node::proto::{Body, RoomKeys};
+    let keys = RoomKeys::derive(&RoomSecret([3; 32]));
+    let me = Identity::from_seed(&[1; 32]);
+    for text in ["", "hi", &"x".repeat(300), &"y".repeat(5000)] {
+        let body = Body::Text(text.to_string());
+        let real = RealCrypto
+            .seal(&keys, &me, &me.author_id(), "me", &body, T0, [5; 24])
+            .unwrap();
+        let fast = FastCrypto
+            .seal(&keys, &me, &me.author_id(), "me", &body, T0, [5; 24])
+            .unwrap();
+        assert_eq!(
+            fast.len(),
+            real.len(),
+            "same bytes on the air for {} bytes",
+            text.len()
+        );
+        let v = Verified::check(&fast, &FastCrypto).unwrap();
+        let opened = FastCrypto.open(&keys, &v.view()).unwrap();
+        assert_eq!(opened.body, body);
+        assert_eq!(opened.author, me.author_id());
+        // Another room's key does not open it.
+        let other = RoomKeys::derive(&RoomSecret([4; 32]));
+        assert!(FastCrypto.open(&other, &v.view()).is_err());
+        // A changed byte fails the stand-in's room signature.
+        let mut bad = fast.clone();
+        bad[100] ^= 1;
+        assert!(Verified::check(&bad, &FastCrypto).is_err());
+    }
+}
