@@ -181,16 +181,18 @@ fn delivery_api(d: Delivery) -> DeliveryState {
     }
 }
 
-/// An own message's state: confirmed by members if any did, else how far it got.
+/// An own message's state: confirmed by members if any did, else how far it
+/// got (the core's rule, `peddlenet_node::delivery_state`).
 /// `others`: members known besides this node.
 pub(crate) fn progress_api(p: Progress, others: usize) -> DeliveryState {
-    if p.confirmed_by > 0 {
-        DeliveryState::Delivered {
-            to: p.confirmed_by as u32,
-            of: others.max(p.confirmed_by) as u32,
-        }
-    } else {
-        delivery_api(p.delivery)
+    let d = match p.delivery {
+        Delivery::Stored => peddlenet_node::Delivery::Stored,
+        Delivery::Sent { peers } => peddlenet_node::Delivery::Sent { peers },
+    };
+    match peddlenet_node::delivery_state(d, p.confirmed_by, others) {
+        peddlenet_node::DeliveryState::Stored => DeliveryState::Stored,
+        peddlenet_node::DeliveryState::Sent { peers } => DeliveryState::Sent { peers },
+        peddlenet_node::DeliveryState::Delivered { to, of } => DeliveryState::Delivered { to, of },
     }
 }
 

@@ -316,17 +316,8 @@ impl<S: NodeStore, C: Crypto, R: RngCore> Node<S, C, R> {
     pub fn delivery_of(&mut self, room: &RoomId, id: &MessageId) -> Option<DeliveryState> {
         let d = self.store.delivery(id).ok()??;
         let confirmed = self.store.receipts(id);
-        if confirmed > 0 {
-            let others = self.member_count(room).saturating_sub(1).max(confirmed);
-            return Some(DeliveryState::Delivered {
-                to: confirmed as u32,
-                of: others as u32,
-            });
-        }
-        Some(match d {
-            Delivery::Stored => DeliveryState::Stored,
-            Delivery::Sent { peers } => DeliveryState::Sent { peers },
-        })
+        let others = self.member_count(room).saturating_sub(1);
+        Some(delivery_state(d, confirmed, others))
     }
     /// Writes are waiting for a flush, or things for one to complete.
     pub fn awaiting_durable(&self) -> bool {
@@ -1028,6 +1019,22 @@ impl<S: NodeStore, C: Crypto, R: RngCore> Node<S, C, R> {
                 }
             }
         }
+    }
+}
+
+/// An own message's state as the author is shown it: confirmed by members
+/// if any did (never more of them than are known: `of` is at least `to`),
+/// else how far it got. `others`: members known besides this node.
+pub fn delivery_state(d: Delivery, confirmed: usize, others: usize) -> DeliveryState {
+    if confirmed > 0 {
+        return DeliveryState::Delivered {
+            to: confirmed as u32,
+            of: others.max(confirmed) as u32,
+        };
+    }
+    match d {
+        Delivery::Stored => DeliveryState::Stored,
+        Delivery::Sent { peers } => DeliveryState::Sent { peers },
     }
 }
 

@@ -1279,3 +1279,25 @@ fn the_fast_stand_in_has_the_real_sizes_and_keeps_non_members_out() {
         assert!(Verified::check(&bad, &FastCrypto).is_err());
     }
 }
+
+#[test]
+fn delivery_never_counts_more_members_than_confirmed_it_nor_fewer_known() {
+    assert_eq!(
+        delivery_state(Delivery::Stored, 0, 3),
+        DeliveryState::Stored
+    );
+    assert_eq!(
+        delivery_state(Delivery::Sent { peers: 2 }, 0, 3),
+        DeliveryState::Sent { peers: 2 }
+    );
+    assert_eq!(
+        delivery_state(Delivery::Sent { peers: 2 }, 1, 3),
+        DeliveryState::Delivered { to: 1, of: 3 }
+    );
+    // More confirmations than members known (a member not seen yet): the
+    // total grows with them, never "3 of 2".
+    assert_eq!(
+        delivery_state(Delivery::Stored, 3, 2),
+        DeliveryState::Delivered { to: 3, of: 3 }
+    );
+}
