@@ -1,15 +1,189 @@
-//! The bookkeeping of the task that will own `peddlenet_node::Node` (see
-//! ARCHITECTURE.md, "Where the next pieces go"): numbers for mesh peers, the
-//! core's timers, the handles that answer peers' sync requests, and the
-//! translation of the core's views into the IPC schema. Nothing here does
-//! I/O or takes a lock; the owner task holds these values itself.
+//! The task that will own `peddlenet_node::Node` (see ARCHITECTURE.md,
+//! "Where the next pieces go"), not yet started by the daemon: [`Owner`]
+//! feeds the core and carries out its outputs through [`Effects`], keeping
+//! the core's timers and the front ends' reply handles; [`run`] is its loop.
+//! Beside it, its bookkeeping: numbers for mesh peers, the handles that
+//! answer peers' sync requests, and the core's views as the IPC schema's.
+//! Nothing here takes a lock: the owner task holds these values itself.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, BinaryHeap, HashMap};
 use std::hash::Hash;
 
 use peddlenet_api::{DeliveryState, Event, MessageInfo};
-use peddlenet_node::{PeerRef, SyncId, Timer, Timestamp};
+use peddlenet_node::sync::transport::{SyncRequest, SyncResponse};
+use peddlenet_node::{
+    Crypto, Epoch, Input, LinkId, Node, NodeStore, Output, PeerRef, Reply, Request, RequestId,
+    SyncId, Timer, Timestamp, Topic, Verified,
+};
+use rand::RngCore;
+use tokio::sync::{mpsc, oneshot};
+
+/// What the owner does with the core's outputs that need I/O. Calls must
+/// not wait: work that waits (a publication, a sync request, a flush) goes
+/// to a task of its own, which reports back through the owner's input
+/// channel ([`Input::Published`], [`Input::SyncResponse`],
+/// [`Input::Durable`]). The mesh's event loop may wait on the daemon, so the
+/// owner never waits on the mesh.
+pub trait Effects {
+    /// Send on these links; with `track`, report [`Input::Published`].
+    fn forward(&mut self, to: Vec<LinkId>, topic: Topic, envelope: Verified, track: bool);
+    fn sync_request(&mut self, peer: PeerRef, id: SyncId, request: SyncRequest);
+    fn sync_answer(&mut self, peer: PeerRef, id: SyncId, response: SyncResponse);
+    fn subscribe(&mut self, topic: Topic);
+    fn unsubscribe(&mut self, topic: Topic);
+    /// Flush the store; report [`Input::Durable`] (or `FlushFailed`).
+    fn make_durable(&mut self, epoch: Epoch);
+    /// For the event broadcast ([`event_info`]).
+    fn event(&mut self, event: peddlenet_node::Event);
+    /// A peer broke the sync protocol: ban it.
+    fn misbehaved(&mut self, peer: PeerRef, reason: &'static str);
+}
+
+/// The core, its timers and the front ends waiting for replies.
+pub struct Owner<S, C, R, E> {
+    node: Node<S, C, R>,
+    effects: E,
+    timers: TimerHeap,
+    replies: HashMap<RequestId, oneshot::Sender<Reply>>,
+    next_request: u64,
+    out: Vec<Output>,
+}
+
+impl<S: NodeStore, C: Crypto, R: RngCore, E: Effects> Owner<S, C, R, E> {
+    pub fn new(node: Node<S, C, R>, effects: E) -> Self {
+        Self {
+            node,
+            effects,
+            timers: TimerHeap::default(),
+            replies: HashMap::new(),
+            next_request: 0,
+            out: Vec::new(),
+        }
+    }
+
+    pub fn node(&self) -> &Node<S, C, R> {
+        &self.node
+    }
+
+    pub fn effects(&mut self) -> &mut E {
+        &mut self.effects
+    }
+
+    /// A front end's request; `reply` gets the core's answer (dropped
+    /// unanswered if the client went away meanwhile).
+    pub fn request(&mut self, request: Request, reply: oneshot::Sender<Reply>, now: Timestamp) {
+        self.next_request += 1;
+        let id = RequestId(self.next_request);
+        self.replies.insert(id, reply);
+        self.input(Input::Request { id, request }, now);
+    }
+
+    pub fn input(&mut self, input: Input, now: Timestamp) {
+        let mut out = std::mem::take(&mut self.out);
+        self.node.handle_into(input, now, &mut out);
+        for o in out.drain(..) {
+            self.carry_out(o);
+        }
+        self.out = out;
+    }
+
+    /// Gives the core every timer due at `now` (those it arms meanwhile,
+    /// even for `now`, wait for the next call: no loop on a zero delay).
+    pub fn fire_timers(&mut self, now: Timestamp) {
+        let mut due = Vec::new();
+        while let Some(t) = self.timers.pop_due(now) {
+            due.push(t);
+        }
+        for t in due {
+            self.input(Input::Timer(t), now);
+        }
+    }
+
+    /// When the next timer is due.
+    pub fn next_timer(&self) -> Option<Timestamp> {
+        self.timers.next_at()
+    }
+
+    /// Front ends still waiting for a reply.
+    pub fn waiting_replies(&self) -> usize {
+        self.replies.len()
+    }
+
+    fn carry_out(&mut self, o: Output) {
+        let e = &mut self.effects;
+        match o {
+            Output::Forward {
+                to,
+                topic,
+                envelope,
+                track,
+            } => e.forward(to, topic, envelope, track),
+            Output::SyncRequest { peer, id, request } => e.sync_request(peer, id, request),
+            Output::SyncAnswer { peer, id, response } => e.sync_answer(peer, id, response),
+            Output::Subscribe(t) => e.subscribe(t),
+            Output::Unsubscribe(t) => e.unsubscribe(t),
+            Output::MakeDurable(epoch) => e.make_durable(epoch),
+            Output::Event(ev) => e.event(ev),
+            Output::Reply { id, reply } => {
+                if let Some(tx) = self.replies.remove(&id) {
+                    let _ = tx.send(reply);
+                }
+            }
+            Output::Timer { at, timer } => self.timers.push(at, timer),
+            Output::Misbehaved { peer, reason } => e.misbehaved(peer, reason),
+        }
+    }
+}
+
+/// What reaches the owner task.
+pub enum OwnerInput {
+    Core(Input),
+    Request {
+        request: Request,
+        reply: oneshot::Sender<Reply>,
+    },
+}
+
+/// The owner task: starts the core, then takes inputs and fires timers
+/// until every sender is gone. `now` is the clock (ms since the epoch).
+pub async fn run<S, C, R, E>(
+    mut owner: Owner<S, C, R, E>,
+    mut rx: mpsc::Receiver<OwnerInput>,
+    now: impl Fn() -> Timestamp,
+) -> Owner<S, C, R, E>
+where
+    S: NodeStore,
+    C: Crypto,
+    R: RngCore,
+    E: Effects,
+{
+    owner.input(Input::Start, now());
+    loop {
+        let wait = owner
+            .next_timer()
+            .map(|at| std::time::Duration::from_millis(at.saturating_sub(now())));
+        let next = match wait {
+            Some(d) => tokio::select! {
+                m = rx.recv() => m,
+                _ = tokio::time::sleep(d) => {
+                    owner.fire_timers(now());
+                    continue;
+                }
+            },
+            None => rx.recv().await,
+        };
+        let Some(m) = next else {
+            return owner;
+        };
+        let t = now();
+        match m {
+            OwnerInput::Core(input) => owner.input(input, t),
+            OwnerInput::Request { request, reply } => owner.request(request, reply, t),
+        }
+        owner.fire_timers(now());
+    }
+}
 
 /// The core knows a mesh's remote peers by number ([`PeerRef::peer`]); this
 /// maps the mesh's keys (libp2p `PeerId`s) to numbers and back. Numbers are
@@ -223,7 +397,144 @@ pub fn event_info(e: peddlenet_node::Event) -> Event {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use peddlenet_node::LinkId;
+    use peddlenet_node::proto::Identity;
+    use peddlenet_node::{Config, DeliveryState as CoreDelivery, FastCrypto, LinkKind, MemStore};
+    use rand::SeedableRng;
+    use rand::rngs::StdRng;
+
+    /// Records what the owner does; flushes complete when the test says.
+    #[derive(Default)]
+    struct Recorded {
+        forwards: Vec<(Vec<LinkId>, Verified, bool)>,
+        flushes: Vec<Epoch>,
+        subscribed: Vec<Topic>,
+        events: Vec<peddlenet_node::Event>,
+    }
+
+    impl Effects for Recorded {
+        fn forward(&mut self, to: Vec<LinkId>, _: Topic, envelope: Verified, track: bool) {
+            self.forwards.push((to, envelope, track));
+        }
+        fn sync_request(&mut self, _: PeerRef, _: SyncId, _: SyncRequest) {}
+        fn sync_answer(&mut self, _: PeerRef, _: SyncId, _: SyncResponse) {}
+        fn subscribe(&mut self, topic: Topic) {
+            self.subscribed.push(topic);
+        }
+        fn unsubscribe(&mut self, _: Topic) {}
+        fn make_durable(&mut self, epoch: Epoch) {
+            self.flushes.push(epoch);
+        }
+        fn event(&mut self, event: peddlenet_node::Event) {
+            self.events.push(event);
+        }
+        fn misbehaved(&mut self, _: PeerRef, _: &'static str) {}
+    }
+
+    type TestOwner = Owner<MemStore, FastCrypto, StdRng, Recorded>;
+
+    fn owner() -> TestOwner {
+        let node = Node::new(
+            Config::default(),
+            Identity::from_seed(&[1; 32]),
+            "ann".into(),
+            MemStore::new(),
+            FastCrypto,
+            StdRng::seed_from_u64(1),
+        )
+        .unwrap();
+        Owner::new(node, Recorded::default())
+    }
+
+    fn flush_all(o: &mut TestOwner, now: u64) {
+        while let Some(e) = o.effects().flushes.pop() {
+            o.input(Input::Durable(e), now);
+        }
+    }
+
+    #[test]
+    fn the_owner_answers_a_send_after_its_flush_and_publication_and_keeps_timers() {
+        let mut o = owner();
+        o.input(Input::Start, 1_000);
+        assert!(o.next_timer().is_some(), "resync armed");
+        let (tx, mut rx) = oneshot::channel();
+        o.request(
+            Request::CreateRoom {
+                name: "camp".into(),
+            },
+            tx,
+            1_000,
+        );
+        assert!(rx.try_recv().is_err(), "waits for the flush");
+        flush_all(&mut o, 1_001);
+        let room = match rx.try_recv() {
+            Ok(Reply::Room { room, .. }) => room,
+            r => panic!("{r:?}"),
+        };
+        assert_eq!(o.effects().subscribed, vec![Topic::of(&room)]);
+        o.input(
+            Input::LinkUp {
+                link: LinkId(1),
+                kind: LinkKind::Mesh,
+            },
+            1_002,
+        );
+        let (tx, mut rx) = oneshot::channel();
+        let send = Request::Send {
+            room,
+            text: "hi".into(),
+            as_name: Some("Bo (guest)".into()),
+        };
+        o.request(send, tx, 1_003);
+        flush_all(&mut o, 1_004);
+        assert!(rx.try_recv().is_err(), "waits for the publication");
+        let (_, v, track) = o.effects().forwards.pop().expect("published");
+        assert!(track);
+        o.input(
+            Input::Published {
+                room,
+                id: v.id(),
+                peers: 2,
+                refused: false,
+            },
+            1_005,
+        );
+        match rx.try_recv() {
+            Ok(Reply::Sent(m)) => {
+                assert_eq!(m.author_name, "Bo (guest)");
+                assert_eq!(m.delivery, Some(CoreDelivery::Sent { peers: 2 }));
+            }
+            r => panic!("{r:?}"),
+        }
+        assert_eq!(o.waiting_replies(), 0);
+        // The resync timer fires when due, and is armed again.
+        let at = o.next_timer().unwrap();
+        o.fire_timers(at);
+        assert!(o.next_timer().unwrap() > at);
+    }
+
+    #[tokio::test]
+    async fn the_owner_task_serves_requests_until_its_senders_are_gone() {
+        let (tx, rx) = mpsc::channel(8);
+        let task = tokio::spawn(run(owner(), rx, crate::node::now_ms));
+        let (rtx, rrx) = oneshot::channel();
+        tx.send(OwnerInput::Request {
+            request: Request::CreateRoom {
+                name: "camp".into(),
+            },
+            reply: rtx,
+        })
+        .await
+        .unwrap();
+        // The flush is reported back as an input, as the flusher will.
+        tokio::task::yield_now().await;
+        tx.send(OwnerInput::Core(Input::Durable(Epoch(1))))
+            .await
+            .unwrap();
+        assert!(matches!(rrx.await, Ok(Reply::Room { .. })));
+        drop(tx);
+        let o = task.await.unwrap();
+        assert_eq!(o.node().member_rooms().len(), 1);
+    }
 
     #[test]
     fn peer_numbers_are_stable_and_never_reused() {
