@@ -14,6 +14,7 @@ pub mod links;
 pub mod node;
 pub mod notify;
 pub mod owner;
+pub mod owner_mesh;
 pub mod receipts;
 pub mod relay;
 pub mod supervise;

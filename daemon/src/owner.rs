@@ -26,6 +26,9 @@ use tokio::sync::{mpsc, oneshot};
 /// [`Input::Durable`]). The mesh's event loop may wait on the daemon, so the
 /// owner never waits on the mesh.
 pub trait Effects {
+    /// The shell's own events (the mesh's), which it turns into inputs.
+    type ShellEvent;
+    fn translate(&mut self, event: Self::ShellEvent, out: &mut Vec<Input>);
     /// Send on these links; with `track`, report [`Input::Published`].
     fn forward(&mut self, to: Vec<LinkId>, topic: Topic, envelope: Verified, track: bool);
     fn sync_request(&mut self, peer: PeerRef, id: SyncId, request: SyncRequest);
@@ -88,6 +91,15 @@ impl<S: NodeStore, C: Crypto, R: RngCore, E: Effects> Owner<S, C, R, E> {
         self.out = out;
     }
 
+    /// A shell event, turned into inputs by the effects.
+    pub fn shell(&mut self, event: E::ShellEvent, now: Timestamp) {
+        let mut inputs = Vec::new();
+        self.effects.translate(event, &mut inputs);
+        for i in inputs {
+            self.input(i, now);
+        }
+    }
+
     /// Gives the core every timer due at `now` (those it arms meanwhile,
     /// even for `now`, wait for the next call: no loop on a zero delay).
     pub fn fire_timers(&mut self, now: Timestamp) {
@@ -137,19 +149,21 @@ impl<S: NodeStore, C: Crypto, R: RngCore, E: Effects> Owner<S, C, R, E> {
 }
 
 /// What reaches the owner task.
-pub enum OwnerInput {
+pub enum OwnerInput<X> {
     Core(Input),
     Request {
         request: Request,
         reply: oneshot::Sender<Reply>,
     },
+    /// A shell event ([`Effects::ShellEvent`]).
+    Shell(X),
 }
 
 /// The owner task: starts the core, then takes inputs and fires timers
 /// until every sender is gone. `now` is the clock (ms since the epoch).
 pub async fn run<S, C, R, E>(
     mut owner: Owner<S, C, R, E>,
-    mut rx: mpsc::Receiver<OwnerInput>,
+    mut rx: mpsc::Receiver<OwnerInput<E::ShellEvent>>,
     now: impl Fn() -> Timestamp,
 ) -> Owner<S, C, R, E>
 where
@@ -180,6 +194,7 @@ where
         match m {
             OwnerInput::Core(input) => owner.input(input, t),
             OwnerInput::Request { request, reply } => owner.request(request, reply, t),
+            OwnerInput::Shell(x) => owner.shell(x, t),
         }
         owner.fire_timers(now());
     }
@@ -412,6 +427,8 @@ mod tests {
     }
 
     impl Effects for Recorded {
+        type ShellEvent = ();
+        fn translate(&mut self, _: (), _: &mut Vec<Input>) {}
         fn forward(&mut self, to: Vec<LinkId>, _: Topic, envelope: Verified, track: bool) {
             self.forwards.push((to, envelope, track));
         }
