@@ -183,6 +183,8 @@ pub struct Node<S, C, R> {
     /// Send replies waiting for their message's publication (a subset of
     /// `in_flight`, so bounded as it is).
     sending: BTreeMap<MessageId, PendingSend>,
+    /// The last failed flush failed for want of space.
+    flush_disk_full: bool,
     /// Rooms whose outbox gossip refused: the last wait, and whether a
     /// retry is scheduled. Forgotten when a publication goes through.
     outbox_retry: BTreeMap<RoomId, (u64, bool)>,
@@ -239,6 +241,7 @@ impl<S: NodeStore, C: Crypto, R: RngCore> Node<S, C, R> {
             },
             in_flight: BTreeSet::new(),
             sending: BTreeMap::new(),
+            flush_disk_full: false,
             outbox_retry: BTreeMap::new(),
             sessions: BTreeMap::new(),
             again: BTreeSet::new(),
@@ -407,7 +410,10 @@ impl<S: NodeStore, C: Crypto, R: RngCore> Node<S, C, R> {
                 refused,
             } => self.on_published(room, id, peers, refused, now),
             Input::Durable(epoch) => self.durable(epoch.0, true),
-            Input::FlushFailed { epoch, .. } => self.durable(epoch.0, false),
+            Input::FlushFailed { epoch, disk_full } => {
+                self.flush_disk_full = disk_full;
+                self.durable(epoch.0, false)
+            }
             Input::Timer(t) => self.timer(t, now),
         }
     }
@@ -487,6 +493,15 @@ impl<S: NodeStore, C: Crypto, R: RngCore> Node<S, C, R> {
         }
     }
 
+    /// Why the writes a reply waited for are not durable.
+    fn flush_error(&self) -> RequestError {
+        if self.flush_disk_full {
+            RequestError::DiskFull
+        } else {
+            RequestError::NotDurable
+        }
+    }
+
     fn release(&mut self, h: Held, ok: bool) {
         match h {
             Held::Event(e) if ok => self.out.push(Output::Event(e)),
@@ -495,7 +510,7 @@ impl<S: NodeStore, C: Crypto, R: RngCore> Node<S, C, R> {
                 let reply = if ok {
                     reply
                 } else {
-                    Reply::Error(RequestError::NotDurable)
+                    Reply::Error(self.flush_error())
                 };
                 self.out.push(Output::Reply { id, reply })
             }
@@ -521,7 +536,7 @@ impl<S: NodeStore, C: Crypto, R: RngCore> Node<S, C, R> {
                 if let Some(p) = self.sending.remove(&mid) {
                     self.out.push(Output::Reply {
                         id: p.request,
-                        reply: Reply::Error(RequestError::NotDurable),
+                        reply: Reply::Error(self.flush_error()),
                     });
                 }
             }

@@ -230,6 +230,27 @@ fn a_failed_flush_drops_the_event_and_the_reply_says_so() {
 }
 
 #[test]
+fn a_flush_failed_for_want_of_space_says_disk_full() {
+    let mut b = node(2, None);
+    let out = b.handle(
+        Input::Request {
+            id: RequestId(9),
+            request: Request::CreateRoom { name: "x".into() },
+        },
+        T0,
+    );
+    let e = epochs(&out)[0];
+    let out = b.handle(
+        Input::FlushFailed {
+            epoch: e,
+            disk_full: true,
+        },
+        T0,
+    );
+    assert_eq!(reply(&out), Some(&Reply::Error(RequestError::DiskFull)));
+}
+
+#[test]
 fn a_reply_waits_for_earlier_writes_not_yet_durable() {
     let mut b = node(2, None);
     let room = create(&mut b, "camp", T0);
