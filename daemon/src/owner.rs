@@ -372,6 +372,39 @@ impl<H> PendingAnswers<H> {
     }
 }
 
+/// A core's refusal as front ends get it (the codes and words the daemon
+/// answers with today).
+pub fn api_error(e: &peddlenet_node::RequestError) -> peddlenet_api::ApiError {
+    use peddlenet_api::{ApiError, ErrorCode};
+    use peddlenet_node::RequestError as E;
+    let code = match e {
+        E::UnknownRoom => ErrorCode::UnknownRoom,
+        E::TooLong { .. } => ErrorCode::TooLong,
+        E::Empty | E::BadName => ErrorCode::BadRequest,
+        E::DiskFull => ErrorCode::DiskFull,
+        E::Store(_) | E::NotDurable | E::Internal(_) => ErrorCode::Internal,
+    };
+    let message = match e {
+        E::DiskFull => crate::flusher::FlushError::DiskFull.to_string(),
+        e => e.to_string(),
+    };
+    ApiError::new(code, message)
+}
+
+/// The core's reply to a Send (or a request answered `Done`) as the IPC
+/// schema's response; other replies need the daemon's room view.
+pub fn simple_response(
+    reply: Reply,
+) -> Option<Result<peddlenet_api::Response, peddlenet_api::ApiError>> {
+    use peddlenet_api::Response;
+    match reply {
+        Reply::Done => Some(Ok(Response::Done)),
+        Reply::Sent(m) => Some(Ok(Response::Sent(message_info(m)))),
+        Reply::Error(e) => Some(Err(api_error(&e))),
+        Reply::Room { .. } | Reply::History { .. } => None,
+    }
+}
+
 pub fn delivery_info(d: peddlenet_node::DeliveryState) -> DeliveryState {
     match d {
         peddlenet_node::DeliveryState::Stored => DeliveryState::Stored,
@@ -611,6 +644,41 @@ mod tests {
         assert_eq!(w.drop_peer(p1), 2);
         assert_eq!(w.len(), 1);
         assert!(w.insert(p1, "g").is_ok());
+    }
+
+    #[test]
+    fn a_core_refusal_keeps_the_daemon_s_codes_and_words() {
+        use peddlenet_api::{ErrorCode, Response};
+        use peddlenet_node::RequestError;
+        let e = api_error(&RequestError::TooLong { len: 9000, max: 8 });
+        assert_eq!(e.code, ErrorCode::TooLong);
+        assert_eq!(e.message, "the message is 9000 bytes; the limit is 8");
+        let e = api_error(&RequestError::Empty);
+        assert_eq!(
+            (e.code, e.message.as_str()),
+            (ErrorCode::BadRequest, "the message is empty")
+        );
+        let e = api_error(&RequestError::DiskFull);
+        assert_eq!(
+            (e.code, e.message.as_str()),
+            (ErrorCode::DiskFull, "disk full: not stored")
+        );
+        assert_eq!(
+            api_error(&RequestError::UnknownRoom).code,
+            ErrorCode::UnknownRoom
+        );
+        assert_eq!(
+            api_error(&RequestError::NotDurable).code,
+            ErrorCode::Internal
+        );
+        assert_eq!(simple_response(Reply::Done), Some(Ok(Response::Done)));
+        assert!(
+            simple_response(Reply::Room {
+                room: peddlenet_node::proto::RoomId([1; 32]),
+                name: "x".into(),
+            })
+            .is_none()
+        );
     }
 
     #[test]
