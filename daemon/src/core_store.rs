@@ -324,6 +324,7 @@ mod tests {
                     request: Request::Send {
                         room,
                         text: format!("m{i}"),
+                        as_name: None,
                     },
                 },
                 now + i,

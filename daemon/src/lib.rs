@@ -13,6 +13,8 @@ pub mod ipc;
 pub mod links;
 pub mod node;
 pub mod notify;
+pub mod owner;
+pub mod owner_mesh;
 pub mod receipts;
 pub mod relay;
 pub mod supervise;

@@ -41,7 +41,12 @@
 //! - Events and replies leave only once every write made before them is
 //!   durable: they are held until [`Input::Durable`] covers the epoch they
 //!   depend on (a failed flush drops the events and turns replies into
-//!   [`RequestError::NotDurable`]).
+//!   [`RequestError::NotDurable`], or [`RequestError::DiskFull`] when the
+//!   flush failed for want of space).
+//! - A Send reply waits for its message's flush and, when the message was
+//!   published (links up), for [`Input::Published`]: [`Reply::Sent`]'s
+//!   delivery says how many peers took it (`Stored` if none). A message may
+//!   carry another author name than the node's (`as_name`: a web guest's).
 //! - A receipt confirms only messages that are durable here: a message is
 //!   queued for confirmation when its flush completes, not when it arrives.
 //! - A message fetched by a peer (sync), confirmed by a member (receipt) or

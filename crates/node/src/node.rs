@@ -106,6 +106,18 @@ enum Held {
     Event(Event),
     Reply(RequestId, Reply),
     ReceiptDue(RoomId, MessageId),
+    /// An own message's flush, which its Send reply waits for.
+    Sending(MessageId),
+}
+
+/// A Send reply waiting for the message's flush and its publication.
+#[derive(Debug)]
+struct PendingSend {
+    request: RequestId,
+    view: MessageView,
+    durable: bool,
+    /// Peers that took it (0 if none did or gossip refused it).
+    published: Option<u32>,
 }
 
 #[derive(Debug, Default)]
@@ -168,6 +180,11 @@ pub struct Node<S, C, R> {
     durability: Durability,
     /// Own messages handed to the shell, awaiting [`Input::Published`].
     in_flight: BTreeSet<MessageId>,
+    /// Send replies waiting for their message's publication (a subset of
+    /// `in_flight`, so bounded as it is).
+    sending: BTreeMap<MessageId, PendingSend>,
+    /// The last failed flush failed for want of space.
+    flush_disk_full: bool,
     /// Rooms whose outbox gossip refused: the last wait, and whether a
     /// retry is scheduled. Forgotten when a publication goes through.
     outbox_retry: BTreeMap<RoomId, (u64, bool)>,
@@ -223,6 +240,8 @@ impl<S: NodeStore, C: Crypto, R: RngCore> Node<S, C, R> {
                 ..Default::default()
             },
             in_flight: BTreeSet::new(),
+            sending: BTreeMap::new(),
+            flush_disk_full: false,
             outbox_retry: BTreeMap::new(),
             sessions: BTreeMap::new(),
             again: BTreeSet::new(),
@@ -329,10 +348,23 @@ impl<S: NodeStore, C: Crypto, R: RngCore> Node<S, C, R> {
     fn input(&mut self, input: Input, now: Timestamp) {
         match input {
             Input::Start => self.start(now),
-            Input::Request { id, request } => {
-                let reply = self.request(request, now);
-                self.hold(Held::Reply(id, reply));
-            }
+            Input::Request { id, request } => match self.request(request, now) {
+                // Published (tracked): the reply waits for the result too.
+                Reply::Sent(view) if self.in_flight.contains(&view.id) => {
+                    let mid = view.id;
+                    self.sending.insert(
+                        mid,
+                        PendingSend {
+                            request: id,
+                            view,
+                            durable: false,
+                            published: None,
+                        },
+                    );
+                    self.hold(Held::Sending(mid));
+                }
+                reply => self.hold(Held::Reply(id, reply)),
+            },
             Input::Envelope {
                 from,
                 bytes,
@@ -378,7 +410,10 @@ impl<S: NodeStore, C: Crypto, R: RngCore> Node<S, C, R> {
                 refused,
             } => self.on_published(room, id, peers, refused, now),
             Input::Durable(epoch) => self.durable(epoch.0, true),
-            Input::FlushFailed { epoch, .. } => self.durable(epoch.0, false),
+            Input::FlushFailed { epoch, disk_full } => {
+                self.flush_disk_full = disk_full;
+                self.durable(epoch.0, false)
+            }
             Input::Timer(t) => self.timer(t, now),
         }
     }
@@ -458,6 +493,15 @@ impl<S: NodeStore, C: Crypto, R: RngCore> Node<S, C, R> {
         }
     }
 
+    /// Why the writes a reply waited for are not durable.
+    fn flush_error(&self) -> RequestError {
+        if self.flush_disk_full {
+            RequestError::DiskFull
+        } else {
+            RequestError::NotDurable
+        }
+    }
+
     fn release(&mut self, h: Held, ok: bool) {
         match h {
             Held::Event(e) if ok => self.out.push(Output::Event(e)),
@@ -466,7 +510,7 @@ impl<S: NodeStore, C: Crypto, R: RngCore> Node<S, C, R> {
                 let reply = if ok {
                     reply
                 } else {
-                    Reply::Error(RequestError::NotDurable)
+                    Reply::Error(self.flush_error())
                 };
                 self.out.push(Output::Reply { id, reply })
             }
@@ -482,7 +526,41 @@ impl<S: NodeStore, C: Crypto, R: RngCore> Node<S, C, R> {
                 }
             }
             Held::ReceiptDue(..) => {}
+            Held::Sending(mid) if ok => {
+                if let Some(p) = self.sending.get_mut(&mid) {
+                    p.durable = true;
+                }
+                self.answer_send(mid);
+            }
+            Held::Sending(mid) => {
+                if let Some(p) = self.sending.remove(&mid) {
+                    self.out.push(Output::Reply {
+                        id: p.request,
+                        reply: Reply::Error(self.flush_error()),
+                    });
+                }
+            }
         }
+    }
+
+    /// Replies to a Send once its message is durable and published.
+    fn answer_send(&mut self, mid: MessageId) {
+        let Some(p) = self.sending.get(&mid) else {
+            return;
+        };
+        let Some(peers) = p.published.filter(|_| p.durable) else {
+            return;
+        };
+        let mut p = self.sending.remove(&mid).expect("checked");
+        p.view.delivery = Some(if peers > 0 {
+            DeliveryState::Sent { peers }
+        } else {
+            DeliveryState::Stored
+        });
+        self.out.push(Output::Reply {
+            id: p.request,
+            reply: Reply::Sent(p.view),
+        });
     }
 }
 
@@ -527,7 +605,11 @@ impl<S: NodeStore, C: Crypto, R: RngCore> Node<S, C, R> {
                 }
                 Ok(Reply::Done)
             }
-            Request::Send { room, text } => self.send(room, text, now),
+            Request::Send {
+                room,
+                text,
+                as_name,
+            } => self.send(room, text, as_name, now),
             Request::History {
                 room,
                 before,
@@ -544,9 +626,7 @@ impl<S: NodeStore, C: Crypto, R: RngCore> Node<S, C, R> {
                 Ok(Reply::History { messages, next })
             }
             Request::SetDisplayName { name } => {
-                if name.trim().is_empty() || name.len() > peddlenet_proto::MAX_NAME_LEN {
-                    return Err(RequestError::BadName);
-                }
+                check_display_name(&name)?;
                 self.name = name;
                 Ok(Reply::Done)
             }
@@ -597,6 +677,10 @@ impl<S: NodeStore, C: Crypto, R: RngCore> Node<S, C, R> {
         self.rooms.insert(room_id, Room { record, keys });
         self.relay_pending.remove(&room_id);
         self.note_member(&room_id, &self.author.clone(), &self.name.clone());
+        // The inviter is a member: own messages count it before it speaks.
+        if let Some(inviter) = inviter {
+            self.note_member(&room_id, &inviter, "");
+        }
         self.subscribe(room_id);
         // What was relayed unread becomes history.
         if let Ok(envs) = self.store.relay_take_room(&room_id) {
@@ -617,9 +701,22 @@ impl<S: NodeStore, C: Crypto, R: RngCore> Node<S, C, R> {
         })
     }
 
-    fn send(&mut self, room: RoomId, text: String, now: Timestamp) -> Result<Reply, RequestError> {
+    fn send(
+        &mut self,
+        room: RoomId,
+        text: String,
+        as_name: Option<String>,
+        now: Timestamp,
+    ) -> Result<Reply, RequestError> {
         let Some(r) = self.rooms.get(&room) else {
             return Err(RequestError::UnknownRoom);
+        };
+        let name = match as_name {
+            Some(n) => {
+                check_display_name(&n)?;
+                n
+            }
+            None => self.name.clone(),
         };
         if text.len() > MAX_TEXT_LEN {
             return Err(RequestError::TooLong {
@@ -640,7 +737,7 @@ impl<S: NodeStore, C: Crypto, R: RngCore> Node<S, C, R> {
                 &r.keys,
                 &self.identity,
                 &self.author,
-                &self.name,
+                &name,
                 &body,
                 now,
                 nonce,
@@ -655,7 +752,7 @@ impl<S: NodeStore, C: Crypto, R: RngCore> Node<S, C, R> {
             id: v.id(),
             room_id: room,
             author: self.author,
-            author_name: self.name.clone(),
+            author_name: name,
             timestamp_ms: now,
             received_ms: now,
             text,
@@ -743,6 +840,10 @@ impl<S: NodeStore, C: Crypto, R: RngCore> Node<S, C, R> {
 
     fn on_published(&mut self, room: RoomId, id: MessageId, peers: u32, refused: bool, now: u64) {
         self.in_flight.remove(&id);
+        if let Some(p) = self.sending.get_mut(&id) {
+            p.published = Some(if refused { 0 } else { peers });
+            self.answer_send(id);
+        }
         if refused {
             let (base, max) = (self.config.outbox_retry_ms, self.config.outbox_retry_max_ms);
             let st = self.outbox_retry.entry(room).or_insert((0, false));
@@ -1046,6 +1147,13 @@ pub fn forward_targets(
     from: Option<LinkId>,
 ) -> Vec<LinkId> {
     links.into_iter().filter(|l| Some(*l) != from).collect()
+}
+
+fn check_display_name(name: &str) -> Result<(), RequestError> {
+    if name.trim().is_empty() || name.len() > peddlenet_proto::MAX_NAME_LEN {
+        return Err(RequestError::BadName);
+    }
+    Ok(())
 }
 
 fn check_room_name(name: &str) -> Result<(), RequestError> {

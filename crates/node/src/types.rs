@@ -161,9 +161,14 @@ pub enum Request {
     LeaveRoom {
         room: RoomId,
     },
+    /// A text message. `as_name`: the author name it carries instead of
+    /// the node's display name (a guest of the web UI sends under its own).
+    /// The reply waits for the message's flush and for its publication
+    /// ([`Input::Published`]): [`Reply::Sent`] says how many peers took it.
     Send {
         room: RoomId,
         text: String,
+        as_name: Option<String>,
     },
     /// A page of history, newest first, strictly older than `before`.
     History {

@@ -141,13 +141,16 @@ fn send(n: &mut TestNode, room: RoomId, text: &str, now: u64) -> (MessageId, Vec
             request: Request::Send {
                 room,
                 text: text.into(),
+                as_name: None,
             },
         },
         now,
     );
-    let id = match reply(&out) {
-        Some(Reply::Sent(m)) => m.id,
-        r => panic!("not sent: {r:?}"),
+    // Published (links up): the reply waits for the result.
+    let id = match (reply(&out), forwards(&out).first()) {
+        (Some(Reply::Sent(m)), _) => m.id,
+        (None, Some((_, v, true))) => v.id(),
+        (r, _) => panic!("not sent: {r:?}"),
     };
     (id, out)
 }
@@ -224,6 +227,27 @@ fn a_failed_flush_drops_the_event_and_the_reply_says_so() {
         T0,
     );
     assert_eq!(reply(&out), Some(&Reply::Error(RequestError::NotDurable)));
+}
+
+#[test]
+fn a_flush_failed_for_want_of_space_says_disk_full() {
+    let mut b = node(2, None);
+    let out = b.handle(
+        Input::Request {
+            id: RequestId(9),
+            request: Request::CreateRoom { name: "x".into() },
+        },
+        T0,
+    );
+    let e = epochs(&out)[0];
+    let out = b.handle(
+        Input::FlushFailed {
+            epoch: e,
+            disk_full: true,
+        },
+        T0,
+    );
+    assert_eq!(reply(&out), Some(&Reply::Error(RequestError::DiskFull)));
 }
 
 #[test]
@@ -341,6 +365,7 @@ fn membership_create_join_leave() {
                 request: Request::Send {
                     room,
                     text: "x".into(),
+                    as_name: None,
                 },
             },
             T0,
@@ -582,6 +607,182 @@ fn outbox_retries_with_a_growing_wait_when_gossip_refuses() {
     assert_eq!(forwards(&out).len(), 1);
     let out = run(&mut a, Input::Timer(Timer::Outbox(room)), T0 + 761);
     assert!(forwards(&out).is_empty());
+}
+
+fn send_req(room: RoomId, text: &str, as_name: Option<&str>) -> Input {
+    Input::Request {
+        id: RequestId(7),
+        request: Request::Send {
+            room,
+            text: text.into(),
+            as_name: as_name.map(Into::into),
+        },
+    }
+}
+
+#[test]
+fn a_send_reply_waits_for_the_flush_and_the_publication() {
+    let mut a = node(1, None);
+    let room = create(&mut a, "camp", T0);
+    run(
+        &mut a,
+        Input::LinkUp {
+            link: MESH,
+            kind: LinkKind::Mesh,
+        },
+        T0,
+    );
+    let out = a.handle(send_req(room, "hi", None), T0);
+    let id = forwards(&out)[0].1.id();
+    let e = epochs(&out)[0];
+    // Published first: still waits for the flush.
+    let out = a.handle(
+        Input::Published {
+            room,
+            id,
+            peers: 3,
+            refused: false,
+        },
+        T0 + 1,
+    );
+    assert!(reply(&out).is_none(), "{out:?}");
+    let out = a.handle(Input::Durable(e), T0 + 2);
+    match reply(&out) {
+        Some(Reply::Sent(m)) => {
+            assert_eq!(m.id, id);
+            assert_eq!(m.delivery, Some(DeliveryState::Sent { peers: 3 }));
+        }
+        r => panic!("{r:?}"),
+    }
+    // Durable first, then refused by gossip: the reply says Stored.
+    let out = run(&mut a, send_req(room, "again", None), T0 + 3);
+    assert!(reply(&out).is_none(), "waits for the publication: {out:?}");
+    let id = forwards(&out)[0].1.id();
+    let out = run(
+        &mut a,
+        Input::Published {
+            room,
+            id,
+            peers: 0,
+            refused: true,
+        },
+        T0 + 4,
+    );
+    match reply(&out) {
+        Some(Reply::Sent(m)) => assert_eq!(m.delivery, Some(DeliveryState::Stored)),
+        r => panic!("{r:?}"),
+    }
+    // No link: nothing to wait for, the reply leaves with the flush.
+    let mut b = node(2, None);
+    let room = create(&mut b, "camp", T0);
+    let out = run(&mut b, send_req(room, "alone", None), T0);
+    match reply(&out) {
+        Some(Reply::Sent(m)) => assert_eq!(m.delivery, Some(DeliveryState::Stored)),
+        r => panic!("{r:?}"),
+    }
+}
+
+#[test]
+fn a_send_whose_flush_failed_is_answered_not_durable_once() {
+    let mut a = node(1, None);
+    let room = create(&mut a, "camp", T0);
+    run(
+        &mut a,
+        Input::LinkUp {
+            link: MESH,
+            kind: LinkKind::Mesh,
+        },
+        T0,
+    );
+    let out = a.handle(send_req(room, "hi", None), T0);
+    let id = forwards(&out)[0].1.id();
+    let e = epochs(&out)[0];
+    let out = a.handle(
+        Input::FlushFailed {
+            epoch: e,
+            disk_full: false,
+        },
+        T0 + 1,
+    );
+    assert_eq!(reply(&out), Some(&Reply::Error(RequestError::NotDurable)));
+    let out = run(
+        &mut a,
+        Input::Published {
+            room,
+            id,
+            peers: 1,
+            refused: false,
+        },
+        T0 + 2,
+    );
+    assert!(reply(&out).is_none(), "answered once: {out:?}");
+}
+
+#[test]
+fn a_send_under_another_name_carries_it_and_a_bad_one_is_refused() {
+    let mut a = node(1, None);
+    let room = create(&mut a, "camp", T0);
+    let out = run(
+        &mut a,
+        send_req(room, "from a phone", Some("Ann (guest)")),
+        T0,
+    );
+    let m = match reply(&out) {
+        Some(Reply::Sent(m)) => m.clone(),
+        r => panic!("{r:?}"),
+    };
+    assert_eq!(m.author_name, "Ann (guest)");
+    // The envelope carries it: a member opening it sees the guest's name.
+    let mut b = node(2, None);
+    join(&mut b, &secret_of(&a, &room), T0);
+    let env = a.store().envelope(&m.id).unwrap().unwrap();
+    let out = run(
+        &mut b,
+        Input::Envelope {
+            from: PeerRef::link(BLE_A),
+            bytes: env,
+            room_verified: false,
+        },
+        T0 + 1,
+    );
+    match events(&out).as_slice() {
+        [Event::Message(got)] => assert_eq!(got.author_name, "Ann (guest)"),
+        other => panic!("{other:?}"),
+    }
+    // The node's own name is unchanged.
+    let (id, _) = send(&mut a, room, "mine", T0 + 2);
+    let (page, _) = a.store().history(&room, None, 10).unwrap();
+    let mine = page.iter().find(|m| m.id == id).unwrap();
+    assert_eq!(mine.author_name, "node1");
+    for bad in ["", "  ", &"x".repeat(65)] {
+        let before = a.store().history(&room, None, 10).unwrap().0.len();
+        let out = run(&mut a, send_req(room, "x", Some(bad)), T0 + 3);
+        assert_eq!(reply(&out), Some(&Reply::Error(RequestError::BadName)));
+        assert_eq!(a.store().history(&room, None, 10).unwrap().0.len(), before);
+    }
+}
+
+#[test]
+fn joining_by_invite_counts_the_inviter_as_a_member() {
+    let mut a = node(1, None);
+    let room = create(&mut a, "camp", T0);
+    let mut b = node(2, None);
+    let out = run(
+        &mut b,
+        Input::Request {
+            id: RequestId(2),
+            request: Request::JoinRoom {
+                secret: secret_of(&a, &room),
+                name: "camp".into(),
+                inviter: Some(a.author_id()),
+                bootstrap: Vec::new(),
+            },
+        },
+        T0,
+    );
+    assert!(matches!(reply(&out), Some(Reply::Room { .. })), "{out:?}");
+    assert_eq!(b.member_count(&room), 2, "itself and the inviter");
+    assert!(b.store().members(&room).unwrap().contains(&a.author_id()));
 }
 
 #[test]

@@ -323,6 +323,7 @@ fn members_get_every_message_across_changing_links_and_a_relay() {
                 Request::Send {
                     room: rooms[r],
                     text: format!("seed {seed} round {round}"),
+                    as_name: None,
                 },
             );
             sent[r] += 1;

@@ -1,0 +1,365 @@
+//! The owner task's effects on the mesh, the flusher and the event
+//! broadcast ([`MeshEffects`]), and the mesh's events as the core's inputs.
+//! Not yet started by the daemon; Bluetooth and Wi-Fi Direct links are not
+//! carried out here yet (a forward to them counts no peer).
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+
+use peddlenet_mesh::{Mesh, MeshEvent, PeerId, SyncReply};
+use peddlenet_node::sync::transport::{SyncRequest, SyncResponse};
+use peddlenet_node::{Epoch, Input, LinkId, PeerRef, SyncId, Topic, Verified};
+use tokio::sync::{broadcast, mpsc};
+
+use crate::flusher::FlushError;
+use crate::owner::{Effects, OwnerInput, PeerNumbers, PendingAnswers, event_info};
+
+/// Sync requests from one peer waiting for the core's answer.
+pub const MAX_ANSWERS_PER_PEER: usize = 4;
+/// Sync requests waiting in all.
+pub const MAX_ANSWERS: usize = 256;
+
+/// Makes the store durable (the flusher's group commit).
+pub type FlushFn =
+    Box<dyn Fn() -> Pin<Box<dyn Future<Output = Result<(), FlushError>> + Send>> + Send>;
+
+pub struct MeshEffects {
+    mesh: Mesh,
+    /// The mesh's link id for the core.
+    link: LinkId,
+    flush: FlushFn,
+    events: broadcast::Sender<peddlenet_api::Event>,
+    inputs: mpsc::Sender<OwnerInput<MeshEvent>>,
+    peers: PeerNumbers<PeerId>,
+    answers: PendingAnswers<SyncReply>,
+    topics: HashMap<String, Topic>,
+}
+
+impl MeshEffects {
+    pub fn new(
+        mesh: Mesh,
+        link: LinkId,
+        flush: FlushFn,
+        events: broadcast::Sender<peddlenet_api::Event>,
+        inputs: mpsc::Sender<OwnerInput<MeshEvent>>,
+    ) -> Self {
+        Self {
+            mesh,
+            link,
+            flush,
+            events,
+            inputs,
+            peers: PeerNumbers::default(),
+            answers: PendingAnswers::new(MAX_ANSWERS_PER_PEER, MAX_ANSWERS),
+            topics: HashMap::new(),
+        }
+    }
+
+    fn peer(&mut self, id: &PeerId) -> PeerRef {
+        PeerRef {
+            link: self.link,
+            peer: self.peers.number(id),
+        }
+    }
+
+    fn report(&self, input: Input) {
+        let tx = self.inputs.clone();
+        tokio::spawn(async move {
+            let _ = tx.send(OwnerInput::Core(input)).await;
+        });
+    }
+}
+
+impl Effects for MeshEffects {
+    type ShellEvent = MeshEvent;
+
+    fn translate(&mut self, event: MeshEvent, out: &mut Vec<Input>) {
+        match event {
+            MeshEvent::Message { data, from, .. } => out.push(Input::Envelope {
+                from: self.peer(&from),
+                bytes: data,
+                room_verified: true,
+            }),
+            MeshEvent::PeerUp(p) => {
+                let peer = self.peer(&p.peer);
+                out.push(Input::PeerUp { peer });
+            }
+            MeshEvent::TopicJoined { topic, peer } => {
+                if let Some(topic) = self.topics.get(&topic).copied() {
+                    let peer = self.peer(&peer);
+                    out.push(Input::TopicJoined { peer, topic });
+                }
+            }
+            MeshEvent::SyncRequest {
+                peer,
+                request,
+                reply,
+            } => {
+                let Ok(request) = SyncRequest::decode(&request) else {
+                    tracing::debug!(%peer, "a sync request that does not decode; dropped");
+                    return;
+                };
+                let peer = self.peer(&peer);
+                match self.answers.insert(peer, reply) {
+                    Ok(id) => out.push(Input::SyncRequest { peer, id, request }),
+                    Err(_) => tracing::debug!("too many sync requests waiting; dropped"),
+                }
+            }
+            MeshEvent::PeerDown(id) => {
+                if let Some(n) = self.peers.forget(&id) {
+                    let peer = PeerRef {
+                        link: self.link,
+                        peer: n,
+                    };
+                    self.answers.drop_peer(peer);
+                    out.push(Input::PeerDown { peer });
+                }
+            }
+        }
+    }
+
+    fn forward(&mut self, to: Vec<LinkId>, topic: Topic, envelope: Verified, track: bool) {
+        let on_mesh = to.contains(&self.link);
+        if !on_mesh {
+            if track {
+                self.report(Input::Published {
+                    room: envelope.room(),
+                    id: envelope.id(),
+                    peers: 0,
+                    refused: false,
+                });
+            }
+            return;
+        }
+        let mesh = self.mesh.clone();
+        let tx = self.inputs.clone();
+        tokio::spawn(async move {
+            let (peers, refused) = match mesh.publish(topic.name(), envelope.bytes().to_vec()).await
+            {
+                Ok(n) => (n, false),
+                Err(e) => {
+                    tracing::debug!(error = %e, "publishing failed");
+                    (0, true)
+                }
+            };
+            if track {
+                let input = Input::Published {
+                    room: envelope.room(),
+                    id: envelope.id(),
+                    peers,
+                    refused,
+                };
+                let _ = tx.send(OwnerInput::Core(input)).await;
+            }
+        });
+    }
+
+    fn sync_request(&mut self, peer: PeerRef, id: SyncId, request: SyncRequest) {
+        let Some(key) = self.peers.key(peer.peer).copied() else {
+            self.report(Input::SyncResponse {
+                peer,
+                id,
+                response: None,
+            });
+            return;
+        };
+        let mesh = self.mesh.clone();
+        let tx = self.inputs.clone();
+        tokio::spawn(async move {
+            let response = match mesh.sync_request(key, request.encode()).await {
+                Ok(b) => SyncResponse::decode(&b).ok(),
+                Err(_) => None,
+            };
+            let input = Input::SyncResponse { peer, id, response };
+            let _ = tx.send(OwnerInput::Core(input)).await;
+        });
+    }
+
+    fn sync_answer(&mut self, _peer: PeerRef, id: SyncId, response: SyncResponse) {
+        let Some((_, reply)) = self.answers.take(id) else {
+            return;
+        };
+        let mesh = self.mesh.clone();
+        tokio::spawn(async move {
+            let _ = mesh.sync_respond(reply, response.encode()).await;
+        });
+    }
+
+    fn subscribe(&mut self, topic: Topic) {
+        self.topics.insert(topic.name(), topic);
+        let mesh = self.mesh.clone();
+        tokio::spawn(async move {
+            if let Err(e) = mesh.subscribe(topic.name()).await {
+                tracing::warn!(error = %e, "subscribing failed");
+            }
+        });
+    }
+
+    fn unsubscribe(&mut self, topic: Topic) {
+        self.topics.remove(&topic.name());
+        let mesh = self.mesh.clone();
+        tokio::spawn(async move {
+            let _ = mesh.unsubscribe(topic.name()).await;
+        });
+    }
+
+    fn make_durable(&mut self, epoch: Epoch) {
+        let flush = (self.flush)();
+        let tx = self.inputs.clone();
+        tokio::spawn(async move {
+            let input = match flush.await {
+                Ok(()) => Input::Durable(epoch),
+                Err(e) => Input::FlushFailed {
+                    epoch,
+                    disk_full: matches!(e, FlushError::DiskFull),
+                },
+            };
+            let _ = tx.send(OwnerInput::Core(input)).await;
+        });
+    }
+
+    fn event(&mut self, event: peddlenet_node::Event) {
+        let _ = self.events.send(event_info(event));
+    }
+
+    fn misbehaved(&mut self, peer: PeerRef, reason: &'static str) {
+        if let Some(key) = self.peers.key(peer.peer).copied() {
+            let mesh = self.mesh.clone();
+            tokio::spawn(async move {
+                let _ = mesh.ban(key, reason).await;
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use peddlenet_api::Event;
+    use peddlenet_mesh::{MeshConfig, Multiaddr, fresh_network_identity};
+    use peddlenet_node::proto::{Identity, RoomKeys, RoomSecret};
+    use peddlenet_node::{Config, LinkKind, MemStore, Node, RealCrypto, Reply, Request};
+    use rand::SeedableRng;
+    use rand::rngs::StdRng;
+    use tokio::sync::oneshot;
+
+    use super::*;
+    use crate::node::now_ms;
+    use crate::owner::{Owner, run};
+
+    const MESH: LinkId = LinkId(1);
+
+    async fn mesh(peers: Vec<Multiaddr>) -> (Mesh, mpsc::Receiver<MeshEvent>) {
+        let cfg = MeshConfig {
+            listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
+            peers,
+            mdns: false,
+            gossip_heartbeat: Duration::from_millis(100),
+            ..MeshConfig::default()
+        };
+        Mesh::start(fresh_network_identity(), cfg).await.unwrap()
+    }
+
+    /// A core on the in-memory store (flushes complete at once) owned by
+    /// the owner task, on `mesh`.
+    fn owner(
+        seed: u8,
+        mesh: Mesh,
+        mut mesh_rx: mpsc::Receiver<MeshEvent>,
+    ) -> (
+        mpsc::Sender<OwnerInput<MeshEvent>>,
+        broadcast::Receiver<Event>,
+    ) {
+        let (tx, rx) = mpsc::channel(1024);
+        let (etx, erx) = broadcast::channel(64);
+        let flush: FlushFn = Box::new(|| Box::pin(async { Ok(()) }));
+        let effects = MeshEffects::new(mesh, MESH, flush, etx, tx.clone());
+        let node = Node::new(
+            Config::default(),
+            Identity::from_seed(&[seed; 32]),
+            format!("n{seed}"),
+            MemStore::new(),
+            RealCrypto,
+            StdRng::seed_from_u64(seed as u64),
+        )
+        .unwrap();
+        let mut o = Owner::new(node, effects);
+        o.input(
+            Input::LinkUp {
+                link: MESH,
+                kind: LinkKind::Mesh,
+            },
+            now_ms(),
+        );
+        let to_owner = tx.clone();
+        tokio::spawn(async move {
+            while let Some(ev) = mesh_rx.recv().await {
+                if to_owner.send(OwnerInput::Shell(ev)).await.is_err() {
+                    break;
+                }
+            }
+        });
+        tokio::spawn(run(o, rx, now_ms));
+        (tx, erx)
+    }
+
+    async fn ask(tx: &mpsc::Sender<OwnerInput<MeshEvent>>, request: Request) -> Reply {
+        let (reply, rx) = oneshot::channel();
+        tx.send(OwnerInput::Request { request, reply })
+            .await
+            .unwrap();
+        tokio::time::timeout(Duration::from_secs(20), rx)
+            .await
+            .expect("a reply in time")
+            .expect("answered")
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_owner_tasks_on_a_loopback_mesh_exchange_a_message() {
+        let secret = RoomSecret([5; 32]);
+        let room = RoomKeys::derive(&secret).room_id();
+        let (ma, ra) = mesh(Vec::new()).await;
+        let mut addrs = Vec::new();
+        for _ in 0..100 {
+            addrs = ma.listen_addrs().await.unwrap();
+            if !addrs.is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let (mb, rb) = mesh(addrs).await;
+        let (a, _) = owner(1, ma, ra);
+        let (b, mut b_events) = owner(2, mb, rb);
+        for tx in [&a, &b] {
+            let join = Request::JoinRoom {
+                secret: secret.clone(),
+                name: "camp".into(),
+                inviter: None,
+                bootstrap: Vec::new(),
+            };
+            assert!(matches!(ask(tx, join).await, Reply::Room { .. }));
+        }
+        let send = Request::Send {
+            room,
+            text: "over the mesh".into(),
+            as_name: None,
+        };
+        assert!(matches!(ask(&a, send).await, Reply::Sent(_)));
+        let got = tokio::time::timeout(Duration::from_secs(30), async {
+            loop {
+                match b_events.recv().await {
+                    Ok(Event::Message { message }) => return message,
+                    Ok(_) => {}
+                    Err(e) => panic!("{e}"),
+                }
+            }
+        })
+        .await
+        .expect("the message reaches the other node");
+        assert_eq!(got.text, "over the mesh");
+        assert_eq!(got.author_name, "n1");
+        assert!(!got.own);
+    }
+}
