@@ -130,7 +130,7 @@ impl Node {
                     };
                     let id = peddlenet_proto::message_id(&env);
                     match self.store().insert_control(&room_id, ts, &id, &env) {
-                        Ok(Inserted::New) => self.bump_room(&room_id),
+                        Ok(Inserted::New) => {}
                         Ok(Inserted::Duplicate) => continue,
                         Err(e) => {
                             tracing::error!(error = %e, "storing a receipt failed");

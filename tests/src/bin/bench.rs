@@ -357,7 +357,7 @@ async fn main() {
         mib(at_2s.0),
         mib(at_2s.1)
     );
-    if args.idle >= 60 {
+    if args.idle > 60 {
         println!(
             "| RSS 60 s after load A / B | {} / {} |",
             mib(at_60s.0),
