@@ -96,4 +96,6 @@ fn main() {
         counted.as_secs_f64() * 1e3,
         rss()
     );
+    peddlenet_store::memory::trim();
+    println!("| after malloc_trim | {} | | |", rss());
 }
