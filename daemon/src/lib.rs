@@ -146,6 +146,8 @@ pub async fn run(cfg: Config, mut stop: watch::Receiver<bool>) -> anyhow::Result
         tracing::info!(author = %identity.author_id(), "created a new identity");
     }
     let store = open_store(&cfg)?;
+    // Memory used by a burst of messages goes back to the system 2 s after it.
+    store.spawn_trimmer(std::time::Duration::from_secs(2));
     let (supervisor, mut failures) = supervise::Supervisor::new();
     // What stops the daemon's own tasks: the caller's stop, or a failure.
     let (halt_tx, halt) = watch::channel(false);

@@ -65,10 +65,6 @@ pub struct Node {
     /// Topics with a flush queued: peers that re-subscribe again and again
     /// get one, not one task each.
     outbox_pending: parking_lot::Mutex<std::collections::HashSet<String>>,
-    /// Bumped at every message stored in a room: the sync cache's key.
-    generations: parking_lot::Mutex<HashMap<RoomId, u64>>,
-    /// Each room's items for reconciliation, with the generation they reflect.
-    sync_cache: parking_lot::Mutex<HashMap<RoomId, (u64, Arc<peddlenet_sync::Storage>)>>,
     /// Peers a sync session is running with.
     syncing: parking_lot::Mutex<std::collections::HashSet<crate::sync::Remote>>,
     /// Peers to sync with again once their running session ends.
@@ -261,8 +257,6 @@ impl Node {
             data_dir,
             outbox_busy: tokio::sync::Mutex::new(()),
             outbox_pending: Default::default(),
-            generations: Default::default(),
-            sync_cache: Default::default(),
             syncing: Default::default(),
             sync_again: Default::default(),
             resync: tokio::sync::Notify::new(),
@@ -335,16 +329,9 @@ impl Node {
         self.display_name.read().clone()
     }
 
-    pub(crate) fn bump_room(&self, room: &RoomId) {
-        self.bump(room)
-    }
-
-    fn bump(&self, room: &RoomId) {
-        *self.generations.lock().entry(*room).or_default() += 1;
-    }
-
-    /// The room's items for reconciliation, rebuilt only when it changed.
-    /// A relayed room's are read afresh each time (evictions change them).
+    /// The room's items for reconciliation: a member room's are kept up to
+    /// date by the store as messages arrive (never re-read); a relayed
+    /// room's are read afresh each time (evictions change them).
     pub fn sync_storage(&self, room: &RoomId) -> anyhow::Result<Arc<peddlenet_sync::Storage>> {
         if !self.is_member(room) {
             let items = self
@@ -355,23 +342,7 @@ impl Node {
                 .collect();
             return Ok(Arc::new(peddlenet_sync::Storage::new(items)));
         }
-        let generation = self.generations.lock().get(room).copied().unwrap_or(0);
-        if let Some((g, s)) = self.sync_cache.lock().get(room)
-            && *g == generation
-        {
-            return Ok(s.clone());
-        }
-        let items = self
-            .store
-            .room_items(room)?
-            .into_iter()
-            .map(|(ts, id)| peddlenet_sync::Item { ts, id: id.0 })
-            .collect();
-        let s = Arc::new(peddlenet_sync::Storage::new(items));
-        self.sync_cache
-            .lock()
-            .insert(*room, (generation, s.clone()));
-        Ok(s)
+        Ok(self.store.sync_items(room)?)
     }
 
     /// Marks a sync session with `peer` as running; false if one already is,
@@ -753,8 +724,6 @@ impl Node {
                     .remove_room(&r.record.room_id)
                     .map_err(internal)?;
                 self.rooms.write().remove(&r.record.room_id);
-                self.sync_cache.lock().remove(&r.record.room_id);
-                self.generations.lock().remove(&r.record.room_id);
                 self.members.lock().remove(&r.record.room_id);
                 self.receipts_due.lock().remove(&r.record.room_id);
                 let _ = self.mesh.unsubscribe(r.keys.topic()).await;
@@ -795,7 +764,6 @@ impl Node {
         bootstrap: Vec<String>,
     ) -> Result<RoomInfo, ApiError> {
         let keys = RoomKeys::derive(&secret);
-        self.sync_cache.lock().remove(&keys.room_id());
         let record = RoomRecord {
             room_id: keys.room_id(),
             name,
@@ -926,7 +894,6 @@ impl Node {
         self.store
             .insert_message(&msg, env.bytes(), true)
             .map_err(store_err)?;
-        self.bump(&msg.room_id);
         // The mesh's publication is awaited here: it says how many peers took it.
         let sent = self.forward(&env, None, false);
         let ble_links = sent.ble_links;
@@ -1021,7 +988,6 @@ impl Node {
                 {
                     Inserted::Duplicate => Ok(Ingested::Duplicate),
                     Inserted::New => {
-                        self.bump(&room_id);
                         if !mine {
                             self.take_receipt(&room_id, &opened.author, &ids)
                                 .map_err(IngestError::Store)?;
@@ -1049,7 +1015,6 @@ impl Node {
         {
             Inserted::Duplicate => Ok(Ingested::Duplicate),
             Inserted::New => {
-                self.bump(&msg.room_id);
                 if !mine {
                     // Confirmed once durable here.
                     self.hold(crate::durable::Held::ReceiptDue(room_id, msg.id));

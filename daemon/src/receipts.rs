@@ -133,7 +133,7 @@ impl Node {
                     };
                     let id = env.id();
                     match self.store().insert_control(&room_id, ts, &id, env.bytes()) {
-                        Ok(Inserted::New) => self.bump_room(&room_id),
+                        Ok(Inserted::New) => {}
                         Ok(Inserted::Duplicate) => continue,
                         Err(e) => {
                             tracing::error!(error = %e, "storing a receipt failed");

@@ -382,13 +382,17 @@ pub fn salvage(dir: &Path, cache_bytes: u64) -> Result<SalvageReport> {
             }
             Err(e) => report.stopped = Some(reason(e)),
         }
+        // Counts are rebuilt from what was saved, at the reopen below, and
+        // are not entries of their own.
+        out.meta.remove(crate::COUNTED)?;
+        report.entries = out.entries();
         out.flush()?;
     }
     // Reopened: the open's repair drops index entries whose envelope was lost.
     let before = report.entries;
     {
         let out = reopen(&fresh, cache_bytes)?;
-        report.repaired = before.saturating_sub(out.msgs.len());
+        report.repaired = before.saturating_sub(out.entries());
     }
     std::fs::rename(dir, &kept).map_err(|e| io_err(dir, e))?;
     std::fs::rename(&fresh, dir).map_err(|e| io_err(&fresh, e))?;
@@ -535,8 +539,9 @@ mod tests {
                 true
             }
             Ok(s) => {
+                // What is there, not the count kept beside it.
                 assert_eq!(
-                    s.message_count(&ROOM),
+                    s.room_items(&ROOM).unwrap().len(),
                     SENT as usize,
                     "{case}: opened with acknowledged messages missing"
                 );
@@ -596,7 +601,7 @@ mod tests {
     #[test]
     fn salvage_copies_what_it_can_and_keeps_the_original() {
         let (_tmp, dir) = filled();
-        cut_to(&dir, |len| len * 9 / 10);
+        cut_to(&dir, |len| len * 3 / 4);
         let damaged = std::fs::read(db_path(&dir)).unwrap();
         assert!(refused_or_whole(&dir, "before salvage"));
         let r = salvage(&dir, 1 << 20).unwrap();
@@ -615,6 +620,6 @@ mod tests {
         for (_, id) in s.room_items(&ROOM).unwrap() {
             assert!(s.envelope(&id).unwrap().is_some());
         }
-        eprintln!("salvaged {n} of {SENT} messages from a store cut to 90%");
+        eprintln!("salvaged {n} of {SENT} messages from a store cut to 75%");
     }
 }

@@ -7,14 +7,29 @@
 //! | `meta`  | UTF-8 name                                 | JSON value (schema, settings)  |
 //! | `rooms` | room id (32)                               | [`RoomRecord`]                 |
 //! | `msgs`  | `E` ‖ message id (32)                      | envelope bytes, as on the wire |
-//! | `msgs`  | `H` ‖ room id (32) ‖ timestamp ms (u64 BE) ‖ message id (32) | [`StoredMessage`] |
+//! | `msgs`  | `H` ‖ room id (32) ‖ timestamp ms (u64 BE) ‖ message id (32) | [`StoredMessage`], binary: see below |
 //! | `msgs`  | `D` ‖ message id (32)                      | [`Delivery`] of an own message; marks it as own |
 //! | `msgs`  | `O` ‖ room id ‖ timestamp ‖ message id     | empty: own message no peer took yet (the outbox) |
 //! | `msgs`  | `K` ‖ room id ‖ timestamp ‖ message id     | empty: a member room's receipt envelope |
 //! | `msgs`  | `P` ‖ message id ‖ member author id (32)   | empty: that member confirmed the own message |
 //! | `msgs`  | `M` ‖ room id ‖ author id                  | JSON display name: a member seen in the room |
+//! | `msgs`  | `C` ‖ room id                              | u64 BE: the room's history entries (`H`) |
 //! | `msgs`  | `R`, `A`                                   | relayed envelopes of other rooms: see [`relay`] |
 //!
+//! History values hold what the key does not: `1` ‖ author id (32) ‖
+//! received ms (u64 BE) ‖ own (one byte, 0 or 1) ‖ name length (u32 BE) ‖
+//! author name (UTF-8) ‖ text (UTF-8, the rest). Stores written before this
+//! format hold JSON values (they start with `{`); both are read.
+//!
+//! Counts: a room's `C` entry is written in the batch of every message that
+//! adds or removes one of its `H` entries, so listing rooms reads one number
+//! per room, kept in memory, instead of its history. Stores written before
+//! counts (no `counted` in `meta`) get them rebuilt at open, once; so do
+//! stores whose open repaired entries.
+//!
+//! Sync items: [`Store::sync_items`] keeps a member room's `(timestamp, id)`
+//! set in memory once asked for it, and adds each message or receipt stored
+//! afterwards to it; no periodic path reads a room's history again.
 //! A member room's message (or receipt) is written as one sled batch: its
 //! envelope and every index entry (`H` or `K`, and `D`, `O` for an own
 //! message) land together or not at all, so no crash leaves an index entry
@@ -40,11 +55,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use parking_lot::Mutex;
 
 pub mod health;
+pub mod memory;
 pub mod relay;
 pub use health::{SalvageReport, salvage};
 pub use relay::{AuthorTag, Refused, RelayInserted, RelayLimits, RelayTotals, RoomUsage};
 
 use peddlenet_proto::{AuthorId, MessageId, RoomId};
+use peddlenet_sync::{Item, Storage};
 use serde::{Deserialize, Serialize};
 
 /// The on-disk layout version this code writes and reads.
@@ -167,6 +184,19 @@ pub struct Store {
     marker: Arc<Mutex<health::Marker>>,
     flushes: Arc<AtomicU64>,
     space: Arc<health::Space>,
+    /// Each room's history entries, as in its `C` entry. Held across the
+    /// batch that changes one, so concurrent inserts count right.
+    counts: Arc<Mutex<std::collections::HashMap<RoomId, u64>>>,
+    /// Member rooms' sync items, once asked for (see [`Store::sync_items`]).
+    items: Arc<Mutex<std::collections::HashMap<RoomId, RoomItems>>>,
+}
+
+/// A room's sync items: the set last handed out, and items stored since,
+/// merged in at the next [`Store::sync_items`].
+#[derive(Default)]
+struct RoomItems {
+    set: Arc<Storage>,
+    added: Vec<Item>,
 }
 
 const STRIPES: usize = 64;
@@ -180,6 +210,9 @@ const ENVELOPE: u8 = b'E';
 const HISTORY: u8 = b'H';
 const DELIVERY: u8 = b'D';
 const OUTBOX: u8 = b'O';
+const COUNT: u8 = b'C';
+/// The `meta` key present once every room's `C` entry is right.
+const COUNTED: &str = "counted";
 
 fn id_key(prefix: u8, id: &MessageId) -> [u8; 33] {
     let mut k = [0u8; 33];
@@ -211,6 +244,54 @@ fn timed_key(prefix: u8, room: &RoomId, ts: u64, id: &MessageId) -> [u8; 73] {
     k[33..41].copy_from_slice(&ts.to_be_bytes());
     k[41..].copy_from_slice(id.as_bytes());
     k
+}
+
+/// First byte of a binary history value (JSON values start with `{`).
+const HISTORY_V1: u8 = 1;
+
+/// A history entry's value: the message without what its key holds.
+fn history_value(m: &StoredMessage) -> Vec<u8> {
+    let (name, text) = (m.author_name.as_bytes(), m.text.as_bytes());
+    let mut v = Vec::with_capacity(46 + name.len() + text.len());
+    v.push(HISTORY_V1);
+    v.extend_from_slice(m.author.as_bytes());
+    v.extend_from_slice(&m.received_ms.to_be_bytes());
+    v.push(m.own as u8);
+    v.extend_from_slice(&(name.len() as u32).to_be_bytes());
+    v.extend_from_slice(name);
+    v.extend_from_slice(text);
+    v
+}
+
+/// A history entry read back: binary, or JSON written before it.
+fn history_entry(k: &[u8], v: &[u8]) -> Result<StoredMessage> {
+    if v.first() == Some(&b'{') {
+        return unjson("message", v);
+    }
+    let (timestamp_ms, id) = timed_parts(k)?;
+    let bad = || Error::Corrupt(format!("history value of {} bytes", v.len()));
+    if v.len() < 46 || v[0] != HISTORY_V1 {
+        return Err(bad());
+    }
+    let name_len = u32::from_be_bytes(v[42..46].try_into().expect("4 bytes")) as usize;
+    let end = 46usize.checked_add(name_len).ok_or_else(bad)?;
+    let name = v.get(46..end).ok_or_else(bad)?;
+    let text = &v[end..];
+    let utf8 = |b: &[u8]| String::from_utf8(b.to_vec()).map_err(|_| bad());
+    Ok(StoredMessage {
+        id,
+        room_id: RoomId(k[1..33].try_into().expect("32 bytes")),
+        author: AuthorId(v[1..33].try_into().expect("32 bytes")),
+        author_name: utf8(name)?,
+        timestamp_ms,
+        received_ms: u64::from_be_bytes(v[33..41].try_into().expect("8 bytes")),
+        text: utf8(text)?,
+        own: match v[41] {
+            0 => false,
+            1 => true,
+            _ => return Err(bad()),
+        },
+    })
 }
 
 fn timed_parts(k: &[u8]) -> Result<(u64, MessageId)> {
@@ -291,6 +372,8 @@ impl Store {
             marker: Arc::new(Mutex::new(marker)),
             flushes: Arc::new(AtomicU64::new(flushed.max(prior.unwrap_or(0)))),
             space: Arc::new(health::Space::new(dir)),
+            counts: Default::default(),
+            items: Default::default(),
         };
         match store.meta_get::<u64>("schema")? {
             None => {
@@ -304,6 +387,8 @@ impl Store {
             }
             Some(_) => {}
         }
+        // Reading every index entry and its envelope also finds a damaged
+        // file at open rather than at some later read.
         let repaired = store.repair()? + store.relay_load()?;
         if repaired > 0 {
             tracing::info!(
@@ -311,6 +396,10 @@ impl Store {
                 "removed index entries whose envelope a crash left unwritten (none was acknowledged)"
             );
         }
+        if repaired > 0 || store.meta.get(COUNTED)?.is_none() {
+            store.recount()?;
+        }
+        store.load_counts()?;
         // Also creates the marker of a new store (or of one written before
         // markers existed): from here on, losing its data is noticed.
         store.flush()?;
@@ -393,7 +482,13 @@ impl Store {
                 batch.remove(k?);
             }
         }
-        self.msgs.apply_batch(batch)?;
+        batch.remove(&room_prefix(COUNT, id)[..]);
+        {
+            let mut counts = self.counts.lock();
+            self.msgs.apply_batch(batch)?;
+            counts.remove(id);
+        }
+        self.items.lock().remove(id);
         Ok(self.rooms.remove(id.as_bytes())?.is_some())
     }
 
@@ -435,11 +530,105 @@ impl Store {
         }
         batch.insert(
             &timed_key(HISTORY, &msg.room_id, msg.timestamp_ms, &msg.id)[..],
-            json(msg),
+            history_value(msg),
         );
         batch.insert(&id_key(ENVELOPE, &msg.id)[..], envelope);
-        self.msgs.apply_batch(batch)?;
+        {
+            let mut counts = self.counts.lock();
+            let n = counts.get(&msg.room_id).copied().unwrap_or(0) + 1;
+            batch.insert(&room_prefix(COUNT, &msg.room_id)[..], &n.to_be_bytes()[..]);
+            self.msgs.apply_batch(batch)?;
+            counts.insert(msg.room_id, n);
+        }
+        self.item_added(&msg.room_id, msg.timestamp_ms, &msg.id);
         Ok(Inserted::New)
+    }
+
+    /// Notes a member room's new item in its sync set, if one is held.
+    fn item_added(&self, room: &RoomId, ts: u64, id: &MessageId) {
+        if let Some(r) = self.items.lock().get_mut(room) {
+            r.added.push(Item { ts, id: id.0 });
+        }
+    }
+
+    /// A member room's items for reconciliation. The first call reads them
+    /// from the store (one scan of the room's keys); messages and receipts
+    /// stored afterwards are added as they come, so later calls read nothing.
+    /// The set handed out stays as it was; the next call returns a new one
+    /// when items were added.
+    pub fn sync_items(&self, room: &RoomId) -> Result<Arc<Storage>> {
+        let mut all = self.items.lock();
+        if let Some(r) = all.get_mut(room) {
+            if !r.added.is_empty() {
+                let added = std::mem::take(&mut r.added);
+                Arc::make_mut(&mut r.set).add(added);
+            }
+            return Ok(r.set.clone());
+        }
+        // Read under the lock: an item stored meanwhile waits for the entry
+        // and is then added (twice at worst; sets drop duplicates).
+        let items = self
+            .room_items(room)?
+            .into_iter()
+            .map(|(ts, id)| Item { ts, id: id.0 })
+            .collect();
+        let set = Arc::new(Storage::new(items));
+        all.insert(
+            *room,
+            RoomItems {
+                set: set.clone(),
+                added: Vec::new(),
+            },
+        );
+        Ok(set)
+    }
+
+    /// Rewrites every room's `C` entry from its history entries (stores
+    /// written before counts, or after a repair), then marks counts right.
+    fn recount(&self) -> Result<()> {
+        let mut counts = std::collections::HashMap::<RoomId, u64>::new();
+        for k in self.msgs.scan_prefix([HISTORY]).keys() {
+            let k = k?;
+            if k.len() != 73 {
+                return Err(Error::Corrupt(format!("history key of {} bytes", k.len())));
+            }
+            let room = RoomId(k[1..33].try_into().expect("32 bytes"));
+            *counts.entry(room).or_default() += 1;
+        }
+        let mut batch = sled::Batch::default();
+        for k in self.msgs.scan_prefix([COUNT]).keys() {
+            batch.remove(k?);
+        }
+        for (room, n) in &counts {
+            batch.insert(&room_prefix(COUNT, room)[..], &n.to_be_bytes()[..]);
+        }
+        self.msgs.apply_batch(batch)?;
+        self.meta.insert(COUNTED, json(&true))?;
+        tracing::info!(rooms = counts.len(), "counted the rooms' messages");
+        Ok(())
+    }
+
+    fn load_counts(&self) -> Result<()> {
+        let mut counts = self.counts.lock();
+        counts.clear();
+        for kv in self.msgs.scan_prefix([COUNT]) {
+            let (k, v) = kv?;
+            let (Ok(room), Ok(n)) = (<[u8; 32]>::try_from(&k[1..]), <[u8; 8]>::try_from(&v[..]))
+            else {
+                return Err(Error::Corrupt(format!(
+                    "count entry of {}+{} bytes",
+                    k.len(),
+                    v.len()
+                )));
+            };
+            counts.insert(RoomId(room), u64::from_be_bytes(n));
+        }
+        Ok(())
+    }
+
+    /// Entries of `msgs` other than counts: what salvage compares.
+    pub(crate) fn entries(&self) -> usize {
+        self.msgs.len() - self.msgs.scan_prefix([COUNT]).count()
     }
 
     /// Removes index entries whose envelope is missing: history and receipt
@@ -499,12 +688,12 @@ impl Store {
         let mut out = Vec::with_capacity(limit.min(64));
         let mut more = false;
         for kv in self.msgs.range(start..end).rev() {
-            let (_, v) = kv?;
+            let (k, v) = kv?;
             if out.len() == limit {
                 more = true;
                 break;
             }
-            out.push(unjson::<StoredMessage>("message", &v)?);
+            out.push(history_entry(&k, &v)?);
         }
         let next = if more {
             out.last().map(cursor_of)
@@ -543,6 +732,7 @@ impl Store {
         batch.insert(&timed_key(CONTROL, room, ts, id)[..], &[][..]);
         batch.insert(&id_key(ENVELOPE, id)[..], envelope);
         self.msgs.apply_batch(batch)?;
+        self.item_added(room, ts, id);
         Ok(Inserted::New)
     }
 
@@ -607,8 +797,9 @@ impl Store {
         }
     }
 
+    /// Messages in a room's history: a number kept with them, no scan.
     pub fn message_count(&self, room: &RoomId) -> usize {
-        self.msgs.scan_prefix(room_prefix(HISTORY, room)).count()
+        self.counts.lock().get(room).copied().unwrap_or(0) as usize
     }
 
     /// Records that `peers` peers took an own message, and takes it out of
@@ -1003,6 +1194,138 @@ mod tests {
         );
         assert_eq!(s.envelope_by_prefix(&[0x21; 16]).unwrap(), None);
         assert_eq!(s.envelope_by_prefix(&[0xff; 16]).unwrap(), None);
+    }
+
+    #[test]
+    fn room_counts_are_kept_with_the_messages_not_counted_by_scanning() {
+        let dir = tempfile::tempdir().unwrap();
+        let (r1, r2) = (RoomId([1; 32]), RoomId([2; 32]));
+        {
+            let s = Store::open(dir.path(), 1 << 20).unwrap();
+            for i in 0..30u8 {
+                s.insert_message(&msg(1, i as u64, i), b"e", i % 3 == 0)
+                    .unwrap();
+            }
+            s.insert_message(&msg(2, 1, 100), b"e", false).unwrap();
+            s.insert_message(&msg(1, 5, 5), b"e", false).unwrap();
+            s.insert_control(&r1, 40, &MessageId([200; 32]), b"r")
+                .unwrap();
+            assert_eq!((s.message_count(&r1), s.message_count(&r2)), (30, 1));
+            // The count is the one stored with the messages: a history
+            // entry taken away behind the store's back does not change it,
+            // so room lists never read the history.
+            s.msgs
+                .remove(timed_key(HISTORY, &r1, 0, &MessageId([0; 32])))
+                .unwrap();
+            assert_eq!(s.message_count(&r1), 30);
+            assert_eq!(
+                s.msgs.get(room_prefix(COUNT, &r1)).unwrap().unwrap(),
+                &30u64.to_be_bytes()[..]
+            );
+            s.remove_room(&r2).unwrap();
+            assert_eq!(s.message_count(&r2), 0);
+            s.flush().unwrap();
+        }
+        {
+            let s = reopen(dir.path()).unwrap();
+            assert_eq!(s.message_count(&r1), 30, "kept across a restart");
+            // A store written before counts: no `C` entries, no marker.
+            for k in s.msgs.scan_prefix([COUNT]).keys() {
+                s.msgs.remove(k.unwrap()).unwrap();
+            }
+            s.meta.remove(COUNTED).unwrap();
+            s.flush().unwrap();
+        }
+        let s = reopen(dir.path()).unwrap();
+        assert_eq!(
+            (s.message_count(&r1), s.message_count(&r2)),
+            (29, 0),
+            "recounted at open from the history entries"
+        );
+    }
+
+    #[test]
+    fn sync_items_grow_with_the_room_without_reading_it_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path(), 1 << 20).unwrap();
+        let room = RoomId([1; 32]);
+        for i in 0..10u8 {
+            s.insert_message(&msg(1, 100 + i as u64, i), b"e", false)
+                .unwrap();
+        }
+        let first = s.sync_items(&room).unwrap();
+        assert_eq!(first.len(), 10);
+        // From here on the set is kept, not read: entries removed behind
+        // the store's back stay in it.
+        s.msgs
+            .remove(timed_key(HISTORY, &room, 100, &MessageId([0; 32])))
+            .unwrap();
+        s.insert_message(&msg(1, 50, 20), b"e", false).unwrap();
+        s.insert_message(&msg(1, 500, 21), b"e", true).unwrap();
+        s.insert_message(&msg(1, 500, 21), b"e", true).unwrap();
+        s.insert_message(&msg(2, 1, 22), b"e", false).unwrap();
+        s.insert_control(&room, 300, &MessageId([23; 32]), b"r")
+            .unwrap();
+        let now = s.sync_items(&room).unwrap();
+        assert_eq!(first.len(), 10, "a set handed out does not change");
+        let mut want: Vec<Item> = (0..10u8)
+            .map(|i| Item {
+                ts: 100 + i as u64,
+                id: [i; 32],
+            })
+            .chain([
+                Item {
+                    ts: 50,
+                    id: [20; 32],
+                },
+                Item {
+                    ts: 500,
+                    id: [21; 32],
+                },
+                Item {
+                    ts: 300,
+                    id: [23; 32],
+                },
+            ])
+            .collect();
+        want.sort();
+        assert_eq!(now.items(), &want[..]);
+        assert!(Arc::ptr_eq(&now, &s.sync_items(&room).unwrap()));
+        s.remove_room(&room).unwrap();
+        assert!(s.sync_items(&room).unwrap().is_empty());
+    }
+
+    #[test]
+    fn history_values_are_binary_and_old_json_ones_still_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path(), 1 << 20).unwrap();
+        let mut new = msg(1, 20, 2);
+        new.author_name = "Zoë".into();
+        new.text = "ünïcode {json-like} text".into();
+        new.own = true;
+        s.insert_message(&new, b"e", false).unwrap();
+        let k = timed_key(HISTORY, &new.room_id, 20, &new.id);
+        let v = s.msgs.get(k).unwrap().unwrap();
+        assert_eq!(v.len(), 46 + "Zoë".len() + new.text.len());
+        assert!(v.len() < json(&new).len() / 2);
+        // As stores before the binary format wrote it.
+        let old = msg(1, 10, 1);
+        s.msgs
+            .insert(timed_key(HISTORY, &old.room_id, 10, &old.id), json(&old))
+            .unwrap();
+        s.msgs.insert(id_key(ENVELOPE, &old.id), b"e").unwrap();
+        assert_eq!(
+            s.history(&new.room_id, None, 10).unwrap().0,
+            vec![new.clone(), old]
+        );
+        // A damaged value is an error, not a panic.
+        for bad in [&v[..45], &[2u8; 60][..]] {
+            s.msgs.insert(k, bad).unwrap();
+            assert!(matches!(
+                s.history(&new.room_id, None, 10),
+                Err(Error::Corrupt(_))
+            ));
+        }
     }
 
     #[test]

@@ -45,6 +45,39 @@ impl Storage {
         Self { items }
     }
 
+    /// Adds items, keeping the set sorted and without duplicates. Items
+    /// newer than all held (the usual case) are appended; others are merged
+    /// in one pass.
+    pub fn add(&mut self, mut new: Vec<Item>) {
+        new.retain(|i| i.ts != u64::MAX);
+        new.sort_unstable();
+        new.dedup();
+        match (self.items.last(), new.first()) {
+            (_, None) => {}
+            (Some(last), Some(first)) if last < first => self.items.extend(new),
+            (None, Some(_)) => self.items = new,
+            _ => {
+                let old = std::mem::take(&mut self.items);
+                let mut out = Vec::with_capacity(old.len() + new.len());
+                let (mut a, mut b) = (old.into_iter().peekable(), new.into_iter().peekable());
+                loop {
+                    let next = match (a.peek(), b.peek()) {
+                        (Some(x), Some(y)) if x < y => a.next(),
+                        (Some(x), Some(y)) if x == y => {
+                            b.next();
+                            a.next()
+                        }
+                        (Some(_), Some(_)) | (None, Some(_)) => b.next(),
+                        (Some(_), None) => a.next(),
+                        (None, None) => break,
+                    };
+                    out.extend(next);
+                }
+                self.items = out;
+            }
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.items.len()
     }
@@ -89,4 +122,27 @@ pub(crate) fn fingerprint(items: &[Item]) -> Fingerprint {
     h.finalize()[..FINGERPRINT_LEN]
         .try_into()
         .expect("16 bytes")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn item((ts, id): (u64, u8)) -> Item {
+        Item { ts, id: [id; 32] }
+    }
+
+    proptest! {
+        #[test]
+        fn adding_is_building_from_the_union(
+            old in proptest::collection::vec((0u64..50, 0u8..8), 0..40),
+            new in proptest::collection::vec((prop_oneof![0u64..60, Just(u64::MAX)], 0u8..8), 0..40),
+        ) {
+            let mut s = Storage::new(old.iter().copied().map(item).collect());
+            s.add(new.iter().copied().map(item).collect());
+            let all = Storage::new(old.into_iter().chain(new).map(item).collect());
+            prop_assert_eq!(s.items(), all.items());
+        }
+    }
 }

@@ -6,8 +6,15 @@
 //!
 //! ```sh
 //! cargo build --release --workspace
-//! target/release/peddlenet-bench [--messages 20000] [--window 512] [--size 256]
+//! target/release/peddlenet-bench [--messages 20000] [--window 512] [--size 256] [--idle 600]
 //! ```
+//!
+//! After the load it watches both daemons' memory for `--idle` seconds
+//! (600 by default; a quick run takes 60), then measures B's disk per
+//! message, one `room list` (wall time, B's CPU, B's memory before and
+//! after), and B's start-up with the stored messages (a stop, a start,
+//! the time until it answers, then one `room list` on the fresh process).
+//! `--messages 1000000` is the million-message run.
 //!
 //! Latency is measured from just before the client sends on A to the moment
 //! B's event stream reports the message, which B emits after storing it.
@@ -24,6 +31,7 @@ struct Args {
     messages: usize,
     window: usize,
     size: usize,
+    idle: u64,
 }
 
 fn args() -> Args {
@@ -31,6 +39,7 @@ fn args() -> Args {
         messages: 20_000,
         window: 512,
         size: 256,
+        idle: 600,
     };
     let v: Vec<String> = std::env::args().skip(1).collect();
     for pair in v.chunks(2) {
@@ -42,8 +51,11 @@ fn args() -> Args {
             "--messages" => a.messages = n,
             "--window" => a.window = n,
             "--size" => a.size = n,
+            "--idle" => a.idle = n as u64,
             other => {
-                panic!("unknown option {other}; options: --messages N --window N --size BYTES")
+                panic!(
+                    "unknown option {other}; options: --messages N --window N --size BYTES --idle SECONDS"
+                )
             }
         }
     }
@@ -91,7 +103,7 @@ async fn main() {
         ..DaemonOpts::loopback("A")
     });
     let ca = a.client().await;
-    let b = Daemon::start(DaemonOpts {
+    let mut b = Daemon::start(DaemonOpts {
         log: "warn".into(),
         ..DaemonOpts::loopback("B").peer(&a.tcp_addr().await)
     });
@@ -197,11 +209,105 @@ async fn main() {
     sampling.store(false, std::sync::atomic::Ordering::Relaxed);
     sampler.join().unwrap();
     let lat_load = latencies(&run, first..last).await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let after = (a.rss_kib(), b.rss_kib());
-    tokio::time::sleep(Duration::from_secs(13)).await;
-    let settled = (a.rss_kib(), b.rss_kib());
+    // Rate over the first and the last tenth of the load (10k each at 100k).
+    let (rate_first, rate_last) = {
+        let mut t: Vec<(usize, Instant)> = run
+            .received
+            .lock()
+            .await
+            .iter()
+            .filter(|(s, _)| *s >= first)
+            .copied()
+            .collect();
+        t.sort_by_key(|(_, at)| *at);
+        let tenth = (t.len() / 10).max(1);
+        let rate = |from: Instant, to: Instant| tenth as f64 / (to - from).as_secs_f64().max(1e-9);
+        if t.len() >= 20 {
+            (
+                rate(start, t[tenth - 1].1),
+                rate(t[t.len() - tenth - 1].1, t[t.len() - 1].1),
+            )
+        } else {
+            (0.0, 0.0)
+        }
+    };
+
+    // Memory after the load: every second for `idle` seconds.
+    let load_end = Instant::now();
+    let mut idle_rss: Vec<(u64, u64, u64)> = Vec::new();
+    let mut at_2s = (0, 0);
+    let mut at_60s = (0, 0);
+    for sec in 1..=args.idle.max(2) {
+        tokio::time::sleep_until((load_end + Duration::from_secs(sec)).into()).await;
+        let r = (a.rss_kib(), b.rss_kib());
+        if sec == 2 {
+            at_2s = r;
+        }
+        if sec == 60 {
+            at_60s = r;
+        }
+        idle_rss.push((sec, r.0, r.1));
+    }
+    let at_end = idle_rss.last().map(|x| (x.1, x.2)).unwrap_or_default();
+    // The spread over the idle time from 60 s on (or all of it, if shorter).
+    let steady: Vec<&(u64, u64, u64)> = idle_rss
+        .iter()
+        .filter(|x| x.0 >= 60.min(args.idle))
+        .collect();
+    let spread = |f: fn(&(u64, u64, u64)) -> u64| {
+        let lo = steady.iter().map(|x| f(x)).min().unwrap_or(0);
+        let hi = steady.iter().map(|x| f(x)).max().unwrap_or(0);
+        (lo, hi)
+    };
+    let (spread_a, spread_b) = (spread(|x| x.1), spread(|x| x.2));
     let peak = *peak.lock().unwrap();
+
+    // Disk per message on B: its data folder over the messages it holds.
+    let stored = unloaded + got;
+    let disk = dir_bytes(&b.data_dir);
+
+    // One room list on the loaded daemon.
+    let room_list = |pid: u32| {
+        let cb = cb.clone();
+        let room_id = room.id.clone();
+        async move {
+            let (rss0, cpu0) = (rss_kib(pid), cpu_time(pid));
+            let t0 = Instant::now();
+            let rooms = cb.room_list().await.unwrap();
+            let wall = t0.elapsed();
+            let (rss1, cpu1) = (rss_kib(pid), cpu_time(pid));
+            let n = rooms
+                .iter()
+                .find(|r| r.id == room_id)
+                .map(|r| r.messages)
+                .unwrap_or(0);
+            (wall, cpu1 - cpu0, rss0, rss1, n)
+        }
+    };
+    let list_loaded = room_list(pb).await;
+
+    // Start-up with the stored messages, then a room list on the fresh process.
+    drop(cb);
+    b.terminate();
+    let t0 = Instant::now();
+    b.restart();
+    let cb = b.client().await;
+    let startup = t0.elapsed();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let pb2 = b.pid();
+    let room_list_fresh = {
+        let (rss0, cpu0) = (rss_kib(pb2), cpu_time(pb2));
+        let t0 = Instant::now();
+        let rooms = cb.room_list().await.unwrap();
+        let wall = t0.elapsed();
+        let (rss1, cpu1) = (rss_kib(pb2), cpu_time(pb2));
+        let n = rooms
+            .iter()
+            .find(|r| r.id == room.id)
+            .map(|r| r.messages)
+            .unwrap_or(0);
+        (wall, cpu1 - cpu0, rss0, rss1, n)
+    };
 
     println!(
         "\npeddlenet-bench: {} messages of {} bytes, window {}, loopback, one room, A -> B",
@@ -243,14 +349,57 @@ async fn main() {
         mib(peak.1)
     );
     println!(
-        "| RSS 2 s after load A / B | {} / {} |",
-        mib(after.0),
-        mib(after.1)
+        "| stored on B, first / last tenth of the load | {rate_first:.0} / {rate_last:.0} msg/s (last/first {:.2}) |",
+        rate_last / rate_first.max(1e-9)
     );
     println!(
-        "| RSS 15 s after load A / B | {} / {} |",
-        mib(settled.0),
-        mib(settled.1)
+        "| RSS 2 s after load A / B | {} / {} |",
+        mib(at_2s.0),
+        mib(at_2s.1)
+    );
+    if args.idle > 60 {
+        println!(
+            "| RSS 60 s after load A / B | {} / {} |",
+            mib(at_60s.0),
+            mib(at_60s.1)
+        );
+    }
+    println!(
+        "| RSS {} s after load A / B | {} / {} |",
+        args.idle,
+        mib(at_end.0),
+        mib(at_end.1)
+    );
+    println!(
+        "| RSS from {} s to {} s after load, min-max A / B | {}-{} / {}-{} |",
+        60.min(args.idle),
+        args.idle,
+        mib(spread_a.0),
+        mib(spread_a.1),
+        mib(spread_b.0),
+        mib(spread_b.1)
+    );
+    println!(
+        "| disk on B per message ({stored} messages, {:.1} MiB) | {:.2} KiB |",
+        disk as f64 / (1 << 20) as f64,
+        disk as f64 / 1024.0 / stored.max(1) as f64
+    );
+    for (what, r) in [
+        ("after the load", list_loaded),
+        ("on B just restarted", room_list_fresh),
+    ] {
+        println!(
+            "| one room list {what} ({} messages) | {} wall, B's CPU {}, B's RSS {} -> {} |",
+            r.4,
+            ms(r.0),
+            ms(r.1),
+            mib(r.2),
+            mib(r.3)
+        );
+    }
+    println!(
+        "| B's start-up with {stored} stored messages (start to first answer) | {} |",
+        ms(startup)
     );
     if got < args.messages {
         println!(
@@ -258,6 +407,19 @@ async fn main() {
             args.messages - got
         );
     }
+}
+
+fn dir_bytes(p: &std::path::Path) -> u64 {
+    let Ok(rd) = std::fs::read_dir(p) else {
+        return 0;
+    };
+    rd.flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_bytes(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
 }
 
 async fn wait_count(run: &Run, n: usize, limit: Duration) -> usize {
