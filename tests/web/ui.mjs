@@ -268,8 +268,18 @@ try {
   });
   await check("change name, member list, leave room", async () => {
     await owner.getByRole("button", { name: "camp" }).click();
+    // The current name arrives late (as on a slow phone): what was typed
+    // before it must be what is saved.
+    const slow = async (route) => {
+      await new Promise((r) => setTimeout(r, 700));
+      await route.continue();
+    };
+    await owner.route("**/api/status", slow);
     await owner.getByRole("button", { name: "Change name" }).click();
     await owner.getByLabel("Your name").fill("Ana B");
+    await new Promise((r) => setTimeout(r, 1000));
+    await owner.unroute("**/api/status", slow);
+    assert.equal(await owner.getByLabel("Your name").inputValue(), "Ana B", "the late name did not replace what was typed");
     await owner.getByRole("button", { name: "Save name" }).click();
     await owner.locator("#name-form").waitFor({ state: "hidden", ...T });
     await owner.locator("#text").fill("signed as Ana B");

@@ -517,14 +517,19 @@ $("leave-btn").onclick = async () => {
 };
 
 $("name-btn").onclick = async () => {
-  $("name-form").hidden = !$("name-form").hidden;
-  if ($("name-form").hidden) return;
+  const form = $("name-form");
+  const input = $("name-input");
+  form.hidden = !form.hidden;
+  if (form.hidden) return;
+  input.value = "";
+  input.focus();
   try {
-    $("name-input").value = (await api("GET", "/api/status")).display_name;
+    const name = (await api("GET", "/api/status")).display_name;
+    // The current name fills the field only if nothing was typed meanwhile.
+    if (!form.hidden && input.value === "") input.value = name;
   } catch (err) {
     showError(err.message);
   }
-  $("name-input").focus();
 };
 $("name-cancel").onclick = () => ($("name-form").hidden = true);
 $("name-form").onsubmit = async (e) => {
