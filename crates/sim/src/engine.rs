@@ -185,6 +185,22 @@ impl<'s, M> Net<'s, M> {
         true
     }
 
+    /// Like [`send`](Self::send) for a copy the receiver is known to hold
+    /// already: it takes the link's time and counts on the air, and its
+    /// arrival (which would change nothing) is not scheduled.
+    pub fn send_duplicate(&mut self, from: u32, to: u32, bytes: u64) {
+        let (k, dir) = key(from, to);
+        let Some(pair) = self.pairs.get_mut(&k) else {
+            return;
+        };
+        let Some(kind) = pair.fastest() else {
+            return;
+        };
+        let start = pair.busy[dir].max(self.now);
+        pair.busy[dir] = start + ((bytes as f64) * 1e6 / kind.rate_bytes_per_s()).ceil() as u64;
+        self.stats.bytes_on_air += bytes;
+    }
+
     /// When a transmission from `from` to `to` queued now would start.
     pub fn busy_until(&self, from: u32, to: u32) -> u64 {
         let (k, dir) = key(from, to);

@@ -31,14 +31,20 @@ pub const SETTLE_S: f64 = 600.0;
 
 /// Runs the three protocols on `sc`.
 pub fn run(sc: &Scenario, seed: u64, budgets: Budgets) -> (Report, Prediction) {
+    let clock = std::time::Instant::now();
     let reach = reach::reachable(sc, HOP_S, SETTLE_S);
+    let t_reach = clock.elapsed().as_secs_f64();
     let mut pn = peddlenet::PeddleNet::new(sc);
     let s_pn = engine::run(sc, &mut pn);
+    drop(pn);
+    let t_pn = clock.elapsed().as_secs_f64();
     let mut ep = baselines::Epidemic::new(sc);
     let s_ep = engine::run(sc, &mut ep);
     drop(ep);
+    let t_ep = clock.elapsed().as_secs_f64();
     let mut sw = baselines::SprayAndWait::new(sc);
     let s_sw = engine::run(sc, &mut sw);
+    let t_sw = clock.elapsed().as_secs_f64();
     let peddlenet = summarize(sc, &reach, &s_pn, true);
     let (member_pairs, reachable_pairs) = report::expected_pairs(sc, &reach);
     let prediction = Prediction {
@@ -71,6 +77,7 @@ pub fn run(sc: &Scenario, seed: u64, budgets: Budgets) -> (Report, Prediction) {
         peddlenet,
         epidemic: summarize(sc, &reach, &s_ep, false),
         spray_and_wait: summarize(sc, &reach, &s_sw, false),
+        phase_s: [t_reach, t_pn - t_reach, t_ep - t_pn, t_sw - t_ep],
     };
     (report, prediction)
 }

@@ -84,9 +84,13 @@ fn main() -> anyhow::Result<()> {
     } else {
         print!("{}", report.table());
         eprintln!(
-            "wall time {:.1} s (trace {:.1} s)",
+            "wall time {:.1} s (trace {:.1} s, reachability {:.1} s, PeddleNet {:.1} s, epidemic {:.1} s, spray-and-wait {:.1} s)",
             wall.as_secs_f64(),
-            generated.as_secs_f64()
+            generated.as_secs_f64(),
+            report.phase_s[0],
+            report.phase_s[1],
+            report.phase_s[2],
+            report.phase_s[3]
         );
     }
     if report.invariant_violations > 0 {

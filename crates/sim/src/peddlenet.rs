@@ -18,10 +18,14 @@
 //! - a member that got texts publishes one receipt for up to
 //!   [`MAX_RECEIPT_IDS`] of them [`RECEIPT_DELAY_S`] later; authors count them.
 //!
+//! A gossiped copy the receiver already holds costs its bytes and link time
+//! but schedules no arrival (it would change nothing).
+//!
 //! Crypto is a stand-in: an envelope's id is a hash of its index, and only
 //! members open (the engine checks that no one else does).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::rc::Rc;
 
 use peddlenet_sync::{Item, Reconciler, Storage};
 use sha2::{Digest, Sha256};
@@ -38,7 +42,8 @@ pub const GOSSIP_D: usize = 6;
 pub const MAX_ROOMS: usize = 256;
 pub const ROOM_QUOTA: u64 = 16 << 20;
 pub const MAX_RECEIPT_IDS: usize = peddlenet_proto::MAX_RECEIPT_IDS;
-pub const RECEIPT_DELAY_S: f64 = 30.0;
+/// The daemon's `receipts::BATCH_DELAY`.
+pub const RECEIPT_DELAY_S: f64 = 0.5;
 /// Framing of one request or answer (length, kind, room id).
 const FRAME: u64 = 4 + 1 + 32 + 8;
 
@@ -60,7 +65,9 @@ struct RoomSt {
     member: bool,
     items: BTreeSet<(u64, u32)>,
     bytes: u64,
-    cache: Option<Storage>,
+    /// XOR of the held envelopes' hashes: equal sets, equal digests.
+    digest: u64,
+    cache: Option<Rc<Storage>>,
 }
 
 #[derive(Default)]
@@ -178,23 +185,25 @@ impl PeddleNet {
         v
     }
 
-    fn storage(&mut self, x: u32, room: u32) -> &Storage {
+    fn storage(&mut self, x: u32, room: u32) -> Rc<Storage> {
         let envs = &self.envs;
         let r = self.nodes[x as usize]
             .rooms
             .get_mut(&room)
             .expect("room present");
-        r.cache.get_or_insert_with(|| {
-            Storage::new(
-                r.items
-                    .iter()
-                    .map(|&(ts, e)| Item {
-                        ts,
-                        id: envs[e as usize].id,
-                    })
-                    .collect(),
-            )
-        })
+        r.cache
+            .get_or_insert_with(|| {
+                Rc::new(Storage::new(
+                    r.items
+                        .iter()
+                        .map(|&(ts, e)| Item {
+                            ts,
+                            id: envs[e as usize].id,
+                        })
+                        .collect(),
+                ))
+            })
+            .clone()
     }
 
     /// Stores envelope `e` at `x`; false if `x` does not keep it.
@@ -245,6 +254,7 @@ impl PeddleNet {
             return false;
         }
         r.bytes += len;
+        r.digest ^= splitmix(e as u64);
         r.cache = None;
         if member {
             st.member_bytes += len;
@@ -263,6 +273,7 @@ impl PeddleNet {
         let r = st.rooms.get_mut(&room).expect("room present");
         if r.items.remove(&(ts, e)) {
             r.bytes -= len;
+            r.digest ^= splitmix(e as u64);
             r.cache = None;
             st.relay_bytes -= len;
             st.env_digest ^= splitmix(e as u64);
@@ -293,7 +304,7 @@ impl PeddleNet {
         if let Some(&c) = self.equal_cost.get(&n) {
             return c;
         }
-        let s = self.storage(x, room).clone();
+        let s = self.storage(x, room);
         let first = Reconciler::new().initiate(&s);
         let mut c = first.encode().len() as u64 + FRAME;
         if let Ok(Some(reply)) = Reconciler::new().respond(&s, &first) {
@@ -330,17 +341,19 @@ impl PeddleNet {
         let in_sync = self.nodes[x as usize].env_digest == self.nodes[y as usize].env_digest
             && self.nodes[x as usize].room_digest == self.nodes[y as usize].room_digest;
         for r in common {
-            let nx = self.nodes[x as usize].rooms[&r].items.len();
-            let ny = self.nodes[y as usize].rooms[&r].items.len();
-            if in_sync || (nx == ny && nx == 0) {
+            let (rx, ry) = (
+                &self.nodes[x as usize].rooms[&r],
+                &self.nodes[y as usize].rooms[&r],
+            );
+            if in_sync || (rx.items.len() == ry.items.len() && rx.digest == ry.digest) {
                 let c = self.equal_cost(x, r);
                 ask += c / 2;
                 answer += c - c / 2;
                 continue;
             }
             self.reconciled_rooms += 1;
-            let sx = self.storage(x, r).clone();
-            let sy = self.storage(y, r).clone();
+            let sx = self.storage(x, r);
+            let sy = self.storage(y, r);
             let mut rec = Reconciler::new();
             let mut msg = rec.initiate(&sx);
             for _ in 0..MAX_ROUNDS {
@@ -395,7 +408,11 @@ impl PeddleNet {
         }
         let len = self.envs[e as usize].len + 4;
         for (_, y) in to {
-            net.send(x, y, len, PnMsg::Env(e));
+            if self.holds(y, e) {
+                net.send_duplicate(x, y, len);
+            } else {
+                net.send(x, y, len, PnMsg::Env(e));
+            }
         }
     }
 

@@ -133,6 +133,9 @@ pub struct Report {
     pub epidemic: ProtocolReport,
     pub spray_and_wait: ProtocolReport,
     pub invariant_violations: u64,
+    /// Wall seconds of reachability, PeddleNet, epidemic, spray-and-wait.
+    #[serde(skip)]
+    pub phase_s: [f64; 4],
 }
 
 impl Report {
