@@ -15,6 +15,10 @@ use crate::scenario::{Kind, Scenario};
 pub trait Protocol {
     type Msg;
     fn name(&self) -> &'static str;
+    /// Called once before the first event.
+    fn start(&mut self, _net: &mut Net<'_, Self::Msg>) {}
+    /// Called once after the last event.
+    fn finish(&mut self, _net: &mut Net<'_, Self::Msg>) {}
     /// The first link between `a` and `b` came up (a < b).
     fn connect(&mut self, net: &mut Net<'_, Self::Msg>, a: u32, b: u32);
     /// The last link between `a` and `b` went down.
@@ -201,6 +205,11 @@ impl<'s, M> Net<'s, M> {
         self.stats.bytes_on_air += bytes;
     }
 
+    /// The fastest kind of link up between `a` and `b`.
+    pub fn fastest_kind(&self, a: u32, b: u32) -> Option<Kind> {
+        self.pairs.get(&key(a, b).0).and_then(Pair::fastest)
+    }
+
     /// When a transmission from `from` to `to` queued now would start.
     pub fn busy_until(&self, from: u32, to: u32) -> u64 {
         let (k, dir) = key(from, to);
@@ -287,6 +296,7 @@ pub fn run<P: Protocol>(sc: &Scenario, p: &mut P) -> Stats {
     let mut net: Net<'_, P::Msg> = Net::new(sc);
     let end = us(sc.duration_s);
     let (mut ci, mut mi) = (0usize, 0usize);
+    p.start(&mut net);
     loop {
         let tc = sc.contacts.get(ci).map(|c| us(c.t)).unwrap_or(u64::MAX);
         let tm = sc.messages.get(mi).map(|m| us(m.t)).unwrap_or(u64::MAX);
@@ -354,6 +364,8 @@ pub fn run<P: Protocol>(sc: &Scenario, p: &mut P) -> Stats {
             }
         }
     }
+    net.now = end;
+    p.finish(&mut net);
     net.stats
 }
 

@@ -7,9 +7,9 @@
 //! docs/simulation.md.
 
 pub mod baselines;
+pub mod cores;
 pub mod engine;
 pub mod festival;
-pub mod peddlenet;
 pub mod reach;
 pub mod report;
 pub mod scenario;
@@ -34,7 +34,7 @@ pub fn run(sc: &Scenario, seed: u64, budgets: Budgets) -> (Report, Prediction) {
     let clock = std::time::Instant::now();
     let reach = reach::reachable(sc, HOP_S, SETTLE_S);
     let t_reach = clock.elapsed().as_secs_f64();
-    let mut pn = peddlenet::PeddleNet::new(sc);
+    let mut pn = cores::Cores::new(sc, seed);
     let s_pn = engine::run(sc, &mut pn);
     drop(pn);
     let t_pn = clock.elapsed().as_secs_f64();
