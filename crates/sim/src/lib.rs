@@ -29,10 +29,18 @@ pub const HOP_S: f64 = 120.0;
 /// Paths must complete this long before the end of the run to count.
 pub const SETTLE_S: f64 = 600.0;
 
+/// [`HOP_S`] and [`SETTLE_S`], shortened for runs under 100 minutes (to a
+/// tenth of the run, at least 30 s) so that short scenarios check too.
+pub fn hop_settle(duration_s: f64) -> (f64, f64) {
+    let settle = SETTLE_S.min((duration_s / 10.0).max(30.0));
+    (HOP_S.min(settle), settle)
+}
+
 /// Runs the three protocols on `sc`.
 pub fn run(sc: &Scenario, seed: u64, budgets: Budgets) -> (Report, Prediction) {
     let clock = std::time::Instant::now();
-    let reach = reach::reachable(sc, HOP_S, SETTLE_S);
+    let (hop, settle) = hop_settle(sc.duration_s);
+    let reach = reach::reachable(sc, hop, settle);
     let t_reach = clock.elapsed().as_secs_f64();
     let mut pn = cores::Cores::new(sc, seed);
     let s_pn = engine::run(sc, &mut pn);
