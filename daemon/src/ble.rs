@@ -20,7 +20,6 @@ use std::time::Duration;
 
 use peddlenet_api::{Link, PeerInfo};
 use peddlenet_ble::{Ble, BleConfig, BleEvent, LinkId};
-use peddlenet_proto::EnvelopeView;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::node::{IngestError, Ingested, Node, now_ms};
@@ -49,7 +48,7 @@ pub struct BleLink {
     next_id: AtomicU32,
     /// Links up, with when they came up and when they last said something.
     up: Mutex<HashMap<LinkId, (u64, u64)>>,
-    forward: mpsc::Sender<(Vec<u8>, Option<LinkId>)>,
+    forward: mpsc::Sender<(Vec<u8>, Vec<LinkId>)>,
     answering: Arc<tokio::sync::Semaphore>,
 }
 
@@ -186,26 +185,24 @@ impl Node {
         }
     }
 
-    /// Queues an envelope for every Bluetooth link but `except`; returns how
-    /// many links it goes to (0 when the queue is full: reconciliation
-    /// carries it later).
-    pub(crate) fn ble_forward(&self, env: &[u8], except: Option<LinkId>) -> u32 {
+    /// Queues an envelope for these Bluetooth links (`crate::links`
+    /// decides which); returns how many it goes to (0 when the queue is
+    /// full: reconciliation carries it later).
+    pub(crate) fn ble_forward(&self, env: &[u8], links: Vec<LinkId>) -> u32 {
         let Some(b) = self.ble() else { return 0 };
-        let n = b.up.lock().keys().filter(|l| Some(**l) != except).count() as u32;
-        if n == 0 || b.forward.try_send((env.to_vec(), except)).is_err() {
+        let n = links.len() as u32;
+        if n == 0 || b.forward.try_send((env.to_vec(), links)).is_err() {
             return 0;
         }
         n
     }
 
-    async fn forward_loop(self: Arc<Self>, mut rx: mpsc::Receiver<(Vec<u8>, Option<LinkId>)>) {
-        while let Some((env, except)) = rx.recv().await {
+    async fn forward_loop(self: Arc<Self>, mut rx: mpsc::Receiver<(Vec<u8>, Vec<LinkId>)>) {
+        while let Some((env, links)) = rx.recv().await {
             let Some(b) = self.ble() else { return };
             let msg = Wire::Envelope(&env).encode();
-            for link in self.ble_links() {
-                if Some(link) != except
-                    && let Err(e) = b.ble.send(link, msg.clone()).await
-                {
+            for link in links {
+                if let Err(e) = b.ble.send(link, msg.clone()).await {
                     tracing::debug!(%link, error = %e, "forwarding over Bluetooth failed; reconciliation carries it");
                 }
             }
@@ -279,27 +276,27 @@ impl Node {
                     tracing::debug!(%link, id, "an answer nobody waits for (late or forged): dropped");
                 }
             }
-            Ok(Wire::Envelope(env)) => match self.ingest(env, false) {
-                Ok(Ingested::New | Ingested::Relayed) => {
-                    self.ble_forward(env, Some(link));
-                    // Bridge: on to the mesh's gossip too.
-                    if let Ok(view) = EnvelopeView::parse(env) {
-                        let (node, env, topic) = (
-                            self.clone(),
-                            env.to_vec(),
-                            peddlenet_proto::topic_for(&view.room_id),
-                        );
-                        tokio::spawn(async move {
-                            let _ = node.mesh().publish(topic, env).await;
-                        });
+            Ok(Wire::Envelope(env)) => {
+                let v = match peddlenet_node::Verified::check(env, &peddlenet_node::RealCrypto) {
+                    Ok(v) => v,
+                    Err(e) => {
+                        return tracing::debug!(%link, error = %e, "refused an envelope from Bluetooth");
+                    }
+                };
+                match self.ingest(&v) {
+                    Ok(Ingested::New | Ingested::Relayed) => {
+                        // On to the other links: the mesh and other Bluetooth links.
+                        self.forward(&v, Some(crate::links::ble(link)), true);
+                    }
+                    Ok(_) => {}
+                    Err(IngestError::Store(e)) => {
+                        tracing::error!(error = %e, "storing a message from Bluetooth failed")
+                    }
+                    Err(e) => {
+                        tracing::debug!(%link, error = %e, "refused an envelope from Bluetooth")
                     }
                 }
-                Ok(_) => {}
-                Err(IngestError::Store(e)) => {
-                    tracing::error!(error = %e, "storing a message from Bluetooth failed")
-                }
-                Err(e) => tracing::debug!(%link, error = %e, "refused an envelope from Bluetooth"),
-            },
+            }
             Err(e) => {
                 tracing::debug!(%link, error = %e, "a malformed message over Bluetooth: dropped")
             }

@@ -3,11 +3,14 @@
 
 pub mod ble;
 pub mod config;
+pub mod core_store;
+pub mod durable;
 pub mod fault;
 pub mod flusher;
 pub mod fsutil;
 pub mod guests;
 pub mod ipc;
+pub mod links;
 pub mod node;
 pub mod notify;
 pub mod receipts;
@@ -187,6 +190,7 @@ pub async fn run(cfg: Config, mut stop: watch::Receiver<bool>) -> anyhow::Result
     node.configure_ble(cfg.bluetooth_enabled, cfg.bluetooth.clone());
     // Take the mesh's events before asking it anything: it may be waiting to
     // hand one over before it reads the next command.
+    supervisor.spawn("durable-gate", node.clone().durable_gate());
     supervisor.spawn("mesh-events", node.clone().run_mesh_events(mesh_events));
     node.start_rooms().await?;
     supervisor.spawn("resync", node.clone().resync_loop());

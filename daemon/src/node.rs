@@ -87,6 +87,10 @@ pub struct Node {
     pub(crate) relay_topics: parking_lot::Mutex<std::collections::HashSet<RoomId>>,
     /// Known members per room (from the store, then kept up to date).
     pub(crate) members: parking_lot::Mutex<HashMap<RoomId, std::collections::HashSet<AuthorId>>>,
+    /// Events and receipts held until the writes before them are durable
+    /// (`crate::durable`): every event goes through it.
+    gate: mpsc::Sender<crate::durable::Held>,
+    gate_rx: parking_lot::Mutex<Option<mpsc::Receiver<crate::durable::Held>>>,
     /// Messages of others stored here, to be confirmed to their authors.
     pub(crate) receipts_due: parking_lot::Mutex<HashMap<RoomId, Vec<MessageId>>>,
     pub(crate) receipts_wake: tokio::sync::Notify,
@@ -177,16 +181,18 @@ fn delivery_api(d: Delivery) -> DeliveryState {
     }
 }
 
-/// An own message's state: confirmed by members if any did, else how far it got.
+/// An own message's state: confirmed by members if any did, else how far it
+/// got (the core's rule, `peddlenet_node::delivery_state`).
 /// `others`: members known besides this node.
 pub(crate) fn progress_api(p: Progress, others: usize) -> DeliveryState {
-    if p.confirmed_by > 0 {
-        DeliveryState::Delivered {
-            to: p.confirmed_by as u32,
-            of: others.max(p.confirmed_by) as u32,
-        }
-    } else {
-        delivery_api(p.delivery)
+    let d = match p.delivery {
+        Delivery::Stored => peddlenet_node::Delivery::Stored,
+        Delivery::Sent { peers } => peddlenet_node::Delivery::Sent { peers },
+    };
+    match peddlenet_node::delivery_state(d, p.confirmed_by, others) {
+        peddlenet_node::DeliveryState::Stored => DeliveryState::Stored,
+        peddlenet_node::DeliveryState::Sent { peers } => DeliveryState::Sent { peers },
+        peddlenet_node::DeliveryState::Delivered { to, of } => DeliveryState::Delivered { to, of },
     }
 }
 
@@ -240,7 +246,10 @@ impl Node {
             rooms.insert(record.room_id, Arc::new(Room { record, keys }));
         }
         let (events, _) = broadcast::channel(EVENT_BACKLOG);
+        let (gate, gate_rx) = mpsc::channel(crate::durable::GATE_QUEUE);
         Ok(Arc::new(Self {
+            gate,
+            gate_rx: parking_lot::Mutex::new(Some(gate_rx)),
             flusher: Flusher::start(store.clone(), supervisor.clone()),
             identity,
             store,
@@ -418,9 +427,38 @@ impl Node {
         }
     }
 
+    /// Tells front ends, once every write made before is durable.
     pub(crate) fn emit(&self, e: Event) {
-        // No subscriber is fine.
-        let _ = self.events.send(e);
+        self.hold(crate::durable::Held::Event(e));
+    }
+
+    fn hold(&self, h: crate::durable::Held) {
+        if self.gate.try_send(h).is_err() {
+            tracing::debug!("the durability gate is full: an event or receipt dropped");
+        }
+    }
+
+    /// Runs the durability gate (`crate::durable`) until the daemon stops.
+    pub async fn durable_gate(self: Arc<Self>) {
+        let Some(rx) = self.gate_rx.lock().take() else {
+            return;
+        };
+        let flusher = self.flusher.clone();
+        crate::durable::run(
+            rx,
+            move || {
+                let f = flusher.clone();
+                async move { f.durable().await }
+            },
+            |h| match h {
+                // No subscriber is fine.
+                crate::durable::Held::Event(e) => {
+                    let _ = self.events.send(e);
+                }
+                crate::durable::Held::ReceiptDue(room, id) => self.receipt_due(&room, id),
+            },
+        )
+        .await
     }
 
     /// The member room with exactly this id (hex): never by name or prefix,
@@ -868,7 +906,8 @@ impl Node {
         let ts = now_ms();
         let body = Body::Text(text);
         let env = seal(&r.keys, &self.identity, &name, &body, ts, nonce).map_err(internal)?;
-        let id = peddlenet_proto::message_id(&env);
+        let env = peddlenet_node::Verified::parse_room_verified(&env).map_err(internal)?;
+        let id = env.id();
         let Body::Text(text) = body else {
             unreachable!("built as a text above")
         };
@@ -885,15 +924,24 @@ impl Node {
         // Stored with its place in the outbox: if no peer takes it, or the
         // daemon stops first, the outbox still holds it.
         self.store
-            .insert_message(&msg, &env, true)
+            .insert_message(&msg, env.bytes(), true)
             .map_err(store_err)?;
         self.bump(&msg.room_id);
-        let ble_links = self.ble_forward(&env, None);
-        let published = match self.publish_begin(r.keys.topic(), env).await {
-            Ok(rx) => Some(rx),
-            Err(e) => {
-                tracing::warn!(error = %e, "publishing failed; the message stays stored here");
-                None
+        // The mesh's publication is awaited here: it says how many peers took it.
+        let sent = self.forward(&env, None, false);
+        let ble_links = sent.ble_links;
+        let published = if !sent.mesh {
+            None
+        } else {
+            match self
+                .publish_begin(env.topic().name(), env.bytes().to_vec())
+                .await
+            {
+                Ok(rx) => Some(rx),
+                Err(e) => {
+                    tracing::warn!(error = %e, "publishing failed; the message stays stored here");
+                    None
+                }
             }
         };
         Ok(Handled {
@@ -944,29 +992,21 @@ impl Node {
         Ok(Response::Sent(info))
     }
 
-    /// Takes an envelope from the network: verify, decrypt, store, announce.
-    /// `room_verified`: the link already checked the room signature (the
-    /// mesh's gossip validation does); otherwise it is checked here.
-    pub fn ingest(&self, data: &[u8], room_verified: bool) -> Result<Ingested, IngestError> {
-        let view = EnvelopeView::parse(data)?;
-        let Some(room) = self.room(&view.room_id) else {
-            return self.relay_ingest(&view, room_verified);
+    /// Takes an envelope from the network, parsed and its room signature
+    /// checked at the link ([`peddlenet_node::Verified`]): decrypt, store,
+    /// announce.
+    pub fn ingest(&self, v: &peddlenet_node::Verified) -> Result<Ingested, IngestError> {
+        let Some(room) = self.room(&v.room()) else {
+            return self.relay_ingest(v);
         };
-        if self
-            .store
-            .contains(&view.id())
-            .map_err(IngestError::Store)?
-        {
+        if self.store.contains(&v.id()).map_err(IngestError::Store)? {
             return Ok(Ingested::Duplicate);
         }
         // Before anything is written (members seen, too): a full disk stores
         // nothing, and sync fetches the message once there is room.
         self.store.check_space().map_err(IngestError::Store)?;
-        let opened = if room_verified {
-            view.open_room_verified(&room.keys)?
-        } else {
-            view.open(&room.keys)?
-        };
+        let data = v.bytes();
+        let opened = v.view().open_room_verified(&room.keys)?;
         let now = now_ms();
         check_timestamp(opened.timestamp_ms, now)?;
         let room_id = opened.room_id;
@@ -1011,7 +1051,8 @@ impl Node {
             Inserted::New => {
                 self.bump(&msg.room_id);
                 if !mine {
-                    self.receipt_due(&room_id, msg.id);
+                    // Confirmed once durable here.
+                    self.hold(crate::durable::Held::ReceiptDue(room_id, msg.id));
                 }
                 self.emit(Event::Message {
                     message: self.message_info(msg),
@@ -1028,12 +1069,18 @@ impl Node {
                 panic!("fault injected: the mesh-event loop panics");
             }
             match ev {
-                MeshEvent::Message { data, from, .. } => match self.ingest(&data, true) {
-                    Ok(Ingested::New | Ingested::Relayed) => {
-                        // Bridge: on to the Bluetooth links too.
-                        self.ble_forward(&data, None);
+                MeshEvent::Message { data, from, .. } => {
+                    match
+                    // The mesh validated it (structure, topic, room signature).
+                    peddlenet_node::Verified::parse_room_verified(&data)
+                        .map_err(IngestError::from)
+                        .and_then(|v| self.ingest(&v).map(|i| (i, v)))
+                {
+                    Ok((Ingested::New | Ingested::Relayed, v)) => {
+                        // Bridge: on to the other links (Bluetooth).
+                        self.forward(&v, Some(crate::links::MESH), true);
                     }
-                    Ok(other) => tracing::trace!(?other, %from, "envelope not stored"),
+                    Ok((other, _)) => tracing::trace!(?other, %from, "envelope not stored"),
                     Err(IngestError::Store(e)) if e.is_disk_full() => {
                         tracing::debug!(error = %e, %from, "a received message not stored")
                     }
@@ -1041,7 +1088,8 @@ impl Node {
                         tracing::error!(error = %e, "storing a received message failed")
                     }
                     Err(e) => tracing::debug!(error = %e, %from, "refused an envelope"),
-                },
+                }
+                }
                 MeshEvent::PeerUp(p) => {
                     tokio::spawn(crate::sync::sync_with(
                         self.clone(),

@@ -128,8 +128,11 @@ impl Node {
                             continue;
                         }
                     };
-                    let id = peddlenet_proto::message_id(&env);
-                    match self.store().insert_control(&room_id, ts, &id, &env) {
+                    let Ok(env) = peddlenet_node::Verified::parse_room_verified(&env) else {
+                        continue;
+                    };
+                    let id = env.id();
+                    match self.store().insert_control(&room_id, ts, &id, env.bytes()) {
                         Ok(Inserted::New) => self.bump_room(&room_id),
                         Ok(Inserted::Duplicate) => continue,
                         Err(e) => {
@@ -137,11 +140,9 @@ impl Node {
                             continue;
                         }
                     }
-                    // Peers that miss it live get it by reconciliation.
-                    self.ble_forward(&env, None);
-                    if let Err(e) = self.mesh().publish(room.keys.topic(), env).await {
-                        tracing::debug!(error = %e, "publishing a receipt failed; reconciliation carries it");
-                    }
+                    // On every link; peers that miss it live get it by
+                    // reconciliation.
+                    self.forward(&env, None, true);
                 }
             }
         }

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use peddlenet_api::{ApiError, ErrorCode, RELAY_BUDGET_MIB, RelayStatus, Settings, SettingsUpdate};
-use peddlenet_proto::{EnvelopeView, RoomId, check_timestamp, topic_for};
+use peddlenet_proto::{RoomId, check_timestamp, topic_for};
 use peddlenet_store::{RelayInserted, RelayLimits, Store};
 
 use crate::node::{IngestError, Ingested, Node, now_ms};
@@ -83,8 +83,6 @@ pub fn limits_with_budget(configured: &RelayLimits, budget_mib: u64) -> RelayLim
 
 /// An offered room with no envelope yet is dropped after this long.
 pub const PENDING_FOR: Duration = Duration::from_secs(10 * 60);
-/// Offered rooms waiting for their first envelope, at most.
-pub const MAX_PENDING: usize = 64;
 /// How often expired envelopes and stale offers are swept.
 pub const SWEEP_EVERY: Duration = Duration::from_secs(60);
 
@@ -157,17 +155,13 @@ impl Node {
     /// An envelope of a room this node is not a member of.
     pub(crate) fn relay_ingest(
         &self,
-        view: &EnvelopeView<'_>,
-        room_verified: bool,
+        view: &peddlenet_node::Verified,
     ) -> Result<Ingested, IngestError> {
         if self.relay_limits().is_none() {
             return Ok(Ingested::NotMember);
         }
-        if !room_verified {
-            view.verify_room_signature()?;
-        }
         let now = now_ms();
-        check_timestamp(view.timestamp_ms, now)?;
+        check_timestamp(view.timestamp_ms(), now)?;
         // The settings' lock is held across the insert: a change of settings
         // shrinks storage either before this insert or after it, never under it.
         let state = self.relay.read();
@@ -177,9 +171,9 @@ impl Node {
         let r = self
             .store()
             .relay_insert(
-                &view.room_id,
-                &view.author_tag,
-                view.timestamp_ms,
+                &view.room(),
+                &view.author_tag(),
+                view.timestamp_ms(),
                 &view.id(),
                 view.bytes(),
                 now,
@@ -189,7 +183,7 @@ impl Node {
         drop(state);
         Ok(match r {
             RelayInserted::New { .. } => {
-                self.relay_pending.lock().remove(&view.room_id);
+                self.relay_pending.lock().remove(&view.room());
                 Ingested::Relayed
             }
             RelayInserted::Duplicate => Ingested::Duplicate,
@@ -224,16 +218,16 @@ impl Node {
         };
         let carried = self.store().relay_room_ids();
         let mut pending = self.relay_pending.lock();
-        let mut taken = Vec::new();
-        for room in offered {
-            if self.is_member(room) || pending.contains_key(room) || carried.contains(room) {
-                continue;
-            }
-            if pending.len() >= MAX_PENDING || carried.len() + pending.len() >= limits.max_rooms {
-                break;
-            }
-            pending.insert(*room, Instant::now());
-            taken.push(*room);
+        let taken = peddlenet_node::relay::take_on(
+            offered,
+            |r| self.is_member(r) || pending.contains_key(r) || carried.contains(r),
+            carried.len(),
+            pending.len(),
+            limits.max_rooms,
+        );
+        let now = Instant::now();
+        for r in &taken {
+            pending.insert(*r, now);
         }
         taken
     }
@@ -262,7 +256,9 @@ impl Node {
         };
         let (mut read, total) = (0, envelopes.len());
         for env in envelopes {
-            match self.ingest(&env, false) {
+            let checked = peddlenet_node::Verified::check(&env, &peddlenet_node::RealCrypto)
+                .map_err(IngestError::from);
+            match checked.and_then(|v| self.ingest(&v)) {
                 Ok(Ingested::New) => read += 1,
                 Ok(_) => {}
                 Err(e) => {

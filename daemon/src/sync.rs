@@ -9,24 +9,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use peddlenet_mesh::{PeerId, SyncReply};
-use peddlenet_proto::{EnvelopeView, RoomId};
-use peddlenet_sync::transport::{ENVELOPES_BUDGET, MAX_LIST, Refusal, SyncRequest, SyncResponse};
+use peddlenet_proto::RoomId;
+use peddlenet_sync::transport::{MAX_LIST, Refusal, SyncRequest, SyncResponse};
 use peddlenet_sync::{IdPrefix, Message, Reconciler};
 
 use crate::node::{Ingested, Node};
 
-/// Prefixes asked for in one Fetch.
-const FETCH_BATCH: usize = 128;
-/// Reconciliation messages one room may take before we give up for now.
-const MAX_ROUNDS: usize = 64;
-/// Ids one room's reconciliation may ask for in one session; the rest waits
-/// for the next session (which, after an honest session that hit this, starts
-/// at once). Bounds the memory a peer's claims can take.
-pub(crate) const MAX_NEED: usize = 16 * 1024;
-/// Fetch requests in one session.
-pub(crate) const MAX_FETCHES: usize = 2 * MAX_NEED / FETCH_BATCH;
-/// Envelope bytes fetched in one session.
-pub(crate) const MAX_SESSION_BYTES: usize = 64 * 1024 * 1024;
+// A session's bounds are the node core's: prefixes per Fetch, rounds per
+// room, ids to fetch per session (the rest waits for the next session,
+// which after an honest session that hit this starts at once), Fetch
+// requests and bytes per session.
+pub(crate) use peddlenet_node::{
+    FETCH_BATCH, MAX_FETCHES, MAX_NEED, MAX_ROUNDS, MAX_SESSION_BYTES,
+};
 /// Longest session.
 pub(crate) const MAX_SESSION_TIME: Duration = Duration::from_secs(5 * 60);
 /// How often connected peers are reconciled again (catches what live gossip
@@ -233,30 +228,22 @@ async fn fetch(
         }
         stats.fetched += envs.len();
         for env in &envs {
-            // Only what was asked: an envelope of this room whose id starts
-            // with a prefix still outstanding. Anything else ends the session
+            // Only what was asked, of this room, not forged (checked once,
+            // here, by the core's rule); anything else ends the session
             // (every answer removes at least one prefix, so it ends).
-            let id = peddlenet_proto::message_id(env);
-            let Some(i) = left.iter().position(|p| id.as_bytes()[..16] == p[..]) else {
-                return Err(
-                    Misbehaved("a Fetch answer held an envelope that was not asked for").into(),
-                );
-            };
-            if EnvelopeView::parse(env).ok().map(|v| v.room_id) != Some(room) {
-                return Err(Misbehaved("a Fetch answer held an envelope of another room").into());
-            }
+            let (i, v) = peddlenet_node::answer::check_fetched(
+                env,
+                &left,
+                &room,
+                &peddlenet_node::RealCrypto,
+            )
+            .map_err(Misbehaved)?;
             left.swap_remove(i);
             stats.fetched_bytes += env.len();
-            // Everything is checked again: room signature, decryption, author.
-            match node.ingest(env, false) {
+            match node.ingest(&v) {
                 // Kept, for reading or for relaying: the session made progress.
                 Ok(Ingested::New | Ingested::Relayed) => stats.stored += 1,
                 Ok(_) => {}
-                // Every node holds only envelopes whose room signature it
-                // checked: one that fails it was made up by the peer.
-                Err(crate::node::IngestError::Proto(peddlenet_proto::Error::RoomSignature)) => {
-                    return Err(Misbehaved("a Fetch answer held a forged envelope").into());
-                }
                 Err(e) => tracing::debug!(%peer, error = %e, "refused a synced envelope"),
             }
         }
@@ -315,34 +302,19 @@ fn respond(
                 return Ok(SyncResponse::Refused(Refusal::UnknownRoom));
             }
             let storage = node.sync_storage(&room)?;
-            // Stateless: this side's own needs come from its own session.
-            let out = Reconciler::new().respond(&storage, &Message::decode(&message)?)?;
-            SyncResponse::Reconcile(out.map(|m| m.encode()))
+            peddlenet_node::answer::reconcile(&storage, &message)
         }
         SyncRequest::Fetch { room, ids } => {
             let room = RoomId(room);
             if !node.is_member(&room) && !node.carries(&room) {
                 return Ok(SyncResponse::Refused(Refusal::UnknownRoom));
             }
-            let mut envs = Vec::new();
-            let mut bytes = 0;
-            for p in ids {
-                let Some((_, env)) = node.store().envelope_by_prefix(&p)? else {
-                    continue;
-                };
-                // Only this room's envelopes, whatever prefix is asked for.
-                if EnvelopeView::parse(&env)
-                    .map(|v| v.room_id != room)
-                    .unwrap_or(true)
-                {
-                    continue;
-                }
-                if bytes + env.len() > ENVELOPES_BUDGET && !envs.is_empty() {
-                    break;
-                }
-                bytes += env.len();
-                envs.push(env);
-            }
+            let found = peddlenet_node::answer::fetch(
+                &crate::core_store::SledStore(node.store().clone()),
+                &room,
+                &ids,
+            )?;
+            let envs: Vec<Vec<u8>> = found.iter().map(|v| v.bytes().to_vec()).collect();
             // Fetched by a peer: own messages among them count as taken.
             node.handed_by_sync(&envs);
             SyncResponse::Envelopes(envs)

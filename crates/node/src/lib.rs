@@ -59,6 +59,7 @@
 //! - Relaying stays within [`RelayLimits`]: rooms taken on from offers are
 //!   bounded, eviction follows [`relay`]'s order, expiry by timestamp.
 
+pub mod answer;
 mod crypto;
 mod node;
 pub mod relay;
@@ -68,7 +69,7 @@ mod types;
 pub use crypto::{Crypto, FastCrypto, RealCrypto};
 pub use node::{
     Config, FETCH_BATCH, Ingested, MAX_FETCHES, MAX_NEED, MAX_RECEIPTS_DUE, MAX_RELAY_PENDING,
-    MAX_ROUNDS, MAX_SESSION_BYTES, Node, OUTBOX_BATCH, Stats,
+    MAX_ROUNDS, MAX_SESSION_BYTES, Node, OUTBOX_BATCH, Stats, delivery_state, forward_targets,
 };
 pub use relay::{Refused, RelayBook, RelayInserted, RelayLimits};
 pub use store::{

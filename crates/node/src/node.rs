@@ -7,7 +7,7 @@ use peddlenet_proto::{
     AuthorId, Body, Identity, MAX_RECEIPT_IDS, MAX_ROOM_NAME_LEN, MAX_TEXT_LEN, MessageId, RoomId,
     RoomKeys, RoomSecret, check_timestamp,
 };
-use peddlenet_sync::transport::{ENVELOPES_BUDGET, MAX_LIST, Refusal, SyncRequest, SyncResponse};
+use peddlenet_sync::transport::{MAX_LIST, Refusal, SyncRequest, SyncResponse};
 use peddlenet_sync::{IdPrefix, Item, Message, Reconciler, Storage};
 use rand_core::RngCore;
 
@@ -22,8 +22,7 @@ use crate::{Error, RequestError};
 pub const MAX_RECEIPTS_DUE: usize = 16 * MAX_RECEIPT_IDS;
 /// Own messages published at once from a room's outbox.
 pub const OUTBOX_BATCH: usize = 256;
-/// Rooms offered by peers and taken on that hold nothing yet, at most.
-pub const MAX_RELAY_PENDING: usize = 64;
+pub use crate::relay::MAX_RELAY_PENDING;
 /// Prefixes fetched per Fetch request.
 pub const FETCH_BATCH: usize = 128;
 /// Reconciliation rounds per room and session.
@@ -317,17 +316,8 @@ impl<S: NodeStore, C: Crypto, R: RngCore> Node<S, C, R> {
     pub fn delivery_of(&mut self, room: &RoomId, id: &MessageId) -> Option<DeliveryState> {
         let d = self.store.delivery(id).ok()??;
         let confirmed = self.store.receipts(id);
-        if confirmed > 0 {
-            let others = self.member_count(room).saturating_sub(1).max(confirmed);
-            return Some(DeliveryState::Delivered {
-                to: confirmed as u32,
-                of: others as u32,
-            });
-        }
-        Some(match d {
-            Delivery::Stored => DeliveryState::Stored,
-            Delivery::Sent { peers } => DeliveryState::Sent { peers },
-        })
+        let others = self.member_count(room).saturating_sub(1);
+        Some(delivery_state(d, confirmed, others))
     }
     /// Writes are waiting for a flush, or things for one to complete.
     pub fn awaiting_durable(&self) -> bool {
@@ -512,15 +502,16 @@ impl<S: NodeStore, C: Crypto, R: RngCore> Node<S, C, R> {
                 check_room_name(&name)?;
                 let mut secret = [0u8; 32];
                 self.rng.fill_bytes(&mut secret);
-                self.add_room(RoomSecret(secret), name, None, now)
+                self.add_room(RoomSecret(secret), name, None, Vec::new(), now)
             }
             Request::JoinRoom {
                 secret,
                 name,
                 inviter,
+                bootstrap,
             } => {
                 check_room_name(&name)?;
-                self.add_room(secret, name, inviter, now)
+                self.add_room(secret, name, inviter, bootstrap, now)
             }
             Request::LeaveRoom { room } => {
                 if self.rooms.remove(&room).is_none() {
@@ -582,6 +573,7 @@ impl<S: NodeStore, C: Crypto, R: RngCore> Node<S, C, R> {
         secret: RoomSecret,
         name: String,
         inviter: Option<AuthorId>,
+        bootstrap: Vec<String>,
         now: Timestamp,
     ) -> Result<Reply, RequestError> {
         let keys = RoomKeys::derive(&secret);
@@ -598,6 +590,7 @@ impl<S: NodeStore, C: Crypto, R: RngCore> Node<S, C, R> {
             secret,
             inviter,
             joined_ms: now,
+            bootstrap,
         };
         self.store.put_room(&record).map_err(RequestError::from)?;
         self.wrote();
@@ -703,12 +696,7 @@ impl<S: NodeStore, C: Crypto, R: RngCore> Node<S, C, R> {
     /// Every link, but the one `v` came from: the one place that decides
     /// where an envelope goes.
     fn forward(&mut self, v: &Verified, except: Option<LinkId>, track: bool) -> bool {
-        let to: Vec<LinkId> = self
-            .links
-            .keys()
-            .filter(|l| Some(**l) != except)
-            .copied()
-            .collect();
+        let to = forward_targets(self.links.keys().copied(), except);
         if to.is_empty() {
             return false;
         }
@@ -1034,6 +1022,32 @@ impl<S: NodeStore, C: Crypto, R: RngCore> Node<S, C, R> {
     }
 }
 
+/// An own message's state as the author is shown it: confirmed by members
+/// if any did (never more of them than are known: `of` is at least `to`),
+/// else how far it got. `others`: members known besides this node.
+pub fn delivery_state(d: Delivery, confirmed: usize, others: usize) -> DeliveryState {
+    if confirmed > 0 {
+        return DeliveryState::Delivered {
+            to: confirmed as u32,
+            of: others.max(confirmed) as u32,
+        };
+    }
+    match d {
+        Delivery::Stored => DeliveryState::Stored,
+        Delivery::Sent { peers } => DeliveryState::Sent { peers },
+    }
+}
+
+/// Where a kept envelope goes: every link up but the one it came from
+/// (`from`; `None` for the node's own). The one forwarding rule, shared by
+/// the core and the daemon's links.
+pub fn forward_targets(
+    links: impl IntoIterator<Item = LinkId>,
+    from: Option<LinkId>,
+) -> Vec<LinkId> {
+    links.into_iter().filter(|l| Some(*l) != from).collect()
+}
+
 fn check_room_name(name: &str) -> Result<(), RequestError> {
     if name.trim().is_empty() || name.len() > MAX_ROOM_NAME_LEN {
         Err(RequestError::BadName)
@@ -1340,30 +1354,12 @@ impl<S: NodeStore, C: Crypto, R: RngCore> Node<S, C, R> {
             return self.fetch_next(peer, room, Vec::new(), queue, now);
         }
         for env in &envs {
-            // Only what was asked: an envelope of this room whose id starts
-            // with a prefix still outstanding. Anything else ends the session.
-            let id = peddlenet_proto::message_id(env);
-            let Some(i) = left.iter().position(|p| id.0[..16] == p[..]) else {
-                return self.misbehaved(
-                    peer,
-                    "a Fetch answer held an envelope that was not asked for",
-                );
+            // Only what was asked, of this room, not forged; anything else
+            // ends the session.
+            let (i, v) = match crate::answer::check_fetched(env, &left, &room, &self.crypto) {
+                Ok(x) => x,
+                Err(reason) => return self.misbehaved(peer, reason),
             };
-            let v = match Verified::check(env, &self.crypto) {
-                Ok(v) => v,
-                // Every node holds only envelopes whose room signature it
-                // checked: one that fails it was made up by the peer.
-                Err(Error::Proto(peddlenet_proto::Error::RoomSignature)) => {
-                    return self.misbehaved(peer, "a Fetch answer held a forged envelope");
-                }
-                Err(_) => {
-                    left.swap_remove(i);
-                    continue;
-                }
-            };
-            if v.room() != room {
-                return self.misbehaved(peer, "a Fetch answer held an envelope of another room");
-            }
             left.swap_remove(i);
             let s = self.sessions.get_mut(&peer).expect("present");
             s.fetched_bytes += env.len();
@@ -1403,39 +1399,20 @@ impl<S: NodeStore, C: Crypto, R: RngCore> Node<S, C, R> {
                     return SyncResponse::Refused(Refusal::UnknownRoom);
                 }
                 let storage = self.sync_storage(&room);
-                let Ok(msg) = Message::decode(&message) else {
-                    return SyncResponse::Refused(Refusal::Malformed);
-                };
-                match Reconciler::new().respond(&storage, &msg) {
-                    Ok(out) => SyncResponse::Reconcile(out.map(|m| m.encode())),
-                    Err(_) => SyncResponse::Refused(Refusal::Malformed),
-                }
+                crate::answer::reconcile(&storage, &message)
             }
             SyncRequest::Fetch { room, ids } => {
                 let room = RoomId(room);
                 if !self.is_member(&room) && !self.carries(&room) {
                     return SyncResponse::Refused(Refusal::UnknownRoom);
                 }
-                let mut envs = Vec::new();
-                let mut bytes = 0;
-                for p in ids {
-                    let Ok(Some((_, env))) = self.store.envelope_by_prefix(&p) else {
-                        continue;
-                    };
-                    // Only this room's envelopes, whatever prefix is asked for.
-                    let Ok(v) = Verified::parse_room_verified(&env) else {
-                        continue;
-                    };
-                    if v.room() != room {
-                        continue;
-                    }
-                    if bytes + env.len() > ENVELOPES_BUDGET && !envs.is_empty() {
-                        break;
-                    }
-                    bytes += env.len();
-                    self.handed_by_sync(&v);
-                    envs.push(env);
+                let Ok(found) = crate::answer::fetch(&self.store, &room, &ids) else {
+                    return SyncResponse::Refused(Refusal::Busy);
+                };
+                for v in &found {
+                    self.handed_by_sync(v);
                 }
+                let envs = found.iter().map(|v| v.bytes().to_vec()).collect();
                 SyncResponse::Envelopes(envs)
             }
         }
@@ -1470,21 +1447,15 @@ impl<S: NodeStore, C: Crypto, R: RngCore> Node<S, C, R> {
             return Vec::new();
         };
         let carried = self.store.relay_rooms();
-        let mut taken = Vec::new();
-        for room in offered {
-            if self.is_member(room)
-                || self.relay_pending.contains_key(room)
-                || carried.contains(room)
-            {
-                continue;
-            }
-            if self.relay_pending.len() >= MAX_RELAY_PENDING
-                || carried.len() + self.relay_pending.len() >= limits.max_rooms
-            {
-                break;
-            }
-            self.relay_pending.insert(*room, now);
-            taken.push(*room);
+        let taken = crate::relay::take_on(
+            offered,
+            |r| self.is_member(r) || self.relay_pending.contains_key(r) || carried.contains(r),
+            carried.len(),
+            self.relay_pending.len(),
+            limits.max_rooms,
+        );
+        for r in &taken {
+            self.relay_pending.insert(*r, now);
         }
         taken
     }

@@ -68,6 +68,35 @@ pub enum RelayInserted {
     Refused(Refused),
 }
 
+/// Rooms offered by peers and taken on that hold nothing yet, at most.
+pub const MAX_RELAY_PENDING: usize = 64;
+
+/// Which of the rooms a peer offered a relay takes on: those it neither
+/// reads nor carries nor waits for yet (`known`), in the order offered,
+/// while fewer than [`MAX_RELAY_PENDING`] wait and fewer than `max_rooms`
+/// are carried and waiting together. The one take-on rule, for the core
+/// and the daemon.
+pub fn take_on(
+    offered: &[RoomId],
+    known: impl Fn(&RoomId) -> bool,
+    carried: usize,
+    pending: usize,
+    max_rooms: usize,
+) -> Vec<RoomId> {
+    let mut taken: Vec<RoomId> = Vec::new();
+    for room in offered {
+        if known(room) || taken.contains(room) {
+            continue;
+        }
+        let waiting = pending + taken.len();
+        if waiting >= MAX_RELAY_PENDING || carried + waiting >= max_rooms {
+            break;
+        }
+        taken.push(*room);
+    }
+    taken
+}
+
 type Key = (u64, [u8; 32]);
 
 #[derive(Debug, Default, Clone)]
@@ -288,5 +317,29 @@ impl RelayBook {
             self.remove(room, *ts, id);
         }
         items
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn take_on_skips_known_rooms_and_stops_at_its_bounds() {
+        let r = |i: u8| RoomId([i; 32]);
+        let offered = [r(1), r(2), r(2), r(3), r(4)];
+        // Room 2 offered twice is taken once; room 3 is known.
+        assert_eq!(
+            take_on(&offered, |x| *x == r(3), 0, 0, 10),
+            vec![r(1), r(2), r(4)]
+        );
+        // Carried and waiting together reach max_rooms.
+        assert_eq!(take_on(&offered, |_| false, 5, 3, 10), vec![r(1), r(2)]);
+        // The waiting bound, whatever max_rooms says.
+        assert_eq!(
+            take_on(&offered, |_| false, 0, MAX_RELAY_PENDING - 1, usize::MAX),
+            vec![r(1)]
+        );
+        assert!(take_on(&offered, |_| false, 10, 0, 10).is_empty());
     }
 }

@@ -40,6 +40,8 @@ pub struct RoomRecord {
     pub secret: peddlenet_proto::RoomSecret,
     pub inviter: Option<AuthorId>,
     pub joined_ms: u64,
+    /// Addresses to dial from the invite: the shell's, kept with the room.
+    pub bootstrap: Vec<String>,
 }
 
 /// A member room's text message, as stored.
@@ -155,6 +157,8 @@ pub struct MemStore {
     receipts: HashMap<MessageId, BTreeSet<AuthorId>>,
     members: HashMap<RoomId, BTreeMap<AuthorId, String>>,
     relay: RelayBook,
+    /// Bytes of the envelopes held, kept up to date.
+    bytes: u64,
     /// Make every write fail as on a full disk (tests).
     pub full: bool,
 }
@@ -163,9 +167,10 @@ impl MemStore {
     pub fn new() -> Self {
         Self::default()
     }
-    /// Bytes of envelopes held, member and relayed.
+    /// Bytes of envelopes held, member and relayed (kept as they change:
+    /// cheap to read at every step of a simulation).
     pub fn envelope_bytes(&self) -> u64 {
-        self.envelopes.values().map(|(_, e)| e.len() as u64).sum()
+        self.bytes
     }
     pub fn relay_book(&self) -> &RelayBook {
         &self.relay
@@ -184,12 +189,17 @@ impl MemStore {
         }
     }
     fn put_envelope(&mut self, room: &RoomId, id: &MessageId, env: &[u8]) {
-        self.envelopes.insert(*id, (*room, env.to_vec()));
+        if let Some((_, old)) = self.envelopes.insert(*id, (*room, env.to_vec())) {
+            self.bytes -= old.len() as u64;
+        }
+        self.bytes += env.len() as u64;
         self.by_prefix.insert(id.0, ());
     }
-    fn drop_envelope(&mut self, id: &MessageId) {
-        self.envelopes.remove(id);
+    fn drop_envelope(&mut self, id: &MessageId) -> Option<Vec<u8>> {
         self.by_prefix.remove(&id.0);
+        let (_, env) = self.envelopes.remove(id)?;
+        self.bytes -= env.len() as u64;
+        Some(env)
     }
 }
 
@@ -414,8 +424,7 @@ impl NodeStore for MemStore {
         let items = self.relay.take_room(room);
         let mut out = Vec::with_capacity(items.len());
         for (_, id) in items {
-            if let Some((_, e)) = self.envelopes.remove(&id) {
-                self.by_prefix.remove(&id.0);
+            if let Some(e) = self.drop_envelope(&id) {
                 out.push(e);
             }
         }

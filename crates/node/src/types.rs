@@ -5,8 +5,8 @@ use std::sync::Arc;
 use peddlenet_proto::{AuthorId, EnvelopeView, MessageId, RoomId, RoomSecret, topic_for};
 use peddlenet_sync::transport::{SyncRequest, SyncResponse};
 
-use crate::Error;
 use crate::crypto::Crypto;
+use peddlenet_proto::Error as ProtoError;
 
 /// Milliseconds since the Unix epoch, as the shell's clock (or the
 /// simulator's) says. The core never reads a clock.
@@ -83,7 +83,7 @@ pub struct Verified {
 
 impl Verified {
     /// Parses `bytes` and checks the room signature with `crypto`.
-    pub fn check<C: Crypto + ?Sized>(bytes: &[u8], crypto: &C) -> Result<Self, Error> {
+    pub fn check<C: Crypto + ?Sized>(bytes: &[u8], crypto: &C) -> Result<Self, ProtoError> {
         let view = EnvelopeView::parse(bytes)?;
         crypto.verify_room(&view)?;
         Ok(Self::trusted(&view))
@@ -91,7 +91,7 @@ impl Verified {
 
     /// Parses `bytes` whose room signature the link already checked (the
     /// mesh's gossip validation does).
-    pub fn parse_room_verified(bytes: &[u8]) -> Result<Self, Error> {
+    pub fn parse_room_verified(bytes: &[u8]) -> Result<Self, ProtoError> {
         Ok(Self::trusted(&EnvelopeView::parse(bytes)?))
     }
 
@@ -155,6 +155,8 @@ pub enum Request {
         secret: RoomSecret,
         name: String,
         inviter: Option<AuthorId>,
+        /// The invite's addresses, kept with the room for the shell.
+        bootstrap: Vec<String>,
     },
     LeaveRoom {
         room: RoomId,

@@ -124,6 +124,7 @@ fn join(n: &mut TestNode, secret: &RoomSecret, now: u64) -> Vec<Output> {
                 secret: secret.clone(),
                 name: "room".into(),
                 inviter: None,
+                bootstrap: Vec::new(),
             },
         },
         now,
@@ -698,6 +699,36 @@ fn a_receipt_goes_out_only_after_the_message_is_durable_and_is_counted() {
 }
 
 #[test]
+fn a_message_whose_flush_failed_is_neither_shown_nor_confirmed() {
+    let mut b = node(2, None);
+    let room = create(&mut b, "camp", T0);
+    let env = envelope_from(1, &secret_of(&b, &room), "lost", T0);
+    let out = b.handle(
+        Input::Envelope {
+            from: PeerRef::link(BLE_A),
+            bytes: env.bytes().to_vec(),
+            room_verified: false,
+        },
+        T0,
+    );
+    let e = epochs(&out)[0];
+    let out = b.handle(
+        Input::FlushFailed {
+            epoch: e,
+            disk_full: true,
+        },
+        T0 + 1,
+    );
+    assert!(events(&out).is_empty(), "{out:?}");
+    assert!(
+        timers(&out).is_empty(),
+        "no receipt for what may not be on disk"
+    );
+    let out = run(&mut b, Input::Timer(Timer::Receipts), T0 + 1000);
+    assert!(forwards(&out).is_empty());
+}
+
+#[test]
 fn own_messages_are_not_confirmed() {
     let mut a = node(1, None);
     let room = create(&mut a, "camp", T0);
@@ -1159,4 +1190,114 @@ fn a_peer_answering_with_what_was_not_asked_is_reported() {
         );
     }
     panic!("a never fetched");
+}
+
+// ---- the sync exchange's shared rules -------------------------------------
+
+#[test]
+fn a_fetch_answer_may_hold_only_asked_envelopes_of_the_room_with_valid_signatures() {
+    use peddlenet_node::answer::check_fetched;
+    let secret = RoomSecret([4; 32]);
+    let env = envelope_from(1, &secret, "asked", T0);
+    let room = env.room();
+    let prefix: [u8; 16] = env.id().0[..16].try_into().unwrap();
+    let other = envelope_from(1, &secret, "not asked", T0);
+    let (i, v) = check_fetched(env.bytes(), &[[0; 16], prefix], &room, &FastCrypto).unwrap();
+    assert_eq!((i, v.id()), (1, env.id()));
+    assert_eq!(
+        check_fetched(other.bytes(), &[prefix], &room, &FastCrypto).unwrap_err(),
+        "a Fetch answer held an envelope that was not asked for"
+    );
+    // Of another room, though asked for.
+    assert_eq!(
+        check_fetched(env.bytes(), &[prefix], &RoomId([9; 32]), &FastCrypto).unwrap_err(),
+        "a Fetch answer held an envelope of another room"
+    );
+    // Forged: its id is then another, so it must be asked for under that.
+    let mut forged = env.bytes().to_vec();
+    let n = forged.len();
+    forged[n - 1] ^= 1;
+    let fp: [u8; 16] = peddlenet_node::proto::message_id(&forged).0[..16]
+        .try_into()
+        .unwrap();
+    assert_eq!(
+        check_fetched(&forged, &[fp], &room, &FastCrypto).unwrap_err(),
+        "a Fetch answer held a forged envelope"
+    );
+    // Garbage that happens to be asked for.
+    let junk = vec![7u8; 40];
+    let jp: [u8; 16] = peddlenet_node::proto::message_id(&junk).0[..16]
+        .try_into()
+        .unwrap();
+    assert!(check_fetched(&junk, &[jp], &room, &FastCrypto).is_err());
+}
+
+#[test]
+fn a_fetch_is_answered_with_the_rooms_envelopes_only() {
+    let mut a = node(1, None);
+    let room = create(&mut a, "camp", T0);
+    let other = create(&mut a, "other", T0);
+    let (id, _) = send(&mut a, room, "here", T0);
+    let (oid, _) = send(&mut a, other, "elsewhere", T0);
+    let p = |m: MessageId| -> [u8; 16] { m.0[..16].try_into().unwrap() };
+    let found = peddlenet_node::answer::fetch(a.store(), &room, &[p(id), p(oid), [0; 16]]).unwrap();
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].id(), id);
+}
+
+// ---- the crypto stand-in ------------------------------------------------
+
+#[test]
+fn the_fast_stand_in_has_the_real_sizes_and_keeps_non_members_out() {
+    use peddlenet_node::proto::{Body, RoomKeys};
+    let keys = RoomKeys::derive(&RoomSecret([3; 32]));
+    let me = Identity::from_seed(&[1; 32]);
+    for text in ["", "hi", &"x".repeat(300), &"y".repeat(5000)] {
+        let body = Body::Text(text.to_string());
+        let real = RealCrypto
+            .seal(&keys, &me, &me.author_id(), "me", &body, T0, [5; 24])
+            .unwrap();
+        let fast = FastCrypto
+            .seal(&keys, &me, &me.author_id(), "me", &body, T0, [5; 24])
+            .unwrap();
+        assert_eq!(
+            fast.len(),
+            real.len(),
+            "same bytes on the air for {} bytes",
+            text.len()
+        );
+        let v = Verified::check(&fast, &FastCrypto).unwrap();
+        let opened = FastCrypto.open(&keys, &v.view()).unwrap();
+        assert_eq!(opened.body, body);
+        assert_eq!(opened.author, me.author_id());
+        // Another room's key does not open it.
+        let other = RoomKeys::derive(&RoomSecret([4; 32]));
+        assert!(FastCrypto.open(&other, &v.view()).is_err());
+        // A changed byte fails the stand-in's room signature.
+        let mut bad = fast.clone();
+        bad[100] ^= 1;
+        assert!(Verified::check(&bad, &FastCrypto).is_err());
+    }
+}
+
+#[test]
+fn delivery_never_counts_more_members_than_confirmed_it_nor_fewer_known() {
+    assert_eq!(
+        delivery_state(Delivery::Stored, 0, 3),
+        DeliveryState::Stored
+    );
+    assert_eq!(
+        delivery_state(Delivery::Sent { peers: 2 }, 0, 3),
+        DeliveryState::Sent { peers: 2 }
+    );
+    assert_eq!(
+        delivery_state(Delivery::Sent { peers: 2 }, 1, 3),
+        DeliveryState::Delivered { to: 1, of: 3 }
+    );
+    // More confirmations than members known (a member not seen yet): the
+    // total grows with them, never "3 of 2".
+    assert_eq!(
+        delivery_state(Delivery::Stored, 3, 2),
+        DeliveryState::Delivered { to: 3, of: 3 }
+    );
 }
