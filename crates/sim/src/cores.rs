@@ -225,14 +225,11 @@ impl Cores {
                 }
             }
         }
-        let core = &self.nodes[x as usize];
-        let relayed = core.store().relay_book().total_bytes();
-        let total = net.stats.node_bytes[x as usize].max(relayed);
-        net.storage(x, total, relayed);
+        self.sample_storage(net, x);
         replies
     }
 
-    /// Samples the bytes node `x` stores (a walk over its store).
+    /// The bytes node `x` stores, all and relayed (both kept as they change).
     fn sample_storage(&mut self, net: &mut Net<'_, CoreMsg>, x: u32) {
         let store = self.nodes[x as usize].store();
         net.storage(x, store.envelope_bytes(), store.relay_book().total_bytes());
@@ -277,6 +274,7 @@ impl Cores {
                             secret: secret.clone(),
                             name: format!("room {}", r.id),
                             inviter: None,
+                            bootstrap: Vec::new(),
                         },
                     },
                 );
@@ -380,9 +378,6 @@ impl Protocol for Cores {
         };
         self.free_timers.push(tag as usize);
         debug_assert_eq!(x, node);
-        if matches!(timer, Timer::Resync) {
-            self.sample_storage(net, node);
-        }
         self.feed(net, node, Input::Timer(timer));
     }
 
