@@ -81,6 +81,7 @@ impl Protocol for Epidemic {
         net.session();
         for (x, y) in [(a, b), (b, a)] {
             let n = self.has[x as usize].count();
+            net.stats.control_bytes += SUMMARY_HEADER + SUMMARY_ID * n;
             net.send(x, y, SUMMARY_HEADER + SUMMARY_ID * n, EpMsg::Summary);
         }
     }
@@ -187,6 +188,7 @@ impl Protocol for SprayAndWait {
         net.session();
         for (x, y) in [(a, b), (b, a)] {
             let n = self.held[x as usize].len() as u64;
+            net.stats.control_bytes += SUMMARY_HEADER + SUMMARY_ID * n;
             net.send(x, y, SUMMARY_HEADER + SUMMARY_ID * n, SwMsg::Summary);
         }
     }

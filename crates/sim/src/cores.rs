@@ -165,6 +165,7 @@ impl Cores {
                     Output::SyncRequest { peer, id, request } => {
                         let sent = self.other(x, peer.link).is_some_and(|y| {
                             let bytes = request.encode().len() as u64 + FRAME;
+                            net.stats.control_bytes += bytes;
                             net.send(x, y, bytes, CoreMsg::SyncRequest { id, request })
                         });
                         if !sent {
@@ -178,6 +179,7 @@ impl Cores {
                     Output::SyncAnswer { peer, id, response } => {
                         if let Some(y) = self.other(x, peer.link) {
                             let bytes = response.encode().len() as u64 + FRAME;
+                            net.stats.control_bytes += bytes;
                             net.send(x, y, bytes, CoreMsg::SyncAnswer { id, response });
                         }
                     }

@@ -13,6 +13,9 @@ pub struct ProtocolReport {
     pub latency_p50_s: f64,
     pub latency_p99_s: f64,
     pub bytes_on_air: u64,
+    /// Share of the bytes on the air that were summaries or sync requests
+    /// and answers rather than envelopes.
+    pub control_share: f64,
     pub bytes_per_delivered: f64,
     pub max_node_bytes: u64,
     pub p99_node_bytes: u64,
@@ -101,6 +104,7 @@ pub fn summarize(sc: &Scenario, reach: &[BitSet], s: &Stats, must_deliver: bool)
         latency_p50_s: quantile(&lat, 0.5),
         latency_p99_s: quantile(&lat, 0.99),
         bytes_on_air: s.bytes_on_air,
+        control_share: s.control_bytes as f64 / s.bytes_on_air.max(1) as f64,
         bytes_per_delivered: s.bytes_on_air as f64 / delivered.max(1) as f64,
         max_node_bytes: nodes.last().copied().unwrap_or(0),
         p99_node_bytes: nodes
