@@ -84,13 +84,29 @@ pub fn room_key(id: &serde_json::Value) -> String {
     id.to_string()
 }
 
-/// The text of message `seq` as sent by the replay, and back.
+/// The text of message `seq` as sent by the replay: its sequence number,
+/// padded to the length the simulator gives it (`text_len`), and back.
 pub fn message_text(seq: u64) -> String {
-    format!("simlab seq={seq}")
+    let mut t = format!("simlab seq={seq} ");
+    while t.len() < text_len(seq) {
+        t.push('.');
+    }
+    t
 }
 
 pub fn parse_message_text(text: &str) -> Option<u64> {
-    text.strip_prefix("simlab seq=")?.parse().ok()
+    let rest = text.strip_prefix("simlab seq=")?;
+    rest.split(' ').next()?.parse().ok()
+}
+
+/// Text length of message `seq` in the simulator (peddlenet-sim's
+/// `scenario::text_len`): 20 to 199 bytes, derived from the sequence number
+/// so that a trace carries it implicitly.
+pub fn text_len(seq: u64) -> usize {
+    let mut z = seq.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    20 + ((z ^ (z >> 31)) % 180) as usize
 }
 
 impl Trace {
@@ -386,7 +402,7 @@ pub fn generate(p: &GenParams) -> Trace {
         });
     }
     let mut messages = Vec::new();
-    for seq in 0..p.messages as u64 {
+    for _ in 0..p.messages {
         let r = rng.gen_range(0..rooms.len());
         let members = &rooms[r].members;
         let from = members[rng.gen_range(0..members.len())];
@@ -395,10 +411,14 @@ pub fn generate(p: &GenParams) -> Trace {
             t,
             from,
             room: rooms[r].id.clone(),
-            seq,
+            seq: 0,
         });
     }
+    // Numbered in time order, as the simulator numbers them.
     messages.sort_by(|x, y| x.t.total_cmp(&y.t));
+    for (seq, m) in messages.iter_mut().enumerate() {
+        m.seq = seq as u64;
+    }
     let mut trace = Trace {
         nodes: p.nodes,
         duration_s: p.duration_s,
@@ -721,6 +741,8 @@ mod tests {
     #[test]
     fn message_texts_round_trip() {
         assert_eq!(parse_message_text(&message_text(42)), Some(42));
+        assert_eq!(message_text(42).len(), text_len(42));
+        assert!((20..200).contains(&text_len(7)));
         assert_eq!(parse_message_text("hello"), None);
     }
 }

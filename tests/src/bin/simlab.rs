@@ -60,29 +60,36 @@ enum Cmd {
         out: Option<PathBuf>,
     },
     /// Replays a trace on real daemons and compares.
-    Run {
-        #[arg(long)]
-        trace: PathBuf,
-        /// Trace seconds played per real second.
-        #[arg(long, default_value_t = 1.0)]
-        speed: f64,
-        /// Where to write the comparison as JSON.
-        #[arg(long)]
-        out: Option<PathBuf>,
-        /// A path counts as usable when each of its contacts lasts this many
-        /// real seconds past the hop (to dial, handshake and reconcile).
-        #[arg(long, default_value_t = 10.0)]
-        slack_real_s: f64,
-        /// Fails unless every pair with a usable path was delivered and the
-        /// measured delivery ratio is within `--tolerance` of the prediction.
-        #[arg(long)]
-        check: bool,
-        #[arg(long, default_value_t = 0.1)]
-        tolerance: f64,
-        /// Daemon log filter.
-        #[arg(long, default_value = "warn")]
-        log: String,
-    },
+    Run(RunArgs),
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    #[arg(long)]
+    trace: PathBuf,
+    /// Trace seconds played per real second.
+    #[arg(long, default_value_t = 1.0)]
+    speed: f64,
+    /// Where to write the comparison as JSON.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// A path counts as usable when each of its contacts lasts this many
+    /// real seconds past the hop (to dial, handshake and reconcile).
+    #[arg(long, default_value_t = 10.0)]
+    slack_real_s: f64,
+    /// Fails unless every pair with a usable path was delivered and the
+    /// measured delivery ratio is within `--tolerance` of the prediction.
+    #[arg(long)]
+    check: bool,
+    #[arg(long, default_value_t = 0.1)]
+    tolerance: f64,
+    /// Daemon log filter.
+    #[arg(long, default_value = "warn")]
+    log: String,
+    /// Lines added to every daemon's peddlenetd.toml (e.g. `[relay]
+    /// enabled = false`, to see what relays contribute).
+    #[arg(long, default_value = "")]
+    daemon_config: String,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -124,19 +131,11 @@ fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Cmd::Run {
-            trace,
-            speed,
-            out,
-            slack_real_s,
-            check,
-            tolerance,
-            log,
-        } => {
-            let text = std::fs::read_to_string(&trace)
-                .with_context(|| format!("reading {}", trace.display()))?;
+        Cmd::Run(args) => {
+            let text = std::fs::read_to_string(&args.trace)
+                .with_context(|| format!("reading {}", args.trace.display()))?;
             let trace = Trace::parse(&text)?;
-            if !(speed.is_finite() && speed > 0.0) {
+            if !(args.speed.is_finite() && args.speed > 0.0) {
                 bail!("--speed must be positive");
             }
             if let Some(why) = peddlenet_tests::netns::Lab::unavailable() {
@@ -146,7 +145,7 @@ fn main() -> anyhow::Result<()> {
                 .worker_threads(2)
                 .enable_all()
                 .build()?
-                .block_on(run(trace, speed, out, slack_real_s, check, tolerance, log))
+                .block_on(run(trace, args))
         }
     }
 }
@@ -283,15 +282,17 @@ impl Drop for Net {
     }
 }
 
-async fn run(
-    trace: Trace,
-    speed: f64,
-    out: Option<PathBuf>,
-    slack_real_s: f64,
-    check: bool,
-    tolerance: f64,
-    log: String,
-) -> anyhow::Result<()> {
+async fn run(trace: Trace, args: RunArgs) -> anyhow::Result<()> {
+    let RunArgs {
+        speed,
+        out,
+        slack_real_s,
+        check,
+        tolerance,
+        log,
+        daemon_config,
+        ..
+    } = args;
     let n = trace.nodes;
     let episodes = trace.episodes();
     let pairs: std::collections::BTreeSet<(usize, usize)> =
@@ -310,14 +311,15 @@ async fn run(
     );
     let setup = Instant::now();
     let mut net = Net::new(n, pairs.iter().copied()).await?;
-    let config =
-        "[web]\nenabled = false\n[bluetooth]\nenabled = false\n[wifi_direct]\nenabled = false\n";
+    let config = format!(
+        "[web]\nenabled = false\n[bluetooth]\nenabled = false\n[wifi_direct]\nenabled = false\n{daemon_config}\n"
+    );
     let daemons: Vec<Daemon> = net
         .hosts
         .iter()
         .enumerate()
         .map(|(i, ns)| {
-            let mut o = DaemonOpts::in_netns(&format!("n{i}"), ns, &[]).config(config);
+            let mut o = DaemonOpts::in_netns(&format!("n{i}"), ns, &[]).config(&config);
             o.listen = vec!["/ip4/0.0.0.0/tcp/4717".into()];
             o.log = log.clone();
             Daemon::start(o)
