@@ -476,6 +476,31 @@ pub struct Comparison {
     pub latency_diff_p50_s: Option<f64>,
     pub latency_diff_p99_s: Option<f64>,
     pub latency_diff_mean_s: Option<f64>,
+    /// Each message: recipients, and how many and how late each side says.
+    pub per_message: Vec<MessageRow>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct MessageRow {
+    pub seq: u64,
+    pub t: f64,
+    pub recipients: usize,
+    pub predicted: Option<usize>,
+    pub measured: usize,
+    /// Latency of the last recipient reached, trace seconds.
+    pub predicted_last_s: Option<f64>,
+    pub measured_last_s: Option<f64>,
+}
+
+impl MessageRow {
+    /// Whether the two sides disagree: on who, or by more than `s` seconds.
+    pub fn differs(&self, s: f64) -> bool {
+        self.predicted.is_some_and(|p| p != self.measured)
+            || match (self.predicted_last_s, self.measured_last_s) {
+                (Some(p), Some(m)) => (m - p).abs() > s,
+                _ => false,
+            }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -539,6 +564,31 @@ pub fn compare(trace: &Trace, measured: &BTreeMap<(u64, usize), f64>, slack_s: f
         }
     }
     let mean = (!diffs.is_empty()).then(|| diffs.iter().sum::<f64>() / diffs.len() as f64);
+    let last = |v: Vec<f64>| v.into_iter().reduce(f64::max);
+    let per_message = trace
+        .messages
+        .iter()
+        .map(|m| {
+            let mine = |k: &&(u64, usize)| k.0 == m.seq;
+            let keys: Vec<&(u64, usize)> = targets.iter().filter(mine).collect();
+            let p: Option<Vec<f64>> = predicted
+                .as_ref()
+                .map(|p| keys.iter().filter_map(|k| p.get(*k).copied()).collect());
+            let ms: Vec<f64> = keys
+                .iter()
+                .filter_map(|k| measured.get(*k).copied())
+                .collect();
+            MessageRow {
+                seq: m.seq,
+                t: m.t,
+                recipients: keys.len(),
+                predicted: p.as_ref().map(Vec::len),
+                measured: ms.len(),
+                predicted_last_s: p.and_then(last),
+                measured_last_s: last(ms),
+            }
+        })
+        .collect();
     Comparison {
         targets: targets.len(),
         measured: Summary::of(&m_lat, targets.len()),
@@ -557,6 +607,7 @@ pub fn compare(trace: &Trace, measured: &BTreeMap<(u64, usize), f64>, slack_s: f
         latency_diff_p50_s: quantile(&diffs, 0.5),
         latency_diff_p99_s: quantile(&diffs, 0.99),
         latency_diff_mean_s: mean,
+        per_message,
     }
 }
 
@@ -588,6 +639,39 @@ pub fn table(c: &Comparison) -> String {
         c.paths_with_slack,
         c.paths_with_slack_missed.len()
     );
+    let differ: Vec<&MessageRow> = c.per_message.iter().filter(|r| r.differs(5.0)).collect();
+    if c.predicted.is_some() && !differ.is_empty() {
+        out += &format!(
+            "messages where measured and predicted differ (recipients, or the last one by > 5 s): {} of {}\n{:>6} {:>8} {:>6} {:>10} {:>9} {:>12} {:>11}\n",
+            differ.len(),
+            c.per_message.len(),
+            "seq",
+            "sent (s)",
+            "to",
+            "predicted",
+            "measured",
+            "pred. last",
+            "meas. last"
+        );
+        for r in differ.iter().take(20) {
+            out += &format!(
+                "{:>6} {:>8.1} {:>6} {:>10} {:>9} {:>12} {:>11}\n",
+                r.seq,
+                r.t,
+                r.recipients,
+                r.predicted.map(|p| p.to_string()).unwrap_or_default(),
+                r.measured,
+                f(r.predicted_last_s),
+                f(r.measured_last_s)
+            );
+        }
+        if differ.len() > 20 {
+            out += &format!(
+                "… and {} more (all in the JSON report)\n",
+                differ.len() - 20
+            );
+        }
+    }
     if c.predicted.is_some() {
         out += &format!(
             "per pair: both delivered {}, predicted only {}, measured only {}; latency measured − predicted: p50 {} s, p99 {} s, mean {} s\n",
@@ -734,6 +818,13 @@ mod tests {
         assert_eq!(c.both_delivered, 1);
         assert_eq!(c.measured_only, vec![(2, 2)]);
         assert_eq!(c.latency_diff_p50_s, Some(3.0));
+        assert_eq!(c.per_message.len(), 2);
+        assert_eq!(
+            (c.per_message[1].predicted, c.per_message[1].measured),
+            (Some(0), 1)
+        );
+        assert!(c.per_message[1].differs(5.0));
+        assert!(!c.per_message[0].differs(5.0));
         assert!(c.paths_with_slack_missed.is_empty());
         assert!(table(&c).contains("real daemons"));
     }

@@ -448,6 +448,10 @@ async fn run(trace: Trace, args: RunArgs) -> anyhow::Result<()> {
             "step_lag_p99_real_s": lag_p99,
             "daemons_cpu_s": cpu.as_secs_f64(),
             "comparison": cmp,
+            "measured_deliveries": measured
+                .iter()
+                .map(|((seq, to), l)| serde_json::json!({"seq": seq, "to": to, "latency_s": l}))
+                .collect::<Vec<_>>(),
         });
         std::fs::write(p, serde_json::to_string_pretty(&report)? + "\n")
             .with_context(|| format!("writing {}", p.display()))?;
