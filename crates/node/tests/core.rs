@@ -1,0 +1,1162 @@
+//! The core's decisions, driven by inputs with a fake clock. Each test
+//! names the decision it checks.
+
+use peddlenet_node::proto::{Identity, MessageId, RoomId, RoomSecret};
+use peddlenet_node::sync::transport::{SyncRequest, SyncResponse};
+use peddlenet_node::*;
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+
+type TestNode = Node<MemStore, FastCrypto, StdRng>;
+
+const T0: u64 = 1_800_000_000_000;
+const MESH: LinkId = LinkId(1);
+const BLE_A: LinkId = LinkId(2);
+const BLE_B: LinkId = LinkId(3);
+
+fn node(seed: u8, relay: Option<RelayLimits>) -> TestNode {
+    Node::new(
+        Config {
+            relay,
+            ..Config::default()
+        },
+        Identity::from_seed(&[seed; 32]),
+        format!("node{seed}"),
+        MemStore::new(),
+        FastCrypto,
+        StdRng::seed_from_u64(seed as u64),
+    )
+    .expect("a node")
+}
+
+fn epochs(out: &[Output]) -> Vec<Epoch> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::MakeDurable(e) => Some(*e),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Handles `input`, then completes every flush it asked for; returns all outputs.
+fn run(n: &mut TestNode, input: Input, now: u64) -> Vec<Output> {
+    let mut out = n.handle(input, now);
+    let mut i = 0;
+    while i < out.len() {
+        if let Output::MakeDurable(e) = out[i] {
+            let more = n.handle(Input::Durable(e), now);
+            out.extend(more);
+        }
+        i += 1;
+    }
+    out
+}
+
+fn reply(out: &[Output]) -> Option<&Reply> {
+    out.iter().find_map(|o| match o {
+        Output::Reply { reply, .. } => Some(reply),
+        _ => None,
+    })
+}
+
+fn events(out: &[Output]) -> Vec<&Event> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Event(e) => Some(e),
+            _ => None,
+        })
+        .collect()
+}
+
+fn forwards(out: &[Output]) -> Vec<(Vec<LinkId>, &Verified, bool)> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Forward {
+                to,
+                envelope,
+                track,
+                ..
+            } => Some((to.clone(), envelope, *track)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn timers(out: &[Output]) -> Vec<(u64, Timer)> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Timer { at, timer } => Some((*at, *timer)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn sync_requests(out: &[Output]) -> Vec<(PeerRef, SyncId, &SyncRequest)> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::SyncRequest { peer, id, request } => Some((*peer, *id, request)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn create(n: &mut TestNode, name: &str, now: u64) -> RoomId {
+    let out = run(
+        n,
+        Input::Request {
+            id: RequestId(1),
+            request: Request::CreateRoom { name: name.into() },
+        },
+        now,
+    );
+    match reply(&out) {
+        Some(Reply::Room { room, .. }) => *room,
+        r => panic!("no room: {r:?}"),
+    }
+}
+
+fn join(n: &mut TestNode, secret: &RoomSecret, now: u64) -> Vec<Output> {
+    run(
+        n,
+        Input::Request {
+            id: RequestId(2),
+            request: Request::JoinRoom {
+                secret: secret.clone(),
+                name: "room".into(),
+                inviter: None,
+            },
+        },
+        now,
+    )
+}
+
+/// Sends `text` and returns the envelope it published (with links up) or
+/// its id, and all outputs.
+fn send(n: &mut TestNode, room: RoomId, text: &str, now: u64) -> (MessageId, Vec<Output>) {
+    let out = run(
+        n,
+        Input::Request {
+            id: RequestId(3),
+            request: Request::Send {
+                room,
+                text: text.into(),
+            },
+        },
+        now,
+    );
+    let id = match reply(&out) {
+        Some(Reply::Sent(m)) => m.id,
+        r => panic!("not sent: {r:?}"),
+    };
+    (id, out)
+}
+
+/// A sealed envelope of `room` by `author`, made by a node of its own.
+fn envelope_from(author: u8, secret: &RoomSecret, text: &str, now: u64) -> Verified {
+    let mut a = node(author, None);
+    a.handle(
+        Input::LinkUp {
+            link: MESH,
+            kind: LinkKind::Mesh,
+        },
+        now,
+    );
+    join(&mut a, secret, now);
+    let (_, out) = send(
+        &mut a,
+        peddlenet_node::proto::RoomKeys::derive(secret).room_id(),
+        text,
+        now,
+    );
+    forwards(&out)[0].1.clone()
+}
+
+fn secret_of(n: &TestNode, room: &RoomId) -> RoomSecret {
+    n.room_secret(room).expect("member").clone()
+}
+
+// ---- durability: events, replies ----------------------------------------
+
+#[test]
+fn a_received_message_reaches_front_ends_only_once_durable() {
+    let mut b = node(2, None);
+    let room = create(&mut b, "camp", T0);
+    let env = envelope_from(1, &secret_of(&b, &room), "hello", T0);
+    let out = b.handle(
+        Input::Envelope {
+            from: PeerRef::link(BLE_A),
+            bytes: env.bytes().to_vec(),
+            room_verified: false,
+        },
+        T0 + 10,
+    );
+    assert!(
+        events(&out).is_empty(),
+        "no event before the flush: {out:?}"
+    );
+    let e = epochs(&out);
+    assert_eq!(e.len(), 1, "one flush asked for");
+    let out = b.handle(Input::Durable(e[0]), T0 + 20);
+    match events(&out).as_slice() {
+        [Event::Message(m)] => assert_eq!(m.text, "hello"),
+        other => panic!("one message event expected: {other:?}"),
+    }
+}
+
+#[test]
+fn a_failed_flush_drops_the_event_and_the_reply_says_so() {
+    let mut b = node(2, None);
+    let out = b.handle(
+        Input::Request {
+            id: RequestId(9),
+            request: Request::CreateRoom { name: "x".into() },
+        },
+        T0,
+    );
+    assert!(reply(&out).is_none(), "the reply waits for the flush");
+    let e = epochs(&out)[0];
+    let out = b.handle(
+        Input::FlushFailed {
+            epoch: e,
+            disk_full: false,
+        },
+        T0,
+    );
+    assert_eq!(reply(&out), Some(&Reply::Error(RequestError::NotDurable)));
+}
+
+#[test]
+fn a_reply_waits_for_earlier_writes_not_yet_durable() {
+    let mut b = node(2, None);
+    let room = create(&mut b, "camp", T0);
+    let env = envelope_from(1, &secret_of(&b, &room), "hello", T0);
+    let out = b.handle(
+        Input::Envelope {
+            from: PeerRef::link(BLE_A),
+            bytes: env.bytes().to_vec(),
+            room_verified: false,
+        },
+        T0,
+    );
+    let e = epochs(&out)[0];
+    // A read while that write is not durable: its reply waits too.
+    let out = b.handle(
+        Input::Request {
+            id: RequestId(5),
+            request: Request::History {
+                room,
+                before: None,
+                limit: 10,
+            },
+        },
+        T0,
+    );
+    assert!(reply(&out).is_none(), "{out:?}");
+    let out = b.handle(Input::Durable(e), T0);
+    match reply(&out) {
+        Some(Reply::History { messages, .. }) => assert_eq!(messages.len(), 1),
+        r => panic!("{r:?}"),
+    }
+}
+
+// ---- membership -----------------------------------------------------------
+
+#[test]
+fn membership_create_join_leave() {
+    let mut a = node(1, None);
+    let out = run(
+        &mut a,
+        Input::Request {
+            id: RequestId(1),
+            request: Request::CreateRoom { name: "  ".into() },
+        },
+        T0,
+    );
+    assert_eq!(reply(&out), Some(&Reply::Error(RequestError::BadName)));
+    assert!(
+        a.member_rooms().is_empty(),
+        "a refused request changes nothing"
+    );
+
+    let out = run(
+        &mut a,
+        Input::Request {
+            id: RequestId(1),
+            request: Request::CreateRoom {
+                name: "camp".into(),
+            },
+        },
+        T0,
+    );
+    let Some(Reply::Room { room, .. }) = reply(&out) else {
+        panic!("{out:?}")
+    };
+    let room = *room;
+    assert!(
+        out.iter()
+            .any(|o| matches!(o, Output::Subscribe(t) if t.room() == room)),
+        "subscribes the room's topic"
+    );
+    assert_eq!(a.member_count(&room), 1, "itself");
+
+    // Another member's message makes it known.
+    let env = envelope_from(7, &secret_of(&a, &room), "hi", T0);
+    run(
+        &mut a,
+        Input::Envelope {
+            from: PeerRef::link(BLE_A),
+            bytes: env.bytes().to_vec(),
+            room_verified: false,
+        },
+        T0,
+    );
+    assert_eq!(a.member_count(&room), 2);
+
+    // Joining the same room again changes nothing.
+    let secret = secret_of(&a, &room);
+    let out = join(&mut a, &secret, T0);
+    assert!(matches!(reply(&out), Some(Reply::Room { .. })));
+    assert_eq!(a.member_rooms(), vec![room]);
+
+    let out = run(
+        &mut a,
+        Input::Request {
+            id: RequestId(4),
+            request: Request::LeaveRoom { room },
+        },
+        T0,
+    );
+    assert_eq!(reply(&out), Some(&Reply::Done));
+    assert!(
+        out.iter()
+            .any(|o| matches!(o, Output::Unsubscribe(t) if t.room() == room))
+    );
+    let (_, out) = (
+        (),
+        run(
+            &mut a,
+            Input::Request {
+                id: RequestId(5),
+                request: Request::Send {
+                    room,
+                    text: "x".into(),
+                },
+            },
+            T0,
+        ),
+    );
+    assert_eq!(reply(&out), Some(&Reply::Error(RequestError::UnknownRoom)));
+}
+
+#[test]
+fn an_envelope_of_a_room_not_joined_is_not_kept_without_relaying() {
+    let mut b = node(2, None);
+    let secret = RoomSecret([9; 32]);
+    let env = envelope_from(1, &secret, "x", T0);
+    b.handle(
+        Input::LinkUp {
+            link: BLE_B,
+            kind: LinkKind::Bluetooth,
+        },
+        T0,
+    );
+    let out = run(
+        &mut b,
+        Input::Envelope {
+            from: PeerRef::link(BLE_A),
+            bytes: env.bytes().to_vec(),
+            room_verified: false,
+        },
+        T0,
+    );
+    assert!(forwards(&out).is_empty(), "not kept, not passed on");
+    assert!(!b.store().contains(&env.id()).unwrap());
+}
+
+// ---- forwarding between links ------------------------------------------
+
+fn three_links(n: &mut TestNode) {
+    for (link, kind) in [
+        (MESH, LinkKind::Mesh),
+        (BLE_A, LinkKind::Bluetooth),
+        (BLE_B, LinkKind::Bluetooth),
+    ] {
+        run(n, Input::LinkUp { link, kind }, T0);
+    }
+}
+
+#[test]
+fn forwarding_never_goes_back_to_the_link_it_came_from() {
+    let mut b = node(2, None);
+    let room = create(&mut b, "camp", T0);
+    three_links(&mut b);
+    let env = envelope_from(1, &secret_of(&b, &room), "from bluetooth", T0);
+    let out = run(
+        &mut b,
+        Input::Envelope {
+            from: PeerRef::link(BLE_A),
+            bytes: env.bytes().to_vec(),
+            room_verified: false,
+        },
+        T0,
+    );
+    let f = forwards(&out);
+    assert_eq!(f.len(), 1);
+    assert_eq!(f[0].0, vec![MESH, BLE_B], "to the mesh and the other link");
+    assert!(!f[0].2, "not tracked: not an own message");
+
+    // From the mesh: on to Bluetooth only (gossip forwards on the mesh).
+    let env = envelope_from(1, &secret_of(&b, &room), "from the mesh", T0);
+    let out = run(
+        &mut b,
+        Input::Envelope {
+            from: PeerRef {
+                link: MESH,
+                peer: 42,
+            },
+            bytes: env.bytes().to_vec(),
+            room_verified: true,
+        },
+        T0,
+    );
+    assert_eq!(forwards(&out)[0].0, vec![BLE_A, BLE_B]);
+
+    // A duplicate goes nowhere (no loops between links).
+    let out = run(
+        &mut b,
+        Input::Envelope {
+            from: PeerRef::link(BLE_B),
+            bytes: env.bytes().to_vec(),
+            room_verified: false,
+        },
+        T0,
+    );
+    assert!(forwards(&out).is_empty(), "{out:?}");
+}
+
+#[test]
+fn a_forged_envelope_is_refused_and_not_forwarded() {
+    let mut b = node(2, None);
+    let room = create(&mut b, "camp", T0);
+    three_links(&mut b);
+    let env = envelope_from(1, &secret_of(&b, &room), "x", T0);
+    let mut bytes = env.bytes().to_vec();
+    let n = bytes.len();
+    bytes[n - 1] ^= 1; // the room signature
+    let out = run(
+        &mut b,
+        Input::Envelope {
+            from: PeerRef::link(BLE_A),
+            bytes,
+            room_verified: false,
+        },
+        T0,
+    );
+    assert!(forwards(&out).is_empty());
+    assert!(events(&out).is_empty());
+    assert_eq!(b.stats().refused_envelopes, 1);
+}
+
+#[test]
+fn a_link_down_is_no_longer_a_target() {
+    let mut b = node(2, None);
+    let room = create(&mut b, "camp", T0);
+    three_links(&mut b);
+    run(&mut b, Input::LinkDown { link: BLE_B }, T0);
+    let env = envelope_from(1, &secret_of(&b, &room), "x", T0);
+    let out = run(
+        &mut b,
+        Input::Envelope {
+            from: PeerRef::link(BLE_A),
+            bytes: env.bytes().to_vec(),
+            room_verified: false,
+        },
+        T0,
+    );
+    assert_eq!(forwards(&out)[0].0, vec![MESH]);
+}
+
+// ---- outbox -----------------------------------------------------------------
+
+#[test]
+fn outbox_holds_a_message_until_a_peer_takes_it() {
+    let mut a = node(1, None);
+    let room = create(&mut a, "camp", T0);
+    let (id, out) = send(&mut a, room, "waiting", T0);
+    assert!(forwards(&out).is_empty(), "no link: nothing sent");
+    assert_eq!(a.store().outbox(&room, 10).unwrap().len(), 1);
+
+    // A Bluetooth link comes up: the outbox goes out, tracked.
+    let out = run(
+        &mut a,
+        Input::LinkUp {
+            link: BLE_A,
+            kind: LinkKind::Bluetooth,
+        },
+        T0 + 1000,
+    );
+    let f = forwards(&out);
+    assert_eq!(f.len(), 1);
+    assert_eq!(f[0].1.id(), id);
+    assert!(f[0].2, "tracked");
+    // Another trigger while in flight does not send it twice.
+    let out = run(
+        &mut a,
+        Input::TopicJoined {
+            peer: PeerRef::link(BLE_A),
+            topic: Topic::of(&room),
+        },
+        T0 + 1001,
+    );
+    assert!(forwards(&out).is_empty(), "{out:?}");
+
+    // Published to no one: stays.
+    run(
+        &mut a,
+        Input::Published {
+            room,
+            id,
+            peers: 0,
+            refused: false,
+        },
+        T0 + 1002,
+    );
+    assert_eq!(a.store().outbox(&room, 10).unwrap().len(), 1);
+    // The next trigger sends it again; two peers take it: it leaves.
+    let out = run(&mut a, Input::Timer(Timer::Resync), T0 + 2000);
+    assert_eq!(forwards(&out).len(), 1);
+    let out = run(
+        &mut a,
+        Input::Published {
+            room,
+            id,
+            peers: 2,
+            refused: false,
+        },
+        T0 + 2001,
+    );
+    assert!(a.store().outbox(&room, 10).unwrap().is_empty());
+    assert!(events(&out).iter().any(|e| matches!(
+        e,
+        Event::Delivery {
+            delivery: DeliveryState::Sent { peers: 2 },
+            ..
+        }
+    )));
+}
+
+#[test]
+fn outbox_retries_with_a_growing_wait_when_gossip_refuses() {
+    let mut a = node(1, None);
+    let room = create(&mut a, "camp", T0);
+    run(
+        &mut a,
+        Input::LinkUp {
+            link: MESH,
+            kind: LinkKind::Mesh,
+        },
+        T0,
+    );
+    let (id, _) = send(&mut a, room, "m", T0);
+    let refuse = |a: &mut TestNode, now| {
+        run(
+            a,
+            Input::Published {
+                room,
+                id,
+                peers: 0,
+                refused: true,
+            },
+            now,
+        )
+    };
+    let out = refuse(&mut a, T0);
+    assert_eq!(timers(&out), vec![(T0 + 250, Timer::Outbox(room))]);
+    let out = run(&mut a, Input::Timer(Timer::Outbox(room)), T0 + 250);
+    assert_eq!(forwards(&out).len(), 1, "published again");
+    let out = refuse(&mut a, T0 + 260);
+    assert_eq!(timers(&out), vec![(T0 + 260 + 500, Timer::Outbox(room))]);
+    // A stale timer does nothing more.
+    let out = run(&mut a, Input::Timer(Timer::Outbox(room)), T0 + 760);
+    assert_eq!(forwards(&out).len(), 1);
+    let out = run(&mut a, Input::Timer(Timer::Outbox(room)), T0 + 761);
+    assert!(forwards(&out).is_empty());
+}
+
+#[test]
+fn a_message_fetched_by_a_peer_leaves_the_outbox() {
+    let mut a = node(1, None);
+    let room = create(&mut a, "camp", T0);
+    let (id, _) = send(&mut a, room, "take me", T0);
+    assert_eq!(a.store().outbox(&room, 10).unwrap().len(), 1);
+    let out = run(
+        &mut a,
+        Input::SyncRequest {
+            peer: PeerRef::link(BLE_A),
+            id: SyncId(1),
+            request: SyncRequest::Fetch {
+                room: room.0,
+                ids: vec![id.0[..16].try_into().unwrap()],
+            },
+        },
+        T0,
+    );
+    let answered = out.iter().any(|o| {
+        matches!(o, Output::SyncAnswer { response: SyncResponse::Envelopes(e), .. } if e.len() == 1)
+    });
+    assert!(answered, "{out:?}");
+    assert!(a.store().outbox(&room, 10).unwrap().is_empty());
+    assert!(events(&out).iter().any(|e| matches!(
+        e,
+        Event::Delivery {
+            delivery: DeliveryState::Sent { peers: 1 },
+            ..
+        }
+    )));
+}
+
+// ---- receipts -----------------------------------------------------------
+
+#[test]
+fn a_receipt_goes_out_only_after_the_message_is_durable_and_is_counted() {
+    let mut a = node(1, None);
+    let room = create(&mut a, "camp", T0);
+    let secret = secret_of(&a, &room);
+    let mut b = node(2, None);
+    join(&mut b, &secret, T0);
+    run(
+        &mut b,
+        Input::LinkUp {
+            link: BLE_A,
+            kind: LinkKind::Bluetooth,
+        },
+        T0,
+    );
+    run(
+        &mut a,
+        Input::LinkUp {
+            link: BLE_A,
+            kind: LinkKind::Bluetooth,
+        },
+        T0,
+    );
+    let (id, out) = send(&mut a, room, "confirm me", T0);
+    let env = forwards(&out)[0].1.clone();
+
+    let out = b.handle(
+        Input::Envelope {
+            from: PeerRef::link(BLE_A),
+            bytes: env.bytes().to_vec(),
+            room_verified: false,
+        },
+        T0 + 5,
+    );
+    assert!(
+        !timers(&out).iter().any(|t| t.1 == Timer::Receipts),
+        "no receipt before the message is durable"
+    );
+    // A receipt timer that fires now has nothing to confirm.
+    let early = b.handle(Input::Timer(Timer::Receipts), T0 + 6);
+    assert!(forwards(&early).is_empty());
+    let e = epochs(&out)[0];
+    let out = b.handle(Input::Durable(e), T0 + 10);
+    assert_eq!(timers(&out), vec![(T0 + 510, Timer::Receipts)]);
+    let out = run(&mut b, Input::Timer(Timer::Receipts), T0 + 510);
+    let f = forwards(&out);
+    assert_eq!(f.len(), 1, "one receipt envelope");
+    let receipt = f[0].1.clone();
+
+    // The author counts it: delivered to 1 of 1, and out of the outbox.
+    let out = run(
+        &mut a,
+        Input::Envelope {
+            from: PeerRef::link(BLE_A),
+            bytes: receipt.bytes().to_vec(),
+            room_verified: false,
+        },
+        T0 + 600,
+    );
+    assert!(
+        events(&out).iter().any(|e| matches!(
+            e,
+            Event::Delivery { id: i, delivery: DeliveryState::Delivered { to: 1, of: 1 }, .. } if *i == id
+        )),
+        "{out:?}"
+    );
+    assert!(a.store().outbox(&room, 10).unwrap().is_empty());
+    // The same receipt again counts nothing.
+    let out = run(
+        &mut a,
+        Input::Envelope {
+            from: PeerRef::link(BLE_A),
+            bytes: receipt.bytes().to_vec(),
+            room_verified: false,
+        },
+        T0 + 700,
+    );
+    assert!(events(&out).is_empty());
+}
+
+#[test]
+fn own_messages_are_not_confirmed() {
+    let mut a = node(1, None);
+    let room = create(&mut a, "camp", T0);
+    // The node's own message coming back from another link.
+    let env = envelope_from(1, &secret_of(&a, &room), "mine", T0);
+    let out = run(
+        &mut a,
+        Input::Envelope {
+            from: PeerRef::link(BLE_A),
+            bytes: env.bytes().to_vec(),
+            room_verified: false,
+        },
+        T0,
+    );
+    assert!(!timers(&out).iter().any(|t| t.1 == Timer::Receipts));
+}
+
+// ---- relay --------------------------------------------------------------
+
+fn small_relay() -> RelayLimits {
+    RelayLimits {
+        budget_bytes: 4096,
+        room_bytes: 2048,
+        author_bytes: 1024,
+        expiry_ms: 3_600_000,
+        max_rooms: 3,
+    }
+}
+
+#[test]
+fn relay_takes_on_offered_rooms_within_bounds() {
+    let mut r = node(5, Some(small_relay()));
+    run(&mut r, Input::Start, T0);
+    let peer = PeerRef::link(BLE_A);
+    run(
+        &mut r,
+        Input::LinkUp {
+            link: BLE_A,
+            kind: LinkKind::Bluetooth,
+        },
+        T0,
+    );
+    let offered: Vec<[u8; 32]> = (1..=5u8).map(|i| [i; 32]).collect();
+    let out = run(
+        &mut r,
+        Input::SyncRequest {
+            peer,
+            id: SyncId(1),
+            request: SyncRequest::Rooms(offered),
+        },
+        T0,
+    );
+    // Taken on: as many as max_rooms; answered with none in common (they
+    // hold nothing yet).
+    let subs = out
+        .iter()
+        .filter(|o| matches!(o, Output::Subscribe(_)))
+        .count();
+    assert_eq!(subs, 3);
+    assert!(out.iter().any(|o| matches!(
+        o,
+        Output::SyncAnswer { response: SyncResponse::Rooms(c), .. } if c.is_empty()
+    )));
+    assert_eq!(r.carried_rooms().len(), 3);
+    // And it asks the peer for what it holds of them.
+    assert!(
+        sync_requests(&out)
+            .iter()
+            .any(|(p, _, req)| *p == peer && matches!(req, SyncRequest::Rooms(_)))
+    );
+
+    // Offers not filled within the pending time are dropped at the sweep.
+    let out = run(
+        &mut r,
+        Input::Timer(Timer::RelaySweep),
+        T0 + Config::default().relay_pending_ms + 1,
+    );
+    assert!(r.carried_rooms().is_empty());
+    assert_eq!(
+        out.iter()
+            .filter(|o| matches!(o, Output::Unsubscribe(_)))
+            .count(),
+        3
+    );
+}
+
+#[test]
+fn relay_off_takes_nothing_on() {
+    let mut r = node(5, None);
+    let out = run(
+        &mut r,
+        Input::SyncRequest {
+            peer: PeerRef::link(BLE_A),
+            id: SyncId(1),
+            request: SyncRequest::Rooms(vec![[1; 32]]),
+        },
+        T0,
+    );
+    assert!(!out.iter().any(|o| matches!(o, Output::Subscribe(_))));
+    assert!(r.carried_rooms().is_empty());
+}
+
+#[test]
+fn a_relay_keeps_and_forwards_envelopes_of_rooms_it_carries_within_budget() {
+    let limits = small_relay();
+    let mut r = node(5, Some(limits));
+    three_links(&mut r);
+    let secret = RoomSecret([7; 32]);
+    let mut kept = Vec::new();
+    // Authors 10.. each write one message: the room quota (2048) holds a
+    // few; the oldest go first.
+    for i in 0..8u8 {
+        let env = envelope_from(10 + i, &secret, "x", T0 + i as u64);
+        let out = run(
+            &mut r,
+            Input::Envelope {
+                from: PeerRef::link(BLE_A),
+                bytes: env.bytes().to_vec(),
+                room_verified: false,
+            },
+            T0 + 100,
+        );
+        assert_eq!(forwards(&out).len(), 1, "kept, so passed on");
+        kept.push(env);
+        let book = r.store().relay_book();
+        assert!(book.total_bytes() <= limits.budget_bytes);
+        assert!(book.room_bytes(&kept[0].room()) <= limits.room_bytes);
+    }
+    let room = kept[0].room();
+    let held: Vec<MessageId> = r
+        .store()
+        .relay_book()
+        .items(&room)
+        .iter()
+        .map(|x| x.1)
+        .collect();
+    assert!(held.len() < kept.len(), "the quota evicted some");
+    assert!(
+        held.contains(&kept.last().unwrap().id()),
+        "the newest is kept"
+    );
+    assert!(!held.contains(&kept[0].id()), "the oldest went first");
+    // An envelope older than everything held is refused, not churned in.
+    let old = envelope_from(99, &secret, "old", T0 - 10);
+    let out = run(
+        &mut r,
+        Input::Envelope {
+            from: PeerRef::link(BLE_A),
+            bytes: old.bytes().to_vec(),
+            room_verified: false,
+        },
+        T0 + 100,
+    );
+    assert!(forwards(&out).is_empty());
+    assert!(!r.store().contains(&old.id()).unwrap());
+    // Expiry by the envelope's timestamp.
+    run(
+        &mut r,
+        Input::Timer(Timer::RelaySweep),
+        T0 + limits.expiry_ms + 10,
+    );
+    assert_eq!(r.store().relay_bytes(), 0);
+}
+
+#[test]
+fn relay_budget_evicts_the_oldest_of_the_largest_room() {
+    let limits = RelayLimits {
+        budget_bytes: 3000,
+        room_bytes: 3000,
+        author_bytes: 3000,
+        expiry_ms: 1 << 40,
+        max_rooms: 10,
+    };
+    let mut book = RelayBook::default();
+    let big = RoomId([1; 32]);
+    let small = RoomId([2; 32]);
+    let id = |i: u8| MessageId([i; 32]);
+    book.add(&big, &[0; 16], 10, &id(1), 1000);
+    book.add(&big, &[0; 16], 20, &id(2), 1000);
+    book.add(&small, &[0; 16], 5, &id(3), 500);
+    // 2500 held; 1000 more needs 500 freed: the big room's oldest goes,
+    // not the small room's (older) one.
+    let v = book
+        .plan(&small, &[1; 16], 30, &id(4), 1000, 40, &limits)
+        .unwrap();
+    assert_eq!(v.len(), 1);
+    assert_eq!((v[0].room, v[0].id), (big, id(1)));
+    // Within its own room, only older ones make way: a newcomer older than
+    // everything of a full room is refused.
+    let full = RelayLimits {
+        room_bytes: 2000,
+        ..limits
+    };
+    assert_eq!(
+        book.plan(&big, &[0; 16], 1, &id(5), 1000, 40, &full),
+        Err(Refused::Full)
+    );
+    assert_eq!(
+        book.plan(
+            &RoomId([3; 32]),
+            &[0; 16],
+            1,
+            &id(6),
+            10,
+            40,
+            &RelayLimits {
+                max_rooms: 2,
+                ..limits
+            }
+        ),
+        Err(Refused::TooManyRooms)
+    );
+    assert_eq!(
+        book.plan(&big, &[0; 16], 1, &id(7), 10, 1 << 41, &limits),
+        Err(Refused::Expired)
+    );
+}
+
+#[test]
+fn joining_a_relayed_room_makes_its_envelopes_history() {
+    let mut r = node(5, Some(small_relay()));
+    let secret = RoomSecret([7; 32]);
+    let env = envelope_from(10, &secret, "carried", T0);
+    run(
+        &mut r,
+        Input::Envelope {
+            from: PeerRef::link(BLE_A),
+            bytes: env.bytes().to_vec(),
+            room_verified: false,
+        },
+        T0,
+    );
+    assert_eq!(r.carried_rooms(), vec![env.room()]);
+    let out = join(&mut r, &secret, T0 + 1);
+    assert!(r.carried_rooms().is_empty());
+    assert!(
+        events(&out)
+            .iter()
+            .any(|e| matches!(e, Event::Message(m) if m.text == "carried"))
+    );
+}
+
+// ---- sync scheduling ----------------------------------------------------
+
+#[test]
+fn one_session_per_peer_and_a_second_request_runs_after_it() {
+    let mut a = node(1, None);
+    create(&mut a, "camp", T0);
+    let peer = PeerRef::link(BLE_A);
+    let out = run(
+        &mut a,
+        Input::LinkUp {
+            link: BLE_A,
+            kind: LinkKind::Bluetooth,
+        },
+        T0,
+    );
+    let reqs = sync_requests(&out);
+    assert_eq!(reqs.len(), 1);
+    let (_, first, _) = reqs[0];
+    assert!(
+        timers(&out)
+            .iter()
+            .any(|(at, t)| matches!(t, Timer::SyncDeadline { .. }) && *at == T0 + 300_000)
+    );
+    // The resync timer while it runs: no second session now.
+    let out = run(&mut a, Input::Timer(Timer::Resync), T0 + 30_000);
+    assert!(sync_requests(&out).is_empty());
+    assert!(timers(&out).contains(&(T0 + 60_000, Timer::Resync)));
+    // The session ends (the peer shares nothing): the deferred one starts.
+    let out = run(
+        &mut a,
+        Input::SyncResponse {
+            peer,
+            id: first,
+            response: Some(SyncResponse::Rooms(vec![])),
+        },
+        T0 + 30_001,
+    );
+    assert_eq!(sync_requests(&out).len(), 1, "the deferred session");
+    assert!(a.syncing(&peer));
+    // A late or unknown answer is ignored.
+    let out = run(
+        &mut a,
+        Input::SyncResponse {
+            peer,
+            id: first,
+            response: Some(SyncResponse::Rooms(vec![])),
+        },
+        T0 + 30_002,
+    );
+    assert!(sync_requests(&out).is_empty());
+    assert!(a.syncing(&peer));
+    // The deadline ends it.
+    let session_timer = timers(&out);
+    assert!(session_timer.is_empty());
+}
+
+#[test]
+fn a_session_ends_at_its_deadline_and_a_link_down_ends_it() {
+    let mut a = node(1, None);
+    create(&mut a, "camp", T0);
+    let peer = PeerRef::link(BLE_A);
+    let out = run(
+        &mut a,
+        Input::LinkUp {
+            link: BLE_A,
+            kind: LinkKind::Bluetooth,
+        },
+        T0,
+    );
+    let deadline = timers(&out)
+        .into_iter()
+        .find(|t| matches!(t.1, Timer::SyncDeadline { .. }))
+        .unwrap();
+    run(&mut a, Input::Timer(deadline.1), deadline.0);
+    assert!(!a.syncing(&peer));
+    run(&mut a, Input::Timer(Timer::Resync), deadline.0 + 1);
+    assert!(a.syncing(&peer));
+    run(&mut a, Input::LinkDown { link: BLE_A }, deadline.0 + 2);
+    assert!(!a.syncing(&peer));
+    let out = run(&mut a, Input::Timer(Timer::Resync), deadline.0 + 3);
+    assert!(sync_requests(&out).is_empty(), "no peer left");
+}
+
+/// Delivers sync traffic between two nodes over one Bluetooth link until
+/// quiet; returns the outputs that were not sync traffic.
+fn pump(a: &mut TestNode, b: &mut TestNode, start: Vec<Output>, from_a: bool, now: u64) -> usize {
+    let mut queue: std::collections::VecDeque<(bool, Output)> =
+        start.into_iter().map(|o| (from_a, o)).collect();
+    let mut steps = 0;
+    while let Some((src_a, o)) = queue.pop_front() {
+        steps += 1;
+        assert!(steps < 10_000, "sync does not converge");
+        let (dst, to_a) = if src_a {
+            (&mut *b, false)
+        } else {
+            (&mut *a, true)
+        };
+        let input = match o {
+            Output::SyncRequest { id, request, .. } => Input::SyncRequest {
+                peer: PeerRef::link(BLE_A),
+                id,
+                request,
+            },
+            Output::SyncAnswer { id, response, .. } => Input::SyncResponse {
+                peer: PeerRef::link(BLE_A),
+                id,
+                response: Some(response),
+            },
+            _ => continue,
+        };
+        for o in run(dst, input, now) {
+            queue.push_back((to_a, o));
+        }
+    }
+    steps
+}
+
+#[test]
+fn two_nodes_reconcile_what_each_lacks() {
+    let mut a = node(1, None);
+    let room = create(&mut a, "camp", T0);
+    let secret = secret_of(&a, &room);
+    let mut b = node(2, None);
+    join(&mut b, &secret, T0);
+    for i in 0..40 {
+        send(&mut a, room, &format!("a{i}"), T0 + i);
+    }
+    for i in 0..25 {
+        send(&mut b, room, &format!("b{i}"), T0 + 100 + i);
+    }
+    let up = Input::LinkUp {
+        link: BLE_A,
+        kind: LinkKind::Bluetooth,
+    };
+    let out_a = run(&mut a, up.clone(), T0 + 1000);
+    let out_b = run(&mut b, up, T0 + 1000);
+    pump(&mut a, &mut b, out_a, true, T0 + 1000);
+    pump(&mut a, &mut b, out_b, false, T0 + 1000);
+    assert_eq!(a.store().message_count(&room), 65);
+    assert_eq!(b.store().message_count(&room), 65);
+    // What a peer fetched left the outbox on both sides.
+    assert!(a.store().outbox(&room, 100).unwrap().is_empty());
+    assert!(b.store().outbox(&room, 100).unwrap().is_empty());
+    assert!(!a.syncing(&PeerRef::link(BLE_A)) && !b.syncing(&PeerRef::link(BLE_A)));
+}
+
+#[test]
+fn a_peer_answering_with_what_was_not_asked_is_reported() {
+    let mut a = node(1, None);
+    let room = create(&mut a, "camp", T0);
+    let secret = secret_of(&a, &room);
+    let mut b = node(2, None);
+    join(&mut b, &secret, T0);
+    send(&mut b, room, "a lacks this", T0);
+    let stranger = envelope_from(3, &secret, "never asked for", T0);
+    let peer = PeerRef::link(BLE_A);
+    let up = Input::LinkUp {
+        link: BLE_A,
+        kind: LinkKind::Bluetooth,
+    };
+    run(&mut b, up.clone(), T0);
+    let mut pending = sync_requests(&run(&mut a, up, T0))
+        .into_iter()
+        .map(|(_, id, r)| (id, r.clone()))
+        .collect::<Vec<_>>();
+    // Carry a's requests to b and b's answers back, until a fetches; then
+    // answer the fetch with an envelope it did not ask for.
+    for _ in 0..20 {
+        let (id, request) = pending.pop().expect("a asks on");
+        if matches!(request, SyncRequest::Fetch { .. }) {
+            let out = run(
+                &mut a,
+                Input::SyncResponse {
+                    peer,
+                    id,
+                    response: Some(SyncResponse::Envelopes(vec![stranger.bytes().to_vec()])),
+                },
+                T0,
+            );
+            assert!(
+                out.iter()
+                    .any(|o| matches!(o, Output::Misbehaved { peer: p, .. } if *p == peer)),
+                "{out:?}"
+            );
+            assert!(!a.syncing(&peer));
+            assert!(!a.store().contains(&stranger.id()).unwrap(), "nothing kept");
+            return;
+        }
+        let answer = run(
+            &mut b,
+            Input::SyncRequest {
+                peer,
+                id: SyncId(1000),
+                request,
+            },
+            T0,
+        )
+        .into_iter()
+        .find_map(|o| match o {
+            Output::SyncAnswer { response, .. } => Some(response),
+            _ => None,
+        })
+        .unwrap();
+        let out = run(
+            &mut a,
+            Input::SyncResponse {
+                peer,
+                id,
+                response: Some(answer),
+            },
+            T0,
+        );
+        pending.extend(
+            sync_requests(&out)
+                .into_iter()
+                .map(|(_, id, r)| (id, r.clone())),
+        );
+    }
+    panic!("a never fetched");
+}
