@@ -90,6 +90,9 @@ struct RunArgs {
     /// enabled = false`, to see what relays contribute).
     #[arg(long, default_value = "")]
     daemon_config: String,
+    /// Copies each daemon's log here at the end (`n<i>.log`).
+    #[arg(long)]
+    keep_logs: Option<PathBuf>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -291,6 +294,7 @@ async fn run(trace: Trace, args: RunArgs) -> anyhow::Result<()> {
         tolerance,
         log,
         daemon_config,
+        keep_logs,
         ..
     } = args;
     let n = trace.nodes;
@@ -424,6 +428,12 @@ async fn run(trace: Trace, args: RunArgs) -> anyhow::Result<()> {
         .map(|d| peddlenet_tests::cpu_time(d.pid()))
         .sum();
     drop(clients);
+    if let Some(dir) = &keep_logs {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        for (i, d) in daemons.iter().enumerate() {
+            std::fs::write(dir.join(format!("n{i}.log")), d.log())?;
+        }
+    }
     drop(daemons);
     drop(net);
 
