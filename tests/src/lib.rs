@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use peddlenet_api::Client;
 
 pub mod netns;
+pub mod simlab;
 
 /// Path of a binary built by this workspace, next to the running test's folder.
 pub fn bin(name: &str) -> PathBuf {

@@ -35,6 +35,18 @@ pub(crate) const MAX_WANTED: usize = 128;
 const MAX_FAILURES: u32 = 20;
 /// Connections kept to one peer (both may have dialled the other).
 const MAX_CONNECTIONS_PER_PEER: u32 = 2;
+/// A new connection to a peer whose other connection is at least this old
+/// is a contact made again, not the second half of a simultaneous dial: the
+/// older connection is closed (it is most likely dead, with the ping not
+/// having noticed yet, and would take gossip and sync requests into the
+/// void) and the peer is reported up again so that a sync session runs.
+/// Simultaneous dials land within a round trip of each other and both
+/// connections are kept, so the two ends never close both.
+const REPLACE_AFTER: Duration = Duration::from_secs(2);
+/// The peer-up of a contact made again waits for its older connections to
+/// close (so that no sync request is sent into one of them), but no longer
+/// than this.
+const REPLACE_WAIT: Duration = Duration::from_secs(3);
 /// Gossip message ids remembered beyond gossipsub's time-based cache, so
 /// that an old envelope replayed into the mesh is not flooded again.
 const SEEN_IDS: usize = 32 * 1024;
@@ -137,6 +149,12 @@ pub(crate) struct EventLoop {
     commands: mpsc::Receiver<Command>,
     events: mpsc::Sender<MeshEvent>,
     peers: HashMap<PeerId, PeerSnapshot>,
+    /// Open connections per connected peer, with when each was established
+    /// (at most [`MAX_CONNECTIONS_PER_PEER`] each).
+    conns: HashMap<PeerId, Vec<(ConnectionId, Instant)>>,
+    /// Peers reached again over a new connection whose peer-up waits for the
+    /// older connections being closed.
+    replacing: HashMap<PeerId, Replacing>,
     wanted: HashMap<Multiaddr, Wanted>,
     topics: HashSet<String>,
     listen_addrs: Vec<Multiaddr>,
@@ -146,6 +164,13 @@ pub(crate) struct EventLoop {
     strikes: HashMap<PeerId, (u32, Instant)>,
     ban_for: Duration,
     pending_sync: HashMap<OutboundRequestId, tokio::sync::oneshot::Sender<Result<Vec<u8>>>>,
+}
+
+/// A peer-up held back until the connections a new one replaces are closed.
+struct Replacing {
+    snap: PeerSnapshot,
+    closing: Vec<ConnectionId>,
+    since: Instant,
 }
 
 fn now_ms() -> u64 {
@@ -305,6 +330,8 @@ impl EventLoop {
             commands,
             events,
             peers: HashMap::new(),
+            conns: HashMap::new(),
+            replacing: HashMap::new(),
             wanted,
             topics: HashSet::new(),
             listen_addrs: Vec::new(),
@@ -333,7 +360,10 @@ impl EventLoop {
                     Some(c) => self.on_command(c),
                     None => return,
                 },
-                _ = redial.tick() => self.redial(),
+                _ = redial.tick() => {
+                    self.redial();
+                    self.replaced_overdue().await;
+                }
             }
         }
     }
@@ -357,6 +387,22 @@ impl EventLoop {
             if let Err(e) = self.swarm.dial(opts) {
                 tracing::debug!(%addr, error = %e, "dial failed");
                 self.dial_failed(&addr);
+            }
+        }
+    }
+
+    /// Reports the peers up whose older connections did not close in time.
+    async fn replaced_overdue(&mut self) {
+        let overdue: Vec<PeerId> = self
+            .replacing
+            .iter()
+            .filter(|(_, r)| r.since.elapsed() >= REPLACE_WAIT)
+            .map(|(p, _)| *p)
+            .collect();
+        for peer in overdue {
+            if let Some(r) = self.replacing.remove(&peer) {
+                tracing::debug!(%peer, "older connections still closing; reporting the peer up anyway");
+                self.emit(MeshEvent::PeerUp(r.snap)).await;
             }
         }
     }
@@ -521,7 +567,14 @@ impl EventLoop {
                     self.swarm.close_connection(connection_id);
                     return;
                 }
-                if num_established.get() > 1 {
+                let conns = self.conns.entry(peer_id).or_default();
+                let older: Vec<ConnectionId> = conns
+                    .iter()
+                    .filter(|(_, since)| since.elapsed() >= REPLACE_AFTER)
+                    .map(|(id, _)| *id)
+                    .collect();
+                conns.push((connection_id, Instant::now()));
+                if num_established.get() > 1 && older.is_empty() {
                     return;
                 }
                 let now = now_ms();
@@ -532,18 +585,52 @@ impl EventLoop {
                     connected_ms: now,
                     last_seen_ms: now,
                 };
-                tracing::info!(%peer_id, addr = %snap.addr, "peer up");
                 self.peers.insert(peer_id, snap.clone());
+                if num_established.get() > 1 {
+                    // Reported up once the older connections are gone, so
+                    // the sync that follows cannot pick one of them.
+                    tracing::info!(%peer_id, addr = %snap.addr, "peer reached again over a new connection; closing the older one");
+                    for id in &older {
+                        self.swarm.close_connection(*id);
+                    }
+                    self.replacing.insert(
+                        peer_id,
+                        Replacing {
+                            snap,
+                            closing: older,
+                            since: Instant::now(),
+                        },
+                    );
+                    return;
+                }
+                tracing::info!(%peer_id, addr = %snap.addr, "peer up");
                 self.emit(MeshEvent::PeerUp(snap)).await;
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,
+                connection_id,
                 num_established,
                 ..
             } => {
+                if let Some(conns) = self.conns.get_mut(&peer_id) {
+                    conns.retain(|(id, _)| *id != connection_id);
+                    if conns.is_empty() {
+                        self.conns.remove(&peer_id);
+                    }
+                }
                 if num_established > 0 {
+                    if let Some(r) = self.replacing.get_mut(&peer_id) {
+                        r.closing.retain(|id| *id != connection_id);
+                        if r.closing.is_empty()
+                            && let Some(r) = self.replacing.remove(&peer_id)
+                        {
+                            tracing::info!(%peer_id, addr = %r.snap.addr, "peer up again");
+                            self.emit(MeshEvent::PeerUp(r.snap)).await;
+                        }
+                    }
                     return;
                 }
+                self.replacing.remove(&peer_id);
                 for w in self.wanted.values_mut() {
                     if let WantState::Connected { peer, since } = w.state
                         && peer == peer_id

@@ -117,6 +117,11 @@ pub enum MeshEvent {
         data: Vec<u8>,
         from: PeerId,
     },
+    /// A peer is connected. Comes again, without a `PeerDown` between, for a
+    /// peer reached over a new connection while an older one was still open
+    /// (a contact cut and made again before the ping noticed): the older
+    /// connections are closed first, and whatever went into them since the
+    /// cut is lost, so a sync session with the peer is due again.
     PeerUp(PeerSnapshot),
     /// A connected peer now takes this topic: messages waiting for it can go.
     TopicJoined {
