@@ -119,6 +119,8 @@ pub struct App {
     socket: PathBuf,
     /// Frames drawn so far (idle means this stays still).
     pub frames: u64,
+    /// The system's fonts, once found and installed (on a thread of their own).
+    pub fonts: Arc<std::sync::OnceLock<crate::fonts::Report>>,
     /// Repaints the worker asked for so far (one per update it sent).
     pub repaints_asked: Arc<std::sync::atomic::AtomicU64>,
     /// Where the chat's parts were drawn in the last frame.
@@ -145,7 +147,7 @@ impl App {
         mut launch: Launch,
         state: Option<PathBuf>,
     ) -> Self {
-        crate::fonts::install(ctx);
+        let fonts = crate::fonts::install_in_background(ctx);
         let saved = state.as_deref().map(Saved::load).unwrap_or_default();
         if launch.data_dir.is_none() {
             launch.data_dir = saved
@@ -194,6 +196,7 @@ impl App {
             saved_path: state,
             socket,
             frames: 0,
+            fonts,
             repaints_asked,
             regions: Regions::default(),
             switcher: None,

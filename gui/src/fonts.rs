@@ -12,6 +12,7 @@
 
 use std::collections::HashSet;
 use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 /// A script, a few of its letters, and the families tried first for it.
@@ -139,6 +140,26 @@ pub fn definitions() -> (egui::FontDefinitions, Report) {
     }
     report.took = t.elapsed();
     (defs, report)
+}
+
+/// Finds and reads the fonts on a thread of their own, so that the first
+/// frame does not wait for them, then installs them in `ctx` and draws again.
+/// The report is set once they are in.
+pub fn install_in_background(ctx: &egui::Context) -> Arc<OnceLock<Report>> {
+    let done = Arc::new(OnceLock::new());
+    let (c, d) = (ctx.clone(), done.clone());
+    let spawned = std::thread::Builder::new()
+        .name("peddlenet-gui-fonts".into())
+        .spawn(move || {
+            let report = install(&c);
+            let _ = d.set(report);
+            c.request_repaint();
+        });
+    if let Err(e) = spawned {
+        tracing::warn!("cannot start a thread to read the fonts: {e}; reading them now");
+        let _ = done.set(install(ctx));
+    }
+    done
 }
 
 /// Installs [`definitions`] in `ctx`; says in the log what was found.

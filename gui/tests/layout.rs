@@ -213,6 +213,10 @@ fn long_and_foreign_messages_stay_inside_the_chat_at_three_sizes() {
         check_layout(&mut h, size, &texts);
     }
     // Every script is drawn with real glyphs, not empty boxes.
+    until(&mut h, Duration::from_secs(10), "the system's fonts", |h| {
+        app(h).fonts.get().is_some()
+    });
+    h.run_steps(2);
     let defs = h.ctx.fonts(|f| f.definitions().clone());
     for t in [ARABIC, CHINESE, HINDI, EMOJI, MULTI, LONG_URL, "✓✓○"] {
         for c in t
