@@ -125,10 +125,20 @@ pub struct App {
     pub repaints_asked: Arc<std::sync::atomic::AtomicU64>,
     /// Where the chat's parts were drawn in the last frame.
     pub regions: Regions,
+    /// When the Mesh tab last asked for the peers.
+    peers_asked: Option<Instant>,
+    /// The room being left, while the person confirms.
+    pub leave_ask: Option<RoomInfo>,
     /// The room switcher (Ctrl+K) and its filter, while open.
     pub switcher: Option<String>,
     /// The window title last set, to set it again only when it changes.
     title: String,
+    notifier: crate::notify::Notifier,
+    /// Notifications given (room name, text), newest last, at most 50.
+    pub notified: Vec<(String, String)>,
+    /// Whether the window has the keyboard focus (notifications are for
+    /// when it does not, or the room is not open).
+    focused: bool,
     /// Room ids whose first page was asked for, for the rooms list.
     peeked: std::collections::HashSet<String>,
 }
@@ -137,7 +147,10 @@ impl App {
     /// `socket`: the daemon's IPC socket; `launch`: how to start a daemon
     /// when none runs. Remembers its state in the default place.
     pub fn new(ctx: &egui::Context, socket: PathBuf, launch: Launch) -> Self {
-        Self::with_state_file(ctx, socket, launch, Some(crate::state::default_path()))
+        let mut app =
+            Self::with_state_file(ctx, socket, launch, Some(crate::state::default_path()));
+        app.notifier = crate::notify::Notifier::start(true);
+        app
     }
 
     /// As [`App::new`], with the state kept in `state` (None: not kept).
@@ -148,6 +161,8 @@ impl App {
         state: Option<PathBuf>,
     ) -> Self {
         let fonts = crate::fonts::install_in_background(ctx);
+        // Desktop notifications from the app proper (`new`), not from tests.
+        let notify = false;
         let saved = state.as_deref().map(Saved::load).unwrap_or_default();
         if launch.data_dir.is_none() {
             launch.data_dir = saved
@@ -200,7 +215,12 @@ impl App {
             repaints_asked,
             regions: Regions::default(),
             switcher: None,
+            leave_ask: None,
+            peers_asked: None,
             title: String::new(),
+            notifier: crate::notify::Notifier::start(notify),
+            notified: Vec::new(),
+            focused: true,
             peeked: Default::default(),
         }
     }
@@ -500,6 +520,7 @@ impl App {
             }
             return;
         }
+        let notice = (!m.own && !from_send).then(|| (m.author_name.clone(), m.text.clone()));
         let pos = chat
             .messages
             .partition_point(|x| (x.timestamp_ms, &x.id) < (m.timestamp_ms, &m.id));
@@ -518,11 +539,35 @@ impl App {
         if self.visible(&m_room) {
             self.mark_read();
         }
+        if let Some((author, text)) = notice
+            && (!self.visible(&m_room) || !self.focused)
+        {
+            self.notify_message(&m_room, &author, &text);
+        }
         if over {
             self.cmd(Cmd::History {
                 room: m_room,
                 before: None,
             });
+        }
+    }
+
+    fn notify_message(&mut self, room: &str, author: &str, text: &str) {
+        if self.saved.muted.contains(room) {
+            return;
+        }
+        let name = self
+            .rooms
+            .iter()
+            .find(|r| r.id == room)
+            .map(|r| shown(&r.name).into_owned())
+            .unwrap_or_default();
+        let summary = format!("{} in {name}", shown(author));
+        let body: String = shown(text).chars().take(200).collect();
+        self.notifier.send(summary.clone(), body.clone());
+        self.notified.push((summary, body));
+        if self.notified.len() > 50 {
+            self.notified.remove(0);
         }
     }
 
@@ -546,6 +591,7 @@ impl App {
     pub fn show(&mut self, ui: &mut egui::Ui) {
         self.frames += 1;
         let ctx = ui.ctx().clone();
+        self.focused = ctx.input(|i| i.viewport().focused.unwrap_or(true));
         self.apply_updates(&ctx);
         let dropped: Vec<PathBuf> = ctx.input(|i| {
             i.raw
@@ -585,7 +631,15 @@ impl App {
             View::Chat => self.chat_view(ui),
             View::Mesh => {
                 egui::ScrollArea::vertical().show(ui, |ui| self.mesh_view(ui));
-                // "last seen" counts up; peers are read again meanwhile.
+                // "last seen" counts up and round trips change: peers are
+                // read again every 2 s while this tab is shown, and only then.
+                if self
+                    .peers_asked
+                    .is_none_or(|t| t.elapsed() >= Duration::from_secs(2))
+                {
+                    self.peers_asked = Some(Instant::now());
+                    self.cmd(Cmd::Peers);
+                }
                 ctx.request_repaint_after(Duration::from_secs(2));
             }
             View::Settings => {
@@ -596,6 +650,7 @@ impl App {
         self.guest_window(&ctx);
         self.wifi_window(&ctx);
         self.switcher_window(&ctx);
+        self.leave_window(&ctx);
         self.toasts(&ctx);
     }
 
@@ -613,6 +668,8 @@ impl App {
         if esc {
             if self.switcher.is_some() {
                 self.switcher = None;
+            } else if self.leave_ask.is_some() {
+                self.leave_ask = None;
             } else if self.guest_ask.is_some() {
                 self.guest_ask = None;
             } else if self.guest_pass.is_some() {
@@ -765,10 +822,31 @@ impl App {
             let unread = self.unread(&r.id);
             let last = self.chats.get(&r.id).and_then(|c| c.messages.last());
             let selected = self.selected.as_deref() == Some(r.id.as_str());
+            let muted = self.saved.muted.contains(&r.id);
             let resp = room_entry(ui, r, last, unread, selected, &tz, now);
             if resp.clicked() {
                 self.select(&r.id);
             }
+            resp.context_menu(|ui| {
+                let label = if muted {
+                    "Unmute notifications"
+                } else {
+                    "Mute notifications"
+                };
+                if ui.button(label).clicked() {
+                    if muted {
+                        self.saved.muted.remove(&r.id);
+                    } else {
+                        self.saved.muted.insert(r.id.clone());
+                    }
+                    self.persist();
+                    ui.close();
+                }
+                if ui.button("Leave room…").clicked() {
+                    self.leave_ask = Some(r.clone());
+                    ui.close();
+                }
+            });
         }
         if rooms.is_empty() {
             ui.label(RichText::new("No rooms yet.").weak());
@@ -926,6 +1004,40 @@ impl App {
                 room: room_id.clone(),
                 before: older,
             });
+        }
+    }
+
+    fn leave_window(&mut self, ctx: &egui::Context) {
+        let Some(room) = self.leave_ask.clone() else {
+            return;
+        };
+        let mut open = true;
+        let mut leave = false;
+        egui::Window::new(format!("Leave {}?", shown(&room.name)))
+            .open(&mut open)
+            .collapsible(false)
+            .show(ctx, |ui| {
+                ui.label("Its messages are deleted from this computer. You can join again with an invite.");
+                ui.horizontal(|ui| {
+                    leave = ui.button("Leave").clicked();
+                    if ui.button("Cancel").clicked() {
+                        self.leave_ask = None;
+                    }
+                });
+            });
+        if leave {
+            self.cmd(Cmd::Leave(room.id.clone()));
+            if self.selected.as_deref() == Some(room.id.as_str()) {
+                self.selected = None;
+            }
+            self.chats.remove(&room.id);
+            self.saved.read.remove(&room.id);
+            self.saved.muted.remove(&room.id);
+            self.persist();
+            self.leave_ask = None;
+        }
+        if !open {
+            self.leave_ask = None;
         }
     }
 

@@ -5,6 +5,7 @@
 
 pub mod app;
 pub mod fonts;
+pub mod notify;
 pub mod qr;
 pub mod state;
 pub mod when;

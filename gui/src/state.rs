@@ -21,6 +21,9 @@ pub struct Saved {
     /// Per room: its message count when it was last read.
     #[serde(default)]
     pub read: BTreeMap<String, u64>,
+    /// Rooms whose new messages raise no desktop notification.
+    #[serde(default)]
+    pub muted: std::collections::BTreeSet<String>,
     /// Per socket path: the data folder of the daemon that answered there.
     #[serde(default)]
     pub data_dirs: BTreeMap<String, String>,

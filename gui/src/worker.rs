@@ -55,6 +55,8 @@ pub enum Cmd {
         room: String,
         ttl: Option<u32>,
     },
+    /// Leave a room (its messages are deleted here).
+    Leave(String),
     /// Read the peers again now (the Mesh tab shows their round trips).
     Peers,
     GuestList,
@@ -420,6 +422,10 @@ async fn handle(c: &Client, cmd: Cmd, out: &Out) {
         },
         Cmd::SetSettings(update) => c.set_settings(update).await.map(Update::Settings),
         Cmd::Peers => c.peers().await.map(Update::Peers),
+        Cmd::Leave(room) => match c.room_leave(&room).await {
+            Ok(()) => c.room_list().await.map(Update::Rooms),
+            Err(e) => Err(e),
+        },
         Cmd::GuestCreate { room, ttl } => c.guest_create(&room, ttl).await.map(Update::GuestPass),
         Cmd::GuestList => c.guest_list().await.map(Update::Guests),
         Cmd::WifiHotspot => c.wifi_hotspot().await.map(Update::WifiHotspot),

@@ -859,3 +859,74 @@ fn an_idle_app_asks_for_no_frames() {
         "frames asked for while retrying the daemon"
     );
 }
+
+/// A message from someone else in a room not open raises a desktop
+/// notification; a muted room raises none.
+#[test]
+fn new_messages_elsewhere_notify_unless_the_room_is_muted() {
+    let _g = serial();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (a, b, camp, quiet) = rt.block_on(async {
+        let a = Daemon::start(DaemonOpts::loopback("Ana"));
+        let ca = a.client().await;
+        let camp = ca.room_create("camp").await.unwrap();
+        let quiet = ca.room_create("quiet").await.unwrap();
+        let b = Daemon::start(DaemonOpts::loopback("Bo").peer(&a.tcp_addr().await));
+        let cb = b.client().await;
+        for r in [&camp, &quiet] {
+            let (_, uri) = ca.room_invite(&r.id).await.unwrap();
+            cb.room_join(&uri).await.unwrap();
+            wait_room_peers(&cb, &r.id, 1).await;
+        }
+        (a, b, camp.id, quiet.id)
+    });
+    let cb = rt.block_on(b.client());
+    let mut h = harness(a.socket.clone());
+    until(&mut h, Duration::from_secs(10), "the rooms", |h| {
+        app(h).rooms.len() == 2 && app(h).chats.values().all(|c| c.loaded)
+    });
+    h.run_steps(2);
+    h.query_all_by_label("camp").next().unwrap().click();
+    until(&mut h, Duration::from_secs(5), "camp open", |h| {
+        app(h).selected.as_deref() == Some(camp.as_str())
+    });
+    rt.block_on(cb.send(&quiet, "anyone awake?")).unwrap();
+    until(&mut h, Duration::from_secs(10), "the notification", |h| {
+        app(h)
+            .notified
+            .iter()
+            .any(|(s, b)| s == "Bo in quiet" && b == "anyone awake?")
+    });
+    // Mute it from its menu.
+    h.query_all_by_label_contains("quiet")
+        .next()
+        .unwrap()
+        .click_secondary();
+    h.run_steps(2);
+    h.get_by_label("Mute notifications").click();
+    h.run_steps(2);
+    assert!(app(&h).saved.muted.contains(&quiet));
+    let before = app(&h).notified.len();
+    rt.block_on(cb.send(&quiet, "hello?")).unwrap();
+    until(&mut h, Duration::from_secs(10), "the message", |h| {
+        app(h)
+            .chats
+            .get(&quiet)
+            .is_some_and(|c| c.messages.iter().any(|m| m.text == "hello?"))
+    });
+    assert_eq!(app(&h).notified.len(), before, "a muted room notified");
+    // In the open room, no notification either.
+    rt.block_on(cb.send(&camp, "here")).unwrap();
+    until(
+        &mut h,
+        Duration::from_secs(10),
+        "the message in camp",
+        |h| {
+            app(h)
+                .chats
+                .get(&camp)
+                .is_some_and(|c| c.messages.iter().any(|m| m.text == "here"))
+        },
+    );
+    assert_eq!(app(&h).notified.len(), before);
+}
