@@ -1,17 +1,25 @@
 //! The app's state and its one `show` function, called every frame. All I/O
 //! goes through the [`Worker`]; this code only reads its updates and queues
 //! commands, so a frame never waits.
+//!
+//! Frames are drawn only when something changes: an update from the worker
+//! (which sends only what changed), input, or a timed repaint that is asked
+//! for only while something on screen depends on time (a notice fading, the
+//! Mesh tab's "last seen").
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use egui::{Color32, RichText};
 use peddlenet_api::{
-    Event, GuestInfo, Link, MessageInfo, PeerInfo, RELAY_BUDGET_MIB, RoomInfo, Settings,
-    SettingsUpdate, Status, WifiHotspot,
+    DeliveryState, Event, GuestInfo, Link, MessageInfo, PeerInfo, RELAY_BUDGET_MIB, RoomInfo,
+    Settings, SettingsUpdate, Status, WifiHotspot,
 };
 
+use crate::state::Saved;
+use crate::when;
 use crate::worker::{Cmd, Connection, Launch, Update, Worker};
 
 /// Text from other people as the app shows it. egui has no bidi support, so
@@ -25,6 +33,20 @@ fn shown(s: &str) -> std::borrow::Cow<'_, str> {
 pub const MAX_KEPT: usize = 5000;
 /// Errors shown at once, newest last.
 const MAX_ERRORS: usize = 5;
+/// How long a notice ("invite copied") stays.
+pub const NOTICE_FOR: Duration = Duration::from_secs(4);
+/// Messages of one author closer than this are drawn as one group.
+const GROUP_WITHIN_MS: u64 = 5 * 60 * 1000;
+/// The widest a message bubble gets, in points: lines longer than about 70
+/// characters are hard to read.
+pub const BUBBLE_MAX: f32 = 560.0;
+/// Guest pass lengths offered, in seconds, with their labels.
+pub const PASS_LENGTHS: [(u32, &str); 4] = [
+    (3600, "1 hour"),
+    (8 * 3600, "8 hours"),
+    (24 * 3600, "1 day"),
+    (7 * 24 * 3600, "7 days"),
+];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum View {
@@ -40,7 +62,18 @@ pub struct Chat {
     /// Cursor of the next older page; None when all is loaded.
     pub older: Option<String>,
     pub loaded: bool,
-    pub unread: usize,
+    /// The first message not read when the room was opened: the "new
+    /// messages" divider goes above it.
+    pub first_unread: Option<String>,
+}
+
+/// The regions of the last frame, for tests: nothing of the chat may lie
+/// outside `chat`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Regions {
+    pub chat: Option<egui::Rect>,
+    pub messages: Option<egui::Rect>,
+    pub composer: Option<egui::Rect>,
 }
 
 pub struct App {
@@ -66,21 +99,88 @@ pub struct App {
     pub invite_pixels: Option<(usize, Vec<u8>)>,
     /// A guest pass just made, with its QR code, shown in a window.
     pub guest_pass: Option<(GuestInfo, Option<egui::TextureHandle>)>,
+    /// The room whose guest pass is being asked for (its length is picked first).
+    pub guest_ask: Option<RoomInfo>,
+    /// Passes made in this run, per room, to show again rather than make
+    /// another (the daemon shows a pass's link only once).
+    pub guest_made: HashMap<String, GuestInfo>,
     /// The Wi-Fi network hosted for phones, and its QR code, while shown.
     pub wifi_qr: Option<(WifiHotspot, Option<egui::TextureHandle>)>,
     /// Guest passes in force (Settings).
     pub guests: Vec<GuestInfo>,
     pub errors: Vec<String>,
-    /// Last notice ("joined ...", "copied") shown under the top bar.
-    pub notice: Option<String>,
+    /// Last notice ("joined ...", "copied"), shown for [`NOTICE_FOR`].
+    pub notice: Option<(String, Instant)>,
+    /// The time zone times are shown in (the desktop's).
+    pub tz: jiff::tz::TimeZone,
+    /// What is remembered across runs, and where (None: nothing is written).
+    pub saved: Saved,
+    saved_path: Option<PathBuf>,
+    socket: PathBuf,
+    /// Frames drawn so far (idle means this stays still).
+    pub frames: u64,
+    /// The system's fonts, once found and installed (on a thread of their own).
+    pub fonts: Arc<std::sync::OnceLock<crate::fonts::Report>>,
+    /// Repaints the worker asked for so far (one per update it sent).
+    pub repaints_asked: Arc<std::sync::atomic::AtomicU64>,
+    /// Where the chat's parts were drawn in the last frame.
+    pub regions: Regions,
+    /// When the Mesh tab last asked for the peers.
+    peers_asked: Option<Instant>,
+    /// The room being left, while the person confirms.
+    pub leave_ask: Option<RoomInfo>,
+    /// The room switcher (Ctrl+K) and its filter, while open.
+    pub switcher: Option<String>,
+    /// The window title last set, to set it again only when it changes.
+    title: String,
+    notifier: crate::notify::Notifier,
+    /// Notifications given (room name, text), newest last, at most 50.
+    pub notified: Vec<(String, String)>,
+    /// Whether the window has the keyboard focus (notifications are for
+    /// when it does not, or the room is not open).
+    focused: bool,
+    /// Room ids whose first page was asked for, for the rooms list.
+    peeked: std::collections::HashSet<String>,
 }
 
 impl App {
-    /// `socket`: the daemon's IPC socket; `daemon`: the `peddlenetd` to start
-    /// when none runs (None: next to this program, else from PATH).
+    /// `socket`: the daemon's IPC socket; `launch`: how to start a daemon
+    /// when none runs. Remembers its state in the default place.
     pub fn new(ctx: &egui::Context, socket: PathBuf, launch: Launch) -> Self {
+        let mut app =
+            Self::with_state_file(ctx, socket, launch, Some(crate::state::default_path()));
+        app.notifier = crate::notify::Notifier::start(true);
+        app
+    }
+
+    /// As [`App::new`], with the state kept in `state` (None: not kept).
+    pub fn with_state_file(
+        ctx: &egui::Context,
+        socket: PathBuf,
+        mut launch: Launch,
+        state: Option<PathBuf>,
+    ) -> Self {
+        let fonts = crate::fonts::install_in_background(ctx);
+        // Desktop notifications from the app proper (`new`), not from tests.
+        let notify = false;
+        let saved = state.as_deref().map(Saved::load).unwrap_or_default();
+        if launch.data_dir.is_none() {
+            launch.data_dir = saved
+                .data_dirs
+                .get(&socket.display().to_string())
+                .map(PathBuf::from);
+        }
         let c = ctx.clone();
-        let worker = Worker::start(socket, launch, Arc::new(move || c.request_repaint()));
+        let repaints_asked = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let asked = repaints_asked.clone();
+        let worker = Worker::start(
+            socket.clone(),
+            launch,
+            Arc::new(move || {
+                asked.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                c.request_repaint()
+            }),
+        );
         Self {
             worker,
             connection: Connection::Connecting,
@@ -100,10 +200,28 @@ impl App {
             invite: None,
             invite_pixels: None,
             guest_pass: None,
+            guest_ask: None,
+            guest_made: HashMap::new(),
             wifi_qr: None,
             guests: Vec::new(),
             errors: Vec::new(),
             notice: None,
+            tz: when::system_zone(),
+            saved,
+            saved_path: state,
+            socket,
+            frames: 0,
+            fonts,
+            repaints_asked,
+            regions: Regions::default(),
+            switcher: None,
+            leave_ask: None,
+            peers_asked: None,
+            title: String::new(),
+            notifier: crate::notify::Notifier::start(notify),
+            notified: Vec::new(),
+            focused: true,
+            peeked: Default::default(),
         }
     }
 
@@ -114,23 +232,102 @@ impl App {
     }
 
     fn error(&mut self, e: String) {
+        if self.errors.last() == Some(&e) {
+            return;
+        }
         self.errors.push(e);
         if self.errors.len() > MAX_ERRORS {
             self.errors.remove(0);
         }
     }
 
+    fn notify(&mut self, n: String) {
+        self.notice = Some((n, Instant::now()));
+    }
+
+    fn persist(&mut self) {
+        if let Some(p) = &self.saved_path {
+            self.saved.trim();
+            if let Err(e) = self.saved.save(p) {
+                tracing::warn!("cannot keep the app's state in {}: {e}", p.display());
+            }
+        }
+    }
+
+    /// Unread messages in `room`: its messages since it was last read.
+    pub fn unread(&self, room: &str) -> u64 {
+        let Some(r) = self.rooms.iter().find(|r| r.id == room) else {
+            return 0;
+        };
+        r.messages
+            .saturating_sub(self.saved.read.get(room).copied().unwrap_or(r.messages))
+    }
+
+    /// Whether the person sees `room`'s messages now.
+    fn visible(&self, room: &str) -> bool {
+        self.selected.as_deref() == Some(room) && self.view == View::Chat
+    }
+
+    /// Marks the open room read (and remembers it) if it is not already.
+    fn mark_read(&mut self) {
+        let Some(room) = self.selected.clone() else {
+            return;
+        };
+        if self.view != View::Chat {
+            return;
+        }
+        let Some(n) = self.rooms.iter().find(|r| r.id == room).map(|r| r.messages) else {
+            return;
+        };
+        if self.saved.read.get(&room) != Some(&n) {
+            self.saved.read.insert(room, n);
+            self.persist();
+        }
+    }
+
     fn select(&mut self, room: &str) {
+        let unread = self.unread(room);
         self.selected = Some(room.to_owned());
         self.view = View::Chat;
         let chat = self.chats.entry(room.to_owned()).or_default();
-        chat.unread = 0;
-        if !chat.loaded {
+        // The divider goes above the first unread message, when it is loaded.
+        chat.first_unread = (unread > 0)
+            .then(|| {
+                chat.messages
+                    .len()
+                    .checked_sub(unread as usize)
+                    .and_then(|i| chat.messages.get(i))
+                    .map(|m| m.id.clone())
+            })
+            .flatten();
+        let loaded = chat.loaded;
+        if !loaded {
             self.cmd(Cmd::History {
                 room: room.to_owned(),
                 before: None,
             });
         }
+        if self.saved.last_room.as_deref() != Some(room) {
+            self.saved.last_room = Some(room.to_owned());
+        }
+        self.saved.read.entry(room.to_owned()).or_insert(0);
+        self.mark_read();
+        self.persist();
+    }
+
+    /// The rooms, most recent activity first.
+    pub fn rooms_by_activity(&self) -> Vec<RoomInfo> {
+        let mut rooms = self.rooms.clone();
+        let last = |r: &RoomInfo| {
+            self.chats
+                .get(&r.id)
+                .and_then(|c| c.messages.last())
+                .map(|m| m.timestamp_ms)
+                .unwrap_or(r.joined_ms)
+                .max(r.joined_ms)
+        };
+        rooms.sort_by(|a, b| last(b).cmp(&last(a)).then_with(|| a.name.cmp(&b.name)));
+        rooms
     }
 
     /// Applies what the worker reported since the last frame.
@@ -143,11 +340,19 @@ impl App {
                         for chat in self.chats.values_mut() {
                             chat.loaded = false;
                         }
+                        self.peeked.clear();
                         if let Some(r) = self.selected.clone() {
                             self.cmd(Cmd::History {
                                 room: r,
                                 before: None,
                             });
+                        }
+                    }
+                    if c != Connection::Connected {
+                        // Nothing the daemon said earlier holds while it is away.
+                        self.peers.clear();
+                        if let Some(s) = self.status.as_mut() {
+                            s.peers = 0;
                         }
                     }
                     self.connection = c;
@@ -160,14 +365,52 @@ impl App {
                     if self.name_edit.is_empty() {
                         self.name_edit = s.display_name.clone();
                     }
+                    let key = self.socket.display().to_string();
+                    if self.saved.data_dirs.get(&key) != Some(&s.data_dir) {
+                        self.saved.data_dirs.insert(key, s.data_dir.clone());
+                        self.persist();
+                    }
                     self.status = Some(s);
                 }
                 Update::Rooms(r) => {
                     self.rooms = r;
-                    if self.selected.is_none()
-                        && let Some(first) = self.rooms.first().map(|r| r.id.clone())
-                    {
-                        self.select(&first);
+                    // Rooms never seen before count as read up to now.
+                    let mut new = false;
+                    for r in &self.rooms {
+                        if !self.saved.read.contains_key(&r.id) {
+                            self.saved.read.insert(r.id.clone(), r.messages);
+                            new = true;
+                        }
+                    }
+                    if new {
+                        self.persist();
+                    }
+                    // The last message of every room, for the list.
+                    let peek: Vec<String> = self
+                        .rooms
+                        .iter()
+                        .filter(|r| !self.peeked.contains(&r.id))
+                        .map(|r| r.id.clone())
+                        .collect();
+                    for room in peek {
+                        self.peeked.insert(room.clone());
+                        if !self.chats.get(&room).is_some_and(|c| c.loaded) {
+                            self.cmd(Cmd::History { room, before: None });
+                        }
+                    }
+                    if self.selected.is_none() {
+                        let last = self
+                            .saved
+                            .last_room
+                            .clone()
+                            .filter(|l| self.rooms.iter().any(|r| &r.id == l));
+                        if let Some(room) =
+                            last.or_else(|| self.rooms_by_activity().first().map(|r| r.id.clone()))
+                        {
+                            self.select(&room);
+                        }
+                    } else {
+                        self.mark_read();
                     }
                 }
                 Update::Peers(p) => self.peers = p,
@@ -186,10 +429,16 @@ impl App {
                 Update::GuestPass(g) => {
                     let tex =
                         self.qr_texture(ctx, "guest-qr", g.url.as_deref().unwrap_or_default());
+                    self.guest_made.insert(g.room.clone(), g.clone());
                     self.guest_pass = Some((g, tex));
                     self.cmd(Cmd::GuestList);
                 }
-                Update::Guests(g) => self.guests = g,
+                Update::Guests(g) => {
+                    // A pass revoked elsewhere is not shown again.
+                    self.guest_made
+                        .retain(|_, m| g.iter().any(|x| x.id == m.id));
+                    self.guests = g;
+                }
                 Update::WifiHotspot(h) => {
                     let tex = self.qr_texture(ctx, "wifi-qr", &h.qr);
                     self.wifi_qr = Some((h, tex));
@@ -217,12 +466,12 @@ impl App {
                     chat.loaded = true;
                 }
                 Update::Created(r) => {
-                    self.notice = Some(format!("created {:?}", shown(&r.name)));
+                    self.notify(format!("created {:?}", shown(&r.name)));
                     self.select(&r.id.clone());
                     self.cmd(Cmd::Invite(r.id));
                 }
                 Update::Joined(r) => {
-                    self.notice = Some(format!("joined {:?}", shown(&r.name)));
+                    self.notify(format!("joined {:?}", shown(&r.name)));
                     self.join_text.clear();
                     self.select(&r.id.clone());
                 }
@@ -263,7 +512,6 @@ impl App {
 
     fn add_message(&mut self, m: MessageInfo, from_send: bool) {
         let m_room = m.room.clone();
-        let visible = self.selected.as_deref() == Some(m.room.as_str()) && self.view == View::Chat;
         let chat = self.chats.entry(m.room.clone()).or_default();
         if let Some(old) = chat.messages.iter_mut().find(|x| x.id == m.id) {
             // The send reply and the event carry the same message; keep the newest state.
@@ -272,33 +520,78 @@ impl App {
             }
             return;
         }
-        if !m.own && !visible {
-            chat.unread += 1;
-        }
+        let notice = (!m.own && !from_send).then(|| (m.author_name.clone(), m.text.clone()));
         let pos = chat
             .messages
             .partition_point(|x| (x.timestamp_ms, &x.id) < (m.timestamp_ms, &m.id));
         chat.messages.insert(pos, m);
-        if chat.messages.len() > MAX_KEPT {
+        let over = chat.messages.len() > MAX_KEPT;
+        if over {
             // Start again from the newest page; older ones page back in on demand.
             let cut = chat.messages.len() - MAX_KEPT;
             chat.messages.drain(..cut);
             chat.loaded = false;
-            let room = m_room;
-            self.cmd(Cmd::History { room, before: None });
+        }
+        // The room's count grows now; the daemon's next list confirms it.
+        if let Some(r) = self.rooms.iter_mut().find(|r| r.id == m_room) {
+            r.messages += 1;
+        }
+        if self.visible(&m_room) {
+            self.mark_read();
+        }
+        if let Some((author, text)) = notice
+            && (!self.visible(&m_room) || !self.focused)
+        {
+            self.notify_message(&m_room, &author, &text);
+        }
+        if over {
+            self.cmd(Cmd::History {
+                room: m_room,
+                before: None,
+            });
         }
     }
 
-    /// Joins by the QR code in an image file.
+    fn notify_message(&mut self, room: &str, author: &str, text: &str) {
+        if self.saved.muted.contains(room) {
+            return;
+        }
+        let name = self
+            .rooms
+            .iter()
+            .find(|r| r.id == room)
+            .map(|r| shown(&r.name).into_owned())
+            .unwrap_or_default();
+        let summary = format!("{} in {name}", shown(author));
+        let body: String = shown(text).chars().take(200).collect();
+        self.notifier.send(summary.clone(), body.clone());
+        self.notified.push((summary, body));
+        if self.notified.len() > 50 {
+            self.notified.remove(0);
+        }
+    }
+
     /// Joins by the QR code in an image file; the worker reads and decodes
     /// it, and reports a file without a readable code as an error.
     pub fn join_from_image(&mut self, path: &std::path::Path) {
         self.cmd(Cmd::JoinFromImage(path.to_path_buf()));
     }
 
+    /// The window title: the unread count first, when there is one.
+    pub fn title(&self) -> String {
+        let unread: u64 = self.rooms.iter().map(|r| self.unread(&r.id)).sum();
+        if unread > 0 {
+            format!("({unread}) PeddleNet")
+        } else {
+            "PeddleNet".into()
+        }
+    }
+
     /// Draws the whole app; call once a frame.
     pub fn show(&mut self, ui: &mut egui::Ui) {
+        self.frames += 1;
         let ctx = ui.ctx().clone();
+        self.focused = ctx.input(|i| i.viewport().focused.unwrap_or(true));
         self.apply_updates(&ctx);
         let dropped: Vec<PathBuf> = ctx.input(|i| {
             i.raw
@@ -310,24 +603,130 @@ impl App {
         for p in dropped {
             self.join_from_image(&p);
         }
+        let title = self.title();
+        if title != self.title {
+            ctx.send_viewport_cmd(egui::ViewportCommand::Title(title.clone()));
+            self.title = title;
+        }
+        self.keys(&ctx);
 
         egui::Panel::top("top").show(ui, |ui| self.top_bar(ui));
+        self.regions = Regions::default();
         if self.connection != Connection::Connected {
             egui::CentralPanel::default().show(ui, |ui| self.disconnected(ui));
+            self.toasts(&ctx);
             return;
         }
         egui::Panel::left("rooms")
             .resizable(true)
-            .default_size(220.0)
-            .show(ui, |ui| self.rooms_panel(ui));
+            .default_size(240.0)
+            .min_size(170.0)
+            .max_size((ui.available_width() * 0.4).max(170.0))
+            .show(ui, |ui| {
+                egui::ScrollArea::vertical()
+                    .id_salt("rooms-scroll")
+                    .show(ui, |ui| self.rooms_panel(ui))
+            });
         egui::CentralPanel::default().show(ui, |ui| match self.view {
             View::Chat => self.chat_view(ui),
-            View::Mesh => self.mesh_view(ui),
-            View::Settings => self.settings_view(ui),
+            View::Mesh => {
+                egui::ScrollArea::vertical().show(ui, |ui| self.mesh_view(ui));
+                // "last seen" counts up and round trips change: peers are
+                // read again every 2 s while this tab is shown, and only then.
+                if self
+                    .peers_asked
+                    .is_none_or(|t| t.elapsed() >= Duration::from_secs(2))
+                {
+                    self.peers_asked = Some(Instant::now());
+                    self.cmd(Cmd::Peers);
+                }
+                ctx.request_repaint_after(Duration::from_secs(2));
+            }
+            View::Settings => {
+                egui::ScrollArea::vertical().show(ui, |ui| self.settings_view(ui));
+            }
         });
         self.invite_window(&ctx);
         self.guest_window(&ctx);
         self.wifi_window(&ctx);
+        self.switcher_window(&ctx);
+        self.leave_window(&ctx);
+        self.toasts(&ctx);
+    }
+
+    /// Esc closes the window on top; Ctrl+K opens the room switcher.
+    fn keys(&mut self, ctx: &egui::Context) {
+        let (esc, ctrl_k) = ctx.input_mut(|i| {
+            (
+                i.consume_key(egui::Modifiers::NONE, egui::Key::Escape),
+                i.consume_key(egui::Modifiers::COMMAND, egui::Key::K),
+            )
+        });
+        if ctrl_k && self.connection == Connection::Connected {
+            self.switcher = Some(String::new());
+        }
+        if esc {
+            if self.switcher.is_some() {
+                self.switcher = None;
+            } else if self.leave_ask.is_some() {
+                self.leave_ask = None;
+            } else if self.guest_ask.is_some() {
+                self.guest_ask = None;
+            } else if self.guest_pass.is_some() {
+                self.guest_pass = None;
+            } else if self.invite.is_some() {
+                self.invite = None;
+            } else if self.wifi_qr.is_some() {
+                self.wifi_qr = None;
+            }
+        }
+    }
+
+    /// Errors and notices float over the bottom right; they push nothing.
+    fn toasts(&mut self, ctx: &egui::Context) {
+        if let Some((_, at)) = &self.notice {
+            let left = NOTICE_FOR.saturating_sub(at.elapsed());
+            if left.is_zero() {
+                self.notice = None;
+            } else {
+                ctx.request_repaint_after(left);
+            }
+        }
+        if self.errors.is_empty() && self.notice.is_none() {
+            return;
+        }
+        let mut dismiss = None;
+        egui::Area::new(egui::Id::new("toasts"))
+            .anchor(egui::Align2::RIGHT_BOTTOM, egui::vec2(-12.0, -64.0))
+            .order(egui::Order::Foreground)
+            .show(ctx, |ui| {
+                ui.set_max_width(360.0);
+                for (i, e) in self.errors.iter().enumerate() {
+                    egui::Frame::popup(ui.style())
+                        .fill(Color32::from_rgb(120, 30, 25))
+                        .show(ui, |ui| {
+                            ui.horizontal(|ui| {
+                                ui.add(
+                                    egui::Label::new(
+                                        RichText::new(format!("⚠ {e}")).color(Color32::WHITE),
+                                    )
+                                    .wrap(),
+                                );
+                                if ui.small_button("✕").on_hover_text("dismiss").clicked() {
+                                    dismiss = Some(i);
+                                }
+                            });
+                        });
+                }
+                if let Some((n, _)) = &self.notice {
+                    egui::Frame::popup(ui.style()).show(ui, |ui| {
+                        ui.add(egui::Label::new(n.as_str()).wrap());
+                    });
+                }
+            });
+        if let Some(i) = dismiss {
+            self.errors.remove(i);
+        }
     }
 
     fn top_bar(&mut self, ui: &mut egui::Ui) {
@@ -348,9 +747,11 @@ impl App {
             let (r, _) = ui.allocate_exact_size(egui::vec2(12.0, 12.0), egui::Sense::hover());
             ui.painter().circle_filled(r.center(), 5.0, dot);
             ui.label(text);
-            if let Some(s) = &self.status {
+            if self.connection == Connection::Connected
+                && let Some(s) = &self.status
+            {
                 ui.separator();
-                ui.label(format!("{} peers", s.peers));
+                ui.label(plural(s.peers as u64, "peer", "peers"));
             }
             ui.separator();
             for (v, label) in [
@@ -360,24 +761,10 @@ impl App {
             ] {
                 if ui.selectable_label(self.view == v, label).clicked() {
                     self.view = v;
+                    self.mark_read();
                 }
             }
         });
-        if let Some(n) = &self.notice {
-            ui.label(RichText::new(n).italics());
-        }
-        let mut dismiss = None;
-        for (i, e) in self.errors.iter().enumerate() {
-            ui.horizontal(|ui| {
-                ui.label(RichText::new(format!("⚠ {e}")).color(Color32::from_rgb(200, 60, 40)));
-                if ui.small_button("dismiss").clicked() {
-                    dismiss = Some(i);
-                }
-            });
-        }
-        if let Some(i) = dismiss {
-            self.errors.remove(i);
-        }
     }
 
     fn disconnected(&mut self, ui: &mut egui::Ui) {
@@ -385,7 +772,7 @@ impl App {
         ui.vertical_centered(|ui| match self.connection.clone() {
             Connection::NotRunning(why) => {
                 ui.heading("The PeddleNet daemon is not running");
-                ui.label(why);
+                ui.add(egui::Label::new(why).wrap());
                 ui.add_space(10.0);
                 if ui.button("Start peddlenetd").clicked() {
                     self.cmd(Cmd::StartDaemon);
@@ -394,7 +781,7 @@ impl App {
             }
             Connection::Failed(why) => {
                 ui.heading("Cannot talk to the PeddleNet daemon");
-                ui.label(why);
+                ui.add(egui::Label::new(why).wrap());
             }
             Connection::Starting => {
                 ui.spinner();
@@ -405,58 +792,99 @@ impl App {
                 ui.label("Connecting to peddlenetd…");
             }
         });
+        // What was read stays readable while the daemon is away.
+        if let Some(room) = self.selected.clone()
+            && let Some(chat) = self.chats.get(&room)
+            && !chat.messages.is_empty()
+        {
+            ui.add_space(20.0);
+            ui.separator();
+            let name = self
+                .rooms
+                .iter()
+                .find(|r| r.id == room)
+                .map(|r| shown(&r.name).into_owned())
+                .unwrap_or_default();
+            ui.label(RichText::new(format!("{name} (as last seen)")).strong());
+            let (tz, now) = (self.tz.clone(), now_ms());
+            egui::ScrollArea::vertical()
+                .stick_to_bottom(true)
+                .auto_shrink([false, false])
+                .show(ui, |ui| message_list(ui, &chat.messages, None, &tz, now));
+        }
     }
 
     fn rooms_panel(&mut self, ui: &mut egui::Ui) {
         ui.heading("Rooms");
-        let rooms = self.rooms.clone();
+        let rooms = self.rooms_by_activity();
+        let (tz, now) = (self.tz.clone(), now_ms());
         for r in &rooms {
-            let unread = self.chats.get(&r.id).map(|c| c.unread).unwrap_or(0);
-            let label = if unread > 0 {
-                format!("{} ({unread})", shown(&r.name))
-            } else {
-                shown(&r.name).into_owned()
-            };
-            if ui
-                .selectable_label(self.selected.as_deref() == Some(r.id.as_str()), label)
-                .clicked()
-            {
+            let unread = self.unread(&r.id);
+            let last = self.chats.get(&r.id).and_then(|c| c.messages.last());
+            let selected = self.selected.as_deref() == Some(r.id.as_str());
+            let muted = self.saved.muted.contains(&r.id);
+            let resp = room_entry(ui, r, last, unread, selected, &tz, now);
+            if resp.clicked() {
                 self.select(&r.id);
             }
+            resp.context_menu(|ui| {
+                let label = if muted {
+                    "Unmute notifications"
+                } else {
+                    "Mute notifications"
+                };
+                if ui.button(label).clicked() {
+                    if muted {
+                        self.saved.muted.remove(&r.id);
+                    } else {
+                        self.saved.muted.insert(r.id.clone());
+                    }
+                    self.persist();
+                    ui.close();
+                }
+                if ui.button("Leave room…").clicked() {
+                    self.leave_ask = Some(r.clone());
+                    ui.close();
+                }
+            });
         }
         if rooms.is_empty() {
-            ui.label("No rooms yet: create one, or join with an invite.");
+            ui.label(RichText::new("No rooms yet.").weak());
         }
         ui.separator();
         let l = ui.label("New room");
         ui.horizontal(|ui| {
-            ui.add(
-                egui::TextEdit::singleline(&mut self.new_room)
-                    .hint_text("room name")
-                    .desired_width(120.0),
-            )
-            .labelled_by(l.id);
-            if ui.button("Create").clicked() && !self.new_room.trim().is_empty() {
+            let edit = ui
+                .add(
+                    egui::TextEdit::singleline(&mut self.new_room)
+                        .hint_text("room name")
+                        .desired_width((ui.available_width() - 70.0).max(60.0)),
+                )
+                .labelled_by(l.id);
+            let enter = edit.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
+            if (ui.button("Create").clicked() || enter) && !self.new_room.trim().is_empty() {
                 let name = std::mem::take(&mut self.new_room);
                 self.cmd(Cmd::CreateRoom(name.trim().to_owned()));
             }
         });
         ui.separator();
         let l = ui.label("Join");
-        ui.add(
-            egui::TextEdit::singleline(&mut self.join_text)
-                .hint_text("paste an invite")
-                .desired_width(200.0),
-        )
-        .labelled_by(l.id);
-        if ui.button("Join").clicked() && !self.join_text.trim().is_empty() {
+        let edit = ui
+            .add(
+                egui::TextEdit::singleline(&mut self.join_text)
+                    .hint_text("paste an invite")
+                    .desired_width(ui.available_width()),
+            )
+            .labelled_by(l.id);
+        let enter = edit.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
+        if (ui.button("Join").clicked() || enter) && !self.join_text.trim().is_empty() {
             self.cmd(Cmd::Join(self.join_text.trim().to_owned()));
         }
         let l = ui.label("QR image file");
         ui.add(
             egui::TextEdit::singleline(&mut self.image_path)
                 .hint_text("/path/to/invite.png")
-                .desired_width(200.0),
+                .desired_width(ui.available_width()),
         )
         .labelled_by(l.id);
         if ui.button("Join from image").clicked() && !self.image_path.trim().is_empty() {
@@ -464,86 +892,188 @@ impl App {
             self.image_path.clear();
             self.join_from_image(&p);
         }
-        ui.label(RichText::new("You can also drop a QR image on the window.").small());
+        ui.add(
+            egui::Label::new(RichText::new("You can also drop a QR image on the window.").small())
+                .wrap(),
+        );
     }
 
     fn chat_view(&mut self, ui: &mut egui::Ui) {
+        self.regions.chat = Some(ui.max_rect());
         let Some(room_id) = self.selected.clone() else {
-            ui.label("Pick a room on the left.");
+            ui.add_space(40.0);
+            ui.vertical_centered(|ui| {
+                if self.rooms.is_empty() {
+                    ui.heading("No rooms yet");
+                    ui.label("Create one on the left, or join one with an invite.");
+                } else {
+                    ui.label("Pick a room on the left.");
+                }
+            });
             return;
         };
         let Some(room) = self.rooms.iter().find(|r| r.id == room_id).cloned() else {
             ui.label("This room is gone.");
             return;
         };
-        ui.horizontal(|ui| {
-            ui.heading(shown(&room.name));
-            ui.label(format!(
-                "{} member{} known · {} peer{} online",
-                room.members,
-                if room.members == 1 { "" } else { "s" },
-                room.online_peers,
-                if room.online_peers == 1 { "" } else { "s" }
-            ));
-            if ui.button("Invite…").clicked() {
-                self.cmd(Cmd::Invite(room.id.clone()));
-            }
-            if ui
-                .button("Guest QR…")
-                .on_hover_text(
-                    "A phone scans it and chats in this room in its browser, no app needed",
-                )
-                .clicked()
-            {
-                self.cmd(Cmd::GuestCreate(room.id.clone()));
-            }
+        egui::Panel::top("room-head").show(ui, |ui| {
+            ui.horizontal_wrapped(|ui| {
+                ui.add(egui::Label::new(RichText::new(shown(&room.name)).heading()).truncate());
+                ui.label(
+                    RichText::new(format!(
+                        "{} · {} online",
+                        plural(room.members as u64, "member", "members"),
+                        room.online_peers
+                    ))
+                    .weak(),
+                );
+                if ui.button("Invite…").clicked() {
+                    self.cmd(Cmd::Invite(room.id.clone()));
+                }
+                if ui
+                    .button("Guest QR…")
+                    .on_hover_text(
+                        "A phone scans it and chats in this room in its browser, no app needed",
+                    )
+                    .clicked()
+                {
+                    self.guest_ask = Some(room.clone());
+                }
+            });
         });
-        ui.separator();
-        let compose_h = 40.0;
+        // The composer is a panel of its own at the bottom: whatever the
+        // messages do, it and Send stay in the window.
+        let composer = egui::Panel::bottom("composer")
+            .resizable(false)
+            .show(ui, |ui| {
+                ui.add_space(4.0);
+                ui.horizontal(|ui| {
+                    let l = ui.label("Message");
+                    let send_w = 60.0;
+                    let edit = ui
+                        .add(
+                            egui::TextEdit::multiline(&mut self.compose)
+                                .hint_text("Enter sends · Shift+Enter: new line")
+                                .desired_rows(1)
+                                .desired_width((ui.available_width() - send_w).max(40.0))
+                                .return_key(egui::KeyboardShortcut::new(
+                                    egui::Modifiers::SHIFT,
+                                    egui::Key::Enter,
+                                )),
+                        )
+                        .labelled_by(l.id);
+                    let enter = edit.has_focus()
+                        && ui.input_mut(|i| i.consume_key(egui::Modifiers::NONE, egui::Key::Enter));
+                    if (ui.button("Send").clicked() || enter) && !self.compose.trim().is_empty() {
+                        let text = std::mem::take(&mut self.compose);
+                        self.cmd(Cmd::Send {
+                            room: room_id.clone(),
+                            text: text.trim_end().to_owned(),
+                        });
+                        edit.request_focus();
+                    }
+                });
+                ui.add_space(2.0);
+            });
+        self.regions.composer = Some(composer.response.rect);
         let chat = self.chats.entry(room_id.clone()).or_default();
         let older = chat.older.clone();
         let mut load_older = false;
-        egui::ScrollArea::vertical()
+        let (tz, now) = (self.tz.clone(), now_ms());
+        let scroll = egui::ScrollArea::vertical()
+            .id_salt(("messages", &room_id))
             .stick_to_bottom(true)
             .auto_shrink([false, false])
-            .max_height(ui.available_height() - compose_h)
             .show(ui, |ui| {
                 if older.is_some() && ui.button("Load older messages").clicked() {
                     load_older = true;
                 }
                 if !chat.loaded {
                     ui.spinner();
+                } else if chat.messages.is_empty() {
+                    ui.add_space(20.0);
+                    ui.vertical_centered(|ui| {
+                        ui.label(RichText::new("No messages yet. Say hello!").weak());
+                    });
                 }
-                for m in &chat.messages {
-                    message_row(ui, m);
-                }
+                message_list(ui, &chat.messages, chat.first_unread.as_deref(), &tz, now);
             });
+        self.regions.messages = Some(scroll.inner_rect);
         if load_older {
             self.cmd(Cmd::History {
                 room: room_id.clone(),
                 before: older,
             });
         }
-        ui.separator();
-        ui.horizontal(|ui| {
-            let l = ui.label("Message");
-            let edit = ui
-                .add(
-                    egui::TextEdit::singleline(&mut self.compose)
-                        .hint_text("Enter sends")
-                        .desired_width(ui.available_width() - 70.0),
-                )
-                .labelled_by(l.id);
-            let enter = edit.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
-            if (ui.button("Send").clicked() || enter) && !self.compose.trim().is_empty() {
-                let text = std::mem::take(&mut self.compose);
-                self.cmd(Cmd::Send {
-                    room: room_id.clone(),
-                    text,
+    }
+
+    fn leave_window(&mut self, ctx: &egui::Context) {
+        let Some(room) = self.leave_ask.clone() else {
+            return;
+        };
+        let mut open = true;
+        let mut leave = false;
+        egui::Window::new(format!("Leave {}?", shown(&room.name)))
+            .open(&mut open)
+            .collapsible(false)
+            .show(ctx, |ui| {
+                ui.label("Its messages are deleted from this computer. You can join again with an invite.");
+                ui.horizontal(|ui| {
+                    leave = ui.button("Leave").clicked();
+                    if ui.button("Cancel").clicked() {
+                        self.leave_ask = None;
+                    }
                 });
-                edit.request_focus();
+            });
+        if leave {
+            self.cmd(Cmd::Leave(room.id.clone()));
+            if self.selected.as_deref() == Some(room.id.as_str()) {
+                self.selected = None;
             }
-        });
+            self.chats.remove(&room.id);
+            self.saved.read.remove(&room.id);
+            self.saved.muted.remove(&room.id);
+            self.persist();
+            self.leave_ask = None;
+        }
+        if !open {
+            self.leave_ask = None;
+        }
+    }
+
+    fn switcher_window(&mut self, ctx: &egui::Context) {
+        let Some(mut filter) = self.switcher.take() else {
+            return;
+        };
+        let mut open = true;
+        let mut pick = None;
+        egui::Window::new("Switch room")
+            .open(&mut open)
+            .collapsible(false)
+            .anchor(egui::Align2::CENTER_TOP, egui::vec2(0.0, 60.0))
+            .show(ctx, |ui| {
+                let edit = ui.add(egui::TextEdit::singleline(&mut filter).hint_text("room name"));
+                edit.request_focus();
+                let f = filter.to_lowercase();
+                let rooms: Vec<RoomInfo> = self
+                    .rooms_by_activity()
+                    .into_iter()
+                    .filter(|r| r.name.to_lowercase().contains(&f))
+                    .collect();
+                for r in &rooms {
+                    if ui.selectable_label(false, shown(&r.name)).clicked() {
+                        pick = Some(r.id.clone());
+                    }
+                }
+                if ui.input(|i| i.key_pressed(egui::Key::Enter)) {
+                    pick = rooms.first().map(|r| r.id.clone());
+                }
+            });
+        match pick {
+            Some(id) => self.select(&id),
+            None if open => self.switcher = Some(filter),
+            None => {}
+        }
     }
 
     fn mesh_view(&mut self, ui: &mut egui::Ui) {
@@ -581,7 +1111,7 @@ impl App {
             ui.end_row();
             let now = now_ms();
             for p in &self.peers {
-                ui.label(link_name(p.link));
+                ui.label(link_name(p.link, &p.addr));
                 ui.label(&p.peer[p.peer.len().saturating_sub(8)..]);
                 ui.label(&p.addr);
                 ui.label(
@@ -792,15 +1322,80 @@ impl App {
     }
 
     fn guest_window(&mut self, ctx: &egui::Context) {
+        if let Some(room) = self.guest_ask.clone() {
+            let mut open = true;
+            let mut pick = None;
+            egui::Window::new(format!("Guest pass to {}", shown(&room.name)))
+                .open(&mut open)
+                .collapsible(false)
+                .show(ctx, |ui| {
+                    ui.label("A phone scans the pass's QR code and chats in this room in its browser, under a nickname, until the pass ends.");
+                    if let Some(g) = self.guest_made.get(&room.id)
+                        && g.expires_ms > now_ms()
+                        && ui
+                            .button(format!("Show the pass made earlier ({} left)", from_now(g.expires_ms)))
+                            .clicked()
+                    {
+                        pick = Some(None);
+                    }
+                    ui.label("A new pass, lasting:");
+                    ui.horizontal_wrapped(|ui| {
+                        for (secs, label) in PASS_LENGTHS {
+                            if ui.button(label).clicked() {
+                                pick = Some(Some(secs));
+                            }
+                        }
+                    });
+                });
+            match pick {
+                Some(None) => {
+                    let g = self.guest_made.get(&room.id).cloned();
+                    if let Some(g) = g {
+                        let tex =
+                            self.qr_texture(ctx, "guest-qr", g.url.as_deref().unwrap_or_default());
+                        self.guest_pass = Some((g, tex));
+                    }
+                    self.guest_ask = None;
+                }
+                Some(Some(ttl)) => {
+                    self.cmd(Cmd::GuestCreate {
+                        room: room.id.clone(),
+                        ttl: Some(ttl),
+                    });
+                    self.guest_ask = None;
+                }
+                None if !open => self.guest_ask = None,
+                None => {}
+            }
+        }
         let Some((g, tex)) = self.guest_pass.clone() else {
             return;
         };
         let url = g.url.clone().unwrap_or_default();
         let mut open = true;
+        let mut to_settings = false;
         egui::Window::new(format!("Guest pass to {}", shown(&g.room_name)))
             .open(&mut open)
             .collapsible(false)
             .show(ctx, |ui| {
+                if loopback_url(&url) {
+                    egui::Frame::new()
+                        .fill(Color32::from_rgb(120, 80, 10))
+                        .inner_margin(8.0)
+                        .corner_radius(4.0)
+                        .show(ui, |ui| {
+                            ui.add(egui::Label::new(RichText::new(
+                                "This link points at this computer (127.0.0.1): no phone can open it. \
+                                 Phones need the web UI on a network they share with you: turn on \
+                                 “Host a Wi-Fi network phones can join” in Settings, or set \
+                                 lan_interface in the [web] section of peddlenetd.toml (e.g. \"wlan0\") \
+                                 and restart the daemon. Then make a new pass.",
+                            ).color(Color32::WHITE)).wrap());
+                            if ui.button("Open Settings").clicked() {
+                                to_settings = true;
+                            }
+                        });
+                }
                 if let Some(t) = &tex {
                     ui.add(egui::Image::new(t).fit_to_exact_size(egui::vec2(320.0, 320.0)));
                 }
@@ -812,16 +1407,20 @@ impl App {
                 ui.horizontal(|ui| {
                     if ui.button("Copy link").clicked() {
                         ui.ctx().copy_text(url.clone());
-                        self.notice = Some("guest link copied".into());
+                        self.notify("guest link copied".into());
                     }
                     if ui.button("Revoke this pass").clicked() {
                         self.cmd(Cmd::GuestRevoke(g.id.clone()));
+                        self.guest_made.remove(&g.room);
                         self.guest_pass = None;
                     }
                 });
             });
-        if !open {
+        if !open || to_settings {
             self.guest_pass = None;
+        }
+        if to_settings {
+            self.view = View::Settings;
         }
     }
 
@@ -881,7 +1480,7 @@ impl App {
                 ui.add(egui::Label::new(RichText::new(&uri).monospace().small()).wrap());
                 if ui.button("Copy invite").clicked() {
                     ui.ctx().copy_text(uri.clone());
-                    self.notice = Some("invite copied".into());
+                    self.notify("invite copied".into());
                 }
             });
         if !open {
@@ -897,8 +1496,20 @@ fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-fn link_name(l: Link) -> &'static str {
+/// "1 peer", "2 peers".
+pub fn plural(n: u64, one: &str, many: &str) -> String {
+    if n == 1 {
+        format!("1 {one}")
+    } else {
+        format!("{n} {many}")
+    }
+}
+
+/// How a peer is reached; "loopback" for one on this machine, which is not
+/// a LAN.
+fn link_name(l: Link, addr: &str) -> &'static str {
     match l {
+        Link::Lan if addr.contains("/127.") || addr.contains("/::1/") => "this machine",
         Link::Lan => "LAN",
         Link::Bluetooth => "Bluetooth",
         Link::WifiDirect => "Wi-Fi Direct",
@@ -915,11 +1526,7 @@ fn link_color(l: Link) -> Color32 {
 
 /// How long until `ms`: "23 h 59 min", "5 min".
 fn from_now(ms: u64) -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0);
-    let mins = ms.saturating_sub(now).div_ceil(60_000);
+    let mins = ms.saturating_sub(now_ms()).div_ceil(60_000);
     if mins >= 60 {
         format!("{} h {} min", mins / 60, mins % 60)
     } else {
@@ -927,27 +1534,304 @@ fn from_now(ms: u64) -> String {
     }
 }
 
-fn clock(ms: u64) -> String {
-    let s = ms / 1000;
-    format!("{:02}:{:02}", (s / 3600) % 24, (s / 60) % 60)
+/// Whether a guest link's host is this machine only (no phone can open it).
+pub fn loopback_url(url: &str) -> bool {
+    let host = url
+        .split("://")
+        .nth(1)
+        .unwrap_or(url)
+        .split('/')
+        .next()
+        .unwrap_or_default();
+    host.starts_with("127.") || host.starts_with("localhost") || host.starts_with("[::1]")
 }
 
-fn message_row(ui: &mut egui::Ui, m: &MessageInfo) {
-    ui.horizontal_wrapped(|ui| {
-        ui.label(RichText::new(clock(m.timestamp_ms)).weak().monospace());
-        let who = if m.own {
-            format!("{} (you)", shown(&m.author_name))
+/// The delivery state as ticks, and in words (for the tooltip and screen
+/// readers): ○ stored here, ✓ handed to a peer, ✓✓ delivered.
+pub fn ticks(d: &DeliveryState) -> (String, String) {
+    let words = d.to_string();
+    let t = match *d {
+        DeliveryState::Stored => "○".to_owned(),
+        DeliveryState::Sent { .. } => "✓".to_owned(),
+        DeliveryState::Delivered { to, of } if to >= of => "✓✓".to_owned(),
+        DeliveryState::Delivered { to, of } => format!("✓✓ {to}/{of}"),
+    };
+    (t, words)
+}
+
+fn room_entry(
+    ui: &mut egui::Ui,
+    r: &RoomInfo,
+    last: Option<&MessageInfo>,
+    unread: u64,
+    selected: bool,
+    tz: &jiff::tz::TimeZone,
+    now: u64,
+) -> egui::Response {
+    let width = ui.available_width();
+    let frame = egui::Frame::new()
+        .inner_margin(egui::Margin::symmetric(6, 4))
+        .corner_radius(4.0)
+        .fill(if selected {
+            ui.visuals().selection.bg_fill.gamma_multiply(0.5)
         } else {
-            format!(
-                "{} [{}]",
-                shown(&m.author_name),
-                &m.author[..4.min(m.author.len())]
-            )
-        };
-        ui.label(RichText::new(who).strong());
-        ui.label(shown(&m.text));
-        if let Some(d) = &m.delivery {
-            ui.label(RichText::new(format!("· {d}")).weak().small());
+            Color32::TRANSPARENT
+        });
+    let inner = frame.show(ui, |ui| {
+        ui.set_width(width - 12.0);
+        ui.horizontal(|ui| {
+            let name = RichText::new(shown(&r.name)).strong();
+            if let Some(m) = last {
+                ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
+                    ui.label(
+                        RichText::new(when::short(m.timestamp_ms, now, tz))
+                            .small()
+                            .weak(),
+                    );
+                    if unread > 0 {
+                        badge(ui, unread);
+                    }
+                    ui.with_layout(egui::Layout::left_to_right(egui::Align::Center), |ui| {
+                        ui.add(egui::Label::new(name).truncate().selectable(false));
+                    });
+                });
+            } else {
+                ui.add(egui::Label::new(name).truncate().selectable(false));
+                if unread > 0 {
+                    badge(ui, unread);
+                }
+            }
+        });
+        if let Some(m) = last {
+            let who = if m.own {
+                "You".to_owned()
+            } else {
+                shown(&m.author_name).into_owned()
+            };
+            let text = shown(&m.text).replace('\n', " ");
+            ui.add(
+                egui::Label::new(RichText::new(format!("{who}: {text}")).small().weak())
+                    .truncate()
+                    .selectable(false),
+            );
         }
     });
+    let label = if unread > 0 {
+        format!("{} ({unread})", shown(&r.name))
+    } else {
+        shown(&r.name).into_owned()
+    };
+    let resp = ui.interact(
+        inner.response.rect,
+        ui.id().with(("room", &r.id)),
+        egui::Sense::click(),
+    );
+    resp.widget_info(|| {
+        egui::WidgetInfo::selected(egui::WidgetType::SelectableLabel, true, selected, &label)
+    });
+    if resp.hovered() {
+        ui.ctx().set_cursor_icon(egui::CursorIcon::PointingHand);
+    }
+    resp
+}
+
+fn badge(ui: &mut egui::Ui, n: u64) {
+    let text = RichText::new(n.to_string())
+        .small()
+        .strong()
+        .color(Color32::WHITE);
+    egui::Frame::new()
+        .fill(Color32::from_rgb(40, 120, 200))
+        .corner_radius(8.0)
+        .inner_margin(egui::Margin::symmetric(5, 0))
+        .show(ui, |ui| ui.label(text));
+}
+
+/// The messages, oldest first: a separator for each day, the "new messages"
+/// divider, and runs of one author's messages grouped under one header.
+/// Own messages are on the right in the accent colour; each bubble is at most
+/// [`BUBBLE_MAX`] wide (or three quarters of the pane), and its text wraps,
+/// long words and links included.
+fn message_list(
+    ui: &mut egui::Ui,
+    messages: &[MessageInfo],
+    first_unread: Option<&str>,
+    tz: &jiff::tz::TimeZone,
+    now: u64,
+) {
+    let pane = ui.available_width();
+    let bubble_max = (pane * 0.75).clamp(80.0, BUBBLE_MAX);
+    let mut prev: Option<&MessageInfo> = None;
+    for m in messages {
+        let new_day = prev.is_none_or(|p| !when::same_day(p.timestamp_ms, m.timestamp_ms, tz));
+        if new_day {
+            ui.add_space(8.0);
+            ui.vertical_centered(|ui| {
+                ui.label(
+                    RichText::new(when::day(m.timestamp_ms, now, tz))
+                        .small()
+                        .strong(),
+                );
+            });
+        }
+        if first_unread == Some(m.id.as_str()) {
+            ui.add_space(4.0);
+            ui.horizontal(|ui| {
+                let c = Color32::from_rgb(220, 90, 60);
+                ui.label(RichText::new("New messages").small().color(c));
+                let (r, _) = ui.allocate_exact_size(
+                    egui::vec2(ui.available_width(), 1.0),
+                    egui::Sense::hover(),
+                );
+                ui.painter().hline(r.x_range(), r.center().y, (1.0, c));
+            });
+        }
+        let grouped = !new_day
+            && prev.is_some_and(|p| {
+                p.author == m.author
+                    && p.own == m.own
+                    && m.timestamp_ms.saturating_sub(p.timestamp_ms) < GROUP_WITHIN_MS
+            });
+        ui.add_space(if grouped { 2.0 } else { 8.0 });
+        let layout = if m.own {
+            egui::Layout::top_down(egui::Align::Max)
+        } else {
+            egui::Layout::top_down(egui::Align::Min)
+        };
+        ui.with_layout(layout, |ui| {
+            if !grouped {
+                let who = if m.own {
+                    format!("{} (you)", shown(&m.author_name))
+                } else {
+                    format!(
+                        "{} [{}]",
+                        shown(&m.author_name),
+                        &m.author[..4.min(m.author.len())]
+                    )
+                };
+                ui.add(egui::Label::new(RichText::new(who).strong().small()).truncate());
+            }
+            bubble(ui, m, bubble_max, tz);
+        });
+        prev = Some(m);
+    }
+    ui.add_space(6.0);
+}
+
+fn bubble(ui: &mut egui::Ui, m: &MessageInfo, max_w: f32, tz: &jiff::tz::TimeZone) {
+    let dark = ui.visuals().dark_mode;
+    let (fill, text_color) = match (m.own, dark) {
+        (true, true) => (Color32::from_rgb(30, 80, 140), Color32::WHITE),
+        (true, false) => (Color32::from_rgb(210, 230, 252), Color32::BLACK),
+        (false, true) => (Color32::from_gray(48), Color32::WHITE),
+        (false, false) => (Color32::from_gray(236), Color32::BLACK),
+    };
+    let text = shown(&m.text).into_owned();
+    egui::Frame::new()
+        .fill(fill)
+        .corner_radius(8.0)
+        .inner_margin(egui::Margin::symmetric(10, 6))
+        .show(ui, |ui| {
+            // As wide as its longest line (and its time), up to `max_w`.
+            let font = egui::TextStyle::Body.resolve(ui.style());
+            let widest = ui
+                .fonts_mut(|f| f.layout_no_wrap(text.clone(), font, text_color))
+                .size()
+                .x;
+            ui.set_max_width(widest.max(70.0).min(max_w));
+            ui.with_layout(egui::Layout::top_down(egui::Align::Min), |ui| {
+                message_text(ui, &text, text_color);
+                ui.horizontal(|ui| {
+                    let stamp = RichText::new(when::clock(m.timestamp_ms, tz))
+                        .small()
+                        .color(text_color.gamma_multiply(0.7));
+                    ui.label(stamp).on_hover_text(format!(
+                        "{} {}",
+                        when::day(m.timestamp_ms, m.timestamp_ms, tz),
+                        when::clock(m.timestamp_ms, tz)
+                    ));
+                    if let Some(d) = &m.delivery {
+                        let (t, words) = ticks(d);
+                        let delivered = matches!(d, DeliveryState::Delivered { .. });
+                        let c = if delivered {
+                            Color32::from_rgb(90, 200, 250)
+                        } else {
+                            text_color.gamma_multiply(0.7)
+                        };
+                        let r = ui
+                            .add(egui::Label::new(RichText::new(t).small().color(c)))
+                            .on_hover_text(&words);
+                        r.widget_info(|| {
+                            egui::WidgetInfo::labeled(egui::WidgetType::Label, true, &words)
+                        });
+                    }
+                });
+            });
+        });
+}
+
+/// The text, wrapped, with links clickable (opened in the browser).
+fn message_text(ui: &mut egui::Ui, text: &str, color: Color32) {
+    let links = find_links(text);
+    if links.is_empty() {
+        ui.add(egui::Label::new(RichText::new(text).color(color)).wrap());
+        return;
+    }
+    // Text and links in one wrapped run.
+    ui.horizontal_wrapped(|ui| {
+        ui.spacing_mut().item_spacing.x = 0.0;
+        let mut at = 0;
+        for (s, e) in links {
+            if s > at {
+                ui.add(egui::Label::new(RichText::new(&text[at..s]).color(color)).wrap());
+            }
+            let url = &text[s..e];
+            let r = ui.add(
+                egui::Label::new(
+                    RichText::new(url)
+                        .color(Color32::from_rgb(110, 180, 255))
+                        .underline(),
+                )
+                .wrap()
+                .sense(egui::Sense::click()),
+            );
+            if r.hovered() {
+                ui.ctx().set_cursor_icon(egui::CursorIcon::PointingHand);
+            }
+            if r.clicked() {
+                ui.ctx().open_url(egui::OpenUrl::new_tab(url));
+            }
+            r.on_hover_text(url);
+            at = e;
+        }
+        if at < text.len() {
+            ui.add(egui::Label::new(RichText::new(&text[at..]).color(color)).wrap());
+        }
+    });
+}
+
+/// Byte ranges of http(s) links in `text` (to the next space; trailing
+/// punctuation is left out).
+pub fn find_links(text: &str) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while let Some(off) = text[i..]
+        .find("https://")
+        .into_iter()
+        .chain(text[i..].find("http://"))
+        .min()
+    {
+        let s = i + off;
+        let mut e = text[s..]
+            .find(char::is_whitespace)
+            .map_or(text.len(), |n| s + n);
+        while e > s && text[..e].ends_with(['.', ',', ')', '!', '?', ';', ':', '"', '\'']) {
+            e -= 1;
+        }
+        if e > s + 8 {
+            out.push((s, e));
+        }
+        i = e.max(s + 1);
+    }
+    out
 }

@@ -4,7 +4,11 @@
 //! [`qr`] shows invites as QR codes and reads them back from images.
 
 pub mod app;
+pub mod fonts;
+pub mod notify;
 pub mod qr;
+pub mod state;
+pub mod when;
 pub mod worker;
 
 pub use app::App;

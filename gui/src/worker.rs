@@ -19,10 +19,13 @@ use tokio::sync::mpsc;
 pub const CMD_QUEUE: usize = 256;
 /// Updates waiting for the UI, at most (the UI drains them every frame).
 pub const UPDATE_QUEUE: usize = 4096;
-/// How often status, rooms and peers are read again while connected.
+/// How often status, rooms and peers are read again while connected. Only
+/// what changed is passed to the UI (a frame is drawn for each update).
 pub const REFRESH_EVERY: Duration = Duration::from_secs(2);
-/// How long the worker waits between connection attempts.
+/// How long the worker waits between connection attempts: the first, then
+/// doubling up to the longest while the daemon stays away.
 pub const RETRY_EVERY: Duration = Duration::from_millis(500);
+pub const RETRY_MAX: Duration = Duration::from_secs(4);
 /// How long a daemon this app started may take to open its socket before
 /// the app says again that none is running.
 pub const START_GRACE: Duration = Duration::from_secs(15);
@@ -46,8 +49,16 @@ pub enum Cmd {
     SetName(String),
     /// Change the daemon's settings (relaying on/off, its budget).
     SetSettings(SettingsUpdate),
-    /// A guest pass to a room (its QR code opens the room in a phone's browser).
-    GuestCreate(String),
+    /// A guest pass to a room (its QR code opens the room in a phone's
+    /// browser), lasting `ttl` seconds (None: the daemon's default).
+    GuestCreate {
+        room: String,
+        ttl: Option<u32>,
+    },
+    /// Leave a room (its messages are deleted here).
+    Leave(String),
+    /// Read the peers again now (the Mesh tab shows their round trips).
+    Peers,
     GuestList,
     GuestRevoke(String),
     /// The Wi-Fi network this node hosts for phones, for its QR code.
@@ -110,6 +121,12 @@ pub struct Launch {
     pub autostart: bool,
     /// Where a daemon started directly writes its log (appended).
     pub log: PathBuf,
+    /// The data folder of the daemon that answered on this socket before
+    /// (the app remembers it). A daemon the app starts itself for a socket
+    /// other than the default gets it; with none known and no `exe` given,
+    /// the app starts nothing there, since a daemon on the default folder
+    /// would be another identity with none of the rooms.
+    pub data_dir: Option<PathBuf>,
 }
 
 impl Default for Launch {
@@ -117,7 +134,8 @@ impl Default for Launch {
         Self {
             exe: None,
             autostart: true,
-            log: state_dir().join("peddlenetd.log"),
+            log: crate::state::state_dir().join("peddlenetd.log"),
+            data_dir: None,
         }
     }
 }
@@ -201,12 +219,15 @@ fn explain(e: ClientError) -> String {
     e.to_string()
 }
 
-async fn run(socket: PathBuf, launch: Launch, mut cmds: mpsc::Receiver<Cmd>, out: Out) {
+async fn run(socket: PathBuf, mut launch: Launch, mut cmds: mpsc::Receiver<Cmd>, out: Out) {
+    // Only a daemon that never answered is started unasked (the first run
+    // after installing); one that went away was stopped by someone.
     let mut autostart = launch.autostart;
     // After starting a daemon, "not running" means "not up yet" for a while.
     let mut starting_until: Option<tokio::time::Instant> = None;
+    let mut last = Last::default();
+    let mut retry = RETRY_EVERY;
     loop {
-        out.put(Update::Connection(Connection::Connecting));
         let client = match Client::connect(&socket).await {
             Ok(c) => c,
             Err(e) => {
@@ -215,27 +236,39 @@ async fn run(socket: PathBuf, launch: Launch, mut cmds: mpsc::Receiver<Cmd>, out
                     ClientError::NotRunning(_) if starting => Connection::Starting,
                     ClientError::NotRunning(_) if autostart => {
                         autostart = false;
-                        starting_until = Some(tokio::time::Instant::now() + START_GRACE);
-                        start_daemon(&socket, &launch, &out);
-                        Connection::Starting
+                        match start_daemon(&socket, &launch, &out) {
+                            Ok(()) => {
+                                starting_until = Some(tokio::time::Instant::now() + START_GRACE);
+                                Connection::Starting
+                            }
+                            Err(why) => Connection::NotRunning(format!("{e}. {why}")),
+                        }
                     }
                     ClientError::NotRunning(_) => Connection::NotRunning(e.to_string()),
                     _ => Connection::Failed(e.to_string()),
                 };
-                out.put(Update::Connection(c));
+                last.connection(&out, c);
                 // Wait for a retry, or for the user to start the daemon.
-                match tokio::time::timeout(RETRY_EVERY, cmds.recv()).await {
+                match tokio::time::timeout(retry, cmds.recv()).await {
                     Ok(None) => return,
                     Ok(Some(Cmd::StartDaemon)) => {
-                        starting_until = Some(tokio::time::Instant::now() + START_GRACE);
-                        start_daemon(&socket, &launch, &out)
+                        retry = RETRY_EVERY;
+                        match start_daemon(&socket, &launch, &out) {
+                            Ok(()) => {
+                                starting_until = Some(tokio::time::Instant::now() + START_GRACE);
+                                last.connection(&out, Connection::Starting);
+                            }
+                            Err(why) => out.put(Update::Error(why)),
+                        }
                     }
                     Ok(Some(_)) => out.put(Update::Error("not connected to peddlenetd".into())),
-                    Err(_) => {}
+                    Err(_) => retry = (retry * 2).min(RETRY_MAX),
                 }
                 continue;
             }
         };
+        retry = RETRY_EVERY;
+        autostart = false;
         let mut events = match client.subscribe().await {
             Ok(ev) => ev,
             Err(e) => {
@@ -244,10 +277,15 @@ async fn run(socket: PathBuf, launch: Launch, mut cmds: mpsc::Receiver<Cmd>, out
                 continue;
             }
         };
-        out.put(Update::Connection(Connection::Connected));
+        last = Last::default();
+        last.connection(&out, Connection::Connected);
         // From now on, a lost daemon is lost, not starting.
         starting_until = None;
-        refresh(&client, &out).await;
+        refresh(&client, &out, &mut last).await;
+        if let Some(s) = &last.status {
+            // A daemon started for this socket later uses the same folder.
+            launch.data_dir = Some(PathBuf::from(&s.data_dir));
+        }
         if let Ok(s) = client.settings().await {
             out.put(Update::Settings(s));
         }
@@ -259,26 +297,87 @@ async fn run(socket: PathBuf, launch: Launch, mut cmds: mpsc::Receiver<Cmd>, out
             tokio::select! {
                 c = cmds.recv() => match c {
                     None => return,
+                    Some(Cmd::Peers) => {
+                        if let Ok(p) = client.peers().await {
+                            last.peers = Some(p.clone());
+                            out.put(Update::Peers(p));
+                        }
+                    }
+                    Some(Cmd::SetSettings(u)) => {
+                        let r = client.set_settings(u).await;
+                        // What the change dropped shows in the status at once.
+                        refresh(&client, &out, &mut last).await;
+                        match r {
+                            Ok(s) => out.put(Update::Settings(s)),
+                            Err(e) => out.put(Update::Error(explain(e))),
+                        }
+                    }
                     Some(c) => handle(&client, c, &out).await,
                 },
                 e = events.next() => match e {
                     Some(e) => out.put(Update::Event(e)),
                     None => break, // the daemon went away: reconnect
                 },
-                _ = tick.tick() => refresh(&client, &out).await,
+                _ = tick.tick() => refresh(&client, &out, &mut last).await,
             }
         }
     }
 }
 
-async fn refresh(c: &Client, out: &Out) {
-    if let Ok(s) = c.status().await {
+/// What the UI was last told, so that only changes reach it (each update
+/// draws a frame; an idle app draws none).
+#[derive(Default)]
+struct Last {
+    connection: Option<Connection>,
+    status: Option<Status>,
+    rooms: Option<Vec<RoomInfo>>,
+    peers: Option<Vec<PeerInfo>>,
+}
+
+impl Last {
+    fn connection(&mut self, out: &Out, c: Connection) {
+        if self.connection.as_ref() != Some(&c) {
+            self.connection = Some(c.clone());
+            out.put(Update::Connection(c));
+        }
+    }
+}
+
+/// The status without what changes by itself (the uptime).
+fn status_key(s: &Status) -> Status {
+    Status {
+        uptime_ms: 0,
+        ..s.clone()
+    }
+}
+
+/// The peers without what changes by itself (round trips, last seen).
+fn peers_key(p: &[PeerInfo]) -> Vec<(String, String, String)> {
+    let mut k: Vec<_> = p
+        .iter()
+        .map(|p| (p.peer.clone(), format!("{:?}", p.link), p.addr.clone()))
+        .collect();
+    k.sort();
+    k
+}
+
+async fn refresh(c: &Client, out: &Out, last: &mut Last) {
+    if let Ok(s) = c.status().await
+        && last.status.as_ref().map(status_key) != Some(status_key(&s))
+    {
+        last.status = Some(s.clone());
         out.put(Update::Status(s));
     }
-    if let Ok(r) = c.room_list().await {
+    if let Ok(r) = c.room_list().await
+        && last.rooms.as_ref() != Some(&r)
+    {
+        last.rooms = Some(r.clone());
         out.put(Update::Rooms(r));
     }
-    if let Ok(p) = c.peers().await {
+    if let Ok(p) = c.peers().await
+        && last.peers.as_deref().map(peers_key) != Some(peers_key(&p))
+    {
+        last.peers = Some(p.clone());
         out.put(Update::Peers(p));
     }
 }
@@ -321,15 +420,13 @@ async fn handle(c: &Client, cmd: Cmd, out: &Out) {
             Ok(()) => c.status().await.map(Update::Status),
             Err(e) => Err(e),
         },
-        Cmd::SetSettings(update) => match c.set_settings(update).await {
-            Ok(s) => {
-                // What the change dropped shows in the status at once.
-                refresh(c, out).await;
-                Ok(Update::Settings(s))
-            }
+        Cmd::SetSettings(update) => c.set_settings(update).await.map(Update::Settings),
+        Cmd::Peers => c.peers().await.map(Update::Peers),
+        Cmd::Leave(room) => match c.room_leave(&room).await {
+            Ok(()) => c.room_list().await.map(Update::Rooms),
             Err(e) => Err(e),
         },
-        Cmd::GuestCreate(room) => c.guest_create(&room, None).await.map(Update::GuestPass),
+        Cmd::GuestCreate { room, ttl } => c.guest_create(&room, ttl).await.map(Update::GuestPass),
         Cmd::GuestList => c.guest_list().await.map(Update::Guests),
         Cmd::WifiHotspot => c.wifi_hotspot().await.map(Update::WifiHotspot),
         Cmd::GuestRevoke(id) => match c.guest_revoke(&id).await {
@@ -368,30 +465,42 @@ async fn handle(c: &Client, cmd: Cmd, out: &Out) {
     }
 }
 
-/// Starts `peddlenetd` in the background, on the socket this app uses.
-fn start_daemon(socket: &std::path::Path, launch: &Launch, out: &Out) {
+/// Starts `peddlenetd` in the background, on the socket this app uses and
+/// never on another data folder than that socket's: the user's systemd unit
+/// for the default socket; the program given (`--daemon`) as told; else
+/// `peddlenetd` with the data folder last seen on this socket, or with the
+/// defaults for the default socket. Anything else is refused with what to do.
+fn start_daemon(socket: &std::path::Path, launch: &Launch, out: &Out) -> Result<(), String> {
+    let default_socket = socket == peddlenet_api::paths::default_socket_path();
+    if launch.exe.is_none() && !default_socket && launch.data_dir.is_none() {
+        return Err(format!(
+            "This app starts no daemon for {} on its own: it does not know that daemon's data \
+             folder, and one on the default folder would be another identity without your rooms. \
+             Start it yourself: peddlenetd --socket {} --data-dir YOUR-FOLDER",
+            socket.display(),
+            socket.display()
+        ));
+    }
     let (socket, launch, out) = (socket.to_path_buf(), launch.clone(), out.clone());
     // Blocking work (systemctl waits for readiness; the child is reaped):
     // a thread of its own, never the UI's.
     let spawned = std::thread::Builder::new()
         .name("peddlenet-gui-start".into())
         .spawn(move || {
-            if launch.exe.is_none()
-                && socket == peddlenet_api::paths::default_socket_path()
-                && start_user_unit()
-            {
+            if launch.exe.is_none() && default_socket && start_user_unit() {
                 return;
             }
             spawn_daemon(
                 &socket,
                 launch.exe.unwrap_or_else(default_daemon),
+                launch.data_dir.as_deref(),
                 &launch.log,
                 &out,
             );
         });
-    if let Err(e) = spawned {
-        tracing::warn!("cannot start a thread to start peddlenetd: {e}");
-    }
+    spawned
+        .map(|_| ())
+        .map_err(|e| format!("cannot start a thread to start peddlenetd: {e}"))
 }
 
 /// `systemctl --user start peddlenetd.service`: the daemon then runs
@@ -415,7 +524,13 @@ fn start_user_unit() -> bool {
 
 /// Runs `exe --socket S` with its log appended to `log_path`; if it exits
 /// within a few seconds, the UI is told why (the log's last line).
-fn spawn_daemon(socket: &std::path::Path, exe: PathBuf, log_path: &std::path::Path, out: &Out) {
+fn spawn_daemon(
+    socket: &std::path::Path,
+    exe: PathBuf,
+    data_dir: Option<&std::path::Path>,
+    log_path: &std::path::Path,
+    out: &Out,
+) {
     let log = log_path
         .parent()
         .map_or(Ok(()), std::fs::create_dir_all)
@@ -429,9 +544,12 @@ fn spawn_daemon(socket: &std::path::Path, exe: PathBuf, log_path: &std::path::Pa
         Ok(Ok(f)) => std::process::Stdio::from(f),
         _ => std::process::Stdio::null(),
     };
-    let child = std::process::Command::new(&exe)
-        .arg("--socket")
-        .arg(socket)
+    let mut cmd = std::process::Command::new(&exe);
+    cmd.arg("--socket").arg(socket);
+    if let Some(d) = data_dir {
+        cmd.arg("--data-dir").arg(d);
+    }
+    let child = cmd
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(stderr)
@@ -474,20 +592,6 @@ fn last_error(log: &str) -> String {
         .or(lines.clone().next_back())
         .unwrap_or_default()
         .to_owned()
-}
-
-/// `$XDG_STATE_HOME/peddlenet` (default `~/.local/state/peddlenet`).
-fn state_dir() -> PathBuf {
-    match std::env::var_os("XDG_STATE_HOME")
-        .map(PathBuf::from)
-        .filter(|p| p.is_absolute())
-    {
-        Some(p) => p.join("peddlenet"),
-        None => std::env::var_os("HOME")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from("/tmp"))
-            .join(".local/state/peddlenet"),
-    }
 }
 
 /// `peddlenetd` next to this program, else from PATH.

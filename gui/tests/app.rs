@@ -16,18 +16,21 @@ use peddlenet_tests::*;
 type H<'a> = Harness<'a, Option<App>>;
 
 fn harness<'a>(socket: PathBuf) -> H<'a> {
+    // The app's state next to the daemon's socket: each test has its own.
+    let state = socket.with_file_name("gui-state.json");
     Harness::builder()
         .with_size(egui::vec2(1100.0, 760.0))
         .build_ui_state(
             move |ui, app: &mut Option<App>| {
                 app.get_or_insert_with(|| {
-                    App::new(
+                    App::with_state_file(
                         ui.ctx(),
                         socket.clone(),
                         Launch {
                             autostart: false,
                             ..Launch::default()
                         },
+                        Some(state.clone()),
                     )
                 })
                 .show(ui)
@@ -62,10 +65,15 @@ fn app_mut<'h>(h: &'h mut H<'_>) -> &'h mut App {
 }
 
 fn type_into(h: &mut H<'_>, label: &str, text: &str) {
-    h.get_by_role_and_label(Role::TextInput, label).focus();
+    // The message box takes several lines (Shift+Enter); the others one.
+    let role = if label == "Message" {
+        Role::MultilineTextInput
+    } else {
+        Role::TextInput
+    };
+    h.get_by_role_and_label(role, label).focus();
     h.step();
-    h.get_by_role_and_label(Role::TextInput, label)
-        .type_text(text);
+    h.get_by_role_and_label(role, label).type_text(text);
     h.step();
 }
 
@@ -113,7 +121,11 @@ fn rooms_chat_and_qr_against_real_daemons() {
         &mut h,
         Duration::from_secs(5),
         "the own message in the chat",
-        |h| h.query_by_label_contains("fire is lit").is_some(),
+        |h| {
+            h.query_all_by_label_contains("fire is lit")
+                .next()
+                .is_some()
+        },
     );
     assert!(h.query_by_label("Ana (you)").is_some());
 
@@ -128,10 +140,14 @@ fn rooms_chat_and_qr_against_real_daemons() {
         b
     });
     until(&mut h, Duration::from_secs(10), "Bo's message, live", |h| {
-        h.query_by_label_contains("coming over the ridge").is_some()
+        h.query_all_by_label_contains("coming over the ridge")
+            .next()
+            .is_some()
     });
     until(&mut h, Duration::from_secs(10), "the delivery to Bo", |h| {
-        h.query_by_label_contains("delivered to 1 of 1").is_some()
+        h.query_all_by_label_contains("delivered to 1 of 1")
+            .next()
+            .is_some()
     });
 
     // Join by an image file of a QR code: Bo's own room.
@@ -216,18 +232,22 @@ fn without_a_daemon_it_says_so_and_starts_one() {
     let _g = serial();
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("run/peddlenetd.sock");
+    let sock = socket.clone();
     let data = dir.path().join("data");
     let launch = Launch {
         exe: Some(daemon_wrapper(dir.path(), &data)),
         autostart: false,
         log: dir.path().join("daemon.log"),
+        data_dir: None,
     };
     let mut h: H<'_> = Harness::builder()
         .with_size(egui::vec2(900.0, 600.0))
         .build_ui_state(
             move |ui, app: &mut Option<App>| {
-                app.get_or_insert_with(|| App::new(ui.ctx(), socket.clone(), launch.clone()))
-                    .show(ui)
+                app.get_or_insert_with(|| {
+                    App::with_state_file(ui.ctx(), socket.clone(), launch.clone(), None)
+                })
+                .show(ui)
             },
             None,
         );
@@ -250,7 +270,7 @@ fn without_a_daemon_it_says_so_and_starts_one() {
     assert!(h.query_by_label("connected").is_some());
     // Stop it: the app notices, and reconnects when it is back.
     let _ = std::process::Command::new("pkill")
-        .args(["-f", data.to_str().unwrap()])
+        .args(["-f", sock.to_str().unwrap()])
         .status();
     until(
         &mut h,
@@ -258,12 +278,25 @@ fn without_a_daemon_it_says_so_and_starts_one() {
         "the lost connection",
         |h| matches!(app(h).connection, Connection::NotRunning(_)),
     );
+    // The stopped daemon lets go of its store before another starts.
+    let t = Instant::now();
+    while std::process::Command::new("pgrep")
+        .args(["-f", sock.to_str().unwrap()])
+        .status()
+        .is_ok_and(|s| s.success())
+    {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "the daemon did not stop"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     h.get_by_label("Start peddlenetd").click();
     until(&mut h, Duration::from_secs(15), "the reconnection", |h| {
         app(h).connection == Connection::Connected
     });
     let _ = std::process::Command::new("pkill")
-        .args(["-f", data.to_str().unwrap()])
+        .args(["-f", sock.to_str().unwrap()])
         .status();
 }
 
@@ -274,9 +307,9 @@ fn daemon_wrapper(dir: &std::path::Path, data: &std::path::Path) -> std::path::P
     std::fs::write(
         &wrapper,
         format!(
-            "#!/bin/sh\nexec {} --data-dir {} --config /dev/null --no-mdns --listen /ip4/127.0.0.1/tcp/0 \"$@\"\n",
-            bin("peddlenetd").display(),
+            "#!/bin/sh\nexport PEDDLENET_DATA_DIR={}\nexec {} --config /dev/null --no-mdns --listen /ip4/127.0.0.1/tcp/0 \"$@\"\n",
             data.display(),
+            bin("peddlenetd").display(),
         ),
     )
     .unwrap();
@@ -290,19 +323,23 @@ fn on_first_run_the_app_starts_the_daemon_by_itself() {
     let _g = serial();
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("run/peddlenetd.sock");
+    let sock = socket.clone();
     let data = dir.path().join("data");
     let log = dir.path().join("state/peddlenetd.log");
     let launch = Launch {
         exe: Some(daemon_wrapper(dir.path(), &data)),
         autostart: true,
         log: log.clone(),
+        data_dir: None,
     };
     let mut h: H<'_> = Harness::builder()
         .with_size(egui::vec2(900.0, 600.0))
         .build_ui_state(
             move |ui, app: &mut Option<App>| {
-                app.get_or_insert_with(|| App::new(ui.ctx(), socket.clone(), launch.clone()))
-                    .show(ui)
+                app.get_or_insert_with(|| {
+                    App::with_state_file(ui.ctx(), socket.clone(), launch.clone(), None)
+                })
+                .show(ui)
             },
             None,
         );
@@ -330,7 +367,7 @@ fn on_first_run_the_app_starts_the_daemon_by_itself() {
         "the daemon's log is kept: {log}"
     );
     let _ = std::process::Command::new("pkill")
-        .args(["-f", data.to_str().unwrap()])
+        .args(["-f", sock.to_str().unwrap()])
         .status();
     // Lost later: the app offers the button, it does not restart on its own.
     until(
@@ -355,13 +392,16 @@ fn a_daemon_that_cannot_start_is_explained() {
         exe: Some(daemon_wrapper(dir.path(), &data)),
         autostart: true,
         log: dir.path().join("daemon.log"),
+        data_dir: None,
     };
     let mut h: H<'_> = Harness::builder()
         .with_size(egui::vec2(900.0, 600.0))
         .build_ui_state(
             move |ui, app: &mut Option<App>| {
-                app.get_or_insert_with(|| App::new(ui.ctx(), socket.clone(), launch.clone()))
-                    .show(ui)
+                app.get_or_insert_with(|| {
+                    App::with_state_file(ui.ctx(), socket.clone(), launch.clone(), None)
+                })
+                .show(ui)
             },
             None,
         );
@@ -497,11 +537,46 @@ fn guest_passes_are_made_and_revoked_from_the_app() {
         h.query_by_label("Guest QR…").is_some()
     });
     h.get_by_label("Guest QR…").click();
+    // Its length is picked first.
+    until(&mut h, Duration::from_secs(5), "the pass lengths", |h| {
+        h.query_by_label("1 day").is_some()
+    });
+    h.get_by_label("1 day").click();
     until(
         &mut h,
         Duration::from_secs(5),
         "the guest pass window",
         |h| app(h).guest_pass.is_some(),
+    );
+    // Its link points at this machine only: the window says what to do.
+    assert!(
+        h.query_all_by_label_contains("no phone can open it")
+            .next()
+            .is_some(),
+        "no warning for a loopback guest link"
+    );
+    // Asked again, the pass made is offered, not a new one made.
+    app_mut(&mut h).guest_pass = None;
+    h.get_by_label("Guest QR…").click();
+    until(
+        &mut h,
+        Duration::from_secs(5),
+        "the earlier pass offered",
+        |h| {
+            h.query_all_by_label_contains("Show the pass made earlier")
+                .next()
+                .is_some()
+        },
+    );
+    h.get_by_label_contains("Show the pass made earlier")
+        .click();
+    until(&mut h, Duration::from_secs(5), "the same pass", |h| {
+        app(h).guest_pass.is_some()
+    });
+    assert_eq!(
+        rt.block_on(c.guest_list()).unwrap().len(),
+        1,
+        "one pass, not two"
     );
     let (pass, tex) = app(&h).guest_pass.clone().unwrap();
     assert!(tex.is_some(), "its QR code is drawn");
@@ -569,7 +644,8 @@ fn bidi_controls_from_others_are_shown_not_obeyed() {
         .unwrap()
         .click();
     until(&mut h, Duration::from_secs(5), "the message", |h| {
-        h.query_by_label_contains("open invoice<U+202E>fdp.exe<U+2069> now")
+        h.query_all_by_label_contains("open invoice<U+202E>fdp.exe<U+2069> now")
+            .next()
             .is_some()
     });
     assert!(h.query_by_label_contains("eve<U+202E>lin (you)").is_some());
@@ -580,4 +656,277 @@ fn bidi_controls_from_others_are_shown_not_obeyed() {
             "{c:?} reached the screen"
         );
     }
+}
+
+/// The daemon was running when the app started and is stopped later: the
+/// app says so and offers the button; it does not start one by itself (it
+/// would have been on whatever data folder its launcher names).
+#[test]
+fn a_daemon_that_went_away_is_not_started_again_unasked() {
+    let _g = serial();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let d = rt.block_on(async {
+        let d = Daemon::start(DaemonOpts::loopback("Ana"));
+        d.client().await;
+        d
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let other = dir.path().join("other-data");
+    let launch = Launch {
+        exe: Some(daemon_wrapper(dir.path(), &other)),
+        autostart: true,
+        log: dir.path().join("daemon.log"),
+        data_dir: None,
+    };
+    let socket = d.socket.clone();
+    let mut h: H<'_> = Harness::builder()
+        .with_size(egui::vec2(900.0, 600.0))
+        .build_ui_state(
+            move |ui, app: &mut Option<App>| {
+                app.get_or_insert_with(|| {
+                    App::with_state_file(ui.ctx(), socket.clone(), launch.clone(), None)
+                })
+                .show(ui)
+            },
+            None,
+        );
+    until(&mut h, Duration::from_secs(10), "the connection", |h| {
+        app(h).connection == Connection::Connected
+    });
+    drop(d);
+    until(
+        &mut h,
+        Duration::from_secs(10),
+        "the lost connection",
+        |h| matches!(app(h).connection, Connection::NotRunning(_)),
+    );
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(3) {
+        h.step();
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        matches!(app(&h).connection, Connection::NotRunning(_)),
+        "{:?}",
+        app(&h).connection
+    );
+    assert!(
+        !other.exists(),
+        "a daemon was started on another data folder"
+    );
+    assert!(h.query_by_label("Start peddlenetd").is_some());
+}
+
+/// A socket other than the default, no daemon there, nothing known of its
+/// data folder: the app starts none (it would be another identity on the
+/// default folder) and says what to do.
+#[test]
+fn no_daemon_is_started_for_a_custom_socket_with_an_unknown_folder() {
+    let _g = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("run/peddlenetd.sock");
+    let launch = Launch {
+        exe: None,
+        autostart: true,
+        log: dir.path().join("daemon.log"),
+        data_dir: None,
+    };
+    let mut h: H<'_> = Harness::builder()
+        .with_size(egui::vec2(900.0, 600.0))
+        .build_ui_state(
+            move |ui, app: &mut Option<App>| {
+                app.get_or_insert_with(|| {
+                    App::with_state_file(ui.ctx(), socket.clone(), launch.clone(), None)
+                })
+                .show(ui)
+            },
+            None,
+        );
+    until(
+        &mut h,
+        Duration::from_secs(5),
+        "the explanation",
+        |h| matches!(&app(h).connection, Connection::NotRunning(why) if why.contains("starts no daemon")),
+    );
+    assert!(app(&h).errors.is_empty(), "{:?}", app(&h).errors);
+}
+
+/// The room open last and the unread counts are kept when the app closes:
+/// messages that arrive meanwhile are counted, in the list and the title.
+#[test]
+fn unread_counts_and_the_open_room_survive_the_app_closing() {
+    let _g = serial();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (d, camp, quiet) = rt.block_on(async {
+        let d = Daemon::start(DaemonOpts::loopback("Ana"));
+        let c = d.client().await;
+        let camp = c.room_create("camp").await.unwrap();
+        c.send(&camp.id, "first").await.unwrap();
+        let quiet = c.room_create("quiet").await.unwrap();
+        (d, camp.id, quiet.id)
+    });
+    let c = rt.block_on(d.client());
+    {
+        let mut h = harness(d.socket.clone());
+        until(&mut h, Duration::from_secs(10), "the rooms", |h| {
+            app(h).rooms.len() == 2 && app(h).selected.is_some()
+        });
+        h.query_all_by_label("quiet").next().unwrap().click();
+        until(&mut h, Duration::from_secs(5), "quiet open", |h| {
+            app(h).selected.as_deref() == Some(quiet.as_str())
+        });
+    }
+    rt.block_on(async {
+        for t in ["one", "two", "three"] {
+            c.send(&camp, t).await.unwrap();
+        }
+    });
+    let mut h = harness(d.socket.clone());
+    // (Until their last messages are in: the list is sorted by them.)
+    until(&mut h, Duration::from_secs(10), "the rooms again", |h| {
+        app(h).rooms.len() == 2
+            && app(h).selected.is_some()
+            && app(h).chats.get(&camp).is_some_and(|c| c.loaded)
+    });
+    h.run_steps(2);
+    assert_eq!(app(&h).selected.as_deref(), Some(quiet.as_str()));
+    assert_eq!(app(&h).unread(&camp), 3);
+    assert!(
+        h.query_by_label("camp (3)").is_some(),
+        "the count in the list"
+    );
+    assert_eq!(app(&h).title(), "(3) PeddleNet");
+    // Opening it reads them.
+    h.query_all_by_label("camp (3)").next().unwrap().click();
+    until(&mut h, Duration::from_secs(5), "camp read", |h| {
+        app(h).unread(&camp) == 0
+    });
+    assert_eq!(app(&h).selected.as_deref(), Some(camp.as_str()));
+    assert_eq!(app(&h).title(), "PeddleNet");
+}
+
+/// Idle is idle: with nothing changing the worker asks for no frame (the
+/// daemon's uptime and the peers' round trips change, but nothing shown);
+/// with the daemon gone, its retries ask for none either.
+#[test]
+fn an_idle_app_asks_for_no_frames() {
+    let _g = serial();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mut d = rt.block_on(async {
+        let d = Daemon::start(DaemonOpts::loopback("Ana"));
+        let c = d.client().await;
+        let r = c.room_create("camp").await.unwrap();
+        c.send(&r.id, "fire is lit").await.unwrap();
+        d
+    });
+    let mut h = harness(d.socket.clone());
+    until(&mut h, Duration::from_secs(10), "the chat", |h| {
+        h.query_all_by_label_contains("fire is lit")
+            .next()
+            .is_some()
+    });
+    let asked = |h: &H<'_>| {
+        app(h)
+            .repaints_asked
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    let settle = |h: &mut H<'_>| {
+        for _ in 0..10 {
+            h.step();
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    settle(&mut h);
+    let before = asked(&h);
+    // More than two of the worker's refreshes.
+    std::thread::sleep(peddlenet_gui::worker::REFRESH_EVERY * 3);
+    h.step();
+    assert_eq!(asked(&h) - before, 0, "frames asked for while idle");
+    d.kill9();
+    until(
+        &mut h,
+        Duration::from_secs(10),
+        "the lost connection",
+        |h| matches!(app(h).connection, Connection::NotRunning(_)),
+    );
+    settle(&mut h);
+    let before = asked(&h);
+    std::thread::sleep(Duration::from_secs(4));
+    h.step();
+    assert_eq!(
+        asked(&h) - before,
+        0,
+        "frames asked for while retrying the daemon"
+    );
+}
+
+/// A message from someone else in a room not open raises a desktop
+/// notification; a muted room raises none.
+#[test]
+fn new_messages_elsewhere_notify_unless_the_room_is_muted() {
+    let _g = serial();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (a, b, camp, quiet) = rt.block_on(async {
+        let a = Daemon::start(DaemonOpts::loopback("Ana"));
+        let ca = a.client().await;
+        let camp = ca.room_create("camp").await.unwrap();
+        let quiet = ca.room_create("quiet").await.unwrap();
+        let b = Daemon::start(DaemonOpts::loopback("Bo").peer(&a.tcp_addr().await));
+        let cb = b.client().await;
+        for r in [&camp, &quiet] {
+            let (_, uri) = ca.room_invite(&r.id).await.unwrap();
+            cb.room_join(&uri).await.unwrap();
+            wait_room_peers(&cb, &r.id, 1).await;
+        }
+        (a, b, camp.id, quiet.id)
+    });
+    let cb = rt.block_on(b.client());
+    let mut h = harness(a.socket.clone());
+    until(&mut h, Duration::from_secs(10), "the rooms", |h| {
+        app(h).rooms.len() == 2 && app(h).chats.values().all(|c| c.loaded)
+    });
+    h.run_steps(2);
+    h.query_all_by_label("camp").next().unwrap().click();
+    until(&mut h, Duration::from_secs(5), "camp open", |h| {
+        app(h).selected.as_deref() == Some(camp.as_str())
+    });
+    rt.block_on(cb.send(&quiet, "anyone awake?")).unwrap();
+    until(&mut h, Duration::from_secs(10), "the notification", |h| {
+        app(h)
+            .notified
+            .iter()
+            .any(|(s, b)| s == "Bo in quiet" && b == "anyone awake?")
+    });
+    // Mute it from its menu.
+    h.query_all_by_label_contains("quiet")
+        .next()
+        .unwrap()
+        .click_secondary();
+    h.run_steps(2);
+    h.get_by_label("Mute notifications").click();
+    h.run_steps(2);
+    assert!(app(&h).saved.muted.contains(&quiet));
+    let before = app(&h).notified.len();
+    rt.block_on(cb.send(&quiet, "hello?")).unwrap();
+    until(&mut h, Duration::from_secs(10), "the message", |h| {
+        app(h)
+            .chats
+            .get(&quiet)
+            .is_some_and(|c| c.messages.iter().any(|m| m.text == "hello?"))
+    });
+    assert_eq!(app(&h).notified.len(), before, "a muted room notified");
+    // In the open room, no notification either.
+    rt.block_on(cb.send(&camp, "here")).unwrap();
+    until(
+        &mut h,
+        Duration::from_secs(10),
+        "the message in camp",
+        |h| {
+            app(h)
+                .chats
+                .get(&camp)
+                .is_some_and(|c| c.messages.iter().any(|m| m.text == "here"))
+        },
+    );
+    assert_eq!(app(&h).notified.len(), before);
 }

@@ -1,6 +1,8 @@
-//! The real window: `peddlenet-gui` started under Xvfb against a real daemon,
-//! photographed with ImageMagick's `import`. The picture is kept as
-//! `<target>/screenshots/peddlenet-gui.png` and must not be blank.
+//! The real window: `peddlenet-gui` started under Xvfb against a real daemon
+//! holding a conversation with a long link, Arabic, Chinese, Hindi and emoji,
+//! photographed with ImageMagick's `import` at 800×600, 960×640 and
+//! 1920×1080. The pictures are kept as
+//! `<target>/screenshots/peddlenet-gui-<W>x<H>.png` and must not be blank.
 //! Needs Xvfb and ImageMagick (`.ci/run` installs them); in CI a skip is a failure.
 
 use std::process::{Child, Command, Stdio};
@@ -47,13 +49,31 @@ fn the_real_window_under_xvfb_is_not_blank() {
     }
     let _g = serial();
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let d = rt.block_on(async {
+    let (d, _b) = rt.block_on(async {
         let d = Daemon::start(DaemonOpts::loopback("Ana"));
         let c = d.client().await;
         let r = c.room_create("Ridge camp").await.unwrap();
+        let (_, uri) = c.room_invite(&r.id).await.unwrap();
+        let b = Daemon::start(DaemonOpts::loopback("Bo").peer(&d.tcp_addr().await));
+        let cb = b.client().await;
+        cb.room_join(&uri).await.unwrap();
+        wait_room_peers(&cb, &r.id, 1).await;
         c.send(&r.id, "fire is lit, come over").await.unwrap();
-        d
+        c.send(&r.id, "Route notes: https://maps.example.org/trails/ridge-camp/overview?from=north-gate&to=summit-hut&via=lakeside-path,old-quarry,pine-hollow&mode=walk&lang=en").await.unwrap();
+        cb.send(&r.id, "مرحبا بالجميع، النار مشتعلة عند المخيم").await.unwrap();
+        cb.send(&r.id, "大家好，营火已经点燃了，快来吧！").await.unwrap();
+        c.send(&r.id, "सभी को नमस्ते, आग जल गई है").await.unwrap();
+        cb.send(&r.id, "🔥⛺🌲 see you at the fire 👋😀").await.unwrap();
+        cb.send(&r.id, "https://downloads.example.net/maps/offline/ridge-camp-area-topographic-2026-edition-high-resolution-tiles.zip").await.unwrap();
+        c.send(&r.id, "שלום · こんにちは · 안녕하세요\nbring water\nand a torch").await.unwrap();
+        (d, b)
     });
+    for (w, h) in [(800, 600), (960, 640), (1920, 1080)] {
+        photograph(&d, w, h);
+    }
+}
+
+fn photograph(d: &Daemon, w: u32, h: u32) {
     // A display nobody holds: a killed Xvfb leaves its lock file (and maybe
     // its socket) behind, and a new one refuses that display number.
     let n = (0..100)
@@ -67,7 +87,7 @@ fn the_real_window_under_xvfb_is_not_blank() {
                 display.as_str(),
                 "-screen",
                 "0",
-                "1280x800x24",
+                &format!("{w}x{h}x24"),
                 "-nolisten",
                 "tcp",
             ])
@@ -109,6 +129,9 @@ fn the_real_window_under_xvfb_is_not_blank() {
         Command::new(bin("peddlenet-gui"))
             .arg("--socket")
             .arg(&d.socket)
+            .arg("--size")
+            .arg(format!("{w}x{h}"))
+            .env("XDG_STATE_HOME", d.dir.join("gui-state"))
             .env("DISPLAY", &display)
             .env_remove("WAYLAND_DISPLAY")
             .env("PEDDLENET_LOG", "info")
@@ -119,7 +142,7 @@ fn the_real_window_under_xvfb_is_not_blank() {
     );
     let out_dir = bin("peddlenet-gui").parent().unwrap().join("screenshots");
     std::fs::create_dir_all(&out_dir).unwrap();
-    let shot = out_dir.join("peddlenet-gui.png");
+    let shot = out_dir.join(format!("peddlenet-gui-{w}x{h}.png"));
     // Photograph until the window has drawn and settled: two pictures alike
     // in a row (a spinner, while history loads, keeps them apart).
     let t = Instant::now();

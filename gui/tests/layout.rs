@@ -1,0 +1,233 @@
+//! The chat's layout with hard content, checked through the accessibility
+//! tree (egui_kittest): long links and words, Arabic, Chinese, Hindi, Hebrew,
+//! Japanese, Korean, emoji, several lines, and delivery states, from both
+//! sides, at 800×600, 960×640 and 1920×1080. Nothing of the chat may lie
+//! outside its pane, every message keeps its text and time, and the
+//! composer and Send stay in the window. The window itself is photographed
+//! at the three sizes by `tests/screenshot.rs`.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use egui::accesskit::Role;
+use egui_kittest::Harness;
+use egui_kittest::kittest::{NodeT, Queryable, by};
+use peddlenet_gui::App;
+use peddlenet_gui::worker::{Connection, Launch};
+use peddlenet_tests::*;
+
+type H<'a> = Harness<'a, Option<App>>;
+
+pub const LONG_URL: &str = "Route notes: https://maps.example.org/trails/ridge-camp/overview?from=north-gate&to=summit-hut&via=lakeside-path,old-quarry,pine-hollow&mode=walk&lang=en";
+pub const LONG_URL_2: &str = "https://downloads.example.net/maps/offline/ridge-camp-area-topographic-2026-edition-high-resolution-tiles.zip";
+pub const ARABIC: &str = "مرحبا بالجميع، النار مشتعلة عند المخيم";
+pub const CHINESE: &str = "大家好，营火已经点燃了，快来吧！";
+pub const HINDI: &str = "सभी को नमस्ते, आग जल गई है";
+pub const EMOJI: &str = "🔥⛺🌲 see you at the fire 👋😀";
+pub const MULTI: &str = "שלום · こんにちは · 안녕하세요\nbring water\nand a torch";
+/// A word longer than any line.
+pub const LONG_WORD: &str = "Aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaah!";
+
+fn harness<'a>(socket: PathBuf, state: PathBuf, size: egui::Vec2) -> H<'a> {
+    Harness::builder().with_size(size).build_ui_state(
+        move |ui, app: &mut Option<App>| {
+            app.get_or_insert_with(|| {
+                App::with_state_file(
+                    ui.ctx(),
+                    socket.clone(),
+                    Launch {
+                        autostart: false,
+                        ..Launch::default()
+                    },
+                    Some(state.clone()),
+                )
+            })
+            .show(ui)
+        },
+        None,
+    )
+}
+
+fn app<'h>(h: &'h H<'_>) -> &'h App {
+    h.state().as_ref().expect("the app started")
+}
+
+fn until(h: &mut H<'_>, limit: Duration, what: &str, mut ok: impl FnMut(&mut H<'_>) -> bool) {
+    let start = Instant::now();
+    loop {
+        h.step();
+        if ok(h) {
+            return;
+        }
+        assert!(
+            start.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}; errors: {:?}",
+            app(h).errors
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Two daemons in one room; Ana (the app's) and Bo write the conversation.
+fn conversation(rt: &tokio::runtime::Runtime) -> (Daemon, Daemon, String) {
+    rt.block_on(async {
+        let a = Daemon::start(DaemonOpts::loopback("Ana"));
+        let ca = a.client().await;
+        let r = ca.room_create("Ridge camp").await.unwrap();
+        let (_, uri) = ca.room_invite(&r.id).await.unwrap();
+        let b = Daemon::start(DaemonOpts::loopback("Bo").peer(&a.tcp_addr().await));
+        let cb = b.client().await;
+        cb.room_join(&uri).await.unwrap();
+        wait_room_peers(&cb, &r.id, 1).await;
+        ca.send(&r.id, LONG_URL).await.unwrap();
+        cb.send(&r.id, ARABIC).await.unwrap();
+        cb.send(&r.id, CHINESE).await.unwrap();
+        ca.send(&r.id, HINDI).await.unwrap();
+        cb.send(&r.id, EMOJI).await.unwrap();
+        cb.send(&r.id, LONG_URL_2).await.unwrap();
+        cb.send(&r.id, LONG_WORD).await.unwrap();
+        ca.send(&r.id, MULTI).await.unwrap();
+        ca.send(&r.id, LONG_WORD).await.unwrap();
+        (a, b, r.id)
+    })
+}
+
+/// Every node of the chat pane lies inside it (horizontally; vertically the
+/// message list scrolls), the composer and Send lie inside it and the
+/// window, and each message's text is there.
+fn check_layout(h: &mut H<'_>, size: egui::Vec2, texts: &[&str]) {
+    let regions = app(h).regions;
+    let chat = regions.chat.expect("the chat pane was drawn");
+    let window = egui::Rect::from_min_size(egui::Pos2::ZERO, size);
+    let slack = 1.0;
+    assert!(
+        chat.left() >= 0.0 && chat.right() <= size.x + slack,
+        "{size:?}: the chat pane {chat:?} is not inside the window"
+    );
+    let mut outside = Vec::new();
+    for node in h.query_all(by().include_labels()) {
+        let Some(b) = node.accesskit_node().bounding_box() else {
+            continue;
+        };
+        let r = egui::Rect::from_min_max(
+            egui::pos2(b.x0 as f32, b.y0 as f32),
+            egui::pos2(b.x1 as f32, b.y1 as f32),
+        );
+        if !r.is_positive() || r.center().x < chat.left() || r.center().y < chat.top() {
+            continue; // not in the chat pane (rooms list, top bar), or empty
+        }
+        if r.left() < chat.left() - slack || r.right() > chat.right() + slack {
+            let n = node.accesskit_node();
+            outside.push(format!(
+                "{:?} {:?} at {r:?}",
+                n.role(),
+                n.value().or(n.label()).unwrap_or_default()
+            ));
+        }
+    }
+    assert!(
+        outside.is_empty(),
+        "{size:?}: outside the chat pane {chat:?}:\n{}",
+        outside.join("\n")
+    );
+    let composer = regions.composer.expect("the composer was drawn");
+    for (what, r) in [
+        ("the composer", composer),
+        ("Send", h.get_by_label("Send").rect()),
+        (
+            "the message box",
+            h.get_by_role_and_label(Role::MultilineTextInput, "Message")
+                .rect(),
+        ),
+    ] {
+        assert!(
+            window.contains_rect(r) && chat.expand(slack).contains_rect(r),
+            "{size:?}: {what} at {r:?} is not inside the window {window:?} and the chat {chat:?}"
+        );
+    }
+    let messages = regions.messages.expect("the message list was drawn");
+    assert!(
+        messages.bottom() <= composer.top() + slack,
+        "{size:?}: the messages {messages:?} run under the composer {composer:?}"
+    );
+    for t in texts {
+        // Its start (a link is a label of its own, after the text before it).
+        let first: String = t.lines().next().unwrap().chars().take(10).collect();
+        let first = first.as_str();
+        let n = h
+            .query_all(by().label_contains(first).include_labels())
+            .count();
+        assert!(n >= 1, "{size:?}: the message {first:?} is not shown");
+    }
+    // Each message shows its time (hh:mm) in its bubble.
+    let times = h
+        .query_all(by().predicate(|n| {
+            n.role() == Role::Label
+                && n.value().is_some_and(|v| {
+                    v.len() == 5
+                        && v.as_bytes()[2] == b':'
+                        && v.chars().filter(char::is_ascii_digit).count() == 4
+                })
+        }))
+        .count();
+    let shown = app(h)
+        .chats
+        .values()
+        .map(|c| c.messages.len())
+        .max()
+        .unwrap_or(0);
+    assert!(
+        times >= shown,
+        "{size:?}: {times} times shown for {shown} messages"
+    );
+}
+
+#[test]
+fn long_and_foreign_messages_stay_inside_the_chat_at_three_sizes() {
+    let _g = serial();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (a, _b, room) = conversation(&rt);
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = harness(
+        a.socket.clone(),
+        dir.path().join("gui.json"),
+        egui::vec2(960.0, 640.0),
+    );
+    until(&mut h, Duration::from_secs(15), "the conversation", |h| {
+        app(h).connection == Connection::Connected
+            && app(h).chats.get(&room).is_some_and(|c| {
+                c.messages.len() == 9 && c.messages.iter().all(|m| !m.own || m.delivery.is_some())
+            })
+    });
+    let texts = [
+        LONG_URL, ARABIC, CHINESE, HINDI, EMOJI, LONG_URL_2, LONG_WORD, MULTI,
+    ];
+    for size in [
+        egui::vec2(960.0, 640.0),
+        egui::vec2(800.0, 600.0),
+        egui::vec2(1920.0, 1080.0),
+        egui::vec2(960.0, 640.0),
+    ] {
+        h.set_size(size);
+        h.run_steps(4);
+        check_layout(&mut h, size, &texts);
+    }
+    // Every script is drawn with real glyphs, not empty boxes.
+    until(&mut h, Duration::from_secs(10), "the system's fonts", |h| {
+        app(h).fonts.get().is_some()
+    });
+    h.run_steps(2);
+    let defs = h.ctx.fonts(|f| f.definitions().clone());
+    for t in [ARABIC, CHINESE, HINDI, EMOJI, MULTI, LONG_URL, "✓✓○"] {
+        for c in t
+            .chars()
+            .filter(|c| !c.is_whitespace() && !c.is_ascii_punctuation())
+        {
+            assert!(
+                peddlenet_gui::fonts::covers(&defs, &egui::FontFamily::Proportional, c),
+                "no glyph for {c:?} (U+{:04X}) of {t:?}",
+                c as u32
+            );
+        }
+    }
+}
