@@ -347,6 +347,7 @@ impl Protocol for Cores {
                 request: Request::Send {
                     room,
                     text: text(msg, text_len(msg)),
+                    as_name: None,
                 },
             },
         );

@@ -152,18 +152,3 @@ fn invariant_checks_catch_a_leaky_protocol() {
         assert!(text.contains(what), "{text}");
     }
 }
-
-/// A seed that breaks the reachability invariant at 300 nodes: four member
-/// pairs a time-respecting path reached get nothing by the end. Too large
-/// for the test command; run with `--ignored` in release.
-#[test]
-#[ignore]
-fn replay_300_nodes_seed_1() {
-    let p = FestivalParams::new(300, 3600.0, 1);
-    let (_, r, _) = peddlenet_sim::run_festival(&p, BUDGETS).expect("runs");
-    assert_eq!(
-        r.invariant_violations, 0,
-        "{:?}",
-        r.peddlenet.violation_samples
-    );
-}
