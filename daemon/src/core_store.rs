@@ -3,7 +3,6 @@
 //! Every method is one call into [`Store`]; durability is the flusher's
 //! (the core asks for it with `Output::MakeDurable`).
 
-use peddlenet_node::relay as core_relay;
 use peddlenet_node::{
     Cursor, Delivery, NodeStore, RelayInserted, RelayLimits, RoomRecord, StoreError, StoreResult,
     StoredMessage, Verified,
@@ -19,16 +18,6 @@ fn err(e: peddlenet_store::Error) -> StoreError {
     StoreError {
         disk_full: e.is_disk_full(),
         message: e.to_string(),
-    }
-}
-
-fn limits(l: &RelayLimits) -> peddlenet_store::RelayLimits {
-    peddlenet_store::RelayLimits {
-        budget_bytes: l.budget_bytes,
-        room_bytes: l.room_bytes,
-        author_bytes: l.author_bytes,
-        expiry_ms: l.expiry_ms,
-        max_rooms: l.max_rooms,
     }
 }
 
@@ -206,8 +195,7 @@ impl NodeStore for SledStore {
         now_ms: u64,
         l: &RelayLimits,
     ) -> StoreResult<RelayInserted> {
-        let r = self
-            .0
+        self.0
             .relay_insert(
                 &env.room(),
                 &env.author_tag(),
@@ -215,18 +203,9 @@ impl NodeStore for SledStore {
                 &env.id(),
                 env.bytes(),
                 now_ms,
-                &limits(l),
+                l,
             )
-            .map_err(err)?;
-        Ok(match r {
-            peddlenet_store::RelayInserted::New { evicted } => RelayInserted::New { evicted },
-            peddlenet_store::RelayInserted::Duplicate => RelayInserted::Duplicate,
-            peddlenet_store::RelayInserted::Refused(why) => RelayInserted::Refused(match why {
-                peddlenet_store::Refused::Expired => core_relay::Refused::Expired,
-                peddlenet_store::Refused::TooManyRooms => core_relay::Refused::TooManyRooms,
-                peddlenet_store::Refused::Full => core_relay::Refused::Full,
-            }),
-        })
+            .map_err(err)
     }
     fn relay_items(&self, room: &RoomId) -> StoreResult<Vec<(u64, MessageId)>> {
         self.0.relay_items(room).map_err(err)
@@ -241,8 +220,8 @@ impl NodeStore for SledStore {
         self.0.relay_take_room(room).map_err(err)
     }
     fn relay_expire(&mut self, now_ms: u64, l: &RelayLimits) -> StoreResult<usize> {
-        let n = self.0.relay_expire(now_ms, &limits(l)).map_err(err)?;
-        Ok(n + self.0.relay_shrink(&limits(l)).map_err(err)?)
+        let n = self.0.relay_expire(now_ms, l).map_err(err)?;
+        Ok(n + self.0.relay_shrink(l).map_err(err)?)
     }
     fn relay_bytes(&self) -> u64 {
         self.0.relay_totals().bytes

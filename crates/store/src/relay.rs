@@ -40,54 +40,9 @@ use crate::{ENVELOPE, Error, Result, Store, id_key, room_prefix, timed_key, time
 pub(crate) const RELAY: u8 = b'R';
 pub(crate) const RELAY_AUTHOR: u8 = b'A';
 
-/// An author as a relay sees it: the envelope's author tag, which is keyed
-/// per room and so cannot be linked across rooms.
-pub type AuthorTag = [u8; 16];
-
-/// Bounds of relay storage.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RelayLimits {
-    /// Total bytes of relayed envelopes.
-    pub budget_bytes: u64,
-    /// Bytes one room may take.
-    pub room_bytes: u64,
-    /// Bytes one author (tag) may take in one room.
-    pub author_bytes: u64,
-    /// Envelopes whose timestamp is older than this are dropped and refused.
-    pub expiry_ms: u64,
-    /// Rooms carried at once.
-    pub max_rooms: usize,
-}
-
-impl Default for RelayLimits {
-    fn default() -> Self {
-        Self {
-            budget_bytes: 64 << 20,
-            room_bytes: 16 << 20,
-            author_bytes: 4 << 20,
-            expiry_ms: 3 * 24 * 3600 * 1000,
-            max_rooms: 256,
-        }
-    }
-}
-
-/// Why a relay did not keep an envelope.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refused {
-    /// Its timestamp is past the expiry.
-    Expired,
-    /// The relay carries as many rooms as it may.
-    TooManyRooms,
-    /// Keeping it would mean evicting newer envelopes of its own room or author.
-    Full,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RelayInserted {
-    New { evicted: usize },
-    Duplicate,
-    Refused(Refused),
-}
+// The relay's bounds and outcomes are the node core's own types: the core
+// decides with them (`peddlenet_node::relay`), this store keeps to them.
+pub use peddlenet_node::relay::{AuthorTag, Refused, RelayInserted, RelayLimits};
 
 /// Bytes and envelopes held for one room.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
