@@ -40,6 +40,7 @@ declare -A DESC=(
 # Controllers each test needs (default 2).
 declare -A BT=([daemons]=3)
 passed=0 failed=()
+declare -A redone=()
 for t in "${TESTS[@]}"; do
     script=tests/ble/lab-$t.sh
     [[ -x "$script" ]] || { echo "FAIL $t: no $script"; failed+=("$t"); continue; }
@@ -50,12 +51,22 @@ for t in "${TESTS[@]}"; do
         # One VM per run; per-run lines and the summary go to the log.
         tests/ble/firstlink-lab.sh "${LAB_FIRSTLINK_RUNS:-5}" >"$log" 2>&1 || rc=$?
     else
-        tests/vmlab/run.sh --bt "${BT[$t]:-2}" --timeout 900 -- "$script" >"$log" 2>&1 || rc=$?
+        # Exit 125 is the lab itself (setup, or btvirt/bluetoothd/the guest
+        # kernel dying under the test: tests/vmlab/guest-init.sh lab_fault):
+        # the test is redone once, and the redo is reported on its line.
+        for try in 1 2; do
+            rc=0
+            tests/vmlab/run.sh --bt "${BT[$t]:-2}" --timeout 900 -- "$script" >"$log" 2>&1 || rc=$?
+            ((rc == 125 && try == 1)) || break
+            cp "$log" "$OUT/$t.lab-fault.log"
+            redone[$t]=$(grep -m1 'vmlab: error' "$log" | sed 's/^.*vmlab: error: //')
+            echo "REDO $t: the lab failed under it (${redone[$t]}); log: $OUT/$t.lab-fault.log"
+        done
     fi
     secs=$(($(date +%s) - start))
     if ((rc == 0)); then
         passed=$((passed + 1))
-        echo "PASS $t (${secs}s): ${DESC[$t]:-}"
+        echo "PASS $t (${secs}s${redone[$t]:+, redone after a lab fault}): ${DESC[$t]:-}"
         grep -E ': (PASS|REPORT|FIGURE)|^FIGURE|^run [0-9]' "$log" | sed 's/^\[[0-9:]*\] /    /; s/^\(FIGURE\|run \)/    \1/'
     else
         failed+=("$t")
@@ -63,5 +74,5 @@ for t in "${TESTS[@]}"; do
         grep -m8 -E 'FAIL|error|^FIGURE' "$log" | sed 's/^/    /'
     fi
 done
-echo "summary: $passed of ${#TESTS[@]} BLE lab tests passed${failed:+; failed: ${failed[*]}}"
+echo "summary: $passed of ${#TESTS[@]} BLE lab tests passed${failed:+; failed: ${failed[*]}}${redone[*]:+; ${#redone[@]} redone after a lab fault: ${!redone[*]}}"
 ((${#failed[@]} == 0))

@@ -156,6 +156,7 @@ setup_bluetooth() {
     # shellcheck disable=SC2086 # word splitting of extra args is intended
     /usr/libexec/bluetooth/bluetoothd -n ${VMLAB_BLUETOOTHD_ARGS:-} \
         >"$RUN_DIR/bluetoothd.log" 2>&1 &
+    BLUETOOTHD_PID=$!
     wait_for 10 "bluetoothd on D-Bus (see bluetoothd.log)" \
         dbus-send --system --print-reply --dest=org.freedesktop.DBus / \
         org.freedesktop.DBus.GetNameOwner string:org.bluez
@@ -192,6 +193,26 @@ setup_wifi() {
 # The command's stdout/stderr is a pipe (as in CI, so programs do not see a
 # terminal), relayed to ttyS1 by cat. Background processes the command leaves
 # behind may keep the pipe open; we wait for the relay only briefly.
+# lab_fault: prints what of the lab itself died under the command, if
+# anything did. BlueZ 5.66's emulator and daemon have crashes of their own
+# that no client can cause or survive: btvirt's general protection fault
+# (the kernel then trips over the vanished controller, dmesg "list_del
+# corruption" in hci_chan_del) and bluetoothd's abort on a D-Bus path
+# assertion after att_get_device's getpeername fails. A failed command under
+# either says nothing about PeddleNet; the host redoes it (tests/ble/run-lab.sh).
+lab_fault() {
+    local what=()
+    [[ -n "${BTVIRT_PID:-}" ]] && ! kill -0 "$BTVIRT_PID" 2>/dev/null \
+        && what+=("btvirt (the controller emulator) died")
+    [[ -n "${BLUETOOTHD_PID:-}" ]] && ! kill -0 "$BLUETOOTHD_PID" 2>/dev/null \
+        && what+=("bluetoothd died")
+    dmesg 2>/dev/null | grep -q -E 'kernel BUG|general protection fault' \
+        && what+=("the guest kernel reported a BUG or general protection fault")
+    ((${#what[@]})) || return 1
+    local IFS=';'
+    echo "${what[*]} (see bluetoothd.log, btvirt.log, dmesg.log)"
+}
+
 run_command() {
     local rc=0 relay fifo=/run/vmlab/output.fifo i
     stty -F "$OUT_TTY" raw -echo 2>/dev/null || true
@@ -202,6 +223,10 @@ run_command() {
     bash "$RUN_DIR/cmd.sh" >"$fifo" 2>&1 </dev/null || rc=$?
     log "command exited with $rc"
     STATUS="exit=$rc"
+    if ((rc != 0)); then
+        local fault
+        fault=$(lab_fault) && STATUS="lab-fault=$fault"
+    fi
     for ((i = 0; i < 20; i++)); do  # up to 2 s
         kill -0 "$relay" 2>/dev/null || break
         sleep 0.1

@@ -209,6 +209,9 @@ main() {
                 rm -rf "$RUN_DIR"
             fi
             exit "$rc" ;;
+        lab-fault=*)
+            vmlab_log "error: lab fault: ${status#lab-fault=}; the command failed under it; logs in $RUN_DIR"
+            exit 125 ;;
         lab-error=*)
             vmlab_log "error: lab setup failed in the guest: ${status#lab-error=}"
             show_diagnostics
