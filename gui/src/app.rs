@@ -2048,6 +2048,8 @@ fn message_list(
     now: u64,
     track: Option<&str>,
 ) -> (Option<f32>, Option<f32>) {
+    // Clear of the scroll bar, which floats over the list's right edge.
+    ui.set_max_width((ui.available_width() - 14.0).max(80.0));
     let pane = ui.available_width();
     let (mut first_y, mut track_y) = (None, None);
     let bubble_max = (pane * 0.75).clamp(80.0, BUBBLE_MAX);
@@ -2139,7 +2141,7 @@ fn bubble(ui: &mut egui::Ui, m: &MessageInfo, max_w: f32, tz: &jiff::tz::TimeZon
                 .x;
             ui.set_max_width(widest.max(70.0).min(max_w));
             ui.with_layout(egui::Layout::top_down(egui::Align::Min), |ui| {
-                message_text(ui, &text, text_color);
+                message_text(ui, &text, text_color, url_color(m.own, dark));
                 ui.horizontal(|ui| {
                     let stamp = RichText::new(when::clock(m.timestamp_ms, tz))
                         .small()
@@ -2170,7 +2172,17 @@ fn bubble(ui: &mut egui::Ui, m: &MessageInfo, max_w: f32, tz: &jiff::tz::TimeZon
 }
 
 /// The text, wrapped, with links clickable (opened in the browser).
-fn message_text(ui: &mut egui::Ui, text: &str, color: Color32) {
+/// Links stand out from the text and keep a contrast of at least 4.5:1
+/// with the bubble (WCAG AA) in both themes.
+fn url_color(own: bool, dark: bool) -> Color32 {
+    match (own, dark) {
+        (true, true) => Color32::from_rgb(190, 225, 255),
+        (false, true) => Color32::from_rgb(110, 180, 255),
+        (_, false) => Color32::from_rgb(0, 70, 160),
+    }
+}
+
+fn message_text(ui: &mut egui::Ui, text: &str, color: Color32, link: Color32) {
     let links = find_links(text);
     if links.is_empty() {
         ui.add(egui::Label::new(RichText::new(text).color(color)).wrap());
@@ -2186,13 +2198,9 @@ fn message_text(ui: &mut egui::Ui, text: &str, color: Color32) {
             }
             let url = &text[s..e];
             let r = ui.add(
-                egui::Label::new(
-                    RichText::new(url)
-                        .color(Color32::from_rgb(110, 180, 255))
-                        .underline(),
-                )
-                .wrap()
-                .sense(egui::Sense::click()),
+                egui::Label::new(RichText::new(url).color(link).underline())
+                    .wrap()
+                    .sense(egui::Sense::click()),
             );
             if r.hovered() {
                 ui.ctx().set_cursor_icon(egui::CursorIcon::PointingHand);
