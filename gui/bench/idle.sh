@@ -57,7 +57,8 @@ export DISPLAY=:$n
 unset WAYLAND_DISPLAY
 export XDG_STATE_HOME=$W/state
 t0=$(date +%s.%N)
-"$GUI" --socket "$W/a/s.sock" --no-start 2>"$W/gui.log" & gp=$!; pids+=($gp)
+PEDDLENET_LOG=${PEDDLENET_LOG:-warn,peddlenet_gui::fonts=info} \
+  "$GUI" --socket "$W/a/s.sock" --no-start >"$W/gui.log" 2>&1 & gp=$!; pids+=($gp)
 # The first drawn frame: the picture has the conversation's text in it.
 while :; do
   /usr/bin/import -display :$n -window root "$W/shot.png" 2>/dev/null || true
@@ -85,3 +86,5 @@ kill "${pids[0]}"; wait "${pids[0]}" 2>/dev/null || true
 sleep 2
 measure "daemon stopped" "$DOWN"
 echo "RSS at the end: $(grep VmRSS /proc/$gp/status | awk '{print $2, $3}')"
+# The system fonts the app loaded (the last report of its font thread).
+grep -a 'system fonts' "$W/gui.log" | tail -1 | sed 's/\x1b\[[0-9;]*m//g' || true

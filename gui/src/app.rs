@@ -29,8 +29,9 @@ fn shown(s: &str) -> std::borrow::Cow<'_, str> {
     peddlenet_api::text::sanitize(s)
 }
 
-/// Symbols the app itself draws, besides the text it is given.
-const APP_SYMBOLS: &str = "○✓⚠✕…·“”";
+/// Symbols the app draws beside own messages (delivery) and errors.
+const TICKS: &str = "○✓";
+const ERROR_MARKS: &str = "⚠✕";
 
 /// Messages kept per room in memory; older ones are paged in again on demand.
 pub const MAX_KEPT: usize = 5000;
@@ -212,9 +213,7 @@ impl App {
         mut launch: Launch,
         state: Option<PathBuf>,
     ) -> Self {
-        let mut fonts = crate::fonts::Fonts::new(ctx);
-        // The app's own symbols (ticks, warnings), in case egui's fonts lack them.
-        fonts.note(APP_SYMBOLS);
+        let fonts = crate::fonts::Fonts::new(ctx);
         // Desktop notifications from the app proper (`new`), not from tests.
         let notify = false;
         let saved = state.as_deref().map(Saved::load).unwrap_or_default();
@@ -291,6 +290,8 @@ impl App {
     }
 
     fn error(&mut self, e: String) {
+        self.fonts.note(&e);
+        self.fonts.note(ERROR_MARKS);
         if self.errors.last() == Some(&e) {
             return;
         }
@@ -664,15 +665,20 @@ impl App {
             Update::History { messages, .. } => messages.iter().for_each(|m| {
                 f.note(&m.text);
                 f.note(&m.author_name);
+                if m.own {
+                    f.note(TICKS);
+                }
             }),
             Update::Sent(m) | Update::Event(Event::Message { message: m }) => {
                 f.note(&m.text);
                 f.note(&m.author_name);
+                if m.own {
+                    f.note(TICKS);
+                }
             }
             Update::GuestPass(g) => f.note(&g.room_name),
             Update::Guests(gs) => gs.iter().for_each(|g| f.note(&g.room_name)),
             Update::WifiHotspot(h) => f.note(&h.ssid),
-            Update::Error(e) => f.note(e),
             _ => {}
         }
     }
