@@ -98,6 +98,8 @@ pub struct ListView {
     pub content: f32,
     pub height: f32,
     pub first_y: f32,
+    /// Space above the messages, so that a short conversation sits at the bottom.
+    pub pad: f32,
 }
 
 impl ListView {
@@ -1330,6 +1332,9 @@ impl App {
         let keep = chat.keep.clone();
         let scroll = area.show(ui, |ui| {
             let top = ui.min_rect().top();
+            // A conversation shorter than the pane sits at its bottom, by
+            // the composer, as in any chat.
+            ui.add_space(chat.view.pad);
             if older.is_some() && ui.button("Load older messages").clicked() {
                 load_older = true;
             }
@@ -1353,11 +1358,18 @@ impl App {
         });
         self.regions.messages = Some(scroll.inner_rect);
         let (first_y, kept_y) = scroll.inner;
+        let pad = (scroll.inner_rect.height() - (scroll.content_size.y - chat.view.pad)).max(0.0);
+        if (pad - chat.view.pad).abs() > 0.5 {
+            // Drawn again at once with the new padding (no frame at the top).
+            ui.ctx().request_discard("the messages sit at the bottom");
+            ui.ctx().request_repaint();
+        }
         chat.view = ListView {
             offset: scroll.state.offset.y,
             content: scroll.content_size.y,
             height: scroll.inner_rect.height(),
             first_y: first_y.unwrap_or(0.0),
+            pad,
         };
         if let Some((_, from_top)) = chat.keep.take()
             && let Some(y) = kept_y
