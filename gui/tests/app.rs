@@ -787,6 +787,15 @@ fn unread_counts_and_the_open_room_survive_the_app_closing() {
         let camp = c.room_create("camp").await.unwrap();
         c.send(&camp.id, "first").await.unwrap();
         let quiet = c.room_create("quiet").await.unwrap();
+        // The daemon counts a room's messages as it stores them: wait for
+        // "first" to be counted, or the app (rightly) takes it for unread.
+        for _ in 0..100 {
+            let rooms = c.room_list().await.unwrap();
+            if rooms.iter().any(|r| r.id == camp.id && r.messages == 1) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         (d, camp.id, quiet.id)
     });
     let c = rt.block_on(d.client());
