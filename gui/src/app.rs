@@ -781,6 +781,21 @@ impl App {
             self.fonts.note(t);
         }
         self.apply_found();
+        // An invite pasted with no text field focused joins its room.
+        let pasted = ctx.input(|i| {
+            i.events.iter().find_map(|e| match e {
+                egui::Event::Paste(t) if t.trim().starts_with("peddlenet://join/") => {
+                    Some(t.trim().to_owned())
+                }
+                _ => None,
+            })
+        });
+        if let Some(invite) = pasted
+            && ctx.memory(|m| m.focused().is_none())
+            && self.connection == Connection::Connected
+        {
+            self.cmd(Cmd::Join(invite));
+        }
         let dropped: Vec<egui::DroppedFile> = ctx.input(|i| i.raw.dropped_files.clone());
         for f in dropped {
             if let Some(p) = &f.path {

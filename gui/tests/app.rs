@@ -1288,5 +1288,19 @@ fn join_by_a_qr_picture_pasted_from_the_clipboard() {
     until(&mut h, Duration::from_secs(10), "the room joined", |h| {
         app(h).rooms.iter().any(|r| r.id == room)
     });
+    // An invite's link pasted (Ctrl+V) with no text field focused joins too.
+    let (room2, uri2) = rt.block_on(async {
+        let cb = b.client().await;
+        let r = cb.room_create("Bo's kitchen").await.unwrap();
+        let (_, uri) = cb.room_invite(&r.id).await.unwrap();
+        (r.id, uri)
+    });
+    h.event(egui::Event::Paste(uri2));
+    until(
+        &mut h,
+        Duration::from_secs(10),
+        "the room joined by a pasted link",
+        |h| app(h).rooms.iter().any(|r| r.id == room2),
+    );
     drop((a, b));
 }
