@@ -8,8 +8,9 @@
 //! configures them (its folders, read by `fontdb`, scanned once, on the first
 //! such character) and adds the one face that has it (for its script, the
 //! first installed family of a list of well-known ones, else any regular face
-//! that has it) to egui's fallbacks; the frame is then drawn again. A Latin-only
-//! session loads no system font at all. The face is memory-mapped, not read:
+//! that has it) to egui's fallbacks; the frame is then drawn again. A
+//! conversation in Latin letters loads at most a symbols font (egui's own
+//! lack ✓, drawn for delivery). The face is memory-mapped, not read:
 //! of a 20 MB CJK collection only the pages of the glyphs drawn are resident.
 //! egui's own fonts stay first, so Latin text and its (monochrome) emoji look
 //! as before. egui draws glyph outlines in one colour: bitmap colour emoji
