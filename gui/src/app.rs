@@ -882,8 +882,14 @@ impl App {
         let spawned = std::thread::Builder::new()
             .name("peddlenet-gui-dialog".into())
             .spawn(move || {
-                if let Some(p) = sources.pick_file() {
-                    let _ = tx.send(Found::File(p));
+                match sources.pick_file() {
+                    Ok(Some(p)) => {
+                        let _ = tx.send(Found::File(p));
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        let _ = tx.send(Found::Error(e));
+                    }
                 }
                 picking.store(false, Ordering::SeqCst);
                 ctx.request_repaint();

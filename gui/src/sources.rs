@@ -10,8 +10,9 @@ use std::path::PathBuf;
 pub type Rgba = (usize, usize, Vec<u8>);
 
 pub trait ImageSources: Send + Sync {
-    /// Asks the person for a picture file; `None` when they cancel.
-    fn pick_file(&self) -> Option<PathBuf>;
+    /// Asks the person for a picture file; `Ok(None)` when they cancel,
+    /// an error (in plain words) when there is no dialog to ask with.
+    fn pick_file(&self) -> Result<Option<PathBuf>, String>;
     /// The picture on the clipboard, or why there is none (in plain words).
     fn clipboard_image(&self) -> Result<Rgba, String>;
 }
@@ -20,11 +21,25 @@ pub trait ImageSources: Send + Sync {
 pub struct Desktop;
 
 impl ImageSources for Desktop {
-    fn pick_file(&self) -> Option<PathBuf> {
-        rfd::FileDialog::new()
+    fn pick_file(&self) -> Result<Option<PathBuf>, String> {
+        // rfd asks the XDG desktop portal over the session bus, else runs
+        // zenity; with neither it would say nothing at all.
+        let bus = std::env::var_os("DBUS_SESSION_BUS_ADDRESS").is_some()
+            || std::env::var_os("XDG_RUNTIME_DIR")
+                .is_some_and(|d| PathBuf::from(d).join("bus").exists());
+        let zenity = std::env::var_os("PATH")
+            .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join("zenity").is_file()));
+        if !bus && !zenity {
+            return Err(
+                "this desktop has no file dialog (it needs the XDG desktop portal or \
+                 zenity): drop the picture on the window, or type its path"
+                    .into(),
+            );
+        }
+        Ok(rfd::FileDialog::new()
             .set_title("Join a room: pick a picture of its QR code")
             .add_filter("Pictures", &["png", "jpg", "jpeg"])
-            .pick_file()
+            .pick_file())
     }
 
     fn clipboard_image(&self) -> Result<Rgba, String> {

@@ -23,8 +23,8 @@ struct FakeDesktop {
 }
 
 impl peddlenet_gui::sources::ImageSources for FakeDesktop {
-    fn pick_file(&self) -> Option<PathBuf> {
-        self.file.clone()
+    fn pick_file(&self) -> Result<Option<PathBuf>, String> {
+        Ok(self.file.clone())
     }
     fn clipboard_image(&self) -> Result<peddlenet_gui::sources::Rgba, String> {
         self.clipboard
