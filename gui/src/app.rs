@@ -87,6 +87,8 @@ pub struct Chat {
     keep: Option<(String, f32)>,
     /// The scroll offset to draw the list at next.
     set_offset: Option<f32>,
+    /// Messages that arrived below the view while it was scrolled up.
+    pub unseen: u64,
 }
 
 /// The message list as last drawn, in points: how far it is scrolled down,
@@ -699,7 +701,12 @@ impl App {
         let pos = chat
             .messages
             .partition_point(|x| (x.timestamp_ms, &x.id) < (m.timestamp_ms, &m.id));
+        let newest = pos == chat.messages.len();
         chat.messages.insert(pos, m);
+        if newest && chat.view.from_bottom() > JUMP_FROM {
+            // Arrived below what is being read: counted on "Jump to latest".
+            chat.unseen += 1;
+        }
         let over = chat.messages.len() > MAX_KEPT;
         if over {
             // Start again from the newest page; older ones page back in on demand.
@@ -1404,15 +1411,21 @@ impl App {
                 ui.ctx().request_repaint();
             }
         }
-        if chat.view.from_bottom() > JUMP_FROM {
+        if chat.view.from_bottom() <= JUMP_FROM {
+            chat.unseen = 0;
+        } else {
             let r = scroll.inner_rect;
-            let size = egui::vec2(130.0, 28.0);
+            let label = match chat.unseen {
+                0 => "Jump to latest".to_owned(),
+                n => format!("Jump to latest · {n} new"),
+            };
+            let size = egui::vec2(if chat.unseen > 0 { 190.0 } else { 130.0 }, 28.0);
             let at = egui::Rect::from_min_size(
                 egui::pos2(r.right() - size.x - 18.0, r.bottom() - size.y - 10.0),
                 size,
             );
             if ui
-                .put(at, egui::Button::new("Jump to latest"))
+                .put(at, egui::Button::new(label))
                 .on_hover_text("Scroll to the newest message")
                 .clicked()
             {

@@ -1023,7 +1023,7 @@ fn long_room(rt: &tokio::runtime::Runtime) -> (Daemon, String, H<'static>) {
 fn jump_to_latest_when_scrolled_up() {
     let _g = serial();
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let (_d, _room, mut h) = long_room(&rt);
+    let (d, room, mut h) = long_room(&rt);
     let list = app(&h).regions.messages.unwrap();
     let newest = label_rect(&h, "message 069").expect("the newest message is drawn");
     assert!(
@@ -1040,12 +1040,28 @@ fn jump_to_latest_when_scrolled_up() {
         label_rect(&h, "message 069").is_none_or(|r| !list.contains_rect(r)),
         "scrolled away from the newest"
     );
-    h.get_by_label("Jump to latest").click();
+    // A message arriving meanwhile does not move the view; the button counts it.
+    let before = label_rect(&h, "message 040").expect("message 040 is laid out");
+    let c = rt.block_on(d.client());
+    rt.block_on(c.send(&room, "message 070")).unwrap();
+    until(&mut h, Duration::from_secs(10), "the new message", |h| {
+        app(h)
+            .chats
+            .get(&room)
+            .is_some_and(|c| c.messages.len() == 51)
+    });
+    h.run_steps(3);
+    assert_eq!(
+        label_rect(&h, "message 040"),
+        Some(before),
+        "the view moved"
+    );
+    h.get_by_label("Jump to latest · 1 new").click();
     for _ in 0..30 {
         h.step();
         std::thread::sleep(Duration::from_millis(20));
     }
-    let newest = label_rect(&h, "message 069").expect("the newest message is drawn again");
+    let newest = label_rect(&h, "message 070").expect("the newest message is drawn");
     assert!(
         list.contains_rect(newest),
         "back at the newest message: {newest:?} in {list:?}"
