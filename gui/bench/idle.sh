@@ -5,6 +5,8 @@
 # CPU time and context switches (all threads) over 60 s idle with a peer
 # connected, and over 30 s with the daemon stopped.
 #   gui/bench/idle.sh [GUI-BINARY] [DAEMON-BINARY] [CLI-BINARY]
+# TEXT=latin: a conversation in Latin letters only (no system font needed);
+# default: Latin, Arabic, Chinese, Hindi, Hebrew, Japanese, Korean, emoji.
 # Needs Xvfb and ImageMagick (/usr/bin/import). Screenshots go to $OUT.
 set -euo pipefail
 T=${CARGO_TARGET_DIR:-target}/debug
@@ -30,15 +32,22 @@ B="$CLI --socket $W/b/s.sock"
 uri=$($A room create "Ridge camp" | grep -o 'peddlenet://join/[A-Za-z0-9_-]*' | head -1)
 $B room join "$uri" >/dev/null
 sleep 2
-$A send "Ridge camp" "Route notes: https://maps.example.org/trails/ridge-camp/overview?from=north-gate&to=summit-hut&via=lakeside-path,old-quarry,pine-hollow&mode=walk&lang=en" >/dev/null
-$B send "Ridge camp" "مرحبا بالجميع، النار مشتعلة عند المخيم" >/dev/null
-$B send "Ridge camp" "大家好，营火已经点燃了，快来吧！" >/dev/null
-$A send "Ridge camp" "सभी को नमस्ते, आग जल गई है" >/dev/null
-$B send "Ridge camp" "🔥⛺🌲 see you at the fire 👋😀" >/dev/null
-$B send "Ridge camp" "https://downloads.example.net/maps/offline/ridge-camp-area-topographic-2026-edition-high-resolution-tiles.zip" >/dev/null
-$A send "Ridge camp" "שלום · こんにちは · 안녕하세요
+if [ "${TEXT:-all}" = latin ]; then
+  # Latin only: no font beyond egui's own is needed.
+  $A send "Ridge camp" "fire is lit, come over" >/dev/null
+  $B send "Ridge camp" "on my way, bringing the kettle" >/dev/null
+  $A send "Ridge camp" "Route notes: https://maps.example.org/trails/ridge-camp/overview?from=north-gate&to=summit-hut" >/dev/null
+else
+  $A send "Ridge camp" "Route notes: https://maps.example.org/trails/ridge-camp/overview?from=north-gate&to=summit-hut&via=lakeside-path,old-quarry,pine-hollow&mode=walk&lang=en" >/dev/null
+  $B send "Ridge camp" "مرحبا بالجميع، النار مشتعلة عند المخيم" >/dev/null
+  $B send "Ridge camp" "大家好，营火已经点燃了，快来吧！" >/dev/null
+  $A send "Ridge camp" "सभी को नमस्ते, आग जल गई है" >/dev/null
+  $B send "Ridge camp" "🔥⛺🌲 see you at the fire 👋😀" >/dev/null
+  $B send "Ridge camp" "https://downloads.example.net/maps/offline/ridge-camp-area-topographic-2026-edition-high-resolution-tiles.zip" >/dev/null
+  $A send "Ridge camp" "שלום · こんにちは · 안녕하세요
 bring water
 and a torch" >/dev/null
+fi
 n=$((90 + RANDOM % 100)); while [ -e /tmp/.X$n-lock ]; do n=$((n+1)); done
 SIZE=${SIZE:-960x640}
 Xvfb :$n -screen 0 ${SIZE}x24 -nolisten tcp >/dev/null 2>&1 & pids+=($!)
@@ -48,7 +57,8 @@ export DISPLAY=:$n
 unset WAYLAND_DISPLAY
 export XDG_STATE_HOME=$W/state
 t0=$(date +%s.%N)
-"$GUI" --socket "$W/a/s.sock" --no-start 2>"$W/gui.log" & gp=$!; pids+=($gp)
+PEDDLENET_LOG=${PEDDLENET_LOG:-warn,peddlenet_gui::fonts=info} \
+  "$GUI" --socket "$W/a/s.sock" --no-start >"$W/gui.log" 2>&1 & gp=$!; pids+=($gp)
 # The first drawn frame: the picture has the conversation's text in it.
 while :; do
   /usr/bin/import -display :$n -window root "$W/shot.png" 2>/dev/null || true
@@ -61,7 +71,7 @@ printf 'first frame with content after %.2f s (%s colours)\n' "$(echo "$t1 - $t0
 sleep 5
 cp "$W/shot.png" "$OUT/first-frame.png" 2>/dev/null || true
 /usr/bin/import -display :$n -window root "$OUT/settled-$SIZE.png"
-echo "RSS after 5 s: $(grep VmRSS /proc/$gp/status | awk '{print $2, $3}')"
+echo "RSS after 5 s: $(grep VmRSS /proc/$gp/status | awk '{print $2, $3}') (peak $(grep VmHWM /proc/$gp/status | awk '{print $2, $3}'))"
 cpu() { awk '{print $14 + $15}' /proc/$gp/stat; }
 ctx() { cat /proc/$gp/task/*/status | awk '/^voluntary_ctxt_switches|^nonvoluntary_ctxt_switches/ {s += $2} END {print s}'; }
 measure() { # label seconds
@@ -76,3 +86,5 @@ kill "${pids[0]}"; wait "${pids[0]}" 2>/dev/null || true
 sleep 2
 measure "daemon stopped" "$DOWN"
 echo "RSS at the end: $(grep VmRSS /proc/$gp/status | awk '{print $2, $3}')"
+# The system fonts the app loaded (the last report of its font thread).
+grep -a 'system fonts' "$W/gui.log" | tail -1 | sed 's/\x1b\[[0-9;]*m//g' || true

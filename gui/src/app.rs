@@ -29,10 +29,18 @@ fn shown(s: &str) -> std::borrow::Cow<'_, str> {
     peddlenet_api::text::sanitize(s)
 }
 
+/// Symbols the app draws beside own messages (delivery) and errors.
+const TICKS: &str = "○✓";
+const ERROR_MARKS: &str = "⚠✕";
+
 /// Messages kept per room in memory; older ones are paged in again on demand.
 pub const MAX_KEPT: usize = 5000;
 /// Errors shown at once, newest last.
 const MAX_ERRORS: usize = 5;
+/// Scrolled up more than this (points), the list offers "Jump to latest".
+pub const JUMP_FROM: f32 = 120.0;
+/// The longest name a room can be given on this computer, in characters.
+pub const MAX_LOCAL_NAME: usize = 100;
 /// How long a notice ("invite copied") stays.
 pub const NOTICE_FOR: Duration = Duration::from_secs(4);
 /// Messages of one author closer than this are drawn as one group.
@@ -47,6 +55,13 @@ pub const PASS_LENGTHS: [(u32, &str); 4] = [
     (24 * 3600, "1 day"),
     (7 * 24 * 3600, "7 days"),
 ];
+
+/// What a file dialog or the clipboard gave, for the UI thread.
+enum Found {
+    File(PathBuf),
+    Invite(String),
+    Error(String),
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum View {
@@ -65,6 +80,35 @@ pub struct Chat {
     /// The first message not read when the room was opened: the "new
     /// messages" divider goes above it.
     pub first_unread: Option<String>,
+    /// The list as last drawn.
+    pub view: ListView,
+    /// After an older page came in: the message that was first, and how far
+    /// below the top of the view it ended; it is kept there.
+    keep: Option<(String, f32)>,
+    /// The scroll offset to draw the list at next.
+    set_offset: Option<f32>,
+    /// Messages that arrived below the view while it was scrolled up.
+    pub unseen: u64,
+}
+
+/// The message list as last drawn, in points: how far it is scrolled down,
+/// the height of its content and of its view, and where its first message
+/// ends (from the top of the content).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ListView {
+    pub offset: f32,
+    pub content: f32,
+    pub height: f32,
+    pub first_y: f32,
+    /// Space above the messages, so that a short conversation sits at the bottom.
+    pub pad: f32,
+}
+
+impl ListView {
+    /// How far the view is above the newest message.
+    pub fn from_bottom(&self) -> f32 {
+        (self.content - self.height - self.offset).max(0.0)
+    }
 }
 
 /// The regions of the last frame, for tests: nothing of the chat may lie
@@ -119,8 +163,8 @@ pub struct App {
     socket: PathBuf,
     /// Frames drawn so far (idle means this stays still).
     pub frames: u64,
-    /// The system's fonts, once found and installed (on a thread of their own).
-    pub fonts: Arc<std::sync::OnceLock<crate::fonts::Report>>,
+    /// The system's fonts, loaded for the text shown as it needs them.
+    pub fonts: crate::fonts::Fonts,
     /// Repaints the worker asked for so far (one per update it sent).
     pub repaints_asked: Arc<std::sync::atomic::AtomicU64>,
     /// Where the chat's parts were drawn in the last frame.
@@ -129,6 +173,19 @@ pub struct App {
     peers_asked: Option<Instant>,
     /// The room being left, while the person confirms.
     pub leave_ask: Option<RoomInfo>,
+    /// The room being renamed on this computer, and the name being typed.
+    pub rename_ask: Option<(RoomInfo, String)>,
+    /// The rooms' own names, of those renamed here (shown names are local).
+    own_names: HashMap<String, String>,
+    /// Where pictures of QR codes come from: the file dialog and the clipboard.
+    pub sources: Arc<dyn crate::sources::ImageSources>,
+    /// What the dialog and the clipboard found, from their threads.
+    found: (
+        std::sync::mpsc::Sender<Found>,
+        std::sync::mpsc::Receiver<Found>,
+    ),
+    /// Whether a file dialog is open (one at a time).
+    picking: Arc<std::sync::atomic::AtomicBool>,
     /// The room switcher (Ctrl+K) and its filter, while open.
     pub switcher: Option<String>,
     /// The window title last set, to set it again only when it changes.
@@ -160,7 +217,7 @@ impl App {
         mut launch: Launch,
         state: Option<PathBuf>,
     ) -> Self {
-        let fonts = crate::fonts::install_in_background(ctx);
+        let fonts = crate::fonts::Fonts::new(ctx);
         // Desktop notifications from the app proper (`new`), not from tests.
         let notify = false;
         let saved = state.as_deref().map(Saved::load).unwrap_or_default();
@@ -216,6 +273,11 @@ impl App {
             regions: Regions::default(),
             switcher: None,
             leave_ask: None,
+            rename_ask: None,
+            own_names: HashMap::new(),
+            sources: Arc::new(crate::sources::Desktop),
+            found: std::sync::mpsc::channel(),
+            picking: Arc::new(std::sync::atomic::AtomicBool::new(false)),
             peers_asked: None,
             title: String::new(),
             notifier: crate::notify::Notifier::start(notify),
@@ -232,6 +294,8 @@ impl App {
     }
 
     fn error(&mut self, e: String) {
+        self.fonts.note(&e);
+        self.fonts.note(ERROR_MARKS);
         if self.errors.last() == Some(&e) {
             return;
         }
@@ -332,7 +396,9 @@ impl App {
 
     /// Applies what the worker reported since the last frame.
     pub fn apply_updates(&mut self, ctx: &egui::Context) {
-        for u in self.worker.drain() {
+        for mut u in self.worker.drain() {
+            self.local_names(&mut u);
+            self.note_text(&u);
             match u {
                 Update::Connection(c) => {
                     if c == Connection::Connected && self.connection != Connection::Connected {
@@ -452,6 +518,11 @@ impl App {
                     let chat = self.chats.entry(room).or_default();
                     messages.reverse(); // oldest first
                     if older {
+                        // What is being read stays where it is on screen.
+                        if let Some(first) = chat.messages.first() {
+                            chat.keep =
+                                Some((first.id.clone(), chat.view.first_y - chat.view.offset));
+                        }
                         let have: std::collections::HashSet<String> =
                             chat.messages.iter().map(|m| m.id.clone()).collect();
                         messages.retain(|m| !have.contains(&m.id));
@@ -510,6 +581,112 @@ impl App {
         }
     }
 
+    /// Rooms renamed on this computer are shown by that name everywhere:
+    /// the daemon's name is swapped for it as updates come in.
+    fn local_names(&mut self, u: &mut Update) {
+        let names = &self.saved.names;
+        let own = &mut self.own_names;
+        let mut rename = |id: &str, name: &mut String| {
+            if let Some(local) = names.get(id) {
+                if name != local {
+                    own.insert(id.to_owned(), std::mem::replace(name, local.clone()));
+                }
+            } else {
+                own.remove(id);
+            }
+        };
+        match u {
+            Update::Rooms(rooms) => rooms.iter_mut().for_each(|r| rename(&r.id, &mut r.name)),
+            Update::Invite { room, .. } | Update::Joined(room) | Update::Created(room) => {
+                rename(&room.id, &mut room.name)
+            }
+            Update::GuestPass(g) => rename(&g.room, &mut g.room_name),
+            Update::Guests(gs) => gs
+                .iter_mut()
+                .for_each(|g| rename(&g.room, &mut g.room_name)),
+            _ => {}
+        }
+    }
+
+    /// The room's own name, as its members know it.
+    pub fn own_name(&self, room: &str) -> Option<String> {
+        self.own_names.get(room).cloned().or_else(|| {
+            (!self.saved.names.contains_key(room))
+                .then(|| {
+                    self.rooms
+                        .iter()
+                        .find(|r| r.id == room)
+                        .map(|r| r.name.clone())
+                })
+                .flatten()
+        })
+    }
+
+    /// Gives `room` a name on this computer (`None`: back to its own name).
+    pub fn rename_locally(&mut self, room: &str, name: Option<String>) {
+        let own = self.own_name(room);
+        let shown_name = match name
+            .map(|n| n.trim().chars().take(MAX_LOCAL_NAME).collect::<String>())
+            .filter(|n| !n.is_empty())
+        {
+            Some(n) => {
+                if let Some(o) = own {
+                    self.own_names.insert(room.to_owned(), o);
+                }
+                self.saved.names.insert(room.to_owned(), n.clone());
+                n
+            }
+            None => {
+                self.saved.names.remove(room);
+                match self.own_names.remove(room).or(own) {
+                    Some(o) => o,
+                    None => return,
+                }
+            }
+        };
+        for r in self.rooms.iter_mut().filter(|r| r.id == room) {
+            r.name = shown_name.clone();
+        }
+        for g in self.guests.iter_mut().filter(|g| g.room == room) {
+            g.room_name = shown_name.clone();
+        }
+        for g in self.guest_made.values_mut().filter(|g| g.room == room) {
+            g.room_name = shown_name.clone();
+        }
+        self.fonts.note(&shown_name);
+        self.persist();
+    }
+
+    /// Asks for the fonts the texts of `u` need.
+    fn note_text(&mut self, u: &Update) {
+        let f = &mut self.fonts;
+        match u {
+            Update::Status(s) => f.note(&s.display_name),
+            Update::Rooms(rooms) => rooms.iter().for_each(|r| f.note(&r.name)),
+            Update::Invite { room, .. } | Update::Created(room) | Update::Joined(room) => {
+                f.note(&room.name)
+            }
+            Update::History { messages, .. } => messages.iter().for_each(|m| {
+                f.note(&m.text);
+                f.note(&m.author_name);
+                if m.own {
+                    f.note(TICKS);
+                }
+            }),
+            Update::Sent(m) | Update::Event(Event::Message { message: m }) => {
+                f.note(&m.text);
+                f.note(&m.author_name);
+                if m.own {
+                    f.note(TICKS);
+                }
+            }
+            Update::GuestPass(g) => f.note(&g.room_name),
+            Update::Guests(gs) => gs.iter().for_each(|g| f.note(&g.room_name)),
+            Update::WifiHotspot(h) => f.note(&h.ssid),
+            _ => {}
+        }
+    }
+
     fn add_message(&mut self, m: MessageInfo, from_send: bool) {
         let m_room = m.room.clone();
         let chat = self.chats.entry(m.room.clone()).or_default();
@@ -524,7 +701,12 @@ impl App {
         let pos = chat
             .messages
             .partition_point(|x| (x.timestamp_ms, &x.id) < (m.timestamp_ms, &m.id));
+        let newest = pos == chat.messages.len();
         chat.messages.insert(pos, m);
+        if newest && chat.view.from_bottom() > JUMP_FROM {
+            // Arrived below what is being read: counted on "Jump to latest".
+            chat.unseen += 1;
+        }
         let over = chat.messages.len() > MAX_KEPT;
         if over {
             // Start again from the newest page; older ones page back in on demand.
@@ -593,15 +775,51 @@ impl App {
         let ctx = ui.ctx().clone();
         self.focused = ctx.input(|i| i.viewport().focused.unwrap_or(true));
         self.apply_updates(&ctx);
-        let dropped: Vec<PathBuf> = ctx.input(|i| {
-            i.raw
-                .dropped_files
-                .iter()
-                .filter_map(|f| f.path.clone())
-                .collect()
+        // What is being typed (an input method writes any script).
+        for t in [
+            &self.compose,
+            &self.new_room,
+            &self.join_text,
+            &self.name_edit,
+        ] {
+            self.fonts.note(t);
+        }
+        if let Some(t) = &self.switcher {
+            self.fonts.note(t);
+        }
+        self.apply_found();
+        // An invite pasted with no text field focused joins its room.
+        let pasted = ctx.input(|i| {
+            i.events.iter().find_map(|e| match e {
+                egui::Event::Paste(t) if t.trim().starts_with("peddlenet://join/") => {
+                    Some(t.trim().to_owned())
+                }
+                _ => None,
+            })
         });
-        for p in dropped {
-            self.join_from_image(&p);
+        if let Some(invite) = pasted
+            && ctx.memory(|m| m.focused().is_none())
+            && self.connection == Connection::Connected
+        {
+            self.cmd(Cmd::Join(invite));
+        }
+        let dropped: Vec<egui::DroppedFile> = ctx.input(|i| i.raw.dropped_files.clone());
+        for f in dropped {
+            if let Some(p) = &f.path {
+                self.join_from_image(p);
+            } else if let Some(bytes) = f.bytes {
+                // Dropped as data, with no file behind it.
+                let (tx, c) = (self.found.0.clone(), ctx.clone());
+                let name = f.name.clone();
+                self.decode_elsewhere(move || {
+                    let found = match crate::qr::decode_image_bytes(&bytes) {
+                        Ok(t) => Found::Invite(t),
+                        Err(e) => Found::Error(format!("{name}: {e}")),
+                    };
+                    let _ = tx.send(found);
+                    c.request_repaint();
+                });
+            }
         }
         let title = self.title();
         if title != self.title {
@@ -651,7 +869,128 @@ impl App {
         self.wifi_window(&ctx);
         self.switcher_window(&ctx);
         self.leave_window(&ctx);
+        self.rename_window(&ctx);
         self.toasts(&ctx);
+    }
+
+    /// Opens the desktop's file dialog (on a thread of its own: it blocks)
+    /// for a picture of a QR code to join by.
+    pub fn choose_image(&mut self, ctx: &egui::Context) {
+        use std::sync::atomic::Ordering;
+        if self.picking.swap(true, Ordering::SeqCst) {
+            return; // one dialog at a time
+        }
+        let (sources, tx, picking, ctx) = (
+            self.sources.clone(),
+            self.found.0.clone(),
+            self.picking.clone(),
+            ctx.clone(),
+        );
+        let spawned = std::thread::Builder::new()
+            .name("peddlenet-gui-dialog".into())
+            .spawn(move || {
+                match sources.pick_file() {
+                    Ok(Some(p)) => {
+                        let _ = tx.send(Found::File(p));
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        let _ = tx.send(Found::Error(e));
+                    }
+                }
+                picking.store(false, Ordering::SeqCst);
+                ctx.request_repaint();
+            });
+        if let Err(e) = spawned {
+            self.picking.store(false, Ordering::SeqCst);
+            self.error(format!("cannot open the file dialog: {e}"));
+        }
+    }
+
+    /// Joins by the QR code in the picture on the clipboard (read and
+    /// decoded on a thread of its own).
+    pub fn paste_image(&mut self, ctx: &egui::Context) {
+        let (sources, tx, ctx) = (self.sources.clone(), self.found.0.clone(), ctx.clone());
+        self.decode_elsewhere(move || {
+            let found = match sources.clipboard_image() {
+                Ok((w, h, rgba)) => match crate::qr::decode_rgba(w, h, rgba) {
+                    Ok(t) => Found::Invite(t),
+                    Err(e) => Found::Error(format!("the picture on the clipboard: {e}")),
+                },
+                Err(e) => Found::Error(e),
+            };
+            let _ = tx.send(found);
+            ctx.request_repaint();
+        });
+    }
+
+    fn decode_elsewhere(&mut self, f: impl FnOnce() + Send + 'static) {
+        if let Err(e) = std::thread::Builder::new()
+            .name("peddlenet-gui-qr".into())
+            .spawn(f)
+        {
+            self.error(format!("cannot read the picture: {e}"));
+        }
+    }
+
+    /// What the file dialog and the clipboard found.
+    fn apply_found(&mut self) {
+        while let Ok(f) = self.found.1.try_recv() {
+            match f {
+                Found::File(p) => self.join_from_image(&p),
+                Found::Invite(t) => self.cmd(Cmd::Join(t.trim().to_owned())),
+                Found::Error(e) => self.error(e),
+            }
+        }
+    }
+
+    fn rename_window(&mut self, ctx: &egui::Context) {
+        let Some((room, mut name)) = self.rename_ask.take() else {
+            return;
+        };
+        let mut open = true;
+        let mut done: Option<Option<String>> = None;
+        let mut cancel = false;
+        let renamed = self.saved.names.contains_key(&room.id);
+        let own = self.own_name(&room.id).unwrap_or_default();
+        egui::Window::new(format!("Rename {}", shown(&room.name)))
+            .open(&mut open)
+            .collapsible(false)
+            .show(ctx, |ui| {
+                ui.add(
+                    egui::Label::new(format!(
+                        "Only you see this name, on this computer. The room is “{}” to its members.",
+                        shown(&own)
+                    ))
+                    .wrap(),
+                );
+                let l = ui.label("Name on this computer");
+                let edit = ui
+                    .add(
+                        egui::TextEdit::singleline(&mut name)
+                            .hint_text(shown(&room.name))
+                            .char_limit(MAX_LOCAL_NAME),
+                    )
+                    .labelled_by(l.id);
+                edit.request_focus();
+                let enter = edit.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
+                ui.horizontal(|ui| {
+                    let ok = !name.trim().is_empty();
+                    if (ui.add_enabled(ok, egui::Button::new("Rename")).clicked() || enter) && ok
+                    {
+                        done = Some(Some(name.clone()));
+                    }
+                    if renamed && ui.button("Use its own name").clicked() {
+                        done = Some(None);
+                    }
+                    cancel = ui.button("Cancel").clicked();
+                });
+            });
+        match done {
+            Some(n) => self.rename_locally(&room.id, n),
+            None if open && !cancel => self.rename_ask = Some((room, name)),
+            None => {}
+        }
     }
 
     /// Esc closes the window on top; Ctrl+K opens the room switcher.
@@ -670,6 +1009,8 @@ impl App {
                 self.switcher = None;
             } else if self.leave_ask.is_some() {
                 self.leave_ask = None;
+            } else if self.rename_ask.is_some() {
+                self.rename_ask = None;
             } else if self.guest_ask.is_some() {
                 self.guest_ask = None;
             } else if self.guest_pass.is_some() {
@@ -810,7 +1151,9 @@ impl App {
             egui::ScrollArea::vertical()
                 .stick_to_bottom(true)
                 .auto_shrink([false, false])
-                .show(ui, |ui| message_list(ui, &chat.messages, None, &tz, now));
+                .show(ui, |ui| {
+                    message_list(ui, &chat.messages, None, &tz, now, None)
+                });
         }
     }
 
@@ -840,6 +1183,10 @@ impl App {
                         self.saved.muted.insert(r.id.clone());
                     }
                     self.persist();
+                    ui.close();
+                }
+                if ui.button("Rename…").clicked() {
+                    self.rename_ask = Some((r.clone(), String::new()));
                     ui.close();
                 }
                 if ui.button("Leave room…").clicked() {
@@ -880,22 +1227,45 @@ impl App {
         if (ui.button("Join").clicked() || enter) && !self.join_text.trim().is_empty() {
             self.cmd(Cmd::Join(self.join_text.trim().to_owned()));
         }
-        let l = ui.label("QR image file");
+        ui.label("Or by a picture of its QR code");
+        ui.horizontal_wrapped(|ui| {
+            if ui
+                .button("Choose picture…")
+                .on_hover_text("Pick a picture of an invite's QR code")
+                .clicked()
+            {
+                self.choose_image(ui.ctx());
+            }
+            if ui
+                .button("Paste picture")
+                .on_hover_text("Join by the QR code in the picture on the clipboard")
+                .clicked()
+            {
+                self.paste_image(ui.ctx());
+            }
+        });
         ui.add(
-            egui::TextEdit::singleline(&mut self.image_path)
-                .hint_text("/path/to/invite.png")
-                .desired_width(ui.available_width()),
-        )
-        .labelled_by(l.id);
-        if ui.button("Join from image").clicked() && !self.image_path.trim().is_empty() {
-            let p = PathBuf::from(self.image_path.trim());
-            self.image_path.clear();
-            self.join_from_image(&p);
-        }
-        ui.add(
-            egui::Label::new(RichText::new("You can also drop a QR image on the window.").small())
-                .wrap(),
+            egui::Label::new(
+                RichText::new("You can also drop a picture of a QR code on the window.").small(),
+            )
+            .wrap(),
         );
+        egui::CollapsingHeader::new(RichText::new("Type a file's path").small())
+            .id_salt("qr-path")
+            .show(ui, |ui| {
+                let l = ui.label("QR image file");
+                ui.add(
+                    egui::TextEdit::singleline(&mut self.image_path)
+                        .hint_text("/path/to/invite.png")
+                        .desired_width(ui.available_width()),
+                )
+                .labelled_by(l.id);
+                if ui.button("Join from image").clicked() && !self.image_path.trim().is_empty() {
+                    let p = PathBuf::from(self.image_path.trim());
+                    self.image_path.clear();
+                    self.join_from_image(&p);
+                }
+            });
     }
 
     fn chat_view(&mut self, ui: &mut egui::Ui) {
@@ -980,25 +1350,89 @@ impl App {
         let older = chat.older.clone();
         let mut load_older = false;
         let (tz, now) = (self.tz.clone(), now_ms());
-        let scroll = egui::ScrollArea::vertical()
+        let mut area = egui::ScrollArea::vertical()
             .id_salt(("messages", &room_id))
             .stick_to_bottom(true)
-            .auto_shrink([false, false])
-            .show(ui, |ui| {
-                if older.is_some() && ui.button("Load older messages").clicked() {
-                    load_older = true;
-                }
-                if !chat.loaded {
-                    ui.spinner();
-                } else if chat.messages.is_empty() {
-                    ui.add_space(20.0);
-                    ui.vertical_centered(|ui| {
-                        ui.label(RichText::new("No messages yet. Say hello!").weak());
-                    });
-                }
-                message_list(ui, &chat.messages, chat.first_unread.as_deref(), &tz, now);
-            });
+            .auto_shrink([false, false]);
+        if let Some(y) = chat.set_offset.take() {
+            area = area.vertical_scroll_offset(y);
+        }
+        let keep = chat.keep.clone();
+        let scroll = area.show(ui, |ui| {
+            let top = ui.min_rect().top();
+            // A conversation shorter than the pane sits at its bottom, by
+            // the composer, as in any chat.
+            ui.add_space(chat.view.pad);
+            if older.is_some() && ui.button("Load older messages").clicked() {
+                load_older = true;
+            }
+            if !chat.loaded {
+                ui.spinner();
+            } else if chat.messages.is_empty() {
+                ui.add_space(20.0);
+                ui.vertical_centered(|ui| {
+                    ui.label(RichText::new("No messages yet. Say hello!").weak());
+                });
+            }
+            let (first, kept) = message_list(
+                ui,
+                &chat.messages,
+                chat.first_unread.as_deref(),
+                &tz,
+                now,
+                keep.as_ref().map(|(id, _)| id.as_str()),
+            );
+            (first.map(|y| y - top), kept.map(|y| y - top))
+        });
         self.regions.messages = Some(scroll.inner_rect);
+        let (first_y, kept_y) = scroll.inner;
+        let pad = (scroll.inner_rect.height() - (scroll.content_size.y - chat.view.pad)).max(0.0);
+        if (pad - chat.view.pad).abs() > 0.5 {
+            // Drawn again at once with the new padding (no frame at the top).
+            ui.ctx().request_discard("the messages sit at the bottom");
+            ui.ctx().request_repaint();
+        }
+        chat.view = ListView {
+            offset: scroll.state.offset.y,
+            content: scroll.content_size.y,
+            height: scroll.inner_rect.height(),
+            first_y: first_y.unwrap_or(0.0),
+            pad,
+        };
+        if let Some((_, from_top)) = chat.keep.take()
+            && let Some(y) = kept_y
+        {
+            let want = (y - from_top).max(0.0);
+            if (want - chat.view.offset).abs() > 0.5 {
+                // Drawn again at once at the old place: no frame shows the jump.
+                chat.set_offset = Some(want);
+                ui.ctx()
+                    .request_discard("keep the reading position after older messages");
+                ui.ctx().request_repaint();
+            }
+        }
+        if chat.view.from_bottom() <= JUMP_FROM {
+            chat.unseen = 0;
+        } else {
+            let r = scroll.inner_rect;
+            let label = match chat.unseen {
+                0 => "Jump to latest".to_owned(),
+                n => format!("Jump to latest · {n} new"),
+            };
+            let size = egui::vec2(if chat.unseen > 0 { 190.0 } else { 130.0 }, 28.0);
+            let at = egui::Rect::from_min_size(
+                egui::pos2(r.right() - size.x - 18.0, r.bottom() - size.y - 10.0),
+                size,
+            );
+            if ui
+                .put(at, egui::Button::new(label))
+                .on_hover_text("Scroll to the newest message")
+                .clicked()
+            {
+                chat.set_offset = Some(chat.view.content);
+                ui.ctx().request_repaint();
+            }
+        }
         if load_older {
             self.cmd(Cmd::History {
                 room: room_id.clone(),
@@ -1033,6 +1467,8 @@ impl App {
             self.chats.remove(&room.id);
             self.saved.read.remove(&room.id);
             self.saved.muted.remove(&room.id);
+            self.saved.names.remove(&room.id);
+            self.own_names.remove(&room.id);
             self.persist();
             self.leave_ask = None;
         }
@@ -1052,7 +1488,10 @@ impl App {
             .collapsible(false)
             .anchor(egui::Align2::CENTER_TOP, egui::vec2(0.0, 60.0))
             .show(ctx, |ui| {
-                let edit = ui.add(egui::TextEdit::singleline(&mut filter).hint_text("room name"));
+                let l = ui.label("Switch to room");
+                let edit = ui
+                    .add(egui::TextEdit::singleline(&mut filter).hint_text("room name"))
+                    .labelled_by(l.id);
                 edit.request_focus();
                 let f = filter.to_lowercase();
                 let rooms: Vec<RoomInfo> = self
@@ -1649,6 +2088,7 @@ fn badge(ui: &mut egui::Ui, n: u64) {
 
 /// The messages, oldest first: a separator for each day, the "new messages"
 /// divider, and runs of one author's messages grouped under one header.
+/// Returns where (screen y) the first message and the message `track` end.
 /// Own messages are on the right in the accent colour; each bubble is at most
 /// [`BUBBLE_MAX`] wide (or three quarters of the pane), and its text wraps,
 /// long words and links included.
@@ -1658,8 +2098,12 @@ fn message_list(
     first_unread: Option<&str>,
     tz: &jiff::tz::TimeZone,
     now: u64,
-) {
+    track: Option<&str>,
+) -> (Option<f32>, Option<f32>) {
+    // Clear of the scroll bar, which floats over the list's right edge.
+    ui.set_max_width((ui.available_width() - 14.0).max(80.0));
     let pane = ui.available_width();
+    let (mut first_y, mut track_y) = (None, None);
     let bubble_max = (pane * 0.75).clamp(80.0, BUBBLE_MAX);
     let mut prev: Option<&MessageInfo> = None;
     for m in messages {
@@ -1713,9 +2157,18 @@ fn message_list(
             }
             bubble(ui, m, bubble_max, tz);
         });
+        // Where the message ends: what follows it does not move when older
+        // messages come in above (its header may go, grouped with them).
+        if prev.is_none() {
+            first_y = Some(ui.cursor().top());
+        }
+        if track == Some(m.id.as_str()) {
+            track_y = Some(ui.cursor().top());
+        }
         prev = Some(m);
     }
     ui.add_space(6.0);
+    (first_y, track_y)
 }
 
 fn bubble(ui: &mut egui::Ui, m: &MessageInfo, max_w: f32, tz: &jiff::tz::TimeZone) {
@@ -1740,7 +2193,7 @@ fn bubble(ui: &mut egui::Ui, m: &MessageInfo, max_w: f32, tz: &jiff::tz::TimeZon
                 .x;
             ui.set_max_width(widest.max(70.0).min(max_w));
             ui.with_layout(egui::Layout::top_down(egui::Align::Min), |ui| {
-                message_text(ui, &text, text_color);
+                message_text(ui, &text, text_color, url_color(m.own, dark));
                 ui.horizontal(|ui| {
                     let stamp = RichText::new(when::clock(m.timestamp_ms, tz))
                         .small()
@@ -1771,7 +2224,17 @@ fn bubble(ui: &mut egui::Ui, m: &MessageInfo, max_w: f32, tz: &jiff::tz::TimeZon
 }
 
 /// The text, wrapped, with links clickable (opened in the browser).
-fn message_text(ui: &mut egui::Ui, text: &str, color: Color32) {
+/// Links stand out from the text and keep a contrast of at least 4.5:1
+/// with the bubble (WCAG AA) in both themes.
+fn url_color(own: bool, dark: bool) -> Color32 {
+    match (own, dark) {
+        (true, true) => Color32::from_rgb(190, 225, 255),
+        (false, true) => Color32::from_rgb(110, 180, 255),
+        (_, false) => Color32::from_rgb(0, 70, 160),
+    }
+}
+
+fn message_text(ui: &mut egui::Ui, text: &str, color: Color32, link: Color32) {
     let links = find_links(text);
     if links.is_empty() {
         ui.add(egui::Label::new(RichText::new(text).color(color)).wrap());
@@ -1787,13 +2250,9 @@ fn message_text(ui: &mut egui::Ui, text: &str, color: Color32) {
             }
             let url = &text[s..e];
             let r = ui.add(
-                egui::Label::new(
-                    RichText::new(url)
-                        .color(Color32::from_rgb(110, 180, 255))
-                        .underline(),
-                )
-                .wrap()
-                .sense(egui::Sense::click()),
+                egui::Label::new(RichText::new(url).color(link).underline())
+                    .wrap()
+                    .sense(egui::Sense::click()),
             );
             if r.hovered() {
                 ui.ctx().set_cursor_icon(egui::CursorIcon::PointingHand);

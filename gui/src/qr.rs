@@ -11,6 +11,8 @@ pub const QUIET_ZONE: usize = 4;
 /// Images larger than this (either side, in pixels) are scaled down before
 /// decoding, so a huge photo costs bounded time and memory.
 pub const MAX_DECODE_SIDE: u32 = 2048;
+/// Pictures with more pixels than this (from the clipboard) are refused.
+pub const MAX_PIXELS: usize = 64 * 1024 * 1024;
 /// Image files larger than this are refused before decoding.
 pub const MAX_IMAGE_BYTES: u64 = 32 * 1024 * 1024;
 
@@ -37,6 +39,22 @@ pub fn render(text: &str) -> anyhow::Result<(usize, Vec<u8>)> {
 pub fn decode_image_bytes(bytes: &[u8]) -> anyhow::Result<String> {
     let img = image::load_from_memory(bytes)
         .map_err(|e| anyhow::anyhow!("not an image this app can read: {e}"))?;
+    decode_image(img)
+}
+
+/// [`decode_image_bytes`] of raw RGBA pixels (a picture from the clipboard).
+pub fn decode_rgba(width: usize, height: usize, rgba: Vec<u8>) -> anyhow::Result<String> {
+    if width.saturating_mul(height) > MAX_PIXELS {
+        anyhow::bail!(
+            "the picture is {width}×{height} pixels; pictures of QR codes are far smaller"
+        );
+    }
+    let img = image::RgbaImage::from_raw(width as u32, height as u32, rgba)
+        .ok_or_else(|| anyhow::anyhow!("the picture's pixels do not match its size"))?;
+    decode_image(image::DynamicImage::ImageRgba8(img))
+}
+
+fn decode_image(img: image::DynamicImage) -> anyhow::Result<String> {
     let img = if img.width() > MAX_DECODE_SIDE || img.height() > MAX_DECODE_SIDE {
         img.thumbnail(MAX_DECODE_SIDE, MAX_DECODE_SIDE)
     } else {
@@ -109,6 +127,16 @@ mod tests {
                 .to_string()
                 .contains("not an image")
         );
+    }
+
+    #[test]
+    fn a_clipboard_picture_of_an_invite_decodes() {
+        let uri = "peddlenet://join/clipboard";
+        let (side, px) = render(uri).unwrap();
+        let rgba: Vec<u8> = px.iter().flat_map(|&g| [g, g, g, 255]).collect();
+        assert_eq!(decode_rgba(side, side, rgba).unwrap(), uri);
+        assert!(decode_rgba(10, 10, vec![0; 12]).is_err(), "size mismatch");
+        assert!(decode_rgba(100_000, 100_000, vec![]).is_err(), "too large");
     }
 
     proptest::proptest! {

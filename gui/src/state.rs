@@ -1,6 +1,7 @@
 //! What the app remembers across runs, in `$XDG_STATE_HOME/peddlenet/gui.json`
 //! (default `~/.local/state/peddlenet`): the room open last, how far each
-//! room was read, and the data folder each socket's daemon used (so the app
+//! room was read, the names rooms were given on this computer, which rooms
+//! are muted, and the data folder each socket's daemon used (so the app
 //! never starts a daemon for that socket on another folder).
 //! A missing or unreadable file is an empty state; writes go through a
 //! temporary file and a rename, so a crash never leaves half a file.
@@ -21,6 +22,10 @@ pub struct Saved {
     /// Per room: its message count when it was last read.
     #[serde(default)]
     pub read: BTreeMap<String, u64>,
+    /// Per room: the name it was given on this computer (shown instead of
+    /// its own; nobody else sees it).
+    #[serde(default)]
+    pub names: BTreeMap<String, String>,
     /// Rooms whose new messages raise no desktop notification.
     #[serde(default)]
     pub muted: std::collections::BTreeSet<String>,
@@ -77,6 +82,12 @@ impl Saved {
                 break;
             };
             self.read.remove(&k);
+        }
+        while self.names.len() > MAX_ROOMS {
+            let Some(k) = self.names.keys().next().cloned() else {
+                break;
+            };
+            self.names.remove(&k);
         }
         while self.data_dirs.len() > MAX_ROOMS {
             let Some(k) = self.data_dirs.keys().next().cloned() else {

@@ -4,6 +4,7 @@
 //! arrive live, join by an image file of a QR code, typed or dropped.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use egui::accesskit::Role;
@@ -14,6 +15,23 @@ use peddlenet_gui::worker::{Connection, Launch};
 use peddlenet_tests::*;
 
 type H<'a> = Harness<'a, Option<App>>;
+
+/// Stands in for the desktop's file dialog and clipboard.
+struct FakeDesktop {
+    file: Option<PathBuf>,
+    clipboard: Option<peddlenet_gui::sources::Rgba>,
+}
+
+impl peddlenet_gui::sources::ImageSources for FakeDesktop {
+    fn pick_file(&self) -> Result<Option<PathBuf>, String> {
+        Ok(self.file.clone())
+    }
+    fn clipboard_image(&self) -> Result<peddlenet_gui::sources::Rgba, String> {
+        self.clipboard
+            .clone()
+            .ok_or_else(|| "there is no picture on the clipboard".into())
+    }
+}
 
 fn harness<'a>(socket: PathBuf) -> H<'a> {
     // The app's state next to the daemon's socket: each test has its own.
@@ -163,9 +181,12 @@ fn rooms_chat_and_qr_against_real_daemons() {
     // The invite window lies over the room list: close it.
     app_mut(&mut h).invite = None;
     h.step();
-    type_into(&mut h, "QR image file", file.to_str().unwrap());
-    assert_eq!(app(&h).image_path, file.to_str().unwrap());
-    h.get_by_label("Join from image").click();
+    // Through the file dialog: no path to type.
+    app_mut(&mut h).sources = Arc::new(FakeDesktop {
+        file: Some(file.clone()),
+        clipboard: None,
+    });
+    h.get_by_label("Choose picture…").click();
     until(
         &mut h,
         Duration::from_secs(10),
@@ -187,6 +208,9 @@ fn rooms_chat_and_qr_against_real_daemons() {
         app(&h).image_path.is_empty(),
         "the path field is cleared after a join"
     );
+    // (A path can still be typed.)
+    h.get_by_label("Type a file's path").click();
+    h.run_steps(2);
     type_into(&mut h, "QR image file", blank.to_str().unwrap());
     h.get_by_label("Join from image").click();
     until(&mut h, Duration::from_secs(5), "the error", |h| {
@@ -763,6 +787,15 @@ fn unread_counts_and_the_open_room_survive_the_app_closing() {
         let camp = c.room_create("camp").await.unwrap();
         c.send(&camp.id, "first").await.unwrap();
         let quiet = c.room_create("quiet").await.unwrap();
+        // The daemon counts a room's messages as it stores them: wait for
+        // "first" to be counted, or the app (rightly) takes it for unread.
+        for _ in 0..100 {
+            let rooms = c.room_list().await.unwrap();
+            if rooms.iter().any(|r| r.id == camp.id && r.messages == 1) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         (d, camp.id, quiet.id)
     });
     let c = rt.block_on(d.client());
@@ -929,4 +962,361 @@ fn new_messages_elsewhere_notify_unless_the_room_is_muted() {
         },
     );
     assert_eq!(app(&h).notified.len(), before);
+}
+
+/// The on-screen rectangle of the label showing exactly `text`, if drawn.
+fn label_rect(h: &H<'_>, text: &str) -> Option<egui::Rect> {
+    use egui_kittest::kittest::{NodeT, by};
+    h.query_all(by().label(text).include_labels())
+        .next()
+        .and_then(|n| n.accesskit_node().bounding_box())
+        .map(|b| {
+            egui::Rect::from_min_max(
+                egui::pos2(b.x0 as f32, b.y0 as f32),
+                egui::pos2(b.x1 as f32, b.y1 as f32),
+            )
+        })
+}
+
+/// Scrolls the message list by `dy` points (positive: towards older messages).
+fn wheel(h: &mut H<'_>, dy: f32) {
+    let at = app(h).regions.messages.expect("the message list").center();
+    h.input_mut().events.push(egui::Event::PointerMoved(at));
+    h.input_mut().events.push(egui::Event::MouseWheel {
+        unit: egui::MouseWheelUnit::Point,
+        delta: egui::vec2(0.0, dy),
+        phase: egui::TouchPhase::Move,
+        modifiers: egui::Modifiers::NONE,
+    });
+    for _ in 0..30 {
+        h.step();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A daemon with a room of 70 messages ("message 000" to "message 069"),
+/// and the app showing its newest page (50).
+fn long_room(rt: &tokio::runtime::Runtime) -> (Daemon, String, H<'static>) {
+    let (d, room) = rt.block_on(async {
+        let d = Daemon::start(DaemonOpts::loopback("Ana"));
+        let c = d.client().await;
+        let r = c.room_create("long").await.unwrap();
+        for i in 0..70 {
+            c.send(&r.id, &format!("message {i:03}")).await.unwrap();
+        }
+        (d, r.id)
+    });
+    let mut h = harness(d.socket.clone());
+    until(&mut h, Duration::from_secs(15), "the newest page", |h| {
+        app(h)
+            .chats
+            .get(&room)
+            .is_some_and(|c| c.loaded && c.messages.len() == 50 && c.older.is_some())
+    });
+    h.run_steps(4);
+    (d, room, h)
+}
+
+/// Scrolled up, a "Jump to latest" button takes the list back to the newest
+/// message; at the bottom there is none.
+#[test]
+fn jump_to_latest_when_scrolled_up() {
+    let _g = serial();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (d, room, mut h) = long_room(&rt);
+    let list = app(&h).regions.messages.unwrap();
+    let newest = label_rect(&h, "message 069").expect("the newest message is drawn");
+    assert!(
+        list.contains_rect(newest),
+        "opens at the newest message: {newest:?} in {list:?}"
+    );
+    assert!(
+        h.query_by_label("Jump to latest").is_none(),
+        "at the bottom there is nothing to jump to"
+    );
+    // Scrolled up: the button appears; it takes the list back down.
+    wheel(&mut h, 900.0);
+    assert!(
+        label_rect(&h, "message 069").is_none_or(|r| !list.contains_rect(r)),
+        "scrolled away from the newest"
+    );
+    // A message arriving meanwhile does not move the view; the button counts it.
+    let before = label_rect(&h, "message 040").expect("message 040 is laid out");
+    let c = rt.block_on(d.client());
+    rt.block_on(c.send(&room, "message 070")).unwrap();
+    until(&mut h, Duration::from_secs(10), "the new message", |h| {
+        app(h)
+            .chats
+            .get(&room)
+            .is_some_and(|c| c.messages.len() == 51)
+    });
+    h.run_steps(3);
+    assert_eq!(
+        label_rect(&h, "message 040"),
+        Some(before),
+        "the view moved"
+    );
+    h.get_by_label("Jump to latest · 1 new").click();
+    for _ in 0..30 {
+        h.step();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let newest = label_rect(&h, "message 070").expect("the newest message is drawn");
+    assert!(
+        list.contains_rect(newest),
+        "back at the newest message: {newest:?} in {list:?}"
+    );
+    assert!(h.query_by_label("Jump to latest").is_none());
+}
+
+/// "Load older messages" adds the older page above without moving what is
+/// being read.
+#[test]
+fn load_older_keeps_the_reading_position() {
+    let _g = serial();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (_d, room, mut h) = long_room(&rt);
+    wheel(&mut h, 100_000.0);
+    let before = label_rect(&h, "message 025").expect("message 025 is drawn at the top");
+    h.get_by_label("Load older messages").click();
+    until(&mut h, Duration::from_secs(10), "the older page", |h| {
+        app(h)
+            .chats
+            .get(&room)
+            .is_some_and(|c| c.messages.len() == 70)
+    });
+    h.run_steps(4);
+    let after = label_rect(&h, "message 025").expect("message 025 is still drawn");
+    assert!(
+        (after.top() - before.top()).abs() <= 2.0,
+        "the reading position moved from {before:?} to {after:?}"
+    );
+}
+
+/// A room renamed on this computer: the new name is kept in the app's state
+/// file and shown in the list, the room's header and the room switcher, also
+/// after the app restarts; "Use its own name" undoes it.
+#[test]
+fn a_room_renamed_locally_is_shown_everywhere_and_kept() {
+    let _g = serial();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (d, camp) = rt.block_on(async {
+        let d = Daemon::start(DaemonOpts::loopback("Ana"));
+        let c = d.client().await;
+        let camp = c.room_create("camp").await.unwrap();
+        c.send(&camp.id, "first").await.unwrap();
+        (d, camp.id)
+    });
+    let state = d.socket.with_file_name("gui-state.json");
+    {
+        let mut h = harness(d.socket.clone());
+        until(&mut h, Duration::from_secs(10), "the room", |h| {
+            app(h).selected.as_deref() == Some(camp.as_str())
+        });
+        h.run_steps(2);
+        h.query_all_by_label("camp")
+            .next()
+            .unwrap()
+            .click_secondary();
+        h.run_steps(2);
+        h.get_by_label("Rename…").click();
+        h.run_steps(2);
+        type_into(&mut h, "Name on this computer", "Fire pit");
+        h.get_by_label("Rename").click();
+        h.run_steps(3);
+        assert!(
+            h.query_all_by_label("Fire pit").next().is_some(),
+            "in the rooms list"
+        );
+        assert!(
+            h.query_all_by_label("camp").next().is_none(),
+            "the old name is nowhere"
+        );
+        let saved = std::fs::read_to_string(&state).unwrap();
+        assert!(
+            saved.contains("Fire pit"),
+            "kept in the state file: {saved}"
+        );
+    }
+    let mut h = harness(d.socket.clone());
+    until(&mut h, Duration::from_secs(10), "the room again", |h| {
+        app(h).selected.as_deref() == Some(camp.as_str())
+    });
+    h.run_steps(2);
+    assert!(
+        h.query_all_by_label_contains("Fire pit").count() >= 2,
+        "in the list and the header after a restart"
+    );
+    h.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::K);
+    h.run_steps(2);
+    type_into(&mut h, "Switch to room", "fire");
+    assert!(
+        h.query_all_by_label("Fire pit").count() >= 2,
+        "the switcher finds it by its new name"
+    );
+    h.key_press(egui::Key::Escape);
+    h.run_steps(2);
+    h.query_all_by_label("Fire pit")
+        .next()
+        .unwrap()
+        .click_secondary();
+    h.run_steps(2);
+    h.get_by_label("Rename…").click();
+    h.run_steps(2);
+    h.get_by_label("Use its own name").click();
+    h.run_steps(3);
+    assert!(h.query_all_by_label("camp").next().is_some());
+    assert!(
+        !std::fs::read_to_string(&state)
+            .unwrap()
+            .contains("Fire pit")
+    );
+}
+
+/// The Mesh tab names the link a peer is reached by: a peer on this machine
+/// (loopback) is not on a LAN.
+#[test]
+fn the_mesh_tab_says_a_loopback_peer_is_on_this_machine() {
+    let _g = serial();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (a, _b) = rt.block_on(async {
+        let a = Daemon::start(DaemonOpts::loopback("Ana"));
+        let b = Daemon::start(DaemonOpts::loopback("Bo").peer(&a.tcp_addr().await));
+        let ca = a.client().await;
+        for _ in 0..100 {
+            if !ca.peers().await.unwrap().is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        (a, b)
+    });
+    let mut h = harness(a.socket.clone());
+    until(&mut h, Duration::from_secs(10), "connected", |h| {
+        app(h).connection == Connection::Connected
+    });
+    h.get_by_label("Mesh").click();
+    until(&mut h, Duration::from_secs(10), "the peer", |h| {
+        !app(h).peers.is_empty()
+    });
+    h.run_steps(2);
+    assert!(h.query_by_label("this machine").is_some());
+    assert!(h.query_by_label("LAN").is_none(), "loopback is not a LAN");
+}
+
+/// The app keeps the scale the desktop gives it (egui's pixels per point
+/// from the window system): it sets none of its own, and at twice the
+/// density the chat still fits the window.
+#[test]
+fn the_ui_scale_is_the_desktops() {
+    let _g = serial();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (d, room) = rt.block_on(async {
+        let d = Daemon::start(DaemonOpts::loopback("Ana"));
+        let c = d.client().await;
+        let r = c.room_create("camp").await.unwrap();
+        c.send(&r.id, "fire is lit, come over").await.unwrap();
+        (d, r.id)
+    });
+    let state = d.socket.with_file_name("gui-state.json");
+    let socket = d.socket.clone();
+    let mut h: H<'_> = Harness::builder()
+        .with_size(egui::vec2(800.0, 600.0))
+        .with_pixels_per_point(2.0)
+        .build_ui_state(
+            move |ui, app: &mut Option<App>| {
+                app.get_or_insert_with(|| {
+                    App::with_state_file(
+                        ui.ctx(),
+                        socket.clone(),
+                        Launch {
+                            autostart: false,
+                            ..Launch::default()
+                        },
+                        Some(state.clone()),
+                    )
+                })
+                .show(ui)
+            },
+            None,
+        );
+    until(&mut h, Duration::from_secs(10), "the room", |h| {
+        app(h).chats.get(&room).is_some_and(|c| c.loaded)
+    });
+    h.run_steps(3);
+    assert_eq!(h.ctx.pixels_per_point(), 2.0);
+    assert_eq!(h.ctx.zoom_factor(), 1.0);
+    // (The accessibility tree is in pixels.)
+    let send = h.get_by_label("Send").rect();
+    assert!(
+        egui::Rect::from_min_size(egui::Pos2::ZERO, egui::vec2(1600.0, 1200.0)).contains_rect(send),
+        "Send at {send:?} is outside the window"
+    );
+}
+
+/// A picture of a QR code pasted from the clipboard joins its room; a
+/// clipboard with no picture, or a picture with no code, is a clear error
+/// and joins nothing.
+#[test]
+fn join_by_a_qr_picture_pasted_from_the_clipboard() {
+    let _g = serial();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (a, b, room, uri) = rt.block_on(async {
+        let a = Daemon::start(DaemonOpts::loopback("Ana"));
+        let b = Daemon::start(DaemonOpts::loopback("Bo").peer(&a.tcp_addr().await));
+        let cb = b.client().await;
+        let r = cb.room_create("Bo's tent").await.unwrap();
+        let (_, uri) = cb.room_invite(&r.id).await.unwrap();
+        (a, b, r.id, uri)
+    });
+    let mut h = harness(a.socket.clone());
+    until(&mut h, Duration::from_secs(10), "connected", |h| {
+        app(h).connection == Connection::Connected
+    });
+    app_mut(&mut h).sources = Arc::new(FakeDesktop {
+        file: None,
+        clipboard: None,
+    });
+    h.get_by_label("Paste picture").click();
+    until(&mut h, Duration::from_secs(5), "the error", |h| {
+        app(h)
+            .errors
+            .iter()
+            .any(|e| e.contains("no picture on the clipboard"))
+    });
+    let blank = (64, 64, vec![255u8; 64 * 64 * 4]);
+    app_mut(&mut h).sources = Arc::new(FakeDesktop {
+        file: None,
+        clipboard: Some(blank),
+    });
+    h.get_by_label("Paste picture").click();
+    until(&mut h, Duration::from_secs(5), "the error", |h| {
+        app(h).errors.iter().any(|e| e.contains("no QR code"))
+    });
+    assert!(app(&h).rooms.is_empty());
+    let (side, px) = peddlenet_gui::qr::render(&uri).unwrap();
+    let rgba: Vec<u8> = px.iter().flat_map(|&g| [g, g, g, 255]).collect();
+    app_mut(&mut h).sources = Arc::new(FakeDesktop {
+        file: None,
+        clipboard: Some((side, side, rgba)),
+    });
+    h.get_by_label("Paste picture").click();
+    until(&mut h, Duration::from_secs(10), "the room joined", |h| {
+        app(h).rooms.iter().any(|r| r.id == room)
+    });
+    // An invite's link pasted (Ctrl+V) with no text field focused joins too.
+    let (room2, uri2) = rt.block_on(async {
+        let cb = b.client().await;
+        let r = cb.room_create("Bo's kitchen").await.unwrap();
+        let (_, uri) = cb.room_invite(&r.id).await.unwrap();
+        (r.id, uri)
+    });
+    h.event(egui::Event::Paste(uri2));
+    until(
+        &mut h,
+        Duration::from_secs(10),
+        "the room joined by a pasted link",
+        |h| app(h).rooms.iter().any(|r| r.id == room2),
+    );
+    drop((a, b));
 }

@@ -214,7 +214,7 @@ fn long_and_foreign_messages_stay_inside_the_chat_at_three_sizes() {
     }
     // Every script is drawn with real glyphs, not empty boxes.
     until(&mut h, Duration::from_secs(10), "the system's fonts", |h| {
-        app(h).fonts.get().is_some()
+        app(h).fonts.settled()
     });
     h.run_steps(2);
     let defs = h.ctx.fonts(|f| f.definitions().clone());
@@ -229,5 +229,75 @@ fn long_and_foreign_messages_stay_inside_the_chat_at_three_sizes() {
                 c as u32
             );
         }
+    }
+}
+
+/// Until the fonts asked for so far are in (egui adds them at the next frame).
+fn fonts_settled(h: &mut H<'_>) {
+    until(h, Duration::from_secs(20), "the fonts", |h| {
+        app(h).fonts.settled()
+    });
+    h.run_steps(3);
+}
+
+/// System fonts are loaded only for text that needs them: with a Latin-only
+/// conversation no Chinese, Arabic or Devanagari font is loaded; a Chinese
+/// message then brings in a font with its letters, and only that one.
+#[test]
+fn system_fonts_are_loaded_only_for_text_that_needs_them() {
+    let _g = serial();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (a, b, room) = rt.block_on(async {
+        let a = Daemon::start(DaemonOpts::loopback("Ana"));
+        let ca = a.client().await;
+        let r = ca.room_create("Ridge camp").await.unwrap();
+        let (_, uri) = ca.room_invite(&r.id).await.unwrap();
+        let b = Daemon::start(DaemonOpts::loopback("Bo").peer(&a.tcp_addr().await));
+        let cb = b.client().await;
+        cb.room_join(&uri).await.unwrap();
+        wait_room_peers(&cb, &r.id, 1).await;
+        ca.send(&r.id, "fire is lit, come over").await.unwrap();
+        cb.send(&r.id, "on my way").await.unwrap();
+        (a, b, r.id)
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = harness(
+        a.socket.clone(),
+        dir.path().join("gui.json"),
+        egui::vec2(960.0, 640.0),
+    );
+    until(&mut h, Duration::from_secs(15), "the conversation", |h| {
+        app(h)
+            .chats
+            .get(&room)
+            .is_some_and(|c| c.messages.len() == 2)
+    });
+    fonts_settled(&mut h);
+    let has = |h: &H<'_>, c: char| {
+        let defs = h.ctx.fonts(|f| f.definitions().clone());
+        peddlenet_gui::fonts::covers(&defs, &egui::FontFamily::Proportional, c)
+    };
+    for c in ['营', 'م', 'न'] {
+        assert!(!has(&h, c), "a font for {c:?} is loaded with no such text");
+    }
+    let cb = rt.block_on(b.client());
+    rt.block_on(cb.send(&room, CHINESE)).unwrap();
+    until(
+        &mut h,
+        Duration::from_secs(10),
+        "the Chinese message",
+        |h| {
+            app(h)
+                .chats
+                .get(&room)
+                .is_some_and(|c| c.messages.len() == 3)
+        },
+    );
+    fonts_settled(&mut h);
+    for c in CHINESE.chars() {
+        assert!(has(&h, c), "no glyph for {c:?} (U+{:04X})", c as u32);
+    }
+    for c in ['م', 'न'] {
+        assert!(!has(&h, c), "a font for {c:?} is loaded with no such text");
     }
 }

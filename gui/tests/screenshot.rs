@@ -1,8 +1,9 @@
 //! The real window: `peddlenet-gui` started under Xvfb against a real daemon
 //! holding a conversation with a long link, Arabic, Chinese, Hindi and emoji,
 //! photographed with ImageMagick's `import` at 800×600, 960×640 and
-//! 1920×1080. The pictures are kept as
-//! `<target>/screenshots/peddlenet-gui-<W>x<H>.png` and must not be blank.
+//! 1920×1080, and at 1920×1080 with the window system's scale factor at 2.
+//! The pictures are kept as `<target>/screenshots/peddlenet-gui-<W>x<H>.png`
+//! (`…-scale2.png`) and must not be blank.
 //! Needs Xvfb and ImageMagick (`.ci/run` installs them); in CI a skip is a failure.
 
 use std::process::{Child, Command, Stdio};
@@ -69,11 +70,15 @@ fn the_real_window_under_xvfb_is_not_blank() {
         (d, b)
     });
     for (w, h) in [(800, 600), (960, 640), (1920, 1080)] {
-        photograph(&d, w, h);
+        photograph(&d, w, h, 1);
     }
+    // A desktop at twice the density: the window system's scale factor
+    // (here X11's, through winit) scales the whole UI.
+    photograph(&d, 1920, 1080, 2);
 }
 
-fn photograph(d: &Daemon, w: u32, h: u32) {
+/// Photographs the app in a `w`×`h` pixel screen at `scale` pixels per point.
+fn photograph(d: &Daemon, w: u32, h: u32, scale: u32) {
     // A display nobody holds: a killed Xvfb leaves its lock file (and maybe
     // its socket) behind, and a new one refuses that display number.
     let n = (0..100)
@@ -130,7 +135,8 @@ fn photograph(d: &Daemon, w: u32, h: u32) {
             .arg("--socket")
             .arg(&d.socket)
             .arg("--size")
-            .arg(format!("{w}x{h}"))
+            .arg(format!("{}x{}", w / scale, h / scale))
+            .env("WINIT_X11_SCALE_FACTOR", scale.to_string())
             .env("XDG_STATE_HOME", d.dir.join("gui-state"))
             .env("DISPLAY", &display)
             .env_remove("WAYLAND_DISPLAY")
@@ -142,7 +148,11 @@ fn photograph(d: &Daemon, w: u32, h: u32) {
     );
     let out_dir = bin("peddlenet-gui").parent().unwrap().join("screenshots");
     std::fs::create_dir_all(&out_dir).unwrap();
-    let shot = out_dir.join(format!("peddlenet-gui-{w}x{h}.png"));
+    let shot = out_dir.join(if scale == 1 {
+        format!("peddlenet-gui-{w}x{h}.png")
+    } else {
+        format!("peddlenet-gui-{w}x{h}-scale{scale}.png")
+    });
     // Photograph until the window has drawn and settled: two pictures alike
     // in a row (a spinner, while history loads, keeps them apart).
     let t = Instant::now();
