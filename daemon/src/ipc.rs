@@ -381,17 +381,12 @@ async fn connection(
                 let node = node.clone();
                 let outbox = outbox.clone();
                 tokio::spawn(async move {
-                    let response = match h.sending {
-                        Some(s) => node.finish_send(s).await,
-                        None => Ok(h.response),
-                    };
-                    let r = match (response, node.flush().await) {
-                        (Ok(r), Ok(())) => Ok(r),
-                        (Err(e), _) => Err(e),
-                        (_, Err(e @ crate::flusher::FlushError::DiskFull)) => {
+                    let r = match node.flush().await {
+                        Ok(()) => Ok(h.response),
+                        Err(e @ crate::flusher::FlushError::DiskFull) => {
                             Err(ApiError::new(ErrorCode::DiskFull, e.to_string()))
                         }
-                        (_, Err(e)) => Err(ApiError::new(ErrorCode::Internal, e.to_string())),
+                        Err(e) => Err(ApiError::new(ErrorCode::Internal, e.to_string())),
                     };
                     let _ = outbox.push(reply(frame.id, r)).await;
                     drop(permit);

@@ -1,5 +1,5 @@
-//! The task that will own `peddlenet_node::Node` (see ARCHITECTURE.md,
-//! "Where the next pieces go"), not yet started by the daemon: [`Owner`]
+//! The task that owns `peddlenet_node::Node` (ARCHITECTURE.md, "The daemon
+//! on the core"): [`Owner`]
 //! feeds the core and carries out its outputs through [`Effects`], keeping
 //! the core's timers and the front ends' reply handles; [`run`] is its loop.
 //! Beside it, its bookkeeping: numbers for mesh peers, the handles that
@@ -117,6 +117,13 @@ impl<S: NodeStore, C: Crypto, R: RngCore, E: Effects> Owner<S, C, R, E> {
         self.timers.next_at()
     }
 
+    pub fn status(&self) -> CoreStatus {
+        CoreStatus {
+            carried_rooms: self.node.carried_rooms().len(),
+            peers: self.node.peers().count(),
+        }
+    }
+
     /// Front ends still waiting for a reply.
     pub fn waiting_replies(&self) -> usize {
         self.replies.len()
@@ -133,7 +140,15 @@ impl<S: NodeStore, C: Crypto, R: RngCore, E: Effects> Owner<S, C, R, E> {
             } => e.forward(to, topic, envelope, track),
             Output::SyncRequest { peer, id, request } => e.sync_request(peer, id, request),
             Output::SyncAnswer { peer, id, response } => e.sync_answer(peer, id, response),
-            Output::Subscribe(t) => e.subscribe(t),
+            Output::Subscribe(t) => {
+                if !self.node.is_member(&t.room()) {
+                    tracing::info!(
+                        room = %t.room().short(),
+                        "relaying rooms a peer offered (or carried before): taking one's gossip"
+                    );
+                }
+                e.subscribe(t)
+            }
             Output::Unsubscribe(t) => e.unsubscribe(t),
             Output::MakeDurable(epoch) => e.make_durable(epoch),
             Output::Event(ev) => e.event(ev),
@@ -157,6 +172,18 @@ pub enum OwnerInput<X> {
     },
     /// A shell event ([`Effects::ShellEvent`]).
     Shell(X),
+    /// What the core holds, for the daemon's status.
+    Status(oneshot::Sender<CoreStatus>),
+}
+
+/// The core's state as the daemon's status shows it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CoreStatus {
+    /// Rooms carried for others: holding envelopes, or taken on from an
+    /// offer and waiting for the first.
+    pub carried_rooms: usize,
+    /// Peers the core knows (mesh peers and point-to-point links).
+    pub peers: usize,
 }
 
 /// The owner task: starts the core, then takes inputs and fires timers
@@ -195,6 +222,9 @@ where
             OwnerInput::Core(input) => owner.input(input, t),
             OwnerInput::Request { request, reply } => owner.request(request, reply, t),
             OwnerInput::Shell(x) => owner.shell(x, t),
+            OwnerInput::Status(tx) => {
+                let _ = tx.send(owner.status());
+            }
         }
         owner.fire_timers(now());
     }

@@ -1,14 +1,14 @@
-//! The owner task's effects on the mesh, the flusher and the event
-//! broadcast ([`MeshEffects`]), and the mesh's events as the core's inputs.
-//! Not yet started by the daemon; Bluetooth and Wi-Fi Direct links are not
-//! carried out here yet (a forward to them counts no peer).
+//! The owner task's effects on the links (the mesh, Bluetooth LE), the
+//! flusher and the event broadcast ([`MeshEffects`]), and the links' events
+//! as the core's inputs ([`ShellEvent`]). Wi-Fi Direct groups are IP links:
+//! the mesh runs over them, so they are part of the mesh's link here.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 
 use peddlenet_mesh::{Mesh, MeshEvent, PeerId, SyncReply};
-use peddlenet_node::sync::transport::{SyncRequest, SyncResponse};
+use peddlenet_node::sync::transport::{Refusal, SyncRequest, SyncResponse};
 use peddlenet_node::{Epoch, Input, LinkId, PeerRef, SyncId, Topic, Verified};
 use tokio::sync::{broadcast, mpsc};
 
@@ -20,6 +20,42 @@ pub const MAX_ANSWERS_PER_PEER: usize = 4;
 /// Sync requests waiting in all.
 pub const MAX_ANSWERS: usize = 256;
 
+/// A link's event the owner turns into the core's inputs (the effects keep
+/// the handles that answer peers' sync requests).
+#[derive(Debug)]
+pub enum ShellEvent {
+    Mesh(MeshEvent),
+    /// A sync request over a Bluetooth link (`id`: its number on the wire,
+    /// for the answer).
+    BleRequest {
+        link: peddlenet_ble::LinkId,
+        id: u32,
+        body: Vec<u8>,
+    },
+}
+
+/// Where a peer's sync request is answered.
+#[derive(Debug)]
+pub enum Answer {
+    Mesh(SyncReply),
+    Ble(peddlenet_ble::LinkId, u32),
+}
+
+/// The Bluetooth links as the owner's effects use them (the daemon's
+/// `Node`, which holds the running link).
+pub trait BleLinks: Send + Sync + 'static {
+    /// Queues `envelope` for these links; how many it went to.
+    fn forward(&self, envelope: &[u8], links: Vec<peddlenet_ble::LinkId>) -> u32;
+    /// A sync request and its answer.
+    fn request(
+        &self,
+        link: peddlenet_ble::LinkId,
+        body: Vec<u8>,
+    ) -> Pin<Box<dyn Future<Output = anyhow::Result<Vec<u8>>> + Send + 'static>>;
+    /// Answers a peer's sync request `id`.
+    fn respond(&self, link: peddlenet_ble::LinkId, id: u32, body: Vec<u8>);
+}
+
 /// Makes the store durable (the flusher's group commit).
 pub type FlushFn =
     Box<dyn Fn() -> Pin<Box<dyn Future<Output = Result<(), FlushError>> + Send>> + Send>;
@@ -30,10 +66,11 @@ pub struct MeshEffects {
     link: LinkId,
     flush: FlushFn,
     events: broadcast::Sender<peddlenet_api::Event>,
-    inputs: mpsc::Sender<OwnerInput<MeshEvent>>,
+    inputs: mpsc::Sender<OwnerInput<ShellEvent>>,
     peers: PeerNumbers<PeerId>,
-    answers: PendingAnswers<SyncReply>,
+    answers: PendingAnswers<Answer>,
     topics: HashMap<String, Topic>,
+    ble: Option<std::sync::Arc<dyn BleLinks>>,
 }
 
 impl MeshEffects {
@@ -42,7 +79,7 @@ impl MeshEffects {
         link: LinkId,
         flush: FlushFn,
         events: broadcast::Sender<peddlenet_api::Event>,
-        inputs: mpsc::Sender<OwnerInput<MeshEvent>>,
+        inputs: mpsc::Sender<OwnerInput<ShellEvent>>,
     ) -> Self {
         Self {
             mesh,
@@ -53,13 +90,41 @@ impl MeshEffects {
             peers: PeerNumbers::default(),
             answers: PendingAnswers::new(MAX_ANSWERS_PER_PEER, MAX_ANSWERS),
             topics: HashMap::new(),
+            ble: None,
         }
+    }
+
+    /// Carries out forwards and sync on Bluetooth links through `ble`.
+    pub fn with_ble(mut self, ble: std::sync::Arc<dyn BleLinks>) -> Self {
+        self.ble = Some(ble);
+        self
     }
 
     fn peer(&mut self, id: &PeerId) -> PeerRef {
         PeerRef {
             link: self.link,
             peer: self.peers.number(id),
+        }
+    }
+
+    /// Answers a peer's sync request with a refusal, without the core.
+    fn refuse(&self, answer: Answer, why: Refusal) {
+        self.respond(answer, SyncResponse::Refused(why));
+    }
+
+    fn respond(&self, answer: Answer, response: SyncResponse) {
+        match answer {
+            Answer::Mesh(reply) => {
+                let mesh = self.mesh.clone();
+                tokio::spawn(async move {
+                    let _ = mesh.sync_respond(reply, response.encode()).await;
+                });
+            }
+            Answer::Ble(link, wire_id) => {
+                if let Some(b) = &self.ble {
+                    b.respond(link, wire_id, response.encode());
+                }
+            }
         }
     }
 
@@ -72,9 +137,27 @@ impl MeshEffects {
 }
 
 impl Effects for MeshEffects {
-    type ShellEvent = MeshEvent;
+    type ShellEvent = ShellEvent;
 
-    fn translate(&mut self, event: MeshEvent, out: &mut Vec<Input>) {
+    fn translate(&mut self, event: ShellEvent, out: &mut Vec<Input>) {
+        let event = match event {
+            ShellEvent::Mesh(e) => e,
+            ShellEvent::BleRequest { link, id, body } => {
+                let Ok(request) = SyncRequest::decode(&body) else {
+                    tracing::debug!(%link, "a sync request over Bluetooth that does not decode; refused");
+                    return self.refuse(Answer::Ble(link, id), Refusal::Malformed);
+                };
+                let peer = PeerRef::link(crate::links::ble(link));
+                match self.answers.insert(peer, Answer::Ble(link, id)) {
+                    Ok(id) => out.push(Input::SyncRequest { peer, id, request }),
+                    Err(a) => {
+                        tracing::debug!(%link, "too many sync requests waiting; refused");
+                        self.refuse(a, Refusal::Busy);
+                    }
+                }
+                return;
+            }
+        };
         match event {
             MeshEvent::Message { data, from, .. } => out.push(Input::Envelope {
                 from: self.peer(&from),
@@ -97,13 +180,16 @@ impl Effects for MeshEffects {
                 reply,
             } => {
                 let Ok(request) = SyncRequest::decode(&request) else {
-                    tracing::debug!(%peer, "a sync request that does not decode; dropped");
-                    return;
+                    tracing::debug!(%peer, "a sync request that does not decode; refused");
+                    return self.refuse(Answer::Mesh(reply), Refusal::Malformed);
                 };
                 let peer = self.peer(&peer);
-                match self.answers.insert(peer, reply) {
+                match self.answers.insert(peer, Answer::Mesh(reply)) {
                     Ok(id) => out.push(Input::SyncRequest { peer, id, request }),
-                    Err(_) => tracing::debug!("too many sync requests waiting; dropped"),
+                    Err(a) => {
+                        tracing::debug!("too many sync requests waiting; refused");
+                        self.refuse(a, Refusal::Busy);
+                    }
                 }
             }
             MeshEvent::PeerDown(id) => {
@@ -121,12 +207,18 @@ impl Effects for MeshEffects {
 
     fn forward(&mut self, to: Vec<LinkId>, topic: Topic, envelope: Verified, track: bool) {
         let on_mesh = to.contains(&self.link);
+        let ble_links: Vec<peddlenet_ble::LinkId> =
+            to.iter().filter_map(|l| crate::links::as_ble(*l)).collect();
+        let on_ble = match &self.ble {
+            Some(b) if !ble_links.is_empty() => b.forward(envelope.bytes(), ble_links),
+            _ => 0,
+        };
         if !on_mesh {
             if track {
                 self.report(Input::Published {
                     room: envelope.room(),
                     id: envelope.id(),
-                    peers: 0,
+                    peers: on_ble,
                     refused: false,
                 });
             }
@@ -135,11 +227,17 @@ impl Effects for MeshEffects {
         let mesh = self.mesh.clone();
         let tx = self.inputs.clone();
         tokio::spawn(async move {
-            let (peers, refused) = match mesh.publish(topic.name(), envelope.bytes().to_vec()).await
-            {
+            let published = if crate::fault::hit("publish-fails") {
+                Err(peddlenet_mesh::Error::Gossip(
+                    "AllQueuesFull (fault injected)".into(),
+                ))
+            } else {
+                mesh.publish(topic.name(), envelope.bytes().to_vec()).await
+            };
+            let (peers, refused) = match published {
                 Ok(n) => (n, false),
                 Err(e) => {
-                    tracing::debug!(error = %e, "publishing failed");
+                    tracing::debug!(error = %e, "publishing failed; the outbox publishes it again");
                     (0, true)
                 }
             };
@@ -147,8 +245,8 @@ impl Effects for MeshEffects {
                 let input = Input::Published {
                     room: envelope.room(),
                     id: envelope.id(),
-                    peers,
-                    refused,
+                    peers: peers + on_ble,
+                    refused: refused && on_ble == 0,
                 };
                 let _ = tx.send(OwnerInput::Core(input)).await;
             }
@@ -156,6 +254,25 @@ impl Effects for MeshEffects {
     }
 
     fn sync_request(&mut self, peer: PeerRef, id: SyncId, request: SyncRequest) {
+        if let Some(link) = crate::links::as_ble(peer.link) {
+            let tx = self.inputs.clone();
+            let asked = self.ble.as_ref().map(|b| b.request(link, request.encode()));
+            tokio::spawn(async move {
+                let response = match asked {
+                    Some(f) => match f.await {
+                        Ok(b) => SyncResponse::decode(&b).ok(),
+                        Err(e) => {
+                            tracing::debug!(%link, error = %e, "a sync request over Bluetooth failed");
+                            None
+                        }
+                    },
+                    None => None,
+                };
+                let input = Input::SyncResponse { peer, id, response };
+                let _ = tx.send(OwnerInput::Core(input)).await;
+            });
+            return;
+        }
         let Some(key) = self.peers.key(peer.peer).copied() else {
             self.report(Input::SyncResponse {
                 peer,
@@ -171,19 +288,20 @@ impl Effects for MeshEffects {
                 Ok(b) => SyncResponse::decode(&b).ok(),
                 Err(_) => None,
             };
+            if let Some(SyncResponse::Envelopes(e)) = &response
+                && !e.is_empty()
+            {
+                tracing::info!(peer = %key, envelopes = e.len(), "fetched by sync");
+            }
             let input = Input::SyncResponse { peer, id, response };
             let _ = tx.send(OwnerInput::Core(input)).await;
         });
     }
 
     fn sync_answer(&mut self, _peer: PeerRef, id: SyncId, response: SyncResponse) {
-        let Some((_, reply)) = self.answers.take(id) else {
-            return;
-        };
-        let mesh = self.mesh.clone();
-        tokio::spawn(async move {
-            let _ = mesh.sync_respond(reply, response.encode()).await;
-        });
+        if let Some((_, answer)) = self.answers.take(id) {
+            self.respond(answer, response);
+        }
     }
 
     fn subscribe(&mut self, topic: Topic) {
@@ -224,6 +342,10 @@ impl Effects for MeshEffects {
     }
 
     fn misbehaved(&mut self, peer: PeerRef, reason: &'static str) {
+        tracing::info!(?peer, reason, "a peer broke the sync protocol");
+        if peer.link != self.link {
+            return;
+        }
         if let Some(key) = self.peers.key(peer.peer).copied() {
             let mesh = self.mesh.clone();
             tokio::spawn(async move {
@@ -269,7 +391,7 @@ mod tests {
         mesh: Mesh,
         mut mesh_rx: mpsc::Receiver<MeshEvent>,
     ) -> (
-        mpsc::Sender<OwnerInput<MeshEvent>>,
+        mpsc::Sender<OwnerInput<ShellEvent>>,
         broadcast::Receiver<Event>,
     ) {
         let (tx, rx) = mpsc::channel(1024);
@@ -296,7 +418,11 @@ mod tests {
         let to_owner = tx.clone();
         tokio::spawn(async move {
             while let Some(ev) = mesh_rx.recv().await {
-                if to_owner.send(OwnerInput::Shell(ev)).await.is_err() {
+                if to_owner
+                    .send(OwnerInput::Shell(ShellEvent::Mesh(ev)))
+                    .await
+                    .is_err()
+                {
                     break;
                 }
             }
@@ -305,7 +431,7 @@ mod tests {
         (tx, erx)
     }
 
-    async fn ask(tx: &mpsc::Sender<OwnerInput<MeshEvent>>, request: Request) -> Reply {
+    async fn ask(tx: &mpsc::Sender<OwnerInput<ShellEvent>>, request: Request) -> Reply {
         let (reply, rx) = oneshot::channel();
         tx.send(OwnerInput::Request { request, reply })
             .await
