@@ -220,7 +220,12 @@ where
         let t = now();
         match m {
             OwnerInput::Core(input) => owner.input(input, t),
-            OwnerInput::Request { request, reply } => owner.request(request, reply, t),
+            OwnerInput::Request { request, reply } => {
+                if crate::fault::hit("panic-owner") {
+                    panic!("fault injected: the owner task panics");
+                }
+                owner.request(request, reply, t)
+            }
             OwnerInput::Shell(x) => owner.shell(x, t),
             OwnerInput::Status(tx) => {
                 let _ = tx.send(owner.status());

@@ -389,14 +389,26 @@ mod tests {
     fn owner(
         seed: u8,
         mesh: Mesh,
+        mesh_rx: mpsc::Receiver<MeshEvent>,
+    ) -> (
+        mpsc::Sender<OwnerInput<ShellEvent>>,
+        broadcast::Receiver<Event>,
+    ) {
+        owner_flushing(seed, mesh, mesh_rx, Box::new(|| Box::pin(async { Ok(()) })))
+    }
+
+    /// The same, with flushes done by `flush`.
+    fn owner_flushing(
+        seed: u8,
+        mesh: Mesh,
         mut mesh_rx: mpsc::Receiver<MeshEvent>,
+        flush: FlushFn,
     ) -> (
         mpsc::Sender<OwnerInput<ShellEvent>>,
         broadcast::Receiver<Event>,
     ) {
         let (tx, rx) = mpsc::channel(1024);
         let (etx, erx) = broadcast::channel(64);
-        let flush: FlushFn = Box::new(|| Box::pin(async { Ok(()) }));
         let effects = MeshEffects::new(mesh, MESH, flush, etx, tx.clone());
         let node = Node::new(
             Config::default(),
@@ -442,10 +454,11 @@ mod tests {
             .expect("answered")
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn two_owner_tasks_on_a_loopback_mesh_exchange_a_message() {
-        let secret = RoomSecret([5; 32]);
-        let room = RoomKeys::derive(&secret).room_id();
+    /// Two meshes on loopback, the second dialling the first.
+    async fn two_meshes() -> (
+        (Mesh, mpsc::Receiver<MeshEvent>),
+        (Mesh, mpsc::Receiver<MeshEvent>),
+    ) {
         let (ma, ra) = mesh(Vec::new()).await;
         let mut addrs = Vec::new();
         for _ in 0..100 {
@@ -455,37 +468,139 @@ mod tests {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        let (mb, rb) = mesh(addrs).await;
-        let (a, _) = owner(1, ma, ra);
-        let (b, mut b_events) = owner(2, mb, rb);
-        for tx in [&a, &b] {
-            let join = Request::JoinRoom {
-                secret: secret.clone(),
-                name: "camp".into(),
-                inviter: None,
-                bootstrap: Vec::new(),
-            };
-            assert!(matches!(ask(tx, join).await, Reply::Room { .. }));
-        }
-        let send = Request::Send {
-            room,
-            text: "over the mesh".into(),
-            as_name: None,
+        let b = mesh(addrs).await;
+        ((ma, ra), b)
+    }
+
+    async fn join(tx: &mpsc::Sender<OwnerInput<ShellEvent>>, secret: &RoomSecret) {
+        let join = Request::JoinRoom {
+            secret: secret.clone(),
+            name: "camp".into(),
+            inviter: None,
+            bootstrap: Vec::new(),
         };
-        assert!(matches!(ask(&a, send).await, Reply::Sent(_)));
-        let got = tokio::time::timeout(Duration::from_secs(30), async {
+        assert!(matches!(ask(tx, join).await, Reply::Room { .. }));
+    }
+
+    /// The next event `pick` takes, within 30 s.
+    async fn next_event<T>(
+        events: &mut broadcast::Receiver<Event>,
+        mut pick: impl FnMut(Event) -> Option<T>,
+    ) -> T {
+        tokio::time::timeout(Duration::from_secs(30), async {
             loop {
-                match b_events.recv().await {
-                    Ok(Event::Message { message }) => return message,
-                    Ok(_) => {}
+                match events.recv().await {
+                    Ok(e) => {
+                        if let Some(t) = pick(e) {
+                            return t;
+                        }
+                    }
                     Err(e) => panic!("{e}"),
                 }
             }
         })
         .await
-        .expect("the message reaches the other node");
+        .expect("the event in time")
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_owner_tasks_on_a_loopback_mesh_exchange_a_message_and_its_receipt() {
+        let secret = RoomSecret([5; 32]);
+        let room = RoomKeys::derive(&secret).room_id();
+        let ((ma, ra), (mb, rb)) = two_meshes().await;
+        let (a, mut a_events) = owner(1, ma, ra);
+        let (b, mut b_events) = owner(2, mb, rb);
+        join(&a, &secret).await;
+        join(&b, &secret).await;
+        let send = Request::Send {
+            room,
+            text: "over the mesh".into(),
+            as_name: None,
+        };
+        let Reply::Sent(sent) = ask(&a, send).await else {
+            panic!("not sent")
+        };
+        let got = next_event(&mut b_events, |e| match e {
+            Event::Message { message } => Some(message),
+            _ => None,
+        })
+        .await;
         assert_eq!(got.text, "over the mesh");
         assert_eq!(got.author_name, "n1");
         assert!(!got.own);
+        // B's receipt comes back to A through both owners: delivered to the
+        // one other member A now knows.
+        let id = sent.id.to_hex();
+        let delivery = next_event(&mut a_events, |e| match e {
+            Event::Delivery {
+                id: i,
+                delivery: d @ peddlenet_api::DeliveryState::Delivered { .. },
+                ..
+            } if i == id => Some(d),
+            _ => None,
+        })
+        .await;
+        assert_eq!(
+            delivery,
+            peddlenet_api::DeliveryState::Delivered { to: 1, of: 1 }
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_received_message_reaches_front_ends_only_once_its_flush_is_done() {
+        let secret = RoomSecret([6; 32]);
+        let room = RoomKeys::derive(&secret).room_id();
+        let ((ma, ra), (mb, rb)) = two_meshes().await;
+        // B's flushes wait while `open` is false; `asked` counts those that
+        // waited.
+        let (open_tx, open) = tokio::sync::watch::channel(true);
+        let asked = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let flush: FlushFn = {
+            let asked = asked.clone();
+            Box::new(move || {
+                let mut open = open.clone();
+                let asked = asked.clone();
+                Box::pin(async move {
+                    if !*open.borrow() {
+                        asked.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    }
+                    let _ = open.wait_for(|o| *o).await;
+                    Ok(())
+                })
+            })
+        };
+        let (a, _) = owner(1, ma, ra);
+        let (b, mut b_events) = owner_flushing(2, mb, rb, flush);
+        join(&a, &secret).await;
+        join(&b, &secret).await;
+        open_tx.send_replace(false);
+        let send = Request::Send {
+            room,
+            text: "kept first".into(),
+            as_name: None,
+        };
+        assert!(matches!(ask(&a, send).await, Reply::Sent(_)));
+        // B stored it and asked for its flush, which waits.
+        tokio::time::timeout(Duration::from_secs(30), async {
+            while asked.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .expect("B writes the message");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        while let Ok(e) = b_events.try_recv() {
+            assert!(
+                !matches!(e, Event::Message { .. }),
+                "a message event before its flush: {e:?}"
+            );
+        }
+        open_tx.send_replace(true);
+        let got = next_event(&mut b_events, |e| match e {
+            Event::Message { message } => Some(message),
+            _ => None,
+        })
+        .await;
+        assert_eq!(got.text, "kept first");
     }
 }
