@@ -394,7 +394,13 @@ mod tests {
         mpsc::Sender<OwnerInput<ShellEvent>>,
         broadcast::Receiver<Event>,
     ) {
-        owner_flushing(seed, mesh, mesh_rx, Box::new(|| Box::pin(async { Ok(()) })))
+        owner_flushing(
+            seed,
+            mesh,
+            mesh_rx,
+            Box::new(|| Box::pin(async { Ok(()) })),
+            None,
+        )
     }
 
     /// The same, with flushes done by `flush`.
@@ -403,13 +409,17 @@ mod tests {
         mesh: Mesh,
         mut mesh_rx: mpsc::Receiver<MeshEvent>,
         flush: FlushFn,
+        ble: Option<std::sync::Arc<dyn BleLinks>>,
     ) -> (
         mpsc::Sender<OwnerInput<ShellEvent>>,
         broadcast::Receiver<Event>,
     ) {
         let (tx, rx) = mpsc::channel(1024);
         let (etx, erx) = broadcast::channel(64);
-        let effects = MeshEffects::new(mesh, MESH, flush, etx, tx.clone());
+        let mut effects = MeshEffects::new(mesh, MESH, flush, etx, tx.clone());
+        if let Some(b) = ble {
+            effects = effects.with_ble(b);
+        }
         let node = Node::new(
             Config::default(),
             Identity::from_seed(&[seed; 32]),
@@ -570,7 +580,7 @@ mod tests {
             })
         };
         let (a, _) = owner(1, ma, ra);
-        let (b, mut b_events) = owner_flushing(2, mb, rb, flush);
+        let (b, mut b_events) = owner_flushing(2, mb, rb, flush, None);
         join(&a, &secret).await;
         join(&b, &secret).await;
         open_tx.send_replace(false);
@@ -602,5 +612,180 @@ mod tests {
         })
         .await;
         assert_eq!(got.text, "kept first");
+    }
+
+    /// Bluetooth links that record what the owner sends on them; sync
+    /// requests over them fail (no peer answers).
+    #[derive(Default)]
+    struct FakeBle {
+        forwarded: parking_lot::Mutex<Vec<(Vec<u8>, Vec<peddlenet_ble::LinkId>)>>,
+        answered: parking_lot::Mutex<Vec<(peddlenet_ble::LinkId, u32, Vec<u8>)>>,
+    }
+
+    impl BleLinks for FakeBle {
+        fn forward(&self, envelope: &[u8], links: Vec<peddlenet_ble::LinkId>) -> u32 {
+            let n = links.len() as u32;
+            self.forwarded.lock().push((envelope.to_vec(), links));
+            n
+        }
+        fn request(
+            &self,
+            _: peddlenet_ble::LinkId,
+            _: Vec<u8>,
+        ) -> Pin<Box<dyn Future<Output = anyhow::Result<Vec<u8>>> + Send + 'static>> {
+            Box::pin(async { anyhow::bail!("no answer") })
+        }
+        fn respond(&self, link: peddlenet_ble::LinkId, id: u32, body: Vec<u8>) {
+            self.answered.lock().push((link, id, body));
+        }
+    }
+
+    async fn until(what: &str, mut f: impl FnMut() -> bool) {
+        tokio::time::timeout(Duration::from_secs(20), async {
+            while !f() {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("timed out waiting for {what}"));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn bluetooth_links_carry_sends_envelopes_and_sync_answers_through_the_owner() {
+        use peddlenet_ble::LinkId as BleId;
+        use peddlenet_node::proto::Body;
+        let secret = RoomSecret([7; 32]);
+        let keys = RoomKeys::derive(&secret);
+        let room = keys.room_id();
+        let (m, r) = mesh(Vec::new()).await;
+        let ble = std::sync::Arc::new(FakeBle::default());
+        let flush: FlushFn = Box::new(|| Box::pin(async { Ok(()) }));
+        let (o, mut events) = owner_flushing(1, m, r, flush, Some(ble.clone()));
+        join(&o, &secret).await;
+        let (l7, l8) = (BleId(7), BleId(8));
+        for l in [l7, l8] {
+            let up = Input::LinkUp {
+                link: crate::links::ble(l),
+                kind: LinkKind::Bluetooth,
+            };
+            o.send(OwnerInput::Core(up)).await.unwrap();
+        }
+
+        // An own message goes to both Bluetooth links (and the mesh, where
+        // nobody is): two peers took it.
+        let send = Request::Send {
+            room,
+            text: "by radio".into(),
+            as_name: None,
+        };
+        let Reply::Sent(sent) = ask(&o, send).await else {
+            panic!("not sent")
+        };
+        assert_eq!(
+            sent.delivery,
+            Some(peddlenet_node::DeliveryState::Sent { peers: 2 })
+        );
+        {
+            let f = ble.forwarded.lock();
+            let (_, links) = f
+                .iter()
+                .find(|(e, _)| peddlenet_node::proto::message_id(e) == sent.id)
+                .expect("forwarded on Bluetooth");
+            assert_eq!(links, &vec![l7, l8]);
+        }
+
+        // Another member's envelope from link 7: stored, shown, and passed
+        // on to link 8 only (never back where it came from).
+        let other = Identity::from_seed(&[9; 32]);
+        let env = peddlenet_node::proto::seal(
+            &keys,
+            &other,
+            "ola",
+            &Body::Text("heard you".into()),
+            now_ms(),
+            [3; 24],
+        )
+        .unwrap();
+        let id = peddlenet_node::proto::message_id(&env);
+        let input = Input::Envelope {
+            from: PeerRef::link(crate::links::ble(l7)),
+            bytes: env,
+            room_verified: false,
+        };
+        o.send(OwnerInput::Core(input)).await.unwrap();
+        let got = next_event(&mut events, |e| match e {
+            Event::Message { message } if !message.own => Some(message),
+            _ => None,
+        })
+        .await;
+        assert_eq!(
+            (got.text.as_str(), got.author_name.as_str()),
+            ("heard you", "ola")
+        );
+        until("the envelope passed on", || {
+            ble.forwarded
+                .lock()
+                .iter()
+                .any(|(e, l)| peddlenet_node::proto::message_id(e) == id && l == &vec![l8])
+        })
+        .await;
+        assert!(
+            !ble.forwarded
+                .lock()
+                .iter()
+                .any(|(e, l)| peddlenet_node::proto::message_id(e) == id && l.contains(&l7)),
+            "sent back where it came from"
+        );
+
+        // A forged envelope (not signed with the room key) is refused.
+        let mut forged = peddlenet_node::proto::seal(
+            &RoomKeys::derive(&RoomSecret([8; 32])),
+            &other,
+            "ola",
+            &Body::Text("not of this room".into()),
+            now_ms(),
+            [4; 24],
+        )
+        .unwrap();
+        // Our room's id in the header, another room's signature.
+        forged[2..34].copy_from_slice(&room.0);
+        let input = Input::Envelope {
+            from: PeerRef::link(crate::links::ble(l8)),
+            bytes: forged.clone(),
+            room_verified: false,
+        };
+        o.send(OwnerInput::Core(input)).await.unwrap();
+
+        // Sync requests over the link are answered on it: a malformed one
+        // with a refusal, a Rooms request with the rooms in common.
+        let junk = ShellEvent::BleRequest {
+            link: l8,
+            id: 41,
+            body: vec![0x09; 3],
+        };
+        o.send(OwnerInput::Shell(junk)).await.unwrap();
+        let rooms = ShellEvent::BleRequest {
+            link: l8,
+            id: 42,
+            body: SyncRequest::Rooms(vec![room.0]).encode(),
+        };
+        o.send(OwnerInput::Shell(rooms)).await.unwrap();
+        until("both answers", || ble.answered.lock().len() >= 2).await;
+        let answered = ble.answered.lock();
+        let answer = |id| {
+            let (l, _, b) = answered.iter().find(|(_, i, _)| *i == id).unwrap();
+            assert_eq!(*l, l8);
+            SyncResponse::decode(b).unwrap()
+        };
+        assert_eq!(answer(41), SyncResponse::Refused(Refusal::Malformed));
+        assert!(matches!(answer(42), SyncResponse::Rooms(r) if r.len() == 1));
+        let forged_id = peddlenet_node::proto::message_id(&forged);
+        assert!(
+            !ble.forwarded
+                .lock()
+                .iter()
+                .any(|(e, _)| peddlenet_node::proto::message_id(e) == forged_id),
+            "a forged envelope went on"
+        );
     }
 }
