@@ -223,7 +223,8 @@ pub async fn run(cfg: Config, mut stop: watch::Receiver<bool>) -> anyhow::Result
         node.events(),
         owner_tx.clone(),
     )
-    .with_ble(node.clone());
+    .with_ble(node.clone())
+    .with_room_view(node.room_view());
     let mut owner = owner::Owner::new(core, effects);
     owner.input(
         peddlenet_node::Input::LinkUp {

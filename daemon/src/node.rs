@@ -43,7 +43,7 @@ pub fn now_ms() -> u64 {
 }
 
 /// A member room as the shell sees it (a view of the core's, kept by
-/// [`Node::refresh_rooms`]).
+/// [`RoomView`]).
 pub(crate) struct Room {
     pub(crate) record: RoomRecord,
     pub(crate) keys: RoomKeys,
@@ -56,9 +56,9 @@ pub struct Node {
     mesh: Mesh,
     /// The owner task, which runs the node core.
     owner: std::sync::OnceLock<OwnerTx>,
-    /// The member rooms, read-only: the core owns them; refreshed from the
-    /// store after each request that adds or removes one.
-    rooms: RwLock<HashMap<RoomId, Arc<Room>>>,
+    /// The member rooms, read-only: the core owns them; the owner task
+    /// refreshes this view when a request added or removed one.
+    rooms: Arc<RwLock<HashMap<RoomId, Arc<Room>>>>,
     events: broadcast::Sender<Event>,
     display_name: RwLock<String>,
     started: Instant,
@@ -126,6 +126,25 @@ fn peer_info(p: &PeerSnapshot) -> PeerInfo {
     }
 }
 
+/// The daemon's view of the member rooms, which the owner task refreshes
+/// from the store when the core added or removed one (before the request's
+/// reply leaves, so a front end that hears of a new room finds it).
+#[derive(Clone)]
+pub struct RoomView {
+    store: Store,
+    rooms: Arc<RwLock<HashMap<RoomId, Arc<Room>>>>,
+}
+
+impl RoomView {
+    pub fn refresh(&self) {
+        let old = self.rooms.read().clone();
+        match room_view(&self.store, &old) {
+            Ok(rooms) => *self.rooms.write() = rooms,
+            Err(e) => tracing::error!(error = %e, "reading the rooms failed"),
+        }
+    }
+}
+
 /// The member rooms in the store; rooms already in `old` keep their view.
 fn room_view(
     store: &Store,
@@ -184,7 +203,7 @@ impl Node {
             identity,
             store,
             mesh,
-            rooms: RwLock::new(rooms),
+            rooms: Arc::new(RwLock::new(rooms)),
             events,
             display_name: RwLock::new(name),
             started: Instant::now(),
@@ -268,12 +287,11 @@ impl Node {
         }
     }
 
-    /// Reads the member rooms again (after the core added or removed one).
-    pub(crate) fn refresh_rooms(&self) {
-        let old = self.rooms.read().clone();
-        match room_view(&self.store, &old) {
-            Ok(rooms) => *self.rooms.write() = rooms,
-            Err(e) => tracing::error!(error = %e, "reading the rooms failed"),
+    /// The room view, for the owner task to keep.
+    pub fn room_view(&self) -> RoomView {
+        RoomView {
+            store: self.store.clone(),
+            rooms: self.rooms.clone(),
         }
     }
 
@@ -598,7 +616,6 @@ impl Node {
                         room: r.record.room_id,
                     })
                     .await;
-                self.refresh_rooms();
                 done?;
                 Ok(Handled::now(Response::Done))
             }
@@ -634,9 +651,7 @@ impl Node {
 
     /// Creates or joins a room through the core; its view for the reply.
     async fn add_room(&self, request: CoreRequest) -> Result<RoomInfo, ApiError> {
-        let reply = self.ask(request).await?;
-        self.refresh_rooms();
-        let room = match reply {
+        let room = match self.ask(request).await? {
             CoreReply::Room { room, .. } => room,
             CoreReply::Error(e) => return Err(api_error(&e)),
             r => {

@@ -41,6 +41,8 @@ pub trait Effects {
     fn event(&mut self, event: peddlenet_node::Event);
     /// A peer broke the sync protocol: ban it.
     fn misbehaved(&mut self, peer: PeerRef, reason: &'static str);
+    /// A request added or removed a member room (the shell's room view).
+    fn rooms_changed(&mut self) {}
 }
 
 /// The core, its timers and the front ends waiting for replies.
@@ -51,11 +53,14 @@ pub struct Owner<S, C, R, E> {
     replies: HashMap<RequestId, oneshot::Sender<Reply>>,
     next_request: u64,
     out: Vec<Output>,
+    /// The member rooms after the last request.
+    rooms: Vec<peddlenet_node::proto::RoomId>,
 }
 
 impl<S: NodeStore, C: Crypto, R: RngCore, E: Effects> Owner<S, C, R, E> {
     pub fn new(node: Node<S, C, R>, effects: E) -> Self {
         Self {
+            rooms: node.member_rooms(),
             node,
             effects,
             timers: TimerHeap::default(),
@@ -80,6 +85,11 @@ impl<S: NodeStore, C: Crypto, R: RngCore, E: Effects> Owner<S, C, R, E> {
         let id = RequestId(self.next_request);
         self.replies.insert(id, reply);
         self.input(Input::Request { id, request }, now);
+        let rooms = self.node.member_rooms();
+        if rooms != self.rooms {
+            self.rooms = rooms;
+            self.effects.rooms_changed();
+        }
     }
 
     pub fn input(&mut self, input: Input, now: Timestamp) {
@@ -492,6 +502,7 @@ mod tests {
         flushes: Vec<Epoch>,
         subscribed: Vec<Topic>,
         events: Vec<peddlenet_node::Event>,
+        rooms_changed: usize,
     }
 
     impl Effects for Recorded {
@@ -513,6 +524,9 @@ mod tests {
             self.events.push(event);
         }
         fn misbehaved(&mut self, _: PeerRef, _: &'static str) {}
+        fn rooms_changed(&mut self) {
+            self.rooms_changed += 1;
+        }
     }
 
     type TestOwner = Owner<MemStore, FastCrypto, StdRng, Recorded>;
@@ -556,6 +570,11 @@ mod tests {
             r => panic!("{r:?}"),
         };
         assert_eq!(o.effects().subscribed, vec![Topic::of(&room)]);
+        assert_eq!(
+            o.effects().rooms_changed,
+            1,
+            "the shell's room view is told"
+        );
         o.input(
             Input::LinkUp {
                 link: LinkId(1),
@@ -591,6 +610,7 @@ mod tests {
             r => panic!("{r:?}"),
         }
         assert_eq!(o.waiting_replies(), 0);
+        assert_eq!(o.effects().rooms_changed, 1, "a send changes no room");
         // The resync timer fires when due, and is armed again.
         let at = o.next_timer().unwrap();
         o.fire_timers(at);

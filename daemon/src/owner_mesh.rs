@@ -71,6 +71,7 @@ pub struct MeshEffects {
     answers: PendingAnswers<Answer>,
     topics: HashMap<String, Topic>,
     ble: Option<std::sync::Arc<dyn BleLinks>>,
+    rooms: Option<crate::node::RoomView>,
 }
 
 impl MeshEffects {
@@ -91,7 +92,14 @@ impl MeshEffects {
             answers: PendingAnswers::new(MAX_ANSWERS_PER_PEER, MAX_ANSWERS),
             topics: HashMap::new(),
             ble: None,
+            rooms: None,
         }
+    }
+
+    /// Keeps the daemon's room view.
+    pub fn with_room_view(mut self, rooms: crate::node::RoomView) -> Self {
+        self.rooms = Some(rooms);
+        self
     }
 
     /// Carries out forwards and sync on Bluetooth links through `ble`.
@@ -339,6 +347,12 @@ impl Effects for MeshEffects {
 
     fn event(&mut self, event: peddlenet_node::Event) {
         let _ = self.events.send(event_info(event));
+    }
+
+    fn rooms_changed(&mut self) {
+        if let Some(v) = &self.rooms {
+            v.refresh();
+        }
     }
 
     fn misbehaved(&mut self, peer: PeerRef, reason: &'static str) {
