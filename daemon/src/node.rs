@@ -84,12 +84,20 @@ pub struct Node {
     web_hotspot: RwLock<Option<String>>,
 }
 
-/// What a request produced, and whether its reply must wait for the disk
-/// (writes made outside the core: settings, guests; the core holds its own
+/// A reply that comes later: the core's, awaited off the client's read loop
+/// so that a client may pipeline sends.
+pub type Later = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<Response, ApiError>> + Send + 'static>,
+>;
+
+/// What a request produced, and whether its reply must wait: for the disk
+/// (writes made outside the core: settings, guests), or for the core (a
+/// send, answered once durable and published; the core holds its own
 /// replies until they are durable).
 pub struct Handled {
     pub response: Response,
     pub durable: bool,
+    pub later: Option<Later>,
 }
 
 impl Handled {
@@ -97,12 +105,21 @@ impl Handled {
         Self {
             response,
             durable: false,
+            later: None,
         }
     }
     pub(crate) fn after_flush(response: Response) -> Self {
         Self {
             response,
             durable: true,
+            later: None,
+        }
+    }
+    pub(crate) fn later(f: Later) -> Self {
+        Self {
+            response: Response::Done,
+            durable: false,
+            later: Some(f),
         }
     }
 }
@@ -252,8 +269,9 @@ impl Node {
         self.flusher.clone()
     }
 
-    /// The core's answer to a request.
-    pub(crate) async fn ask(&self, request: CoreRequest) -> Result<CoreReply, ApiError> {
+    /// Hands a request to the core (in the order asked); the receiver gets
+    /// its answer.
+    async fn submit(&self, request: CoreRequest) -> Result<oneshot::Receiver<CoreReply>, ApiError> {
         let tx = self
             .owner()
             .ok_or_else(|| internal("the node core is not running"))?;
@@ -261,6 +279,12 @@ impl Node {
         tx.send(OwnerInput::Request { request, reply })
             .await
             .map_err(|_| internal("the node core stopped"))?;
+        Ok(rx)
+    }
+
+    /// The core's answer to a request.
+    pub(crate) async fn ask(&self, request: CoreRequest) -> Result<CoreReply, ApiError> {
+        let rx = self.submit(request).await?;
         rx.await.map_err(|_| internal("the node core stopped"))
     }
 
@@ -742,24 +766,26 @@ impl Node {
     }
 
     /// Sends `text` in `r` through the core, under the display name or
-    /// `as_name`; the reply comes once the message is durable and published.
+    /// `as_name`; the reply comes later, once the message is durable and
+    /// published.
     async fn send_in(
         &self,
         r: &Room,
         text: String,
         as_name: Option<String>,
     ) -> Result<Handled, ApiError> {
-        let reply = self
-            .ask(CoreRequest::Send {
+        let rx = self
+            .submit(CoreRequest::Send {
                 room: r.record.room_id,
                 text,
                 as_name,
             })
             .await?;
-        match simple_response(reply) {
-            Some(r) => r.map(Handled::now),
-            None => Err(internal("unexpected reply from the node core")),
-        }
+        Ok(Handled::later(Box::pin(async move {
+            let reply = rx.await.map_err(|_| internal("the node core stopped"))?;
+            simple_response(reply)
+                .unwrap_or_else(|| Err(internal("unexpected reply from the node core")))
+        })))
     }
 
     /// Hands the mesh's events to the owner task until the mesh stops; tells
