@@ -280,6 +280,28 @@ fn hostile_messages_are_refused_or_answered_without_panic() {
         Message::decode(&vec![1; MAX_MESSAGE_LEN + 1]),
         Err(Error::TooLarge { .. })
     ));
+    // Sketch ranges (mode 4): span past the first range, span over a Skip
+    // range, no cells, cells cut short.
+    let fp = [0u8; 16];
+    let sketch = |head: &[u8], tail: &[u8]| [head, &[4], &fp, tail].concat();
+    for (bytes, want) in [
+        (
+            sketch(&[1, 0, 0], &[[1, 1].as_slice(), &[0; 72]].concat()),
+            "sketch span past the first range",
+        ),
+        (
+            sketch(&[1, 2, 0, 0, 0, 0], &[[1, 1].as_slice(), &[0; 72]].concat()),
+            "sketch span over a non-Fingerprint range",
+        ),
+        (sketch(&[1, 0, 0], &[0, 0]), "sketch without cells"),
+    ] {
+        assert_eq!(Message::decode(&bytes), Err(Error::Malformed(want)));
+    }
+    assert_eq!(
+        Message::decode(&sketch(&[1, 0, 0], &[[0, 1].as_slice(), &[0; 71]].concat())),
+        Err(Error::Truncated)
+    );
+    assert_eq!(Message::decode(&[1, 0, 0, 5]), Err(Error::Mode(5)));
     // An id list that claims more entries than the message holds.
     assert_eq!(
         Message::decode(&[1, 0, 0, 2, 0xff, 0x01]),
