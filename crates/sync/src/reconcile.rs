@@ -12,9 +12,9 @@ pub const ID_LIST_THRESHOLD: usize = 2 * BUCKETS;
 /// Output budget in encoded bytes; past it the rest is one fingerprint range,
 /// to be split in a later round.
 const OUTPUT_BUDGET: usize = crate::MAX_MESSAGE_LEN - 4096;
-/// A sketch has `3 × SKETCH_M` cells (576 bytes): it settles a range
-/// differing by up to about a dozen items in one message.
-pub const SKETCH_M: usize = 8;
+/// A sketch has `3 × SKETCH_M` cells (720 bytes): it settles a range
+/// differing by up to 10 items in about 98 % of cases.
+pub const SKETCH_M: usize = 10;
 /// Splits get a sketch only in answer to a message with at most this many
 /// Fingerprint and Sketch ranges: past that, the difference is large and the
 /// sketches would not peel.
