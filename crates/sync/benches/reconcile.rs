@@ -9,6 +9,10 @@
 //! A's last message is counted (and sent) even when it is final, since it
 //! carries what B lacks.
 //!
+//! The last columns are negentropy's (crate 0.5.3, frames capped at 256 KiB
+//! like ours) on the same sets: its round trips (client messages) and bytes
+//! both ways, and our bytes as a fraction of its.
+//!
 //! `cargo bench -p peddlenet-sync` (add `-- 100000` to run one size only).
 
 // A global allocator is unsafe by its nature; this one only counts, and
@@ -68,6 +72,44 @@ fn sets(n: usize, d: usize) -> (Storage, Storage) {
     (a, b)
 }
 
+/// negentropy's round trips and bytes for the same sets.
+fn negentropy(a: &Storage, b: &Storage, d: usize) -> (usize, usize) {
+    use negentropy::{Id, Negentropy, NegentropyStorageVector};
+    let store = |s: &Storage| {
+        let mut v = NegentropyStorageVector::with_capacity(s.len());
+        for it in s.items() {
+            v.insert(it.ts, Id::from_byte_array(it.id)).unwrap();
+        }
+        v.seal().unwrap();
+        v
+    };
+    let (sa, sb) = (store(a), store(b));
+    let mut client = Negentropy::borrowed(&sa, MAX_MESSAGE_LEN as u64).unwrap();
+    let mut server = Negentropy::borrowed(&sb, MAX_MESSAGE_LEN as u64).unwrap();
+    let (mut have, mut need) = (Vec::new(), Vec::new());
+    let mut msg = client.initiate().unwrap();
+    let (mut trips, mut bytes) = (0, 0);
+    loop {
+        trips += 1;
+        bytes += msg.len();
+        let back = server.reconcile(&msg).unwrap();
+        bytes += back.len();
+        match client
+            .reconcile_with_ids(&back, &mut have, &mut need)
+            .unwrap()
+        {
+            Some(next) => msg = next,
+            None => break,
+        }
+    }
+    assert_eq!(
+        have.len() + need.len(),
+        d,
+        "negentropy finds every difference"
+    );
+    (trips, bytes)
+}
+
 fn main() {
     // `cargo bench` passes `--bench`; a number picks one set size.
     let sizes: Vec<usize> = match std::env::args().skip(1).find_map(|a| a.parse().ok()) {
@@ -75,9 +117,9 @@ fn main() {
         None => vec![100_000, 1_000_000],
     };
     println!(
-        "| n | d | round trips | bytes A->B | bytes B->A | total | time | peak heap | peak message | found |"
+        "| n | d | round trips | bytes A->B | bytes B->A | total | time | peak heap | peak message | found | negentropy round trips | negentropy bytes | bytes / negentropy's |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for n in sizes {
         for d in [0usize, 1, 10, 100, 1_000, 10_000] {
             let (a, b) = sets(n, d);
@@ -108,12 +150,14 @@ fn main() {
             let heap = PEAK.load(Ordering::Relaxed) - baseline;
             let found = ra.need().len() + rb.need().len();
             assert_eq!(found, d, "every difference found");
+            let (neg_trips, neg_bytes) = negentropy(&a, &b, d);
             println!(
-                "| {n} | {d} | {trips} | {ab} | {ba} | {} | {:.1} ms | {:.1} KiB | {} B | {found} |",
+                "| {n} | {d} | {trips} | {ab} | {ba} | {} | {:.1} ms | {:.1} KiB | {} B | {found} | {neg_trips} | {neg_bytes} | {:.2} |",
                 ab + ba,
                 took.as_secs_f64() * 1000.0,
                 heap as f64 / 1024.0,
-                peak
+                peak,
+                (ab + ba) as f64 / neg_bytes as f64
             );
         }
     }
