@@ -140,6 +140,39 @@ fn one_difference_is_found_in_two_round_trips_within_negentropys_bytes() {
     }
 }
 
+/// As the nodes run it (docs/protocol.md §8.10): a fresh responder for each
+/// request, and the initiator's final messages are not sent. A small
+/// difference is known to the initiator after one request.
+#[test]
+fn with_stateless_responders_the_initiator_knows_its_needs_after_one_request() {
+    let (a, b, _, xb) = sets(40, 100_000, 3, 4);
+    let mut ra = Reconciler::new();
+    let mut msg = ra.initiate(&a);
+    let mut requests = 0;
+    loop {
+        requests += 1;
+        let wire = msg.encode();
+        let Some(reply) = Reconciler::new()
+            .respond(&b, &Message::decode(&wire).unwrap())
+            .unwrap()
+        else {
+            break;
+        };
+        match ra
+            .respond(&a, &Message::decode(&reply.encode()).unwrap())
+            .unwrap()
+        {
+            Some(next) if !next.is_final() => msg = next,
+            _ => break,
+        }
+    }
+    assert_eq!(requests, 1);
+    assert_eq!(
+        ra.need().iter().copied().collect::<BTreeSet<_>>(),
+        prefixes(&xb)
+    );
+}
+
 /// Up to a hundred differences in 100,000 items, split either way: the
 /// sketches settle them in two round trips.
 #[test]
