@@ -1502,3 +1502,37 @@ fn delivery_never_counts_more_members_than_confirmed_it_nor_fewer_known() {
         DeliveryState::Delivered { to: 3, of: 3 }
     );
 }
+
+#[test]
+fn a_rooms_reconciliation_set_is_kept_not_rebuilt_per_session() {
+    let mut a = node(1, None);
+    let room = create(&mut a, "camp", T0);
+    let secret = secret_of(&a, &room);
+    let mut b = node(2, None);
+    join(&mut b, &secret, T0);
+    let up = Input::LinkUp {
+        link: BLE_A,
+        kind: LinkKind::Bluetooth,
+    };
+    let out_a = run(&mut a, up.clone(), T0);
+    let out_b = run(&mut b, up, T0);
+    pump(&mut a, &mut b, out_a, true, T0);
+    pump(&mut a, &mut b, out_b, false, T0);
+    let (scans_a, scans_b) = (a.store().item_scans(), b.store().item_scans());
+    assert!(scans_a <= 1 && scans_b <= 1, "{scans_a} {scans_b}");
+    // Messages stored on both sides between sessions, sessions again.
+    for i in 0..5u64 {
+        let now = T0 + 1000 * (i + 1);
+        send(&mut a, room, &format!("a{i}"), now);
+        send(&mut b, room, &format!("b{i}"), now);
+        let out = run(&mut a, Input::Timer(Timer::Resync), now);
+        pump(&mut a, &mut b, out, true, now);
+        let out = run(&mut b, Input::Timer(Timer::Resync), now);
+        pump(&mut a, &mut b, out, false, now);
+    }
+    assert_eq!(a.store().message_count(&room), 10);
+    assert_eq!(b.store().message_count(&room), 10);
+    // Each side read the room whole once, when its set was first needed.
+    assert_eq!(a.store().item_scans(), 1);
+    assert_eq!(b.store().item_scans(), 1);
+}
