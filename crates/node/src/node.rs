@@ -39,8 +39,20 @@ pub const MAX_SESSION_BYTES: usize = 64 * 1024 * 1024;
 pub struct Config {
     /// Relaying other rooms, within these bounds; `None`: off.
     pub relay: Option<RelayLimits>,
-    /// Reconcile with every peer this often (catches what gossip missed).
+    /// The resync timer's period: peers due (see `resync_idle_ms`) are
+    /// reconciled with, and outboxes published again.
     pub resync_every_ms: u64,
+    /// A peer is reconciled with again only this long after its last
+    /// complete session. New envelopes (sent, gossiped or fetched) are
+    /// forwarded to every link at once, so on a steady link a session only
+    /// catches what a link lost; contacts made, rooms joined or taken on
+    /// start one at once.
+    pub resync_idle_ms: u64,
+    /// Rooms with more members known than this get no receipts: a member
+    /// confirms a text to its author only in rooms up to this size (in a
+    /// large room every member's receipt would flood the room for one
+    /// author's count). 0: receipts everywhere.
+    pub receipt_max_members: usize,
     /// Receipts due are gathered this long before one goes out.
     pub receipt_delay_ms: u64,
     /// Relay expiry and clean-up this often.
@@ -60,6 +72,8 @@ impl Default for Config {
         Self {
             relay: None,
             resync_every_ms: 30_000,
+            resync_idle_ms: 5 * 60_000,
+            receipt_max_members: 32,
             receipt_delay_ms: 500,
             sweep_every_ms: 60_000,
             relay_pending_ms: 10 * 60_000,
@@ -198,6 +212,8 @@ pub struct Node<S, C, R> {
     outbox_retry: BTreeMap<RoomId, (u64, bool)>,
     sessions: BTreeMap<PeerRef, Session>,
     again: BTreeSet<PeerRef>,
+    /// When the last complete session with each peer up ended.
+    synced_at: BTreeMap<PeerRef, Timestamp>,
     next_session: u64,
     next_sync: u64,
     /// Each room's reconciliation set, kept as items are stored (never
@@ -256,6 +272,7 @@ impl<S: NodeStore, C: Crypto, R: RngCore> Node<S, C, R> {
             outbox_retry: BTreeMap::new(),
             sessions: BTreeMap::new(),
             again: BTreeSet::new(),
+            synced_at: BTreeMap::new(),
             next_session: 0,
             next_sync: 0,
             sets: HashMap::new(),
@@ -954,7 +971,7 @@ impl<S: NodeStore, C: Crypto, R: RngCore> Node<S, C, R> {
         }
         self.wrote();
         self.added(&room_id, msg.timestamp_ms, msg.id);
-        if !mine {
+        if !mine && self.confirms(&room_id) {
             // Confirmed only once durable here.
             self.hold(Held::ReceiptDue(room_id, msg.id));
         }
@@ -983,6 +1000,13 @@ impl<S: NodeStore, C: Crypto, R: RngCore> Node<S, C, R> {
             RelayInserted::Duplicate => Ingested::Duplicate,
             RelayInserted::Refused(why) => Ingested::RelayRefused(why),
         })
+    }
+
+    /// Whether texts of `room` are confirmed to their authors: not in
+    /// rooms larger than `receipt_max_members`.
+    fn confirms(&mut self, room: &RoomId) -> bool {
+        let max = self.config.receipt_max_members;
+        max == 0 || self.member_count(room) <= max
     }
 
     fn load_members(&mut self, room: &RoomId) {
@@ -1106,7 +1130,17 @@ impl<S: NodeStore, C: Crypto, R: RngCore> Node<S, C, R> {
                 }
             }
             Timer::Resync => {
-                let peers: Vec<PeerRef> = self.peers.iter().copied().collect();
+                let idle = self.config.resync_idle_ms;
+                let peers: Vec<PeerRef> = self
+                    .peers
+                    .iter()
+                    .filter(|p| {
+                        self.synced_at
+                            .get(p)
+                            .is_none_or(|at| now.saturating_sub(*at) >= idle)
+                    })
+                    .copied()
+                    .collect();
                 for p in peers {
                     self.start_sync(p, now);
                 }
@@ -1207,6 +1241,7 @@ impl<S: NodeStore, C: Crypto, R: RngCore> Node<S, C, R> {
     fn peer_down(&mut self, peer: PeerRef) {
         self.peers.remove(&peer);
         self.again.remove(&peer);
+        self.synced_at.remove(&peer);
         // Its answers will not come; a late one is ignored.
         self.sessions.remove(&peer);
     }
@@ -1280,6 +1315,7 @@ impl<S: NodeStore, C: Crypto, R: RngCore> Node<S, C, R> {
     fn misbehaved(&mut self, peer: PeerRef, reason: &'static str) {
         self.sessions.remove(&peer);
         self.again.remove(&peer);
+        self.synced_at.remove(&peer);
         self.out.push(Output::Misbehaved { peer, reason });
     }
 
@@ -1401,6 +1437,9 @@ impl<S: NodeStore, C: Crypto, R: RngCore> Node<S, C, R> {
             .get_mut(&peer)
             .and_then(|s| s.rooms.pop_front())
         else {
+            // Every common room reconciled: the peer is not due again
+            // before `resync_idle_ms`.
+            self.synced_at.insert(peer, now);
             return self.end_session(peer, now);
         };
         let storage = self.sync_storage(&room);
@@ -1506,6 +1545,8 @@ impl<S: NodeStore, C: Crypto, R: RngCore> Node<S, C, R> {
             s.fetched_bytes += env.len();
             if let Ok(Ingested::New | Ingested::Relayed) = self.ingest(&v, now) {
                 self.sessions.get_mut(&peer).expect("present").stored += 1;
+                // New here: on to every other link, as a gossiped one goes.
+                self.forward(&v, Some(peer.link), false);
             }
         }
         self.fetch_next(peer, room, left, queue, now)
