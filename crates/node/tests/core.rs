@@ -1677,3 +1677,30 @@ fn texts_of_rooms_larger_than_the_receipt_limit_are_not_confirmed() {
         );
     }
 }
+
+#[test]
+fn a_phone_relays_less_and_for_less_long_than_a_handheld() {
+    let (phone, handheld) = (RelayLimits::phone(), RelayLimits::handheld());
+    assert!(phone.budget_bytes < handheld.budget_bytes);
+    assert!(phone.room_bytes < handheld.room_bytes);
+    assert!(phone.author_bytes <= handheld.author_bytes);
+    // A day and a half old: a phone no longer carries it, a handheld does.
+    let now = T0 + 36 * 3600 * 1000;
+    let env = envelope_from(10, &RoomSecret([7; 32]), "old news", T0);
+    let mut kept = Vec::new();
+    for limits in [phone, handheld] {
+        let mut r = node(5, Some(limits));
+        three_links(&mut r);
+        let out = run(
+            &mut r,
+            Input::Envelope {
+                from: PeerRef::link(BLE_A),
+                bytes: env.bytes().to_vec(),
+                room_verified: false,
+            },
+            now,
+        );
+        kept.push(!forwards(&out).is_empty() && r.carries(&env.room()));
+    }
+    assert_eq!(kept, vec![false, true]);
+}
