@@ -90,7 +90,7 @@ impl Cores {
                     RelayLimits::phone()
                 };
                 let config = Config {
-                    relay: (budget > 0).then(|| RelayLimits {
+                    relay: (budget > 0).then_some(RelayLimits {
                         budget_bytes: budget,
                         ..limits
                     }),
