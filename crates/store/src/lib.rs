@@ -16,10 +16,19 @@
 //! | `msgs`  | `C` ‖ room id                              | u64 BE: the room's history entries (`H`) |
 //! | `msgs`  | `R`, `A`                                   | relayed envelopes of other rooms: see [`relay`] |
 //!
-//! History values hold what the key does not: `1` ‖ author id (32) ‖
-//! received ms (u64 BE) ‖ own (one byte, 0 or 1) ‖ name length (u32 BE) ‖
-//! author name (UTF-8) ‖ text (UTF-8, the rest). Stores written before this
-//! format hold JSON values (they start with `{`); both are read.
+//! A message is stored once: its `E` envelope. The history value holds
+//! only what neither the key nor the envelope does: `2` ‖ received ms (u64
+//! BE) ‖ own (one byte, 0 or 1), 10 bytes; a history read decrypts the
+//! envelope with the room's keys (derived once per room and kept) to get
+//! author, name and text, without checking signatures again (they were
+//! checked before the message was stored). A message whose envelope does not
+//! decrypt to it (stores' own tests, a room not stored) keeps the older
+//! value: `1` ‖ author id (32) ‖ received ms (u64 BE) ‖ own ‖ name length
+//! (u32 BE) ‖ author name (UTF-8) ‖ text (UTF-8, the rest). Stores written
+//! before either hold JSON values (they start with `{`); all three are read,
+//! so no migration is needed. Invariant: a version-2 history entry is never
+//! without its `E` entry (one batch writes both, one removes both; open's
+//! repair drops history entries whose envelope is missing).
 //!
 //! Counts: a room's `C` entry is written in the batch of every message that
 //! adds or removes one of its `H` entries, so listing rooms reads one number
@@ -60,7 +69,9 @@ pub mod relay;
 pub use health::{SalvageReport, salvage};
 pub use relay::{AuthorTag, Refused, RelayInserted, RelayLimits, RelayTotals, RoomUsage};
 
-use peddlenet_proto::{AuthorId, MessageId, RoomId};
+use peddlenet_proto::{
+    AuthorId, Body, EnvelopeView, MessageId, Opened, RoomId, RoomKeys, RoomSecret,
+};
 use peddlenet_sync::{Item, Storage};
 use serde::{Deserialize, Serialize};
 
@@ -165,6 +176,15 @@ pub struct Progress {
     pub confirmed_by: usize,
 }
 
+/// One key prefix of `msgs` in [`Store::layout`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LayoutRow {
+    pub prefix: char,
+    pub entries: u64,
+    pub key_bytes: u64,
+    pub value_bytes: u64,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Inserted {
     New,
@@ -189,6 +209,9 @@ pub struct Store {
     counts: Arc<Mutex<std::collections::HashMap<RoomId, u64>>>,
     /// Member rooms' sync items, once asked for (see [`Store::sync_items`]).
     items: Arc<Mutex<std::collections::HashMap<RoomId, RoomItems>>>,
+    /// Member rooms' keys, derived once from their records: history reads
+    /// decrypt the stored envelopes with them.
+    keys: Arc<Mutex<std::collections::HashMap<RoomId, Arc<RoomKeys>>>>,
 }
 
 /// A room's sync items: the set last handed out, and items stored since,
@@ -246,8 +269,14 @@ fn timed_key(prefix: u8, room: &RoomId, ts: u64, id: &MessageId) -> [u8; 73] {
     k
 }
 
-/// First byte of a binary history value (JSON values start with `{`).
+/// First byte of a binary history value holding the message's text
+/// (JSON values start with `{`).
 const HISTORY_V1: u8 = 1;
+/// First byte of a history value that holds only what the envelope does
+/// not: the text, author and name are read from the message's `E` entry.
+const HISTORY_V2: u8 = 2;
+/// Length of a [`HISTORY_V2`] value: version, received ms, own.
+const HISTORY_V2_LEN: usize = 10;
 
 /// A history entry's value: the message without what its key holds.
 fn history_value(m: &StoredMessage) -> Vec<u8> {
@@ -263,13 +292,58 @@ fn history_value(m: &StoredMessage) -> Vec<u8> {
     v
 }
 
-/// A history entry read back: binary, or JSON written before it.
-fn history_entry(k: &[u8], v: &[u8]) -> Result<StoredMessage> {
+/// A history entry's value for a message its envelope holds whole: what
+/// the envelope does not (when it arrived, whether it is own).
+fn history_value_v2(m: &StoredMessage) -> [u8; HISTORY_V2_LEN] {
+    let mut v = [0u8; HISTORY_V2_LEN];
+    v[0] = HISTORY_V2;
+    v[1..9].copy_from_slice(&m.received_ms.to_be_bytes());
+    v[9] = m.own as u8;
+    v
+}
+
+fn own_flag(b: u8, bad: impl Fn() -> Error) -> Result<bool> {
+    match b {
+        0 => Ok(false),
+        1 => Ok(true),
+        _ => Err(bad()),
+    }
+}
+
+/// A history entry read back, binary or JSON written before it; `opened`
+/// decrypts the message's envelope, for values that do not hold the text.
+fn history_entry(
+    k: &[u8],
+    v: &[u8],
+    opened: impl FnOnce(&RoomId, &MessageId) -> Result<Opened>,
+) -> Result<StoredMessage> {
     if v.first() == Some(&b'{') {
         return unjson("message", v);
     }
     let (timestamp_ms, id) = timed_parts(k)?;
+    let room_id = RoomId(k[1..33].try_into().expect("32 bytes"));
     let bad = || Error::Corrupt(format!("history value of {} bytes", v.len()));
+    if v.first() == Some(&HISTORY_V2) {
+        if v.len() != HISTORY_V2_LEN {
+            return Err(bad());
+        }
+        let o = opened(&room_id, &id)?;
+        let Body::Text(text) = o.body else {
+            return Err(Error::Corrupt(
+                "a history entry's envelope is no text".into(),
+            ));
+        };
+        return Ok(StoredMessage {
+            id,
+            room_id,
+            author: o.author,
+            author_name: o.author_name,
+            timestamp_ms,
+            received_ms: u64::from_be_bytes(v[1..9].try_into().expect("8 bytes")),
+            text,
+            own: own_flag(v[9], bad)?,
+        });
+    }
     if v.len() < 46 || v[0] != HISTORY_V1 {
         return Err(bad());
     }
@@ -280,17 +354,13 @@ fn history_entry(k: &[u8], v: &[u8]) -> Result<StoredMessage> {
     let utf8 = |b: &[u8]| String::from_utf8(b.to_vec()).map_err(|_| bad());
     Ok(StoredMessage {
         id,
-        room_id: RoomId(k[1..33].try_into().expect("32 bytes")),
+        room_id,
         author: AuthorId(v[1..33].try_into().expect("32 bytes")),
         author_name: utf8(name)?,
         timestamp_ms,
         received_ms: u64::from_be_bytes(v[33..41].try_into().expect("8 bytes")),
         text: utf8(text)?,
-        own: match v[41] {
-            0 => false,
-            1 => true,
-            _ => return Err(bad()),
-        },
+        own: own_flag(v[41], bad)?,
     })
 }
 
@@ -374,6 +444,7 @@ impl Store {
             space: Arc::new(health::Space::new(dir)),
             counts: Default::default(),
             items: Default::default(),
+            keys: Default::default(),
         };
         match store.meta_get::<u64>("schema")? {
             None => {
@@ -439,7 +510,61 @@ impl Store {
     pub fn put_room(&self, room: &RoomRecord) -> Result<()> {
         self.check_space()?;
         self.rooms.insert(room.room_id.as_bytes(), json(room))?;
+        self.keys.lock().remove(&room.room_id);
         Ok(())
+    }
+
+    /// A member room's keys, derived from its record once and then kept.
+    fn room_keys(&self, id: &RoomId) -> Result<Option<Arc<RoomKeys>>> {
+        if let Some(k) = self.keys.lock().get(id) {
+            return Ok(Some(k.clone()));
+        }
+        let Some(room) = self.room(id)? else {
+            return Ok(None);
+        };
+        let bad = || Error::Corrupt("a room's secret is not 32 bytes of hex".into());
+        let raw = hex::decode(&room.secret_hex).map_err(|_| bad())?;
+        let secret = RoomSecret(raw.try_into().map_err(|_| bad())?);
+        let keys = Arc::new(RoomKeys::derive(&secret));
+        if keys.room_id() != *id {
+            return Err(Error::Corrupt(
+                "a room's secret does not match its id".into(),
+            ));
+        }
+        self.keys.lock().insert(*id, keys.clone());
+        Ok(Some(keys))
+    }
+
+    /// The stored envelope `id` of a member room, decrypted. Its signatures
+    /// were verified before it was stored; they are not checked again.
+    fn open_stored(&self, room: &RoomId, id: &MessageId) -> Result<Opened> {
+        let keys = self
+            .room_keys(room)?
+            .ok_or_else(|| Error::Corrupt("a history entry of a room not stored".into()))?;
+        let env = self
+            .msgs
+            .get(id_key(ENVELOPE, id))?
+            .ok_or_else(|| Error::Corrupt("a history entry without its envelope".into()))?;
+        EnvelopeView::parse(&env)
+            .and_then(|v| v.open_stored(&keys))
+            .map_err(|e| Error::Corrupt(format!("a stored envelope: {e}")))
+    }
+
+    /// Whether `envelope` holds `msg` whole (text, author, name, time), so
+    /// its history entry need not keep a copy: the room is stored here and
+    /// the envelope decrypts to exactly the message.
+    fn envelope_holds(&self, msg: &StoredMessage, envelope: &[u8]) -> bool {
+        let Ok(Some(keys)) = self.room_keys(&msg.room_id) else {
+            return false;
+        };
+        let Ok(o) = EnvelopeView::parse(envelope).and_then(|v| v.open_stored(&keys)) else {
+            return false;
+        };
+        o.id == msg.id
+            && o.author == msg.author
+            && o.author_name == msg.author_name
+            && o.timestamp_ms == msg.timestamp_ms
+            && matches!(&o.body, Body::Text(t) if *t == msg.text)
     }
 
     pub fn room(&self, id: &RoomId) -> Result<Option<RoomRecord>> {
@@ -489,6 +614,7 @@ impl Store {
             counts.remove(id);
         }
         self.items.lock().remove(id);
+        self.keys.lock().remove(id);
         Ok(self.rooms.remove(id.as_bytes())?.is_some())
     }
 
@@ -528,9 +654,16 @@ impl Store {
             // The delivery record also marks the message as this node's own.
             batch.insert(&id_key(DELIVERY, &msg.id)[..], json(&Delivery::Stored));
         }
+        // The envelope holds the text: the history entry keeps only what
+        // it does not, and reads the rest back from the envelope.
+        let value = if self.envelope_holds(msg, envelope) {
+            history_value_v2(msg).to_vec()
+        } else {
+            history_value(msg)
+        };
         batch.insert(
             &timed_key(HISTORY, &msg.room_id, msg.timestamp_ms, &msg.id)[..],
-            history_value(msg),
+            value,
         );
         batch.insert(&id_key(ENVELOPE, &msg.id)[..], envelope);
         {
@@ -693,7 +826,7 @@ impl Store {
                 more = true;
                 break;
             }
-            out.push(history_entry(&k, &v)?);
+            out.push(history_entry(&k, &v, |r, id| self.open_stored(r, id))?);
         }
         let next = if more {
             out.last().map(cursor_of)
@@ -859,6 +992,25 @@ impl Store {
     pub fn outbox_remove(&self, room: &RoomId, ts: u64, id: &MessageId) -> Result<()> {
         self.msgs.remove(timed_key(OUTBOX, room, ts, id))?;
         Ok(())
+    }
+
+    /// What `msgs` holds, per key prefix: entries and their key and value
+    /// bytes (what is stored, before sled's own overhead). Reads every
+    /// entry: for benchmarks and diagnostics, not for a periodic path.
+    pub fn layout(&self) -> Result<Vec<LayoutRow>> {
+        let mut rows: std::collections::BTreeMap<u8, LayoutRow> = Default::default();
+        for kv in self.msgs.iter() {
+            let (k, v) = kv?;
+            let prefix = k.first().copied().unwrap_or(0);
+            let r = rows.entry(prefix).or_insert(LayoutRow {
+                prefix: prefix as char,
+                ..Default::default()
+            });
+            r.entries += 1;
+            r.key_bytes += k.len() as u64;
+            r.value_bytes += v.len() as u64;
+        }
+        Ok(rows.into_values().collect())
     }
 
     /// Bytes the database takes on disk.
@@ -1326,6 +1478,86 @@ mod tests {
                 Err(Error::Corrupt(_))
             ));
         }
+    }
+
+    /// A room stored in `s` and a message of it, sealed as a member does.
+    pub(crate) fn sealed(s: &Store, ts: u64, text: &str) -> (StoredMessage, Vec<u8>) {
+        let secret = RoomSecret([7; 32]);
+        let keys = RoomKeys::derive(&secret);
+        s.put_room(&RoomRecord {
+            room_id: keys.room_id(),
+            name: "r".into(),
+            secret_hex: hex::encode(secret.0),
+            inviter: None,
+            joined_ms: 1,
+            bootstrap: vec![],
+        })
+        .unwrap();
+        let me = peddlenet_proto::Identity::from_seed(&[3; 32]);
+        let body = Body::Text(text.into());
+        let env = peddlenet_proto::seal(&keys, &me, "Zoë", &body, ts, [ts as u8; 24]).unwrap();
+        let m = StoredMessage {
+            id: peddlenet_proto::message_id(&env),
+            room_id: keys.room_id(),
+            author: me.author_id(),
+            author_name: "Zoë".into(),
+            timestamp_ms: ts,
+            received_ms: ts + 5,
+            text: text.into(),
+            own: false,
+        };
+        (m, env)
+    }
+
+    #[test]
+    fn a_message_is_stored_once_in_its_envelope() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = "a text written once, kept once on disk";
+        let (m, env) = {
+            let s = Store::open(dir.path(), 1 << 20).unwrap();
+            let (m, env) = sealed(&s, 100, text);
+            s.insert_message(&m, &env, false).unwrap();
+            s.flush().unwrap();
+            (m, env)
+        };
+        let s = reopen(dir.path()).unwrap();
+        assert_eq!(s.history(&m.room_id, None, 10).unwrap().0, vec![m.clone()]);
+        assert_eq!(s.envelope(&m.id).unwrap().unwrap(), env);
+        // The history entry holds what the envelope does not, nothing more:
+        // no value but the envelope holds the text.
+        let h = s
+            .msgs
+            .get(timed_key(HISTORY, &m.room_id, 100, &m.id))
+            .unwrap()
+            .unwrap();
+        assert_eq!(h.len(), HISTORY_V2_LEN);
+        let stored: usize = s
+            .msgs
+            .iter()
+            .map(|kv| {
+                let (k, v) = kv.unwrap();
+                k.len() + v.len()
+            })
+            .sum();
+        assert!(
+            stored < env.len() + 33 + 73 + HISTORY_V2_LEN + 200,
+            "{stored} bytes for an envelope of {}",
+            env.len()
+        );
+        // A message its envelope does not hold (or of a room not stored)
+        // keeps its text in the history entry, as before.
+        let mut other = m.clone();
+        other.id = MessageId([9; 32]);
+        other.text = "not what the envelope says".into();
+        s.insert_message(&other, &env, false).unwrap();
+        let (page, _) = s.history(&m.room_id, None, 10).unwrap();
+        assert!(page.contains(&other) && page.contains(&m));
+        // An envelope lost under a text-less entry is a clear error.
+        s.msgs.remove(id_key(ENVELOPE, &m.id)).unwrap();
+        assert!(matches!(
+            s.history(&m.room_id, None, 10),
+            Err(Error::Corrupt(_))
+        ));
     }
 
     #[test]
