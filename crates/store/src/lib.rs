@@ -6,7 +6,7 @@
 //! |---------|--------------------------------------------|--------------------------------|
 //! | `meta`  | UTF-8 name                                 | JSON value (schema, settings)  |
 //! | `rooms` | room id (32)                               | [`RoomRecord`]                 |
-//! | `msgs`  | `E` ‖ message id (32)                      | envelope bytes, as on the wire |
+//! | `msgs`  | `E` ‖ message id (32)                      | envelope bytes, as on the wire, or where `H` holds them |
 //! | `msgs`  | `H` ‖ room id (32) ‖ timestamp ms (u64 BE) ‖ message id (32) | [`StoredMessage`], binary: see below |
 //! | `msgs`  | `D` ‖ message id (32)                      | [`Delivery`] of an own message; marks it as own |
 //! | `msgs`  | `O` ‖ room id ‖ timestamp ‖ message id     | empty: own message no peer took yet (the outbox) |
@@ -16,19 +16,24 @@
 //! | `msgs`  | `C` ‖ room id                              | u64 BE: the room's history entries (`H`) |
 //! | `msgs`  | `R`, `A`                                   | relayed envelopes of other rooms: see [`relay`] |
 //!
-//! A message is stored once: its `E` envelope. The history value holds
-//! only what neither the key nor the envelope does: `2` ‖ received ms (u64
-//! BE) ‖ own (one byte, 0 or 1), 10 bytes; a history read decrypts the
+//! A member room's message is stored once: its envelope, inside its `H`
+//! value: `3` ‖ received ms (u64 BE) ‖ own (one byte, 0 or 1) ‖ envelope.
+//! Its `E` value then points there: `0` ‖ `H` ‖ room id ‖ timestamp (42
+//! bytes; an envelope starts with its version, 1). History keys grow in
+//! time order, so sled appends pages of envelopes instead of rewriting
+//! pages all over the id space (what random ids as keys of large values
+//! did: 3.7 times the stored bytes on disk). A history read decrypts the
 //! envelope with the room's keys (derived once per room and kept) to get
 //! author, name and text, without checking signatures again (they were
-//! checked before the message was stored). A message whose envelope does not
-//! decrypt to it (stores' own tests, a room not stored) keeps the older
-//! value: `1` ‖ author id (32) ‖ received ms (u64 BE) ‖ own ‖ name length
-//! (u32 BE) ‖ author name (UTF-8) ‖ text (UTF-8, the rest). Stores written
-//! before either hold JSON values (they start with `{`); all three are read,
-//! so no migration is needed. Invariant: a version-2 history entry is never
-//! without its `E` entry (one batch writes both, one removes both; open's
-//! repair drops history entries whose envelope is missing).
+//! checked before the message was stored). Read as well, never migrated:
+//! `2` ‖ received ‖ own (10 bytes, envelope in `E`); a message whose
+//! envelope does not decrypt to it (a room not stored, the store's own
+//! tests) keeps `1` ‖ author id (32) ‖ received ms (u64 BE) ‖ own ‖ name
+//! length (u32 BE) ‖ author name (UTF-8) ‖ text (UTF-8, the rest) with the
+//! envelope in `E`; stores written before binary values hold JSON (it starts
+//! with `{`). Invariant: an `H` entry never lacks its `E` entry and a
+//! pointer never lacks its `H` entry (one batch writes both, one removes
+//! both; open's repair drops history entries whose `E` entry is missing).
 //!
 //! Counts: a room's `C` entry is written in the batch of every message that
 //! adds or removes one of its `H` entries, so listing rooms reads one number
@@ -277,6 +282,34 @@ const HISTORY_V1: u8 = 1;
 const HISTORY_V2: u8 = 2;
 /// Length of a [`HISTORY_V2`] value: version, received ms, own.
 const HISTORY_V2_LEN: usize = 10;
+/// First byte of a history value that holds the message's envelope after
+/// the [`HISTORY_V2`] fields: its `E` entry is then a [`POINTER`] here.
+const HISTORY_V3: u8 = 3;
+/// First byte of an `E` value that points to the history entry holding the
+/// envelope: `0` ‖ `H` ‖ room id (32) ‖ timestamp (u64 BE), 42 bytes. An
+/// envelope starts with its version (1), so the two never meet.
+const POINTER: u8 = 0;
+const POINTER_LEN: usize = 42;
+
+/// An `E` value pointing to the history entry `room ‖ ts ‖ id`.
+fn pointer(room: &RoomId, ts: u64) -> [u8; POINTER_LEN] {
+    let mut v = [0u8; POINTER_LEN];
+    v[0] = POINTER;
+    v[1] = HISTORY;
+    v[2..34].copy_from_slice(room.as_bytes());
+    v[34..].copy_from_slice(&ts.to_be_bytes());
+    v
+}
+
+/// A history value holding the envelope: the [`HISTORY_V2`] fields, then
+/// the envelope.
+fn history_value_v3(m: &StoredMessage, envelope: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(HISTORY_V2_LEN + envelope.len());
+    v.extend_from_slice(&history_value_v2(m));
+    v[0] = HISTORY_V3;
+    v.extend_from_slice(envelope);
+    v
+}
 
 /// A history entry's value: the message without what its key holds.
 fn history_value(m: &StoredMessage) -> Vec<u8> {
@@ -315,7 +348,7 @@ fn own_flag(b: u8, bad: impl Fn() -> Error) -> Result<bool> {
 fn history_entry(
     k: &[u8],
     v: &[u8],
-    opened: impl FnOnce(&RoomId, &MessageId) -> Result<Opened>,
+    opened: impl FnOnce(&RoomId, &MessageId, &[u8]) -> Result<Opened>,
 ) -> Result<StoredMessage> {
     if v.first() == Some(&b'{') {
         return unjson("message", v);
@@ -323,11 +356,11 @@ fn history_entry(
     let (timestamp_ms, id) = timed_parts(k)?;
     let room_id = RoomId(k[1..33].try_into().expect("32 bytes"));
     let bad = || Error::Corrupt(format!("history value of {} bytes", v.len()));
-    if v.first() == Some(&HISTORY_V2) {
-        if v.len() != HISTORY_V2_LEN {
+    if matches!(v.first(), Some(&HISTORY_V2 | &HISTORY_V3)) {
+        if v.len() < HISTORY_V2_LEN || (v[0] == HISTORY_V2 && v.len() != HISTORY_V2_LEN) {
             return Err(bad());
         }
-        let o = opened(&room_id, &id)?;
+        let o = opened(&room_id, &id, &v[HISTORY_V2_LEN..])?;
         let Body::Text(text) = o.body else {
             return Err(Error::Corrupt(
                 "a history entry's envelope is no text".into(),
@@ -537,14 +570,18 @@ impl Store {
 
     /// The stored envelope `id` of a member room, decrypted. Its signatures
     /// were verified before it was stored; they are not checked again.
-    fn open_stored(&self, room: &RoomId, id: &MessageId) -> Result<Opened> {
+    /// `inline` is the envelope when the history value holds it (empty:
+    /// it is read from the `E` entry).
+    fn open_stored(&self, room: &RoomId, id: &MessageId, inline: &[u8]) -> Result<Opened> {
         let keys = self
             .room_keys(room)?
             .ok_or_else(|| Error::Corrupt("a history entry of a room not stored".into()))?;
-        let env = self
-            .msgs
-            .get(id_key(ENVELOPE, id))?
-            .ok_or_else(|| Error::Corrupt("a history entry without its envelope".into()))?;
+        let env = if inline.is_empty() {
+            self.envelope(id)?
+                .ok_or_else(|| Error::Corrupt("a history entry without its envelope".into()))?
+        } else {
+            inline.to_vec()
+        };
         EnvelopeView::parse(&env)
             .and_then(|v| v.open_stored(&keys))
             .map_err(|e| Error::Corrupt(format!("a stored envelope: {e}")))
@@ -623,7 +660,34 @@ impl Store {
     }
 
     pub fn envelope(&self, id: &MessageId) -> Result<Option<Vec<u8>>> {
-        Ok(self.msgs.get(id_key(ENVELOPE, id))?.map(|v| v.to_vec()))
+        match self.msgs.get(id_key(ENVELOPE, id))? {
+            Some(v) => self.resolve(id, &v).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// An `E` value's envelope: the value itself, or the one held by the
+    /// history entry it points to.
+    fn resolve(&self, id: &MessageId, v: &[u8]) -> Result<Vec<u8>> {
+        if v.first() != Some(&POINTER) {
+            return Ok(v.to_vec());
+        }
+        if v.len() != POINTER_LEN || v[1] != HISTORY {
+            return Err(Error::Corrupt(format!(
+                "envelope pointer of {} bytes",
+                v.len()
+            )));
+        }
+        let room = RoomId(v[2..34].try_into().expect("32 bytes"));
+        let ts = u64::from_be_bytes(v[34..].try_into().expect("8 bytes"));
+        match self.msgs.get(timed_key(HISTORY, &room, ts, id))? {
+            Some(h) if h.first() == Some(&HISTORY_V3) && h.len() > HISTORY_V2_LEN => {
+                Ok(h[HISTORY_V2_LEN..].to_vec())
+            }
+            _ => Err(Error::Corrupt(
+                "an envelope pointer without its history entry".into(),
+            )),
+        }
     }
 
     /// Stores a member room's message with its envelope. With `outbox`, the
@@ -656,16 +720,21 @@ impl Store {
         }
         // The envelope holds the text: the history entry keeps only what
         // it does not, and reads the rest back from the envelope.
-        let value = if self.envelope_holds(msg, envelope) {
-            history_value_v2(msg).to_vec()
+        // It is kept in the history entry, whose keys grow in time order
+        // (sled rewrites a page on every few changes: random keys such as
+        // ids would have every insert rewrite some page of large values);
+        // the `E` entry points to it.
+        let hkey = timed_key(HISTORY, &msg.room_id, msg.timestamp_ms, &msg.id);
+        if self.envelope_holds(msg, envelope) {
+            batch.insert(&hkey[..], history_value_v3(msg, envelope));
+            batch.insert(
+                &id_key(ENVELOPE, &msg.id)[..],
+                &pointer(&msg.room_id, msg.timestamp_ms)[..],
+            );
         } else {
-            history_value(msg)
-        };
-        batch.insert(
-            &timed_key(HISTORY, &msg.room_id, msg.timestamp_ms, &msg.id)[..],
-            value,
-        );
-        batch.insert(&id_key(ENVELOPE, &msg.id)[..], envelope);
+            batch.insert(&hkey[..], history_value(msg));
+            batch.insert(&id_key(ENVELOPE, &msg.id)[..], envelope);
+        }
         {
             let mut counts = self.counts.lock();
             let n = counts.get(&msg.room_id).copied().unwrap_or(0) + 1;
@@ -826,7 +895,9 @@ impl Store {
                 more = true;
                 break;
             }
-            out.push(history_entry(&k, &v, |r, id| self.open_stored(r, id))?);
+            out.push(history_entry(&k, &v, |r, id, inline| {
+                self.open_stored(r, id, inline)
+            })?);
         }
         let next = if more {
             out.last().map(cursor_of)
@@ -922,10 +993,10 @@ impl Store {
         let mut start = vec![ENVELOPE];
         start.extend_from_slice(prefix);
         match self.msgs.range(start.clone()..).next().transpose()? {
-            Some((k, v)) if k.starts_with(&start) && k.len() == 33 => Ok(Some((
-                MessageId(k[1..].try_into().expect("32 bytes")),
-                v.to_vec(),
-            ))),
+            Some((k, v)) if k.starts_with(&start) && k.len() == 33 => {
+                let id = MessageId(k[1..].try_into().expect("32 bytes"));
+                Ok(Some((id, self.resolve(&id, &v)?)))
+            }
             _ => Ok(None),
         }
     }
@@ -1530,7 +1601,16 @@ mod tests {
             .get(timed_key(HISTORY, &m.room_id, 100, &m.id))
             .unwrap()
             .unwrap();
-        assert_eq!(h.len(), HISTORY_V2_LEN);
+        assert_eq!(&h[HISTORY_V2_LEN..], &env[..]);
+        assert_eq!(
+            s.msgs.get(id_key(ENVELOPE, &m.id)).unwrap().unwrap().len(),
+            POINTER_LEN,
+            "the id's entry points to the history entry"
+        );
+        assert_eq!(
+            s.envelope_by_prefix(&m.id.as_bytes()[..16]).unwrap(),
+            Some((m.id, env.clone()))
+        );
         let stored: usize = s
             .msgs
             .iter()
@@ -1552,12 +1632,29 @@ mod tests {
         s.insert_message(&other, &env, false).unwrap();
         let (page, _) = s.history(&m.room_id, None, 10).unwrap();
         assert!(page.contains(&other) && page.contains(&m));
-        // An envelope lost under a text-less entry is a clear error.
-        s.msgs.remove(id_key(ENVELOPE, &m.id)).unwrap();
-        assert!(matches!(
-            s.history(&m.room_id, None, 10),
-            Err(Error::Corrupt(_))
-        ));
+        // A pointer whose history entry is lost is a clear error.
+        s.msgs
+            .remove(timed_key(HISTORY, &m.room_id, 100, &m.id))
+            .unwrap();
+        assert!(matches!(s.envelope(&m.id), Err(Error::Corrupt(_))));
+    }
+
+    #[test]
+    fn history_written_with_the_envelope_apart_still_reads() {
+        // As the layout before envelopes moved into history entries wrote
+        // it: a 10-byte history value, the envelope in the `E` entry.
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path(), 1 << 20).unwrap();
+        let (m, env) = sealed(&s, 200, "written apart");
+        s.msgs
+            .insert(
+                timed_key(HISTORY, &m.room_id, 200, &m.id),
+                &history_value_v2(&m)[..],
+            )
+            .unwrap();
+        s.msgs.insert(id_key(ENVELOPE, &m.id), &env[..]).unwrap();
+        assert_eq!(s.history(&m.room_id, None, 10).unwrap().0, vec![m.clone()]);
+        assert_eq!(s.envelope(&m.id).unwrap().unwrap(), env);
     }
 
     #[test]
