@@ -1,7 +1,7 @@
 //! The store alone as it fills: memory, insert time and disk per 10,000
 //! messages, then what counting a room's messages costs.
 //!
-//! `cargo run --release -p peddlenet-store --example memprobe -- 100000 [--random] [--sealed] [--flush-every N]`
+//! `cargo run --release -p peddlenet-store --example memprobe -- 100000 [--random] [--sealed] [--flush-every N] [--cache-mib N]`
 //!
 //! Ids are sequential by default; `--random` gives them as a mesh does
 //! (hashes: every insert lands somewhere in the middle of the `E` keys).
@@ -57,6 +57,11 @@ fn main() {
         .position(|a| a == "--flush-every")
         .and_then(|i| args.get(i + 1)?.parse().ok())
         .unwrap_or(10_000);
+    let cache_mib: u64 = args
+        .iter()
+        .position(|a| a == "--cache-mib")
+        .and_then(|i| args.get(i + 1)?.parse().ok())
+        .unwrap_or(8);
     let dir = tempfile::tempdir().unwrap();
     let secret = RoomSecret([5; 32]);
     let keys = RoomKeys::derive(&secret);
@@ -66,7 +71,7 @@ fn main() {
     } else {
         RoomId([1; 32])
     };
-    let s = Store::open(dir.path(), 8 << 20).unwrap();
+    let s = Store::open(dir.path(), cache_mib << 20).unwrap();
     if sealed {
         s.put_room(&RoomRecord {
             room_id: room,
@@ -171,7 +176,7 @@ fn main() {
     );
     drop(s);
     let t = Instant::now();
-    let s = Store::open(dir.path(), 8 << 20).unwrap();
+    let s = Store::open(dir.path(), cache_mib << 20).unwrap();
     let opened = t.elapsed();
     let before = rss();
     let t = Instant::now();
