@@ -242,7 +242,27 @@ impl<'a> EnvelopeView<'a> {
         self.decrypt_and_verify_author(keys)
     }
 
-    fn decrypt_and_verify_author(&self, keys: &RoomKeys) -> Result<Opened> {
+    /// Decrypts and parses an envelope whose signatures this node verified
+    /// when it stored it (the store reads history back this way instead of
+    /// keeping a second, plaintext copy). No signature is checked: never
+    /// use it on bytes that did not pass [`open`](Self::open) before.
+    pub fn open_stored(&self, keys: &RoomKeys) -> Result<Opened> {
+        if self.room_id != keys.room_id() {
+            return Err(Error::WrongRoom);
+        }
+        let (_, inner) = self.decrypt(keys)?;
+        Ok(Opened {
+            id: self.id(),
+            room_id: self.room_id,
+            author: inner.author,
+            author_name: inner.name,
+            timestamp_ms: self.timestamp_ms,
+            body: inner.body,
+        })
+    }
+
+    /// Decrypts, parses the plaintext and checks the author tag.
+    fn decrypt(&self, keys: &RoomKeys) -> Result<(Vec<u8>, Inner)> {
         let n = be_u32(&self.raw[82..86]) as usize;
         let nonce = XNonce::from_slice(&self.raw[58..82]);
         let cipher = XChaCha20Poly1305::new(keys.aead_key().into());
@@ -259,6 +279,11 @@ impl<'a> EnvelopeView<'a> {
         if keys.author_tag(&inner.author) != self.author_tag {
             return Err(Error::AuthorTag);
         }
+        Ok((plain, inner))
+    }
+
+    fn decrypt_and_verify_author(&self, keys: &RoomKeys) -> Result<Opened> {
+        let (plain, inner) = self.decrypt(keys)?;
         let key =
             VerifyingKey::from_bytes(inner.author.as_bytes()).map_err(|_| Error::AuthorKey)?;
         let msg = author_signed_message(

@@ -1,14 +1,18 @@
 //! The store alone as it fills: memory, insert time and disk per 10,000
 //! messages, then what counting a room's messages costs.
 //!
-//! `cargo run --release -p peddlenet-store --example memprobe -- 100000 [--random]`
+//! `cargo run --release -p peddlenet-store --example memprobe -- 100000 [--random] [--sealed] [--flush-every N] [--cache-mib N]`
 //!
 //! Ids are sequential by default; `--random` gives them as a mesh does
 //! (hashes: every insert lands somewhere in the middle of the `E` keys).
+//! `--sealed` stores real envelopes of a stored room (as a member does:
+//! their ids are hashes, so random), `--flush-every N` flushes after every
+//! N inserts (a daemon under load flushes every few messages). At the end
+//! it prints what each key prefix holds and the file's size against it.
 use std::time::Instant;
 
-use peddlenet_proto::{AuthorId, MessageId, RoomId};
-use peddlenet_store::{Store, StoredMessage};
+use peddlenet_proto::{AuthorId, Body, Identity, MessageId, RoomId, RoomKeys, RoomSecret};
+use peddlenet_store::{RoomRecord, Store, StoredMessage};
 
 fn rss() -> u64 {
     std::fs::read_to_string("/proc/self/status")
@@ -47,32 +51,97 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let n: u64 = args.iter().find_map(|a| a.parse().ok()).unwrap_or(60_000);
     let random = args.iter().any(|a| a == "--random");
+    let sealed = args.iter().any(|a| a == "--sealed");
+    let flush_every: u64 = args
+        .iter()
+        .position(|a| a == "--flush-every")
+        .and_then(|i| args.get(i + 1)?.parse().ok())
+        .unwrap_or(10_000);
+    let cache_mib: u64 = args
+        .iter()
+        .position(|a| a == "--cache-mib")
+        .and_then(|i| args.get(i + 1)?.parse().ok())
+        .unwrap_or(8);
     let dir = tempfile::tempdir().unwrap();
-    let room = RoomId([1; 32]);
-    let s = Store::open(dir.path(), 8 << 20).unwrap();
+    let secret = RoomSecret([5; 32]);
+    let keys = RoomKeys::derive(&secret);
+    let me = Identity::from_seed(&[2; 32]);
+    let room = if sealed {
+        keys.room_id()
+    } else {
+        RoomId([1; 32])
+    };
+    let s = Store::open(dir.path(), cache_mib << 20).unwrap();
+    if sealed {
+        s.put_room(&RoomRecord {
+            room_id: room,
+            name: "probe".into(),
+            secret_hex: secret.0.iter().map(|b| format!("{b:02x}")).collect(),
+            inviter: None,
+            joined_ms: 0,
+            bootstrap: vec![],
+        })
+        .unwrap();
+    }
     println!(
-        "memprobe: {n} messages of 256 bytes, {} ids",
-        if random { "random" } else { "sequential" }
+        "memprobe: {n} messages of 256 bytes, {} ids, {} envelopes, a flush every {flush_every}",
+        if random || sealed {
+            "random"
+        } else {
+            "sequential"
+        },
+        if sealed {
+            "sealed"
+        } else {
+            "422 random bytes as"
+        }
     );
     println!("| messages | RSS KiB | µs per insert (last 10k) | disk KiB per message |");
     println!("|---|---|---|---|");
     let mut t = Instant::now();
+    let mut sealing = std::time::Duration::ZERO;
     for i in 0..n {
+        let ts = 1_700_000_000_000 + i;
+        let text = format!("{i:08} {}", "x".repeat(247));
+        let (id, envelope) = if sealed {
+            let t0 = Instant::now();
+            let nonce: [u8; 24] = std::array::from_fn(|b| mix(i << 8 | b as u64) as u8);
+            let env = peddlenet_proto::seal(
+                &keys,
+                &me,
+                "camper-1234",
+                &Body::Text(text.clone()),
+                ts,
+                nonce,
+            )
+            .unwrap();
+            sealing += t0.elapsed();
+            (peddlenet_proto::message_id(&env), env)
+        } else {
+            let env: Vec<u8> = (0..422u64).map(|b| mix(i << 16 | b) as u8).collect();
+            (id_of(i, random), env)
+        };
         let m = StoredMessage {
-            id: id_of(i, random),
+            id,
             room_id: room,
-            author: AuthorId([2; 32]),
+            author: if sealed {
+                me.author_id()
+            } else {
+                AuthorId([2; 32])
+            },
             author_name: "camper-1234".into(),
-            timestamp_ms: 1_700_000_000_000 + i,
+            timestamp_ms: ts,
             received_ms: 0,
-            text: "x".repeat(256),
+            text,
             own: true,
         };
-        let envelope: Vec<u8> = (0..422u64).map(|b| mix(i << 16 | b) as u8).collect();
         s.insert_message(&m, &envelope, false).unwrap();
+        if i % flush_every == flush_every - 1 {
+            s.flush().unwrap();
+        }
         if i % 10_000 == 9_999 {
             s.flush().unwrap();
-            let us = t.elapsed().as_secs_f64() * 1e6 / 10_000.0;
+            let us = (t.elapsed() - sealing).as_secs_f64() * 1e6 / 10_000.0;
             println!(
                 "| {} | {} | {us:.1} | {:.2} |",
                 i + 1,
@@ -80,11 +149,34 @@ fn main() {
                 s.size_on_disk() as f64 / 1024.0 / (i + 1) as f64
             );
             t = Instant::now();
+            sealing = std::time::Duration::ZERO;
         }
     }
+    s.flush().unwrap();
+    let rows = s.layout().unwrap();
+    let total: u64 = rows.iter().map(|r| r.key_bytes + r.value_bytes).sum();
+    println!("\n| prefix | entries | key bytes | value bytes | bytes per message |");
+    println!("|---|---|---|---|---|");
+    for r in &rows {
+        println!(
+            "| {} | {} | {} | {} | {:.0} |",
+            r.prefix,
+            r.entries,
+            r.key_bytes,
+            r.value_bytes,
+            (r.key_bytes + r.value_bytes) as f64 / n.max(1) as f64
+        );
+    }
+    let disk = s.size_on_disk();
+    println!(
+        "| all | | | {total} | {:.0} (file {:.0}: {:.2}x what is stored) |\n",
+        total as f64 / n.max(1) as f64,
+        disk as f64 / n.max(1) as f64,
+        disk as f64 / total.max(1) as f64
+    );
     drop(s);
     let t = Instant::now();
-    let s = Store::open(dir.path(), 8 << 20).unwrap();
+    let s = Store::open(dir.path(), cache_mib << 20).unwrap();
     let opened = t.elapsed();
     let before = rss();
     let t = Instant::now();

@@ -385,6 +385,8 @@ pub fn salvage(dir: &Path, cache_bytes: u64) -> Result<SalvageReport> {
         // Counts are rebuilt from what was saved, at the reopen below, and
         // are not entries of their own.
         out.meta.remove(crate::COUNTED)?;
+        // And the reopen repairs what the copy lost.
+        out.meta.remove(crate::BATCHED)?;
         report.entries = out.entries();
         out.flush()?;
     }

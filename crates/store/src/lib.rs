@@ -6,7 +6,7 @@
 //! |---------|--------------------------------------------|--------------------------------|
 //! | `meta`  | UTF-8 name                                 | JSON value (schema, settings)  |
 //! | `rooms` | room id (32)                               | [`RoomRecord`]                 |
-//! | `msgs`  | `E` ‖ message id (32)                      | envelope bytes, as on the wire |
+//! | `msgs`  | `E` ‖ message id (32)                      | envelope bytes, as on the wire, or where `H` holds them |
 //! | `msgs`  | `H` ‖ room id (32) ‖ timestamp ms (u64 BE) ‖ message id (32) | [`StoredMessage`], binary: see below |
 //! | `msgs`  | `D` ‖ message id (32)                      | [`Delivery`] of an own message; marks it as own |
 //! | `msgs`  | `O` ‖ room id ‖ timestamp ‖ message id     | empty: own message no peer took yet (the outbox) |
@@ -16,10 +16,24 @@
 //! | `msgs`  | `C` ‖ room id                              | u64 BE: the room's history entries (`H`) |
 //! | `msgs`  | `R`, `A`                                   | relayed envelopes of other rooms: see [`relay`] |
 //!
-//! History values hold what the key does not: `1` ‖ author id (32) ‖
-//! received ms (u64 BE) ‖ own (one byte, 0 or 1) ‖ name length (u32 BE) ‖
-//! author name (UTF-8) ‖ text (UTF-8, the rest). Stores written before this
-//! format hold JSON values (they start with `{`); both are read.
+//! A member room's message is stored once: its envelope, inside its `H`
+//! value: `3` ‖ received ms (u64 BE) ‖ own (one byte, 0 or 1) ‖ envelope.
+//! Its `E` value then points there: `0` ‖ `H` ‖ room id ‖ timestamp (42
+//! bytes; an envelope starts with its version, 1). History keys grow in
+//! time order, so sled appends pages of envelopes instead of rewriting
+//! pages all over the id space (what random ids as keys of large values
+//! did: 3.7 times the stored bytes on disk). A history read decrypts the
+//! envelope with the room's keys (derived once per room and kept) to get
+//! author, name and text, without checking signatures again (they were
+//! checked before the message was stored). Read as well, never migrated:
+//! `2` ‖ received ‖ own (10 bytes, envelope in `E`); a message whose
+//! envelope does not decrypt to it (a room not stored, the store's own
+//! tests) keeps `1` ‖ author id (32) ‖ received ms (u64 BE) ‖ own ‖ name
+//! length (u32 BE) ‖ author name (UTF-8) ‖ text (UTF-8, the rest) with the
+//! envelope in `E`; stores written before binary values hold JSON (it starts
+//! with `{`). Invariant: an `H` entry never lacks its `E` entry and a
+//! pointer never lacks its `H` entry (one batch writes both, one removes
+//! both; open's repair drops history entries whose `E` entry is missing).
 //!
 //! Counts: a room's `C` entry is written in the batch of every message that
 //! adds or removes one of its `H` entries, so listing rooms reads one number
@@ -60,7 +74,9 @@ pub mod relay;
 pub use health::{SalvageReport, salvage};
 pub use relay::{AuthorTag, Refused, RelayInserted, RelayLimits, RelayTotals, RoomUsage};
 
-use peddlenet_proto::{AuthorId, MessageId, RoomId};
+use peddlenet_proto::{
+    AuthorId, Body, EnvelopeView, MessageId, Opened, RoomId, RoomKeys, RoomSecret,
+};
 use peddlenet_sync::{Item, Storage};
 use serde::{Deserialize, Serialize};
 
@@ -165,6 +181,15 @@ pub struct Progress {
     pub confirmed_by: usize,
 }
 
+/// One key prefix of `msgs` in [`Store::layout`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LayoutRow {
+    pub prefix: char,
+    pub entries: u64,
+    pub key_bytes: u64,
+    pub value_bytes: u64,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Inserted {
     New,
@@ -189,6 +214,9 @@ pub struct Store {
     counts: Arc<Mutex<std::collections::HashMap<RoomId, u64>>>,
     /// Member rooms' sync items, once asked for (see [`Store::sync_items`]).
     items: Arc<Mutex<std::collections::HashMap<RoomId, RoomItems>>>,
+    /// Member rooms' keys, derived once from their records: history reads
+    /// decrypt the stored envelopes with them.
+    keys: Arc<Mutex<std::collections::HashMap<RoomId, Arc<RoomKeys>>>>,
 }
 
 /// A room's sync items: the set last handed out, and items stored since,
@@ -213,6 +241,9 @@ const OUTBOX: u8 = b'O';
 const COUNT: u8 = b'C';
 /// The `meta` key present once every room's `C` entry is right.
 const COUNTED: &str = "counted";
+/// The `meta` key present once the store was repaired (see [`Store::open`]):
+/// from then on every member room's write is one batch.
+const BATCHED: &str = "batched";
 
 fn id_key(prefix: u8, id: &MessageId) -> [u8; 33] {
     let mut k = [0u8; 33];
@@ -246,8 +277,42 @@ fn timed_key(prefix: u8, room: &RoomId, ts: u64, id: &MessageId) -> [u8; 73] {
     k
 }
 
-/// First byte of a binary history value (JSON values start with `{`).
+/// First byte of a binary history value holding the message's text
+/// (JSON values start with `{`).
 const HISTORY_V1: u8 = 1;
+/// First byte of a history value that holds only what the envelope does
+/// not: the text, author and name are read from the message's `E` entry.
+const HISTORY_V2: u8 = 2;
+/// Length of a [`HISTORY_V2`] value: version, received ms, own.
+const HISTORY_V2_LEN: usize = 10;
+/// First byte of a history value that holds the message's envelope after
+/// the [`HISTORY_V2`] fields: its `E` entry is then a [`POINTER`] here.
+const HISTORY_V3: u8 = 3;
+/// First byte of an `E` value that points to the history entry holding the
+/// envelope: `0` ‖ `H` ‖ room id (32) ‖ timestamp (u64 BE), 42 bytes. An
+/// envelope starts with its version (1), so the two never meet.
+const POINTER: u8 = 0;
+const POINTER_LEN: usize = 42;
+
+/// An `E` value pointing to the history entry `room ‖ ts ‖ id`.
+fn pointer(room: &RoomId, ts: u64) -> [u8; POINTER_LEN] {
+    let mut v = [0u8; POINTER_LEN];
+    v[0] = POINTER;
+    v[1] = HISTORY;
+    v[2..34].copy_from_slice(room.as_bytes());
+    v[34..].copy_from_slice(&ts.to_be_bytes());
+    v
+}
+
+/// A history value holding the envelope: the [`HISTORY_V2`] fields, then
+/// the envelope.
+fn history_value_v3(m: &StoredMessage, envelope: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(HISTORY_V2_LEN + envelope.len());
+    v.extend_from_slice(&history_value_v2(m));
+    v[0] = HISTORY_V3;
+    v.extend_from_slice(envelope);
+    v
+}
 
 /// A history entry's value: the message without what its key holds.
 fn history_value(m: &StoredMessage) -> Vec<u8> {
@@ -263,13 +328,58 @@ fn history_value(m: &StoredMessage) -> Vec<u8> {
     v
 }
 
-/// A history entry read back: binary, or JSON written before it.
-fn history_entry(k: &[u8], v: &[u8]) -> Result<StoredMessage> {
+/// A history entry's value for a message its envelope holds whole: what
+/// the envelope does not (when it arrived, whether it is own).
+fn history_value_v2(m: &StoredMessage) -> [u8; HISTORY_V2_LEN] {
+    let mut v = [0u8; HISTORY_V2_LEN];
+    v[0] = HISTORY_V2;
+    v[1..9].copy_from_slice(&m.received_ms.to_be_bytes());
+    v[9] = m.own as u8;
+    v
+}
+
+fn own_flag(b: u8, bad: impl Fn() -> Error) -> Result<bool> {
+    match b {
+        0 => Ok(false),
+        1 => Ok(true),
+        _ => Err(bad()),
+    }
+}
+
+/// A history entry read back, binary or JSON written before it; `opened`
+/// decrypts the message's envelope, for values that do not hold the text.
+fn history_entry(
+    k: &[u8],
+    v: &[u8],
+    opened: impl FnOnce(&RoomId, &MessageId, &[u8]) -> Result<Opened>,
+) -> Result<StoredMessage> {
     if v.first() == Some(&b'{') {
         return unjson("message", v);
     }
     let (timestamp_ms, id) = timed_parts(k)?;
+    let room_id = RoomId(k[1..33].try_into().expect("32 bytes"));
     let bad = || Error::Corrupt(format!("history value of {} bytes", v.len()));
+    if matches!(v.first(), Some(&HISTORY_V2 | &HISTORY_V3)) {
+        if v.len() < HISTORY_V2_LEN || (v[0] == HISTORY_V2 && v.len() != HISTORY_V2_LEN) {
+            return Err(bad());
+        }
+        let o = opened(&room_id, &id, &v[HISTORY_V2_LEN..])?;
+        let Body::Text(text) = o.body else {
+            return Err(Error::Corrupt(
+                "a history entry's envelope is no text".into(),
+            ));
+        };
+        return Ok(StoredMessage {
+            id,
+            room_id,
+            author: o.author,
+            author_name: o.author_name,
+            timestamp_ms,
+            received_ms: u64::from_be_bytes(v[1..9].try_into().expect("8 bytes")),
+            text,
+            own: own_flag(v[9], bad)?,
+        });
+    }
     if v.len() < 46 || v[0] != HISTORY_V1 {
         return Err(bad());
     }
@@ -280,17 +390,13 @@ fn history_entry(k: &[u8], v: &[u8]) -> Result<StoredMessage> {
     let utf8 = |b: &[u8]| String::from_utf8(b.to_vec()).map_err(|_| bad());
     Ok(StoredMessage {
         id,
-        room_id: RoomId(k[1..33].try_into().expect("32 bytes")),
+        room_id,
         author: AuthorId(v[1..33].try_into().expect("32 bytes")),
         author_name: utf8(name)?,
         timestamp_ms,
         received_ms: u64::from_be_bytes(v[33..41].try_into().expect("8 bytes")),
         text: utf8(text)?,
-        own: match v[41] {
-            0 => false,
-            1 => true,
-            _ => return Err(bad()),
-        },
+        own: own_flag(v[41], bad)?,
     })
 }
 
@@ -374,6 +480,7 @@ impl Store {
             space: Arc::new(health::Space::new(dir)),
             counts: Default::default(),
             items: Default::default(),
+            keys: Default::default(),
         };
         match store.meta_get::<u64>("schema")? {
             None => {
@@ -387,9 +494,18 @@ impl Store {
             }
             Some(_) => {}
         }
-        // Reading every index entry and its envelope also finds a damaged
-        // file at open rather than at some later read.
-        let repaired = store.repair()? + store.relay_load()?;
+        // Member rooms' entries are written in atomic batches, so a store
+        // repaired once (marked `batched`) has no index entry without its
+        // envelope to repair: reading them all again at every open cost
+        // start-up time and memory in proportion to the history (seconds
+        // and 100 MiB at 100,000 messages). Salvage removes the mark.
+        let repaired = if store.meta.get(BATCHED)?.is_none() {
+            let n = store.repair()?;
+            store.meta.insert(BATCHED, json(&true))?;
+            n
+        } else {
+            0
+        } + store.relay_load()?;
         if repaired > 0 {
             tracing::info!(
                 repaired,
@@ -439,7 +555,65 @@ impl Store {
     pub fn put_room(&self, room: &RoomRecord) -> Result<()> {
         self.check_space()?;
         self.rooms.insert(room.room_id.as_bytes(), json(room))?;
+        self.keys.lock().remove(&room.room_id);
         Ok(())
+    }
+
+    /// A member room's keys, derived from its record once and then kept.
+    fn room_keys(&self, id: &RoomId) -> Result<Option<Arc<RoomKeys>>> {
+        if let Some(k) = self.keys.lock().get(id) {
+            return Ok(Some(k.clone()));
+        }
+        let Some(room) = self.room(id)? else {
+            return Ok(None);
+        };
+        let bad = || Error::Corrupt("a room's secret is not 32 bytes of hex".into());
+        let raw = hex::decode(&room.secret_hex).map_err(|_| bad())?;
+        let secret = RoomSecret(raw.try_into().map_err(|_| bad())?);
+        let keys = Arc::new(RoomKeys::derive(&secret));
+        if keys.room_id() != *id {
+            return Err(Error::Corrupt(
+                "a room's secret does not match its id".into(),
+            ));
+        }
+        self.keys.lock().insert(*id, keys.clone());
+        Ok(Some(keys))
+    }
+
+    /// The stored envelope `id` of a member room, decrypted. Its signatures
+    /// were verified before it was stored; they are not checked again.
+    /// `inline` is the envelope when the history value holds it (empty:
+    /// it is read from the `E` entry).
+    fn open_stored(&self, room: &RoomId, id: &MessageId, inline: &[u8]) -> Result<Opened> {
+        let keys = self
+            .room_keys(room)?
+            .ok_or_else(|| Error::Corrupt("a history entry of a room not stored".into()))?;
+        let env = if inline.is_empty() {
+            self.envelope(id)?
+                .ok_or_else(|| Error::Corrupt("a history entry without its envelope".into()))?
+        } else {
+            inline.to_vec()
+        };
+        EnvelopeView::parse(&env)
+            .and_then(|v| v.open_stored(&keys))
+            .map_err(|e| Error::Corrupt(format!("a stored envelope: {e}")))
+    }
+
+    /// Whether `envelope` holds `msg` whole (text, author, name, time), so
+    /// its history entry need not keep a copy: the room is stored here and
+    /// the envelope decrypts to exactly the message.
+    fn envelope_holds(&self, msg: &StoredMessage, envelope: &[u8]) -> bool {
+        let Ok(Some(keys)) = self.room_keys(&msg.room_id) else {
+            return false;
+        };
+        let Ok(o) = EnvelopeView::parse(envelope).and_then(|v| v.open_stored(&keys)) else {
+            return false;
+        };
+        o.id == msg.id
+            && o.author == msg.author
+            && o.author_name == msg.author_name
+            && o.timestamp_ms == msg.timestamp_ms
+            && matches!(&o.body, Body::Text(t) if *t == msg.text)
     }
 
     pub fn room(&self, id: &RoomId) -> Result<Option<RoomRecord>> {
@@ -489,6 +663,7 @@ impl Store {
             counts.remove(id);
         }
         self.items.lock().remove(id);
+        self.keys.lock().remove(id);
         Ok(self.rooms.remove(id.as_bytes())?.is_some())
     }
 
@@ -497,7 +672,34 @@ impl Store {
     }
 
     pub fn envelope(&self, id: &MessageId) -> Result<Option<Vec<u8>>> {
-        Ok(self.msgs.get(id_key(ENVELOPE, id))?.map(|v| v.to_vec()))
+        match self.msgs.get(id_key(ENVELOPE, id))? {
+            Some(v) => self.resolve(id, &v).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// An `E` value's envelope: the value itself, or the one held by the
+    /// history entry it points to.
+    fn resolve(&self, id: &MessageId, v: &[u8]) -> Result<Vec<u8>> {
+        if v.first() != Some(&POINTER) {
+            return Ok(v.to_vec());
+        }
+        if v.len() != POINTER_LEN || v[1] != HISTORY {
+            return Err(Error::Corrupt(format!(
+                "envelope pointer of {} bytes",
+                v.len()
+            )));
+        }
+        let room = RoomId(v[2..34].try_into().expect("32 bytes"));
+        let ts = u64::from_be_bytes(v[34..].try_into().expect("8 bytes"));
+        match self.msgs.get(timed_key(HISTORY, &room, ts, id))? {
+            Some(h) if h.first() == Some(&HISTORY_V3) && h.len() > HISTORY_V2_LEN => {
+                Ok(h[HISTORY_V2_LEN..].to_vec())
+            }
+            _ => Err(Error::Corrupt(
+                "an envelope pointer without its history entry".into(),
+            )),
+        }
     }
 
     /// Stores a member room's message with its envelope. With `outbox`, the
@@ -528,11 +730,23 @@ impl Store {
             // The delivery record also marks the message as this node's own.
             batch.insert(&id_key(DELIVERY, &msg.id)[..], json(&Delivery::Stored));
         }
-        batch.insert(
-            &timed_key(HISTORY, &msg.room_id, msg.timestamp_ms, &msg.id)[..],
-            history_value(msg),
-        );
-        batch.insert(&id_key(ENVELOPE, &msg.id)[..], envelope);
+        // The envelope holds the text: the history entry keeps only what
+        // it does not, and reads the rest back from the envelope.
+        // It is kept in the history entry, whose keys grow in time order
+        // (sled rewrites a page on every few changes: random keys such as
+        // ids would have every insert rewrite some page of large values);
+        // the `E` entry points to it.
+        let hkey = timed_key(HISTORY, &msg.room_id, msg.timestamp_ms, &msg.id);
+        if self.envelope_holds(msg, envelope) {
+            batch.insert(&hkey[..], history_value_v3(msg, envelope));
+            batch.insert(
+                &id_key(ENVELOPE, &msg.id)[..],
+                &pointer(&msg.room_id, msg.timestamp_ms)[..],
+            );
+        } else {
+            batch.insert(&hkey[..], history_value(msg));
+            batch.insert(&id_key(ENVELOPE, &msg.id)[..], envelope);
+        }
         {
             let mut counts = self.counts.lock();
             let n = counts.get(&msg.room_id).copied().unwrap_or(0) + 1;
@@ -693,7 +907,9 @@ impl Store {
                 more = true;
                 break;
             }
-            out.push(history_entry(&k, &v)?);
+            out.push(history_entry(&k, &v, |r, id, inline| {
+                self.open_stored(r, id, inline)
+            })?);
         }
         let next = if more {
             out.last().map(cursor_of)
@@ -789,10 +1005,10 @@ impl Store {
         let mut start = vec![ENVELOPE];
         start.extend_from_slice(prefix);
         match self.msgs.range(start.clone()..).next().transpose()? {
-            Some((k, v)) if k.starts_with(&start) && k.len() == 33 => Ok(Some((
-                MessageId(k[1..].try_into().expect("32 bytes")),
-                v.to_vec(),
-            ))),
+            Some((k, v)) if k.starts_with(&start) && k.len() == 33 => {
+                let id = MessageId(k[1..].try_into().expect("32 bytes"));
+                Ok(Some((id, self.resolve(&id, &v)?)))
+            }
             _ => Ok(None),
         }
     }
@@ -859,6 +1075,25 @@ impl Store {
     pub fn outbox_remove(&self, room: &RoomId, ts: u64, id: &MessageId) -> Result<()> {
         self.msgs.remove(timed_key(OUTBOX, room, ts, id))?;
         Ok(())
+    }
+
+    /// What `msgs` holds, per key prefix: entries and their key and value
+    /// bytes (what is stored, before sled's own overhead). Reads every
+    /// entry: for benchmarks and diagnostics, not for a periodic path.
+    pub fn layout(&self) -> Result<Vec<LayoutRow>> {
+        let mut rows: std::collections::BTreeMap<u8, LayoutRow> = Default::default();
+        for kv in self.msgs.iter() {
+            let (k, v) = kv?;
+            let prefix = k.first().copied().unwrap_or(0);
+            let r = rows.entry(prefix).or_insert(LayoutRow {
+                prefix: prefix as char,
+                ..Default::default()
+            });
+            r.entries += 1;
+            r.key_bytes += k.len() as u64;
+            r.value_bytes += v.len() as u64;
+        }
+        Ok(rows.into_values().collect())
     }
 
     /// Bytes the database takes on disk.
@@ -1018,6 +1253,8 @@ mod tests {
                     json(&cut),
                 )
                 .unwrap();
+            // A store written before batches: never repaired.
+            s.meta.remove(BATCHED).unwrap();
             s.flush().unwrap();
         }
         let s = reopen(dir.path()).unwrap();
@@ -1049,6 +1286,15 @@ mod tests {
             s.msgs
                 .insert(timed_key(CONTROL, &cut.room_id, 12, &receipt), &[])
                 .unwrap();
+            s.flush().unwrap();
+        }
+        {
+            // A store repaired once is not read through again at open:
+            // what was slipped in behind its back is still there.
+            let s = reopen(dir.path()).unwrap();
+            assert_eq!(s.room_items(&cut.room_id).unwrap().len(), 3);
+            // A store written before batches: never repaired.
+            s.meta.remove(BATCHED).unwrap();
             s.flush().unwrap();
         }
         let s = reopen(dir.path()).unwrap();
@@ -1326,6 +1572,112 @@ mod tests {
                 Err(Error::Corrupt(_))
             ));
         }
+    }
+
+    /// A room stored in `s` and a message of it, sealed as a member does.
+    pub(crate) fn sealed(s: &Store, ts: u64, text: &str) -> (StoredMessage, Vec<u8>) {
+        let secret = RoomSecret([7; 32]);
+        let keys = RoomKeys::derive(&secret);
+        s.put_room(&RoomRecord {
+            room_id: keys.room_id(),
+            name: "r".into(),
+            secret_hex: hex::encode(secret.0),
+            inviter: None,
+            joined_ms: 1,
+            bootstrap: vec![],
+        })
+        .unwrap();
+        let me = peddlenet_proto::Identity::from_seed(&[3; 32]);
+        let body = Body::Text(text.into());
+        let env = peddlenet_proto::seal(&keys, &me, "Zoë", &body, ts, [ts as u8; 24]).unwrap();
+        let m = StoredMessage {
+            id: peddlenet_proto::message_id(&env),
+            room_id: keys.room_id(),
+            author: me.author_id(),
+            author_name: "Zoë".into(),
+            timestamp_ms: ts,
+            received_ms: ts + 5,
+            text: text.into(),
+            own: false,
+        };
+        (m, env)
+    }
+
+    #[test]
+    fn a_message_is_stored_once_in_its_envelope() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = "a text written once, kept once on disk";
+        let (m, env) = {
+            let s = Store::open(dir.path(), 1 << 20).unwrap();
+            let (m, env) = sealed(&s, 100, text);
+            s.insert_message(&m, &env, false).unwrap();
+            s.flush().unwrap();
+            (m, env)
+        };
+        let s = reopen(dir.path()).unwrap();
+        assert_eq!(s.history(&m.room_id, None, 10).unwrap().0, vec![m.clone()]);
+        assert_eq!(s.envelope(&m.id).unwrap().unwrap(), env);
+        // The history entry holds what the envelope does not, nothing more:
+        // no value but the envelope holds the text.
+        let h = s
+            .msgs
+            .get(timed_key(HISTORY, &m.room_id, 100, &m.id))
+            .unwrap()
+            .unwrap();
+        assert_eq!(&h[HISTORY_V2_LEN..], &env[..]);
+        assert_eq!(
+            s.msgs.get(id_key(ENVELOPE, &m.id)).unwrap().unwrap().len(),
+            POINTER_LEN,
+            "the id's entry points to the history entry"
+        );
+        assert_eq!(
+            s.envelope_by_prefix(&m.id.as_bytes()[..16]).unwrap(),
+            Some((m.id, env.clone()))
+        );
+        let stored: usize = s
+            .msgs
+            .iter()
+            .map(|kv| {
+                let (k, v) = kv.unwrap();
+                k.len() + v.len()
+            })
+            .sum();
+        assert!(
+            stored < env.len() + 33 + 73 + HISTORY_V2_LEN + 200,
+            "{stored} bytes for an envelope of {}",
+            env.len()
+        );
+        // A message its envelope does not hold (or of a room not stored)
+        // keeps its text in the history entry, as before.
+        let mut other = m.clone();
+        other.id = MessageId([9; 32]);
+        other.text = "not what the envelope says".into();
+        s.insert_message(&other, &env, false).unwrap();
+        let (page, _) = s.history(&m.room_id, None, 10).unwrap();
+        assert!(page.contains(&other) && page.contains(&m));
+        // A pointer whose history entry is lost is a clear error.
+        s.msgs
+            .remove(timed_key(HISTORY, &m.room_id, 100, &m.id))
+            .unwrap();
+        assert!(matches!(s.envelope(&m.id), Err(Error::Corrupt(_))));
+    }
+
+    #[test]
+    fn history_written_with_the_envelope_apart_still_reads() {
+        // As the layout before envelopes moved into history entries wrote
+        // it: a 10-byte history value, the envelope in the `E` entry.
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path(), 1 << 20).unwrap();
+        let (m, env) = sealed(&s, 200, "written apart");
+        s.msgs
+            .insert(
+                timed_key(HISTORY, &m.room_id, 200, &m.id),
+                &history_value_v2(&m)[..],
+            )
+            .unwrap();
+        s.msgs.insert(id_key(ENVELOPE, &m.id), &env[..]).unwrap();
+        assert_eq!(s.history(&m.room_id, None, 10).unwrap().0, vec![m.clone()]);
+        assert_eq!(s.envelope(&m.id).unwrap().unwrap(), env);
     }
 
     #[test]
