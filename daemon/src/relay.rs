@@ -81,6 +81,20 @@ pub fn limits_with_budget(configured: &RelayLimits, budget_mib: u64) -> RelayLim
     }
 }
 
+/// Refuses a relay budget outside [`RELAY_BUDGET_MIB`].
+pub(crate) fn check_budget(mib: Option<u64>) -> Result<(), ApiError> {
+    if let Some(mib) = mib
+        && !RELAY_BUDGET_MIB.contains(&mib)
+    {
+        let (lo, hi) = (RELAY_BUDGET_MIB.start(), RELAY_BUDGET_MIB.end());
+        return Err(ApiError {
+            code: ErrorCode::BadRequest,
+            message: format!("the relay budget must be {lo} to {hi} MiB, not {mib}"),
+        });
+    }
+    Ok(())
+}
+
 /// An offered room with no envelope yet is dropped after this long.
 pub const PENDING_FOR: Duration = Duration::from_secs(10 * 60);
 /// How often expired envelopes and stale offers are swept.
@@ -101,6 +115,9 @@ impl Node {
             bluetooth_enabled: self.ble_enabled(),
             wifi_direct_enabled: self.wifi_enabled(),
             wifi_host: self.wifi_host(),
+            lan_interface: self.lan_interface(),
+            lan_url: self.web_urls_lan(),
+            lan_interfaces: self.lan_interfaces(),
         }
     }
 
@@ -108,15 +125,7 @@ impl Node {
     /// carried envelopes now; turning relaying off drops them all (and
     /// forgets pending offers; the sweeper leaves their gossip).
     pub(crate) fn set_settings(self: &Arc<Self>, u: SettingsUpdate) -> Result<Settings, ApiError> {
-        if let Some(mib) = u.relay_budget_mib
-            && !RELAY_BUDGET_MIB.contains(&mib)
-        {
-            let (lo, hi) = (RELAY_BUDGET_MIB.start(), RELAY_BUDGET_MIB.end());
-            return Err(ApiError {
-                code: ErrorCode::BadRequest,
-                message: format!("the relay budget must be {lo} to {hi} MiB, not {mib}"),
-            });
-        }
+        check_budget(u.relay_budget_mib)?;
         let internal = |e: peddlenet_store::Error| ApiError {
             code: ErrorCode::Internal,
             message: e.to_string(),
