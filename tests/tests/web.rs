@@ -828,6 +828,85 @@ async fn lan_mode_turns_on_and_off_over_ipc() {
     );
 }
 
+/// LAN mode from the owner page (tests/web/lan.mjs, Playwright): a guest
+/// pass at 127.0.0.1 offers "Use LAN: l0 (…)", which turns LAN mode on and
+/// shows the same pass at the LAN address (a phone at the other end of the
+/// link opens it); the Guests tab shows the setting and turns it off. The
+/// browser runs in the daemon's namespace, so only the test's link is used.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lan_mode_from_the_owner_page_in_chromium() {
+    let test = "web::lan_mode_from_the_owner_page_in_chromium";
+    let Some(chromium) = chromium() else {
+        return skip(
+            test,
+            "Chromium is not installed (Debian: chromium; .ci/run installs it)",
+        );
+    };
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("web");
+    if !dir.join("node_modules/playwright-core").exists() {
+        return skip(
+            test,
+            "playwright-core is not installed (cd tests/web && npm ci; .ci/run does it)",
+        );
+    }
+    if let Some(why) = netns::Lab::unavailable() {
+        return skip(test, &why);
+    }
+    let _g = serial();
+    let lab = netns::Lab::links("u", 2, &[(0, 1)], 219).expect("network namespaces");
+    let ip = lab.addr(0, 1);
+    let a = Daemon::start(
+        DaemonOpts::in_netns("A", &lab.hosts[0], &[])
+            .config("[web]\nlisten = \"127.0.0.1:4718\"\n"),
+    );
+    let c = a.client().await;
+    let room = c.room_create("camp").await.unwrap();
+    c.send(&room.id, "welcome to camp").await.unwrap();
+    let (login, _) = c.web_login().await.unwrap();
+    let (ns, phone_ns) = (lab.hosts[0].clone(), lab.hosts[1].clone());
+    let lan_ip = ip.clone();
+    let (ok, out, phone) = tokio::task::spawn_blocking(move || {
+        use std::io::BufRead;
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", &ns, "node", "lan.mjs"])
+            .current_dir(&dir)
+            .env("CHROMIUM", chromium)
+            .env("LOGIN_URL", login)
+            .env("LAN_IP", lan_ip)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("node");
+        let mut to_node = child.stdin.take().unwrap();
+        let (mut all, mut phone) = (String::new(), None);
+        for line in std::io::BufReader::new(child.stdout.take().unwrap()).lines() {
+            let line = line.unwrap();
+            eprintln!("{line}");
+            all.push_str(&line);
+            all.push('\n');
+            if let Some(url) = line.strip_prefix("lan: pass ") {
+                phone = Some(phone_reads(&phone_ns, url));
+                to_node.write_all(b"read\n").unwrap();
+            }
+        }
+        (child.wait().unwrap().success(), all, phone)
+    })
+    .await
+    .unwrap();
+    assert!(ok, "the browser test failed (above)");
+    assert!(out.contains("lan: all steps passed"), "every step ran");
+    assert_eq!(
+        phone
+            .expect("the pass was shown at the LAN address")
+            .unwrap()
+            .lines()
+            .next(),
+        Some("[\"welcome to camp\"]"),
+        "a phone on the LAN opens the pass shown"
+    );
+    assert_eq!(c.settings().await.unwrap().lan_interface, None, "off again");
+}
+
 /// Opens an event stream over a connection of its own: the status code and
 /// the socket, positioned after the response's head.
 fn open_stream(addr: &str, path: &str, cookie: &str) -> (u16, TcpStream) {
