@@ -463,17 +463,17 @@ mod tests {
             wifi_direct_enabled: true,
             wifi_host: false,
             lan_interface: Some("wlan0".into()),
-            lan_url: Some("http://10.0.0.2:4718".into()),
+            lan_url: Some("http://192.168.1.5:4718".into()),
             lan_interfaces: vec![LanInterface {
                 name: "wlan0".into(),
-                addr: "10.0.0.2".parse().unwrap(),
+                addr: "192.168.1.5".parse().unwrap(),
             }],
         });
         assert_eq!(
             serde_json::to_value(reply).unwrap(),
             json!({"type": "settings", "relay_enabled": true, "relay_budget_mib": 64, "bluetooth_enabled": true, "wifi_direct_enabled": true, "wifi_host": false,
-                   "lan_interface": "wlan0", "lan_url": "http://10.0.0.2:4718",
-                   "lan_interfaces": [{"name": "wlan0", "addr": "10.0.0.2"}]})
+                   "lan_interface": "wlan0", "lan_url": "http://192.168.1.5:4718",
+                   "lan_interfaces": [{"name": "wlan0", "addr": "192.168.1.5"}]})
         );
         // LAN mode off is an empty name; an older daemon's reply has no LAN fields.
         let off: Request = serde_json::from_value(
