@@ -826,6 +826,25 @@ async fn lan_mode_turns_on_and_off_over_ipc() {
         Some("l0"),
         "on across a restart"
     );
+    // The CLI: off, and the choices on offer.
+    let out = Command::new(bin("peddlenet"))
+        .arg("--socket")
+        .arg(&a.socket)
+        .args(["settings", "--lan", ""])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("lan mode:     off"), "{text}");
+    assert!(
+        text.contains(&format!("lan choices:  l0 ({host_ip})")),
+        "{text}"
+    );
+    assert_eq!(c.settings().await.unwrap().lan_interface, None);
 }
 
 /// LAN mode from the owner page (tests/web/lan.mjs, Playwright): a guest
