@@ -71,13 +71,18 @@ for a in [b"/ip4/10.0.0.1/tcp/4717", b"/ip6/::1/udp/4717/quic-v1", b"/dns/x/tcp/
     many += bytes([len(a)]) + a
 seed("invite", "payload-four-addrs", b"\x00" + many)
 
-# --- sync_wire: reconciliation messages (docs/protocol.md §8.5, §8.7.4)
+# --- sync_wire: reconciliation messages (docs/protocol.md §8.5, §8.7.4, §8.7.5)
 fp = h("f3893f5ec429de8cd6e81d93a94f4db3")
 seed("sync_wire", "example-8.5", h("01" "81d095ffbc3100" "00" "060120") + b"\x01" + fp + h("0000") + h("0201") + bytes(range(16)))
 seed("sync_wire", "fingerprint-all", h("01000001") + fp)
 seed("sync_wire", "final-skip", h("01000000"))
 seed("sync_wire", "idlisthave", h("0100000302") + bytes(range(16)) + bytes(range(16, 32)))
 seed("sync_wire", "ten-byte-varint", h("01" "feffffffffffffffff00" "00" "00" "000000"))
+# The exchange of docs/protocol.md §10.8: the marker, a Sketch range (§8.4.1).
+S = V["sync"]
+seed("sync_wire", "marker-fingerprint", h(S["exchange_a_to_b_1"]))
+seed("sync_wire", "split-with-sketch", h(S["exchange_b_to_a_1"]))
+seed("sync_wire", "marker-idlisthave", h(S["exchange_a_to_b_2"]))
 
 
 # --- sync_transport: 0x00/0x01 (request/response) ‖ length (u32) ‖ message

@@ -6,10 +6,12 @@
 //! `peddlenet_sync::link`): sync requests, their responses, and envelopes
 //! for live delivery.
 //!
-//! Envelopes a node stores for the first time, from whatever link, go on
-//! to its other links: Bluetooth links, and the mesh's gossip for one that
-//! came over Bluetooth. A node on both bridges them; the store's
-//! duplicate check ends every loop.
+//! The link's events go to the owner task as the core's inputs (a link up
+//! or down, an envelope, a peer's sync request); the core decides what to
+//! sync and where envelopes go, and the owner's effects
+//! (`crate::owner_mesh`) send on the links through [`BleLinks`]. Envelopes a
+//! node stores for the first time, from whatever link, go on to its other
+//! links; a node on both bridges them; the duplicate check ends every loop.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -20,10 +22,12 @@ use std::time::Duration;
 
 use peddlenet_api::{Link, PeerInfo};
 use peddlenet_ble::{Ble, BleConfig, BleEvent, LinkId};
+use peddlenet_node::{Input, LinkKind, PeerRef};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::node::{IngestError, Ingested, Node, now_ms};
-use crate::sync::Remote;
+use crate::node::{Node, now_ms};
+use crate::owner::OwnerInput;
+use crate::owner_mesh::{BleLinks, ShellEvent};
 use peddlenet_sync::link::LinkMessage as Wire;
 
 /// Sync requests waiting for an answer, all links together.
@@ -34,9 +38,6 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Envelopes queued for forwarding to Bluetooth links; beyond, they are
 /// dropped (reconciliation carries them later).
 const FORWARD_QUEUE: usize = 256;
-/// Peers' sync requests being answered at once, all links together; beyond,
-/// a request is dropped (its sender times out and retries at the next sync).
-const MAX_ANSWERING: usize = 16;
 
 /// An answer awaited from a Bluetooth peer, by link and request number.
 type Pending = HashMap<(LinkId, u32), oneshot::Sender<Vec<u8>>>;
@@ -49,7 +50,6 @@ pub struct BleLink {
     /// Links up, with when they came up and when they last said something.
     up: Mutex<HashMap<LinkId, (u64, u64)>>,
     forward: mpsc::Sender<(Vec<u8>, Vec<LinkId>)>,
-    answering: Arc<tokio::sync::Semaphore>,
 }
 
 /// Whether Bluetooth runs, and why not.
@@ -145,46 +145,6 @@ impl Node {
             .collect()
     }
 
-    pub(crate) fn ble_links(&self) -> Vec<LinkId> {
-        self.ble()
-            .map(|b| b.up.lock().keys().copied().collect())
-            .unwrap_or_default()
-    }
-
-    /// A sync request over a Bluetooth link, and its answer.
-    pub(crate) async fn ble_request(&self, link: LinkId, body: Vec<u8>) -> anyhow::Result<Vec<u8>> {
-        let b = self
-            .ble()
-            .ok_or_else(|| anyhow::anyhow!("Bluetooth is off"))?;
-        let id = b.next_id.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = oneshot::channel();
-        {
-            let mut p = b.pending.lock();
-            anyhow::ensure!(
-                p.len() < MAX_PENDING,
-                "too many Bluetooth requests in flight"
-            );
-            p.insert((link, id), tx);
-        }
-        let sent = b
-            .ble
-            .send(link, Wire::Request { id, body: &body }.encode())
-            .await;
-        let r = match sent {
-            Ok(()) => tokio::time::timeout(REQUEST_TIMEOUT, rx).await,
-            Err(e) => {
-                b.pending.lock().remove(&(link, id));
-                anyhow::bail!("{link}: {e}");
-            }
-        };
-        b.pending.lock().remove(&(link, id));
-        match r {
-            Ok(Ok(answer)) => Ok(answer),
-            Ok(Err(_)) => anyhow::bail!("{link} went down"),
-            Err(_) => anyhow::bail!("{link}: no answer in {REQUEST_TIMEOUT:?}"),
-        }
-    }
-
     /// Queues an envelope for these Bluetooth links (`crate::links`
     /// decides which); returns how many it goes to (0 when the queue is
     /// full: reconciliation carries it later).
@@ -209,11 +169,14 @@ impl Node {
         }
     }
 
-    /// Handles the link layer's events until it stops.
+    /// Hands the link layer's events to the owner task until it stops.
     async fn run_ble_events(self: Arc<Self>, mut rx: mpsc::Receiver<BleEvent>) {
+        let Some(owner) = self.owner().cloned() else {
+            return tracing::error!("Bluetooth's events have no owner task to go to");
+        };
         while let Some(ev) = rx.recv().await {
             let Some(b) = self.ble() else { return };
-            match ev {
+            let input = match ev {
                 BleEvent::LinkUp { link } => {
                     let now = now_ms();
                     b.up.lock().insert(link, (now, now));
@@ -225,7 +188,10 @@ impl Node {
                     {
                         self.emit(peddlenet_api::Event::PeerUp { peer: p });
                     }
-                    tokio::spawn(crate::sync::sync_with(self.clone(), Remote::Ble(link)));
+                    OwnerInput::Core(Input::LinkUp {
+                        link: crate::links::ble(link),
+                        kind: LinkKind::Bluetooth,
+                    })
                 }
                 BleEvent::LinkDown { link, reason } => {
                     b.up.lock().remove(&link);
@@ -235,72 +201,116 @@ impl Node {
                     self.emit(peddlenet_api::Event::PeerDown {
                         peer: link.to_string(),
                     });
+                    OwnerInput::Core(Input::LinkDown {
+                        link: crate::links::ble(link),
+                    })
                 }
                 BleEvent::Message { link, bytes } => {
                     if let Some(seen) = b.up.lock().get_mut(&link) {
                         seen.1 = now_ms();
                     }
-                    self.ble_message(link, &bytes);
+                    match ble_message(&b, link, &bytes) {
+                        Some(i) => i,
+                        None => continue,
+                    }
                 }
+            };
+            if owner.send(input).await.is_err() {
+                return;
             }
         }
     }
+}
 
-    fn ble_message(self: &Arc<Self>, link: LinkId, bytes: &[u8]) {
-        let Some(b) = self.ble() else { return };
-        match Wire::decode(bytes) {
-            Ok(Wire::Request { id, body }) => {
-                let Ok(permit) = b.answering.clone().try_acquire_owned() else {
-                    return tracing::debug!(%link, id, "too many Bluetooth sync requests at once: one dropped");
-                };
-                let (node, body) = (self.clone(), body.to_vec());
-                tokio::spawn(async move {
-                    let _permit = permit;
-                    let mut taken_on = Vec::new();
-                    let answer = crate::sync::answer_bytes(&node, &body, &mut taken_on);
-                    if let Some(b) = node.ble()
-                        && let Err(e) = b
-                            .ble
-                            .send(link, Wire::Response { id, body: &answer }.encode())
-                            .await
-                    {
-                        tracing::debug!(%link, error = %e, "answering over Bluetooth failed");
-                    }
-                    crate::sync::after_answer(node, Remote::Ble(link), taken_on).await;
-                });
+/// A message over a Bluetooth link: an answer goes to its waiting request;
+/// a sync request and an envelope become the owner's input (the envelope's
+/// room signature is checked by the core: this link does not check it).
+fn ble_message(b: &BleLink, link: LinkId, bytes: &[u8]) -> Option<OwnerInput<ShellEvent>> {
+    match Wire::decode(bytes) {
+        Ok(Wire::Request { id, body }) => Some(OwnerInput::Shell(ShellEvent::BleRequest {
+            link,
+            id,
+            body: body.to_vec(),
+        })),
+        Ok(Wire::Response { id, body }) => {
+            if let Some(tx) = b.pending.lock().remove(&(link, id)) {
+                let _ = tx.send(body.to_vec());
+            } else {
+                tracing::debug!(%link, id, "an answer nobody waits for (late or forged): dropped");
             }
-            Ok(Wire::Response { id, body }) => {
-                if let Some(tx) = b.pending.lock().remove(&(link, id)) {
-                    let _ = tx.send(body.to_vec());
-                } else {
-                    tracing::debug!(%link, id, "an answer nobody waits for (late or forged): dropped");
-                }
-            }
-            Ok(Wire::Envelope(env)) => {
-                let v = match peddlenet_node::Verified::check(env, &peddlenet_node::RealCrypto) {
-                    Ok(v) => v,
-                    Err(e) => {
-                        return tracing::debug!(%link, error = %e, "refused an envelope from Bluetooth");
-                    }
-                };
-                match self.ingest(&v) {
-                    Ok(Ingested::New | Ingested::Relayed) => {
-                        // On to the other links: the mesh and other Bluetooth links.
-                        self.forward(&v, Some(crate::links::ble(link)), true);
-                    }
-                    Ok(_) => {}
-                    Err(IngestError::Store(e)) => {
-                        tracing::error!(error = %e, "storing a message from Bluetooth failed")
-                    }
-                    Err(e) => {
-                        tracing::debug!(%link, error = %e, "refused an envelope from Bluetooth")
-                    }
-                }
-            }
-            Err(e) => {
-                tracing::debug!(%link, error = %e, "a malformed message over Bluetooth: dropped")
-            }
+            None
         }
+        Ok(Wire::Envelope(env)) => Some(OwnerInput::Core(Input::Envelope {
+            from: PeerRef::link(crate::links::ble(link)),
+            bytes: env.to_vec(),
+            room_verified: false,
+        })),
+        Err(e) => {
+            tracing::debug!(%link, error = %e, "a malformed message over Bluetooth: dropped");
+            None
+        }
+    }
+}
+
+/// A sync request over a Bluetooth link, and its answer.
+async fn ble_request(b: Arc<BleLink>, link: LinkId, body: Vec<u8>) -> anyhow::Result<Vec<u8>> {
+    let id = b.next_id.fetch_add(1, Ordering::Relaxed);
+    let (tx, rx) = oneshot::channel();
+    {
+        let mut p = b.pending.lock();
+        anyhow::ensure!(
+            p.len() < MAX_PENDING,
+            "too many Bluetooth requests in flight"
+        );
+        p.insert((link, id), tx);
+    }
+    let sent = b
+        .ble
+        .send(link, Wire::Request { id, body: &body }.encode())
+        .await;
+    let r = match sent {
+        Ok(()) => tokio::time::timeout(REQUEST_TIMEOUT, rx).await,
+        Err(e) => {
+            b.pending.lock().remove(&(link, id));
+            anyhow::bail!("{link}: {e}");
+        }
+    };
+    b.pending.lock().remove(&(link, id));
+    match r {
+        Ok(Ok(answer)) => Ok(answer),
+        Ok(Err(_)) => anyhow::bail!("{link} went down"),
+        Err(_) => anyhow::bail!("{link}: no answer in {REQUEST_TIMEOUT:?}"),
+    }
+}
+
+impl BleLinks for Node {
+    fn forward(&self, envelope: &[u8], links: Vec<LinkId>) -> u32 {
+        self.ble_forward(envelope, links)
+    }
+
+    fn request(
+        &self,
+        link: LinkId,
+        body: Vec<u8>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<Vec<u8>>> + Send>> {
+        let b = self.ble();
+        Box::pin(async move {
+            let b = b.ok_or_else(|| anyhow::anyhow!("Bluetooth is off"))?;
+            ble_request(b, link, body).await
+        })
+    }
+
+    fn respond(&self, link: LinkId, id: u32, body: Vec<u8>) {
+        let Some(b) = self.ble() else { return };
+        tokio::spawn(async move {
+            if let Err(e) = b
+                .ble
+                .send(link, Wire::Response { id, body: &body }.encode())
+                .await
+            {
+                tracing::debug!(%link, error = %e, "answering over Bluetooth failed");
+            }
+        });
     }
 }
 
@@ -322,7 +332,6 @@ pub async fn start_configured(node: &Arc<Node>) {
                     next_id: AtomicU32::new(1),
                     up: Mutex::default(),
                     forward: tx,
-                    answering: Arc::new(tokio::sync::Semaphore::new(MAX_ANSWERING)),
                 };
                 {
                     let mut cur = node.ble_state.write();

@@ -22,14 +22,14 @@ fn err(e: peddlenet_store::Error) -> StoreError {
 }
 
 /// The store's history cursor: hex of timestamp (u64 BE) ‖ id.
-fn cursor_text(c: &Cursor) -> String {
+pub(crate) fn cursor_text(c: &Cursor) -> String {
     let mut b = Vec::with_capacity(40);
     b.extend_from_slice(&c.timestamp_ms.to_be_bytes());
     b.extend_from_slice(c.id.as_bytes());
     hex::encode(b)
 }
 
-fn cursor_parse(s: &str) -> Option<Cursor> {
+pub(crate) fn cursor_parse(s: &str) -> Option<Cursor> {
     let b = hex::decode(s).ok()?;
     (b.len() == 40).then(|| Cursor {
         timestamp_ms: u64::from_be_bytes(b[..8].try_into().expect("8 bytes")),

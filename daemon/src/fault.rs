@@ -2,6 +2,8 @@
 //! comma-separated faults. Release builds never read it.
 //!
 //! - `panic-mesh-events`: the mesh-event loop panics at its first event.
+//! - `panic-owner`: the owner task (the node core's) panics at its first
+//!   request from a front end.
 //! - `publish-fails=N`: the first N gossip publications fail as if every
 //!   peer's queue were full (`publish-fails` alone: all of them).
 

@@ -1,7 +1,7 @@
 //! The IPC server: one task reading each client's requests in order, one
-//! writing its replies and events. Replies that wait for the disk are sent
-//! from their own task, so a client may pipeline sends and one flush serves
-//! them all.
+//! writing its replies and events. Replies that wait for the disk or for
+//! the node core (a send) are sent from their own task, so a client may
+//! pipeline sends and one flush serves them all.
 //!
 //! Every client is bounded: the bytes of replies it leaves unread (past half
 //! the bound no new request is taken from it, past the bound it is
@@ -377,21 +377,19 @@ async fn connection(
             break;
         }
         match handled {
-            Ok(h) if h.durable => {
+            Ok(h) if h.durable || h.later.is_some() => {
                 let node = node.clone();
                 let outbox = outbox.clone();
                 tokio::spawn(async move {
-                    let response = match h.sending {
-                        Some(s) => node.finish_send(s).await,
-                        None => Ok(h.response),
-                    };
-                    let r = match (response, node.flush().await) {
-                        (Ok(r), Ok(())) => Ok(r),
-                        (Err(e), _) => Err(e),
-                        (_, Err(e @ crate::flusher::FlushError::DiskFull)) => {
-                            Err(ApiError::new(ErrorCode::DiskFull, e.to_string()))
-                        }
-                        (_, Err(e)) => Err(ApiError::new(ErrorCode::Internal, e.to_string())),
+                    let r = match h.later {
+                        Some(later) => later.await,
+                        None => match node.flush().await {
+                            Ok(()) => Ok(h.response),
+                            Err(e @ crate::flusher::FlushError::DiskFull) => {
+                                Err(ApiError::new(ErrorCode::DiskFull, e.to_string()))
+                            }
+                            Err(e) => Err(ApiError::new(ErrorCode::Internal, e.to_string())),
+                        },
                     };
                     let _ = outbox.push(reply(frame.id, r)).await;
                     drop(permit);

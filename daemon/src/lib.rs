@@ -4,7 +4,6 @@
 pub mod ble;
 pub mod config;
 pub mod core_store;
-pub mod durable;
 pub mod fault;
 pub mod flusher;
 pub mod fsutil;
@@ -16,10 +15,8 @@ pub mod node;
 pub mod notify;
 pub mod owner;
 pub mod owner_mesh;
-pub mod receipts;
 pub mod relay;
 pub mod supervise;
-pub mod sync;
 pub mod wifi;
 
 use std::time::Duration;
@@ -32,6 +29,10 @@ use tokio::net::UnixListener;
 use tokio::sync::watch;
 
 pub use config::Config;
+
+/// Inputs queued for the owner task (envelopes, requests, completions)
+/// before their senders wait.
+pub const OWNER_QUEUE: usize = 4096;
 
 /// Binds the IPC socket: refuses to start beside a running daemon, removes a
 /// stale socket, and makes the new one private (0600 in a 0700 folder).
@@ -199,14 +200,51 @@ pub async fn run(cfg: Config, mut stop: watch::Receiver<bool>) -> anyhow::Result
         cfg.relay,
     )?;
     node.configure_ble(cfg.bluetooth_enabled, cfg.bluetooth.clone());
+    // The node core, run by the owner task: rooms, messages, sync, relaying,
+    // receipts and the outbox.
+    let core = peddlenet_node::Node::new(
+        peddlenet_node::Config {
+            relay: node.relay_limits(),
+            ..peddlenet_node::Config::default()
+        },
+        peddlenet_proto::Identity::from_seed(node.identity().seed()),
+        node.display_name(),
+        core_store::SledStore(store.clone()),
+        peddlenet_node::RealCrypto,
+        rand::rngs::OsRng,
+    )
+    .context("starting the node core")?;
+    let (owner_tx, owner_rx) = tokio::sync::mpsc::channel(OWNER_QUEUE);
+    let flusher = node.flusher();
+    let flush: owner_mesh::FlushFn = Box::new(move || {
+        let f = flusher.clone();
+        Box::pin(async move { f.durable().await })
+    });
+    let effects = owner_mesh::MeshEffects::new(
+        mesh.clone(),
+        links::MESH,
+        flush,
+        node.events(),
+        owner_tx.clone(),
+    )
+    .with_ble(node.clone())
+    .with_room_view(node.room_view());
+    let mut owner = owner::Owner::new(core, effects);
+    owner.input(
+        peddlenet_node::Input::LinkUp {
+            link: links::MESH,
+            kind: peddlenet_node::LinkKind::Mesh,
+        },
+        node::now_ms(),
+    );
+    node.set_owner(owner_tx);
+    supervisor.spawn("owner", async move {
+        owner::run(owner, owner_rx, node::now_ms).await;
+    });
     // Take the mesh's events before asking it anything: it may be waiting to
     // hand one over before it reads the next command.
-    supervisor.spawn("durable-gate", node.clone().durable_gate());
     supervisor.spawn("mesh-events", node.clone().run_mesh_events(mesh_events));
-    node.start_rooms().await?;
-    supervisor.spawn("resync", node.clone().resync_loop());
-    supervisor.spawn("receipts", node.clone().receipts_loop());
-    supervisor.spawn("relay-sweeper", node.clone().relay_sweeper());
+    node.start_rooms().await;
     // In the background: finding BlueZ may take D-Bus's time, and the
     // daemon answers meanwhile (its status says "starting").
     tokio::spawn({

@@ -1,4 +1,8 @@
-//! The node: rooms, messages and peers, behind the IPC requests.
+//! The node's shell state behind the IPC requests: status, settings,
+//! guests, the web UI and the radio links, and a read-only view of the
+//! rooms. Rooms, messages, sync, relaying, receipts and the outbox are the
+//! node core's (`peddlenet-node`), run by the owner task (`crate::owner`):
+//! requests about them go to it through [`Node::ask`].
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -8,21 +12,17 @@ use parking_lot::RwLock;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use peddlenet_api::{
-    ApiError, DeliveryState, ErrorCode, Event, Link, MessageInfo, PeerInfo, Request, Response,
-    RoomInfo, Status,
+    ApiError, ErrorCode, Event, Link, MessageInfo, PeerInfo, Request, Response, RoomInfo, Status,
 };
 use peddlenet_mesh::{Mesh, MeshEvent, PeerSnapshot};
-use peddlenet_proto::{
-    AuthorId, Body, EnvelopeView, Identity, Invite, MAX_NAME_LEN, MAX_TEXT_LEN, MessageId, RoomId,
-    RoomKeys, RoomSecret, check_timestamp, seal,
-};
-use peddlenet_store::{
-    Delivery, Inserted, Progress, RelayLimits, RoomRecord, Store, StoredMessage,
-};
-use rand::RngCore;
-use tokio::sync::{broadcast, mpsc};
+use peddlenet_node::{Reply as CoreReply, Request as CoreRequest};
+use peddlenet_proto::{Identity, Invite, MAX_NAME_LEN, RoomId, RoomKeys, RoomSecret};
+use peddlenet_store::{RelayLimits, RoomRecord, Store};
+use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::flusher::{FlushError, Flusher};
+use crate::owner::{OwnerInput, api_error, message_info, simple_response};
+use crate::owner_mesh::ShellEvent;
 use crate::supervise::Supervisor;
 
 /// Events kept for subscribers that fall behind before they are told they lagged.
@@ -31,12 +31,9 @@ const DEFAULT_PAGE: u32 = 50;
 /// A history page stops growing past this many bytes of JSON, so that every
 /// reply fits in one IPC frame; the cursor picks up where it stopped.
 const PAGE_BYTES: usize = 512 * 1024;
-/// Waiting messages re-sent at once when a peer joins a room's topic.
-const OUTBOX_BATCH: usize = 256;
-/// First wait before publishing the outbox again after gossip refused (its
-/// queues were full); doubled at each refusal up to [`OUTBOX_RETRY_MAX`].
-const OUTBOX_RETRY: std::time::Duration = std::time::Duration::from_millis(250);
-const OUTBOX_RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(8);
+
+/// The owner task's inputs.
+pub type OwnerTx = mpsc::Sender<OwnerInput<ShellEvent>>;
 
 pub fn now_ms() -> u64 {
     SystemTime::now()
@@ -45,6 +42,8 @@ pub fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// A member room as the shell sees it (a view of the core's, kept by
+/// [`RoomView`]).
 pub(crate) struct Room {
     pub(crate) record: RoomRecord,
     pub(crate) keys: RoomKeys,
@@ -55,41 +54,20 @@ pub struct Node {
     store: Store,
     flusher: Flusher,
     mesh: Mesh,
-    rooms: RwLock<HashMap<RoomId, Arc<Room>>>,
+    /// The owner task, which runs the node core.
+    owner: std::sync::OnceLock<OwnerTx>,
+    /// The member rooms, read-only: the core owns them; the owner task
+    /// refreshes this view when a request added or removed one.
+    rooms: Arc<RwLock<HashMap<RoomId, Arc<Room>>>>,
     events: broadcast::Sender<Event>,
     display_name: RwLock<String>,
     started: Instant,
     data_dir: PathBuf,
-    /// One outbox flush at a time.
-    outbox_busy: tokio::sync::Mutex<()>,
-    /// Topics with a flush queued: peers that re-subscribe again and again
-    /// get one, not one task each.
-    outbox_pending: parking_lot::Mutex<std::collections::HashSet<String>>,
-    /// Peers a sync session is running with.
-    syncing: parking_lot::Mutex<std::collections::HashSet<crate::sync::Remote>>,
-    /// Peers to sync with again once their running session ends.
-    sync_again: parking_lot::Mutex<std::collections::HashSet<crate::sync::Remote>>,
-    /// Wakes the resync loop early (after joining a room).
-    resync: tokio::sync::Notify,
     /// Relaying other rooms: on or off, and its bounds (`relay_limits()`).
     pub(crate) relay: RwLock<crate::relay::RelayState>,
     /// Relaying's bounds from the config file; a budget set through IPC
     /// replaces its budget and caps its quotas.
     pub(crate) relay_configured: RelayLimits,
-    /// Rooms a peer offered that this node agreed to carry and holds nothing
-    /// of yet, with when they were offered.
-    pub(crate) relay_pending: parking_lot::Mutex<HashMap<RoomId, Instant>>,
-    /// Relayed rooms whose gossip topic the mesh is subscribed to.
-    pub(crate) relay_topics: parking_lot::Mutex<std::collections::HashSet<RoomId>>,
-    /// Known members per room (from the store, then kept up to date).
-    pub(crate) members: parking_lot::Mutex<HashMap<RoomId, std::collections::HashSet<AuthorId>>>,
-    /// Events and receipts held until the writes before them are durable
-    /// (`crate::durable`): every event goes through it.
-    gate: mpsc::Sender<crate::durable::Held>,
-    gate_rx: parking_lot::Mutex<Option<mpsc::Receiver<crate::durable::Held>>>,
-    /// Messages of others stored here, to be confirmed to their authors.
-    pub(crate) receipts_due: parking_lot::Mutex<HashMap<RoomId, Vec<MessageId>>>,
-    pub(crate) receipts_wake: tokio::sync::Notify,
     /// Guest passes and web login codes.
     pub(crate) guests: parking_lot::Mutex<crate::guests::Guests>,
     /// The web UI's base URLs: on this machine, and on the LAN.
@@ -108,12 +86,20 @@ pub struct Node {
     pub(crate) lan: crate::lan::LanSlot,
 }
 
-/// What a request produced, and whether its reply must wait for the disk.
+/// A reply that comes later: the core's, awaited off the client's read loop
+/// so that a client may pipeline sends.
+pub type Later = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<Response, ApiError>> + Send + 'static>,
+>;
+
+/// What a request produced, and whether its reply must wait: for the disk
+/// (writes made outside the core: settings, guests), or for the core (a
+/// send, answered once durable and published; the core holds its own
+/// replies until they are durable).
 pub struct Handled {
     pub response: Response,
     pub durable: bool,
-    /// A message being published; [`Node::finish_send`] completes it.
-    pub sending: Option<Sending>,
+    pub later: Option<Later>,
 }
 
 impl Handled {
@@ -121,37 +107,23 @@ impl Handled {
         Self {
             response,
             durable: false,
-            sending: None,
+            later: None,
         }
     }
     pub(crate) fn after_flush(response: Response) -> Self {
         Self {
             response,
             durable: true,
-            sending: None,
+            later: None,
         }
     }
-}
-
-/// A sent message whose publication is under way.
-pub struct Sending {
-    msg: StoredMessage,
-    published: Option<tokio::sync::oneshot::Receiver<peddlenet_mesh::Result<u32>>>,
-    /// Bluetooth links it was queued for.
-    ble_links: u32,
-}
-
-/// What happened to an envelope that arrived from the network.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Ingested {
-    New,
-    Duplicate,
-    /// Of a room this node is not a member of, and relaying is off.
-    NotMember,
-    /// Kept to pass on, unread.
-    Relayed,
-    /// Not kept: past the relay's expiry or bounds.
-    RelayRefused(peddlenet_store::Refused),
+    pub(crate) fn later(f: Later) -> Self {
+        Self {
+            response: Response::Done,
+            durable: false,
+            later: Some(f),
+        }
+    }
 }
 
 pub(crate) fn err(code: ErrorCode, msg: impl Into<String>) -> ApiError {
@@ -160,38 +132,6 @@ pub(crate) fn err(code: ErrorCode, msg: impl Into<String>) -> ApiError {
 
 pub(crate) fn internal(e: impl std::fmt::Display) -> ApiError {
     err(ErrorCode::Internal, e.to_string())
-}
-
-/// A store error as a reply: a full disk says so (`disk_full`), the rest is
-/// internal.
-pub(crate) fn store_err(e: peddlenet_store::Error) -> ApiError {
-    if e.is_disk_full() {
-        err(ErrorCode::DiskFull, FlushError::DiskFull.to_string())
-    } else {
-        internal(e)
-    }
-}
-
-fn delivery_api(d: Delivery) -> DeliveryState {
-    match d {
-        Delivery::Stored => DeliveryState::Stored,
-        Delivery::Sent { peers } => DeliveryState::Sent { peers },
-    }
-}
-
-/// An own message's state: confirmed by members if any did, else how far it
-/// got (the core's rule, `peddlenet_node::delivery_state`).
-/// `others`: members known besides this node.
-pub(crate) fn progress_api(p: Progress, others: usize) -> DeliveryState {
-    let d = match p.delivery {
-        Delivery::Stored => peddlenet_node::Delivery::Stored,
-        Delivery::Sent { peers } => peddlenet_node::Delivery::Sent { peers },
-    };
-    match peddlenet_node::delivery_state(d, p.confirmed_by, others) {
-        peddlenet_node::DeliveryState::Stored => DeliveryState::Stored,
-        peddlenet_node::DeliveryState::Sent { peers } => DeliveryState::Sent { peers },
-        peddlenet_node::DeliveryState::Delivered { to, of } => DeliveryState::Delivered { to, of },
-    }
 }
 
 fn peer_info(p: &PeerSnapshot) -> PeerInfo {
@@ -203,6 +143,48 @@ fn peer_info(p: &PeerSnapshot) -> PeerInfo {
         connected_ms: p.connected_ms,
         last_seen_ms: p.last_seen_ms,
     }
+}
+
+/// The daemon's view of the member rooms, which the owner task refreshes
+/// from the store when the core added or removed one (before the request's
+/// reply leaves, so a front end that hears of a new room finds it).
+#[derive(Clone)]
+pub struct RoomView {
+    store: Store,
+    rooms: Arc<RwLock<HashMap<RoomId, Arc<Room>>>>,
+}
+
+impl RoomView {
+    pub fn refresh(&self) {
+        let old = self.rooms.read().clone();
+        match room_view(&self.store, &old) {
+            Ok(rooms) => *self.rooms.write() = rooms,
+            Err(e) => tracing::error!(error = %e, "reading the rooms failed"),
+        }
+    }
+}
+
+/// The member rooms in the store; rooms already in `old` keep their view.
+fn room_view(
+    store: &Store,
+    old: &HashMap<RoomId, Arc<Room>>,
+) -> anyhow::Result<HashMap<RoomId, Arc<Room>>> {
+    let mut rooms = HashMap::new();
+    for record in store.rooms()? {
+        if let Some(r) = old.get(&record.room_id) {
+            rooms.insert(record.room_id, r.clone());
+            continue;
+        }
+        let secret = parse_secret(&record.secret_hex)?;
+        let keys = RoomKeys::derive(&secret);
+        anyhow::ensure!(
+            keys.room_id() == record.room_id,
+            "room {} in the store does not match its secret",
+            record.name
+        );
+        rooms.insert(record.room_id, Arc::new(Room { record, keys }));
+    }
+    Ok(rooms)
 }
 
 impl Node {
@@ -232,43 +214,21 @@ impl Node {
             None => stored_name
                 .unwrap_or_else(|| format!("camper-{}", &identity.author_id().to_hex()[..4])),
         };
-        let mut rooms = HashMap::new();
-        for record in store.rooms()? {
-            let secret = parse_secret(&record.secret_hex)?;
-            let keys = RoomKeys::derive(&secret);
-            anyhow::ensure!(
-                keys.room_id() == record.room_id,
-                "room {} in the store does not match its secret",
-                record.name
-            );
-            rooms.insert(record.room_id, Arc::new(Room { record, keys }));
-        }
+        let rooms = room_view(&store, &HashMap::new())?;
         let (events, _) = broadcast::channel(EVENT_BACKLOG);
-        let (gate, gate_rx) = mpsc::channel(crate::durable::GATE_QUEUE);
         Ok(Arc::new(Self {
-            gate,
-            gate_rx: parking_lot::Mutex::new(Some(gate_rx)),
+            owner: std::sync::OnceLock::new(),
             flusher: Flusher::start(store.clone(), supervisor.clone()),
             identity,
             store,
             mesh,
-            rooms: RwLock::new(rooms),
+            rooms: Arc::new(RwLock::new(rooms)),
             events,
             display_name: RwLock::new(name),
             started: Instant::now(),
             data_dir,
-            outbox_busy: tokio::sync::Mutex::new(()),
-            outbox_pending: Default::default(),
-            syncing: Default::default(),
-            sync_again: Default::default(),
-            resync: tokio::sync::Notify::new(),
             relay: RwLock::new(relay),
             relay_configured,
-            relay_pending: Default::default(),
-            relay_topics: Default::default(),
-            members: Default::default(),
-            receipts_due: Default::default(),
-            receipts_wake: tokio::sync::Notify::new(),
             guests: Default::default(),
             web_urls: Default::default(),
             ble_state: RwLock::new(crate::ble::BleState::Starting),
@@ -280,20 +240,86 @@ impl Node {
         }))
     }
 
-    /// Subscribes the mesh to every room's topic (and to relayed rooms') and
-    /// dials the rooms' known addresses.
-    pub async fn start_rooms(&self) -> anyhow::Result<()> {
-        self.subscribe_relayed().await;
+    /// Dials the rooms' known addresses (the core subscribes their topics
+    /// when it starts).
+    pub async fn start_rooms(&self) {
         let rooms: Vec<Arc<Room>> = self.rooms.read().values().cloned().collect();
         for r in rooms {
-            self.mesh.subscribe(r.keys.topic()).await?;
             for a in &r.record.bootstrap {
                 if let Ok(addr) = peddlenet_mesh::parse_addr(a) {
                     let _ = self.mesh.dial(addr).await;
                 }
             }
         }
-        Ok(())
+    }
+
+    /// Gives the node the owner task's inputs (once, at start).
+    pub fn set_owner(&self, tx: OwnerTx) {
+        let _ = self.owner.set(tx);
+    }
+
+    pub(crate) fn owner(&self) -> Option<&OwnerTx> {
+        self.owner.get()
+    }
+
+    /// The event broadcast, for the owner's effects.
+    pub fn events(&self) -> broadcast::Sender<Event> {
+        self.events.clone()
+    }
+
+    /// The group commit, for the owner's effects.
+    pub fn flusher(&self) -> Flusher {
+        self.flusher.clone()
+    }
+
+    /// Hands a request to the core (in the order asked); the receiver gets
+    /// its answer.
+    async fn submit(&self, request: CoreRequest) -> Result<oneshot::Receiver<CoreReply>, ApiError> {
+        let tx = self
+            .owner()
+            .ok_or_else(|| internal("the node core is not running"))?;
+        let (reply, rx) = oneshot::channel();
+        tx.send(OwnerInput::Request { request, reply })
+            .await
+            .map_err(|_| internal("the node core stopped"))?;
+        Ok(rx)
+    }
+
+    /// The core's answer to a request.
+    pub(crate) async fn ask(&self, request: CoreRequest) -> Result<CoreReply, ApiError> {
+        let rx = self.submit(request).await?;
+        rx.await.map_err(|_| internal("the node core stopped"))
+    }
+
+    /// What the core holds, for the status (empty if the core is gone).
+    pub(crate) async fn core_status(&self) -> crate::owner::CoreStatus {
+        let Some(tx) = self.owner() else {
+            return Default::default();
+        };
+        let (reply, rx) = oneshot::channel();
+        if tx.send(OwnerInput::Status(reply)).await.is_err() {
+            return Default::default();
+        }
+        rx.await.unwrap_or_default()
+    }
+
+    /// A request the core answers `Done` (or refuses).
+    async fn ask_done(&self, request: CoreRequest) -> Result<(), ApiError> {
+        match self.ask(request).await? {
+            CoreReply::Done => Ok(()),
+            CoreReply::Error(e) => Err(api_error(&e)),
+            r => Err(internal(format!(
+                "unexpected reply from the node core: {r:?}"
+            ))),
+        }
+    }
+
+    /// The room view, for the owner task to keep.
+    pub fn room_view(&self) -> RoomView {
+        RoomView {
+            store: self.store.clone(),
+            rooms: self.rooms.clone(),
+        }
     }
 
     pub fn subscribe_events(&self) -> broadcast::Receiver<Event> {
@@ -332,107 +358,11 @@ impl Node {
         self.display_name.read().clone()
     }
 
-    /// The room's items for reconciliation: a member room's are kept up to
-    /// date by the store as messages arrive (never re-read); a relayed
-    /// room's are read afresh each time (evictions change them).
-    pub fn sync_storage(&self, room: &RoomId) -> anyhow::Result<Arc<peddlenet_sync::Storage>> {
-        if !self.is_member(room) {
-            let items = self
-                .store
-                .relay_items(room)?
-                .into_iter()
-                .map(|(ts, id)| peddlenet_sync::Item { ts, id: id.0 })
-                .collect();
-            return Ok(Arc::new(peddlenet_sync::Storage::new(items)));
-        }
-        Ok(self.store.sync_items(room)?)
-    }
-
-    /// Marks a sync session with `peer` as running; false if one already is,
-    /// in which case that session runs once more when it ends.
-    pub fn begin_sync(&self, peer: crate::sync::Remote) -> bool {
-        let mut running = self.syncing.lock();
-        if running.insert(peer) {
-            return true;
-        }
-        self.sync_again.lock().insert(peer);
-        false
-    }
-
-    /// Ends a session; true if another was asked for meanwhile (the session
-    /// then stays marked as running and the caller goes again).
-    pub fn end_sync(&self, peer: crate::sync::Remote) -> bool {
-        let mut running = self.syncing.lock();
-        if self.sync_again.lock().remove(&peer) {
-            return true;
-        }
-        running.remove(&peer);
-        false
-    }
-
-    /// Reconciles with every connected peer every [`crate::sync::RESYNC_EVERY`],
-    /// and at once after a room is joined. Runs until the daemon stops.
-    pub async fn resync_loop(self: Arc<Self>) {
-        loop {
-            tokio::select! {
-                _ = tokio::time::sleep(crate::sync::RESYNC_EVERY) => {}
-                _ = self.resync.notified() => {}
-            }
-            self.sync_all().await;
-            self.outbox_all();
-        }
-    }
-
-    /// Starts a sync session with every connected peer (each at most once).
-    pub async fn sync_all(self: &Arc<Self>) {
-        if let Ok(peers) = self.mesh.peers().await {
-            for p in peers {
-                tokio::spawn(crate::sync::sync_with(
-                    self.clone(),
-                    crate::sync::Remote::Mesh(p.peer),
-                ));
-            }
-        }
-        for link in self.ble_links() {
-            tokio::spawn(crate::sync::sync_with(
-                self.clone(),
-                crate::sync::Remote::Ble(link),
-            ));
-        }
-    }
-
-    /// Tells front ends, once every write made before is durable.
+    /// Tells front ends about links and peers (not about messages: those
+    /// events are the core's, released once durable).
     pub(crate) fn emit(&self, e: Event) {
-        self.hold(crate::durable::Held::Event(e));
-    }
-
-    fn hold(&self, h: crate::durable::Held) {
-        if self.gate.try_send(h).is_err() {
-            tracing::debug!("the durability gate is full: an event or receipt dropped");
-        }
-    }
-
-    /// Runs the durability gate (`crate::durable`) until the daemon stops.
-    pub async fn durable_gate(self: Arc<Self>) {
-        let Some(rx) = self.gate_rx.lock().take() else {
-            return;
-        };
-        let flusher = self.flusher.clone();
-        crate::durable::run(
-            rx,
-            move || {
-                let f = flusher.clone();
-                async move { f.durable().await }
-            },
-            |h| match h {
-                // No subscriber is fine.
-                crate::durable::Held::Event(e) => {
-                    let _ = self.events.send(e);
-                }
-                crate::durable::Held::ReceiptDue(room, id) => self.receipt_due(&room, id),
-            },
-        )
-        .await
+        // No subscriber is fine.
+        let _ = self.events.send(e);
     }
 
     /// The member room with exactly this id (hex): never by name or prefix,
@@ -527,35 +457,15 @@ impl Node {
     }
 
     async fn room_info(&self, r: &Room) -> RoomInfo {
+        let id = r.record.room_id;
         RoomInfo {
-            id: r.record.room_id.to_hex(),
+            id: id.to_hex(),
             name: r.record.name.clone(),
             joined_ms: r.record.joined_ms,
-            messages: self.store.message_count(&r.record.room_id) as u64,
+            messages: self.store.message_count(&id) as u64,
             online_peers: self.mesh.topic_peers(r.keys.topic()).await.unwrap_or(0),
-            members: self.member_count(&r.record.room_id) as u32,
+            members: self.store.members(&id).map(|m| m.len()).unwrap_or(0) as u32,
         }
-    }
-
-    /// The message as front ends see it, with its delivery state looked up
-    /// for own messages.
-    pub(crate) fn message_info(&self, m: StoredMessage) -> MessageInfo {
-        let delivery = if m.own {
-            let p = self.store.progress(&m.id).unwrap_or_else(|e| {
-                tracing::error!(error = %e, "reading a message's delivery state failed");
-                Progress {
-                    delivery: Delivery::Stored,
-                    confirmed_by: 0,
-                }
-            });
-            Some(progress_api(
-                p,
-                self.member_count(&m.room_id).saturating_sub(1),
-            ))
-        } else {
-            None
-        };
-        message_info_with(m, delivery)
     }
 
     pub async fn handle(self: &Arc<Self>, req: Request) -> Result<Handled, ApiError> {
@@ -573,11 +483,12 @@ impl Node {
             } => {
                 let (_, r) = self.guest_pass(&token)?;
                 let nick = crate::guests::check_nickname(&nickname)?;
-                self.send_in(r, text, format!("{nick} (guest)")).await
+                self.send_in(&r, text, Some(format!("{nick} (guest)")))
+                    .await
             }
             Request::GuestHistory { token, before } => {
                 let (_, r) = self.guest_pass(&token)?;
-                self.history_page(&r, before, None)
+                self.history_page(&r, before, None).await
             }
             Request::WebLogin => self.web_login(),
             Request::WebRedeem { code } => self.web_redeem(&code),
@@ -594,12 +505,13 @@ impl Node {
                         .await
                         .map_err(|e| err(ErrorCode::Internal, e.to_string()))?;
                 }
-                let settings = self.set_settings(update)?;
+                let settings = self.set_settings(update).await?;
                 Ok(Handled::after_flush(Response::Settings(settings)))
             }
             Request::Status => {
                 let listen = self.mesh.listen_addrs().await.map_err(internal)?;
                 let peers = self.mesh.peers().await.map_err(internal)?;
+                let relay = self.relay_status().await;
                 Ok(Handled::now(Response::Status(Status {
                     version: env!("CARGO_PKG_VERSION").into(),
                     api_version: peddlenet_api::PROTOCOL_VERSION,
@@ -610,7 +522,7 @@ impl Node {
                     rooms: self.rooms.read().len(),
                     data_dir: self.data_dir.display().to_string(),
                     uptime_ms: self.started.elapsed().as_millis() as u64,
-                    relay: self.relay_status(),
+                    relay,
                     waiting: self.store.outbox_len() as u64,
                     bluetooth: self.ble_status(),
                     wifi_direct: self.wifi_status(),
@@ -661,6 +573,8 @@ impl Node {
                         ),
                     ));
                 }
+                self.ask_done(CoreRequest::SetDisplayName { name: name.clone() })
+                    .await?;
                 self.store
                     .meta_set("display_name", &name)
                     .map_err(internal)?;
@@ -676,12 +590,13 @@ impl Node {
                     Vec::new(),
                 )
                 .map_err(|e| err(ErrorCode::BadRequest, format!("room name: {e}")))?;
+                // The core offers it to the peers around now: relays take it on.
                 let info = self
-                    .add_room(secret, invite_check.room_name, None, Vec::new())
+                    .add_room(CoreRequest::CreateRoom {
+                        name: invite_check.room_name,
+                    })
                     .await?;
-                // Offer it to the peers around now: relays take it on.
-                self.resync.notify_one();
-                Ok(Handled::after_flush(Response::Room(info)))
+                Ok(Handled::now(Response::Room(info)))
             }
             Request::RoomJoin { invite } => {
                 let inv = Invite::parse(&invite).map_err(|e| {
@@ -697,16 +612,16 @@ impl Node {
                         format!("already a member of {:?}", r.record.name),
                     ));
                 }
+                // The core catches up on the room's history from whoever is
+                // connected.
                 let info = self
-                    .add_room(
-                        inv.secret,
-                        inv.room_name,
-                        Some(inv.inviter),
-                        inv.addrs.clone(),
-                    )
+                    .add_room(CoreRequest::JoinRoom {
+                        secret: inv.secret,
+                        name: inv.room_name,
+                        inviter: Some(inv.inviter),
+                        bootstrap: inv.addrs.clone(),
+                    })
                     .await?;
-                // Catch up on the room's history from whoever is connected.
-                self.resync.notify_one();
                 for a in &inv.addrs {
                     match peddlenet_mesh::parse_addr(a) {
                         Ok(addr) => {
@@ -715,7 +630,7 @@ impl Node {
                         Err(e) => tracing::debug!(error = %e, "ignoring an address in an invite"),
                     }
                 }
-                Ok(Handled::after_flush(Response::Room(info)))
+                Ok(Handled::now(Response::Room(info)))
             }
             Request::RoomInvite { room } => {
                 let r = self.resolve(&room)?;
@@ -734,14 +649,13 @@ impl Node {
             }
             Request::RoomLeave { room } => {
                 let r = self.resolve(&room)?;
-                self.store
-                    .remove_room(&r.record.room_id)
-                    .map_err(internal)?;
-                self.rooms.write().remove(&r.record.room_id);
-                self.members.lock().remove(&r.record.room_id);
-                self.receipts_due.lock().remove(&r.record.room_id);
-                let _ = self.mesh.unsubscribe(r.keys.topic()).await;
-                Ok(Handled::after_flush(Response::Done))
+                let done = self
+                    .ask_done(CoreRequest::LeaveRoom {
+                        room: r.record.room_id,
+                    })
+                    .await;
+                done?;
+                Ok(Handled::now(Response::Done))
             }
             Request::RoomList => {
                 let rooms: Vec<Arc<Room>> = self.rooms.read().values().cloned().collect();
@@ -757,49 +671,37 @@ impl Node {
                 });
                 Ok(Handled::now(Response::Rooms { rooms: out }))
             }
-            Request::Send { room, text } => self.send(&room, text).await,
+            Request::Send { room, text } => {
+                let r = self.resolve(&room)?;
+                self.send_in(&r, text, None).await
+            }
             Request::History {
                 room,
                 before,
                 limit,
             } => {
                 let r = self.resolve(&room)?;
-                self.history_page(&r, before, limit)
+                self.history_page(&r, before, limit).await
             }
             Request::Subscribe => Ok(Handled::now(Response::Done)),
         }
     }
 
-    async fn add_room(
-        &self,
-        secret: RoomSecret,
-        name: String,
-        inviter: Option<peddlenet_proto::AuthorId>,
-        bootstrap: Vec<String>,
-    ) -> Result<RoomInfo, ApiError> {
-        let keys = RoomKeys::derive(&secret);
-        let record = RoomRecord {
-            room_id: keys.room_id(),
-            name,
-            secret_hex: keys.secret().0.iter().map(|b| format!("{b:02x}")).collect(),
-            inviter,
-            joined_ms: now_ms(),
-            bootstrap,
+    /// Creates or joins a room through the core; its view for the reply.
+    async fn add_room(&self, request: CoreRequest) -> Result<RoomInfo, ApiError> {
+        let room = match self.ask(request).await? {
+            CoreReply::Room { room, .. } => room,
+            CoreReply::Error(e) => return Err(api_error(&e)),
+            r => {
+                return Err(internal(format!(
+                    "unexpected reply from the node core: {r:?}"
+                )));
+            }
         };
-        self.mesh.subscribe(keys.topic()).await.map_err(internal)?;
-        if let Err(e) = self.store.put_room(&record) {
-            let _ = self.mesh.unsubscribe(keys.topic()).await;
-            return Err(store_err(e));
-        }
-        let room = Arc::new(Room { record, keys });
-        let id = room.record.room_id;
-        self.rooms.write().insert(id, room.clone());
-        self.note_member(&id, &self.identity.author_id(), &self.display_name());
-        if let Some(inviter) = inviter {
-            self.note_member(&id, &inviter, "");
-        }
-        self.adopt_relayed(&id);
-        Ok(self.room_info(&room).await)
+        let r = self
+            .room(&room)
+            .ok_or_else(|| internal("the room just added is not in the store"))?;
+        Ok(self.room_info(&r).await)
     }
 
     /// Up to four addresses others can dial: real interfaces first, loopback
@@ -823,442 +725,108 @@ impl Node {
     }
 
     /// A page of `r`'s history, newest first, within the reply size bound.
-    fn history_page(
+    async fn history_page(
         &self,
         r: &Room,
         before: Option<String>,
         limit: Option<u32>,
     ) -> Result<Handled, ApiError> {
-        let (mut msgs, mut next) = self
-            .store
-            .history(
-                &r.record.room_id,
-                before.as_deref(),
-                limit.unwrap_or(DEFAULT_PAGE) as usize,
-            )
-            .map_err(|e| match e {
-                peddlenet_store::Error::Cursor => err(ErrorCode::BadRequest, "bad history cursor"),
-                e => internal(e),
-            })?;
+        let before = match before {
+            Some(c) => Some(
+                crate::core_store::cursor_parse(&c)
+                    .ok_or_else(|| err(ErrorCode::BadRequest, "bad history cursor"))?,
+            ),
+            None => None,
+        };
+        let reply = self
+            .ask(CoreRequest::History {
+                room: r.record.room_id,
+                before,
+                limit: limit.unwrap_or(DEFAULT_PAGE) as usize,
+            })
+            .await?;
+        let (messages, mut next) = match reply {
+            CoreReply::History { messages, next } => (messages, next),
+            CoreReply::Error(e) => return Err(api_error(&e)),
+            r => {
+                return Err(internal(format!(
+                    "unexpected reply from the node core: {r:?}"
+                )));
+            }
+        };
         // Sized as sent: JSON escapes can make a text up to six times longer.
         let mut bytes = 0;
-        let mut page = Vec::with_capacity(msgs.len());
-        for m in msgs.drain(..) {
-            let cursor = peddlenet_store::cursor_of(&m);
-            let info = self.message_info(m);
+        let mut page: Vec<(peddlenet_node::Cursor, MessageInfo)> =
+            Vec::with_capacity(messages.len());
+        for m in messages {
+            let cursor = peddlenet_node::Cursor {
+                timestamp_ms: m.timestamp_ms,
+                id: m.id,
+            };
+            let info = message_info(m);
             bytes += serde_json::to_vec(&info)
                 .map(|v| v.len())
                 .unwrap_or(PAGE_BYTES);
             if bytes > PAGE_BYTES && !page.is_empty() {
-                next = page.last().map(|(c, _): &(String, MessageInfo)| c.clone());
+                next = page.last().map(|(c, _)| *c);
                 break;
             }
             page.push((cursor, info));
         }
         Ok(Handled::now(Response::History {
             messages: page.into_iter().map(|(_, i)| i).collect(),
-            next,
+            next: next.map(|c| crate::core_store::cursor_text(&c)),
         }))
     }
 
-    async fn send(&self, room: &str, text: String) -> Result<Handled, ApiError> {
-        let r = self.resolve(room)?;
-        let name = self.display_name.read().clone();
-        self.send_in(r, text, name).await
+    /// Sends `text` in `r` through the core, under the display name or
+    /// `as_name`; the reply comes later, once the message is durable and
+    /// published.
+    async fn send_in(
+        &self,
+        r: &Room,
+        text: String,
+        as_name: Option<String>,
+    ) -> Result<Handled, ApiError> {
+        let rx = self
+            .submit(CoreRequest::Send {
+                room: r.record.room_id,
+                text,
+                as_name,
+            })
+            .await?;
+        Ok(Handled::later(Box::pin(async move {
+            let reply = rx.await.map_err(|_| internal("the node core stopped"))?;
+            simple_response(reply)
+                .unwrap_or_else(|| Err(internal("unexpected reply from the node core")))
+        })))
     }
 
-    /// Seals and stores `text` in `r` under the display name `name`, and
-    /// queues its publication; the caller finishes with
-    /// [`finish_send`](Self::finish_send), then waits for the flush.
-    async fn send_in(&self, r: Arc<Room>, text: String, name: String) -> Result<Handled, ApiError> {
-        if text.len() > MAX_TEXT_LEN {
-            return Err(err(
-                ErrorCode::TooLong,
-                format!(
-                    "the message is {} bytes; the limit is {MAX_TEXT_LEN}",
-                    text.len()
-                ),
-            ));
-        }
-        if text.trim().is_empty() {
-            return Err(err(ErrorCode::BadRequest, "the message is empty"));
-        }
-        let mut nonce = [0u8; 24];
-        rand::rngs::OsRng.fill_bytes(&mut nonce);
-        let ts = now_ms();
-        let body = Body::Text(text);
-        let env = seal(&r.keys, &self.identity, &name, &body, ts, nonce).map_err(internal)?;
-        let env = peddlenet_node::Verified::parse_room_verified(&env).map_err(internal)?;
-        let id = env.id();
-        let Body::Text(text) = body else {
-            unreachable!("built as a text above")
-        };
-        let msg = StoredMessage {
-            id,
-            room_id: r.record.room_id,
-            author: self.identity.author_id(),
-            author_name: name,
-            timestamp_ms: ts,
-            received_ms: ts,
-            text,
-            own: true,
-        };
-        // Stored with its place in the outbox: if no peer takes it, or the
-        // daemon stops first, the outbox still holds it.
-        self.store
-            .insert_message(&msg, env.bytes(), true)
-            .map_err(store_err)?;
-        // The mesh's publication is awaited here: it says how many peers took it.
-        let sent = self.forward(&env, None, false);
-        let ble_links = sent.ble_links;
-        let published = if !sent.mesh {
-            None
-        } else {
-            match self
-                .publish_begin(env.topic().name(), env.bytes().to_vec())
-                .await
-            {
-                Ok(rx) => Some(rx),
-                Err(e) => {
-                    tracing::warn!(error = %e, "publishing failed; the message stays stored here");
-                    None
-                }
-            }
-        };
-        Ok(Handled {
-            response: Response::Done,
-            durable: true,
-            sending: Some(Sending {
-                msg,
-                published,
-                ble_links,
-            }),
-        })
-    }
-
-    /// Records how a sent message's publication went, announces it, and
-    /// returns the reply for the client.
-    pub async fn finish_send(self: &Arc<Self>, s: Sending) -> Result<Response, ApiError> {
-        let mut refused = s.published.is_none();
-        let peers = match s.published {
-            Some(rx) => match rx.await {
-                Ok(Ok(n)) => n,
-                Ok(Err(e)) => {
-                    tracing::debug!(error = %e, "publishing failed; the outbox publishes it again");
-                    refused = true;
-                    0
-                }
-                Err(_) => 0,
-            },
-            None => 0,
-        } + s.ble_links;
-        if refused && let Some(room) = self.room(&s.msg.room_id) {
-            self.outbox_later(room.keys.topic(), OUTBOX_RETRY);
-        }
-        let delivery = if peers > 0 {
-            Delivery::Sent { peers }
-        } else {
-            Delivery::Stored
-        };
-        if peers > 0 {
-            self.store
-                .mark_sent(&s.msg.room_id, s.msg.timestamp_ms, &s.msg.id, peers)
-                .map_err(internal)?;
-        }
-        // Just written: no receipt yet, and the state is known.
-        let info = message_info_with(s.msg, Some(delivery_api(delivery)));
-        self.emit(Event::Message {
-            message: info.clone(),
-        });
-        Ok(Response::Sent(info))
-    }
-
-    /// Takes an envelope from the network, parsed and its room signature
-    /// checked at the link ([`peddlenet_node::Verified`]): decrypt, store,
-    /// announce.
-    pub fn ingest(&self, v: &peddlenet_node::Verified) -> Result<Ingested, IngestError> {
-        let Some(room) = self.room(&v.room()) else {
-            return self.relay_ingest(v);
-        };
-        if self.store.contains(&v.id()).map_err(IngestError::Store)? {
-            return Ok(Ingested::Duplicate);
-        }
-        // Before anything is written (members seen, too): a full disk stores
-        // nothing, and sync fetches the message once there is room.
-        self.store.check_space().map_err(IngestError::Store)?;
-        let data = v.bytes();
-        let opened = v.view().open_room_verified(&room.keys)?;
-        let now = now_ms();
-        check_timestamp(opened.timestamp_ms, now)?;
-        let room_id = opened.room_id;
-        self.note_member(&room_id, &opened.author, &opened.author_name);
-        let mine = opened.author == self.identity.author_id();
-        let text = match opened.body {
-            Body::Receipt(ids) => {
-                return match self
-                    .store
-                    .insert_control(&room_id, opened.timestamp_ms, &opened.id, data)
-                    .map_err(IngestError::Store)?
-                {
-                    Inserted::Duplicate => Ok(Ingested::Duplicate),
-                    Inserted::New => {
-                        if !mine {
-                            self.take_receipt(&room_id, &opened.author, &ids)
-                                .map_err(IngestError::Store)?;
-                        }
-                        Ok(Ingested::New)
-                    }
-                };
-            }
-            Body::Text(text) => text,
-        };
-        let msg = StoredMessage {
-            id: opened.id,
-            room_id,
-            author: opened.author,
-            author_name: opened.author_name,
-            timestamp_ms: opened.timestamp_ms,
-            received_ms: now,
-            own: mine,
-            text,
-        };
-        match self
-            .store
-            .insert_message(&msg, data, false)
-            .map_err(IngestError::Store)?
-        {
-            Inserted::Duplicate => Ok(Ingested::Duplicate),
-            Inserted::New => {
-                if !mine {
-                    // Confirmed once durable here.
-                    self.hold(crate::durable::Held::ReceiptDue(room_id, msg.id));
-                }
-                self.emit(Event::Message {
-                    message: self.message_info(msg),
-                });
-                Ok(Ingested::New)
-            }
-        }
-    }
-
-    /// Consumes the mesh's events until it stops.
+    /// Hands the mesh's events to the owner task until the mesh stops; tells
+    /// front ends of peers coming and going.
     pub async fn run_mesh_events(self: Arc<Self>, mut rx: mpsc::Receiver<MeshEvent>) {
+        let Some(owner) = self.owner().cloned() else {
+            return tracing::error!("the mesh's events have no owner task to go to");
+        };
         while let Some(ev) = rx.recv().await {
             if crate::fault::hit("panic-mesh-events") {
                 panic!("fault injected: the mesh-event loop panics");
             }
-            match ev {
-                MeshEvent::Message { data, from, .. } => {
-                    match
-                    // The mesh validated it (structure, topic, room signature).
-                    peddlenet_node::Verified::parse_room_verified(&data)
-                        .map_err(IngestError::from)
-                        .and_then(|v| self.ingest(&v).map(|i| (i, v)))
-                {
-                    Ok((Ingested::New | Ingested::Relayed, v)) => {
-                        // Bridge: on to the other links (Bluetooth).
-                        self.forward(&v, Some(crate::links::MESH), true);
-                    }
-                    Ok((other, _)) => tracing::trace!(?other, %from, "envelope not stored"),
-                    Err(IngestError::Store(e)) if e.is_disk_full() => {
-                        tracing::debug!(error = %e, %from, "a received message not stored")
-                    }
-                    Err(IngestError::Store(e)) => {
-                        tracing::error!(error = %e, "storing a received message failed")
-                    }
-                    Err(e) => tracing::debug!(error = %e, %from, "refused an envelope"),
-                }
-                }
-                MeshEvent::PeerUp(p) => {
-                    tokio::spawn(crate::sync::sync_with(
-                        self.clone(),
-                        crate::sync::Remote::Mesh(p.peer),
-                    ));
-                    self.emit(Event::PeerUp {
-                        peer: peer_info(&p),
-                    });
-                }
-                MeshEvent::SyncRequest {
-                    request,
-                    reply,
-                    peer,
-                } => {
-                    tokio::spawn(crate::sync::answer(self.clone(), peer, request, reply));
-                }
-                // Publishing waits on the mesh, which may be waiting on this
-                // loop: hand it to a task of its own.
-                MeshEvent::TopicJoined { topic, peer } => {
-                    // A peer that joined one of our rooms: catch each other up.
-                    tokio::spawn(crate::sync::sync_with(
-                        self.clone(),
-                        crate::sync::Remote::Mesh(peer),
-                    ));
-                    self.outbox_later(topic, std::time::Duration::ZERO);
-                }
+            match &ev {
+                MeshEvent::PeerUp(p) => self.emit(Event::PeerUp { peer: peer_info(p) }),
                 MeshEvent::PeerDown(p) => self.emit(Event::PeerDown {
                     peer: p.to_string(),
                 }),
+                _ => {}
             }
-        }
-    }
-}
-
-impl Node {
-    /// Publishes gossip, or fails as if every peer's queue were full when
-    /// the `publish-fails` fault is on (debug builds: `crate::fault`).
-    async fn publish_begin(
-        &self,
-        topic: String,
-        env: Vec<u8>,
-    ) -> peddlenet_mesh::Result<tokio::sync::oneshot::Receiver<peddlenet_mesh::Result<u32>>> {
-        if crate::fault::hit("publish-fails") {
-            let (tx, rx) = tokio::sync::oneshot::channel();
-            let _ = tx.send(Err(peddlenet_mesh::Error::Gossip(
-                "AllQueuesFull (fault injected)".into(),
-            )));
-            return Ok(rx);
-        }
-        self.mesh.publish_begin(topic, env).await
-    }
-
-    async fn publish(&self, topic: String, env: Vec<u8>) -> peddlenet_mesh::Result<u32> {
-        match self.publish_begin(topic, env).await?.await {
-            Ok(r) => r,
-            Err(_) => Err(peddlenet_mesh::Error::Gossip("the mesh stopped".into())),
-        }
-    }
-
-    /// Publishes `topic`'s outbox after `delay`, unless that is already
-    /// queued.
-    pub(crate) fn outbox_later(self: &Arc<Self>, topic: String, delay: std::time::Duration) {
-        if !self.outbox_pending.lock().insert(topic.clone()) {
-            return;
-        }
-        let node = self.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(delay).await;
-            node.flush_outbox(topic, delay).await;
-        });
-    }
-
-    /// Queues the outbox of every room that has messages waiting (the
-    /// resync loop's catch-all, beside the retries after a refusal).
-    pub(crate) fn outbox_all(self: &Arc<Self>) {
-        let rooms: Vec<Arc<Room>> = self.rooms.read().values().cloned().collect();
-        for r in rooms {
-            if matches!(self.store.outbox(&r.record.room_id, 1), Ok(w) if !w.is_empty()) {
-                self.outbox_later(r.keys.topic(), std::time::Duration::ZERO);
-            }
-        }
-    }
-
-    /// Publishes this node's messages that no peer has taken yet (a peer
-    /// took the room's topic, or an earlier publication was refused), and
-    /// reports their new delivery state. When gossip refuses (its queues
-    /// are full), it tries again later, waiting longer each time; when no
-    /// peer takes the topic, the next one to join triggers it.
-    async fn flush_outbox(self: Arc<Self>, topic: String, waited: std::time::Duration) {
-        let _one = self.outbox_busy.lock().await;
-        self.outbox_pending.lock().remove(&topic);
-        let room = self
-            .rooms
-            .read()
-            .values()
-            .find(|r| r.keys.topic() == topic)
-            .cloned();
-        let Some(room) = room else { return };
-        let room_id = room.record.room_id;
-        loop {
-            let waiting = match self.store.outbox(&room_id, OUTBOX_BATCH) {
-                Ok(w) if !w.is_empty() => w,
-                Ok(_) => return,
-                Err(e) => return tracing::error!(error = %e, "reading the outbox failed"),
-            };
-            let batch = waiting.len();
-            for (ts, id) in waiting {
-                let env = match self.store.envelope(&id) {
-                    Ok(Some(env)) => env,
-                    Ok(None) => {
-                        // The room was left meanwhile, or the entry is stale.
-                        let _ = self.store.outbox_remove(&room_id, ts, &id);
-                        continue;
-                    }
-                    Err(e) => {
-                        return tracing::error!(error = %e, "reading an envelope from the outbox failed");
-                    }
-                };
-                let peers = match self.publish(topic.clone(), env).await {
-                    Ok(n) if n > 0 => n,
-                    Ok(_) => return, // the peer left again; the next one triggers us
-                    Err(e) => {
-                        let next = (waited * 2).clamp(OUTBOX_RETRY, OUTBOX_RETRY_MAX);
-                        tracing::debug!(error = %e, retry_in = ?next, "publishing the outbox was refused");
-                        drop(_one);
-                        return self.outbox_later(topic, next);
-                    }
-                };
-                let d = Delivery::Sent { peers };
-                if let Err(e) = self.store.mark_sent(&room_id, ts, &id, peers) {
-                    return tracing::error!(error = %e, "recording a delivery failed");
-                }
-                self.emit(Event::Delivery {
-                    id: id.to_hex(),
-                    room: room_id.to_hex(),
-                    delivery: delivery_api(d),
-                });
-            }
-            if batch < OUTBOX_BATCH {
+            if owner
+                .send(OwnerInput::Shell(ShellEvent::Mesh(ev)))
+                .await
+                .is_err()
+            {
                 return;
             }
         }
-    }
-
-    /// A peer fetched these envelopes through sync: own messages among them
-    /// count as taken ("handed") and leave the outbox.
-    pub(crate) fn handed_by_sync(&self, envelopes: &[Vec<u8>]) {
-        for env in envelopes {
-            let Ok(view) = EnvelopeView::parse(env) else {
-                continue;
-            };
-            if !self.is_member(&view.room_id) {
-                continue;
-            }
-            let id = peddlenet_proto::message_id(env);
-            match self
-                .store
-                .mark_handed(&view.room_id, view.timestamp_ms, &id)
-            {
-                Ok(true) => self.emit(Event::Delivery {
-                    id: id.to_hex(),
-                    room: view.room_id.to_hex(),
-                    delivery: delivery_api(Delivery::Sent { peers: 1 }),
-                }),
-                Ok(false) => {}
-                Err(e) => tracing::warn!(error = %e, "recording a message handed by sync failed"),
-            }
-        }
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum IngestError {
-    #[error(transparent)]
-    Proto(#[from] peddlenet_proto::Error),
-    #[error("store: {0}")]
-    Store(peddlenet_store::Error),
-}
-
-fn message_info_with(m: StoredMessage, delivery: Option<DeliveryState>) -> MessageInfo {
-    MessageInfo {
-        id: m.id.to_hex(),
-        room: m.room_id.to_hex(),
-        author: m.author.to_hex(),
-        author_name: m.author_name,
-        timestamp_ms: m.timestamp_ms,
-        received_ms: m.received_ms,
-        text: m.text,
-        own: m.own,
-        delivery,
     }
 }
 

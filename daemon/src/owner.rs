@@ -1,5 +1,5 @@
-//! The task that will own `peddlenet_node::Node` (see ARCHITECTURE.md,
-//! "Where the next pieces go"), not yet started by the daemon: [`Owner`]
+//! The task that owns `peddlenet_node::Node` (ARCHITECTURE.md, "The daemon
+//! on the core"): [`Owner`]
 //! feeds the core and carries out its outputs through [`Effects`], keeping
 //! the core's timers and the front ends' reply handles; [`run`] is its loop.
 //! Beside it, its bookkeeping: numbers for mesh peers, the handles that
@@ -41,6 +41,8 @@ pub trait Effects {
     fn event(&mut self, event: peddlenet_node::Event);
     /// A peer broke the sync protocol: ban it.
     fn misbehaved(&mut self, peer: PeerRef, reason: &'static str);
+    /// A request added or removed a member room (the shell's room view).
+    fn rooms_changed(&mut self) {}
 }
 
 /// The core, its timers and the front ends waiting for replies.
@@ -51,11 +53,14 @@ pub struct Owner<S, C, R, E> {
     replies: HashMap<RequestId, oneshot::Sender<Reply>>,
     next_request: u64,
     out: Vec<Output>,
+    /// The member rooms after the last request.
+    rooms: Vec<peddlenet_node::proto::RoomId>,
 }
 
 impl<S: NodeStore, C: Crypto, R: RngCore, E: Effects> Owner<S, C, R, E> {
     pub fn new(node: Node<S, C, R>, effects: E) -> Self {
         Self {
+            rooms: node.member_rooms(),
             node,
             effects,
             timers: TimerHeap::default(),
@@ -80,6 +85,11 @@ impl<S: NodeStore, C: Crypto, R: RngCore, E: Effects> Owner<S, C, R, E> {
         let id = RequestId(self.next_request);
         self.replies.insert(id, reply);
         self.input(Input::Request { id, request }, now);
+        let rooms = self.node.member_rooms();
+        if rooms != self.rooms {
+            self.rooms = rooms;
+            self.effects.rooms_changed();
+        }
     }
 
     pub fn input(&mut self, input: Input, now: Timestamp) {
@@ -117,6 +127,13 @@ impl<S: NodeStore, C: Crypto, R: RngCore, E: Effects> Owner<S, C, R, E> {
         self.timers.next_at()
     }
 
+    pub fn status(&self) -> CoreStatus {
+        CoreStatus {
+            carried_rooms: self.node.carried_rooms().len(),
+            peers: self.node.peers().count(),
+        }
+    }
+
     /// Front ends still waiting for a reply.
     pub fn waiting_replies(&self) -> usize {
         self.replies.len()
@@ -133,7 +150,15 @@ impl<S: NodeStore, C: Crypto, R: RngCore, E: Effects> Owner<S, C, R, E> {
             } => e.forward(to, topic, envelope, track),
             Output::SyncRequest { peer, id, request } => e.sync_request(peer, id, request),
             Output::SyncAnswer { peer, id, response } => e.sync_answer(peer, id, response),
-            Output::Subscribe(t) => e.subscribe(t),
+            Output::Subscribe(t) => {
+                if !self.node.is_member(&t.room()) {
+                    tracing::info!(
+                        room = %t.room().short(),
+                        "relaying rooms a peer offered (or carried before): taking one's gossip"
+                    );
+                }
+                e.subscribe(t)
+            }
             Output::Unsubscribe(t) => e.unsubscribe(t),
             Output::MakeDurable(epoch) => e.make_durable(epoch),
             Output::Event(ev) => e.event(ev),
@@ -157,6 +182,18 @@ pub enum OwnerInput<X> {
     },
     /// A shell event ([`Effects::ShellEvent`]).
     Shell(X),
+    /// What the core holds, for the daemon's status.
+    Status(oneshot::Sender<CoreStatus>),
+}
+
+/// The core's state as the daemon's status shows it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CoreStatus {
+    /// Rooms carried for others: holding envelopes, or taken on from an
+    /// offer and waiting for the first.
+    pub carried_rooms: usize,
+    /// Peers the core knows (mesh peers and point-to-point links).
+    pub peers: usize,
 }
 
 /// The owner task: starts the core, then takes inputs and fires timers
@@ -193,8 +230,16 @@ where
         let t = now();
         match m {
             OwnerInput::Core(input) => owner.input(input, t),
-            OwnerInput::Request { request, reply } => owner.request(request, reply, t),
+            OwnerInput::Request { request, reply } => {
+                if crate::fault::hit("panic-owner") {
+                    panic!("fault injected: the owner task panics");
+                }
+                owner.request(request, reply, t)
+            }
             OwnerInput::Shell(x) => owner.shell(x, t),
+            OwnerInput::Status(tx) => {
+                let _ = tx.send(owner.status());
+            }
         }
         owner.fire_timers(now());
     }
@@ -457,6 +502,7 @@ mod tests {
         flushes: Vec<Epoch>,
         subscribed: Vec<Topic>,
         events: Vec<peddlenet_node::Event>,
+        rooms_changed: usize,
     }
 
     impl Effects for Recorded {
@@ -478,6 +524,9 @@ mod tests {
             self.events.push(event);
         }
         fn misbehaved(&mut self, _: PeerRef, _: &'static str) {}
+        fn rooms_changed(&mut self) {
+            self.rooms_changed += 1;
+        }
     }
 
     type TestOwner = Owner<MemStore, FastCrypto, StdRng, Recorded>;
@@ -521,6 +570,11 @@ mod tests {
             r => panic!("{r:?}"),
         };
         assert_eq!(o.effects().subscribed, vec![Topic::of(&room)]);
+        assert_eq!(
+            o.effects().rooms_changed,
+            1,
+            "the shell's room view is told"
+        );
         o.input(
             Input::LinkUp {
                 link: LinkId(1),
@@ -556,6 +610,7 @@ mod tests {
             r => panic!("{r:?}"),
         }
         assert_eq!(o.waiting_replies(), 0);
+        assert_eq!(o.effects().rooms_changed, 1, "a send changes no room");
         // The resync timer fires when due, and is armed again.
         let at = o.next_timer().unwrap();
         o.fire_timers(at);

@@ -2,13 +2,16 @@
 //! the answer a responder makes to them (reconcile.rs) from a fixed set.
 //! Receivers accept non-minimal varints (docs/protocol.md §8.5), so the
 //! encoding of what decodes is no longer than the input and decodes to the
-//! same message. Every answer is itself a valid message within the limits.
+//! same message. Every answer is itself a valid message within the limits,
+//! and holds a Sketch range only if the message it answers opened with the
+//! marker or held one (docs/protocol.md §8.7.5: peers that predate sketches
+//! never get one). Sketch ranges reach the peeling of sketch.rs.
 #![no_main]
 
 use std::sync::LazyLock;
 
 use libfuzzer_sys::fuzz_target;
-use peddlenet_sync::{Item, MAX_MESSAGE_LEN, Message, Reconciler, Storage};
+use peddlenet_sync::{Item, MAX_MESSAGE_LEN, Message, Mode, Reconciler, Storage};
 
 /// 300 items: some at equal timestamps, some near the ends of time.
 static STORAGE: LazyLock<Storage> = LazyLock::new(|| {
@@ -43,6 +46,10 @@ fuzz_target!(|data: &[u8]| {
         let wire = answer.encode();
         assert!(wire.len() <= MAX_MESSAGE_LEN);
         assert_eq!(Message::decode(&wire).expect("an answer decodes"), answer);
+        let sketch = |m: &Message| m.ranges.iter().any(|r| matches!(r.mode, Mode::Sketch(_)));
+        if sketch(&answer) {
+            assert!(m.ranges[0].is_marker() || sketch(&m), "a sketch to an old peer");
+        }
     }
     assert!(rec.need().len() <= data.len() / 16);
 });

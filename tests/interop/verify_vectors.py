@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Independent implementation of the PeddleNet v1 wire formats, written from
-docs/protocol.md (sections 1, 2, 3 and 5), checked against
-docs/test-vectors/v1.json.
+docs/protocol.md (sections 1, 2, 3, 5 and 8: set reconciliation with
+sketches), checked against docs/test-vectors/v1.json.
 
 Needs: pip install cryptography pynacl
 
@@ -418,6 +418,368 @@ def invite_parse(uri):
 results = []
 
 
+# ---------------------------------------------------------------------------
+# §8 Set reconciliation: fingerprints, sketches, messages, the algorithm
+
+M64 = (1 << 64) - 1
+GOLDEN = 0x9E3779B97F4A7C15
+SYNC_VERSION = 1
+MAX_MESSAGE_LEN = 262144
+MAX_RANGES = 8192
+BUCKETS = 16
+ID_LIST_THRESHOLD = 32
+SKETCH_M = 10
+SKETCH_MAX_SPLITS = 16
+OUTPUT_BUDGET = MAX_MESSAGE_LEN - 4096
+CELL_LEN = 24
+INF = None  # the Infinity bound; a finite bound is (ts, prefix)
+
+
+def fingerprint(items):
+    s = sum(int.from_bytes(i[1], "little") for i in items) % (1 << 256)
+    return hashlib.sha256(s.to_bytes(32, "little") + len(items).to_bytes(8, "little")).digest()[:16]
+
+
+def mix(x):
+    x ^= x >> 30
+    x = (x * 0xBF58476D1CE4E5B9) & M64
+    x ^= x >> 27
+    x = (x * 0x94D049BB133111EB) & M64
+    return x ^ (x >> 31)
+
+
+def sk_hash(p, j):
+    a, b = int.from_bytes(p[:8], "little"), int.from_bytes(p[8:16], "little")
+    return mix(a ^ mix(b ^ ((GOLDEN * (j + 1)) & M64)))
+
+
+def sk_check(p):
+    return sk_hash(p, 0).to_bytes(8, "little")
+
+
+def sk_cells_of(p, m):
+    return [j * m + ((sk_hash(p, j + 1) * m) >> 64) for j in range(3)]
+
+
+def sk_build(prefixes, m):
+    cells = [[bytes(16), bytes(8)] for _ in range(3 * m)]
+    for p in prefixes:
+        for i in sk_cells_of(p, m):
+            cells[i] = [_xor(cells[i][0], p), _xor(cells[i][1], sk_check(p))]
+    return [(k, c) for k, c in cells]
+
+
+def _xor(a, b):
+    return bytes(x ^ y for x, y in zip(a, b))
+
+
+def sk_difference(peer, mine):
+    """Peels peer's sketch against our prefixes `mine` (in item order):
+    (ours only, in item order; theirs only, ascending) or None."""
+    m = len(peer) // 3
+    if m == 0 or len(peer) != 3 * m:
+        return None
+    table = [[_xor(k, k2), _xor(c, c2)] for (k, c), (k2, c2) in zip(sk_build(mine, m), peer)]
+    pure = lambda cell: cell[1] == sk_check(cell[0])  # noqa: E731
+    peeled = set()
+    stack = [i for i in range(len(table)) if pure(table[i])]
+    while stack:
+        i = stack.pop()
+        if not pure(table[i]):
+            continue
+        p = table[i][0]
+        if len(peeled) == len(table) or p in peeled:
+            return None
+        peeled.add(p)
+        at = sk_cells_of(p, m)
+        if i not in at:
+            return None
+        for j in at:
+            table[j] = [_xor(table[j][0], p), _xor(table[j][1], sk_check(p))]
+            if pure(table[j]):
+                stack.append(j)
+    if any(k != bytes(16) or c != bytes(8) for k, c in table):
+        return None
+    ours = [p for p in mine if p in peeled]
+    return ours, sorted(peeled - set(ours))
+
+
+class SyncError(Exception):
+    def __init__(self, code, detail=""):
+        super().__init__(f"{code}: {detail}" if detail else code)
+        self.code = code
+
+
+def _varint(v):
+    out = bytearray()
+    while True:
+        b, v = v & 0x7F, v >> 7
+        if v == 0:
+            out.append(b)
+            return bytes(out)
+        out.append(b | 0x80)
+
+
+def sync_encode(ranges):
+    out, prev = bytearray([SYNC_VERSION]), 0
+    for bound, mode in ranges:
+        if bound is INF:
+            out += b"\x00\x00"
+        else:
+            ts, prefix = bound
+            out += _varint(ts - prev + 1) + bytes([len(prefix)]) + prefix
+            prev = ts
+        kind = mode[0]
+        if kind == "skip":
+            out += _varint(0)
+        elif kind == "fp":
+            out += _varint(1) + mode[1]
+        elif kind in ("idlist", "have"):
+            out += _varint(2 if kind == "idlist" else 3) + _varint(len(mode[1])) + b"".join(mode[1])
+        else:  # sketch: fingerprint, span, cells
+            _, fp, span, cells = mode
+            out += _varint(4) + fp + _varint(span) + _varint(len(cells) // 3)
+            out += b"".join(k + c for k, c in cells)
+    return bytes(out)
+
+
+def sync_decode(b, max_mode=4):
+    """§8.6, rule by rule, in order. `max_mode=3`: a decoder that predates sketches."""
+    if len(b) > MAX_MESSAGE_LEN:
+        raise SyncError("TooLarge")
+    pos = 0
+
+    def take(n):
+        nonlocal pos
+        if pos + n > len(b):
+            raise SyncError("Truncated")
+        pos += n
+        return b[pos - n:pos]
+
+    def varint():
+        v = 0
+        for i in range(10):
+            x = take(1)[0]
+            if i == 9 and x > 1:
+                raise SyncError("Malformed", "varint overflows 64 bits")
+            v |= (x & 0x7F) << (7 * i)
+            if not x & 0x80:
+                return v
+        raise SyncError("Malformed", "varint longer than 10 bytes")
+
+    if take(1)[0] != SYNC_VERSION:
+        raise SyncError("Version")
+    ranges, prev = [], 0
+    while pos < len(b):
+        if len(ranges) == MAX_RANGES:
+            raise SyncError("TooManyRanges")
+        if ranges and ranges[-1][0] is INF:
+            raise SyncError("Malformed", "range after the infinite bound")
+        enc, plen = varint(), take(1)[0]
+        if plen > 32:
+            raise SyncError("Malformed", "prefix longer than 32 bytes")
+        prefix = take(plen)
+        if enc == 0:
+            if plen:
+                raise SyncError("Malformed", "infinite bound with a prefix")
+            bound = INF
+        else:
+            ts = prev + enc - 1
+            if ts >= M64:
+                raise SyncError("Malformed", "bound at or past 2^64-1")
+            prev, bound = ts, (ts, prefix)
+        if bound is not INF and ranges and ranges[-1][0] >= bound:
+            raise SyncError("Malformed", "bounds must increase")
+        kind = varint()
+        if kind == 0:
+            mode = ("skip",)
+        elif kind == 1:
+            mode = ("fp", take(16))
+        elif kind in (2, 3):
+            n = varint()
+            if n * 16 > len(b) - pos:
+                raise SyncError("Truncated")
+            mode = ("idlist" if kind == 2 else "have", [take(16) for _ in range(n)])
+        elif kind == 4 and max_mode >= 4:
+            fp, span = take(16), varint()
+            if span > len(ranges):
+                raise SyncError("Malformed", "sketch span past the first range")
+            if any(r[1][0] != "fp" for r in ranges[len(ranges) - span:]):
+                raise SyncError("Malformed", "sketch span over a non-Fingerprint range")
+            m = varint()
+            if m == 0:
+                raise SyncError("Malformed", "sketch without cells")
+            if m * 3 * CELL_LEN > len(b) - pos:
+                raise SyncError("Truncated")
+            cells = []
+            for _ in range(3 * m):
+                c = take(CELL_LEN)
+                cells.append((c[:16], c[16:]))
+            mode = ("sketch", fp, span, cells)
+        else:
+            raise SyncError("Mode")
+        ranges.append((bound, mode))
+    if not ranges or ranges[-1][0] is not INF:
+        raise SyncError("Malformed", "the last bound must be infinite")
+    return ranges
+
+
+MARKER = ((0, b""), ("skip",))
+
+
+def below(item, bound):
+    return bound is INF or (item[0], item[1][: len(bound[1])]) < bound
+
+
+def lower_index(items, bound):
+    return next((i for i, it in enumerate(items) if not below(it, bound)), len(items))
+
+
+def bound_between(a, b):
+    if a[0] != b[0]:
+        return (b[0], b"")
+    c = next(i for i in range(32) if a[1][i] != b[1][i])
+    return (b[0], b[1][: c + 1])
+
+
+def range_len(r):
+    """The output estimate of §8.7.3."""
+    bound, mode = r
+    n = 2 if bound is INF else 11 + len(bound[1])
+    kind = mode[0]
+    if kind == "skip":
+        return n + 1
+    if kind == "fp":
+        return n + 17
+    if kind in ("idlist", "have"):
+        return n + 11 + 16 * len(mode[1])
+    return n + 37 + CELL_LEN * len(mode[3])
+
+
+class Out:
+    def __init__(self, start):
+        self.ranges, self.bytes = [], start
+
+    def push(self, r):
+        if r[1][0] == "skip" and self.ranges and self.ranges[-1][1][0] == "skip":
+            self.ranges[-1] = (r[0], r[1])
+            return
+        self.bytes += range_len(r)
+        self.ranges.append(r)
+
+    def full(self):
+        return self.bytes >= OUTPUT_BUDGET or len(self.ranges) + BUCKETS + 2 >= MAX_RANGES
+
+
+def prefix(item):
+    return item[1][:16]
+
+
+def split(out, items, upper, sketch):
+    n = len(items)
+    if n < ID_LIST_THRESHOLD:
+        out.push((upper, ("idlist", [prefix(i) for i in items])))
+        return
+    for i in range(BUCKETS):
+        a, b = i * n // BUCKETS, (i + 1) * n // BUCKETS
+        bound = upper if i + 1 == BUCKETS else bound_between(items[b - 1], items[b])
+        fp = fingerprint(items[a:b])
+        if sketch and i + 1 == BUCKETS:
+            out.push((bound, ("sketch", fp, BUCKETS - 1, sk_build([prefix(x) for x in items], SKETCH_M))))
+        else:
+            out.push((bound, ("fp", fp)))
+
+
+def is_final(ranges):
+    return all(m[0] in ("skip", "have") for _, m in ranges)
+
+
+class Reconciler:
+    """§8.7, as the reference implementation runs it."""
+
+    def __init__(self):
+        self.need, self.initiator, self.peer_reads_sketches = [], False, False
+
+    def note(self, p):
+        if p not in self.need:
+            self.need.append(p)
+
+    def initiate(self, items):
+        self.initiator = True
+        mode = ("idlist", [prefix(i) for i in items]) if len(items) < ID_LIST_THRESHOLD else ("fp", fingerprint(items))
+        return [MARKER, (INF, mode)]
+
+    def respond(self, items, msg):
+        has_sketch = any(m[0] == "sketch" for _, m in msg)
+        self.peer_reads_sketches |= self.initiator and has_sketch
+        may = self.peer_reads_sketches if self.initiator else (msg[0] == MARKER or has_sketch)
+        n, extent, lo = len(msg), [], 0
+        for bound, _ in msg:
+            hi = max(lo, lower_index(items, bound))
+            extent.append((lo, hi))
+            lo = hi
+        settled, in_group = [None] * n, [False] * n
+        for k, (_, mode) in enumerate(msg):
+            if mode[0] == "sketch":
+                first = k - min(mode[2], k)
+                mine = [prefix(i) for i in items[extent[first][0]:extent[k][1]]]
+                d = sk_difference(mode[3], mine)
+                if d is not None:
+                    settled[first] = (k, d)
+                    for g in range(first, k + 1):
+                        in_group[g] = True
+        differs = [m[0] in ("fp", "sketch") and fingerprint(items[lo:hi]) != m[1] for (_, m), (lo, hi) in zip(msg, extent)]
+        sketch_splits = may and sum(1 for i in range(n) if differs[i] and not in_group[i]) <= SKETCH_MAX_SPLITS
+        out = Out(1 + (4 if self.initiator else 0))
+        i = 0
+        while i < n:
+            bound, mode = msg[i]
+            lo, hi = extent[i]
+            if out.full():
+                out.push((msg[-1][0], ("fp", fingerprint(items[lo:]))))
+                break
+            if i == 0 and msg[0] == MARKER:
+                i += 1
+                continue
+            if settled[i] is not None and out.bytes + 16 * len(settled[i][1][0]) + 64 <= OUTPUT_BUDGET:
+                k, (ours, theirs) = settled[i]
+                for p in theirs:
+                    self.note(p)
+                out.push((msg[k][0], ("have", ours) if ours else ("skip",)))
+                i = k + 1
+                continue
+            mine = [prefix(x) for x in items[lo:hi]]
+            if mode[0] == "skip":
+                out.push((bound, ("skip",)))
+            elif mode[0] in ("fp", "sketch"):
+                if differs[i]:
+                    split(out, items[lo:hi], bound, sketch_splits)
+                else:
+                    out.push((bound, ("skip",)))
+            elif mode[0] == "idlist":
+                for p in mode[1]:
+                    if p not in mine:
+                        self.note(p)
+                have = [p for p in mine if p not in mode[1]]
+                if out.bytes + 16 * len(have) + 64 > OUTPUT_BUDGET:
+                    split(out, items[lo:hi], bound, sketch_splits)
+                else:
+                    out.push((bound, ("have", have) if have else ("skip",)))
+            else:
+                for p in mode[1]:
+                    if p not in mine:
+                        self.note(p)
+                out.push((bound, ("skip",)))
+            i += 1
+        if is_final(msg):
+            return None
+        return ([MARKER] if self.initiator else []) + out.ranges
+
+
+def sync_item(i):
+    return (1767225600000 + 1000 * i, hashlib.sha256(b"peddlenet sync vector" + i.to_bytes(4, "big")).digest())
+
+
 def check(name, fn):
     try:
         r = fn()
@@ -436,6 +798,14 @@ def refused(code, fn):
     try:
         fn()
     except ProtoError as e:
+        return eq(e.code, code)
+    return (False, f"accepted, want {code}")
+
+
+def refused_sync(code, fn):
+    try:
+        fn()
+    except SyncError as e:
         return eq(e.code, code)
     return (False, f"accepted, want {code}")
 
@@ -632,6 +1002,59 @@ def main():
           lambda: refused("FieldLength", lambda: invite_parse(with_sum(payload[:75] + b"\x05" + payload[76:-4]))))
     check("negative: invite with a blank room name",
           lambda: refused("Empty", lambda: invite_parse(with_sum(payload[:66] + b"         " + payload[75:-4]))))
+
+    # §8 set reconciliation
+    sv = v["sync"]
+    check("sync: fingerprint of no items", lambda: eq(fingerprint([]).hex(), "2c34ce1df23b838c5abf2a7f6437cca3"))
+    check("sync: fingerprint wraps mod 2^256",
+          lambda: eq(fingerprint([(0, b"\xff" * 32), (1, b"\x01" + bytes(31))]).hex(), "1de986ac168dcfb8a52b6320497a49a9"))
+    it0 = sync_item(0)
+    check("sync: item 0", lambda: eq((it0[1].hex(), prefix(it0).hex()), (sv["item_0_id"], sv["item_0_prefix"])))
+    check("sync: check of item 0", lambda: eq(sk_check(prefix(it0)).hex(), sv["item_0_check"]))
+    check("sync: cells of item 0, m = 8", lambda: eq(sk_cells_of(prefix(it0), 8), sv["item_0_cells_m8"]))
+    check("sync: sketch of items 0, 1, 2 with m = 2",
+          lambda: eq(b"".join(k + c for k, c in sk_build([prefix(sync_item(i)) for i in range(3)], 2)).hex(),
+                     sv["sketch_items_0_1_2_m2"]))
+    set_a = sorted(sync_item(i) for i in range(40) if i != 7)
+    set_b = sorted(sync_item(i) for i in range(41) if i != 23)
+    ra, rb = Reconciler(), Reconciler()
+    ex = {}
+
+    def exchange():
+        ex["m1"] = ra.initiate(set_a)
+        ex["m2"] = rb.respond(set_b, sync_decode(sync_encode(ex["m1"])))
+        ex["m3"] = ra.respond(set_a, sync_decode(sync_encode(ex["m2"])))
+        ex["m4"] = rb.respond(set_b, sync_decode(sync_encode(ex["m3"])))
+        return True
+
+    check("sync: the exchange runs", exchange)
+    check("sync: A's first message", lambda: eq(sync_encode(ex["m1"]).hex(), sv["exchange_a_to_b_1"]))
+    check("sync: B's answer, with a sketch", lambda: eq(sync_encode(ex["m2"]).hex(), sv["exchange_b_to_a_1"]))
+    check("sync: A's last message", lambda: eq(sync_encode(ex["m3"]).hex(), sv["exchange_a_to_b_2"]))
+    check("sync: B does not answer a final message", lambda: eq(ex["m4"], None))
+    check("sync: what A lacks", lambda: eq([p.hex() for p in ra.need], sv["exchange_a_needs"]))
+    check("sync: what B lacks", lambda: eq([p.hex() for p in rb.need], sv["exchange_b_needs"]))
+    check("sync: messages decode and re-encode unchanged",
+          lambda: eq([sync_encode(sync_decode(h(sv[k]))).hex() for k in ("exchange_a_to_b_1", "exchange_b_to_a_1")],
+                     [sv["exchange_a_to_b_1"], sv["exchange_b_to_a_1"]]))
+    check("sync: a decoder that predates sketches reads the marker",
+          lambda: eq(sync_decode(h(sv["exchange_a_to_b_1"]), max_mode=3)[0], MARKER))
+    old = Reconciler()
+    check("sync: a responder answers a message without the marker without sketches",
+          lambda: eq(any(m[0] == "sketch" for _, m in old.respond(set_b, ex["m1"][1:])), False))
+    m2 = h(sv["exchange_b_to_a_1"])
+    check("negative: sync mode 4 for a decoder that predates sketches",
+          lambda: refused_sync("Mode", lambda: sync_decode(m2, max_mode=3)))
+    fp0 = bytes(16)
+    check("negative: sync sketch spanning past the first range",
+          lambda: refused_sync("Malformed", lambda: sync_decode(h("010000") + b"\x04" + fp0 + h("0101") + bytes(72))))
+    check("negative: sync sketch spanning a Skip range",
+          lambda: refused_sync("Malformed", lambda: sync_decode(h("01020000") + h("0000") + b"\x04" + fp0 + h("0101") + bytes(72))))
+    check("negative: sync sketch without cells",
+          lambda: refused_sync("Malformed", lambda: sync_decode(h("010000") + b"\x04" + fp0 + h("0000"))))
+    check("negative: sync sketch cut short",
+          lambda: refused_sync("Truncated", lambda: sync_decode(h("010000") + b"\x04" + fp0 + h("0001") + bytes(71))))
+    check("negative: sync mode 5", lambda: refused_sync("Mode", lambda: sync_decode(h("01000005"))))
 
     passed = sum(results)
     failed = len(results) - passed

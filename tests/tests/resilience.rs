@@ -234,3 +234,28 @@ async fn a_panicking_critical_task_stops_the_daemon() {
     assert!(log.contains("critical task mesh-events panicked"), "{log}");
     assert!(!a.socket.exists(), "the socket is removed on the way out");
 }
+
+/// The node core's owner task is critical too: a panic in it stops the
+/// daemon (for its service manager to restart it) rather than leaving it
+/// answering without rooms or messages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_owner_task_stops_the_daemon() {
+    let _g = serial();
+    if !cfg!(debug_assertions) {
+        return skip(
+            "a_panicking_owner_task_stops_the_daemon",
+            "fault injection is in debug builds only",
+        );
+    }
+    let mut a = Daemon::start(DaemonOpts::loopback("A").env("PEDDLENET_FAULT", "panic-owner"));
+    let ca = a.client().await;
+    // A room request is the owner's first.
+    assert!(ca.room_create("camp").await.is_err());
+    let status = a
+        .wait_exit(Duration::from_secs(20))
+        .unwrap_or_else(|| panic!("A went on without its owner task:\n{}", a.log()));
+    let log = a.log();
+    assert_eq!(status.code(), Some(1), "a clean exit, not an abort: {log}");
+    assert!(log.contains("critical task owner panicked"), "{log}");
+    assert!(!a.socket.exists(), "the socket is removed on the way out");
+}

@@ -14,13 +14,16 @@
 
 pub mod link;
 mod reconcile;
+pub mod sketch;
 mod storage;
 pub mod transport;
 mod wire;
 
-pub use reconcile::{BUCKETS, ID_LIST_THRESHOLD, Reconciler};
+pub use reconcile::{BUCKETS, ID_LIST_THRESHOLD, Reconciler, SKETCH_M, SKETCH_MAX_SPLITS};
 pub use storage::{FINGERPRINT_LEN, Fingerprint, Item, Storage};
-pub use wire::{Bound, MAX_MESSAGE_LEN, MAX_RANGES, Message, Mode, PREFIX_LEN, Range, VERSION};
+pub use wire::{
+    Bound, MAX_MESSAGE_LEN, MAX_RANGES, Message, Mode, PREFIX_LEN, Range, Sketch, VERSION,
+};
 
 /// A 16-byte prefix of a message id: what id lists carry. A birthday collision
 /// would take about 2^64 work.

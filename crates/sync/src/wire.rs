@@ -6,11 +6,17 @@
 //! mode 1  Fingerprint   16 bytes
 //! mode 2  IdList        count (varint) ‖ count × 16-byte id prefix: every id I hold in the range
 //! mode 3  IdListHave    count (varint) ‖ count × 16-byte id prefix: ids I hold there that you lack
+//! mode 4  Sketch        fingerprint (16) ‖ span (varint) ‖ m (varint, ≥ 1) ‖ 3m × (key 16 ‖ check 8):
+//!                       the fingerprint of this range, and the sketch of my items in it and in
+//!                       the `span` Fingerprint ranges right before it
 //! ```
+//! A message whose first range is `(ts 0, no prefix) Skip` (an empty range,
+//! [`Range::marker`]) says that its sender reads Sketch ranges.
 //! Ranges are contiguous: each starts at the previous one's bound (the first
 //! at the very beginning) and ends before its own. Bounds strictly increase
 //! and the last is infinity. Varints are unsigned LEB128, at most 10 bytes.
 
+use crate::sketch::{CELL_LEN, Cell};
 use crate::{Error, Fingerprint, IdPrefix};
 
 pub const VERSION: u8 = 1;
@@ -39,12 +45,45 @@ pub enum Mode {
     Fingerprint(Fingerprint),
     IdList(Vec<IdPrefix>),
     IdListHave(Vec<IdPrefix>),
+    Sketch(Sketch),
+}
+
+/// A Sketch range's payload (docs/protocol.md §8.5).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sketch {
+    /// The fingerprint of the sender's items in this range, as in
+    /// [`Mode::Fingerprint`].
+    pub fingerprint: Fingerprint,
+    /// How many ranges right before this one (all Fingerprint ranges) the
+    /// sketch covers besides this one.
+    pub span: usize,
+    /// `3m` cells, `m >= 1`.
+    pub cells: Vec<Cell>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Range {
     pub upper: Bound,
     pub mode: Mode,
+}
+
+impl Range {
+    /// `(ts 0, no prefix) Skip`: an empty range that opens a message whose
+    /// sender reads Sketch ranges (docs/protocol.md §8.7.5).
+    pub fn marker() -> Self {
+        Range {
+            upper: Bound::At {
+                ts: 0,
+                prefix: Vec::new(),
+            },
+            mode: Mode::Skip,
+        }
+    }
+
+    pub fn is_marker(&self) -> bool {
+        matches!(&self.upper, Bound::At { ts: 0, prefix } if prefix.is_empty())
+            && self.mode == Mode::Skip
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -152,6 +191,16 @@ impl Message {
                         out.extend_from_slice(id);
                     }
                 }
+                Mode::Sketch(sk) => {
+                    put_varint(&mut out, 4);
+                    out.extend_from_slice(&sk.fingerprint);
+                    put_varint(&mut out, sk.span as u64);
+                    put_varint(&mut out, (sk.cells.len() / 3) as u64);
+                    for c in &sk.cells {
+                        out.extend_from_slice(&c.key);
+                        out.extend_from_slice(&c.check);
+                    }
+                }
             }
         }
         out
@@ -229,6 +278,42 @@ impl Message {
                     } else {
                         Mode::IdListHave(ids)
                     }
+                }
+                4 => {
+                    let fingerprint = r.take(16)?.try_into().expect("16 bytes");
+                    let span = r.varint()?;
+                    let covered = usize::try_from(span)
+                        .ok()
+                        .filter(|s| *s <= ranges.len())
+                        .ok_or(Error::Malformed("sketch span past the first range"))?;
+                    if !ranges[ranges.len() - covered..]
+                        .iter()
+                        .all(|r| matches!(r.mode, Mode::Fingerprint(_)))
+                    {
+                        return Err(Error::Malformed("sketch span over a non-Fingerprint range"));
+                    }
+                    let m = r.varint()?;
+                    if m == 0 {
+                        return Err(Error::Malformed("sketch without cells"));
+                    }
+                    let m = usize::try_from(m)
+                        .ok()
+                        .filter(|m| m.saturating_mul(3 * CELL_LEN) <= b.len() - r.pos)
+                        .ok_or(Error::Truncated)?;
+                    let cells = (0..3 * m)
+                        .map(|_| {
+                            let c = r.take(CELL_LEN)?;
+                            Ok(Cell {
+                                key: c[..16].try_into().expect("16 bytes"),
+                                check: c[16..].try_into().expect("CHECK_LEN bytes"),
+                            })
+                        })
+                        .collect::<Result<Vec<_>, Error>>()?;
+                    Mode::Sketch(Sketch {
+                        fingerprint,
+                        span: covered,
+                        cells,
+                    })
                 }
                 other => return Err(Error::Mode(other)),
             };
