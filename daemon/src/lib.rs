@@ -9,6 +9,7 @@ pub mod flusher;
 pub mod fsutil;
 pub mod guests;
 pub mod ipc;
+pub mod lan;
 pub mod links;
 pub mod node;
 pub mod notify;
@@ -97,6 +98,8 @@ async fn start_web(cfg: &Config, node: &std::sync::Arc<node::Node>, stop: &watch
         );
         web_cfg.limits.max_connections = budget.max(1);
     }
+    // LAN mode is opened after the bind, where Settings can change it.
+    let lan_file = web_cfg.lan_interface.take();
     let web_cfg = &web_cfg;
     match peddlenet_web::Web::bind(web_cfg).await {
         Ok(web) => {
@@ -107,6 +110,7 @@ async fn start_web(cfg: &Config, node: &std::sync::Arc<node::Node>, stop: &watch
             );
             node.set_web_extra(web.extra_listeners());
             tokio::spawn(web.run(cfg.socket.clone(), stop.clone()));
+            node.start_lan(lan_file).await;
         }
         Err(e) => tracing::warn!("web UI off: {e}"),
     }

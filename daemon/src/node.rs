@@ -82,6 +82,8 @@ pub struct Node {
     web_extra: parking_lot::Mutex<Option<peddlenet_web::ExtraListeners>>,
     /// The web UI's base URL inside the group hosted for phones.
     web_hotspot: RwLock<Option<String>>,
+    /// The web UI's LAN mode (see [`crate::lan`]).
+    pub(crate) lan: crate::lan::LanSlot,
 }
 
 /// A reply that comes later: the core's, awaited off the client's read loop
@@ -234,6 +236,7 @@ impl Node {
             wifi: Default::default(),
             web_extra: Default::default(),
             web_hotspot: Default::default(),
+            lan: Default::default(),
         }))
     }
 
@@ -377,6 +380,10 @@ impl Node {
         *self.web_urls.write() = (local, lan);
     }
 
+    pub(crate) fn web_urls_lan(&self) -> Option<String> {
+        self.web_urls.read().1.clone()
+    }
+
     pub(crate) fn web_local_base(&self) -> Option<String> {
         self.web_urls.read().0.clone()
     }
@@ -485,7 +492,14 @@ impl Node {
             }
             Request::WebLogin => self.web_login(),
             Request::WebRedeem { code } => self.web_redeem(&code),
-            Request::SetSettings(update) => {
+            Request::SetSettings(mut update) => {
+                // Everything is checked before anything changes.
+                let lan = update.lan_interface.take();
+                let lan = lan.map(|n| self.check_lan(&n)).transpose()?;
+                crate::relay::check_budget(update.relay_budget_mib)?;
+                if let Some(want) = lan {
+                    self.set_lan(want).await?;
+                }
                 if update.wifi_direct_enabled.is_some() || update.wifi_host.is_some() {
                     self.set_wifi(update.wifi_direct_enabled, update.wifi_host)
                         .await

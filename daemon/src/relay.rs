@@ -81,6 +81,20 @@ pub fn limits_with_budget(configured: &RelayLimits, budget_mib: u64) -> RelayLim
     }
 }
 
+/// Refuses a relay budget outside [`RELAY_BUDGET_MIB`].
+pub(crate) fn check_budget(mib: Option<u64>) -> Result<(), ApiError> {
+    if let Some(mib) = mib
+        && !RELAY_BUDGET_MIB.contains(&mib)
+    {
+        let (lo, hi) = (RELAY_BUDGET_MIB.start(), RELAY_BUDGET_MIB.end());
+        return Err(ApiError {
+            code: ErrorCode::BadRequest,
+            message: format!("the relay budget must be {lo} to {hi} MiB, not {mib}"),
+        });
+    }
+    Ok(())
+}
+
 impl Node {
     /// Relaying's bounds, or None when it is off.
     pub(crate) fn relay_limits(&self) -> Option<RelayLimits> {
@@ -96,6 +110,9 @@ impl Node {
             bluetooth_enabled: self.ble_enabled(),
             wifi_direct_enabled: self.wifi_enabled(),
             wifi_host: self.wifi_host(),
+            lan_interface: self.lan_interface(),
+            lan_url: self.web_urls_lan(),
+            lan_interfaces: self.lan_interfaces(),
         }
     }
 
@@ -107,15 +124,7 @@ impl Node {
         self: &Arc<Self>,
         u: SettingsUpdate,
     ) -> Result<Settings, ApiError> {
-        if let Some(mib) = u.relay_budget_mib
-            && !RELAY_BUDGET_MIB.contains(&mib)
-        {
-            let (lo, hi) = (RELAY_BUDGET_MIB.start(), RELAY_BUDGET_MIB.end());
-            return Err(ApiError {
-                code: ErrorCode::BadRequest,
-                message: format!("the relay budget must be {lo} to {hi} MiB, not {mib}"),
-            });
-        }
+        check_budget(u.relay_budget_mib)?;
         let internal = |e: peddlenet_store::Error| ApiError {
             code: ErrorCode::Internal,
             message: e.to_string(),

@@ -424,8 +424,13 @@ impl App {
                     self.connection = c;
                 }
                 Update::Settings(s) => {
+                    // LAN mode just turned on: the pass shown points there
+                    // now (same pass, same token, the LAN address).
+                    if let Some(lan) = &s.lan_url {
+                        self.move_pass_to_lan(ctx, lan);
+                    }
+                    self.settings_edit = Some(s.clone());
                     self.settings = Some(s);
-                    self.settings_edit = Some(s);
                 }
                 Update::Status(s) => {
                     if self.name_edit.is_empty() {
@@ -1610,7 +1615,7 @@ impl App {
         });
         ui.separator();
         ui.heading("Links and carrying messages for others");
-        match (self.settings, self.settings_edit.as_mut()) {
+        match (self.settings.clone(), self.settings_edit.as_mut()) {
             (Some(current), Some(edit)) => {
                 ui.checkbox(
                     &mut edit.bluetooth_enabled,
@@ -1675,7 +1680,7 @@ impl App {
                         "The oldest carried messages beyond the new limit will be deleted.",
                     );
                 }
-                let edit = *edit;
+                let edit = edit.clone();
                 if wifi_qr {
                     self.cmd(Cmd::WifiHotspot);
                 }
@@ -1698,6 +1703,8 @@ impl App {
                                 .then_some(edit.wifi_direct_enabled),
                             wifi_host: (edit.wifi_host != current.wifi_host)
                                 .then_some(edit.wifi_host),
+                            // Changed at once by its own buttons (below).
+                            lan_interface: None,
                         };
                         self.cmd(Cmd::SetSettings(update));
                     }
@@ -1705,7 +1712,7 @@ impl App {
                         .add_enabled(changed, egui::Button::new("Revert"))
                         .clicked()
                     {
-                        self.settings_edit = Some(current);
+                        self.settings_edit = Some(current.clone());
                     }
                 });
             }
@@ -1731,6 +1738,21 @@ impl App {
                 });
             }
         });
+        match self
+            .settings
+            .as_ref()
+            .map(|s| (&s.lan_interface, &s.lan_url))
+        {
+            Some((Some(i), Some(u))) => {
+                ui.label(format!(
+                    "LAN mode on ({i}): phones on that network open guest passes at {u}"
+                ));
+            }
+            _ => {
+                ui.label("LAN mode off: guest passes point at this computer, which no phone can open (unless this node hosts a Wi-Fi network for phones).");
+            }
+        }
+        ui.horizontal_wrapped(|ui| self.lan_choices(ui));
         if ui.button("Refresh guest passes").clicked() {
             self.cmd(Cmd::GuestList);
         }
@@ -1757,6 +1779,66 @@ impl App {
         ui.separator();
         if let Some(s) = &self.status {
             ui.label(format!("Data folder: {}", s.data_dir));
+        }
+    }
+
+    /// "Use LAN: wlan0 (192.168.1.5)" for each interface the daemon offers,
+    /// and "Turn LAN mode off" while it is on: each changes it at once.
+    fn lan_choices(&mut self, ui: &mut egui::Ui) {
+        let Some(s) = self.settings.clone() else {
+            return;
+        };
+        let mut pick = None;
+        if s.lan_interfaces.is_empty() {
+            ui.label("No network with an IPv4 address here for LAN mode.");
+        }
+        for i in &s.lan_interfaces {
+            let on = s.lan_interface.as_deref() == Some(i.name.as_str());
+            if ui
+                .add_enabled(
+                    !on,
+                    egui::Button::new(format!("Use LAN: {} ({})", i.name, i.addr)),
+                )
+                .on_hover_text("Turns on LAN mode: the web UI also answers phones at this address")
+                .clicked()
+            {
+                pick = Some(i.name.clone());
+            }
+        }
+        if s.lan_interface.is_some() && ui.button("Turn LAN mode off").clicked() {
+            pick = Some(String::new());
+        }
+        if let Some(name) = pick {
+            self.cmd(Cmd::SetSettings(SettingsUpdate {
+                lan_interface: Some(name),
+                ..Default::default()
+            }));
+        }
+    }
+
+    /// Points the guest pass shown (and the one kept for its room) at the
+    /// LAN address `lan` instead of this computer's: the token stays.
+    fn move_pass_to_lan(&mut self, ctx: &egui::Context, lan: &str) {
+        let moved = |g: &mut GuestInfo| {
+            let Some(url) = g.url.as_deref().filter(|u| loopback_url(u)) else {
+                return false;
+            };
+            let Some((_, token)) = url.split_once("/g/") else {
+                return false;
+            };
+            g.url = Some(format!("{}/g/{token}", lan.trim_end_matches('/')));
+            true
+        };
+        for g in self.guest_made.values_mut() {
+            moved(g);
+        }
+        if let Some((mut g, tex)) = self.guest_pass.take() {
+            let tex = if moved(&mut g) {
+                self.qr_texture(ctx, "guest-qr", g.url.as_deref().unwrap_or_default())
+            } else {
+                tex
+            };
+            self.guest_pass = Some((g, tex));
         }
     }
 
@@ -1826,13 +1908,15 @@ impl App {
                             ui.add(egui::Label::new(RichText::new(
                                 "This link points at this computer (127.0.0.1): no phone can open it. \
                                  Phones need the web UI on a network they share with you: turn on \
-                                 “Host a Wi-Fi network phones can join” in Settings, or set \
-                                 lan_interface in the [web] section of peddlenetd.toml (e.g. \"wlan0\") \
-                                 and restart the daemon. Then make a new pass.",
+                                 LAN mode on that network here (this pass then points there), or \
+                                 “Host a Wi-Fi network phones can join” in Settings.",
                             ).color(Color32::WHITE)).wrap());
-                            if ui.button("Open Settings").clicked() {
-                                to_settings = true;
-                            }
+                            ui.horizontal_wrapped(|ui| {
+                                self.lan_choices(ui);
+                                if ui.button("Open Settings").clicked() {
+                                    to_settings = true;
+                                }
+                            });
                         });
                 }
                 if let Some(t) = &tex {

@@ -464,7 +464,7 @@ fn settings_change_the_daemons_relaying() {
         |h| app(h).settings.is_some(),
     );
     assert!(
-        app(&h).settings.unwrap().relay_enabled,
+        app(&h).settings.as_ref().unwrap().relay_enabled,
         "relaying is on by default"
     );
     // Nothing changed yet: Apply does nothing.
@@ -475,7 +475,7 @@ fn settings_change_the_daemons_relaying() {
     h.run();
     h.get_by_label("Apply").click();
     until(&mut h, Duration::from_secs(5), "relaying off", |h| {
-        app(h).settings.is_some_and(|s| !s.relay_enabled)
+        app(h).settings.as_ref().is_some_and(|s| !s.relay_enabled)
     });
     assert!(
         !rt.block_on(c.settings()).unwrap().relay_enabled,
@@ -493,24 +493,11 @@ fn settings_change_the_daemons_relaying() {
     h.run();
     h.get_by_label("Apply").click();
     until(&mut h, Duration::from_secs(5), "the new settings", |h| {
-        app(h).settings
-            == Some(peddlenet_api::Settings {
-                relay_enabled: true,
-                relay_budget_mib: 5,
-                bluetooth_enabled: true,
-                wifi_direct_enabled: true,
-                wifi_host: false,
-            })
+        app(h).settings.as_ref().map(switches) == Some((true, 5, true, true, false))
     });
     assert_eq!(
-        rt.block_on(c.settings()).unwrap(),
-        peddlenet_api::Settings {
-            relay_enabled: true,
-            relay_budget_mib: 5,
-            bluetooth_enabled: true,
-            wifi_direct_enabled: true,
-            wifi_host: false
-        }
+        switches(&rt.block_on(c.settings()).unwrap()),
+        (true, 5, true, true, false)
     );
     until(
         &mut h,
@@ -529,7 +516,10 @@ fn settings_change_the_daemons_relaying() {
     h.run();
     h.get_by_label("Apply").click();
     until(&mut h, Duration::from_secs(5), "Bluetooth off", |h| {
-        app(h).settings.is_some_and(|s| !s.bluetooth_enabled)
+        app(h)
+            .settings
+            .as_ref()
+            .is_some_and(|s| !s.bluetooth_enabled)
     });
     assert!(
         !rt.block_on(c.settings()).unwrap().bluetooth_enabled,
@@ -633,6 +623,154 @@ fn guest_passes_are_made_and_revoked_from_the_app() {
     assert!(
         rt.block_on(c.guest_check(token)).is_err(),
         "the token is refused now"
+    );
+}
+
+/// A guest pass pointing at 127.0.0.1 offers LAN mode on the networks the
+/// daemon lists ("Use LAN: l0 (10.218.0.1)"); one click turns it on and the
+/// same pass's QR code then points at that address, which a phone on the
+/// other end of the link opens. Settings show it and turn it off. The
+/// daemon runs in a network namespace of its own (the app reaches it by its
+/// socket), so only the test's own link is offered and used.
+#[test]
+fn a_loopback_guest_pass_offers_lan_mode_and_moves_there() {
+    if let Some(why) = netns::Lab::unavailable() {
+        return skip(
+            "app::a_loopback_guest_pass_offers_lan_mode_and_moves_there",
+            &why,
+        );
+    }
+    let _g = serial();
+    let lab = netns::Lab::links("q", 2, &[(0, 1)], 218).expect("network namespaces");
+    let ip = lab.addr(0, 1);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let d = rt.block_on(async {
+        let d = Daemon::start(
+            DaemonOpts::in_netns("Ana", &lab.hosts[0], &[])
+                .config("[web]\nlisten = \"127.0.0.1:4718\"\n"),
+        );
+        let c = d.client().await;
+        let r = c.room_create("camp").await.unwrap();
+        c.send(&r.id, "welcome to camp").await.unwrap();
+        d
+    });
+    let c = rt.block_on(d.client());
+    let mut h = harness(d.socket.clone());
+    until(&mut h, Duration::from_secs(10), "the room list", |h| {
+        app(h).rooms.len() == 1 && app(h).settings.is_some()
+    });
+    h.query_all_by_label("camp")
+        .next()
+        .expect("the room in the list")
+        .click();
+    until(&mut h, Duration::from_secs(5), "the room open", |h| {
+        h.query_by_label("Guest QR…").is_some()
+    });
+    h.get_by_label("Guest QR…").click();
+    until(&mut h, Duration::from_secs(5), "the pass lengths", |h| {
+        h.query_by_label("1 day").is_some()
+    });
+    h.get_by_label("1 day").click();
+    until(
+        &mut h,
+        Duration::from_secs(5),
+        "the guest pass window",
+        |h| app(h).guest_pass.is_some(),
+    );
+    let before = app(&h).guest_pass.clone().unwrap().0.url.unwrap();
+    assert!(before.starts_with("http://127.0.0.1:4718/g/"), "{before}");
+    let use_lan = format!("Use LAN: l0 ({ip})");
+    assert!(
+        h.query_by_label(&use_lan).is_some(),
+        "the window offers LAN mode on the namespace's link"
+    );
+    assert!(
+        h.query_all_by_label_contains("Use LAN: lo")
+            .next()
+            .is_none(),
+        "never loopback"
+    );
+    h.get_by_label(&use_lan).click();
+    let lan = format!("http://{ip}:4718/g/");
+    until(
+        &mut h,
+        Duration::from_secs(10),
+        "the pass at the LAN address",
+        |h| {
+            app(h)
+                .guest_pass
+                .as_ref()
+                .and_then(|(g, _)| g.url.as_deref())
+                .is_some_and(|u| u.starts_with(&lan))
+        },
+    );
+    h.run();
+    let (g, tex) = app(&h).guest_pass.clone().unwrap();
+    let url = g.url.unwrap();
+    assert!(tex.is_some(), "its QR code is drawn");
+    assert_eq!(
+        url.rsplit('/').next(),
+        before.rsplit('/').next(),
+        "the same pass"
+    );
+    assert!(
+        h.query_all_by_label_contains("no phone can open it")
+            .next()
+            .is_none(),
+        "no warning for a LAN link"
+    );
+    assert!(
+        h.query_by_label(&url).is_some(),
+        "the window shows the LAN link"
+    );
+    let s = rt.block_on(c.settings()).unwrap();
+    assert_eq!(s.lan_interface.as_deref(), Some("l0"), "on in the daemon");
+    assert_eq!(rt.block_on(c.guest_list()).unwrap().len(), 1, "no new pass");
+    // A phone on the other end of the link opens it.
+    let phone = std::process::Command::new("ip")
+        .args(["netns", "exec", &lab.hosts[1], "python3", "-c"])
+        .arg(
+            "import sys, urllib.request as u\n\
+             class N(u.HTTPRedirectHandler):\n  def redirect_request(self, *a): return None\n\
+             try: u.build_opener(N).open(sys.argv[1], timeout=5)\n\
+             except u.HTTPError as e: print(e.code)\n",
+        )
+        .arg(&url)
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&phone.stdout).trim(),
+        "303",
+        "the guest link answers on the LAN: {}",
+        String::from_utf8_lossy(&phone.stderr)
+    );
+
+    // Settings: the same setting, turned off there.
+    app_mut(&mut h).guest_pass = None;
+    h.get_by_label("Settings").click();
+    until(
+        &mut h,
+        Duration::from_secs(5),
+        "LAN mode in Settings",
+        |h| {
+            h.query_all_by_label_contains("LAN mode on (l0)")
+                .next()
+                .is_some()
+                && h.query_by_label("Turn LAN mode off").is_some()
+        },
+    );
+    h.get_by_label("Turn LAN mode off").click();
+    until(&mut h, Duration::from_secs(10), "LAN mode off", |h| {
+        app(h)
+            .settings
+            .as_ref()
+            .is_some_and(|s| s.lan_interface.is_none())
+    });
+    assert_eq!(rt.block_on(c.settings()).unwrap().lan_interface, None);
+    h.run();
+    assert!(
+        h.query_by_label(&use_lan).is_some(),
+        "Settings offer it again"
     );
 }
 
@@ -1319,4 +1457,15 @@ fn join_by_a_qr_picture_pasted_from_the_clipboard() {
         |h| app(h).rooms.iter().any(|r| r.id == room2),
     );
     drop((a, b));
+}
+
+/// The settings' switches and budget (the LAN interfaces on offer are the machine's).
+fn switches(s: &peddlenet_api::Settings) -> (bool, u64, bool, bool, bool) {
+    (
+        s.relay_enabled,
+        s.relay_budget_mib,
+        s.bluetooth_enabled,
+        s.wifi_direct_enabled,
+        s.wifi_host,
+    )
 }

@@ -238,13 +238,19 @@ async fn relay_settings_apply_at_once_and_survive_a_restart() {
     let mut b = Daemon::start(DaemonOpts::loopback("B").peer(&a.tcp_addr().await));
     let cb = b.client().await;
     assert_eq!(
-        cb.settings().await.unwrap(),
+        peddlenet_api::Settings {
+            lan_interfaces: Vec::new(),
+            ..cb.settings().await.unwrap()
+        },
         peddlenet_api::Settings {
             relay_enabled: true,
             relay_budget_mib: 64,
             bluetooth_enabled: true,
             wifi_direct_enabled: true,
-            wifi_host: false
+            wifi_host: false,
+            lan_interface: None,
+            lan_url: None,
+            lan_interfaces: Vec::new(),
         }
     );
     // No wpa_supplicant here: the daemon runs, and says why Wi-Fi Direct is off.
@@ -400,13 +406,19 @@ async fn relay_settings_apply_at_once_and_survive_a_restart() {
     b.restart();
     let cb = b.client().await;
     assert_eq!(
-        cb.settings().await.unwrap(),
+        peddlenet_api::Settings {
+            lan_interfaces: Vec::new(),
+            ..cb.settings().await.unwrap()
+        },
         peddlenet_api::Settings {
             relay_enabled: false,
             relay_budget_mib: 1,
             bluetooth_enabled: true,
             wifi_direct_enabled: false,
-            wifi_host: true
+            wifi_host: true,
+            lan_interface: None,
+            lan_url: None,
+            lan_interfaces: Vec::new(),
         },
         "Wi-Fi settings kept across restarts too"
     );

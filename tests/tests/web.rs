@@ -10,6 +10,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use peddlenet_api::{ClientError, ErrorCode};
 use peddlenet_tests::*;
 
 /// One HTTP/1.1 exchange; `(status, headers, body)`.
@@ -665,6 +666,264 @@ print(r.status)
         !probe.status.success(),
         "nothing listens on the phone's own loopback"
     );
+}
+
+/// The phone's side of LAN mode: opens a guest URL from namespace `ns` and
+/// reads the pass's room; `Err` with what went wrong (a refused connection).
+fn phone_reads(ns: &str, url: &str) -> Result<String, String> {
+    let phone = r##"
+import http.client, json, sys
+url = sys.argv[1]
+host = url.split("/")[2]
+c = http.client.HTTPConnection(host, timeout=5)
+c.request("GET", "/" + url.split("/", 3)[3])
+r = c.getresponse(); r.read()
+assert r.status == 303, r.status
+cookie = r.getheader("set-cookie").split(";")[0]
+token = r.getheader("location").split("#", 1)[1]
+h = {"Cookie": cookie, "X-Session-Token": token}
+c.request("GET", "/api/guest/messages", headers=h)
+r = c.getresponse(); body = json.loads(r.read())
+assert r.status == 200, (r.status, body)
+print(json.dumps([m["text"] for m in body["messages"]]))
+c.request("GET", "/api/status", headers=h)
+r = c.getresponse(); r.read()
+print(r.status)
+"##;
+    let out = Command::new("ip")
+        .args(["netns", "exec", ns, "python3", "-c", phone, url])
+        .output()
+        .expect("python3 in the phone's namespace");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    if out.status.success() {
+        Ok(stdout)
+    } else {
+        Err(format!("{stdout}{}", String::from_utf8_lossy(&out.stderr)))
+    }
+}
+
+/// LAN mode through IPC (`set_settings`), as the desktop app's "Use LAN"
+/// does: the interfaces on offer (never loopback), bad names refused with
+/// nothing changed, on and off at once without a restart (a phone on the
+/// other end of the link reads its room, then is refused), and the choice
+/// kept across a restart, winning over the config file's `lan_interface`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lan_mode_turns_on_and_off_over_ipc() {
+    if let Some(why) = netns::Lab::unavailable() {
+        return skip("web::lan_mode_turns_on_and_off_over_ipc", &why);
+    }
+    let _g = serial();
+    let lab = netns::Lab::links("v", 2, &[(0, 1)], 216).expect("network namespaces");
+    let host_ip = lab.addr(0, 1);
+    let lan_base = format!("http://{host_ip}:4718");
+    // The config file turns it on: that is the default until Settings say otherwise.
+    let mut a = Daemon::start(
+        DaemonOpts::in_netns("A", &lab.hosts[0], &[])
+            .config("[web]\nlisten = \"127.0.0.1:4718\"\nlan_interface = \"l0\"\n"),
+    );
+    let c = a.client().await;
+    let room = c.room_create("camp").await.unwrap();
+    c.send(&room.id, "welcome to camp").await.unwrap();
+    let s = c.settings().await.unwrap();
+    assert_eq!(s.lan_interface.as_deref(), Some("l0"), "from the file");
+    assert_eq!(s.lan_url.as_deref(), Some(lan_base.as_str()));
+    assert_eq!(
+        s.lan_interfaces,
+        vec![peddlenet_api::LanInterface {
+            name: "l0".into(),
+            addr: host_ip.parse().unwrap()
+        }],
+        "the namespace's link, and not its loopback"
+    );
+
+    // Bad input: a clear error, nothing changed.
+    let set = |name: &str, budget: Option<u64>| peddlenet_api::SettingsUpdate {
+        lan_interface: Some(name.into()),
+        relay_budget_mib: budget,
+        ..Default::default()
+    };
+    for (update, code, says) in [
+        (set("lo", None), ErrorCode::BadRequest, "loopback"),
+        (
+            set("nosuch0", None),
+            ErrorCode::BadRequest,
+            "no network interface named \"nosuch0\"",
+        ),
+        (
+            set(&"x".repeat(16), None),
+            ErrorCode::TooLong,
+            "at most 15 bytes",
+        ),
+        // A bad budget alongside: LAN mode is not turned off either.
+        (set("", Some(0)), ErrorCode::BadRequest, "relay budget"),
+    ] {
+        match c.set_settings(update).await {
+            Err(ClientError::Api(e)) => {
+                assert_eq!(e.code, code, "{}", e.message);
+                assert!(e.message.contains(says), "{}", e.message);
+            }
+            other => panic!("refused, not {other:?}"),
+        }
+        let now = c.settings().await.unwrap();
+        assert_eq!(now.lan_interface.as_deref(), Some("l0"), "unchanged");
+        assert_eq!(now.relay_budget_mib, s.relay_budget_mib, "unchanged");
+    }
+
+    // A pass; the phone reads its room at the LAN address. Owner API: refused.
+    let url = c.guest_create(&room.id, None).await.unwrap().url.unwrap();
+    assert!(url.starts_with(&format!("{lan_base}/g/")), "{url}");
+    assert_eq!(
+        phone_reads(&lab.hosts[1], &url)
+            .unwrap()
+            .lines()
+            .collect::<Vec<_>>(),
+        ["[\"welcome to camp\"]", "403"]
+    );
+    // The owner's sign-in stays on this machine.
+    let (login, _) = c.web_login().await.unwrap();
+    assert!(login.starts_with("http://127.0.0.1:4718/"), "{login}");
+
+    // Off, at once: the phone is refused; the pass's link is this machine's.
+    let off = c.set_settings(set("", None)).await.unwrap();
+    assert_eq!((off.lan_interface, off.lan_url), (None, None));
+    assert_eq!(
+        c.status().await.unwrap().web,
+        vec!["http://127.0.0.1:4718/".to_owned()]
+    );
+    let refused = phone_reads(&lab.hosts[1], &url).unwrap_err();
+    assert!(refused.contains("Connection refused"), "{refused}");
+
+    // Kept across a restart, over the file's "l0".
+    assert!(a.terminate().success());
+    a.restart();
+    let c = a.client().await;
+    assert_eq!(c.settings().await.unwrap().lan_interface, None);
+    let url = c.guest_create(&room.id, None).await.unwrap().url.unwrap();
+    assert!(url.starts_with("http://127.0.0.1:4718/g/"), "{url}");
+
+    // On again through IPC: the same pass, at the LAN address.
+    let on = c.set_settings(set("l0", None)).await.unwrap();
+    assert_eq!(on.lan_interface.as_deref(), Some("l0"));
+    assert_eq!(on.lan_url.as_deref(), Some(lan_base.as_str()));
+    let moved = url.replace("http://127.0.0.1:4718", &lan_base);
+    assert_eq!(
+        phone_reads(&lab.hosts[1], &moved).unwrap().lines().next(),
+        Some("[\"welcome to camp\"]")
+    );
+    assert!(
+        c.guest_create(&room.id, None)
+            .await
+            .unwrap()
+            .url
+            .unwrap()
+            .starts_with(&lan_base)
+    );
+    assert!(a.terminate().success());
+    a.restart();
+    let c = a.client().await;
+    assert_eq!(
+        c.settings().await.unwrap().lan_interface.as_deref(),
+        Some("l0"),
+        "on across a restart"
+    );
+    // The CLI: off, and the choices on offer.
+    let out = Command::new(bin("peddlenet"))
+        .arg("--socket")
+        .arg(&a.socket)
+        .args(["settings", "--lan", ""])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("lan mode:     off"), "{text}");
+    assert!(
+        text.contains(&format!("lan choices:  l0 ({host_ip})")),
+        "{text}"
+    );
+    assert_eq!(c.settings().await.unwrap().lan_interface, None);
+}
+
+/// LAN mode from the owner page (tests/web/lan.mjs, Playwright): a guest
+/// pass at 127.0.0.1 offers "Use LAN: l0 (…)", which turns LAN mode on and
+/// shows the same pass at the LAN address (a phone at the other end of the
+/// link opens it); the Guests tab shows the setting and turns it off. The
+/// browser runs in the daemon's namespace, so only the test's link is used.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lan_mode_from_the_owner_page_in_chromium() {
+    let test = "web::lan_mode_from_the_owner_page_in_chromium";
+    let Some(chromium) = chromium() else {
+        return skip(
+            test,
+            "Chromium is not installed (Debian: chromium; .ci/run installs it)",
+        );
+    };
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("web");
+    if !dir.join("node_modules/playwright-core").exists() {
+        return skip(
+            test,
+            "playwright-core is not installed (cd tests/web && npm ci; .ci/run does it)",
+        );
+    }
+    if let Some(why) = netns::Lab::unavailable() {
+        return skip(test, &why);
+    }
+    let _g = serial();
+    let lab = netns::Lab::links("u", 2, &[(0, 1)], 219).expect("network namespaces");
+    let ip = lab.addr(0, 1);
+    let a = Daemon::start(
+        DaemonOpts::in_netns("A", &lab.hosts[0], &[])
+            .config("[web]\nlisten = \"127.0.0.1:4718\"\n"),
+    );
+    let c = a.client().await;
+    let room = c.room_create("camp").await.unwrap();
+    c.send(&room.id, "welcome to camp").await.unwrap();
+    let (login, _) = c.web_login().await.unwrap();
+    let (ns, phone_ns) = (lab.hosts[0].clone(), lab.hosts[1].clone());
+    let lan_ip = ip.clone();
+    let (ok, out, phone) = tokio::task::spawn_blocking(move || {
+        use std::io::BufRead;
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", &ns, "node", "lan.mjs"])
+            .current_dir(&dir)
+            .env("CHROMIUM", chromium)
+            .env("LOGIN_URL", login)
+            .env("LAN_IP", lan_ip)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("node");
+        let mut to_node = child.stdin.take().unwrap();
+        let (mut all, mut phone) = (String::new(), None);
+        for line in std::io::BufReader::new(child.stdout.take().unwrap()).lines() {
+            let line = line.unwrap();
+            eprintln!("{line}");
+            all.push_str(&line);
+            all.push('\n');
+            if let Some(url) = line.strip_prefix("lan: pass ") {
+                phone = Some(phone_reads(&phone_ns, url));
+                to_node.write_all(b"read\n").unwrap();
+            }
+        }
+        (child.wait().unwrap().success(), all, phone)
+    })
+    .await
+    .unwrap();
+    assert!(ok, "the browser test failed (above)");
+    assert!(out.contains("lan: all steps passed"), "every step ran");
+    assert_eq!(
+        phone
+            .expect("the pass was shown at the LAN address")
+            .unwrap()
+            .lines()
+            .next(),
+        Some("[\"welcome to camp\"]"),
+        "a phone on the LAN opens the pass shown"
+    );
+    assert_eq!(c.settings().await.unwrap().lan_interface, None, "off again");
 }
 
 /// Opens an event stream over a connection of its own: the status code and

@@ -182,8 +182,20 @@ pub struct GuestInfo {
 /// The smallest and largest relay budget a front end may set, in MiB.
 pub const RELAY_BUDGET_MIB: std::ops::RangeInclusive<u64> = 1..=65_536;
 
+/// Longest network interface name (Linux's `IFNAMSIZ` less its NUL).
+pub const MAX_INTERFACE_NAME: usize = 15;
+
+/// A network interface LAN mode may use: up, with an IPv4 address, not loopback.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct LanInterface {
+    /// `wlan0`, say.
+    pub name: String,
+    /// Its IPv4 address, where the web UI would answer phones.
+    pub addr: std::net::IpAddr,
+}
+
 /// Settings a front end may change while the daemon runs.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Settings {
     /// Carry rooms this node is not a member of (unreadable to it) for others.
     pub relay_enabled: bool,
@@ -200,10 +212,21 @@ pub struct Settings {
     /// Host a Wi-Fi Direct group phones can join (see `wifi_hotspot`).
     #[serde(default)]
     pub wifi_host: bool,
+    /// LAN mode: the interface on whose IPv4 address the web UI also answers
+    /// (guest passes' URLs point there); `None`: off.
+    #[serde(default)]
+    pub lan_interface: Option<String>,
+    /// LAN mode's base URL (`http://10.0.0.2:4718`) while it is on.
+    #[serde(default)]
+    pub lan_url: Option<String>,
+    /// The interfaces LAN mode may use now, by name (the daemon lists them;
+    /// never loopback).
+    #[serde(default)]
+    pub lan_interfaces: Vec<LanInterface>,
 }
 
 /// The settings to change; `None` leaves one as it is.
-#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct SettingsUpdate {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub relay_enabled: Option<bool>,
@@ -215,6 +238,10 @@ pub struct SettingsUpdate {
     pub wifi_direct_enabled: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wifi_host: Option<bool>,
+    /// LAN mode on this interface (one of `Settings::lan_interfaces`), or
+    /// off with `""`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lan_interface: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -435,10 +462,37 @@ mod tests {
             bluetooth_enabled: true,
             wifi_direct_enabled: true,
             wifi_host: false,
+            lan_interface: Some("wlan0".into()),
+            lan_url: Some("http://192.168.1.5:4718".into()),
+            lan_interfaces: vec![LanInterface {
+                name: "wlan0".into(),
+                addr: "192.168.1.5".parse().unwrap(),
+            }],
         });
         assert_eq!(
             serde_json::to_value(reply).unwrap(),
-            json!({"type": "settings", "relay_enabled": true, "relay_budget_mib": 64, "bluetooth_enabled": true, "wifi_direct_enabled": true, "wifi_host": false})
+            json!({"type": "settings", "relay_enabled": true, "relay_budget_mib": 64, "bluetooth_enabled": true, "wifi_direct_enabled": true, "wifi_host": false,
+                   "lan_interface": "wlan0", "lan_url": "http://192.168.1.5:4718",
+                   "lan_interfaces": [{"name": "wlan0", "addr": "192.168.1.5"}]})
+        );
+        // LAN mode off is an empty name; an older daemon's reply has no LAN fields.
+        let off: Request = serde_json::from_value(
+            json!({"method": "set_settings", "params": {"lan_interface": ""}}),
+        )
+        .unwrap();
+        assert_eq!(
+            off,
+            Request::SetSettings(SettingsUpdate {
+                lan_interface: Some(String::new()),
+                ..Default::default()
+            })
+        );
+        let old: Response = serde_json::from_value(
+            json!({"type": "settings", "relay_enabled": true, "relay_budget_mib": 64}),
+        )
+        .unwrap();
+        assert!(
+            matches!(old, Response::Settings(s) if s.lan_interface.is_none() && s.lan_interfaces.is_empty())
         );
     }
 }

@@ -75,6 +75,10 @@ enum Cmd {
         /// Run the Wi-Fi Direct link: on or off
         #[arg(long, value_name = "on|off", value_parser = on_off)]
         wifi_direct: Option<bool>,
+        /// LAN mode: the web UI also answers guests' phones on this
+        /// interface's address (e.g. wlan0); "" turns it off
+        #[arg(long, value_name = "INTERFACE")]
+        lan: Option<String>,
     },
     /// Wi-Fi Direct: the link's state, and hosting a Wi-Fi network for phones
     #[command(subcommand)]
@@ -363,11 +367,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             relay_budget,
             bluetooth,
             wifi_direct,
+            lan,
         } => {
             let s = if relay.is_none()
                 && relay_budget.is_none()
                 && bluetooth.is_none()
                 && wifi_direct.is_none()
+                && lan.is_none()
             {
                 client.settings().await
             } else {
@@ -377,6 +383,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     bluetooth_enabled: bluetooth,
                     wifi_direct_enabled: wifi_direct,
                     wifi_host: None,
+                    lan_interface: lan,
                 };
                 client.set_settings(u).await
             }
@@ -398,6 +405,23 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     if s.wifi_direct_enabled { "on" } else { "off" }
                 );
                 out!("wifi host:    {}", if s.wifi_host { "on" } else { "off" });
+                match (&s.lan_interface, &s.lan_url) {
+                    (Some(i), Some(u)) => out!("lan mode:     on ({i}): {u}"),
+                    _ => out!("lan mode:     off"),
+                }
+                let choices: Vec<String> = s
+                    .lan_interfaces
+                    .iter()
+                    .map(|i| format!("{} ({})", i.name, i.addr))
+                    .collect();
+                out!(
+                    "lan choices:  {}",
+                    if choices.is_empty() {
+                        "none (no network with an IPv4 address)".to_owned()
+                    } else {
+                        choices.join(", ")
+                    }
+                );
             }
         }
         Cmd::Wifi(WifiCmd::Status) => {

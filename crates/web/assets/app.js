@@ -234,6 +234,7 @@ function multiline(box, form) {
 function showQr(title, text, svg, note) {
   for (const id of ["qr-img", "qr-text", "qr-copy"]) $(id).hidden = false;
   $("qr-warn").hidden = true;
+  $("qr-lan").hidden = true;
   $("pass-form").hidden = true;
   $("qr-title").replaceChildren(...title);
   $("qr-img").src = "data:image/svg+xml;charset=utf-8," + encodeURIComponent(svg);
@@ -621,7 +622,7 @@ $("guest-btn").onclick = () => {
   const room = owner.room;
   if (!room) return;
   $("qr-title").replaceChildren("Guest pass to ", bdi(room.name));
-  for (const id of ["qr-img", "qr-text", "qr-copy", "qr-warn"]) $(id).hidden = true;
+  for (const id of ["qr-img", "qr-text", "qr-copy", "qr-warn", "qr-lan"]) $(id).hidden = true;
   $("qr-note").textContent = "";
   $("pass-form").hidden = false;
   $("pass-make").onclick = async () => {
@@ -634,9 +635,10 @@ $("guest-btn").onclick = () => {
       const host = new URL(g.guest.url).hostname;
       if (host === "127.0.0.1" || host === "localhost" || host === "[::1]" || host.startsWith("127.")) {
         $("qr-warn").textContent = `This address (${host}) works on this machine only: a phone cannot open it. ` +
-          "Turn on LAN mode (lan_interface in the [web] section of the config, then restart the daemon) " +
-          "or Wi-Fi Direct hosting (peddlenet wifi host on; phones join this node's own Wi-Fi), then make a new pass.";
+          "Turn on LAN mode on the network phones share with you (this pass then points there), " +
+          "or Wi-Fi Direct hosting (peddlenet wifi host on; phones join this node's own Wi-Fi).";
         $("qr-warn").hidden = false;
+        await lanChoices($("qr-lan"), g.guest.url, g.guest);
       }
     } catch (err) {
       showError(err.message);
@@ -644,6 +646,52 @@ $("guest-btn").onclick = () => {
   };
   $("qr-dialog").showModal();
 };
+
+// LAN mode: a "Use LAN: wlan0 (192.168.1.5)" button per interface the
+// daemon offers, and "Turn LAN mode off" while on. With `passUrl` (a guest
+// pass shown in the QR dialog), the same pass is shown again at the LAN address.
+async function lanChoices(box, passUrl, pass) {
+  const lan = await api("GET", "/api/lan");
+  box.replaceChildren();
+  if (!lan.lan_interfaces.length) box.append("No network with an IPv4 address here for LAN mode. ");
+  const set = async (name) => {
+    try {
+      const r = await api("POST", "/api/lan", passUrl ? { interface: name, pass_url: passUrl } : { interface: name });
+      if (passUrl && r.pass) {
+        showQr(["Guest pass to ", bdi(pass.room_name)], r.pass.url, r.pass.svg,
+          `A phone on ${r.lan_interface}'s network opens this room in its browser, until ${new Date(pass.expires_ms).toLocaleString()}.`);
+      }
+      if (!passUrl) await showLan();
+    } catch (err) {
+      showError(err.message);
+    }
+  };
+  for (const i of lan.lan_interfaces) {
+    const b = document.createElement("button");
+    b.type = "button";
+    b.textContent = `Use LAN: ${i.name} (${i.addr})`;
+    b.disabled = lan.lan_interface === i.name;
+    b.onclick = () => set(i.name);
+    box.append(b, " ");
+  }
+  if (lan.lan_interface && !passUrl) {
+    const off = document.createElement("button");
+    off.type = "button";
+    off.textContent = "Turn LAN mode off";
+    off.onclick = () => set("");
+    box.append(off);
+  }
+  box.hidden = false;
+  return lan;
+}
+
+// The Guests tab's LAN mode: what it is now, and the choices.
+async function showLan() {
+  const lan = await lanChoices($("lan-choices"));
+  $("lan-state").textContent = lan.lan_interface
+    ? `On (${lan.lan_interface}): phones on that network open guest passes at ${lan.lan_url}.`
+    : "Off: guest passes point at this machine, which no phone can open (unless this node hosts a Wi-Fi network for phones).";
+}
 
 $("wifi-btn").onclick = async () => {
   try {
@@ -726,7 +774,10 @@ function setView(v) {
   $("owner").hidden = v !== "chat";
   $("guests-view").hidden = v !== "guests";
   $("mesh-view").hidden = v !== "mesh";
-  if (v === "guests") loadGuests().catch((e) => showError(e.message));
+  if (v === "guests") {
+    loadGuests().catch((e) => showError(e.message));
+    showLan().catch((e) => showError(e.message));
+  }
   if (v === "mesh") loadMesh().catch((e) => showError(e.message));
 }
 for (const b of document.querySelectorAll("#tabs button[data-view]")) b.onclick = () => setView(b.dataset.view);

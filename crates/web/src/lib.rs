@@ -141,6 +141,12 @@ pub enum WebError {
     NoAddress(String),
     #[error("cannot list network interfaces: {0}")]
     Interfaces(std::io::Error),
+    #[error(
+        "LAN mode: {0:?} is a loopback interface, which no phone can reach; pick the interface of the camp's network"
+    )]
+    Loopback(String),
+    #[error("LAN mode: an interface name is at most {max} bytes, not {0}", max = peddlenet_api::MAX_INTERFACE_NAME)]
+    NameTooLong(usize),
 }
 
 /// The web UI's listening sockets, bound and not yet serving.
@@ -172,6 +178,11 @@ pub struct ExtraListeners {
 }
 
 impl ExtraListeners {
+    /// The web UI's port, which every listener shares.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
     /// Starts serving on `ip` (same port as the local address); returns the URL.
     pub async fn open(&self, ip: IpAddr) -> Result<String, WebError> {
         let at = SocketAddr::new(ip, self.port);
@@ -218,6 +229,43 @@ pub fn interface_ipv4(name: &str) -> Result<IpAddr, WebError> {
     let mine: Vec<_> = all.into_iter().filter(|i| i.name == name).collect();
     if mine.is_empty() {
         return Err(WebError::NoInterface(name.into()));
+    }
+    mine.iter()
+        .map(|i| i.ip())
+        .find(IpAddr::is_ipv4)
+        .ok_or_else(|| WebError::NoAddress(name.into()))
+}
+
+/// The interfaces LAN mode may use: each with an IPv4 address that is not
+/// loopback (its first such address), sorted by name.
+pub fn lan_candidates() -> Result<Vec<(String, IpAddr)>, WebError> {
+    let mut out: Vec<(String, IpAddr)> = Vec::new();
+    for i in if_addrs::get_if_addrs().map_err(WebError::Interfaces)? {
+        let ip = i.ip();
+        if i.is_loopback() || ip.is_loopback() || !ip.is_ipv4() {
+            continue;
+        }
+        if !out.iter().any(|(n, _)| *n == i.name) {
+            out.push((i.name, ip));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// The address LAN mode would use on interface `name`: its IPv4 address;
+/// refused for a name too long, unknown, loopback, or with no IPv4 address.
+pub fn lan_address(name: &str) -> Result<IpAddr, WebError> {
+    if name.len() > peddlenet_api::MAX_INTERFACE_NAME {
+        return Err(WebError::NameTooLong(name.len()));
+    }
+    let all = if_addrs::get_if_addrs().map_err(WebError::Interfaces)?;
+    let mine: Vec<_> = all.into_iter().filter(|i| i.name == name).collect();
+    if mine.is_empty() {
+        return Err(WebError::NoInterface(name.into()));
+    }
+    if mine.iter().any(|i| i.is_loopback() || i.ip().is_loopback()) {
+        return Err(WebError::Loopback(name.into()));
     }
     mine.iter()
         .map(|i| i.ip())

@@ -68,6 +68,7 @@ pub(crate) fn router(state: S) -> Router {
         .route("/api/guests", get(guests).post(guest_create))
         .route("/api/guests/{id}", delete(guest_revoke))
         .route("/api/wifi", get(wifi))
+        .route("/api/lan", get(lan).post(set_lan))
         .route("/api/events", get(owner_events))
         .route("/api/guest/nickname", post(guest_nickname))
         .route("/api/guest/messages", get(guest_history).post(guest_send))
@@ -570,6 +571,71 @@ async fn wifi(AxState(st): AxState<S>, a: Auth) -> Result<Response> {
     let w = call(&st, |c| async move { c.wifi_hotspot().await }).await?;
     let svg = qr_svg(&w.qr)?;
     Ok(axum::Json(json!({ "hotspot": w, "svg": svg })).into_response())
+}
+
+/// LAN mode as the owner page shows it: on which interface (and URL), and
+/// the interfaces the daemon offers.
+fn lan_json(s: &peddlenet_api::Settings) -> serde_json::Value {
+    json!({
+        "lan_interface": s.lan_interface,
+        "lan_url": s.lan_url,
+        "lan_interfaces": s.lan_interfaces,
+    })
+}
+
+async fn lan(AxState(st): AxState<S>, a: Auth) -> Result<Response> {
+    owner(a)?;
+    let s = call(&st, |c| async move { c.settings().await }).await?;
+    Ok(axum::Json(lan_json(&s)).into_response())
+}
+
+#[derive(Deserialize)]
+struct LanBody {
+    /// An interface the daemon offers, or "" for off.
+    interface: String,
+    /// A guest pass's URL on this machine: answered with its URL on the
+    /// LAN address and that URL's QR code (the same pass).
+    #[serde(default)]
+    pass_url: Option<String>,
+}
+
+/// The token of a guest URL (`…/g/<token>`), if it looks like one.
+fn pass_token(url: &str) -> Option<&str> {
+    let (_, t) = url.rsplit_once("/g/")?;
+    (!t.is_empty()
+        && t.len() <= 64
+        && t.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
+    .then_some(t)
+}
+
+/// Turns LAN mode on (on an interface the daemon offers) or off.
+async fn set_lan(
+    AxState(st): AxState<S>,
+    a: Auth,
+    axum::Json(b): axum::Json<LanBody>,
+) -> Result<Response> {
+    owner(a)?;
+    let token = match &b.pass_url {
+        Some(u) => Some(pass_token(u).ok_or_else(|| {
+            HttpError(
+                StatusCode::BAD_REQUEST,
+                "pass_url is not a guest pass's link (…/g/<token>)".into(),
+            )
+        })?),
+        None => None,
+    };
+    let update = peddlenet_api::SettingsUpdate {
+        lan_interface: Some(b.interface.clone()),
+        ..Default::default()
+    };
+    let s = call(&st, |c| async move { c.set_settings(update).await }).await?;
+    let mut out = lan_json(&s);
+    if let (Some(t), Some(base)) = (token, &s.lan_url) {
+        let url = format!("{base}/g/{t}");
+        out["pass"] = json!({ "svg": qr_svg(&url)?, "url": url });
+    }
+    Ok(axum::Json(out).into_response())
 }
 
 /// A guest opens the QR code's URL: the daemon checks the pass, the browser
