@@ -58,7 +58,14 @@
 //!   envelopes not kept go nowhere. An envelope from a mesh is not sent
 //!   back to it (gossip forwards by itself).
 //! - One sync session per peer at a time; a request to sync meanwhile runs
-//!   again when it ends. Sessions are bounded (rounds, ids, fetches, bytes,
+//!   again when it ends. Sessions start when a peer comes up or joins a
+//!   topic and when a room is joined or taken on; the resync timer starts
+//!   one only with peers whose last complete session is
+//!   [`Config::resync_idle_ms`] old (what arrives meanwhile is forwarded,
+//!   fetched envelopes included). Each room's reconciliation set is kept
+//!   as items are stored, not rebuilt per session.
+//! - Receipts are sent only in rooms of at most
+//!   [`Config::receipt_max_members`] known members. Sessions are bounded (rounds, ids, fetches, bytes,
 //!   time); a peer that answers with envelopes not asked for, of another
 //!   room or forged is reported ([`Output::Misbehaved`]) and dropped.
 //! - Relaying stays within [`RelayLimits`]: rooms taken on from offers are

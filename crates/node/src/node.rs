@@ -39,8 +39,20 @@ pub const MAX_SESSION_BYTES: usize = 64 * 1024 * 1024;
 pub struct Config {
     /// Relaying other rooms, within these bounds; `None`: off.
     pub relay: Option<RelayLimits>,
-    /// Reconcile with every peer this often (catches what gossip missed).
+    /// The resync timer's period: peers due (see `resync_idle_ms`) are
+    /// reconciled with, and outboxes published again.
     pub resync_every_ms: u64,
+    /// A peer is reconciled with again only this long after its last
+    /// complete session. New envelopes (sent, gossiped or fetched) are
+    /// forwarded to every link at once, so on a steady link a session only
+    /// catches what a link lost; contacts made, rooms joined or taken on
+    /// start one at once.
+    pub resync_idle_ms: u64,
+    /// Rooms with more members known than this get no receipts: a member
+    /// confirms a text to its author only in rooms up to this size (in a
+    /// large room every member's receipt would flood the room for one
+    /// author's count). 0: receipts everywhere.
+    pub receipt_max_members: usize,
     /// Receipts due are gathered this long before one goes out.
     pub receipt_delay_ms: u64,
     /// Relay expiry and clean-up this often.
@@ -60,6 +72,8 @@ impl Default for Config {
         Self {
             relay: None,
             resync_every_ms: 30_000,
+            resync_idle_ms: 5 * 60_000,
+            receipt_max_members: 32,
             receipt_delay_ms: 500,
             sweep_every_ms: 60_000,
             relay_pending_ms: 10 * 60_000,
@@ -100,6 +114,13 @@ struct Room {
     keys: RoomKeys,
 }
 
+/// A room's reconciliation set and the items stored since it was last used.
+#[derive(Default)]
+struct RoomSet {
+    storage: Arc<Storage>,
+    pending: Vec<Item>,
+}
+
 /// Something that leaves the node only once the writes before it are durable.
 #[derive(Debug)]
 enum Held {
@@ -135,10 +156,11 @@ struct Durability {
 
 enum Stage {
     Rooms,
+    /// Each round reads the room's set as it is then (items stored
+    /// meanwhile only add rounds or fetches; nothing is lost).
     Reconcile {
         room: RoomId,
         rec: Reconciler,
-        storage: Arc<Storage>,
         rounds: usize,
     },
     Fetch {
@@ -190,10 +212,15 @@ pub struct Node<S, C, R> {
     outbox_retry: BTreeMap<RoomId, (u64, bool)>,
     sessions: BTreeMap<PeerRef, Session>,
     again: BTreeSet<PeerRef>,
+    /// When the last complete session with each peer up ended.
+    synced_at: BTreeMap<PeerRef, Timestamp>,
     next_session: u64,
     next_sync: u64,
-    generations: HashMap<RoomId, u64>,
-    sync_cache: HashMap<RoomId, (u64, Arc<Storage>)>,
+    /// Each room's reconciliation set, kept as items are stored (never
+    /// rebuilt per session): items added since it was last used wait in
+    /// `pending` and are merged in on next use; a removal drops the set,
+    /// which is built again from the store when next needed.
+    sets: HashMap<RoomId, RoomSet>,
     stats: Stats,
     /// The time of the input being handled.
     last_now: Timestamp,
@@ -245,10 +272,10 @@ impl<S: NodeStore, C: Crypto, R: RngCore> Node<S, C, R> {
             outbox_retry: BTreeMap::new(),
             sessions: BTreeMap::new(),
             again: BTreeSet::new(),
+            synced_at: BTreeMap::new(),
             next_session: 0,
             next_sync: 0,
-            generations: HashMap::new(),
-            sync_cache: HashMap::new(),
+            sets: HashMap::new(),
             stats: Stats::default(),
             last_now: 0,
             out: Vec::new(),
@@ -599,7 +626,7 @@ impl<S: NodeStore, C: Crypto, R: RngCore> Node<S, C, R> {
                 self.wrote();
                 self.members.remove(&room);
                 self.receipts_due.remove(&room);
-                self.sync_cache.remove(&room);
+                self.sets.remove(&room);
                 if !self.carries(&room) {
                     self.unsubscribe(room);
                 }
@@ -682,7 +709,8 @@ impl<S: NodeStore, C: Crypto, R: RngCore> Node<S, C, R> {
             self.note_member(&room_id, &inviter, "");
         }
         self.subscribe(room_id);
-        // What was relayed unread becomes history.
+        // What was relayed unread becomes history (its set is the room's now).
+        self.sets.remove(&room_id);
         if let Ok(envs) = self.store.relay_take_room(&room_id) {
             self.wrote();
             for env in envs {
@@ -763,7 +791,7 @@ impl<S: NodeStore, C: Crypto, R: RngCore> Node<S, C, R> {
             .insert_message(&msg, v.bytes(), true)
             .map_err(RequestError::from)?;
         self.wrote();
-        self.bump(&room);
+        self.added(&room, v.timestamp_ms(), v.id());
         self.publish_own(&v);
         let mut view = self.view(msg);
         view.delivery = Some(DeliveryState::Stored);
@@ -920,7 +948,7 @@ impl<S: NodeStore, C: Crypto, R: RngCore> Node<S, C, R> {
                     return Ok(Ingested::Duplicate);
                 }
                 self.wrote();
-                self.bump(&room_id);
+                self.added(&room_id, opened.timestamp_ms, opened.id);
                 if !mine {
                     self.take_receipt(&room_id, &opened.author, &ids)?;
                 }
@@ -942,8 +970,8 @@ impl<S: NodeStore, C: Crypto, R: RngCore> Node<S, C, R> {
             return Ok(Ingested::Duplicate);
         }
         self.wrote();
-        self.bump(&room_id);
-        if !mine {
+        self.added(&room_id, msg.timestamp_ms, msg.id);
+        if !mine && self.confirms(&room_id) {
             // Confirmed only once durable here.
             self.hold(Held::ReceiptDue(room_id, msg.id));
         }
@@ -958,16 +986,27 @@ impl<S: NodeStore, C: Crypto, R: RngCore> Node<S, C, R> {
         };
         check_timestamp(v.timestamp_ms(), now)?;
         Ok(match self.store.relay_insert(v, now, &limits)? {
-            RelayInserted::New { .. } => {
+            RelayInserted::New { evicted } => {
                 self.wrote();
                 self.relay_pending.remove(&v.room());
-                self.bump(&v.room());
+                if evicted > 0 {
+                    // Eviction may take from any carried room.
+                    self.drop_relay_sets();
+                }
+                self.added(&v.room(), v.timestamp_ms(), v.id());
                 self.subscribe(v.room());
                 Ingested::Relayed
             }
             RelayInserted::Duplicate => Ingested::Duplicate,
             RelayInserted::Refused(why) => Ingested::RelayRefused(why),
         })
+    }
+
+    /// Whether texts of `room` are confirmed to their authors: not in
+    /// rooms larger than `receipt_max_members`.
+    fn confirms(&mut self, room: &RoomId) -> bool {
+        let max = self.config.receipt_max_members;
+        max == 0 || self.member_count(room) <= max
     }
 
     fn load_members(&mut self, room: &RoomId) {
@@ -1050,7 +1089,7 @@ impl<S: NodeStore, C: Crypto, R: RngCore> Node<S, C, R> {
                 match self.store.insert_control(&room_id, now, &v.id(), v.bytes()) {
                     Ok(true) => {
                         self.wrote();
-                        self.bump(&room_id);
+                        self.added(&room_id, now, v.id());
                     }
                     _ => continue,
                 }
@@ -1061,8 +1100,18 @@ impl<S: NodeStore, C: Crypto, R: RngCore> Node<S, C, R> {
         }
     }
 
-    fn bump(&mut self, room: &RoomId) {
-        *self.generations.entry(*room).or_default() += 1;
+    /// An item was stored in `room`: its set (if built) takes it on next use.
+    fn added(&mut self, room: &RoomId, ts: u64, id: MessageId) {
+        if let Some(set) = self.sets.get_mut(room) {
+            set.pending.push(Item { ts, id: id.0 });
+        }
+    }
+
+    /// Relayed envelopes were removed: the sets of rooms not read here are
+    /// built again when next used.
+    fn drop_relay_sets(&mut self) {
+        let rooms = &self.rooms;
+        self.sets.retain(|r, _| rooms.contains_key(r));
     }
 
     fn timer(&mut self, t: Timer, now: Timestamp) {
@@ -1081,7 +1130,17 @@ impl<S: NodeStore, C: Crypto, R: RngCore> Node<S, C, R> {
                 }
             }
             Timer::Resync => {
-                let peers: Vec<PeerRef> = self.peers.iter().copied().collect();
+                let idle = self.config.resync_idle_ms;
+                let peers: Vec<PeerRef> = self
+                    .peers
+                    .iter()
+                    .filter(|p| {
+                        self.synced_at
+                            .get(p)
+                            .is_none_or(|at| now.saturating_sub(*at) >= idle)
+                    })
+                    .copied()
+                    .collect();
                 for p in peers {
                     self.start_sync(p, now);
                 }
@@ -1099,10 +1158,7 @@ impl<S: NodeStore, C: Crypto, R: RngCore> Node<S, C, R> {
                     && n > 0
                 {
                     self.wrote();
-                    let carried: Vec<RoomId> = self.store.relay_rooms();
-                    for r in carried {
-                        self.bump(&r);
-                    }
+                    self.drop_relay_sets();
                 }
                 let keep = self.config.relay_pending_ms;
                 self.relay_pending
@@ -1185,6 +1241,7 @@ impl<S: NodeStore, C: Crypto, R: RngCore> Node<S, C, R> {
     fn peer_down(&mut self, peer: PeerRef) {
         self.peers.remove(&peer);
         self.again.remove(&peer);
+        self.synced_at.remove(&peer);
         // Its answers will not come; a late one is ignored.
         self.sessions.remove(&peer);
     }
@@ -1258,15 +1315,21 @@ impl<S: NodeStore, C: Crypto, R: RngCore> Node<S, C, R> {
     fn misbehaved(&mut self, peer: PeerRef, reason: &'static str) {
         self.sessions.remove(&peer);
         self.again.remove(&peer);
+        self.synced_at.remove(&peer);
         self.out.push(Output::Misbehaved { peer, reason });
     }
 
+    /// The room's reconciliation set: built from the store once, then kept
+    /// up to date as items are stored.
     fn sync_storage(&mut self, room: &RoomId) -> Arc<Storage> {
-        let generation = self.generations.get(room).copied().unwrap_or(0);
-        if let Some((g, s)) = self.sync_cache.get(room)
-            && *g == generation
-        {
-            return s.clone();
+        if let Some(set) = self.sets.get_mut(room) {
+            if !set.pending.is_empty() {
+                let new = std::mem::take(&mut set.pending);
+                // A set still held by a session is copied once here; the
+                // session goes on with the one it started with.
+                Arc::make_mut(&mut set.storage).add(new);
+            }
+            return set.storage.clone();
         }
         let items = if self.is_member(room) {
             self.store.room_items(room)
@@ -1280,7 +1343,13 @@ impl<S: NodeStore, C: Crypto, R: RngCore> Node<S, C, R> {
                 .map(|(ts, id)| Item { ts, id: id.0 })
                 .collect(),
         ));
-        self.sync_cache.insert(*room, (generation, storage.clone()));
+        self.sets.insert(
+            *room,
+            RoomSet {
+                storage: storage.clone(),
+                pending: Vec::new(),
+            },
+        );
         storage
     }
 
@@ -1316,11 +1385,11 @@ impl<S: NodeStore, C: Crypto, R: RngCore> Node<S, C, R> {
                 Stage::Reconcile {
                     room,
                     mut rec,
-                    storage,
                     rounds,
                 },
                 SyncResponse::Reconcile(Some(bytes)),
             ) => {
+                let storage = self.sync_storage(&room);
                 let Ok(msg) = Message::decode(&bytes) else {
                     return self.end_session(peer, now);
                 };
@@ -1333,10 +1402,10 @@ impl<S: NodeStore, C: Crypto, R: RngCore> Node<S, C, R> {
                             && rec.need().len() < MAX_NEED
                             && rounds < MAX_ROUNDS =>
                     {
+                        drop(storage);
                         self.sessions.get_mut(&peer).expect("present").stage = Stage::Reconcile {
                             room,
                             rec,
-                            storage,
                             rounds: rounds + 1,
                         };
                         self.ask(
@@ -1368,6 +1437,9 @@ impl<S: NodeStore, C: Crypto, R: RngCore> Node<S, C, R> {
             .get_mut(&peer)
             .and_then(|s| s.rooms.pop_front())
         else {
+            // Every common room reconciled: the peer is not due again
+            // before `resync_idle_ms`.
+            self.synced_at.insert(peer, now);
             return self.end_session(peer, now);
         };
         let storage = self.sync_storage(&room);
@@ -1379,10 +1451,10 @@ impl<S: NodeStore, C: Crypto, R: RngCore> Node<S, C, R> {
             }
             _ => rec.initiate(&storage),
         };
+        drop(storage);
         self.sessions.get_mut(&peer).expect("present").stage = Stage::Reconcile {
             room,
             rec,
-            storage,
             rounds: 1,
         };
         self.ask(
@@ -1473,6 +1545,8 @@ impl<S: NodeStore, C: Crypto, R: RngCore> Node<S, C, R> {
             s.fetched_bytes += env.len();
             if let Ok(Ingested::New | Ingested::Relayed) = self.ingest(&v, now) {
                 self.sessions.get_mut(&peer).expect("present").stored += 1;
+                // New here: on to every other link, as a gossiped one goes.
+                self.forward(&v, Some(peer.link), false);
             }
         }
         self.fetch_next(peer, room, left, queue, now)

@@ -49,6 +49,35 @@ impl Default for RelayLimits {
     }
 }
 
+impl RelayLimits {
+    /// A phone's bounds: it relays, but for fewer rooms, less long and in
+    /// less space than a fixed handheld (its battery, storage and air time
+    /// are its owner's): 32 MiB, 8 MiB a room, 2 MiB an author, 24 hours,
+    /// 256 rooms (fewer would leave rooms with no carrier in a crowd: a
+    /// relay's rooms are the ones offered first, not the ones that need it).
+    pub fn phone() -> Self {
+        Self {
+            budget_bytes: 32 << 20,
+            room_bytes: 8 << 20,
+            author_bytes: 2 << 20,
+            expiry_ms: 24 * 3600 * 1000,
+            max_rooms: 256,
+        }
+    }
+
+    /// A fixed handheld's bounds (always on, there to relay): 256 MiB,
+    /// 32 MiB a room, 4 MiB an author, 72 hours, 256 rooms.
+    pub fn handheld() -> Self {
+        Self {
+            budget_bytes: 256 << 20,
+            room_bytes: 32 << 20,
+            author_bytes: 4 << 20,
+            expiry_ms: 3 * 24 * 3600 * 1000,
+            max_rooms: 256,
+        }
+    }
+}
+
 /// Why a relay did not keep an envelope.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refused {

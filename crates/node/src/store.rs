@@ -161,6 +161,8 @@ pub struct MemStore {
     bytes: u64,
     /// Make every write fail as on a full disk (tests).
     pub full: bool,
+    /// Calls of `room_items` and `relay_items` (whole-room scans).
+    scans: std::cell::Cell<u64>,
 }
 
 impl MemStore {
@@ -174,6 +176,11 @@ impl MemStore {
     }
     pub fn relay_book(&self) -> &RelayBook {
         &self.relay
+    }
+    /// How often a room's items were read whole (`room_items`,
+    /// `relay_items`): what building a reconciliation set costs.
+    pub fn item_scans(&self) -> u64 {
+        self.scans.get()
     }
     fn room_of_relay(&self, room: &RoomId) -> bool {
         self.relay.holds_room(room)
@@ -298,6 +305,7 @@ impl NodeStore for MemStore {
         Ok(true)
     }
     fn room_items(&self, room: &RoomId) -> StoreResult<Vec<(u64, MessageId)>> {
+        self.scans.set(self.scans.get() + 1);
         let lo = (*room, 0, MessageId([0; 32]));
         let hi = (*room, u64::MAX, MessageId([0xff; 32]));
         Ok(self
@@ -412,6 +420,7 @@ impl NodeStore for MemStore {
         })
     }
     fn relay_items(&self, room: &RoomId) -> StoreResult<Vec<(u64, MessageId)>> {
+        self.scans.set(self.scans.get() + 1);
         Ok(self.relay.items(room))
     }
     fn relay_rooms(&self) -> Vec<RoomId> {

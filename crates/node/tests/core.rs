@@ -1502,3 +1502,205 @@ fn delivery_never_counts_more_members_than_confirmed_it_nor_fewer_known() {
         DeliveryState::Delivered { to: 3, of: 3 }
     );
 }
+
+#[test]
+fn a_rooms_reconciliation_set_is_kept_not_rebuilt_per_session() {
+    let mut a = node(1, None);
+    let room = create(&mut a, "camp", T0);
+    let secret = secret_of(&a, &room);
+    let mut b = node(2, None);
+    join(&mut b, &secret, T0);
+    let up = Input::LinkUp {
+        link: BLE_A,
+        kind: LinkKind::Bluetooth,
+    };
+    let out_a = run(&mut a, up.clone(), T0);
+    let out_b = run(&mut b, up, T0);
+    pump(&mut a, &mut b, out_a, true, T0);
+    pump(&mut a, &mut b, out_b, false, T0);
+    let (scans_a, scans_b) = (a.store().item_scans(), b.store().item_scans());
+    assert!(scans_a <= 1 && scans_b <= 1, "{scans_a} {scans_b}");
+    // Messages stored on both sides between sessions, sessions again.
+    for i in 0..5u64 {
+        // Past the resync idle time, so that each tick reconciles.
+        let now = T0 + 400_000 * (i + 1);
+        send(&mut a, room, &format!("a{i}"), now);
+        send(&mut b, room, &format!("b{i}"), now);
+        let out = run(&mut a, Input::Timer(Timer::Resync), now);
+        pump(&mut a, &mut b, out, true, now);
+        let out = run(&mut b, Input::Timer(Timer::Resync), now);
+        pump(&mut a, &mut b, out, false, now);
+    }
+    assert_eq!(a.store().message_count(&room), 10);
+    assert_eq!(b.store().message_count(&room), 10);
+    // Each side read the room whole once, when its set was first needed.
+    assert_eq!(a.store().item_scans(), 1);
+    assert_eq!(b.store().item_scans(), 1);
+}
+
+#[test]
+fn a_peer_is_reconciled_with_again_only_once_its_last_session_is_idle_long_enough() {
+    let mut a = node(1, None);
+    let room = create(&mut a, "camp", T0);
+    let secret = secret_of(&a, &room);
+    let mut b = node(2, None);
+    join(&mut b, &secret, T0);
+    let up = Input::LinkUp {
+        link: BLE_A,
+        kind: LinkKind::Bluetooth,
+    };
+    // A new contact: a session at once.
+    let out_a = run(&mut a, up.clone(), T0);
+    assert_eq!(sync_requests(&out_a).len(), 1);
+    let out_b = run(&mut b, up, T0);
+    pump(&mut a, &mut b, out_a, true, T0);
+    pump(&mut a, &mut b, out_b, false, T0);
+    assert!(!a.syncing(&PeerRef::link(BLE_A)));
+    // Resync ticks while the session is recent: nothing on the air.
+    let idle = a.config().resync_idle_ms;
+    for t in [30_000, 60_000, idle - 1] {
+        let out = run(&mut a, Input::Timer(Timer::Resync), T0 + t);
+        assert!(sync_requests(&out).is_empty(), "at +{t} ms");
+        assert!(timers(&out).contains(&(T0 + t + 30_000, Timer::Resync)));
+    }
+    // Once idle long enough, the safety net reconciles again.
+    let out = run(&mut a, Input::Timer(Timer::Resync), T0 + idle);
+    assert_eq!(sync_requests(&out).len(), 1);
+}
+
+#[test]
+fn an_envelope_fetched_by_sync_goes_on_to_every_other_link() {
+    let mut a = node(1, None);
+    let room = create(&mut a, "camp", T0);
+    let secret = secret_of(&a, &room);
+    let mut b = node(2, None);
+    join(&mut b, &secret, T0);
+    let (id, _) = send(&mut b, room, "fetched, then passed on", T0);
+    // a is on a mesh (no peer there yet) and meets b over Bluetooth.
+    run(
+        &mut a,
+        Input::LinkUp {
+            link: MESH,
+            kind: LinkKind::Mesh,
+        },
+        T0,
+    );
+    let up = Input::LinkUp {
+        link: BLE_A,
+        kind: LinkKind::Bluetooth,
+    };
+    run(&mut b, up.clone(), T0);
+    let start = run(&mut a, up, T0 + 1);
+    // Pump a's session by hand, keeping a's outputs.
+    let mut queue: std::collections::VecDeque<(bool, Output)> =
+        start.into_iter().map(|o| (true, o)).collect();
+    let mut from_a = Vec::new();
+    while let Some((src_a, o)) = queue.pop_front() {
+        let input = match o {
+            Output::SyncRequest { id, request, .. } => Input::SyncRequest {
+                peer: PeerRef::link(BLE_A),
+                id,
+                request,
+            },
+            Output::SyncAnswer { id, response, .. } => Input::SyncResponse {
+                peer: PeerRef::link(BLE_A),
+                id,
+                response: Some(response),
+            },
+            o => {
+                if src_a {
+                    from_a.push(o);
+                }
+                continue;
+            }
+        };
+        let dst = if src_a { &mut b } else { &mut a };
+        for o in run(dst, input, T0 + 2) {
+            queue.push_back((!src_a, o));
+        }
+    }
+    assert_eq!(a.store().message_count(&room), 1);
+    let f = forwards(&from_a);
+    assert_eq!(f.len(), 1, "{from_a:?}");
+    assert_eq!(f[0].0, vec![MESH], "on to the mesh, not back to b");
+    assert_eq!(f[0].1.id(), id);
+    assert!(!f[0].2, "not tracked: not a's own");
+}
+
+#[test]
+fn texts_of_rooms_larger_than_the_receipt_limit_are_not_confirmed() {
+    let max = Config::default().receipt_max_members;
+    for (members, confirmed) in [(max, true), (max + 1, false)] {
+        let mut a = node(1, None);
+        let room = create(&mut a, "big", T0);
+        let secret = secret_of(&a, &room);
+        run(
+            &mut a,
+            Input::LinkUp {
+                link: BLE_B,
+                kind: LinkKind::Bluetooth,
+            },
+            T0,
+        );
+        // Authors 2.. speak: each is a member known here.
+        for author in 2..(members as u8 + 1) {
+            let env = envelope_from(author, &secret, "hello", T0);
+            run(
+                &mut a,
+                Input::Envelope {
+                    from: PeerRef::link(BLE_A),
+                    bytes: env.bytes().to_vec(),
+                    room_verified: false,
+                },
+                T0 + 1,
+            );
+        }
+        assert_eq!(a.member_count(&room), members);
+        run(&mut a, Input::Timer(Timer::Receipts), T0 + 1000);
+        // One more text, once the room's size is known.
+        let env = envelope_from(2, &secret, "again", T0 + 2000);
+        run(
+            &mut a,
+            Input::Envelope {
+                from: PeerRef::link(BLE_A),
+                bytes: env.bytes().to_vec(),
+                room_verified: false,
+            },
+            T0 + 2001,
+        );
+        let out = run(&mut a, Input::Timer(Timer::Receipts), T0 + 3000);
+        let receipts = forwards(&out).len();
+        assert_eq!(
+            receipts > 0,
+            confirmed,
+            "{members} members: {receipts} receipts"
+        );
+    }
+}
+
+#[test]
+fn a_phone_relays_less_and_for_less_long_than_a_handheld() {
+    let (phone, handheld) = (RelayLimits::phone(), RelayLimits::handheld());
+    assert!(phone.budget_bytes < handheld.budget_bytes);
+    assert!(phone.room_bytes < handheld.room_bytes);
+    assert!(phone.author_bytes <= handheld.author_bytes);
+    // A day and a half old: a phone no longer carries it, a handheld does.
+    let now = T0 + 36 * 3600 * 1000;
+    let env = envelope_from(10, &RoomSecret([7; 32]), "old news", T0);
+    let mut kept = Vec::new();
+    for limits in [phone, handheld] {
+        let mut r = node(5, Some(limits));
+        three_links(&mut r);
+        let out = run(
+            &mut r,
+            Input::Envelope {
+                from: PeerRef::link(BLE_A),
+                bytes: env.bytes().to_vec(),
+                room_verified: false,
+            },
+            now,
+        );
+        kept.push(!forwards(&out).is_empty() && r.carries(&env.room()));
+    }
+    assert_eq!(kept, vec![false, true]);
+}

@@ -82,10 +82,17 @@ impl Cores {
         let nodes = (0..sc.nodes)
             .map(|x| {
                 let budget = sc.relay_budget[x as usize];
+                // The core's bounds for the kind of device, with the
+                // scenario's budget.
+                let limits = if sc.handheld[x as usize] {
+                    RelayLimits::handheld()
+                } else {
+                    RelayLimits::phone()
+                };
                 let config = Config {
-                    relay: (budget > 0).then(|| RelayLimits {
+                    relay: (budget > 0).then_some(RelayLimits {
                         budget_bytes: budget,
-                        ..RelayLimits::default()
+                        ..limits
                     }),
                     ..Config::default()
                 };

@@ -35,8 +35,9 @@ struct Args {
     /// Run on this trace instead of generating a festival.
     #[arg(long)]
     trace: Option<std::path::PathBuf>,
-    /// Relay budget of a phone in MiB (0: relaying off). The daemon's default is 64.
-    #[arg(long, default_value_t = 64)]
+    /// Relay budget of a phone in MiB (0: relaying off). The core's phone
+    /// default (`RelayLimits::phone`) is 32.
+    #[arg(long, default_value_t = 32)]
     phone_relay_mib: u64,
     /// Relay budget of a fixed handheld in MiB.
     #[arg(long, default_value_t = 256)]

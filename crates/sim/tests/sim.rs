@@ -6,7 +6,7 @@ use peddlenet_sim::festival::{FestivalParams, generate};
 use peddlenet_sim::scenario::{Budgets, Scenario, TraceFile};
 
 const BUDGETS: Budgets = Budgets {
-    phone_bytes: 64 << 20,
+    phone_bytes: 32 << 20,
     handheld_bytes: 256 << 20,
 };
 
