@@ -212,6 +212,12 @@ pub struct Node<S, C, R> {
     outbox_retry: BTreeMap<RoomId, (u64, bool)>,
     sessions: BTreeMap<PeerRef, Session>,
     again: BTreeSet<PeerRef>,
+    /// Peers whose next session this node starts with an empty Rooms
+    /// request, asking them to offer their rooms (relaying just turned on).
+    solicit: BTreeSet<PeerRef>,
+    /// When each peer up last made this node start a session by an empty
+    /// Rooms request (at most one per `resync_every_ms`).
+    solicited_by: BTreeMap<PeerRef, Timestamp>,
     /// When the last complete session with each peer up ended.
     synced_at: BTreeMap<PeerRef, Timestamp>,
     next_session: u64,
@@ -272,6 +278,8 @@ impl<S: NodeStore, C: Crypto, R: RngCore> Node<S, C, R> {
             outbox_retry: BTreeMap::new(),
             sessions: BTreeMap::new(),
             again: BTreeSet::new(),
+            solicit: BTreeSet::new(),
+            solicited_by: BTreeMap::new(),
             synced_at: BTreeMap::new(),
             next_session: 0,
             next_sync: 0,
@@ -669,6 +677,12 @@ impl<S: NodeStore, C: Crypto, R: RngCore> Node<S, C, R> {
                     }
                 } else if !was {
                     self.timer_at(now + self.config.sweep_every_ms, Timer::RelaySweep);
+                    // Peers offer rooms only in sessions they start: ask
+                    // each to start one now rather than at its next resync.
+                    for p in self.peers.clone() {
+                        self.solicit.insert(p);
+                        self.start_sync(p, now);
+                    }
                 }
                 Ok(Reply::Done)
             }
@@ -1241,6 +1255,8 @@ impl<S: NodeStore, C: Crypto, R: RngCore> Node<S, C, R> {
     fn peer_down(&mut self, peer: PeerRef) {
         self.peers.remove(&peer);
         self.again.remove(&peer);
+        self.solicit.remove(&peer);
+        self.solicited_by.remove(&peer);
         self.synced_at.remove(&peer);
         // Its answers will not come; a late one is ignored.
         self.sessions.remove(&peer);
@@ -1264,8 +1280,16 @@ impl<S: NodeStore, C: Crypto, R: RngCore> Node<S, C, R> {
             self.again.insert(peer);
             return;
         }
-        let mine: Vec<[u8; 32]> = self.offered().iter().map(|r| r.0).collect();
-        if mine.is_empty() {
+        // Soliciting, the request lists nothing: the peer answers with no
+        // room in common and starts its own session, offering its rooms;
+        // that session reconciles the rooms both hold as well.
+        let solicit = self.solicit.remove(&peer);
+        let mine: Vec<[u8; 32]> = if solicit {
+            Vec::new()
+        } else {
+            self.offered().iter().map(|r| r.0).collect()
+        };
+        if mine.is_empty() && !solicit {
             return;
         }
         self.next_session += 1;
@@ -1556,6 +1580,20 @@ impl<S: NodeStore, C: Crypto, R: RngCore> Node<S, C, R> {
     /// come from its own session.
     fn answer(&mut self, peer: PeerRef, request: SyncRequest, now: Timestamp) -> SyncResponse {
         match request {
+            SyncRequest::Rooms(theirs) if theirs.is_empty() => {
+                // A peer asking to be offered rooms (it has just turned
+                // relaying on): a session of ours offers them, at most one
+                // so started per peer and `resync_every_ms`.
+                let due = self
+                    .solicited_by
+                    .get(&peer)
+                    .is_none_or(|at| now.saturating_sub(*at) >= self.config.resync_every_ms);
+                if due && self.peers.contains(&peer) && !self.sessions.contains_key(&peer) {
+                    self.solicited_by.insert(peer, now);
+                    self.start_sync(peer, now);
+                }
+                SyncResponse::Rooms(Vec::new())
+            }
             SyncRequest::Rooms(theirs) => {
                 let theirs: Vec<RoomId> = theirs.into_iter().map(RoomId).collect();
                 let taken = self.accept_offers(&theirs, now);

@@ -1033,6 +1033,59 @@ fn relay_off_takes_nothing_on() {
 }
 
 #[test]
+fn relaying_turned_on_during_a_contact_is_offered_rooms_at_once() {
+    let mut a = node(1, None);
+    let room = create(&mut a, "camp", T0);
+    send(&mut a, room, "hello", T0);
+    let mut b = node(2, None);
+    let up = Input::LinkUp {
+        link: BLE_A,
+        kind: LinkKind::Bluetooth,
+    };
+    // The contact's sessions run while B does not relay: nothing taken on.
+    let out_a = run(&mut a, up.clone(), T0 + 1000);
+    let out_b = run(&mut b, up, T0 + 1000);
+    pump(&mut a, &mut b, out_a, true, T0 + 1000);
+    pump(&mut a, &mut b, out_b, false, T0 + 1000);
+    assert!(b.carried_rooms().is_empty());
+    let peer = PeerRef::link(BLE_A);
+    assert!(!a.syncing(&peer));
+
+    // Relaying on: B asks A, with an empty Rooms request, to offer its
+    // rooms; A's session offers the room and B fetches what A holds.
+    let now = T0 + 5000;
+    let out = run(
+        &mut b,
+        Input::Request {
+            id: RequestId(7),
+            request: Request::SetRelay(Some(small_relay())),
+        },
+        now,
+    );
+    let asked = sync_requests(&out);
+    assert!(
+        matches!(asked.as_slice(), [(p, _, SyncRequest::Rooms(r))] if *p == peer && r.is_empty()),
+        "{asked:?}"
+    );
+    pump(&mut a, &mut b, out, false, now);
+    assert_eq!(b.carried_rooms(), vec![room]);
+    assert_eq!(b.store().relay_rooms().len(), 1);
+    assert!(!a.syncing(&peer) && !b.syncing(&peer));
+
+    // Asking again at once starts nothing: one such session per peer and
+    // resync period.
+    let ask = |id| Input::SyncRequest {
+        peer,
+        id: SyncId(id),
+        request: SyncRequest::Rooms(Vec::new()),
+    };
+    let out = run(&mut a, ask(90), now + 1000);
+    assert!(sync_requests(&out).is_empty(), "{out:?}");
+    let out = run(&mut a, ask(91), now + Config::default().resync_every_ms + 1);
+    assert_eq!(sync_requests(&out).len(), 1);
+}
+
+#[test]
 fn a_relay_keeps_and_forwards_envelopes_of_rooms_it_carries_within_budget() {
     let limits = small_relay();
     let mut r = node(5, Some(limits));
