@@ -55,6 +55,8 @@ pub struct Owner<S, C, R, E> {
     out: Vec<Output>,
     /// The member rooms after the last request.
     rooms: Vec<peddlenet_node::proto::RoomId>,
+    /// The core's counters when they were last logged.
+    logged: peddlenet_node::Stats,
 }
 
 impl<S: NodeStore, C: Crypto, R: RngCore, E: Effects> Owner<S, C, R, E> {
@@ -67,6 +69,7 @@ impl<S: NodeStore, C: Crypto, R: RngCore, E: Effects> Owner<S, C, R, E> {
             replies: HashMap::new(),
             next_request: 0,
             out: Vec::new(),
+            logged: peddlenet_node::Stats::default(),
         }
     }
 
@@ -118,7 +121,29 @@ impl<S: NodeStore, C: Crypto, R: RngCore, E: Effects> Owner<S, C, R, E> {
             due.push(t);
         }
         for t in due {
+            let resync = matches!(t, Timer::Resync);
             self.input(Input::Timer(t), now);
+            if resync {
+                self.log_stats();
+            }
+        }
+    }
+
+    /// The core's counters, at debug level, on the resync timer when they
+    /// changed since the last time.
+    fn log_stats(&mut self) {
+        let s = self.node.stats();
+        if s != self.logged {
+            tracing::debug!(
+                sync_sessions = s.sync_sessions,
+                sync_requests = s.sync_requests,
+                sync_answers = s.sync_answers,
+                forwards = s.forwards,
+                refused_envelopes = s.refused_envelopes,
+                receipts_sent = s.receipts_sent,
+                "node counters since start"
+            );
+            self.logged = s;
         }
     }
 
