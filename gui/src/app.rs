@@ -18,6 +18,7 @@ use peddlenet_api::{
     Settings, SettingsUpdate, Status, WifiHotspot,
 };
 
+use crate::emoji;
 use crate::state::Saved;
 use crate::when;
 use crate::worker::{Cmd, Connection, Launch, Update, Worker};
@@ -1293,7 +1294,13 @@ impl App {
         };
         egui::Panel::top("room-head").show(ui, |ui| {
             ui.horizontal_wrapped(|ui| {
-                ui.add(egui::Label::new(RichText::new(shown(&room.name)).heading()).truncate());
+                emoji::label(
+                    ui,
+                    &shown(&room.name),
+                    |t| t.heading(),
+                    true,
+                    |l| l.truncate(),
+                );
                 ui.label(
                     RichText::new(format!(
                         "{} · {} online",
@@ -2103,7 +2110,10 @@ fn room_entry(
     let inner = frame.show(ui, |ui| {
         ui.set_width(width - 12.0);
         ui.horizontal(|ui| {
-            let name = RichText::new(shown(&r.name)).strong();
+            let name = shown(&r.name);
+            let name = |ui: &mut egui::Ui| {
+                emoji::label(ui, &name, |t| t.strong(), false, |l| l.truncate());
+            };
             if let Some(m) = last {
                 ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
                     ui.label(
@@ -2115,11 +2125,11 @@ fn room_entry(
                         badge(ui, unread);
                     }
                     ui.with_layout(egui::Layout::left_to_right(egui::Align::Center), |ui| {
-                        ui.add(egui::Label::new(name).truncate().selectable(false));
+                        name(ui);
                     });
                 });
             } else {
-                ui.add(egui::Label::new(name).truncate().selectable(false));
+                name(ui);
                 if unread > 0 {
                     badge(ui, unread);
                 }
@@ -2132,10 +2142,12 @@ fn room_entry(
                 shown(&m.author_name).into_owned()
             };
             let text = shown(&m.text).replace('\n', " ");
-            ui.add(
-                egui::Label::new(RichText::new(format!("{who}: {text}")).small().weak())
-                    .truncate()
-                    .selectable(false),
+            emoji::label(
+                ui,
+                &format!("{who}: {text}"),
+                |t| t.small().weak(),
+                false,
+                |l| l.truncate(),
             );
         }
     });
@@ -2320,8 +2332,11 @@ fn url_color(own: bool, dark: bool) -> Color32 {
 
 fn message_text(ui: &mut egui::Ui, text: &str, color: Color32, link: Color32) {
     let links = find_links(text);
+    let plain = |ui: &mut egui::Ui, t: &str| {
+        emoji::label(ui, t, |r| r.color(color), true, |l| l.wrap());
+    };
     if links.is_empty() {
-        ui.add(egui::Label::new(RichText::new(text).color(color)).wrap());
+        plain(ui, text);
         return;
     }
     // Text and links in one wrapped run.
@@ -2330,7 +2345,7 @@ fn message_text(ui: &mut egui::Ui, text: &str, color: Color32, link: Color32) {
         let mut at = 0;
         for (s, e) in links {
             if s > at {
-                ui.add(egui::Label::new(RichText::new(&text[at..s]).color(color)).wrap());
+                plain(ui, &text[at..s]);
             }
             let url = &text[s..e];
             let r = ui.add(
@@ -2348,7 +2363,7 @@ fn message_text(ui: &mut egui::Ui, text: &str, color: Color32, link: Color32) {
             at = e;
         }
         if at < text.len() {
-            ui.add(egui::Label::new(RichText::new(&text[at..]).color(color)).wrap());
+            plain(ui, &text[at..]);
         }
     });
 }
