@@ -1332,18 +1332,29 @@ impl App {
                 ui.horizontal(|ui| {
                     let l = ui.label("Message");
                     let send_w = 60.0;
-                    let edit = ui
-                        .add(
-                            egui::TextEdit::multiline(&mut self.compose)
-                                .hint_text("Enter sends · Shift+Enter: new line")
-                                .desired_rows(1)
-                                .desired_width((ui.available_width() - send_w).max(40.0))
-                                .return_key(egui::KeyboardShortcut::new(
-                                    egui::Modifiers::SHIFT,
-                                    egui::Key::Enter,
-                                )),
-                        )
-                        .labelled_by(l.id);
+                    // Emoji typed or pasted show in colour, as they will be sent.
+                    let mut layouter = |ui: &egui::Ui, text: &dyn egui::TextBuffer, wrap: f32| {
+                        let (mut job, _) = emoji::job(ui, text.as_str(), |t| t);
+                        job.wrap.max_width = wrap;
+                        ui.fonts_mut(|f| f.layout_job(job))
+                    };
+                    let out = egui::TextEdit::multiline(&mut self.compose)
+                        .hint_text("Enter sends · Shift+Enter: new line")
+                        .desired_rows(1)
+                        .desired_width((ui.available_width() - send_w).max(40.0))
+                        .return_key(egui::KeyboardShortcut::new(
+                            egui::Modifiers::SHIFT,
+                            egui::Key::Enter,
+                        ))
+                        .layouter(&mut layouter)
+                        .show(ui);
+                    emoji::paint(
+                        &ui.painter().with_clip_rect(out.text_clip_rect),
+                        out.galley_pos,
+                        &out.galley,
+                        &emoji::find(&self.compose),
+                    );
+                    let edit = out.response.response.labelled_by(l.id);
                     let enter = edit.has_focus()
                         && ui.input_mut(|i| i.consume_key(egui::Modifiers::NONE, egui::Key::Enter));
                     if (ui.button("Send").clicked() || enter) && !self.compose.trim().is_empty() {
@@ -1787,6 +1798,14 @@ impl App {
         if let Some(s) = &self.status {
             ui.label(format!("Data folder: {}", s.data_dir));
         }
+        // Twemoji's licence (CC-BY 4.0) asks for credit where it is shown.
+        ui.label(
+            RichText::new(
+                "Emoji pictures: Twemoji, © Twitter, Inc and other contributors, CC-BY 4.0",
+            )
+            .small()
+            .weak(),
+        );
     }
 
     /// "Use LAN: wlan0 (192.168.1.5)" for each interface the daemon offers,

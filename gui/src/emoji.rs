@@ -186,7 +186,7 @@ pub fn job(ui: &Ui, text: &str, style: impl Fn(RichText) -> RichText) -> (Layout
 
 /// Paints the emoji `found` of `galley` (laid out from a [`job`] of the same
 /// text), placed at `pos`, over their transparent glyphs.
-pub fn paint(ui: &Ui, pos: egui::Pos2, galley: &Galley, found: &[Found]) {
+pub fn paint(painter: &egui::Painter, pos: egui::Pos2, galley: &Galley, found: &[Found]) {
     if found.is_empty() {
         return;
     }
@@ -221,8 +221,7 @@ pub fn paint(ui: &Ui, pos: egui::Pos2, galley: &Galley, found: &[Found]) {
             break;
         }
     }
-    let painter = ui.painter();
-    let ctx = ui.ctx();
+    let ctx = painter.ctx();
     for (range, want, asset) in spans {
         // The glyphs of the emoji on the row of its first character (an
         // emoji is not broken across rows: it is one grapheme).
@@ -245,7 +244,7 @@ pub fn paint(ui: &Ui, pos: egui::Pos2, galley: &Galley, found: &[Found]) {
         let side = (first.height() * 0.95).min(span.width().max(first.height() * 0.8));
         let rect =
             Rect::from_center_size(span.center(), egui::vec2(side, side)).translate(pos.to_vec2());
-        if !ui.is_rect_visible(rect) {
+        if !painter.clip_rect().intersects(rect) {
             continue;
         }
         if let Some(t) = texture(ctx, asset) {
@@ -295,7 +294,38 @@ pub fn label(
             ui.painter()
                 .add(egui::epaint::TextShape::new(pos, galley, color));
         }
-        paint(ui, pos, &shown, &found);
+        paint(ui.painter(), pos, &shown, &found);
     }
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::find;
+
+    fn found(text: &str) -> Vec<&str> {
+        find(text)
+            .iter()
+            .map(|f| &text[f.bytes.0..f.bytes.1])
+            .collect()
+    }
+
+    #[test]
+    fn emoji_are_whole_graphemes_and_text_stays_text() {
+        assert_eq!(found("🔥⛺🌲 see you 👋😀"), ["🔥", "⛺", "🌲", "👋", "😀"]);
+        // A family, a flag, a skin tone, a keycap: one picture each.
+        assert_eq!(found("👨‍👩‍👧 🇩🇪 👍🏽 1️⃣"), ["👨‍👩‍👧", "🇩🇪", "👍🏽", "1️⃣"]);
+        // Text presentation by default: an emoji only with U+FE0F.
+        assert_eq!(found("☀ ❤ © ✓ ↔"), Vec::<&str>::new());
+        assert_eq!(found("☀️ ❤️"), ["☀️", "❤️"]);
+        for text in [
+            "plain ascii",
+            "مرحبا بالجميع",
+            "大家好，营火已经点燃了！",
+            "सभी को नमस्ते",
+            "",
+        ] {
+            assert!(find(text).is_empty(), "{text:?}");
+        }
+    }
 }

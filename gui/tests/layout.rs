@@ -303,7 +303,7 @@ fn system_fonts_are_loaded_only_for_text_that_needs_them() {
 }
 
 /// Every shape of the frame, groups opened.
-fn shapes(h: &H<'_>) -> Vec<egui::Shape> {
+fn all_shapes(h: &H<'_>) -> Vec<egui::Shape> {
     fn open(s: &egui::Shape, out: &mut Vec<egui::Shape>) {
         if let egui::Shape::Vec(v) = s {
             v.iter().for_each(|s| open(s, out));
@@ -342,7 +342,7 @@ fn emoji_in_messages_are_drawn_as_colour_pictures() {
     fonts_settled(&mut h);
     // The message with emoji, at the bottom of the list (in view).
     let label = h.get_by_label(EMOJI).rect();
-    let shapes = shapes(&h);
+    let shapes = all_shapes(&h);
     // Its text: one text shape with the whole message, emoji included.
     let text = shapes
         .iter()
@@ -403,4 +403,29 @@ fn emoji_in_messages_are_drawn_as_colour_pictures() {
     // Decoded once each, however many frames draw them.
     h.run_steps(3);
     assert_eq!(peddlenet_gui::emoji::decoded(&h.ctx), emoji.len());
+
+    // What is typed in the message box shows its emoji in colour too.
+    let edit = h.get_by_role_and_label(Role::MultilineTextInput, "Message");
+    edit.focus();
+    edit.type_text("on my way 🏕️");
+    h.run_steps(3);
+    assert_eq!(app(&h).compose, "on my way 🏕️");
+    let composer = app(&h).regions.composer.expect("the composer");
+    let typed: Vec<String> = all_shapes(&h)
+        .iter()
+        .filter_map(|s| match s {
+            egui::Shape::Mesh(m)
+                if m.texture_id != font_texture
+                    && composer.contains_rect(s.visual_bounding_rect()) =>
+            {
+                h.ctx
+                    .tex_manager()
+                    .read()
+                    .meta(m.texture_id)
+                    .map(|m| m.name.clone())
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(typed, ["emoji:🏕"], "the pictures drawn in the message box");
 }
