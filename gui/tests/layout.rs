@@ -404,6 +404,32 @@ fn emoji_in_messages_are_drawn_as_colour_pictures() {
     h.run_steps(3);
     assert_eq!(peddlenet_gui::emoji::decoded(&h.ctx), emoji.len());
 
+    // The message's text, emoji included, is selected by dragging across it
+    // and copied as it was written.
+    let y = label.center().y;
+    h.hover_at(egui::pos2(label.left() + 1.0, y));
+    h.step();
+    h.drag_at(egui::pos2(label.left() + 1.0, y));
+    h.step();
+    h.hover_at(egui::pos2(label.right() - 1.0, y));
+    h.step();
+    h.drop_at(egui::pos2(label.right() - 1.0, y));
+    h.step();
+    h.event(egui::Event::Copy);
+    h.step();
+    let copied: Vec<String> = h
+        .output()
+        .platform_output
+        .commands
+        .iter()
+        .filter_map(|c| match c {
+            egui::OutputCommand::CopyText(t) => Some(t.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(copied, [EMOJI], "what was copied");
+    h.run_steps(2);
+
     // What is typed in the message box shows its emoji in colour too.
     let edit = h.get_by_role_and_label(Role::MultilineTextInput, "Message");
     edit.focus();
