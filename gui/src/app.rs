@@ -2301,11 +2301,9 @@ fn bubble(ui: &mut egui::Ui, m: &MessageInfo, max_w: f32, tz: &jiff::tz::TimeZon
         .inner_margin(egui::Margin::symmetric(10, 6))
         .show(ui, |ui| {
             // As wide as its longest line (and its time), up to `max_w`.
-            let font = egui::TextStyle::Body.resolve(ui.style());
-            let widest = ui
-                .fonts_mut(|f| f.layout_no_wrap(text.clone(), font, text_color))
-                .size()
-                .x;
+            // Laid out as `message_text` draws it (emoji a little larger).
+            let (job, _) = emoji::job(ui, &text, |t| t.color(text_color));
+            let widest = ui.fonts_mut(|f| f.layout_job(job)).size().x;
             ui.set_max_width(widest.max(70.0).min(max_w));
             ui.with_layout(egui::Layout::top_down(egui::Align::Min), |ui| {
                 message_text(ui, &text, text_color, url_color(m.own, dark));

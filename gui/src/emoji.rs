@@ -23,6 +23,9 @@ use unicode_segmentation::UnicodeSegmentation as _;
 /// the cache is emptied and refilled with what is shown.
 pub const MAX_TEXTURES: usize = 512;
 
+/// Emoji are laid out this much larger than the text around them.
+pub const EMOJI_SCALE: f32 = 1.2;
+
 /// Characters below U+1F000 that are drawn as emoji without U+FE0F
 /// (Unicode's `Emoji_Presentation` property there); others of that range
 /// (☀, ✓, ©, ↔, …) stay text unless U+FE0F follows them.
@@ -168,6 +171,13 @@ pub fn job(ui: &Ui, text: &str, style: impl Fn(RichText) -> RichText) -> (Layout
             t = t.color(Color32::TRANSPARENT);
         }
         t.append_to(&mut job, st, FontSelection::Default, valign);
+        if emoji {
+            // A little larger than the text, as chat apps draw them, and
+            // so with room for the picture and a gap on each side.
+            if let Some(s) = job.sections.last_mut() {
+                s.format.font_id.size *= EMOJI_SCALE;
+            }
+        }
     };
     let mut at = 0;
     for f in &found {
@@ -241,7 +251,10 @@ pub fn paint(painter: &egui::Painter, pos: egui::Pos2, galley: &Galley, found: &
                 span = span.union(g.0);
             }
         }
-        let side = (first.height() * 0.95).min(span.width().max(first.height() * 0.8));
+        // A square that leaves a gap to the text beside it; an emoji whose
+        // glyphs are wider (a ZWJ sequence the font has no ligature for)
+        // is centred in them.
+        let side = (first.height() * 0.95).min(span.width() * 0.92);
         let rect =
             Rect::from_center_size(span.center(), egui::vec2(side, side)).translate(pos.to_vec2());
         if !painter.clip_rect().intersects(rect) {

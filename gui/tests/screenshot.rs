@@ -1,5 +1,6 @@
 //! The real window: `peddlenet-gui` started under Xvfb against a real daemon
-//! holding a conversation with a long link, Arabic, Chinese, Hindi and emoji,
+//! holding a conversation with a long link, Arabic, Chinese, Hindi and emoji
+//! (in a room whose name has one),
 //! photographed with ImageMagick's `import` at 800×600, 960×640 and
 //! 1920×1080, and at 1920×1080 with the window system's scale factor at 2.
 //! The pictures are kept as `<target>/screenshots/peddlenet-gui-<W>x<H>.png`
@@ -67,7 +68,7 @@ fn the_real_window_under_xvfb_is_not_blank() {
     let (d, _b) = rt.block_on(async {
         let d = Daemon::start(DaemonOpts::loopback("Ana"));
         let c = d.client().await;
-        let r = c.room_create("Ridge camp").await.unwrap();
+        let r = c.room_create("Ridge camp 🏕️").await.unwrap();
         let (_, uri) = c.room_invite(&r.id).await.unwrap();
         let b = Daemon::start(DaemonOpts::loopback("Bo").peer(&d.tcp_addr().await));
         let cb = b.client().await;
