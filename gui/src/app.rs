@@ -49,6 +49,9 @@ const GROUP_WITHIN_MS: u64 = 5 * 60 * 1000;
 /// The widest a message bubble gets, in points: lines longer than about 70
 /// characters are hard to read.
 pub const BUBBLE_MAX: f32 = 560.0;
+/// A message of at most three emoji and nothing else shows them this many
+/// times the size of text, as chat apps do.
+pub const JUMBO: f32 = 2.5;
 /// Guest pass lengths offered, in seconds, with their labels.
 pub const PASS_LENGTHS: [(u32, &str); 4] = [
     (3600, "1 hour"),
@@ -2301,12 +2304,20 @@ fn bubble(ui: &mut egui::Ui, m: &MessageInfo, max_w: f32, tz: &jiff::tz::TimeZon
         .inner_margin(egui::Margin::symmetric(10, 6))
         .show(ui, |ui| {
             // As wide as its longest line (and its time), up to `max_w`.
-            // Laid out as `message_text` draws it (emoji a little larger).
-            let (job, _) = emoji::job(ui, &text, |t| t.color(text_color));
+            // Laid out as `message_text` draws it (emoji a little larger; a
+            // message of a few emoji alone, large).
+            let size = emoji::jumbo(&text).then(|| {
+                egui::TextStyle::Body.resolve(ui.style()).size * JUMBO / emoji::EMOJI_SCALE
+            });
+            let style = move |t: RichText| {
+                let t = t.color(text_color);
+                if let Some(s) = size { t.size(s) } else { t }
+            };
+            let (job, _) = emoji::job(ui, &text, style);
             let widest = ui.fonts_mut(|f| f.layout_job(job)).size().x;
             ui.set_max_width(widest.max(70.0).min(max_w));
             ui.with_layout(egui::Layout::top_down(egui::Align::Min), |ui| {
-                message_text(ui, &text, text_color, url_color(m.own, dark));
+                message_text(ui, &text, style, url_color(m.own, dark));
                 ui.horizontal(|ui| {
                     let stamp = RichText::new(when::clock(m.timestamp_ms, tz))
                         .small()
@@ -2347,10 +2358,15 @@ fn url_color(own: bool, dark: bool) -> Color32 {
     }
 }
 
-fn message_text(ui: &mut egui::Ui, text: &str, color: Color32, link: Color32) {
+fn message_text(
+    ui: &mut egui::Ui,
+    text: &str,
+    style: impl Fn(RichText) -> RichText + Copy,
+    link: Color32,
+) {
     let links = find_links(text);
     let plain = |ui: &mut egui::Ui, t: &str| {
-        emoji::label(ui, t, |r| r.color(color), true, |l| l.wrap());
+        emoji::label(ui, t, style, true, |l| l.wrap());
     };
     if links.is_empty() {
         plain(ui, text);

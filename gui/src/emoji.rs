@@ -90,6 +90,23 @@ pub fn find(text: &str) -> Vec<Found> {
     out
 }
 
+/// Whether `text` is one to three emoji and nothing else (spaces aside):
+/// such a message shows them large.
+pub fn jumbo(text: &str) -> bool {
+    let found = find(text);
+    if found.is_empty() || found.len() > 3 {
+        return false;
+    }
+    let mut at = 0;
+    for f in &found {
+        if !text[at..f.bytes.0].trim().is_empty() {
+            return false;
+        }
+        at = f.bytes.1;
+    }
+    text[at..].trim().is_empty()
+}
+
 /// The picture of grapheme `g`, if it is an emoji shown as one.
 fn picture(g: &str) -> Option<&'static PngTwemojiAsset> {
     let mut chars = g.chars();
@@ -331,6 +348,17 @@ mod tests {
         // Text presentation by default: an emoji only with U+FE0F.
         assert_eq!(found("☀ ❤ © ✓ ↔"), Vec::<&str>::new());
         assert_eq!(found("☀️ ❤️"), ["☀️", "❤️"]);
+        // A few emoji alone are shown large; with words, or four, not.
+        for (text, big) in [
+            ("🔥", true),
+            (" 🎉🔥 👍🏽 ", true),
+            ("🎉🔥👍🏽😀", false),
+            ("🔥 ok", false),
+            ("☀", false),
+            ("", false),
+        ] {
+            assert_eq!(super::jumbo(text), big, "{text:?}");
+        }
         for text in [
             "plain ascii",
             "مرحبا بالجميع",

@@ -326,7 +326,7 @@ fn all_shapes(h: &H<'_>) -> Vec<egui::Shape> {
 fn emoji_in_messages_are_drawn_as_colour_pictures() {
     let _g = serial();
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let (a, _b, room) = conversation(&rt);
+    let (a, b, room) = conversation(&rt);
     let dir = tempfile::tempdir().unwrap();
     let mut h = harness(
         a.socket.clone(),
@@ -454,4 +454,36 @@ fn emoji_in_messages_are_drawn_as_colour_pictures() {
         })
         .collect();
     assert_eq!(typed, ["emoji:🏕"], "the pictures drawn in the message box");
+
+    // A message of a few emoji alone shows them large.
+    let cb = rt.block_on(b.client());
+    rt.block_on(cb.send(&room, "🎉🔥")).unwrap();
+    until(
+        &mut h,
+        Duration::from_secs(10),
+        "the emoji-only message",
+        |h| {
+            app(h)
+                .chats
+                .get(&room)
+                .is_some_and(|c| c.messages.len() == 10)
+        },
+    );
+    h.run_steps(3);
+    let big = h.get_by_label("🎉🔥").rect();
+    let sides: Vec<f32> = all_shapes(&h)
+        .iter()
+        .filter_map(|s| match s {
+            egui::Shape::Mesh(m) if m.texture_id != font_texture => Some(s.visual_bounding_rect()),
+            _ => None,
+        })
+        .filter(|r| big.expand(1.0).contains_rect(*r))
+        .map(|r| r.width())
+        .collect();
+    let normal = pictures[0].1.width();
+    assert_eq!(sides.len(), 2, "the pictures of 🎉🔥: {sides:?}");
+    assert!(
+        sides.iter().all(|&s| s > 2.0 * normal),
+        "🎉🔥 alone at {sides:?}, in a sentence at {normal}"
+    );
 }
