@@ -81,6 +81,7 @@ fn the_real_window_under_xvfb_is_not_blank() {
         c.send(&r.id, "सभी को नमस्ते, आग जल गई है").await.unwrap();
         cb.send(&r.id, "🔥⛺🌲 see you at the fire 👋😀").await.unwrap();
         cb.send(&r.id, "https://downloads.example.net/maps/offline/ridge-camp-area-topographic-2026-edition-high-resolution-tiles.zip").await.unwrap();
+        cb.send(&r.id, "🎉🔥").await.unwrap();
         c.send(&r.id, "שלום · こんにちは · 안녕하세요\nbring water\nand a torch").await.unwrap();
         (d, b)
     });
