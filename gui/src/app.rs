@@ -18,6 +18,7 @@ use peddlenet_api::{
     Settings, SettingsUpdate, Status, WifiHotspot,
 };
 
+use crate::emoji;
 use crate::state::Saved;
 use crate::when;
 use crate::worker::{Cmd, Connection, Launch, Update, Worker};
@@ -48,6 +49,9 @@ const GROUP_WITHIN_MS: u64 = 5 * 60 * 1000;
 /// The widest a message bubble gets, in points: lines longer than about 70
 /// characters are hard to read.
 pub const BUBBLE_MAX: f32 = 560.0;
+/// A message of at most three emoji and nothing else shows them this many
+/// times the size of text, as chat apps do.
+pub const JUMBO: f32 = 2.5;
 /// Guest pass lengths offered, in seconds, with their labels.
 pub const PASS_LENGTHS: [(u32, &str); 4] = [
     (3600, "1 hour"),
@@ -1293,7 +1297,13 @@ impl App {
         };
         egui::Panel::top("room-head").show(ui, |ui| {
             ui.horizontal_wrapped(|ui| {
-                ui.add(egui::Label::new(RichText::new(shown(&room.name)).heading()).truncate());
+                emoji::label(
+                    ui,
+                    &shown(&room.name),
+                    |t| t.heading(),
+                    true,
+                    |l| l.truncate(),
+                );
                 ui.label(
                     RichText::new(format!(
                         "{} · {} online",
@@ -1325,18 +1335,29 @@ impl App {
                 ui.horizontal(|ui| {
                     let l = ui.label("Message");
                     let send_w = 60.0;
-                    let edit = ui
-                        .add(
-                            egui::TextEdit::multiline(&mut self.compose)
-                                .hint_text("Enter sends · Shift+Enter: new line")
-                                .desired_rows(1)
-                                .desired_width((ui.available_width() - send_w).max(40.0))
-                                .return_key(egui::KeyboardShortcut::new(
-                                    egui::Modifiers::SHIFT,
-                                    egui::Key::Enter,
-                                )),
-                        )
-                        .labelled_by(l.id);
+                    // Emoji typed or pasted show in colour, as they will be sent.
+                    let mut layouter = |ui: &egui::Ui, text: &dyn egui::TextBuffer, wrap: f32| {
+                        let (mut job, _) = emoji::job(ui, text.as_str(), |t| t);
+                        job.wrap.max_width = wrap;
+                        ui.fonts_mut(|f| f.layout_job(job))
+                    };
+                    let out = egui::TextEdit::multiline(&mut self.compose)
+                        .hint_text("Enter sends · Shift+Enter: new line")
+                        .desired_rows(1)
+                        .desired_width((ui.available_width() - send_w).max(40.0))
+                        .return_key(egui::KeyboardShortcut::new(
+                            egui::Modifiers::SHIFT,
+                            egui::Key::Enter,
+                        ))
+                        .layouter(&mut layouter)
+                        .show(ui);
+                    emoji::paint(
+                        &ui.painter().with_clip_rect(out.text_clip_rect),
+                        out.galley_pos,
+                        &out.galley,
+                        &emoji::find(&self.compose),
+                    );
+                    let edit = out.response.response.labelled_by(l.id);
                     let enter = edit.has_focus()
                         && ui.input_mut(|i| i.consume_key(egui::Modifiers::NONE, egui::Key::Enter));
                     if (ui.button("Send").clicked() || enter) && !self.compose.trim().is_empty() {
@@ -1780,6 +1801,14 @@ impl App {
         if let Some(s) = &self.status {
             ui.label(format!("Data folder: {}", s.data_dir));
         }
+        // Twemoji's licence (CC-BY 4.0) asks for credit where it is shown.
+        ui.label(
+            RichText::new(
+                "Emoji pictures: Twemoji, © Twitter, Inc and other contributors, CC-BY 4.0",
+            )
+            .small()
+            .weak(),
+        );
     }
 
     /// "Use LAN: wlan0 (192.168.1.5)" for each interface the daemon offers,
@@ -2103,7 +2132,10 @@ fn room_entry(
     let inner = frame.show(ui, |ui| {
         ui.set_width(width - 12.0);
         ui.horizontal(|ui| {
-            let name = RichText::new(shown(&r.name)).strong();
+            let name = shown(&r.name);
+            let name = |ui: &mut egui::Ui| {
+                emoji::label(ui, &name, |t| t.strong(), false, |l| l.truncate());
+            };
             if let Some(m) = last {
                 ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
                     ui.label(
@@ -2115,11 +2147,11 @@ fn room_entry(
                         badge(ui, unread);
                     }
                     ui.with_layout(egui::Layout::left_to_right(egui::Align::Center), |ui| {
-                        ui.add(egui::Label::new(name).truncate().selectable(false));
+                        name(ui);
                     });
                 });
             } else {
-                ui.add(egui::Label::new(name).truncate().selectable(false));
+                name(ui);
                 if unread > 0 {
                     badge(ui, unread);
                 }
@@ -2132,10 +2164,12 @@ fn room_entry(
                 shown(&m.author_name).into_owned()
             };
             let text = shown(&m.text).replace('\n', " ");
-            ui.add(
-                egui::Label::new(RichText::new(format!("{who}: {text}")).small().weak())
-                    .truncate()
-                    .selectable(false),
+            emoji::label(
+                ui,
+                &format!("{who}: {text}"),
+                |t| t.small().weak(),
+                false,
+                |l| l.truncate(),
             );
         }
     });
@@ -2270,14 +2304,20 @@ fn bubble(ui: &mut egui::Ui, m: &MessageInfo, max_w: f32, tz: &jiff::tz::TimeZon
         .inner_margin(egui::Margin::symmetric(10, 6))
         .show(ui, |ui| {
             // As wide as its longest line (and its time), up to `max_w`.
-            let font = egui::TextStyle::Body.resolve(ui.style());
-            let widest = ui
-                .fonts_mut(|f| f.layout_no_wrap(text.clone(), font, text_color))
-                .size()
-                .x;
+            // Laid out as `message_text` draws it (emoji a little larger; a
+            // message of a few emoji alone, large).
+            let size = emoji::jumbo(&text).then(|| {
+                egui::TextStyle::Body.resolve(ui.style()).size * JUMBO / emoji::EMOJI_SCALE
+            });
+            let style = move |t: RichText| {
+                let t = t.color(text_color);
+                if let Some(s) = size { t.size(s) } else { t }
+            };
+            let (job, _) = emoji::job(ui, &text, style);
+            let widest = ui.fonts_mut(|f| f.layout_job(job)).size().x;
             ui.set_max_width(widest.max(70.0).min(max_w));
             ui.with_layout(egui::Layout::top_down(egui::Align::Min), |ui| {
-                message_text(ui, &text, text_color, url_color(m.own, dark));
+                message_text(ui, &text, style, url_color(m.own, dark));
                 ui.horizontal(|ui| {
                     let stamp = RichText::new(when::clock(m.timestamp_ms, tz))
                         .small()
@@ -2318,10 +2358,18 @@ fn url_color(own: bool, dark: bool) -> Color32 {
     }
 }
 
-fn message_text(ui: &mut egui::Ui, text: &str, color: Color32, link: Color32) {
+fn message_text(
+    ui: &mut egui::Ui,
+    text: &str,
+    style: impl Fn(RichText) -> RichText + Copy,
+    link: Color32,
+) {
     let links = find_links(text);
+    let plain = |ui: &mut egui::Ui, t: &str| {
+        emoji::label(ui, t, style, true, |l| l.wrap());
+    };
     if links.is_empty() {
-        ui.add(egui::Label::new(RichText::new(text).color(color)).wrap());
+        plain(ui, text);
         return;
     }
     // Text and links in one wrapped run.
@@ -2330,7 +2378,7 @@ fn message_text(ui: &mut egui::Ui, text: &str, color: Color32, link: Color32) {
         let mut at = 0;
         for (s, e) in links {
             if s > at {
-                ui.add(egui::Label::new(RichText::new(&text[at..s]).color(color)).wrap());
+                plain(ui, &text[at..s]);
             }
             let url = &text[s..e];
             let r = ui.add(
@@ -2348,7 +2396,7 @@ fn message_text(ui: &mut egui::Ui, text: &str, color: Color32, link: Color32) {
             at = e;
         }
         if at < text.len() {
-            ui.add(egui::Label::new(RichText::new(&text[at..]).color(color)).wrap());
+            plain(ui, &text[at..]);
         }
     });
 }

@@ -12,9 +12,11 @@
 //! conversation in Latin letters loads at most a symbols font (egui's own
 //! lack ✓, drawn for delivery). The face is memory-mapped, not read:
 //! of a 20 MB CJK collection only the pages of the glyphs drawn are resident.
-//! egui's own fonts stay first, so Latin text and its (monochrome) emoji look
-//! as before. egui draws glyph outlines in one colour: bitmap colour emoji
-//! (Noto Color Emoji) cannot be drawn, and a one-colour emoji font is used.
+//! egui's own fonts stay first, so Latin text looks as before. egui draws
+//! glyph outlines in one colour: bitmap colour emoji (Noto Color Emoji)
+//! cannot be drawn, and a one-colour emoji font is used; where the app shows
+//! messages and names, [`crate::emoji`] paints colour pictures over those
+//! glyphs (their outlines still give the emoji their place in the line).
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;

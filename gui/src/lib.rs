@@ -5,6 +5,7 @@
 //! (files, dropped files, the file dialog and the clipboard of [`sources`]).
 
 pub mod app;
+pub mod emoji;
 pub mod fonts;
 pub mod notify;
 pub mod qr;

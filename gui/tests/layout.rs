@@ -301,3 +301,189 @@ fn system_fonts_are_loaded_only_for_text_that_needs_them() {
         assert!(!has(&h, c), "a font for {c:?} is loaded with no such text");
     }
 }
+
+/// Every shape of the frame, groups opened.
+fn all_shapes(h: &H<'_>) -> Vec<egui::Shape> {
+    fn open(s: &egui::Shape, out: &mut Vec<egui::Shape>) {
+        if let egui::Shape::Vec(v) = s {
+            v.iter().for_each(|s| open(s, out));
+        } else {
+            out.push(s.clone());
+        }
+    }
+    let mut out = Vec::new();
+    for c in &h.output().shapes {
+        open(&c.shape, &mut out);
+    }
+    out
+}
+
+/// Emoji in a message are drawn as colour pictures (a textured mesh, not
+/// the font atlas) over their glyphs, which are drawn transparent: not as
+/// one-colour outlines. The message keeps its text (selection and copy) and
+/// its place in the layout.
+#[test]
+fn emoji_in_messages_are_drawn_as_colour_pictures() {
+    let _g = serial();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (a, b, room) = conversation(&rt);
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = harness(
+        a.socket.clone(),
+        dir.path().join("gui.json"),
+        egui::vec2(960.0, 640.0),
+    );
+    until(&mut h, Duration::from_secs(15), "the conversation", |h| {
+        app(h)
+            .chats
+            .get(&room)
+            .is_some_and(|c| c.messages.len() == 9)
+    });
+    fonts_settled(&mut h);
+    // The message with emoji, at the bottom of the list (in view).
+    let label = h.get_by_label(EMOJI).rect();
+    let shapes = all_shapes(&h);
+    // Its text: one text shape with the whole message, emoji included.
+    let text = shapes
+        .iter()
+        .find_map(|s| match s {
+            egui::Shape::Text(t) if t.galley.text() == EMOJI => Some(t.clone()),
+            _ => None,
+        })
+        .expect("the message's text is drawn as one text");
+    // The emoji's glyphs draw nothing: every vertex of theirs is transparent.
+    let emoji: Vec<char> = "🔥⛺🌲👋😀".chars().collect();
+    let mut glyphs_checked = 0;
+    for row in &text.galley.rows {
+        let g = &row.row.glyphs;
+        for (i, glyph) in g.iter().enumerate() {
+            if !emoji.contains(&glyph.chr) {
+                continue;
+            }
+            let end = g
+                .get(i + 1)
+                .map_or(row.row.visuals.glyph_vertex_range.end, |n| {
+                    n.first_vertex as usize
+                });
+            let vertices = &row.row.visuals.mesh.vertices[glyph.first_vertex as usize..end];
+            assert!(
+                vertices.iter().all(|v| v.color.a() == 0),
+                "{:?} is drawn as a glyph in a colour: {:?}",
+                glyph.chr,
+                vertices.iter().map(|v| v.color).collect::<Vec<_>>()
+            );
+            glyphs_checked += 1;
+        }
+    }
+    assert_eq!(glyphs_checked, emoji.len(), "the emoji's glyphs");
+    // And a picture each, in the message, from a texture of its own.
+    let font_texture = egui::TextureId::default();
+    let pictures: Vec<(egui::TextureId, egui::Rect)> = shapes
+        .iter()
+        .filter_map(|s| match s {
+            egui::Shape::Mesh(m) if m.texture_id != font_texture => {
+                Some((m.texture_id, s.visual_bounding_rect()))
+            }
+            _ => None,
+        })
+        .filter(|(_, r)| label.expand(1.0).contains_rect(*r))
+        .collect();
+    let names: Vec<String> = pictures
+        .iter()
+        .filter_map(|(id, _)| h.ctx.tex_manager().read().meta(*id).map(|m| m.name.clone()))
+        .collect();
+    let want: Vec<String> = emoji.iter().map(|e| format!("emoji:{e}")).collect();
+    assert_eq!(names, want, "the pictures drawn in the message");
+    for (_, r) in &pictures {
+        assert!(
+            r.width() >= 10.0 && (r.width() - r.height()).abs() < 0.5,
+            "an emoji picture of {r:?}"
+        );
+    }
+    // Decoded once each, however many frames draw them.
+    h.run_steps(3);
+    assert_eq!(peddlenet_gui::emoji::decoded(&h.ctx), emoji.len());
+
+    // The message's text, emoji included, is selected by dragging across it
+    // and copied as it was written.
+    let y = label.center().y;
+    h.hover_at(egui::pos2(label.left() + 1.0, y));
+    h.step();
+    h.drag_at(egui::pos2(label.left() + 1.0, y));
+    h.step();
+    h.hover_at(egui::pos2(label.right() - 1.0, y));
+    h.step();
+    h.drop_at(egui::pos2(label.right() - 1.0, y));
+    h.step();
+    h.event(egui::Event::Copy);
+    h.step();
+    let copied: Vec<String> = h
+        .output()
+        .platform_output
+        .commands
+        .iter()
+        .filter_map(|c| match c {
+            egui::OutputCommand::CopyText(t) => Some(t.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(copied, [EMOJI], "what was copied");
+    h.run_steps(2);
+
+    // What is typed in the message box shows its emoji in colour too.
+    let edit = h.get_by_role_and_label(Role::MultilineTextInput, "Message");
+    edit.focus();
+    edit.type_text("on my way 🏕️");
+    h.run_steps(3);
+    assert_eq!(app(&h).compose, "on my way 🏕️");
+    let composer = app(&h).regions.composer.expect("the composer");
+    let typed: Vec<String> = all_shapes(&h)
+        .iter()
+        .filter_map(|s| match s {
+            egui::Shape::Mesh(m)
+                if m.texture_id != font_texture
+                    && composer.contains_rect(s.visual_bounding_rect()) =>
+            {
+                h.ctx
+                    .tex_manager()
+                    .read()
+                    .meta(m.texture_id)
+                    .map(|m| m.name.clone())
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(typed, ["emoji:🏕"], "the pictures drawn in the message box");
+
+    // A message of a few emoji alone shows them large.
+    let cb = rt.block_on(b.client());
+    rt.block_on(cb.send(&room, "🎉🔥")).unwrap();
+    until(
+        &mut h,
+        Duration::from_secs(10),
+        "the emoji-only message",
+        |h| {
+            app(h)
+                .chats
+                .get(&room)
+                .is_some_and(|c| c.messages.len() == 10)
+        },
+    );
+    h.run_steps(3);
+    let big = h.get_by_label("🎉🔥").rect();
+    let sides: Vec<f32> = all_shapes(&h)
+        .iter()
+        .filter_map(|s| match s {
+            egui::Shape::Mesh(m) if m.texture_id != font_texture => Some(s.visual_bounding_rect()),
+            _ => None,
+        })
+        .filter(|r| big.expand(1.0).contains_rect(*r))
+        .map(|r| r.width())
+        .collect();
+    let normal = pictures[0].1.width();
+    assert_eq!(sides.len(), 2, "the pictures of 🎉🔥: {sides:?}");
+    assert!(
+        sides.iter().all(|&s| s > 2.0 * normal),
+        "🎉🔥 alone at {sides:?}, in a sentence at {normal}"
+    );
+}

@@ -1,9 +1,11 @@
 //! The real window: `peddlenet-gui` started under Xvfb against a real daemon
-//! holding a conversation with a long link, Arabic, Chinese, Hindi and emoji,
+//! holding a conversation with a long link, Arabic, Chinese, Hindi and emoji
+//! (in a room whose name has one),
 //! photographed with ImageMagick's `import` at 800×600, 960×640 and
 //! 1920×1080, and at 1920×1080 with the window system's scale factor at 2.
 //! The pictures are kept as `<target>/screenshots/peddlenet-gui-<W>x<H>.png`
-//! (`…-scale2.png`) and must not be blank.
+//! (`…-scale2.png`) and must not be blank, and the emoji in the
+//! conversation must be drawn in colour.
 //! Needs Xvfb and ImageMagick (`.ci/run` installs them); in CI a skip is a failure.
 
 use std::process::{Child, Command, Stdio};
@@ -32,6 +34,19 @@ fn busyness(png: &[u8]) -> (f64, usize) {
     (1.0 - top as f64 / total.max(1) as f64, counts.len())
 }
 
+/// Pixels in the warm yellows and oranges of the emoji's pictures (🔥, 😀,
+/// 👋, ⛺): the app's own colours are greys, blues and one red, and an
+/// emoji drawn as a one-colour glyph adds none.
+fn warm(png: &[u8]) -> usize {
+    let img = image::load_from_memory(png).expect("a PNG").to_rgb8();
+    img.pixels()
+        .filter(|p| {
+            let [r, g, b] = p.0.map(i32::from);
+            r > 200 && g > 110 && b < 110 && r - b > 120
+        })
+        .count()
+}
+
 #[test]
 fn the_real_window_under_xvfb_is_not_blank() {
     for tool in ["Xvfb", "/usr/bin/import"] {
@@ -53,7 +68,7 @@ fn the_real_window_under_xvfb_is_not_blank() {
     let (d, _b) = rt.block_on(async {
         let d = Daemon::start(DaemonOpts::loopback("Ana"));
         let c = d.client().await;
-        let r = c.room_create("Ridge camp").await.unwrap();
+        let r = c.room_create("Ridge camp 🏕️").await.unwrap();
         let (_, uri) = c.room_invite(&r.id).await.unwrap();
         let b = Daemon::start(DaemonOpts::loopback("Bo").peer(&d.tcp_addr().await));
         let cb = b.client().await;
@@ -66,6 +81,7 @@ fn the_real_window_under_xvfb_is_not_blank() {
         c.send(&r.id, "सभी को नमस्ते, आग जल गई है").await.unwrap();
         cb.send(&r.id, "🔥⛺🌲 see you at the fire 👋😀").await.unwrap();
         cb.send(&r.id, "https://downloads.example.net/maps/offline/ridge-camp-area-topographic-2026-edition-high-resolution-tiles.zip").await.unwrap();
+        cb.send(&r.id, "🎉🔥").await.unwrap();
         c.send(&r.id, "שלום · こんにちは · 안녕하세요\nbring water\nand a torch").await.unwrap();
         (d, b)
     });
@@ -177,8 +193,9 @@ fn photograph(d: &Daemon, w: u32, h: u32, scale: u32) {
         }
         last = pixels;
     }
+    let warm = warm(&std::fs::read(&shot).unwrap());
     eprintln!(
-        "screenshot: {} ({:.0} % of pixels off the background, {colours} colours)",
+        "screenshot: {} ({:.0} % of pixels off the background, {colours} colours, {warm} warm pixels of emoji)",
         shot.display(),
         busy * 100.0
     );
@@ -187,5 +204,13 @@ fn photograph(d: &Daemon, w: u32, h: u32, scale: u32) {
         "the window looks blank: {:.1} % busy, {colours} colours; the app's log:\n{}",
         busy * 100.0,
         std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    // The emoji message (in view: the list shows the newest messages) is
+    // drawn in colour.
+    let want = 60 * (scale * scale) as usize;
+    assert!(
+        warm >= want,
+        "{}: {warm} warm pixels, {want} expected of the emoji in colour",
+        shot.display()
     );
 }

@@ -377,6 +377,29 @@ try {
     await owner.setViewportSize({ width: 1200, height: 800 });
   });
 
+  // A day later, on a phone: yesterday's messages sit under "Yesterday" and
+  // each shows its time of day only ("2:32 PM"), not the date again.
+  await check("a day later the phone shows times under the day's separator, not dates in every bubble", async () => {
+    const room = "Summer camp at the lake 2026: kitchen, tents and night watch";
+    const url = JSON.parse(cli("--json", "guest", "create", room, "--minutes", "4320")).url;
+    const gCtx = await browser.newContext(phone);
+    await gCtx.clock.setFixedTime(Date.now() + 24 * 3600 * 1000);
+    const g = await gCtx.newPage();
+    pageErrors(g, "guest a day later");
+    await g.goto(url);
+    await g.getByLabel("Pick a nickname to chat").fill("Omar");
+    await g.getByRole("button", { name: "Start" }).click();
+    await g.locator("#guest-messages li", { hasText: "marshmallows" }).waitFor(T);
+    await g.locator("#guest-messages li.day", { hasText: "Yesterday" }).waitFor(T);
+    const metas = await g.locator("#guest-messages li .meta").allTextContents();
+    assert.ok(metas.length >= 6, `${metas.length} messages`);
+    for (const m of metas) {
+      assert.match(m, /^\d{1,2}:\d{2}(\s?[AP]M)?( · |$)/, `a message's time: ${JSON.stringify(m)}`);
+    }
+    await g.screenshot({ path: `${env("SHOTS")}/web-guest-390x844-next-day.png` });
+    await gCtx.close();
+  });
+
   // ------------------------------------------------------------ the pass ends
   await check("a pass ending is said on the phone's screen", async () => {
     const passes = JSON.parse(cli("--json", "guest", "list"));

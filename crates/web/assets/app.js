@@ -66,10 +66,16 @@ async function api(method, path, body) {
   return data;
 }
 
+// A time of day as people write it ("2:32 PM", "14:32").
+function clock(ms) {
+  return new Date(ms).toLocaleTimeString([], { hour: "numeric", minute: "2-digit" });
+}
+
+// A moment: its time today, else its date and time.
 function time(ms) {
   const d = new Date(ms);
   const today = new Date().toDateString() === d.toDateString();
-  return today ? d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }) : d.toLocaleString();
+  return today ? clock(ms) : d.toLocaleString([], { dateStyle: "medium", timeStyle: "short" });
 }
 
 function deliveryText(d) {
@@ -137,7 +143,8 @@ function messageItem(m, mine, who, delivery, author) {
   t.append(...linkify(reveal(m.text)));
   const meta = document.createElement("div");
   meta.className = "meta";
-  meta.textContent = time(m.timestamp_ms) + (delivery ? " · " + delivery : "");
+  // The day is said by the separator above the day's first message.
+  meta.textContent = clock(m.timestamp_ms) + (delivery ? " · " + delivery : "");
   li.append(w, t, meta);
   return li;
 }
