@@ -178,8 +178,9 @@ pub struct Node<S, C, R> {
     receipts_due: BTreeMap<RoomId, Vec<MessageId>>,
     receipts_timer: bool,
     durability: Durability,
-    /// Own messages handed to the shell, awaiting [`Input::Published`].
-    in_flight: BTreeSet<MessageId>,
+    /// Own messages handed to the shell, awaiting [`Input::Published`],
+    /// with their timestamps (marking one sent needs no store read).
+    in_flight: BTreeMap<MessageId, Timestamp>,
     /// Send replies waiting for their message's publication (a subset of
     /// `in_flight`, so bounded as it is).
     sending: BTreeMap<MessageId, PendingSend>,
@@ -239,7 +240,7 @@ impl<S: NodeStore, C: Crypto, R: RngCore> Node<S, C, R> {
                 open: 1,
                 ..Default::default()
             },
-            in_flight: BTreeSet::new(),
+            in_flight: BTreeMap::new(),
             sending: BTreeMap::new(),
             flush_disk_full: false,
             outbox_retry: BTreeMap::new(),
@@ -267,6 +268,25 @@ impl<S: NodeStore, C: Crypto, R: RngCore> Node<S, C, R> {
         std::mem::swap(&mut self.out, out);
         self.last_now = now;
         self.input(input, now);
+        self.seal_epoch();
+        std::mem::swap(&mut self.out, out);
+    }
+
+    /// [`handle_into`](Self::handle_into) without asking for a flush yet:
+    /// the writes of every input handled so go under one
+    /// [`Output::MakeDurable`], asked for by [`end_batch`](Self::end_batch).
+    /// Nothing held for durability leaves before that flush is done.
+    pub fn handle_batched(&mut self, input: Input, now: Timestamp, out: &mut Vec<Output>) {
+        std::mem::swap(&mut self.out, out);
+        self.last_now = now;
+        self.input(input, now);
+        std::mem::swap(&mut self.out, out);
+    }
+
+    /// Ends a batch of [`handle_batched`](Self::handle_batched) inputs: one
+    /// flush for all their writes, if they wrote anything.
+    pub fn end_batch(&mut self, out: &mut Vec<Output>) {
+        std::mem::swap(&mut self.out, out);
         self.seal_epoch();
         std::mem::swap(&mut self.out, out);
     }
@@ -350,7 +370,7 @@ impl<S: NodeStore, C: Crypto, R: RngCore> Node<S, C, R> {
             Input::Start => self.start(now),
             Input::Request { id, request } => match self.request(request, now) {
                 // Published (tracked): the reply waits for the result too.
-                Reply::Sent(view) if self.in_flight.contains(&view.id) => {
+                Reply::Sent(view) if self.in_flight.contains_key(&view.id) => {
                     let mid = view.id;
                     self.sending.insert(
                         mid,
@@ -765,8 +785,18 @@ impl<S: NodeStore, C: Crypto, R: RngCore> Node<S, C, R> {
         self.wrote();
         self.bump(&room);
         self.publish_own(&v);
-        let mut view = self.view(msg);
-        view.delivery = Some(DeliveryState::Stored);
+        // Just stored: its state is known without reading it back.
+        let view = MessageView {
+            id: msg.id,
+            room: msg.room_id,
+            author: msg.author,
+            author_name: msg.author_name,
+            timestamp_ms: msg.timestamp_ms,
+            received_ms: msg.received_ms,
+            text: msg.text,
+            own: true,
+            delivery: Some(DeliveryState::Stored),
+        };
         self.hold(Held::Event(Event::Message(view.clone())));
         Ok(Reply::Sent(view))
     }
@@ -809,11 +839,11 @@ impl<S: NodeStore, C: Crypto, R: RngCore> Node<S, C, R> {
 
     /// Publishes an own message and waits for [`Input::Published`].
     fn publish_own(&mut self, v: &Verified) {
-        if self.in_flight.contains(&v.id()) {
+        if self.in_flight.contains_key(&v.id()) {
             return;
         }
         if self.forward(v, None, true) {
-            self.in_flight.insert(v.id());
+            self.in_flight.insert(v.id(), v.timestamp_ms());
         }
     }
 
@@ -826,7 +856,7 @@ impl<S: NodeStore, C: Crypto, R: RngCore> Node<S, C, R> {
             Err(_) => return,
         };
         for (_, id) in waiting {
-            if self.in_flight.contains(&id) {
+            if self.in_flight.contains_key(&id) {
                 continue;
             }
             let Ok(Some(env)) = self.store.envelope(&id) else {
@@ -839,7 +869,7 @@ impl<S: NodeStore, C: Crypto, R: RngCore> Node<S, C, R> {
     }
 
     fn on_published(&mut self, room: RoomId, id: MessageId, peers: u32, refused: bool, now: u64) {
-        self.in_flight.remove(&id);
+        let sent_at = self.in_flight.remove(&id);
         if let Some(p) = self.sending.get_mut(&id) {
             p.published = Some(if refused { 0 } else { peers });
             self.answer_send(id);
@@ -860,19 +890,22 @@ impl<S: NodeStore, C: Crypto, R: RngCore> Node<S, C, R> {
         }
         self.outbox_retry.remove(&room);
         if let Ok(Some(Delivery::Stored)) = self.store.delivery(&id)
-            && let Ok(Some(env)) = self.store.envelope(&id)
-            && let Ok(v) = Verified::parse_room_verified(&env)
-            && self
-                .store
-                .mark_sent(&room, v.timestamp_ms(), &id, peers)
-                .is_ok()
+            && let Some(ts) = sent_at.or_else(|| self.stored_timestamp(&id))
+            && self.store.mark_sent(&room, ts, &id, peers).is_ok()
         {
             self.wrote();
-            let delivery = self
-                .delivery_of(&room, &id)
-                .unwrap_or(DeliveryState::Sent { peers });
+            // Just marked: the state is known but for receipts already in.
+            let others = self.member_count(&room).saturating_sub(1);
+            let delivery =
+                delivery_state(Delivery::Sent { peers }, self.store.receipts(&id), others);
             self.hold(Held::Event(Event::Delivery { room, id, delivery }));
         }
+    }
+
+    /// A stored envelope's timestamp (read only when not known otherwise).
+    fn stored_timestamp(&self, id: &MessageId) -> Option<Timestamp> {
+        let env = self.store.envelope(id).ok()??;
+        Some(Verified::parse_room_verified(&env).ok()?.timestamp_ms())
     }
 
     fn on_envelope(&mut self, from: PeerRef, bytes: &[u8], room_verified: bool, now: Timestamp) {
@@ -1006,19 +1039,21 @@ impl<S: NodeStore, C: Crypto, R: RngCore> Node<S, C, R> {
                 continue;
             }
             self.wrote();
+            let mut d = d;
             if d == Delivery::Stored
-                && let Some(env) = self.store.envelope(id)?
-                && let Ok(v) = Verified::parse_room_verified(&env)
+                && let Some(ts) = self.stored_timestamp(id)
             {
-                self.store.mark_sent(room, v.timestamp_ms(), id, 1)?;
+                self.store.mark_sent(room, ts, id, 1)?;
+                d = Delivery::Sent { peers: 1 };
             }
-            if let Some(delivery) = self.delivery_of(room, id) {
-                self.hold(Held::Event(Event::Delivery {
-                    room: *room,
-                    id: *id,
-                    delivery,
-                }));
-            }
+            // The state just read or written, with the receipts now held.
+            let others = self.member_count(room).saturating_sub(1);
+            let delivery = delivery_state(d, self.store.receipts(id), others);
+            self.hold(Held::Event(Event::Delivery {
+                room: *room,
+                id: *id,
+                delivery,
+            }));
         }
         Ok(())
     }

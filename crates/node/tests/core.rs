@@ -683,6 +683,84 @@ fn a_send_reply_waits_for_the_flush_and_the_publication() {
 }
 
 #[test]
+fn a_send_and_its_publication_read_no_envelope_and_one_delivery_state() {
+    let mut a = node(1, None);
+    let room = create(&mut a, "camp", T0);
+    run(
+        &mut a,
+        Input::LinkUp {
+            link: MESH,
+            kind: LinkKind::Mesh,
+        },
+        T0,
+    );
+    let before = a.store().reads();
+    let out = run(&mut a, send_req(room, "hi", None), T0);
+    let id = forwards(&out)[0].1.id();
+    let out = run(
+        &mut a,
+        Input::Published {
+            room,
+            id,
+            peers: 2,
+            refused: false,
+        },
+        T0 + 1,
+    );
+    match reply(&out) {
+        Some(Reply::Sent(m)) => assert_eq!(m.delivery, Some(DeliveryState::Sent { peers: 2 })),
+        r => panic!("{r:?}"),
+    }
+    assert!(
+        events(&out).iter().any(|e| matches!(
+            e,
+            Event::Delivery {
+                delivery: DeliveryState::Sent { peers: 2 },
+                ..
+            }
+        )),
+        "{out:?}"
+    );
+    let after = a.store().reads();
+    // The timestamp is known from the send; only the state is read, once,
+    // to mark it sent.
+    assert_eq!(
+        (after.0 - before.0, after.1 - before.1),
+        (0, 1),
+        "(envelopes, delivery states) read"
+    );
+    assert_eq!(a.store().outbox(&room, 10).unwrap(), vec![]);
+}
+
+#[test]
+fn inputs_handled_as_a_batch_ask_for_one_flush_and_wait_for_it() {
+    let mut a = node(1, None);
+    let room = create(&mut a, "camp", T0);
+    let mut out = Vec::new();
+    for i in 0..5 {
+        a.handle_batched(send_req(room, &format!("m{i}"), None), T0, &mut out);
+    }
+    assert!(epochs(&out).is_empty(), "no flush before the batch ends");
+    assert!(
+        reply(&out).is_none(),
+        "nothing answered before it is durable"
+    );
+    a.end_batch(&mut out);
+    let e = epochs(&out);
+    assert_eq!(e.len(), 1, "one flush for the batch: {out:?}");
+    let out = a.handle(Input::Durable(e[0]), T0 + 1);
+    let replies = out
+        .iter()
+        .filter(|o| matches!(o, Output::Reply { .. }))
+        .count();
+    assert_eq!(replies, 5, "{out:?}");
+    // A batch that wrote nothing asks for no flush.
+    let mut out = Vec::new();
+    a.end_batch(&mut out);
+    assert!(epochs(&out).is_empty());
+}
+
+#[test]
 fn a_send_whose_flush_failed_is_answered_not_durable_once() {
     let mut a = node(1, None);
     let room = create(&mut a, "camp", T0);
