@@ -4,8 +4,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 
 use peddlenet_proto::{
-    AuthorId, Body, Identity, MAX_RECEIPT_IDS, MAX_ROOM_NAME_LEN, MAX_TEXT_LEN, MessageId, RoomId,
-    RoomKeys, RoomSecret, check_timestamp,
+    AuthorId, AuthorKeys, Body, Identity, MAX_RECEIPT_IDS, MAX_ROOM_NAME_LEN, MAX_TEXT_LEN,
+    MessageId, RoomId, RoomKeys, RoomSecret, RoomVerifier, check_timestamp,
 };
 use peddlenet_sync::transport::{MAX_LIST, Refusal, SyncRequest, SyncResponse};
 use peddlenet_sync::{IdPrefix, Item, Message, Reconciler, Storage};
@@ -98,7 +98,12 @@ pub struct Stats {
 struct Room {
     record: RoomRecord,
     keys: RoomKeys,
+    /// The room's public key, decompressed once.
+    verifier: RoomVerifier,
 }
+
+/// Authors whose public keys are kept decompressed (about 300 bytes each).
+const AUTHOR_KEYS_KEPT: usize = 1024;
 
 /// Something that leaves the node only once the writes before it are durable.
 #[derive(Debug)]
@@ -196,6 +201,8 @@ pub struct Node<S, C, R> {
     generations: HashMap<RoomId, u64>,
     sync_cache: HashMap<RoomId, (u64, Arc<Storage>)>,
     stats: Stats,
+    /// Authors' keys, decompressed once their signature verified.
+    authors: AuthorKeys,
     /// The time of the input being handled.
     last_now: Timestamp,
     out: Vec<Output>,
@@ -216,7 +223,15 @@ impl<S: NodeStore, C: Crypto, R: RngCore> Node<S, C, R> {
             .into_iter()
             .map(|record| {
                 let keys = RoomKeys::derive(&record.secret);
-                (record.room_id, Room { record, keys })
+                let verifier = keys.verifier();
+                (
+                    record.room_id,
+                    Room {
+                        record,
+                        keys,
+                        verifier,
+                    },
+                )
             })
             .collect();
         Ok(Self {
@@ -251,6 +266,7 @@ impl<S: NodeStore, C: Crypto, R: RngCore> Node<S, C, R> {
             generations: HashMap::new(),
             sync_cache: HashMap::new(),
             stats: Stats::default(),
+            authors: AuthorKeys::new(AUTHOR_KEYS_KEPT),
             last_now: 0,
             out: Vec::new(),
         })
@@ -301,6 +317,9 @@ impl<S: NodeStore, C: Crypto, R: RngCore> Node<S, C, R> {
     }
     pub fn store(&self) -> &S {
         &self.store
+    }
+    pub fn crypto(&self) -> &C {
+        &self.crypto
     }
     pub fn stats(&self) -> Stats {
         self.stats
@@ -385,11 +404,11 @@ impl<S: NodeStore, C: Crypto, R: RngCore> Node<S, C, R> {
                 }
                 reply => self.hold(Held::Reply(id, reply)),
             },
-            Input::Envelope {
-                from,
-                bytes,
-                room_verified,
-            } => self.on_envelope(from, &bytes, room_verified, now),
+            Input::Envelope { from, bytes } => match self.check_envelope(&bytes) {
+                Ok(v) => self.on_envelope(from, v, now),
+                Err(_) => self.stats.refused_envelopes += 1,
+            },
+            Input::RoomVerified { from, envelope } => self.on_envelope(from, envelope.into(), now),
             Input::LinkUp { link, kind } => {
                 self.links.insert(link, kind);
                 if kind.point_to_point() {
@@ -694,7 +713,15 @@ impl<S: NodeStore, C: Crypto, R: RngCore> Node<S, C, R> {
         };
         self.store.put_room(&record).map_err(RequestError::from)?;
         self.wrote();
-        self.rooms.insert(room_id, Room { record, keys });
+        let verifier = keys.verifier();
+        self.rooms.insert(
+            room_id,
+            Room {
+                record,
+                keys,
+                verifier,
+            },
+        );
         self.relay_pending.remove(&room_id);
         self.note_member(&room_id, &self.author.clone(), &self.name.clone());
         // The inviter is a member: own messages count it before it speaks.
@@ -908,16 +935,17 @@ impl<S: NodeStore, C: Crypto, R: RngCore> Node<S, C, R> {
         Some(Verified::parse_room_verified(&env).ok()?.timestamp_ms())
     }
 
-    fn on_envelope(&mut self, from: PeerRef, bytes: &[u8], room_verified: bool, now: Timestamp) {
-        let v = if room_verified {
-            Verified::parse_room_verified(bytes)
-        } else {
-            Verified::check(bytes, &self.crypto)
-        };
-        let Ok(v) = v else {
-            self.stats.refused_envelopes += 1;
-            return;
-        };
+    /// Parses an envelope from a link and checks its room signature, with
+    /// the room's key kept decompressed for member rooms.
+    fn check_envelope(&self, bytes: &[u8]) -> Result<Verified, peddlenet_proto::Error> {
+        let view = peddlenet_proto::EnvelopeView::parse(bytes)?;
+        let known = self.rooms.get(&view.room_id).map(|r| &r.verifier);
+        self.crypto.verify_room_with(&view, known)?;
+        Ok(Verified::trusted(&view))
+    }
+
+    /// An envelope from a link, its room signature checked once.
+    fn on_envelope(&mut self, from: PeerRef, v: Verified, now: Timestamp) {
         match self.ingest(&v, now) {
             Ok(Ingested::New | Ingested::Relayed) => {
                 self.forward(&v, Some(from.link), false);
@@ -938,7 +966,9 @@ impl<S: NodeStore, C: Crypto, R: RngCore> Node<S, C, R> {
             return Ok(Ingested::Duplicate);
         }
         self.store.check_space()?;
-        let opened = self.crypto.open(&room.keys, &v.view())?;
+        let opened = self
+            .crypto
+            .open_cached(&room.keys, &v.view(), &mut self.authors)?;
         check_timestamp(opened.timestamp_ms, now)?;
         self.note_member(&room_id, &opened.author, &opened.author_name);
         let mine = opened.author == self.author;
@@ -1499,10 +1529,12 @@ impl<S: NodeStore, C: Crypto, R: RngCore> Node<S, C, R> {
         for env in &envs {
             // Only what was asked, of this room, not forged; anything else
             // ends the session.
-            let (i, v) = match crate::answer::check_fetched(env, &left, &room, &self.crypto) {
-                Ok(x) => x,
-                Err(reason) => return self.misbehaved(peer, reason),
-            };
+            let known = self.rooms.get(&room).map(|r| &r.verifier);
+            let (i, v) =
+                match crate::answer::check_fetched_with(env, &left, &room, &self.crypto, known) {
+                    Ok(x) => x,
+                    Err(reason) => return self.misbehaved(peer, reason),
+                };
             left.swap_remove(i);
             let s = self.sessions.get_mut(&peer).expect("present");
             s.fetched_bytes += env.len();
