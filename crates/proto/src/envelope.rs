@@ -306,7 +306,7 @@ impl<'a> EnvelopeView<'a> {
     fn decrypt_and_verify_author_with(
         &self,
         keys: &RoomKeys,
-        mut authors: Option<&mut AuthorKeys>,
+        authors: Option<&mut AuthorKeys>,
     ) -> Result<Opened> {
         let (plain, inner) = self.decrypt(keys)?;
         let cached = authors.as_deref().and_then(|a| a.get(&inner.author));
@@ -327,7 +327,7 @@ impl<'a> EnvelopeView<'a> {
         key.verify_strict(&msg, &sig)
             .map_err(|_| Error::AuthorSignature)?;
         if cached.is_none()
-            && let Some(a) = authors.as_deref_mut()
+            && let Some(a) = authors
         {
             a.insert(inner.author, key);
         }
