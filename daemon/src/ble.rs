@@ -243,7 +243,6 @@ fn ble_message(b: &BleLink, link: LinkId, bytes: &[u8]) -> Option<OwnerInput<She
         Ok(Wire::Envelope(env)) => Some(OwnerInput::Core(Input::Envelope {
             from: PeerRef::link(crate::links::ble(link)),
             bytes: env.to_vec(),
-            room_verified: false,
         })),
         Err(e) => {
             tracing::debug!(%link, error = %e, "a malformed message over Bluetooth: dropped");

@@ -226,6 +226,9 @@ async fn read_request(
     }
 }
 
+/// Bytes of queued replies gathered into one write.
+const WRITE_BATCH: usize = 64 * 1024;
+
 async fn connection(
     stream: UnixStream,
     node: Arc<Node>,
@@ -256,7 +259,7 @@ async fn connection(
             loop {
                 // Replies are counted in the queue; events are not (they wait
                 // in the shared broadcast buffer, bounded there).
-                let (bytes, counted) = tokio::select! {
+                let (mut bytes, counted) = tokio::select! {
                     _ = dead.wait_for(|d| *d) => break,
                     o = out_rx.recv() => match o {
                         Some(Out::Frame(b)) => (b, true),
@@ -275,6 +278,21 @@ async fn connection(
                         Err(broadcast::error::RecvError::Closed) => break,
                     },
                 };
+                // Replies already queued go in the same write: pipelined
+                // requests cost one system call per batch, not per reply.
+                let mut replies = if counted { bytes.len() } else { 0 };
+                while bytes.len() < WRITE_BATCH {
+                    match out_rx.try_recv() {
+                        Ok(Out::Frame(b)) => {
+                            replies += b.len();
+                            bytes.extend_from_slice(&b);
+                        }
+                        Ok(Out::Subscribe) => {
+                            events = Some(events_node.subscribe_events());
+                        }
+                        Err(_) => break,
+                    }
+                }
                 match tokio::time::timeout(write_timeout, wr.write_all(&bytes)).await {
                     Ok(Ok(())) => {}
                     Ok(Err(_)) => break,
@@ -286,8 +304,8 @@ async fn connection(
                         break;
                     }
                 }
-                if counted {
-                    queue.written(bytes.len());
+                if replies > 0 {
+                    queue.written(replies);
                 }
             }
             queue.kill();

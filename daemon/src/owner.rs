@@ -57,6 +57,9 @@ pub struct Owner<S, C, R, E> {
     rooms: Vec<peddlenet_node::proto::RoomId>,
     /// The core's counters when they were last logged.
     logged: peddlenet_node::Stats,
+    /// Inputs are being handled as a batch: one flush for all their
+    /// writes, asked for by [`Owner::end_batch`].
+    batching: bool,
 }
 
 impl<S: NodeStore, C: Crypto, R: RngCore, E: Effects> Owner<S, C, R, E> {
@@ -70,6 +73,7 @@ impl<S: NodeStore, C: Crypto, R: RngCore, E: Effects> Owner<S, C, R, E> {
             next_request: 0,
             out: Vec::new(),
             logged: peddlenet_node::Stats::default(),
+            batching: false,
         }
     }
 
@@ -97,7 +101,29 @@ impl<S: NodeStore, C: Crypto, R: RngCore, E: Effects> Owner<S, C, R, E> {
 
     pub fn input(&mut self, input: Input, now: Timestamp) {
         let mut out = std::mem::take(&mut self.out);
-        self.node.handle_into(input, now, &mut out);
+        if self.batching {
+            self.node.handle_batched(input, now, &mut out);
+        } else {
+            self.node.handle_into(input, now, &mut out);
+        }
+        for o in out.drain(..) {
+            self.carry_out(o);
+        }
+        self.out = out;
+    }
+
+    /// From now until [`end_batch`](Self::end_batch), the writes of every
+    /// input wait for one flush.
+    pub fn begin_batch(&mut self) {
+        self.batching = true;
+    }
+
+    /// Asks for the one flush of the inputs since
+    /// [`begin_batch`](Self::begin_batch).
+    pub fn end_batch(&mut self) {
+        self.batching = false;
+        let mut out = std::mem::take(&mut self.out);
+        self.node.end_batch(&mut out);
         for o in out.drain(..) {
             self.carry_out(o);
         }
@@ -252,21 +278,44 @@ where
         let Some(m) = next else {
             return owner;
         };
+        // Whatever else is already queued goes in the same batch: one flush
+        // for all its writes rather than one per input.
+        owner.begin_batch();
         let t = now();
-        match m {
-            OwnerInput::Core(input) => owner.input(input, t),
-            OwnerInput::Request { request, reply } => {
-                if crate::fault::hit("panic-owner") {
-                    panic!("fault injected: the owner task panics");
-                }
-                owner.request(request, reply, t)
-            }
-            OwnerInput::Shell(x) => owner.shell(x, t),
-            OwnerInput::Status(tx) => {
-                let _ = tx.send(owner.status());
+        handle(&mut owner, m, t);
+        for _ in 1..MAX_BATCH {
+            match rx.try_recv() {
+                Ok(m) => handle(&mut owner, m, t),
+                Err(_) => break,
             }
         }
+        owner.end_batch();
         owner.fire_timers(now());
+    }
+}
+
+/// Most inputs handled under one flush (the owner's turn stays short).
+const MAX_BATCH: usize = 256;
+
+fn handle<S, C, R, E>(owner: &mut Owner<S, C, R, E>, m: OwnerInput<E::ShellEvent>, t: Timestamp)
+where
+    S: NodeStore,
+    C: Crypto,
+    R: RngCore,
+    E: Effects,
+{
+    match m {
+        OwnerInput::Core(input) => owner.input(input, t),
+        OwnerInput::Request { request, reply } => {
+            if crate::fault::hit("panic-owner") {
+                panic!("fault injected: the owner task panics");
+            }
+            owner.request(request, reply, t)
+        }
+        OwnerInput::Shell(x) => owner.shell(x, t),
+        OwnerInput::Status(tx) => {
+            let _ = tx.send(owner.status());
+        }
     }
 }
 

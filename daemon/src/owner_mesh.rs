@@ -167,10 +167,9 @@ impl Effects for MeshEffects {
             }
         };
         match event {
-            MeshEvent::Message { data, from, .. } => out.push(Input::Envelope {
+            MeshEvent::Message { envelope, from, .. } => out.push(Input::RoomVerified {
                 from: self.peer(&from),
-                bytes: data,
-                room_verified: true,
+                envelope,
             }),
             MeshEvent::PeerUp(p) => {
                 let peer = self.peer(&p.peer);
@@ -724,7 +723,6 @@ mod tests {
         let input = Input::Envelope {
             from: PeerRef::link(crate::links::ble(l7)),
             bytes: env,
-            room_verified: false,
         };
         o.send(OwnerInput::Core(input)).await.unwrap();
         let got = next_event(&mut events, |e| match e {
@@ -766,7 +764,6 @@ mod tests {
         let input = Input::Envelope {
             from: PeerRef::link(crate::links::ble(l8)),
             bytes: forged.clone(),
-            room_verified: false,
         };
         o.send(OwnerInput::Core(input)).await.unwrap();
 

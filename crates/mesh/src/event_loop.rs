@@ -12,7 +12,9 @@ use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::{ConnectionId, NetworkBehaviour, SwarmEvent};
 use libp2p::{Multiaddr, PeerId, Swarm, identify, mdns, noise, ping, tcp, yamux};
-use peddlenet_proto::{EnvelopeView, MAX_ENVELOPE_LEN, topic_for};
+use peddlenet_proto::{
+    EnvelopeView, MAX_ENVELOPE_LEN, RoomId, RoomVerified, RoomVerifier, topic_for,
+};
 use tokio::sync::mpsc;
 
 use crate::limits::{SlotGuard, SlotLimits};
@@ -157,6 +159,7 @@ pub(crate) struct EventLoop {
     replacing: HashMap<PeerId, Replacing>,
     wanted: HashMap<Multiaddr, Wanted>,
     topics: HashSet<String>,
+    verifiers: Verifiers,
     listen_addrs: Vec<Multiaddr>,
     seen: SeenIds,
     /// Gossip messages that failed validation, per connected peer: (count,
@@ -197,24 +200,57 @@ pub(crate) fn gossip_id(topic: &str, data: &[u8]) -> gossipsub::MessageId {
     gossipsub::MessageId::from(h.finalize().to_vec())
 }
 
+/// The rooms of the subscribed topics, their keys decompressed once: at most
+/// one entry per subscribed topic (made only for an envelope of that topic's
+/// room, dropped with the subscription).
+#[derive(Default)]
+pub(crate) struct Verifiers {
+    by_room: HashMap<RoomId, (String, RoomVerifier)>,
+}
+
+impl Verifiers {
+    /// The room's verifier if `topic` is its topic.
+    fn of(&mut self, room: &RoomId, topic: &str) -> Option<RoomVerifier> {
+        if let Some((t, v)) = self.by_room.get(room) {
+            return (t == topic).then_some(*v);
+        }
+        if topic_for(room) != topic {
+            return None;
+        }
+        let v = RoomVerifier::new(room).ok()?;
+        self.by_room.insert(*room, (topic.to_owned(), v));
+        Some(v)
+    }
+
+    fn forget(&mut self, topic: &str) {
+        self.by_room.retain(|_, (t, _)| t != topic);
+    }
+}
+
 /// The gossip-level check: a well-formed envelope of the topic's room with a
-/// valid room signature. Needs no room secret, so relays apply it too.
-fn validate(topic: &str, data: &[u8]) -> MessageAcceptance {
-    let view = match EnvelopeView::parse(data) {
-        Ok(view) => view,
+/// valid room signature. Needs no room secret, so relays apply it too. What
+/// passes is handed on as a [`RoomVerified`]: the node does not check the
+/// signature again. `topic` must be a subscribed one.
+fn validate(
+    verifiers: &mut Verifiers,
+    topic: &str,
+    data: Vec<u8>,
+) -> (MessageAcceptance, Option<RoomVerified>) {
+    let room = match EnvelopeView::parse(&data) {
+        Ok(view) => view.room_id,
         // A newer node's envelope version or kind: not ours to judge, and
         // never a strike against the peer that forwarded it.
         Err(peddlenet_proto::Error::Version(_) | peddlenet_proto::Error::Kind(_)) => {
-            return MessageAcceptance::Ignore;
+            return (MessageAcceptance::Ignore, None);
         }
-        Err(_) => return MessageAcceptance::Reject,
+        Err(_) => return (MessageAcceptance::Reject, None),
     };
-    if topic_for(&view.room_id) != topic {
-        return MessageAcceptance::Reject;
-    }
-    match view.verify_room_signature() {
-        Ok(()) => MessageAcceptance::Accept,
-        Err(_) => MessageAcceptance::Reject,
+    let Some(verifier) = verifiers.of(&room, topic) else {
+        return (MessageAcceptance::Reject, None);
+    };
+    match verifier.check(data) {
+        Ok(v) => (MessageAcceptance::Accept, Some(v)),
+        Err(_) => (MessageAcceptance::Reject, None),
     }
 }
 
@@ -334,6 +370,7 @@ impl EventLoop {
             replacing: HashMap::new(),
             wanted,
             topics: HashSet::new(),
+            verifiers: Verifiers::default(),
             listen_addrs: Vec::new(),
             seen: SeenIds::new(),
             strikes: HashMap::new(),
@@ -437,6 +474,7 @@ impl EventLoop {
                     .behaviour_mut()
                     .gossipsub
                     .unsubscribe(&IdentTopic::new(topic.clone()));
+                self.verifiers.forget(&topic);
                 self.topics.remove(&topic);
             }
             Command::Publish(topic, data, reply) => {
@@ -696,12 +734,12 @@ impl EventLoop {
                 message,
             })) => {
                 let topic = message.topic.as_str().to_owned();
-                let verdict = if !self.topics.contains(&topic) || !self.seen.insert(&message_id.0) {
-                    MessageAcceptance::Ignore
-                } else {
-                    validate(&topic, &message.data)
-                };
-                let accepted = matches!(verdict, MessageAcceptance::Accept);
+                let (verdict, envelope) =
+                    if !self.topics.contains(&topic) || !self.seen.insert(&message_id.0) {
+                        (MessageAcceptance::Ignore, None)
+                    } else {
+                        validate(&mut self.verifiers, &topic, message.data)
+                    };
                 if matches!(verdict, MessageAcceptance::Reject) {
                     tracing::debug!(peer = %propagation_source, "rejected an invalid gossip message");
                     self.strike(propagation_source);
@@ -710,7 +748,7 @@ impl EventLoop {
                     .behaviour_mut()
                     .gossipsub
                     .report_message_validation_result(&message_id, &propagation_source, verdict);
-                if accepted {
+                if let Some(envelope) = envelope {
                     if let Some(p) = self.peers.get_mut(&propagation_source) {
                         p.last_seen_ms = now_ms();
                     }
@@ -721,7 +759,7 @@ impl EventLoop {
                         .useful(&propagation_source, Instant::now());
                     self.emit(MeshEvent::Message {
                         topic,
-                        data: message.data,
+                        envelope,
                         from: propagation_source,
                     })
                     .await;
@@ -873,27 +911,54 @@ mod tests {
             [0; 24],
         )
         .unwrap();
-        assert!(matches!(
-            validate(&keys.topic(), &env),
-            MessageAcceptance::Accept
-        ));
-        // Right envelope, wrong topic.
+        let mut v = Verifiers::default();
+        let (verdict, handed) = validate(&mut v, &keys.topic(), env.clone());
+        assert!(matches!(verdict, MessageAcceptance::Accept));
+        assert_eq!(handed.expect("handed on").bytes(), &env[..]);
+        // Right envelope, wrong topic: refused, with the room's key kept
+        // (the same room's envelopes on the wrong topic stay refused).
         let other = RoomKeys::derive(&RoomSecret([2; 32]));
+        for _ in 0..2 {
+            assert!(matches!(
+                validate(&mut v, &other.topic(), env.clone()),
+                (MessageAcceptance::Reject, None)
+            ));
+        }
+        // Garbage and a broken room signature, with the room's key kept
+        // from the first envelope.
         assert!(matches!(
-            validate(&other.topic(), &env),
-            MessageAcceptance::Reject
-        ));
-        // Garbage and a broken room signature.
-        assert!(matches!(
-            validate(&keys.topic(), b"garbage"),
-            MessageAcceptance::Reject
+            validate(&mut v, &keys.topic(), b"garbage".to_vec()),
+            (MessageAcceptance::Reject, None)
         ));
         let mut bad = env.clone();
         let n = bad.len();
         bad[n - 1] ^= 1;
         assert!(matches!(
-            validate(&keys.topic(), &bad),
-            MessageAcceptance::Reject
+            validate(&mut v, &keys.topic(), bad.clone()),
+            (MessageAcceptance::Reject, None)
         ));
+        // And with a fresh cache.
+        assert!(matches!(
+            validate(&mut Verifiers::default(), &keys.topic(), bad),
+            (MessageAcceptance::Reject, None)
+        ));
+        // Another room's signature under this room's id.
+        let mut forged = seal(
+            &other,
+            &Identity::from_seed(&[2; 32]),
+            "a",
+            &Body::Text("x".into()),
+            1,
+            [0; 24],
+        )
+        .unwrap();
+        forged[2..34].copy_from_slice(keys.room_id().as_bytes());
+        assert!(matches!(
+            validate(&mut v, &keys.topic(), forged),
+            (MessageAcceptance::Reject, None)
+        ));
+        // A topic unsubscribed forgets its room's key.
+        v.forget(&keys.topic());
+        assert!(v.by_room.is_empty());
     }
 }

@@ -111,10 +111,10 @@ impl Default for MeshConfig {
 #[derive(Debug)]
 pub enum MeshEvent {
     /// A gossip message that passed validation: a well-formed envelope of the
-    /// topic's room whose room signature verified.
+    /// topic's room whose room signature verified (the type says so).
     Message {
         topic: String,
-        data: Vec<u8>,
+        envelope: peddlenet_proto::RoomVerified,
         from: PeerId,
     },
     /// A peer is connected. Comes again, without a `PeerDown` between, for a

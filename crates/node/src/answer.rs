@@ -65,11 +65,22 @@ pub fn check_fetched<C: Crypto + ?Sized>(
     room: &RoomId,
     crypto: &C,
 ) -> Result<(usize, Verified), &'static str> {
+    check_fetched_with(env, left, room, crypto, None)
+}
+
+/// [`check_fetched`] with the room's key already decompressed.
+pub fn check_fetched_with<C: Crypto + ?Sized>(
+    env: &[u8],
+    left: &[IdPrefix],
+    room: &RoomId,
+    crypto: &C,
+    known: Option<&peddlenet_proto::RoomVerifier>,
+) -> Result<(usize, Verified), &'static str> {
     let id = peddlenet_proto::message_id(env);
     let Some(i) = left.iter().position(|p| id.0[..p.len()] == p[..]) else {
         return Err("a Fetch answer held an envelope that was not asked for");
     };
-    let v = match Verified::check(env, crypto) {
+    let v = match Verified::check_with(env, crypto, known) {
         Ok(v) => v,
         Err(peddlenet_proto::Error::RoomSignature) => {
             return Err("a Fetch answer held a forged envelope");

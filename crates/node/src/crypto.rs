@@ -5,7 +5,8 @@
 //! decision stay those of the real node.
 
 use peddlenet_proto::{
-    AuthorId, Body, EnvelopeView, Error as ProtoError, Identity, MessageId, Opened, RoomKeys,
+    AuthorId, AuthorKeys, Body, EnvelopeView, Error as ProtoError, Identity, MessageId, Opened,
+    RoomKeys, RoomVerifier,
 };
 
 /// What the core needs of cryptography.
@@ -25,9 +26,28 @@ pub trait Crypto {
     ) -> Result<Vec<u8>, ProtoError>;
     /// Checks the room signature (anyone can: relays do).
     fn verify_room(&self, env: &EnvelopeView<'_>) -> Result<(), ProtoError>;
+    /// [`verify_room`](Self::verify_room) with the room's key, when the
+    /// caller holds it already decompressed.
+    fn verify_room_with(
+        &self,
+        env: &EnvelopeView<'_>,
+        _known: Option<&RoomVerifier>,
+    ) -> Result<(), ProtoError> {
+        self.verify_room(env)
+    }
     /// Decrypts an envelope whose room signature was checked, and checks
     /// its author (members only).
     fn open(&self, keys: &RoomKeys, env: &EnvelopeView<'_>) -> Result<Opened, ProtoError>;
+    /// [`open`](Self::open), taking authors' keys from `authors` (and
+    /// keeping there those whose signature verified).
+    fn open_cached(
+        &self,
+        keys: &RoomKeys,
+        env: &EnvelopeView<'_>,
+        _authors: &mut AuthorKeys,
+    ) -> Result<Opened, ProtoError> {
+        self.open(keys, env)
+    }
 }
 
 /// The real thing: peddlenet-proto's `seal` and `open`.
@@ -51,8 +71,26 @@ impl Crypto for RealCrypto {
     fn verify_room(&self, env: &EnvelopeView<'_>) -> Result<(), ProtoError> {
         env.verify_room_signature()
     }
+    fn verify_room_with(
+        &self,
+        env: &EnvelopeView<'_>,
+        known: Option<&RoomVerifier>,
+    ) -> Result<(), ProtoError> {
+        match known {
+            Some(v) if v.room_id() == env.room_id => v.verify(env),
+            _ => env.verify_room_signature(),
+        }
+    }
     fn open(&self, keys: &RoomKeys, env: &EnvelopeView<'_>) -> Result<Opened, ProtoError> {
         env.open_room_verified(keys)
+    }
+    fn open_cached(
+        &self,
+        keys: &RoomKeys,
+        env: &EnvelopeView<'_>,
+        authors: &mut AuthorKeys,
+    ) -> Result<Opened, ProtoError> {
+        env.open_room_verified_cached(keys, authors)
     }
 }
 

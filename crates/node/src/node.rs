@@ -4,8 +4,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 
 use peddlenet_proto::{
-    AuthorId, Body, Identity, MAX_RECEIPT_IDS, MAX_ROOM_NAME_LEN, MAX_TEXT_LEN, MessageId, RoomId,
-    RoomKeys, RoomSecret, check_timestamp,
+    AuthorId, AuthorKeys, Body, Identity, MAX_RECEIPT_IDS, MAX_ROOM_NAME_LEN, MAX_TEXT_LEN,
+    MessageId, RoomId, RoomKeys, RoomSecret, RoomVerifier, check_timestamp,
 };
 use peddlenet_sync::transport::{MAX_LIST, Refusal, SyncRequest, SyncResponse};
 use peddlenet_sync::{IdPrefix, Item, Message, Reconciler, Storage};
@@ -112,6 +112,8 @@ pub struct Stats {
 struct Room {
     record: RoomRecord,
     keys: RoomKeys,
+    /// The room's public key, decompressed once.
+    verifier: RoomVerifier,
 }
 
 /// A room's reconciliation set and the items stored since it was last used.
@@ -120,6 +122,8 @@ struct RoomSet {
     storage: Arc<Storage>,
     pending: Vec<Item>,
 }
+/// Authors whose public keys are kept decompressed (about 300 bytes each).
+const AUTHOR_KEYS_KEPT: usize = 1024;
 
 /// Something that leaves the node only once the writes before it are durable.
 #[derive(Debug)]
@@ -200,8 +204,9 @@ pub struct Node<S, C, R> {
     receipts_due: BTreeMap<RoomId, Vec<MessageId>>,
     receipts_timer: bool,
     durability: Durability,
-    /// Own messages handed to the shell, awaiting [`Input::Published`].
-    in_flight: BTreeSet<MessageId>,
+    /// Own messages handed to the shell, awaiting [`Input::Published`],
+    /// with their timestamps (marking one sent needs no store read).
+    in_flight: BTreeMap<MessageId, Timestamp>,
     /// Send replies waiting for their message's publication (a subset of
     /// `in_flight`, so bounded as it is).
     sending: BTreeMap<MessageId, PendingSend>,
@@ -228,6 +233,8 @@ pub struct Node<S, C, R> {
     /// which is built again from the store when next needed.
     sets: HashMap<RoomId, RoomSet>,
     stats: Stats,
+    /// Authors' keys, decompressed once their signature verified.
+    authors: AuthorKeys,
     /// The time of the input being handled.
     last_now: Timestamp,
     out: Vec<Output>,
@@ -248,7 +255,15 @@ impl<S: NodeStore, C: Crypto, R: RngCore> Node<S, C, R> {
             .into_iter()
             .map(|record| {
                 let keys = RoomKeys::derive(&record.secret);
-                (record.room_id, Room { record, keys })
+                let verifier = keys.verifier();
+                (
+                    record.room_id,
+                    Room {
+                        record,
+                        keys,
+                        verifier,
+                    },
+                )
             })
             .collect();
         Ok(Self {
@@ -272,7 +287,7 @@ impl<S: NodeStore, C: Crypto, R: RngCore> Node<S, C, R> {
                 open: 1,
                 ..Default::default()
             },
-            in_flight: BTreeSet::new(),
+            in_flight: BTreeMap::new(),
             sending: BTreeMap::new(),
             flush_disk_full: false,
             outbox_retry: BTreeMap::new(),
@@ -285,6 +300,7 @@ impl<S: NodeStore, C: Crypto, R: RngCore> Node<S, C, R> {
             next_sync: 0,
             sets: HashMap::new(),
             stats: Stats::default(),
+            authors: AuthorKeys::new(AUTHOR_KEYS_KEPT),
             last_now: 0,
             out: Vec::new(),
         })
@@ -306,6 +322,25 @@ impl<S: NodeStore, C: Crypto, R: RngCore> Node<S, C, R> {
         std::mem::swap(&mut self.out, out);
     }
 
+    /// [`handle_into`](Self::handle_into) without asking for a flush yet:
+    /// the writes of every input handled so go under one
+    /// [`Output::MakeDurable`], asked for by [`end_batch`](Self::end_batch).
+    /// Nothing held for durability leaves before that flush is done.
+    pub fn handle_batched(&mut self, input: Input, now: Timestamp, out: &mut Vec<Output>) {
+        std::mem::swap(&mut self.out, out);
+        self.last_now = now;
+        self.input(input, now);
+        std::mem::swap(&mut self.out, out);
+    }
+
+    /// Ends a batch of [`handle_batched`](Self::handle_batched) inputs: one
+    /// flush for all their writes, if they wrote anything.
+    pub fn end_batch(&mut self, out: &mut Vec<Output>) {
+        std::mem::swap(&mut self.out, out);
+        self.seal_epoch();
+        std::mem::swap(&mut self.out, out);
+    }
+
     // ---- read-only views -------------------------------------------------
 
     pub fn author_id(&self) -> AuthorId {
@@ -316,6 +351,9 @@ impl<S: NodeStore, C: Crypto, R: RngCore> Node<S, C, R> {
     }
     pub fn store(&self) -> &S {
         &self.store
+    }
+    pub fn crypto(&self) -> &C {
+        &self.crypto
     }
     pub fn stats(&self) -> Stats {
         self.stats
@@ -385,7 +423,7 @@ impl<S: NodeStore, C: Crypto, R: RngCore> Node<S, C, R> {
             Input::Start => self.start(now),
             Input::Request { id, request } => match self.request(request, now) {
                 // Published (tracked): the reply waits for the result too.
-                Reply::Sent(view) if self.in_flight.contains(&view.id) => {
+                Reply::Sent(view) if self.in_flight.contains_key(&view.id) => {
                     let mid = view.id;
                     self.sending.insert(
                         mid,
@@ -400,11 +438,11 @@ impl<S: NodeStore, C: Crypto, R: RngCore> Node<S, C, R> {
                 }
                 reply => self.hold(Held::Reply(id, reply)),
             },
-            Input::Envelope {
-                from,
-                bytes,
-                room_verified,
-            } => self.on_envelope(from, &bytes, room_verified, now),
+            Input::Envelope { from, bytes } => match self.check_envelope(&bytes) {
+                Ok(v) => self.on_envelope(from, v, now),
+                Err(_) => self.stats.refused_envelopes += 1,
+            },
+            Input::RoomVerified { from, envelope } => self.on_envelope(from, envelope.into(), now),
             Input::LinkUp { link, kind } => {
                 self.links.insert(link, kind);
                 if kind.point_to_point() {
@@ -715,7 +753,15 @@ impl<S: NodeStore, C: Crypto, R: RngCore> Node<S, C, R> {
         };
         self.store.put_room(&record).map_err(RequestError::from)?;
         self.wrote();
-        self.rooms.insert(room_id, Room { record, keys });
+        let verifier = keys.verifier();
+        self.rooms.insert(
+            room_id,
+            Room {
+                record,
+                keys,
+                verifier,
+            },
+        );
         self.relay_pending.remove(&room_id);
         self.note_member(&room_id, &self.author.clone(), &self.name.clone());
         // The inviter is a member: own messages count it before it speaks.
@@ -807,8 +853,18 @@ impl<S: NodeStore, C: Crypto, R: RngCore> Node<S, C, R> {
         self.wrote();
         self.added(&room, v.timestamp_ms(), v.id());
         self.publish_own(&v);
-        let mut view = self.view(msg);
-        view.delivery = Some(DeliveryState::Stored);
+        // Just stored: its state is known without reading it back.
+        let view = MessageView {
+            id: msg.id,
+            room: msg.room_id,
+            author: msg.author,
+            author_name: msg.author_name,
+            timestamp_ms: msg.timestamp_ms,
+            received_ms: msg.received_ms,
+            text: msg.text,
+            own: true,
+            delivery: Some(DeliveryState::Stored),
+        };
         self.hold(Held::Event(Event::Message(view.clone())));
         Ok(Reply::Sent(view))
     }
@@ -851,11 +907,11 @@ impl<S: NodeStore, C: Crypto, R: RngCore> Node<S, C, R> {
 
     /// Publishes an own message and waits for [`Input::Published`].
     fn publish_own(&mut self, v: &Verified) {
-        if self.in_flight.contains(&v.id()) {
+        if self.in_flight.contains_key(&v.id()) {
             return;
         }
         if self.forward(v, None, true) {
-            self.in_flight.insert(v.id());
+            self.in_flight.insert(v.id(), v.timestamp_ms());
         }
     }
 
@@ -868,7 +924,7 @@ impl<S: NodeStore, C: Crypto, R: RngCore> Node<S, C, R> {
             Err(_) => return,
         };
         for (_, id) in waiting {
-            if self.in_flight.contains(&id) {
+            if self.in_flight.contains_key(&id) {
                 continue;
             }
             let Ok(Some(env)) = self.store.envelope(&id) else {
@@ -881,7 +937,7 @@ impl<S: NodeStore, C: Crypto, R: RngCore> Node<S, C, R> {
     }
 
     fn on_published(&mut self, room: RoomId, id: MessageId, peers: u32, refused: bool, now: u64) {
-        self.in_flight.remove(&id);
+        let sent_at = self.in_flight.remove(&id);
         if let Some(p) = self.sending.get_mut(&id) {
             p.published = Some(if refused { 0 } else { peers });
             self.answer_send(id);
@@ -902,31 +958,35 @@ impl<S: NodeStore, C: Crypto, R: RngCore> Node<S, C, R> {
         }
         self.outbox_retry.remove(&room);
         if let Ok(Some(Delivery::Stored)) = self.store.delivery(&id)
-            && let Ok(Some(env)) = self.store.envelope(&id)
-            && let Ok(v) = Verified::parse_room_verified(&env)
-            && self
-                .store
-                .mark_sent(&room, v.timestamp_ms(), &id, peers)
-                .is_ok()
+            && let Some(ts) = sent_at.or_else(|| self.stored_timestamp(&id))
+            && self.store.mark_sent(&room, ts, &id, peers).is_ok()
         {
             self.wrote();
-            let delivery = self
-                .delivery_of(&room, &id)
-                .unwrap_or(DeliveryState::Sent { peers });
+            // Just marked: the state is known but for receipts already in.
+            let others = self.member_count(&room).saturating_sub(1);
+            let delivery =
+                delivery_state(Delivery::Sent { peers }, self.store.receipts(&id), others);
             self.hold(Held::Event(Event::Delivery { room, id, delivery }));
         }
     }
 
-    fn on_envelope(&mut self, from: PeerRef, bytes: &[u8], room_verified: bool, now: Timestamp) {
-        let v = if room_verified {
-            Verified::parse_room_verified(bytes)
-        } else {
-            Verified::check(bytes, &self.crypto)
-        };
-        let Ok(v) = v else {
-            self.stats.refused_envelopes += 1;
-            return;
-        };
+    /// A stored envelope's timestamp (read only when not known otherwise).
+    fn stored_timestamp(&self, id: &MessageId) -> Option<Timestamp> {
+        let env = self.store.envelope(id).ok()??;
+        Some(Verified::parse_room_verified(&env).ok()?.timestamp_ms())
+    }
+
+    /// Parses an envelope from a link and checks its room signature, with
+    /// the room's key kept decompressed for member rooms.
+    fn check_envelope(&self, bytes: &[u8]) -> Result<Verified, peddlenet_proto::Error> {
+        let view = peddlenet_proto::EnvelopeView::parse(bytes)?;
+        let known = self.rooms.get(&view.room_id).map(|r| &r.verifier);
+        self.crypto.verify_room_with(&view, known)?;
+        Ok(Verified::trusted(&view))
+    }
+
+    /// An envelope from a link, its room signature checked once.
+    fn on_envelope(&mut self, from: PeerRef, v: Verified, now: Timestamp) {
         match self.ingest(&v, now) {
             Ok(Ingested::New | Ingested::Relayed) => {
                 self.forward(&v, Some(from.link), false);
@@ -947,7 +1007,9 @@ impl<S: NodeStore, C: Crypto, R: RngCore> Node<S, C, R> {
             return Ok(Ingested::Duplicate);
         }
         self.store.check_space()?;
-        let opened = self.crypto.open(&room.keys, &v.view())?;
+        let opened = self
+            .crypto
+            .open_cached(&room.keys, &v.view(), &mut self.authors)?;
         check_timestamp(opened.timestamp_ms, now)?;
         self.note_member(&room_id, &opened.author, &opened.author_name);
         let mine = opened.author == self.author;
@@ -1059,19 +1121,21 @@ impl<S: NodeStore, C: Crypto, R: RngCore> Node<S, C, R> {
                 continue;
             }
             self.wrote();
+            let mut d = d;
             if d == Delivery::Stored
-                && let Some(env) = self.store.envelope(id)?
-                && let Ok(v) = Verified::parse_room_verified(&env)
+                && let Some(ts) = self.stored_timestamp(id)
             {
-                self.store.mark_sent(room, v.timestamp_ms(), id, 1)?;
+                self.store.mark_sent(room, ts, id, 1)?;
+                d = Delivery::Sent { peers: 1 };
             }
-            if let Some(delivery) = self.delivery_of(room, id) {
-                self.hold(Held::Event(Event::Delivery {
-                    room: *room,
-                    id: *id,
-                    delivery,
-                }));
-            }
+            // The state just read or written, with the receipts now held.
+            let others = self.member_count(room).saturating_sub(1);
+            let delivery = delivery_state(d, self.store.receipts(id), others);
+            self.hold(Held::Event(Event::Delivery {
+                room: *room,
+                id: *id,
+                delivery,
+            }));
         }
         Ok(())
     }
@@ -1560,10 +1624,12 @@ impl<S: NodeStore, C: Crypto, R: RngCore> Node<S, C, R> {
         for env in &envs {
             // Only what was asked, of this room, not forged; anything else
             // ends the session.
-            let (i, v) = match crate::answer::check_fetched(env, &left, &room, &self.crypto) {
-                Ok(x) => x,
-                Err(reason) => return self.misbehaved(peer, reason),
-            };
+            let known = self.rooms.get(&room).map(|r| &r.verifier);
+            let (i, v) =
+                match crate::answer::check_fetched_with(env, &left, &room, &self.crypto, known) {
+                    Ok(x) => x,
+                    Err(reason) => return self.misbehaved(peer, reason),
+                };
             left.swap_remove(i);
             let s = self.sessions.get_mut(&peer).expect("present");
             s.fetched_bytes += env.len();

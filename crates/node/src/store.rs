@@ -163,6 +163,9 @@ pub struct MemStore {
     pub full: bool,
     /// Calls of `room_items` and `relay_items` (whole-room scans).
     scans: std::cell::Cell<u64>,
+    /// Point reads of envelopes and of delivery states so far (tests count
+    /// what a decision reads back).
+    reads: std::cell::Cell<(u64, u64)>,
 }
 
 impl MemStore {
@@ -173,6 +176,10 @@ impl MemStore {
     /// cheap to read at every step of a simulation).
     pub fn envelope_bytes(&self) -> u64 {
         self.bytes
+    }
+    /// Envelopes and delivery states read so far: (envelopes, deliveries).
+    pub fn reads(&self) -> (u64, u64) {
+        self.reads.get()
     }
     pub fn relay_book(&self) -> &RelayBook {
         &self.relay
@@ -250,6 +257,8 @@ impl NodeStore for MemStore {
         Ok(self.envelopes.contains_key(id))
     }
     fn envelope(&self, id: &MessageId) -> StoreResult<Option<Vec<u8>>> {
+        let (e, d) = self.reads.get();
+        self.reads.set((e + 1, d));
         Ok(self.envelopes.get(id).map(|(_, e)| e.clone()))
     }
     fn envelope_by_prefix(&self, prefix: &[u8]) -> StoreResult<Option<(MessageId, Vec<u8>)>> {
@@ -358,6 +367,8 @@ impl NodeStore for MemStore {
         Ok(())
     }
     fn delivery(&self, id: &MessageId) -> StoreResult<Option<Delivery>> {
+        let (e, d) = self.reads.get();
+        self.reads.set((e, d + 1));
         Ok(self.delivery.get(id).copied())
     }
     fn add_receipt(&mut self, id: &MessageId, member: &AuthorId) -> StoreResult<bool> {

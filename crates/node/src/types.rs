@@ -2,7 +2,9 @@
 
 use std::sync::Arc;
 
-use peddlenet_proto::{AuthorId, EnvelopeView, MessageId, RoomId, RoomSecret, topic_for};
+use peddlenet_proto::{
+    AuthorId, EnvelopeView, MessageId, RoomId, RoomSecret, RoomVerified, RoomVerifier, topic_for,
+};
 use peddlenet_sync::transport::{SyncRequest, SyncResponse};
 
 use crate::crypto::Crypto;
@@ -84,18 +86,30 @@ pub struct Verified {
 impl Verified {
     /// Parses `bytes` and checks the room signature with `crypto`.
     pub fn check<C: Crypto + ?Sized>(bytes: &[u8], crypto: &C) -> Result<Self, ProtoError> {
+        Self::check_with(bytes, crypto, None)
+    }
+
+    /// [`check`](Self::check) with the room's key already decompressed
+    /// (the node keeps its member rooms').
+    pub fn check_with<C: Crypto + ?Sized>(
+        bytes: &[u8],
+        crypto: &C,
+        known: Option<&RoomVerifier>,
+    ) -> Result<Self, ProtoError> {
         let view = EnvelopeView::parse(bytes)?;
-        crypto.verify_room(&view)?;
+        crypto.verify_room_with(&view, known)?;
         Ok(Self::trusted(&view))
     }
 
-    /// Parses `bytes` whose room signature the link already checked (the
-    /// mesh's gossip validation does).
-    pub fn parse_room_verified(bytes: &[u8]) -> Result<Self, ProtoError> {
+    /// Parses bytes this node sealed or stored after checking them: no
+    /// signature is checked. Only the core makes these; what comes from a
+    /// link is checked ([`check`](Self::check)) or comes already checked
+    /// ([`RoomVerified`]).
+    pub(crate) fn parse_room_verified(bytes: &[u8]) -> Result<Self, ProtoError> {
         Ok(Self::trusted(&EnvelopeView::parse(bytes)?))
     }
 
-    fn trusted(view: &EnvelopeView<'_>) -> Self {
+    pub(crate) fn trusted(view: &EnvelopeView<'_>) -> Self {
         Self {
             bytes: view.bytes().into(),
             id: view.id(),
@@ -132,6 +146,19 @@ impl Verified {
     /// The parsed view again (no check repeated).
     pub fn view(&self) -> EnvelopeView<'_> {
         EnvelopeView::parse(&self.bytes).expect("parsed when made")
+    }
+}
+
+impl From<RoomVerified> for Verified {
+    /// No check repeated: a [`RoomVerified`] is made only by verifying.
+    fn from(v: RoomVerified) -> Self {
+        Self {
+            id: v.id(),
+            room: v.room_id(),
+            author_tag: v.author_tag(),
+            timestamp_ms: v.timestamp_ms(),
+            bytes: v.into_bytes().into(),
+        }
     }
 }
 
@@ -274,12 +301,16 @@ pub enum Input {
         id: RequestId,
         request: Request,
     },
-    /// Envelope bytes from a link. `room_verified`: the link already checked
-    /// the room signature (the mesh's gossip validation does).
+    /// Envelope bytes from a link; the core checks the room signature.
     Envelope {
         from: PeerRef,
         bytes: Vec<u8>,
-        room_verified: bool,
+    },
+    /// An envelope whose room signature the link already verified (the
+    /// mesh's gossip validation does): the core does not check it again.
+    RoomVerified {
+        from: PeerRef,
+        envelope: RoomVerified,
     },
     LinkUp {
         link: LinkId,

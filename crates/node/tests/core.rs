@@ -1,7 +1,7 @@
 //! The core's decisions, driven by inputs with a fake clock. Each test
 //! names the decision it checks.
 
-use peddlenet_node::proto::{Identity, MessageId, RoomId, RoomSecret};
+use peddlenet_node::proto::{Body, Identity, MessageId, RoomId, RoomSecret};
 use peddlenet_node::sync::transport::{SyncRequest, SyncResponse};
 use peddlenet_node::*;
 use rand::SeedableRng;
@@ -190,7 +190,6 @@ fn a_received_message_reaches_front_ends_only_once_durable() {
         Input::Envelope {
             from: PeerRef::link(BLE_A),
             bytes: env.bytes().to_vec(),
-            room_verified: false,
         },
         T0 + 10,
     );
@@ -259,7 +258,6 @@ fn a_reply_waits_for_earlier_writes_not_yet_durable() {
         Input::Envelope {
             from: PeerRef::link(BLE_A),
             bytes: env.bytes().to_vec(),
-            room_verified: false,
         },
         T0,
     );
@@ -331,7 +329,6 @@ fn membership_create_join_leave() {
         Input::Envelope {
             from: PeerRef::link(BLE_A),
             bytes: env.bytes().to_vec(),
-            room_verified: false,
         },
         T0,
     );
@@ -391,7 +388,6 @@ fn an_envelope_of_a_room_not_joined_is_not_kept_without_relaying() {
         Input::Envelope {
             from: PeerRef::link(BLE_A),
             bytes: env.bytes().to_vec(),
-            room_verified: false,
         },
         T0,
     );
@@ -422,7 +418,6 @@ fn forwarding_never_goes_back_to_the_link_it_came_from() {
         Input::Envelope {
             from: PeerRef::link(BLE_A),
             bytes: env.bytes().to_vec(),
-            room_verified: false,
         },
         T0,
     );
@@ -441,7 +436,6 @@ fn forwarding_never_goes_back_to_the_link_it_came_from() {
                 peer: 42,
             },
             bytes: env.bytes().to_vec(),
-            room_verified: true,
         },
         T0,
     );
@@ -453,7 +447,6 @@ fn forwarding_never_goes_back_to_the_link_it_came_from() {
         Input::Envelope {
             from: PeerRef::link(BLE_B),
             bytes: env.bytes().to_vec(),
-            room_verified: false,
         },
         T0,
     );
@@ -474,7 +467,6 @@ fn a_forged_envelope_is_refused_and_not_forwarded() {
         Input::Envelope {
             from: PeerRef::link(BLE_A),
             bytes,
-            room_verified: false,
         },
         T0,
     );
@@ -495,7 +487,6 @@ fn a_link_down_is_no_longer_a_target() {
         Input::Envelope {
             from: PeerRef::link(BLE_A),
             bytes: env.bytes().to_vec(),
-            room_verified: false,
         },
         T0,
     );
@@ -683,6 +674,84 @@ fn a_send_reply_waits_for_the_flush_and_the_publication() {
 }
 
 #[test]
+fn a_send_and_its_publication_read_no_envelope_and_one_delivery_state() {
+    let mut a = node(1, None);
+    let room = create(&mut a, "camp", T0);
+    run(
+        &mut a,
+        Input::LinkUp {
+            link: MESH,
+            kind: LinkKind::Mesh,
+        },
+        T0,
+    );
+    let before = a.store().reads();
+    let out = run(&mut a, send_req(room, "hi", None), T0);
+    let id = forwards(&out)[0].1.id();
+    let out = run(
+        &mut a,
+        Input::Published {
+            room,
+            id,
+            peers: 2,
+            refused: false,
+        },
+        T0 + 1,
+    );
+    match reply(&out) {
+        Some(Reply::Sent(m)) => assert_eq!(m.delivery, Some(DeliveryState::Sent { peers: 2 })),
+        r => panic!("{r:?}"),
+    }
+    assert!(
+        events(&out).iter().any(|e| matches!(
+            e,
+            Event::Delivery {
+                delivery: DeliveryState::Sent { peers: 2 },
+                ..
+            }
+        )),
+        "{out:?}"
+    );
+    let after = a.store().reads();
+    // The timestamp is known from the send; only the state is read, once,
+    // to mark it sent.
+    assert_eq!(
+        (after.0 - before.0, after.1 - before.1),
+        (0, 1),
+        "(envelopes, delivery states) read"
+    );
+    assert_eq!(a.store().outbox(&room, 10).unwrap(), vec![]);
+}
+
+#[test]
+fn inputs_handled_as_a_batch_ask_for_one_flush_and_wait_for_it() {
+    let mut a = node(1, None);
+    let room = create(&mut a, "camp", T0);
+    let mut out = Vec::new();
+    for i in 0..5 {
+        a.handle_batched(send_req(room, &format!("m{i}"), None), T0, &mut out);
+    }
+    assert!(epochs(&out).is_empty(), "no flush before the batch ends");
+    assert!(
+        reply(&out).is_none(),
+        "nothing answered before it is durable"
+    );
+    a.end_batch(&mut out);
+    let e = epochs(&out);
+    assert_eq!(e.len(), 1, "one flush for the batch: {out:?}");
+    let out = a.handle(Input::Durable(e[0]), T0 + 1);
+    let replies = out
+        .iter()
+        .filter(|o| matches!(o, Output::Reply { .. }))
+        .count();
+    assert_eq!(replies, 5, "{out:?}");
+    // A batch that wrote nothing asks for no flush.
+    let mut out = Vec::new();
+    a.end_batch(&mut out);
+    assert!(epochs(&out).is_empty());
+}
+
+#[test]
 fn a_send_whose_flush_failed_is_answered_not_durable_once() {
     let mut a = node(1, None);
     let room = create(&mut a, "camp", T0);
@@ -741,7 +810,6 @@ fn a_send_under_another_name_carries_it_and_a_bad_one_is_refused() {
         Input::Envelope {
             from: PeerRef::link(BLE_A),
             bytes: env,
-            room_verified: false,
         },
         T0 + 1,
     );
@@ -849,7 +917,6 @@ fn a_receipt_goes_out_only_after_the_message_is_durable_and_is_counted() {
         Input::Envelope {
             from: PeerRef::link(BLE_A),
             bytes: env.bytes().to_vec(),
-            room_verified: false,
         },
         T0 + 5,
     );
@@ -874,7 +941,6 @@ fn a_receipt_goes_out_only_after_the_message_is_durable_and_is_counted() {
         Input::Envelope {
             from: PeerRef::link(BLE_A),
             bytes: receipt.bytes().to_vec(),
-            room_verified: false,
         },
         T0 + 600,
     );
@@ -892,7 +958,6 @@ fn a_receipt_goes_out_only_after_the_message_is_durable_and_is_counted() {
         Input::Envelope {
             from: PeerRef::link(BLE_A),
             bytes: receipt.bytes().to_vec(),
-            room_verified: false,
         },
         T0 + 700,
     );
@@ -908,7 +973,6 @@ fn a_message_whose_flush_failed_is_neither_shown_nor_confirmed() {
         Input::Envelope {
             from: PeerRef::link(BLE_A),
             bytes: env.bytes().to_vec(),
-            room_verified: false,
         },
         T0,
     );
@@ -940,7 +1004,6 @@ fn own_messages_are_not_confirmed() {
         Input::Envelope {
             from: PeerRef::link(BLE_A),
             bytes: env.bytes().to_vec(),
-            room_verified: false,
         },
         T0,
     );
@@ -1101,7 +1164,6 @@ fn a_relay_keeps_and_forwards_envelopes_of_rooms_it_carries_within_budget() {
             Input::Envelope {
                 from: PeerRef::link(BLE_A),
                 bytes: env.bytes().to_vec(),
-                room_verified: false,
             },
             T0 + 100,
         );
@@ -1132,7 +1194,6 @@ fn a_relay_keeps_and_forwards_envelopes_of_rooms_it_carries_within_budget() {
         Input::Envelope {
             from: PeerRef::link(BLE_A),
             bytes: old.bytes().to_vec(),
-            room_verified: false,
         },
         T0 + 100,
     );
@@ -1211,7 +1272,6 @@ fn joining_a_relayed_room_makes_its_envelopes_history() {
         Input::Envelope {
             from: PeerRef::link(BLE_A),
             bytes: env.bytes().to_vec(),
-            room_verified: false,
         },
         T0,
     );
@@ -1703,7 +1763,6 @@ fn texts_of_rooms_larger_than_the_receipt_limit_are_not_confirmed() {
                 Input::Envelope {
                     from: PeerRef::link(BLE_A),
                     bytes: env.bytes().to_vec(),
-                    room_verified: false,
                 },
                 T0 + 1,
             );
@@ -1717,7 +1776,6 @@ fn texts_of_rooms_larger_than_the_receipt_limit_are_not_confirmed() {
             Input::Envelope {
                 from: PeerRef::link(BLE_A),
                 bytes: env.bytes().to_vec(),
-                room_verified: false,
             },
             T0 + 2001,
         );
@@ -1749,11 +1807,147 @@ fn a_phone_relays_less_and_for_less_long_than_a_handheld() {
             Input::Envelope {
                 from: PeerRef::link(BLE_A),
                 bytes: env.bytes().to_vec(),
-                room_verified: false,
             },
             now,
         );
         kept.push(!forwards(&out).is_empty() && r.carries(&env.room()));
     }
     assert_eq!(kept, vec![false, true]);
+}
+
+/// peddlenet-proto's cryptography, counting the room signatures it checks.
+#[derive(Default)]
+struct Counting {
+    room_checks: std::cell::Cell<u32>,
+}
+
+impl Crypto for Counting {
+    fn seal(
+        &self,
+        keys: &peddlenet_node::proto::RoomKeys,
+        author: &Identity,
+        author_id: &peddlenet_node::proto::AuthorId,
+        name: &str,
+        body: &Body,
+        timestamp_ms: u64,
+        nonce: [u8; 24],
+    ) -> Result<Vec<u8>, peddlenet_node::proto::Error> {
+        RealCrypto.seal(keys, author, author_id, name, body, timestamp_ms, nonce)
+    }
+    fn verify_room(
+        &self,
+        env: &peddlenet_node::proto::EnvelopeView<'_>,
+    ) -> Result<(), peddlenet_node::proto::Error> {
+        self.room_checks.set(self.room_checks.get() + 1);
+        RealCrypto.verify_room(env)
+    }
+    fn verify_room_with(
+        &self,
+        env: &peddlenet_node::proto::EnvelopeView<'_>,
+        known: Option<&peddlenet_node::proto::RoomVerifier>,
+    ) -> Result<(), peddlenet_node::proto::Error> {
+        self.room_checks.set(self.room_checks.get() + 1);
+        RealCrypto.verify_room_with(env, known)
+    }
+    fn open(
+        &self,
+        keys: &peddlenet_node::proto::RoomKeys,
+        env: &peddlenet_node::proto::EnvelopeView<'_>,
+    ) -> Result<peddlenet_node::proto::Opened, peddlenet_node::proto::Error> {
+        RealCrypto.open(keys, env)
+    }
+}
+
+#[test]
+fn a_room_signature_verified_by_the_link_is_not_checked_again_and_one_from_bytes_once() {
+    use peddlenet_node::proto::{RoomKeys, RoomVerified, seal};
+    let mut b = Node::new(
+        Config::default(),
+        Identity::from_seed(&[2; 32]),
+        "b".into(),
+        MemStore::new(),
+        Counting::default(),
+        StdRng::seed_from_u64(2),
+    )
+    .unwrap();
+    let mut out = Vec::new();
+    b.handle_into(
+        Input::Request {
+            id: RequestId(1),
+            request: Request::CreateRoom {
+                name: "camp".into(),
+            },
+        },
+        T0,
+        &mut out,
+    );
+    let room = b.member_rooms()[0];
+    let keys = RoomKeys::derive(b.room_secret(&room).unwrap());
+    let other = Identity::from_seed(&[1; 32]);
+    let env = |text: &str, nonce: u8| {
+        seal(
+            &keys,
+            &other,
+            "ola",
+            &Body::Text(text.into()),
+            T0,
+            [nonce; 24],
+        )
+        .unwrap()
+    };
+    let stored = |b: &Node<MemStore, Counting, StdRng>| b.store().message_count(&room);
+    let mesh = PeerRef {
+        link: MESH,
+        peer: 7,
+    };
+
+    // Verified by the mesh: the core checks nothing again, and keeps it.
+    let verified = RoomVerified::check(env("from the mesh", 1)).unwrap();
+    b.handle(
+        Input::RoomVerified {
+            from: mesh,
+            envelope: verified,
+        },
+        T0,
+    );
+    assert_eq!(b.crypto().room_checks.get(), 0);
+    assert_eq!(stored(&b), 1);
+
+    // Bytes (Bluetooth, say): checked once, and kept.
+    b.handle(
+        Input::Envelope {
+            from: PeerRef::link(BLE_A),
+            bytes: env("over Bluetooth", 2),
+        },
+        T0,
+    );
+    assert_eq!(b.crypto().room_checks.get(), 1);
+    assert_eq!(stored(&b), 2);
+
+    // A forged room signature never becomes a RoomVerified, and as bytes it
+    // is checked and refused.
+    let mut forged = seal(
+        &RoomKeys::derive(&RoomSecret([8; 32])),
+        &other,
+        "ola",
+        &Body::Text("not of this room".into()),
+        T0,
+        [3; 24],
+    )
+    .unwrap();
+    forged[2..34].copy_from_slice(room.as_bytes());
+    assert_eq!(
+        RoomVerified::check(forged.clone()).unwrap_err(),
+        peddlenet_node::proto::Error::RoomSignature
+    );
+    b.handle(
+        Input::Envelope {
+            from: PeerRef::link(BLE_A),
+            bytes: forged,
+        },
+        T0,
+    );
+    assert_eq!(b.crypto().room_checks.get(), 2);
+    assert_eq!(stored(&b), 2, "the forgery is not kept");
+    assert_eq!(b.stats().refused_envelopes, 1);
 }

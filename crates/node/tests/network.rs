@@ -97,7 +97,6 @@ impl Net {
                                 Input::Envelope {
                                     from: PeerRef::link(l),
                                     bytes: envelope.bytes().to_vec(),
-                                    room_verified: false,
                                 },
                             ));
                         }

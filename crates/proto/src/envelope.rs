@@ -206,9 +206,13 @@ impl<'a> EnvelopeView<'a> {
 
     /// Proves the envelope was made by someone holding the room secret, without
     /// the secret: what relays check before they keep or pass anything on.
+    /// Decompresses the room's key each time; a node that checks many
+    /// envelopes of a room keeps its [`RoomVerifier`] instead.
     pub fn verify_room_signature(&self) -> Result<()> {
-        let key =
-            VerifyingKey::from_bytes(self.room_id.as_bytes()).map_err(|_| Error::RoomSignature)?;
+        RoomVerifier::new(&self.room_id)?.verify(self)
+    }
+
+    fn verify_room_with(&self, key: &VerifyingKey) -> Result<()> {
         let sig = Signature::from_bytes(
             self.raw[self.raw.len() - SIG_LEN..]
                 .try_into()
@@ -282,10 +286,36 @@ impl<'a> EnvelopeView<'a> {
         Ok((plain, inner))
     }
 
+    /// [`open_room_verified`](Self::open_room_verified) with the authors'
+    /// keys taken from (and, once a signature verified, kept in) `authors`.
+    pub fn open_room_verified_cached(
+        &self,
+        keys: &RoomKeys,
+        authors: &mut AuthorKeys,
+    ) -> Result<Opened> {
+        if self.room_id != keys.room_id() {
+            return Err(Error::WrongRoom);
+        }
+        self.decrypt_and_verify_author_with(keys, Some(authors))
+    }
+
     fn decrypt_and_verify_author(&self, keys: &RoomKeys) -> Result<Opened> {
+        self.decrypt_and_verify_author_with(keys, None)
+    }
+
+    fn decrypt_and_verify_author_with(
+        &self,
+        keys: &RoomKeys,
+        authors: Option<&mut AuthorKeys>,
+    ) -> Result<Opened> {
         let (plain, inner) = self.decrypt(keys)?;
-        let key =
-            VerifyingKey::from_bytes(inner.author.as_bytes()).map_err(|_| Error::AuthorKey)?;
+        let cached = authors.as_deref().and_then(|a| a.get(&inner.author));
+        let key = match cached {
+            Some(k) => k,
+            None => {
+                VerifyingKey::from_bytes(inner.author.as_bytes()).map_err(|_| Error::AuthorKey)?
+            }
+        };
         let msg = author_signed_message(
             &self.room_id,
             &self.author_tag,
@@ -296,6 +326,11 @@ impl<'a> EnvelopeView<'a> {
         let sig = Signature::from_bytes(&inner.sig);
         key.verify_strict(&msg, &sig)
             .map_err(|_| Error::AuthorSignature)?;
+        if cached.is_none()
+            && let Some(a) = authors
+        {
+            a.insert(inner.author, key);
+        }
         Ok(Opened {
             id: self.id(),
             room_id: self.room_id,
@@ -304,6 +339,160 @@ impl<'a> EnvelopeView<'a> {
             timestamp_ms: self.timestamp_ms,
             body: inner.body,
         })
+    }
+}
+
+/// A room's public key (its id), decompressed once: decompressing an Ed25519
+/// point costs a good part of a verification, and every envelope of the
+/// room is checked against the same key.
+#[derive(Debug, Clone, Copy)]
+pub struct RoomVerifier {
+    room_id: RoomId,
+    key: VerifyingKey,
+}
+
+impl RoomVerifier {
+    /// The verifier of `room_id`; refused if the id is not a valid key
+    /// (no envelope of such a "room" can verify).
+    pub fn new(room_id: &RoomId) -> Result<Self> {
+        let key = VerifyingKey::from_bytes(room_id.as_bytes()).map_err(|_| Error::RoomSignature)?;
+        Ok(Self {
+            room_id: *room_id,
+            key,
+        })
+    }
+
+    pub(crate) fn from_key(key: VerifyingKey) -> Self {
+        Self {
+            room_id: RoomId(key.to_bytes()),
+            key,
+        }
+    }
+
+    pub fn room_id(&self) -> RoomId {
+        self.room_id
+    }
+
+    /// Checks the room signature of `env`, an envelope of this room.
+    pub fn verify(&self, env: &EnvelopeView<'_>) -> Result<()> {
+        if env.room_id != self.room_id {
+            return Err(Error::WrongRoom);
+        }
+        env.verify_room_with(&self.key)
+    }
+
+    /// Parses `bytes`, checks the room signature and keeps the envelope as
+    /// proof of it.
+    pub fn check(&self, bytes: Vec<u8>) -> Result<RoomVerified> {
+        let view = EnvelopeView::parse(&bytes)?;
+        self.verify(&view)?;
+        let (room_id, author_tag, timestamp_ms) =
+            (view.room_id, view.author_tag, view.timestamp_ms);
+        Ok(RoomVerified {
+            id: message_id(&bytes),
+            bytes,
+            room_id,
+            author_tag,
+            timestamp_ms,
+        })
+    }
+}
+
+/// An envelope whose structure was parsed and whose room signature verified
+/// with Ed25519. Only that check makes one ([`RoomVerified::check`],
+/// [`RoomVerifier::check`]), so whoever is handed one need not check the
+/// signature again: the mesh's gossip validation hands these to the node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomVerified {
+    bytes: Vec<u8>,
+    id: MessageId,
+    room_id: RoomId,
+    author_tag: [u8; 16],
+    timestamp_ms: u64,
+}
+
+impl RoomVerified {
+    /// Parses `bytes` and checks the room signature (decompressing the
+    /// room's key: see [`RoomVerifier`] for many envelopes of one room).
+    pub fn check(bytes: Vec<u8>) -> Result<Self> {
+        let room_id = EnvelopeView::parse(&bytes)?.room_id;
+        RoomVerifier::new(&room_id)?.check(bytes)
+    }
+
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.bytes
+    }
+    /// SHA-256 of the bytes, computed once.
+    pub fn id(&self) -> MessageId {
+        self.id
+    }
+    pub fn room_id(&self) -> RoomId {
+        self.room_id
+    }
+    pub fn author_tag(&self) -> [u8; 16] {
+        self.author_tag
+    }
+    pub fn timestamp_ms(&self) -> u64 {
+        self.timestamp_ms
+    }
+    /// The parsed view again (nothing checked again).
+    pub fn view(&self) -> EnvelopeView<'_> {
+        EnvelopeView::parse(&self.bytes).expect("parsed when made")
+    }
+}
+
+/// Authors' public keys, decompressed once, for the authors whose
+/// signatures verified: a bounded cache (the oldest entry goes first).
+#[derive(Debug, Clone)]
+pub struct AuthorKeys {
+    keys: std::collections::HashMap<AuthorId, VerifyingKey>,
+    order: std::collections::VecDeque<AuthorId>,
+    cap: usize,
+}
+
+impl AuthorKeys {
+    /// A cache of at most `cap` keys.
+    pub fn new(cap: usize) -> Self {
+        Self {
+            keys: std::collections::HashMap::new(),
+            order: std::collections::VecDeque::new(),
+            cap,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    pub fn contains(&self, author: &AuthorId) -> bool {
+        self.keys.contains_key(author)
+    }
+
+    fn get(&self, author: &AuthorId) -> Option<VerifyingKey> {
+        self.keys.get(author).copied()
+    }
+
+    fn insert(&mut self, author: AuthorId, key: VerifyingKey) {
+        if self.cap == 0 || self.keys.contains_key(&author) {
+            return;
+        }
+        while self.keys.len() >= self.cap {
+            match self.order.pop_front() {
+                Some(old) => {
+                    self.keys.remove(&old);
+                }
+                None => break,
+            }
+        }
+        self.keys.insert(author, key);
+        self.order.push_back(author);
     }
 }
 
@@ -568,5 +757,58 @@ mod inner_tests {
             let env = seal(&keys, &Identity::from_seed(&[seed; 32]), "r", &Body::Receipt(ids.clone()), 7, [seed; 24]).unwrap();
             prop_assert_eq!(EnvelopeView::parse(&env).unwrap().open(&keys).unwrap().body, Body::Receipt(ids));
         }
+    }
+}
+
+#[cfg(test)]
+mod cache_tests {
+    use super::*;
+    use crate::RoomSecret;
+
+    fn keys(b: u8) -> RoomKeys {
+        RoomKeys::derive(&RoomSecret([b; 32]))
+    }
+
+    fn text(s: &str) -> Body {
+        Body::Text(s.to_owned())
+    }
+    #[test]
+    fn kept_author_keys_open_the_same_and_still_refuse_forgeries() {
+        let k = keys(1);
+        let mut authors = AuthorKeys::new(2);
+        let ids: Vec<Identity> = (1..=3u8).map(|b| Identity::from_seed(&[b; 32])).collect();
+        for (i, a) in ids.iter().enumerate() {
+            let env = seal(&k, a, "a", &text("hi"), 5, [i as u8; 24]).unwrap();
+            let view = EnvelopeView::parse(&env).unwrap();
+            let cached = view.open_room_verified_cached(&k, &mut authors).unwrap();
+            assert_eq!(cached, view.open(&k).unwrap());
+            // Opened again with the key kept: the same.
+            assert!(authors.contains(&a.author_id()));
+            assert_eq!(
+                view.open_room_verified_cached(&k, &mut authors).unwrap(),
+                cached
+            );
+        }
+        // Bounded: the oldest author went.
+        assert_eq!(authors.len(), 2);
+        assert!(!authors.contains(&ids[0].author_id()));
+        // A kept author's name signed by someone else is still refused.
+        let forged = seal_as(
+            &k,
+            &ids[2].author_id(),
+            &ids[0],
+            "f",
+            &text("me"),
+            6,
+            [9; 24],
+        )
+        .unwrap();
+        assert!(authors.contains(&ids[2].author_id()));
+        assert_eq!(
+            EnvelopeView::parse(&forged)
+                .unwrap()
+                .open_room_verified_cached(&k, &mut authors),
+            Err(Error::AuthorSignature)
+        );
     }
 }

@@ -15,9 +15,9 @@ mod room;
 #[cfg(feature = "forge")]
 pub use envelope::forge_author;
 pub use envelope::{
-    Body, ENVELOPE_OVERHEAD, EnvelopeView, KIND_ROOM_MESSAGE, MAX_ENVELOPE_LEN, MAX_FUTURE_SKEW_MS,
-    MAX_NAME_LEN, MAX_RECEIPT_IDS, MAX_TEXT_LEN, Opened, PAD_BLOCK, VERSION, check_timestamp,
-    message_id, seal,
+    AuthorKeys, Body, ENVELOPE_OVERHEAD, EnvelopeView, KIND_ROOM_MESSAGE, MAX_ENVELOPE_LEN,
+    MAX_FUTURE_SKEW_MS, MAX_NAME_LEN, MAX_RECEIPT_IDS, MAX_TEXT_LEN, Opened, PAD_BLOCK,
+    RoomVerified, RoomVerifier, VERSION, check_timestamp, message_id, seal,
 };
 pub use error::Error;
 pub use identity::Identity;

@@ -89,6 +89,12 @@ impl RoomKeys {
         topic_for(&self.room_id)
     }
 
+    /// The room's key for checking room signatures, without decompressing
+    /// it (the signing key holds it).
+    pub fn verifier(&self) -> crate::RoomVerifier {
+        crate::RoomVerifier::from_key(self.sign.verifying_key())
+    }
+
     pub(crate) fn signing_key(&self) -> &SigningKey {
         &self.sign
     }

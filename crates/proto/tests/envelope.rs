@@ -277,3 +277,36 @@ fn receipts_round_trip_and_look_like_short_texts() {
         .is_ok()
     );
 }
+
+#[test]
+fn a_room_verified_envelope_is_made_only_by_a_signature_that_verifies() {
+    let k = keys(1);
+    let me = Identity::from_seed(&[9; 32]);
+    let env = seal(&k, &me, "ana", &text("hi"), 5, [7; 24]).unwrap();
+    let v = RoomVerified::check(env.clone()).unwrap();
+    assert_eq!(
+        (v.id(), v.room_id(), v.timestamp_ms()),
+        (message_id(&env), k.room_id(), 5)
+    );
+    assert_eq!(v.bytes(), &env[..]);
+    // The room's kept key checks the same, and refuses another room's envelope.
+    let kept = k.verifier();
+    assert_eq!(kept.check(env.clone()).unwrap(), v);
+    let theirs = seal(&keys(2), &me, "ana", &text("hi"), 5, [7; 24]).unwrap();
+    assert_eq!(kept.check(theirs.clone()).unwrap_err(), Error::WrongRoom);
+    // Another room's signature under this room's id, and a flipped bit.
+    let mut forged = theirs;
+    forged[2..34].copy_from_slice(k.room_id().as_bytes());
+    assert_eq!(
+        RoomVerified::check(forged.clone()).unwrap_err(),
+        Error::RoomSignature
+    );
+    assert_eq!(kept.check(forged).unwrap_err(), Error::RoomSignature);
+    let mut bad = env.clone();
+    bad[100] ^= 1;
+    assert_eq!(kept.check(bad).unwrap_err(), Error::RoomSignature);
+    // A room id that is no room's key.
+    let mut junk = env;
+    junk[2..34].copy_from_slice(&[0xff; 32]);
+    assert_eq!(RoomVerified::check(junk).unwrap_err(), Error::RoomSignature);
+}

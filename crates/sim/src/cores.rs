@@ -367,11 +367,7 @@ impl Protocol for Cores {
         };
         let peer = self.peer_ref(from, link);
         let input = match m {
-            CoreMsg::Envelope(bytes) => Input::Envelope {
-                from: peer,
-                bytes,
-                room_verified: false,
-            },
+            CoreMsg::Envelope(bytes) => Input::Envelope { from: peer, bytes },
             CoreMsg::SyncRequest { id, request } => Input::SyncRequest { peer, id, request },
             CoreMsg::SyncAnswer { id, response } => Input::SyncResponse {
                 peer,

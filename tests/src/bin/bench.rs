@@ -209,7 +209,8 @@ async fn main() {
     sampling.store(false, std::sync::atomic::Ordering::Relaxed);
     sampler.join().unwrap();
     let lat_load = latencies(&run, first..last).await;
-    // Rate over the first and the last tenth of the load (10k each at 100k).
+    // Rate over the first and the last 10,000 messages of the load (a tenth
+    // of it when that is fewer).
     let (rate_first, rate_last) = {
         let mut t: Vec<(usize, Instant)> = run
             .received
@@ -220,7 +221,7 @@ async fn main() {
             .copied()
             .collect();
         t.sort_by_key(|(_, at)| *at);
-        let tenth = (t.len() / 10).max(1);
+        let tenth = (t.len() / 10).clamp(1, 10_000);
         let rate = |from: Instant, to: Instant| tenth as f64 / (to - from).as_secs_f64().max(1e-9);
         if t.len() >= 20 {
             (
@@ -349,7 +350,8 @@ async fn main() {
         mib(peak.1)
     );
     println!(
-        "| stored on B, first / last tenth of the load | {rate_first:.0} / {rate_last:.0} msg/s (last/first {:.2}) |",
+        "| stored on B, first / last {} messages of the load | {rate_first:.0} / {rate_last:.0} msg/s (last/first {:.2}) |",
+        (got / 10).clamp(1, 10_000),
         rate_last / rate_first.max(1e-9)
     );
     println!(
