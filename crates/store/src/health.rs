@@ -531,7 +531,11 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let (new, old) = (tmp.path().join("new"), tmp.path().join("old"));
         drop(Store::open(&new, 1 << 20).unwrap());
-        assert_eq!(stored_segment_size(&new), DEFAULT_SEGMENT_BYTES);
+        assert_eq!(
+            stored_segment_size(&new),
+            4 << 20,
+            "4 MiB, not sled's 512 KiB"
+        );
         // What stores were created with before: sled's default, 512 KiB.
         let m = StoredMessage {
             id: id(1),
