@@ -152,6 +152,9 @@ pub struct MeshSection {
 pub struct StoreSection {
     /// sled's page cache, in MiB.
     pub cache_mib: u64,
+    /// Segment size of a new store's log, in MiB (a power of two, 1 to 16).
+    /// An existing store keeps the size it was created with.
+    pub segment_mib: u64,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -192,7 +195,10 @@ impl Default for MeshSection {
 
 impl Default for StoreSection {
     fn default() -> Self {
-        Self { cache_mib: 8 }
+        Self {
+            cache_mib: 8,
+            segment_mib: (peddlenet_store::DEFAULT_SEGMENT_BYTES >> 20) as u64,
+        }
     }
 }
 
@@ -223,6 +229,8 @@ pub struct Config {
     pub max_peers_per_subnet: usize,
     pub ban: Duration,
     pub cache_bytes: u64,
+    /// Log segment size of a new store, in bytes.
+    pub segment_bytes: usize,
     pub max_clients: usize,
     pub max_in_flight: usize,
     pub max_queued_bytes: usize,
@@ -346,6 +354,7 @@ impl Config {
             max_peers_per_subnet: file.mesh.max_peers_per_subnet.max(1),
             ban: Duration::from_secs(file.mesh.ban_secs),
             cache_bytes: file.store.cache_mib.max(1) * 1024 * 1024,
+            segment_bytes: (file.store.segment_mib.clamp(1, 16) as usize) << 20,
             max_clients: file.ipc.max_clients.max(1),
             max_in_flight: file.ipc.max_in_flight.max(1),
             // At least one largest frame, so any single reply can be queued.
@@ -432,6 +441,7 @@ mod tests {
             "max_peers_per_subnet",
             "ban_secs",
             "cache_mib",
+            "segment_mib",
             "max_clients",
             "max_in_flight",
             "max_queued_kib",

@@ -125,7 +125,7 @@ pub fn store_dir(cfg: &Config) -> std::path::PathBuf {
 /// to do; the "another peddlenetd" hint comes only with a lock held elsewhere.
 fn open_store(cfg: &Config) -> anyhow::Result<Store> {
     let dir = store_dir(cfg);
-    Store::open(&dir, cfg.cache_bytes).map_err(|e| match e {
+    Store::open_with_segments(&dir, cfg.cache_bytes, cfg.segment_bytes).map_err(|e| match e {
         e @ (peddlenet_store::Error::Damaged { .. } | peddlenet_store::Error::Locked(_)) => {
             anyhow::anyhow!(e)
         }

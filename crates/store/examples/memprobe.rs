@@ -1,13 +1,15 @@
 //! The store alone as it fills: memory, insert time and disk per 10,000
 //! messages, then what counting a room's messages costs.
 //!
-//! `cargo run --release -p peddlenet-store --example memprobe -- 100000 [--random] [--sealed] [--flush-every N] [--cache-mib N]`
+//! `cargo run --release -p peddlenet-store --example memprobe -- 100000 [--random] [--sealed] [--flush-every N] [--cache-mib N] [--segment-kib N]`
 //!
 //! Ids are sequential by default; `--random` gives them as a mesh does
 //! (hashes: every insert lands somewhere in the middle of the `E` keys).
 //! `--sealed` stores real envelopes of a stored room (as a member does:
 //! their ids are hashes, so random), `--flush-every N` flushes after every
-//! N inserts (a daemon under load flushes every few messages). At the end
+//! N inserts (a daemon under load flushes every few messages),
+//! `--segment-kib N` sets sled's log segment size (the store's default
+//! otherwise). At the end
 //! it prints what each key prefix holds and the file's size against it.
 use std::time::Instant;
 
@@ -62,6 +64,11 @@ fn main() {
         .position(|a| a == "--cache-mib")
         .and_then(|i| args.get(i + 1)?.parse().ok())
         .unwrap_or(8);
+    let segment: usize = args
+        .iter()
+        .position(|a| a == "--segment-kib")
+        .and_then(|i| Some(args.get(i + 1)?.parse::<usize>().ok()? << 10))
+        .unwrap_or(peddlenet_store::DEFAULT_SEGMENT_BYTES);
     let dir = tempfile::tempdir().unwrap();
     let secret = RoomSecret([5; 32]);
     let keys = RoomKeys::derive(&secret);
@@ -71,7 +78,7 @@ fn main() {
     } else {
         RoomId([1; 32])
     };
-    let s = Store::open(dir.path(), cache_mib << 20).unwrap();
+    let s = Store::open_with_segments(dir.path(), cache_mib << 20, segment).unwrap();
     if sealed {
         s.put_room(&RoomRecord {
             room_id: room,
@@ -84,7 +91,7 @@ fn main() {
         .unwrap();
     }
     println!(
-        "memprobe: {n} messages of 256 bytes, {} ids, {} envelopes, a flush every {flush_every}",
+        "memprobe: {n} messages of 256 bytes, {} ids, {} envelopes, a flush every {flush_every}, log segments of {} KiB",
         if random || sealed {
             "random"
         } else {
@@ -94,7 +101,8 @@ fn main() {
             "sealed"
         } else {
             "422 random bytes as"
-        }
+        },
+        segment >> 10
     );
     println!("| messages | RSS KiB | µs per insert (last 10k) | disk KiB per message |");
     println!("|---|---|---|---|");

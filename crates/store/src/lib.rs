@@ -71,7 +71,7 @@ use parking_lot::Mutex;
 pub mod health;
 pub mod memory;
 pub mod relay;
-pub use health::{SalvageReport, salvage};
+pub use health::{DEFAULT_SEGMENT_BYTES, SalvageReport, salvage};
 pub use relay::{AuthorTag, Refused, RelayInserted, RelayLimits, RelayTotals, RoomUsage};
 
 use peddlenet_proto::{
@@ -438,12 +438,23 @@ impl Store {
     /// a missing, empty, cut or unreadable `db` is [`Error::Damaged`] (sled's
     /// panics on garbage included), and a `db` holding fewer flushes than
     /// the marker recorded is too (acknowledged writes are missing).
+    ///
+    /// A new store's log segments are [`health::DEFAULT_SEGMENT_BYTES`]
+    /// large ([`Store::open_with_segments`] chooses).
     pub fn open(dir: &Path, cache_bytes: u64) -> Result<Self> {
+        Self::open_with_segments(dir, cache_bytes, health::DEFAULT_SEGMENT_BYTES)
+    }
+
+    /// [`Store::open`], with log segments of `segment_bytes` if the store is
+    /// new (rounded to a power of two from 128 KiB to 16 MiB). A store that
+    /// exists keeps the segment size it was created with: sled cannot change
+    /// it, and opening it is never refused for that.
+    pub fn open_with_segments(dir: &Path, cache_bytes: u64, segment_bytes: usize) -> Result<Self> {
         let prior = health::Marker::read(dir)?;
         if prior.is_some() {
             health::check_db_file(dir)?;
         }
-        let db = health::open_sled(dir, cache_bytes)?;
+        let db = health::open_sled(dir, cache_bytes, segment_bytes)?;
         health::catching(dir, || Self::init(db, dir, prior))
     }
 
