@@ -306,10 +306,10 @@ impl<'a> EnvelopeView<'a> {
     fn decrypt_and_verify_author_with(
         &self,
         keys: &RoomKeys,
-        authors: Option<&mut AuthorKeys>,
+        mut authors: Option<&mut AuthorKeys>,
     ) -> Result<Opened> {
         let (plain, inner) = self.decrypt(keys)?;
-        let cached = authors.as_deref().and_then(|a| a.get(&inner.author));
+        let cached = authors.as_deref_mut().and_then(|a| a.get(&inner.author));
         let key = match cached {
             Some(k) => k,
             None => {
@@ -445,54 +445,41 @@ impl RoomVerified {
 }
 
 /// Authors' public keys, decompressed once, for the authors whose
-/// signatures verified: a bounded cache (the oldest entry goes first).
-#[derive(Debug, Clone)]
+/// signatures verified: a bounded cache (the least recently used goes
+/// first; none kept with a bound of 0).
+#[derive(Debug)]
 pub struct AuthorKeys {
-    keys: std::collections::HashMap<AuthorId, VerifyingKey>,
-    order: std::collections::VecDeque<AuthorId>,
-    cap: usize,
+    keys: Option<lru::LruCache<AuthorId, VerifyingKey>>,
 }
 
 impl AuthorKeys {
     /// A cache of at most `cap` keys.
     pub fn new(cap: usize) -> Self {
         Self {
-            keys: std::collections::HashMap::new(),
-            order: std::collections::VecDeque::new(),
-            cap,
+            keys: std::num::NonZeroUsize::new(cap).map(lru::LruCache::new),
         }
     }
 
     pub fn len(&self) -> usize {
-        self.keys.len()
+        self.keys.as_ref().map_or(0, lru::LruCache::len)
     }
 
     pub fn is_empty(&self) -> bool {
-        self.keys.is_empty()
+        self.len() == 0
     }
 
     pub fn contains(&self, author: &AuthorId) -> bool {
-        self.keys.contains_key(author)
+        self.keys.as_ref().is_some_and(|k| k.contains(author))
     }
 
-    fn get(&self, author: &AuthorId) -> Option<VerifyingKey> {
-        self.keys.get(author).copied()
+    fn get(&mut self, author: &AuthorId) -> Option<VerifyingKey> {
+        self.keys.as_mut()?.get(author).copied()
     }
 
     fn insert(&mut self, author: AuthorId, key: VerifyingKey) {
-        if self.cap == 0 || self.keys.contains_key(&author) {
-            return;
+        if let Some(k) = self.keys.as_mut() {
+            k.put(author, key);
         }
-        while self.keys.len() >= self.cap {
-            match self.order.pop_front() {
-                Some(old) => {
-                    self.keys.remove(&old);
-                }
-                None => break,
-            }
-        }
-        self.keys.insert(author, key);
-        self.order.push_back(author);
     }
 }
 
