@@ -8,14 +8,26 @@
 //! conversation must be drawn in colour.
 //! Needs Xvfb and ImageMagick (`.ci/run` installs them); in CI a skip is a failure.
 
+use std::io::BufRead;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use peddlenet_tests::*;
 
+/// A child process stopped when dropped: asked to end (SIGTERM, so that
+/// Xvfb removes its display's lock file and socket), killed if it has not
+/// within 5 s.
 struct Kill(Child);
 impl Drop for Kill {
     fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .arg(self.0.id().to_string())
+            .stderr(Stdio::null())
+            .status();
+        let t = Instant::now();
+        while matches!(self.0.try_wait(), Ok(None)) && t.elapsed() < Duration::from_secs(5) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
@@ -95,55 +107,33 @@ fn the_real_window_under_xvfb_is_not_blank() {
 
 /// Photographs the app in a `w`×`h` pixel screen at `scale` pixels per point.
 fn photograph(d: &Daemon, w: u32, h: u32, scale: u32) {
-    // A display nobody holds: a killed Xvfb leaves its lock file (and maybe
-    // its socket) behind, and a new one refuses that display number.
-    let n = (0..100)
-        .map(|i| 90 + (std::process::id() + i) % 100)
-        .find(|n| !std::path::Path::new(&format!("/tmp/.X{n}-lock")).exists())
-        .expect("a free X display number");
-    let display = format!(":{n}");
+    // Xvfb picks a free display itself and writes its number once it
+    // accepts connections.
     let mut x = Kill(
         Command::new("Xvfb")
             .args([
-                display.as_str(),
+                "-displayfd",
+                "1",
                 "-screen",
                 "0",
                 &format!("{w}x{h}x24"),
                 "-nolisten",
                 "tcp",
             ])
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .expect("Xvfb"),
     );
-    let lock = std::path::Path::new(&format!("/tmp/.X{n}-lock")).to_path_buf();
-    let t = Instant::now();
-    // Ours once its lock names its pid, and it is still running.
-    while std::fs::read_to_string(&lock)
-        .map(|p| p.trim() != x.0.id().to_string())
-        .unwrap_or(true)
-    {
-        assert!(
-            x.0.try_wait().unwrap().is_none(),
-            "Xvfb exited at start (display {display})"
-        );
-        assert!(t.elapsed() < Duration::from_secs(10), "Xvfb did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    // And its socket answers (a stale socket file refuses connections).
-    let socket = format!("/tmp/.X11-unix/X{n}");
-    while std::os::unix::net::UnixStream::connect(&socket).is_err() {
-        assert!(
-            x.0.try_wait().unwrap().is_none(),
-            "Xvfb exited at start (display {display})"
-        );
-        assert!(
-            t.elapsed() < Duration::from_secs(10),
-            "Xvfb does not answer on {socket}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let mut number = String::new();
+    std::io::BufReader::new(x.0.stdout.take().expect("piped"))
+        .read_line(&mut number)
+        .expect("Xvfb's display number");
+    let n: u32 = number
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("Xvfb did not start (it wrote {number:?})"));
+    let display = format!(":{n}");
     let _x = x;
     let log = d.dir.join("gui.log");
     let _gui = Kill(
