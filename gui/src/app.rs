@@ -1082,28 +1082,9 @@ impl App {
     fn top_bar(&mut self, ui: &mut egui::Ui) {
         ui.horizontal(|ui| {
             ui.heading("PeddleNet");
-            let (dot, text) = match &self.connection {
-                Connection::Connected => (Color32::from_rgb(40, 160, 60), "connected".to_owned()),
-                Connection::Connecting => (Color32::GRAY, "connecting…".to_owned()),
-                Connection::Starting => (Color32::GRAY, "starting the daemon…".to_owned()),
-                Connection::NotRunning(_) => (
-                    Color32::from_rgb(200, 60, 40),
-                    "daemon not running".to_owned(),
-                ),
-                Connection::Failed(_) => {
-                    (Color32::from_rgb(200, 60, 40), "cannot connect".to_owned())
-                }
-            };
-            let (r, _) = ui.allocate_exact_size(egui::vec2(12.0, 12.0), egui::Sense::hover());
-            ui.painter().circle_filled(r.center(), 5.0, dot);
-            ui.label(text);
-            if self.connection == Connection::Connected
-                && let Some(s) = &self.status
-            {
-                ui.separator();
-                ui.label(plural(s.peers as u64, "peer", "peers"));
-            }
             ui.separator();
+            // The tabs first, the state on the right: what the connection
+            // and the peer count say never moves a tab under the pointer.
             for (v, label) in [
                 (View::Chat, "Chat"),
                 (View::Mesh, "Mesh"),
@@ -1114,6 +1095,31 @@ impl App {
                     self.mark_read();
                 }
             }
+            ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
+                let (dot, text) = match &self.connection {
+                    Connection::Connected => {
+                        (Color32::from_rgb(40, 160, 60), "connected".to_owned())
+                    }
+                    Connection::Connecting => (Color32::GRAY, "connecting…".to_owned()),
+                    Connection::Starting => (Color32::GRAY, "starting the daemon…".to_owned()),
+                    Connection::NotRunning(_) => (
+                        Color32::from_rgb(200, 60, 40),
+                        "daemon not running".to_owned(),
+                    ),
+                    Connection::Failed(_) => {
+                        (Color32::from_rgb(200, 60, 40), "cannot connect".to_owned())
+                    }
+                };
+                if self.connection == Connection::Connected
+                    && let Some(s) = &self.status
+                {
+                    ui.label(plural(s.peers as u64, "peer", "peers"));
+                    ui.separator();
+                }
+                ui.label(text);
+                let (r, _) = ui.allocate_exact_size(egui::vec2(12.0, 12.0), egui::Sense::hover());
+                ui.painter().circle_filled(r.center(), 5.0, dot);
+            });
         });
     }
 

@@ -1340,9 +1340,15 @@ fn the_mesh_tab_says_a_loopback_peer_is_on_this_machine() {
         (a, b)
     });
     let mut h = harness(a.socket.clone());
+    h.step();
+    let tab = h.get_by_label("Mesh").rect();
     until(&mut h, Duration::from_secs(10), "connected", |h| {
-        app(h).connection == Connection::Connected
+        app(h).connection == Connection::Connected && app(h).status.is_some()
     });
+    h.step();
+    // The tabs stay where they were while the connection and the peer count
+    // come and go: a click aimed at one never lands beside it.
+    assert_eq!(h.get_by_label("Mesh").rect(), tab, "the Mesh tab moved");
     h.get_by_label("Mesh").click();
     until(&mut h, Duration::from_secs(10), "the peer", |h| {
         !app(h).peers.is_empty()

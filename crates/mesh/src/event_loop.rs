@@ -648,6 +648,7 @@ impl EventLoop {
                 peer_id,
                 connection_id,
                 num_established,
+                cause,
                 ..
             } => {
                 if let Some(conns) = self.conns.get_mut(&peer_id) {
@@ -687,7 +688,10 @@ impl EventLoop {
                 }
                 self.strikes.remove(&peer_id);
                 if self.peers.remove(&peer_id).is_some() {
-                    tracing::info!(%peer_id, "peer down");
+                    match &cause {
+                        Some(why) => tracing::info!(%peer_id, cause = %why, "peer down"),
+                        None => tracing::info!(%peer_id, "peer down"),
+                    }
                     self.emit(MeshEvent::PeerDown(peer_id)).await;
                 }
             }
