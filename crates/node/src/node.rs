@@ -48,6 +48,11 @@ pub struct Config {
     /// catches what a link lost; contacts made, rooms joined or taken on
     /// start one at once.
     pub resync_idle_ms: u64,
+    /// Each complete session with a peer that brought nothing doubles the
+    /// wait before the next (from `resync_idle_ms`) up to this; one that
+    /// stored something, or the peer coming up again, resets it. A long
+    /// steady contact in sync costs a session every this long.
+    pub resync_idle_max_ms: u64,
     /// Rooms with more members known than this get no receipts: a member
     /// confirms a text to its author only in rooms up to this size (in a
     /// large room every member's receipt would flood the room for one
@@ -73,6 +78,7 @@ impl Default for Config {
             relay: None,
             resync_every_ms: 30_000,
             resync_idle_ms: 5 * 60_000,
+            resync_idle_max_ms: 20 * 60_000,
             receipt_max_members: 32,
             receipt_delay_ms: 500,
             sweep_every_ms: 60_000,
@@ -223,8 +229,9 @@ pub struct Node<S, C, R> {
     /// When each peer up last made this node start a session by an empty
     /// Rooms request (at most one per `resync_every_ms`).
     solicited_by: BTreeMap<PeerRef, Timestamp>,
-    /// When the last complete session with each peer up ended.
-    synced_at: BTreeMap<PeerRef, Timestamp>,
+    /// When the last complete session with each peer up ended, and how
+    /// long the peer is left alone after it (see `resync_idle_max_ms`).
+    synced_at: BTreeMap<PeerRef, (Timestamp, u64)>,
     next_session: u64,
     next_sync: u64,
     /// Each room's reconciliation set, kept as items are stored (never
@@ -1208,14 +1215,13 @@ impl<S: NodeStore, C: Crypto, R: RngCore> Node<S, C, R> {
                 }
             }
             Timer::Resync => {
-                let idle = self.config.resync_idle_ms;
                 let peers: Vec<PeerRef> = self
                     .peers
                     .iter()
                     .filter(|p| {
                         self.synced_at
                             .get(p)
-                            .is_none_or(|at| now.saturating_sub(*at) >= idle)
+                            .is_none_or(|(at, idle)| now.saturating_sub(*at) >= *idle)
                     })
                     .copied()
                     .collect();
@@ -1526,8 +1532,18 @@ impl<S: NodeStore, C: Crypto, R: RngCore> Node<S, C, R> {
             .and_then(|s| s.rooms.pop_front())
         else {
             // Every common room reconciled: the peer is not due again
-            // before `resync_idle_ms`.
-            self.synced_at.insert(peer, now);
+            // before `resync_idle_ms`, or twice as long as last time when
+            // this session brought nothing either.
+            let stored = self.sessions.get(&peer).map_or(0, |s| s.stored);
+            let base = self.config.resync_idle_ms;
+            let idle = match self.synced_at.get(&peer) {
+                Some((_, last)) if stored == 0 => last
+                    .saturating_mul(2)
+                    .min(self.config.resync_idle_max_ms)
+                    .max(base),
+                _ => base,
+            };
+            self.synced_at.insert(peer, (now, idle));
             return self.end_session(peer, now);
         };
         let storage = self.sync_storage(&room);

@@ -1681,6 +1681,59 @@ fn a_peer_is_reconciled_with_again_only_once_its_last_session_is_idle_long_enoug
     assert_eq!(sync_requests(&out).len(), 1);
 }
 
+/// A steady contact that stays in sync costs fewer and fewer sessions: each
+/// one that brought nothing doubles the wait before the next, up to
+/// `resync_idle_max_ms`; one that stored something resets it.
+#[test]
+fn a_steady_contact_in_sync_is_reconciled_less_and_less_often() {
+    let mut a = node(1, None);
+    let room = create(&mut a, "camp", T0);
+    let secret = secret_of(&a, &room);
+    let mut b = node(2, None);
+    join(&mut b, &secret, T0);
+    let up = Input::LinkUp {
+        link: BLE_A,
+        kind: LinkKind::Bluetooth,
+    };
+    let out_a = run(&mut a, up.clone(), T0);
+    let out_b = run(&mut b, up, T0);
+    pump(&mut a, &mut b, out_a, true, T0);
+    pump(&mut a, &mut b, out_b, false, T0);
+    let (idle, max) = (a.config().resync_idle_ms, a.config().resync_idle_max_ms);
+    assert_eq!((idle, max), (5 * 60_000, 20 * 60_000));
+    const MIN: u64 = 60_000;
+    // The resync timer ticks every 30 s; the minutes a's sessions start at.
+    let mut t = T0;
+    let mut ticks_until = |a: &mut TestNode, b: &mut TestNode, end: u64| {
+        let mut starts = Vec::new();
+        while t < end {
+            t += 30_000;
+            let out = run(a, Input::Timer(Timer::Resync), t);
+            if !sync_requests(&out).is_empty() {
+                starts.push((t - T0) / MIN);
+                pump(a, b, out, true, t);
+            }
+        }
+        starts
+    };
+    assert_eq!(ticks_until(&mut a, &mut b, T0 + 60 * MIN), [5, 15, 35, 55]);
+    // b holds a message a never got (its forward was lost): the next
+    // session fetches it, and the one after comes after the base wait.
+    let (id, _lost) = send(&mut b, room, "lost on the way", T0 + 60 * MIN);
+    assert_eq!(ticks_until(&mut a, &mut b, T0 + 95 * MIN), [75, 80, 90]);
+    assert!(a.store().contains(&id).unwrap());
+    // A new contact starts at once, and from the base wait again.
+    run(&mut a, Input::LinkDown { link: BLE_A }, T0 + 95 * MIN);
+    let up = Input::LinkUp {
+        link: BLE_A,
+        kind: LinkKind::Bluetooth,
+    };
+    let out = run(&mut a, up, T0 + 95 * MIN);
+    assert_eq!(sync_requests(&out).len(), 1);
+    pump(&mut a, &mut b, out, true, T0 + 95 * MIN);
+    assert_eq!(ticks_until(&mut a, &mut b, T0 + 111 * MIN), [100, 110]);
+}
+
 #[test]
 fn an_envelope_fetched_by_sync_goes_on_to_every_other_link() {
     let mut a = node(1, None);

@@ -23,7 +23,7 @@ use peddlenet_node::{
     Config, DeliveryState, Event, FastCrypto, Input, LinkId, LinkKind, MemStore, Node, Output,
     PeerRef, RelayLimits, Reply, Request, RequestId, SyncId, Timer,
 };
-use peddlenet_proto::{Identity, MessageId, RoomId};
+use peddlenet_proto::{Identity, MessageId, RoomId, message_id};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use sha2::{Digest, Sha256};
@@ -48,6 +48,9 @@ pub struct Cores {
     nodes: Vec<Core>,
     room_ids: Vec<RoomId>,
     msg_of: HashMap<MessageId, u32>,
+    /// Bytes on the air per envelope (forwarded or fetched): those of
+    /// envelopes that are not texts are receipts.
+    env_bytes: HashMap<MessageId, u64>,
     /// The link of each connected pair (a < b), and the pair of each link.
     link_of: HashMap<(u32, u32), LinkId>,
     pair_of: HashMap<u64, (u32, u32)>,
@@ -111,6 +114,7 @@ impl Cores {
             nodes,
             room_ids: Vec::new(),
             msg_of: HashMap::new(),
+            env_bytes: HashMap::new(),
             link_of: HashMap::new(),
             pair_of: HashMap::new(),
             kinds: HashMap::new(),
@@ -147,18 +151,22 @@ impl Cores {
                         ..
                     } => {
                         let mut peers = 0;
+                        let bytes = envelope.len() as u64 + ENVELOPE_FRAME;
                         for link in to {
-                            if let Some(y) = self.other(x, link) {
-                                let bytes = envelope.len() as u64 + ENVELOPE_FRAME;
-                                if net.send(
+                            if let Some(y) = self.other(x, link)
+                                && net.send(
                                     x,
                                     y,
                                     bytes,
                                     CoreMsg::Envelope(envelope.bytes().to_vec()),
-                                ) {
-                                    peers += 1;
-                                }
+                                )
+                            {
+                                peers += 1;
                             }
+                        }
+                        if peers > 0 {
+                            *self.env_bytes.entry(envelope.id()).or_default() +=
+                                bytes * u64::from(peers);
                         }
                         if track {
                             queue.push_back(Input::Published {
@@ -187,6 +195,12 @@ impl Cores {
                         if let Some(y) = self.other(x, peer.link) {
                             let bytes = response.encode().len() as u64 + FRAME;
                             net.stats.control_bytes += bytes;
+                            if let SyncResponse::Envelopes(envs) = &response {
+                                for e in envs {
+                                    *self.env_bytes.entry(message_id(e)).or_default() +=
+                                        e.len() as u64;
+                                }
+                            }
                             net.send(x, y, bytes, CoreMsg::SyncAnswer { id, response });
                         }
                     }
@@ -392,6 +406,12 @@ impl Protocol for Cores {
             self.sample_storage(net, x);
         }
         net.stats.sessions = self.nodes.iter().map(|n| n.stats().sync_sessions).sum();
+        net.stats.receipt_bytes = self
+            .env_bytes
+            .iter()
+            .filter(|(id, _)| !self.msg_of.contains_key(id))
+            .map(|(_, b)| b)
+            .sum();
     }
 }
 

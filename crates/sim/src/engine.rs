@@ -98,6 +98,8 @@ pub struct Stats {
     pub bytes_on_air: u64,
     /// Of which summaries and sync requests and answers (not envelopes).
     pub control_bytes: u64,
+    /// Of which receipts, forwarded or in sync answers (PeddleNet only).
+    pub receipt_bytes: u64,
     /// (message, member, latency in seconds), first arrival only.
     pub deliveries: Vec<(u32, u32, f64)>,
     delivered: HashSet<(u32, u32)>,

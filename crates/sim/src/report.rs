@@ -16,6 +16,9 @@ pub struct ProtocolReport {
     /// Share of the bytes on the air that were summaries or sync requests
     /// and answers rather than envelopes.
     pub control_share: f64,
+    /// Share of the bytes on the air that were receipts (forwarded, or in
+    /// sync answers: those also count as control).
+    pub receipt_share: f64,
     pub bytes_per_delivered: f64,
     pub max_node_bytes: u64,
     pub p99_node_bytes: u64,
@@ -105,6 +108,7 @@ pub fn summarize(sc: &Scenario, reach: &[BitSet], s: &Stats, must_deliver: bool)
         latency_p99_s: quantile(&lat, 0.99),
         bytes_on_air: s.bytes_on_air,
         control_share: s.control_bytes as f64 / s.bytes_on_air.max(1) as f64,
+        receipt_share: s.receipt_bytes as f64 / s.bytes_on_air.max(1) as f64,
         bytes_per_delivered: s.bytes_on_air as f64 / delivered.max(1) as f64,
         max_node_bytes: nodes.last().copied().unwrap_or(0),
         p99_node_bytes: nodes
@@ -194,6 +198,11 @@ impl Report {
                 r.invariant_violations
             );
         }
+        s += &format!(
+            "PeddleNet's bytes on the air: {:.1} % receipts, {:.1} % sync and fetches\n",
+            100.0 * self.peddlenet.receipt_share,
+            100.0 * self.peddlenet.control_share
+        );
         s += &format!(
             "relay budget: phones {}, handhelds {}; invariant violations (PeddleNet): {}\n",
             mib(self.relay_budget_phone_bytes),

@@ -54,6 +54,12 @@ fn assert_clean(seed: u64) {
         );
         assert!(p.latency_p50_s <= p.latency_p99_s, "seed {seed}");
     }
+    // Friends' rooms confirm texts: receipts are on the air, and are part
+    // of the bytes, not more than them; the baselines send none.
+    let share = r.peddlenet.receipt_share;
+    assert!(share > 0.0 && share < 1.0, "seed {seed}: receipts {share}");
+    assert_eq!(r.epidemic.receipt_share, 0.0);
+    assert_eq!(r.spray_and_wait.receipt_share, 0.0);
 }
 
 #[test]
