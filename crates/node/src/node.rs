@@ -50,8 +50,9 @@ pub struct Config {
     pub resync_idle_ms: u64,
     /// Each complete session with a peer that brought nothing doubles the
     /// wait before the next (from `resync_idle_ms`) up to this; one that
-    /// stored something, or the peer coming up again, resets it. A long
-    /// steady contact in sync costs a session every this long.
+    /// stored something, the peer coming up again, or a room it listed
+    /// being taken on here resets it. A long steady contact in sync costs
+    /// a session every this long.
     pub resync_idle_max_ms: u64,
     /// Rooms with more members known than this get no receipts: a member
     /// confirms a text to its author only in rooms up to this size (in a
@@ -78,7 +79,7 @@ impl Default for Config {
             relay: None,
             resync_every_ms: 30_000,
             resync_idle_ms: 5 * 60_000,
-            resync_idle_max_ms: 20 * 60_000,
+            resync_idle_max_ms: 10 * 60_000,
             receipt_max_members: 32,
             receipt_delay_ms: 500,
             sweep_every_ms: 60_000,
@@ -232,6 +233,9 @@ pub struct Node<S, C, R> {
     /// When the last complete session with each peer up ended, and how
     /// long the peer is left alone after it (see `resync_idle_max_ms`).
     synced_at: BTreeMap<PeerRef, (Timestamp, u64)>,
+    /// The rooms each peer up listed in its last Rooms request (at most
+    /// `MAX_LIST` each): whose sessions a room taken on makes due.
+    peer_rooms: BTreeMap<PeerRef, BTreeSet<RoomId>>,
     next_session: u64,
     next_sync: u64,
     /// Each room's reconciliation set, kept as items are stored (never
@@ -303,6 +307,7 @@ impl<S: NodeStore, C: Crypto, R: RngCore> Node<S, C, R> {
             solicit: BTreeSet::new(),
             solicited_by: BTreeMap::new(),
             synced_at: BTreeMap::new(),
+            peer_rooms: BTreeMap::new(),
             next_session: 0,
             next_sync: 0,
             sets: HashMap::new(),
@@ -1328,6 +1333,7 @@ impl<S: NodeStore, C: Crypto, R: RngCore> Node<S, C, R> {
         self.solicit.remove(&peer);
         self.solicited_by.remove(&peer);
         self.synced_at.remove(&peer);
+        self.peer_rooms.remove(&peer);
         // Its answers will not come; a late one is ignored.
         self.sessions.remove(&peer);
     }
@@ -1410,6 +1416,7 @@ impl<S: NodeStore, C: Crypto, R: RngCore> Node<S, C, R> {
         self.sessions.remove(&peer);
         self.again.remove(&peer);
         self.synced_at.remove(&peer);
+        self.peer_rooms.remove(&peer);
         self.out.push(Output::Misbehaved { peer, reason });
     }
 
@@ -1678,6 +1685,10 @@ impl<S: NodeStore, C: Crypto, R: RngCore> Node<S, C, R> {
             }
             SyncRequest::Rooms(theirs) => {
                 let theirs: Vec<RoomId> = theirs.into_iter().map(RoomId).collect();
+                if self.peers.contains(&peer) {
+                    self.peer_rooms
+                        .insert(peer, theirs.iter().copied().collect());
+                }
                 let taken = self.accept_offers(&theirs, now);
                 // Rooms just taken on hold nothing yet: nothing to reconcile.
                 let common = theirs
@@ -1692,6 +1703,18 @@ impl<S: NodeStore, C: Crypto, R: RngCore> Node<S, C, R> {
                     // Fetch what the peer that offered them holds.
                     self.peers.insert(peer);
                     self.start_sync(peer, now);
+                    // Other peers that offered them (or whose rooms are
+                    // not known) are due again after the base wait.
+                    let base = self.config.resync_idle_ms;
+                    for (p, (_, idle)) in self.synced_at.iter_mut() {
+                        if self
+                            .peer_rooms
+                            .get(p)
+                            .is_none_or(|rs| taken.iter().any(|r| rs.contains(r)))
+                        {
+                            *idle = base;
+                        }
+                    }
                 }
                 SyncResponse::Rooms(common)
             }

@@ -1700,7 +1700,7 @@ fn a_steady_contact_in_sync_is_reconciled_less_and_less_often() {
     pump(&mut a, &mut b, out_a, true, T0);
     pump(&mut a, &mut b, out_b, false, T0);
     let (idle, max) = (a.config().resync_idle_ms, a.config().resync_idle_max_ms);
-    assert_eq!((idle, max), (5 * 60_000, 20 * 60_000));
+    assert_eq!((idle, max), (5 * 60_000, 10 * 60_000));
     const MIN: u64 = 60_000;
     // The resync timer ticks every 30 s; the minutes a's sessions start at.
     let mut t = T0;
@@ -1716,11 +1716,14 @@ fn a_steady_contact_in_sync_is_reconciled_less_and_less_often() {
         }
         starts
     };
-    assert_eq!(ticks_until(&mut a, &mut b, T0 + 60 * MIN), [5, 15, 35, 55]);
+    assert_eq!(
+        ticks_until(&mut a, &mut b, T0 + 60 * MIN),
+        [5, 15, 25, 35, 45, 55]
+    );
     // b holds a message a never got (its forward was lost): the next
     // session fetches it, and the one after comes after the base wait.
     let (id, _lost) = send(&mut b, room, "lost on the way", T0 + 60 * MIN);
-    assert_eq!(ticks_until(&mut a, &mut b, T0 + 95 * MIN), [75, 80, 90]);
+    assert_eq!(ticks_until(&mut a, &mut b, T0 + 95 * MIN), [65, 70, 80, 90]);
     assert!(a.store().contains(&id).unwrap());
     // A new contact starts at once, and from the base wait again.
     run(&mut a, Input::LinkDown { link: BLE_A }, T0 + 95 * MIN);
@@ -1732,6 +1735,83 @@ fn a_steady_contact_in_sync_is_reconciled_less_and_less_often() {
     assert_eq!(sync_requests(&out).len(), 1);
     pump(&mut a, &mut b, out, true, T0 + 95 * MIN);
     assert_eq!(ticks_until(&mut a, &mut b, T0 + 111 * MIN), [100, 110]);
+}
+
+/// Answers every Rooms request among `out` (and those the answers cause)
+/// with no room in common; returns the peers asked.
+fn nothing_in_common(n: &mut TestNode, out: Vec<Output>, now: u64) -> Vec<PeerRef> {
+    let mut asked = Vec::new();
+    let mut queue = out;
+    while let Some(o) = queue.pop() {
+        if let Output::SyncRequest {
+            peer,
+            id,
+            request: SyncRequest::Rooms(_),
+        } = o
+        {
+            asked.push(peer);
+            let response = Some(SyncResponse::Rooms(Vec::new()));
+            queue.extend(run(n, Input::SyncResponse { peer, id, response }, now));
+        }
+    }
+    asked
+}
+
+/// A relay that takes on a room makes sessions due again, after the base
+/// wait, with the peers that offered that room before, however long their
+/// waits had grown; not with the others.
+#[test]
+fn a_room_taken_on_makes_the_peers_that_hold_it_due_again() {
+    const MIN: u64 = 60_000;
+    let mut r = node(5, Some(small_relay()));
+    run(&mut r, Input::Start, T0);
+    create(&mut r, "own", T0);
+    let (a, b) = (PeerRef::link(BLE_A), PeerRef::link(BLE_B));
+    for link in [BLE_A, BLE_B] {
+        let out = run(
+            &mut r,
+            Input::LinkUp {
+                link,
+                kind: LinkKind::Bluetooth,
+            },
+            T0,
+        );
+        nothing_in_common(&mut r, out, T0);
+    }
+    let offer = |r: &mut TestNode, peer, rooms: &[u8], now| {
+        let rooms = rooms.iter().map(|i| [*i; 32]).collect();
+        let out = run(
+            r,
+            Input::SyncRequest {
+                peer,
+                id: SyncId(now),
+                request: SyncRequest::Rooms(rooms),
+            },
+            now,
+        );
+        nothing_in_common(r, out, now);
+    };
+    // B fills the relay's three rooms; A offers room 9, not taken.
+    offer(&mut r, b, &[1, 2, 3], T0 + 1000);
+    offer(&mut r, a, &[9], T0 + 2000);
+    assert_eq!(r.carried_rooms().len(), 3);
+    // Sessions with A that bring nothing: A's wait grows to 10 minutes.
+    let tick = |r: &mut TestNode, min: u64| {
+        let out = run(r, Input::Timer(Timer::Resync), T0 + min * MIN);
+        nothing_in_common(r, out, T0 + min * MIN)
+    };
+    assert!(tick(&mut r, 5).contains(&a));
+    assert!(tick(&mut r, 15).contains(&a));
+    // The three rooms came to nothing and are dropped; B offers room 8,
+    // which A never offered: A's wait stays.
+    run(&mut r, Input::Timer(Timer::RelaySweep), T0 + 16 * MIN - 1);
+    assert!(16 * MIN - 1 > 1000 + Config::default().relay_pending_ms);
+    assert!(r.carried_rooms().is_empty());
+    offer(&mut r, b, &[8], T0 + 16 * MIN);
+    assert!(!tick(&mut r, 20).contains(&a));
+    // B offers room 9, which A holds: A is due after the base wait.
+    offer(&mut r, b, &[9], T0 + 21 * MIN);
+    assert!(tick(&mut r, 21).contains(&a), "not left until minute 25");
 }
 
 #[test]
