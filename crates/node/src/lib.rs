@@ -86,7 +86,8 @@ pub use node::{
 };
 pub use relay::{Refused, RelayBook, RelayInserted, RelayLimits};
 pub use store::{
-    Delivery, MemStore, NodeStore, RoomRecord, StoreError, StoreResult, StoredMessage,
+    Delivery, MemStore, NodeStore, RoomRecord, SharedEnvelopes, StoreError, StoreResult,
+    StoredMessage,
 };
 pub use types::*;
 

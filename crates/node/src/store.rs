@@ -6,6 +6,7 @@
 //! depends on them leaves the node.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, Weak};
 
 use peddlenet_proto::{AuthorId, MessageId, RoomId};
 
@@ -143,13 +144,47 @@ pub trait NodeStore {
     fn relay_bytes(&self) -> u64;
 }
 
+/// Envelope bytes shared by the [`MemStore`]s of one process: a simulation
+/// holds the same envelope on thousands of nodes, and keeps its bytes once.
+#[derive(Debug, Default, Clone)]
+pub struct SharedEnvelopes(Arc<Mutex<SharedInner>>);
+
+#[derive(Debug, Default)]
+struct SharedInner {
+    held: HashMap<MessageId, Weak<[u8]>>,
+    /// Entries when dropped ones were last cleared out.
+    swept: usize,
+}
+
+impl SharedEnvelopes {
+    /// The bytes of envelope `id`: those another store holds when equal.
+    fn bytes(&self, id: &MessageId, env: &[u8]) -> Arc<[u8]> {
+        let mut s = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(held) = s.held.get(id).and_then(Weak::upgrade)
+            && *held == *env
+        {
+            return held;
+        }
+        let new: Arc<[u8]> = Arc::from(env);
+        s.held.insert(*id, Arc::downgrade(&new));
+        // Envelopes no store holds any more are forgotten now and then, so
+        // the table follows what is held.
+        if s.held.len() > 2 * s.swept.max(1024) {
+            s.held.retain(|_, w| w.strong_count() > 0);
+            s.swept = s.held.len();
+        }
+        new
+    }
+}
+
 /// Everything in memory: for tests and simulations. Bounded only by what
 /// the core puts in it (relayed envelopes by the relay limits).
 #[derive(Debug, Default, Clone)]
 pub struct MemStore {
     rooms: BTreeMap<RoomId, RoomRecord>,
-    envelopes: HashMap<MessageId, (RoomId, Vec<u8>)>,
-    by_prefix: BTreeMap<[u8; 32], ()>,
+    /// By id, in order (lookups by id prefix).
+    envelopes: BTreeMap<MessageId, (RoomId, Arc<[u8]>)>,
+    shared: Option<SharedEnvelopes>,
     history: BTreeMap<(RoomId, u64, MessageId), StoredMessage>,
     control: BTreeSet<(RoomId, u64, MessageId)>,
     outbox: BTreeSet<(RoomId, u64, MessageId)>,
@@ -171,6 +206,13 @@ pub struct MemStore {
 impl MemStore {
     pub fn new() -> Self {
         Self::default()
+    }
+    /// A store that keeps envelope bytes in `shared` with other stores.
+    pub fn sharing(shared: SharedEnvelopes) -> Self {
+        Self {
+            shared: Some(shared),
+            ..Self::default()
+        }
     }
     /// Bytes of envelopes held, member and relayed (kept as they change:
     /// cheap to read at every step of a simulation).
@@ -203,17 +245,19 @@ impl MemStore {
         }
     }
     fn put_envelope(&mut self, room: &RoomId, id: &MessageId, env: &[u8]) {
-        if let Some((_, old)) = self.envelopes.insert(*id, (*room, env.to_vec())) {
+        let bytes = match &self.shared {
+            Some(s) => s.bytes(id, env),
+            None => Arc::from(env),
+        };
+        if let Some((_, old)) = self.envelopes.insert(*id, (*room, bytes)) {
             self.bytes -= old.len() as u64;
         }
         self.bytes += env.len() as u64;
-        self.by_prefix.insert(id.0, ());
     }
     fn drop_envelope(&mut self, id: &MessageId) -> Option<Vec<u8>> {
-        self.by_prefix.remove(&id.0);
         let (_, env) = self.envelopes.remove(id)?;
         self.bytes -= env.len() as u64;
-        Some(env)
+        Some(env.to_vec())
     }
 }
 
@@ -259,20 +303,17 @@ impl NodeStore for MemStore {
     fn envelope(&self, id: &MessageId) -> StoreResult<Option<Vec<u8>>> {
         let (e, d) = self.reads.get();
         self.reads.set((e + 1, d));
-        Ok(self.envelopes.get(id).map(|(_, e)| e.clone()))
+        Ok(self.envelopes.get(id).map(|(_, e)| e.to_vec()))
     }
     fn envelope_by_prefix(&self, prefix: &[u8]) -> StoreResult<Option<(MessageId, Vec<u8>)>> {
         let mut lo = [0u8; 32];
         lo[..prefix.len().min(32)].copy_from_slice(&prefix[..prefix.len().min(32)]);
         Ok(self
-            .by_prefix
-            .range(lo..)
+            .envelopes
+            .range(MessageId(lo)..)
             .next()
-            .filter(|(k, _)| k.starts_with(prefix))
-            .and_then(|(k, _)| {
-                let id = MessageId(*k);
-                self.envelopes.get(&id).map(|(_, e)| (id, e.clone()))
-            }))
+            .filter(|(k, _)| k.0.starts_with(prefix))
+            .map(|(k, (_, e))| (*k, e.to_vec())))
     }
     fn check_space(&self) -> StoreResult<()> {
         self.space()
@@ -460,5 +501,62 @@ impl NodeStore for MemStore {
     }
     fn relay_bytes(&self) -> u64 {
         self.relay.total_bytes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stored(id: MessageId) -> StoredMessage {
+        StoredMessage {
+            id,
+            room_id: RoomId([1; 32]),
+            author: AuthorId([2; 32]),
+            author_name: "a".into(),
+            timestamp_ms: 5,
+            received_ms: 5,
+            text: "t".into(),
+            own: false,
+        }
+    }
+
+    #[test]
+    fn stores_sharing_envelopes_hold_each_ones_bytes_once() {
+        let shared = SharedEnvelopes::default();
+        let (mut a, mut b) = (
+            MemStore::sharing(shared.clone()),
+            MemStore::sharing(shared.clone()),
+        );
+        let id = MessageId([9; 32]);
+        let env = vec![1u8; 300];
+        assert!(a.insert_message(&stored(id), &env, false).unwrap());
+        assert!(b.insert_message(&stored(id), &env, false).unwrap());
+        let (ea, eb) = (&a.envelopes[&id].1, &b.envelopes[&id].1);
+        assert!(Arc::ptr_eq(ea, eb), "one copy of the bytes");
+        // Each store still counts and returns them as its own.
+        assert_eq!(a.envelope_bytes(), 300);
+        assert_eq!(b.envelope(&id).unwrap(), Some(env.clone()));
+        assert_eq!(
+            b.envelope_by_prefix(&id.0[..16]).unwrap(),
+            Some((id, env.clone()))
+        );
+        // Gone from one, kept by the other; an unshared store copies.
+        b.remove_room(&RoomId([1; 32])).unwrap();
+        assert_eq!(a.envelope(&id).unwrap(), Some(env.clone()));
+        let mut c = MemStore::new();
+        c.insert_message(&stored(id), &env, false).unwrap();
+        assert!(!Arc::ptr_eq(&a.envelopes[&id].1, &c.envelopes[&id].1));
+        // Ids no store holds any more are cleared out as the table grows.
+        drop(a);
+        for i in 0..5000u32 {
+            let mut k = [0u8; 32];
+            k[..4].copy_from_slice(&i.to_le_bytes());
+            let mut s = MemStore::sharing(shared.clone());
+            s.insert_message(&stored(MessageId(k)), &[7; 10], false)
+                .unwrap();
+        }
+        let held = shared.0.lock().unwrap().held.len();
+        assert!(held <= 2048, "{held} entries for envelopes no store holds");
     }
 }

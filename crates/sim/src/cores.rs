@@ -21,7 +21,7 @@ use std::collections::{HashMap, VecDeque};
 use peddlenet_node::sync::transport::{SyncRequest, SyncResponse};
 use peddlenet_node::{
     Config, DeliveryState, Event, FastCrypto, Input, LinkId, LinkKind, MemStore, Node, Output,
-    PeerRef, RelayLimits, Reply, Request, RequestId, SyncId, Timer,
+    PeerRef, RelayLimits, Reply, Request, RequestId, SharedEnvelopes, SyncId, Timer,
 };
 use peddlenet_proto::{Identity, MessageId, RoomId, message_id};
 use rand::SeedableRng;
@@ -82,6 +82,8 @@ fn text(seq: u32, len: usize) -> String {
 
 impl Cores {
     pub fn new(sc: &Scenario, seed: u64) -> Self {
+        // Each envelope's bytes once, however many nodes hold it.
+        let shared = SharedEnvelopes::default();
         let nodes = (0..sc.nodes)
             .map(|x| {
                 let budget = sc.relay_budget[x as usize];
@@ -103,7 +105,7 @@ impl Cores {
                     config,
                     identity(seed, x),
                     format!("n{x}"),
-                    MemStore::new(),
+                    MemStore::sharing(shared.clone()),
                     FastCrypto,
                     ChaCha8Rng::seed_from_u64(seed ^ ((x as u64) << 20) ^ 0x5EED),
                 )
