@@ -196,6 +196,16 @@ fn main() {
         counted.as_secs_f64() * 1e3,
         rss()
     );
+    // What a first contact after a restart costs: the room's items for
+    // reconciliation, read from the store once.
+    let before = rss();
+    let t = Instant::now();
+    let items = s.sync_items(&room).unwrap().len();
+    println!(
+        "| the room's {items} sync items read in {:.1} ms | {before} | RSS after {} KiB | |",
+        t.elapsed().as_secs_f64() * 1e3,
+        rss()
+    );
     peddlenet_store::memory::trim();
     println!("| after malloc_trim | {} | | |", rss());
 }
