@@ -62,8 +62,7 @@
 //!   topic and when a room is joined or taken on; the resync timer starts
 //!   one only with peers whose last complete session is
 //!   [`Config::resync_idle_ms`] old (what arrives meanwhile is forwarded,
-//!   fetched envelopes included), a wait that doubles after each session
-//!   that brought nothing, up to [`Config::resync_idle_max_ms`]. Each room's reconciliation set is kept
+//!   fetched envelopes included). Each room's reconciliation set is kept
 //!   as items are stored, not rebuilt per session.
 //! - Receipts are sent only in rooms of at most
 //!   [`Config::receipt_max_members`] known members. Sessions are bounded (rounds, ids, fetches, bytes,

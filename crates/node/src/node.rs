@@ -48,12 +48,6 @@ pub struct Config {
     /// catches what a link lost; contacts made, rooms joined or taken on
     /// start one at once.
     pub resync_idle_ms: u64,
-    /// Each complete session with a peer that brought nothing doubles the
-    /// wait before the next (from `resync_idle_ms`) up to this; one that
-    /// stored something, the peer coming up again, or a room it listed
-    /// being taken on here resets it. A long steady contact in sync costs
-    /// a session every this long.
-    pub resync_idle_max_ms: u64,
     /// Rooms with more members known than this get no receipts: a member
     /// confirms a text to its author only in rooms up to this size (in a
     /// large room every member's receipt would flood the room for one
@@ -79,7 +73,6 @@ impl Default for Config {
             relay: None,
             resync_every_ms: 30_000,
             resync_idle_ms: 5 * 60_000,
-            resync_idle_max_ms: 10 * 60_000,
             receipt_max_members: 32,
             receipt_delay_ms: 500,
             sweep_every_ms: 60_000,
@@ -230,12 +223,8 @@ pub struct Node<S, C, R> {
     /// When each peer up last made this node start a session by an empty
     /// Rooms request (at most one per `resync_every_ms`).
     solicited_by: BTreeMap<PeerRef, Timestamp>,
-    /// When the last complete session with each peer up ended, and how
-    /// long the peer is left alone after it (see `resync_idle_max_ms`).
-    synced_at: BTreeMap<PeerRef, (Timestamp, u64)>,
-    /// The rooms each peer up listed in its last Rooms request (at most
-    /// `MAX_LIST` each): whose sessions a room taken on makes due.
-    peer_rooms: BTreeMap<PeerRef, BTreeSet<RoomId>>,
+    /// When the last complete session with each peer up ended.
+    synced_at: BTreeMap<PeerRef, Timestamp>,
     next_session: u64,
     next_sync: u64,
     /// Each room's reconciliation set, kept as items are stored (never
@@ -307,7 +296,6 @@ impl<S: NodeStore, C: Crypto, R: RngCore> Node<S, C, R> {
             solicit: BTreeSet::new(),
             solicited_by: BTreeMap::new(),
             synced_at: BTreeMap::new(),
-            peer_rooms: BTreeMap::new(),
             next_session: 0,
             next_sync: 0,
             sets: HashMap::new(),
@@ -1220,13 +1208,14 @@ impl<S: NodeStore, C: Crypto, R: RngCore> Node<S, C, R> {
                 }
             }
             Timer::Resync => {
+                let idle = self.config.resync_idle_ms;
                 let peers: Vec<PeerRef> = self
                     .peers
                     .iter()
                     .filter(|p| {
                         self.synced_at
                             .get(p)
-                            .is_none_or(|(at, idle)| now.saturating_sub(*at) >= *idle)
+                            .is_none_or(|at| now.saturating_sub(*at) >= idle)
                     })
                     .copied()
                     .collect();
@@ -1333,7 +1322,6 @@ impl<S: NodeStore, C: Crypto, R: RngCore> Node<S, C, R> {
         self.solicit.remove(&peer);
         self.solicited_by.remove(&peer);
         self.synced_at.remove(&peer);
-        self.peer_rooms.remove(&peer);
         // Its answers will not come; a late one is ignored.
         self.sessions.remove(&peer);
     }
@@ -1416,7 +1404,6 @@ impl<S: NodeStore, C: Crypto, R: RngCore> Node<S, C, R> {
         self.sessions.remove(&peer);
         self.again.remove(&peer);
         self.synced_at.remove(&peer);
-        self.peer_rooms.remove(&peer);
         self.out.push(Output::Misbehaved { peer, reason });
     }
 
@@ -1539,18 +1526,8 @@ impl<S: NodeStore, C: Crypto, R: RngCore> Node<S, C, R> {
             .and_then(|s| s.rooms.pop_front())
         else {
             // Every common room reconciled: the peer is not due again
-            // before `resync_idle_ms`, or twice as long as last time when
-            // this session brought nothing either.
-            let stored = self.sessions.get(&peer).map_or(0, |s| s.stored);
-            let base = self.config.resync_idle_ms;
-            let idle = match self.synced_at.get(&peer) {
-                Some((_, last)) if stored == 0 => last
-                    .saturating_mul(2)
-                    .min(self.config.resync_idle_max_ms)
-                    .max(base),
-                _ => base,
-            };
-            self.synced_at.insert(peer, (now, idle));
+            // before `resync_idle_ms`.
+            self.synced_at.insert(peer, now);
             return self.end_session(peer, now);
         };
         let storage = self.sync_storage(&room);
@@ -1685,10 +1662,6 @@ impl<S: NodeStore, C: Crypto, R: RngCore> Node<S, C, R> {
             }
             SyncRequest::Rooms(theirs) => {
                 let theirs: Vec<RoomId> = theirs.into_iter().map(RoomId).collect();
-                if self.peers.contains(&peer) {
-                    self.peer_rooms
-                        .insert(peer, theirs.iter().copied().collect());
-                }
                 let taken = self.accept_offers(&theirs, now);
                 // Rooms just taken on hold nothing yet: nothing to reconcile.
                 let common = theirs
@@ -1703,18 +1676,6 @@ impl<S: NodeStore, C: Crypto, R: RngCore> Node<S, C, R> {
                     // Fetch what the peer that offered them holds.
                     self.peers.insert(peer);
                     self.start_sync(peer, now);
-                    // Other peers that offered them (or whose rooms are
-                    // not known) are due again after the base wait.
-                    let base = self.config.resync_idle_ms;
-                    for (p, (_, idle)) in self.synced_at.iter_mut() {
-                        if self
-                            .peer_rooms
-                            .get(p)
-                            .is_none_or(|rs| taken.iter().any(|r| rs.contains(r)))
-                        {
-                            *idle = base;
-                        }
-                    }
                 }
                 SyncResponse::Rooms(common)
             }
