@@ -145,6 +145,9 @@ pub struct MeshSection {
     pub max_peers_per_ip: usize,
     pub max_peers_per_subnet: usize,
     pub ban_secs: u64,
+    /// Gossip messages waiting for one peer's connection; past it they are
+    /// dropped and the peer is reconciled with at the next resync tick.
+    pub gossip_queue: usize,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -189,6 +192,7 @@ impl Default for MeshSection {
             max_peers_per_ip: 8,
             max_peers_per_subnet: 32,
             ban_secs: 600,
+            gossip_queue: 1024,
         }
     }
 }
@@ -228,6 +232,7 @@ pub struct Config {
     pub max_peers_per_ip: usize,
     pub max_peers_per_subnet: usize,
     pub ban: Duration,
+    pub gossip_queue: usize,
     pub cache_bytes: u64,
     /// Log segment size of a new store, in bytes.
     pub segment_bytes: usize,
@@ -353,6 +358,7 @@ impl Config {
             max_peers_per_ip: file.mesh.max_peers_per_ip.max(1),
             max_peers_per_subnet: file.mesh.max_peers_per_subnet.max(1),
             ban: Duration::from_secs(file.mesh.ban_secs),
+            gossip_queue: file.mesh.gossip_queue.max(1),
             cache_bytes: file.store.cache_mib.max(1) * 1024 * 1024,
             segment_bytes: (file.store.segment_mib.clamp(1, 16) as usize) << 20,
             max_clients: file.ipc.max_clients.max(1),
@@ -440,6 +446,7 @@ mod tests {
             "max_peers_per_ip",
             "max_peers_per_subnet",
             "ban_secs",
+            "gossip_queue",
             "cache_mib",
             "segment_mib",
             "max_clients",

@@ -175,6 +175,7 @@ pub async fn run(cfg: Config, mut stop: watch::Receiver<bool>) -> anyhow::Result
         max_peers_per_ip: cfg.max_peers_per_ip,
         max_peers_per_subnet: cfg.max_peers_per_subnet,
         ban_duration: cfg.ban,
+        gossip_queue_len: cfg.gossip_queue,
         ..MeshConfig::default()
     };
     // Where a Wi-Fi Direct group member dials its group owner (nodes use the

@@ -199,6 +199,10 @@ impl Effects for MeshEffects {
                     }
                 }
             }
+            MeshEvent::GossipDropped { peer, .. } => {
+                let peer = self.peer(&peer);
+                out.push(Input::GossipDropped { peer });
+            }
             MeshEvent::PeerDown(id) => {
                 if let Some(n) = self.peers.forget(&id) {
                     let peer = PeerRef {

@@ -788,7 +788,15 @@ impl EventLoop {
                 peer_id,
                 failed_messages,
             })) => {
-                tracing::debug!(%peer_id, ?failed_messages, "peer is slow; gossip to it was dropped");
+                let messages = failed_messages.priority + failed_messages.non_priority;
+                tracing::debug!(%peer_id, messages, "gossip to a peer was dropped; it needs a sync session");
+                if messages > 0 && self.peers.contains_key(&peer_id) {
+                    self.emit(MeshEvent::GossipDropped {
+                        peer: peer_id,
+                        messages,
+                    })
+                    .await;
+                }
             }
             SwarmEvent::Behaviour(BehaviourEvent::Sync(ev)) => match ev {
                 request_response::Event::Message {

@@ -136,6 +136,13 @@ pub enum MeshEvent {
         reply: SyncReply,
     },
     PeerDown(PeerId),
+    /// Gossip to a connected peer was dropped: its send queue was full or
+    /// the messages waited too long (a stalled connection, a link cut and
+    /// healed before the ping noticed). What it missed needs a sync session.
+    GossipDropped {
+        peer: PeerId,
+        messages: usize,
+    },
 }
 
 /// Where the answer to a [`MeshEvent::SyncRequest`] goes.

@@ -102,6 +102,8 @@ pub enum Ingested {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Stats {
     pub sync_sessions: u64,
+    /// Reports of gossip dropped on its way to a peer.
+    pub gossip_dropped: u64,
     pub sync_requests: u64,
     pub sync_answers: u64,
     pub forwards: u64,
@@ -463,6 +465,17 @@ impl<S: NodeStore, C: Crypto, R: RngCore> Node<S, C, R> {
             }
             Input::PeerUp { peer } => self.peer_up(peer, now),
             Input::PeerDown { peer } => self.peer_down(peer),
+            Input::GossipDropped { peer } => {
+                if self.peers.contains(&peer) {
+                    self.stats.gossip_dropped += 1;
+                    // Due at the next tick; a session running now may have
+                    // passed what was dropped: it runs again after.
+                    self.synced_at.remove(&peer);
+                    if self.sessions.contains_key(&peer) {
+                        self.again.insert(peer);
+                    }
+                }
+            }
             Input::TopicJoined { peer, topic } => {
                 self.peers.insert(peer);
                 self.start_sync(peer, now);

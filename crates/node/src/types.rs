@@ -326,6 +326,12 @@ pub enum Input {
     PeerDown {
         peer: PeerRef,
     },
+    /// Gossip to a peer up was dropped (its send queue was full, or the
+    /// messages waited too long): reconcile with it at the next resync tick
+    /// rather than after `resync_idle_ms`.
+    GossipDropped {
+        peer: PeerRef,
+    },
     /// A peer subscribed to a room's topic: publish its outbox, reconcile.
     TopicJoined {
         peer: PeerRef,

@@ -1681,6 +1681,61 @@ fn a_peer_is_reconciled_with_again_only_once_its_last_session_is_idle_long_enoug
     assert_eq!(sync_requests(&out).len(), 1);
 }
 
+/// Gossip dropped on its way to a peer (a stalled connection, a cut that
+/// healed before the ping noticed) makes the peer due at the next resync
+/// tick instead of `resync_idle_ms` after its last session.
+#[test]
+fn gossip_dropped_to_a_peer_makes_it_due_at_the_next_tick() {
+    let mut a = node(1, None);
+    let room = create(&mut a, "camp", T0);
+    let secret = secret_of(&a, &room);
+    let mut b = node(2, None);
+    join(&mut b, &secret, T0);
+    let up = Input::LinkUp {
+        link: BLE_A,
+        kind: LinkKind::Bluetooth,
+    };
+    let out_a = run(&mut a, up.clone(), T0);
+    let out_b = run(&mut b, up, T0);
+    pump(&mut a, &mut b, out_a, true, T0);
+    pump(&mut a, &mut b, out_b, false, T0);
+    let peer = PeerRef::link(BLE_A);
+    let tick = |a: &mut TestNode, t: u64| run(a, Input::Timer(Timer::Resync), T0 + t);
+    assert!(sync_requests(&tick(&mut a, 30_000)).is_empty());
+    // b holds a message whose gossip to a was dropped.
+    let (id, _dropped) = send(&mut b, room, "dropped on the way", T0 + 40_000);
+    run(&mut a, Input::GossipDropped { peer }, T0 + 45_000);
+    assert_eq!(a.stats().gossip_dropped, 1);
+    let out = tick(&mut a, 60_000);
+    assert_eq!(sync_requests(&out).len(), 1, "due at once");
+    pump(&mut a, &mut b, out, true, T0 + 60_000);
+    assert!(a.store().contains(&id).unwrap());
+    // Reconciled: the next ticks wait again.
+    assert!(sync_requests(&tick(&mut a, 90_000)).is_empty());
+    // A drop while a session runs makes it run again after.
+    let out = run(&mut a, Input::GossipDropped { peer }, T0 + 400_000);
+    assert!(out.is_empty());
+    let out = tick(&mut a, 420_000);
+    assert_eq!(sync_requests(&out).len(), 1);
+    let sessions = a.stats().sync_sessions;
+    run(&mut a, Input::GossipDropped { peer }, T0 + 421_000);
+    pump(&mut a, &mut b, out, true, T0 + 421_000);
+    assert_eq!(
+        a.stats().sync_sessions,
+        sessions + 1,
+        "started again when the first ended"
+    );
+    assert!(!a.syncing(&peer));
+    // From a peer not up: nothing.
+    let stranger = PeerRef::link(BLE_B);
+    run(
+        &mut a,
+        Input::GossipDropped { peer: stranger },
+        T0 + 430_000,
+    );
+    assert_eq!(a.stats().gossip_dropped, 3);
+}
+
 #[test]
 fn an_envelope_fetched_by_sync_goes_on_to_every_other_link() {
     let mut a = node(1, None);
