@@ -68,6 +68,16 @@ fn until(h: &mut H<'_>, limit: Duration, what: &str, mut ok: impl FnMut(&mut H<'
     }
 }
 
+/// Steps frames until the app holds `n` messages of `room`.
+fn until_messages(h: &mut H<'_>, room: &str, n: usize, limit: Duration, what: &str) {
+    until(h, limit, what, |h| {
+        app(h)
+            .chats
+            .get(room)
+            .is_some_and(|c| c.messages.len() == n)
+    });
+}
+
 /// Two daemons in one room; Ana (the app's) and Bo write the conversation.
 fn conversation(rt: &tokio::runtime::Runtime) -> (Daemon, Daemon, String) {
     rt.block_on(async {
@@ -266,12 +276,13 @@ fn system_fonts_are_loaded_only_for_text_that_needs_them() {
         dir.path().join("gui.json"),
         egui::vec2(960.0, 640.0),
     );
-    until(&mut h, Duration::from_secs(15), "the conversation", |h| {
-        app(h)
-            .chats
-            .get(&room)
-            .is_some_and(|c| c.messages.len() == 2)
-    });
+    until_messages(
+        &mut h,
+        &room,
+        2,
+        Duration::from_secs(15),
+        "the conversation",
+    );
     fonts_settled(&mut h);
     let has = |h: &H<'_>, c: char| {
         let defs = h.ctx.fonts(|f| f.definitions().clone());
@@ -282,16 +293,12 @@ fn system_fonts_are_loaded_only_for_text_that_needs_them() {
     }
     let cb = rt.block_on(b.client());
     rt.block_on(cb.send(&room, CHINESE)).unwrap();
-    until(
+    until_messages(
         &mut h,
+        &room,
+        3,
         Duration::from_secs(10),
         "the Chinese message",
-        |h| {
-            app(h)
-                .chats
-                .get(&room)
-                .is_some_and(|c| c.messages.len() == 3)
-        },
     );
     fonts_settled(&mut h);
     for c in CHINESE.chars() {
@@ -333,12 +340,13 @@ fn emoji_in_messages_are_drawn_as_colour_pictures() {
         dir.path().join("gui.json"),
         egui::vec2(960.0, 640.0),
     );
-    until(&mut h, Duration::from_secs(15), "the conversation", |h| {
-        app(h)
-            .chats
-            .get(&room)
-            .is_some_and(|c| c.messages.len() == 9)
-    });
+    until_messages(
+        &mut h,
+        &room,
+        9,
+        Duration::from_secs(15),
+        "the conversation",
+    );
     fonts_settled(&mut h);
     // The message with emoji, at the bottom of the list (in view).
     let label = h.get_by_label(EMOJI).rect();
@@ -458,16 +466,12 @@ fn emoji_in_messages_are_drawn_as_colour_pictures() {
     // A message of a few emoji alone shows them large.
     let cb = rt.block_on(b.client());
     rt.block_on(cb.send(&room, "🎉🔥")).unwrap();
-    until(
+    until_messages(
         &mut h,
+        &room,
+        10,
         Duration::from_secs(10),
         "the emoji-only message",
-        |h| {
-            app(h)
-                .chats
-                .get(&room)
-                .is_some_and(|c| c.messages.len() == 10)
-        },
     );
     h.run_steps(3);
     let big = h.get_by_label("🎉🔥").rect();

@@ -254,10 +254,10 @@ impl MemStore {
         }
         self.bytes += env.len() as u64;
     }
-    fn drop_envelope(&mut self, id: &MessageId) -> Option<Vec<u8>> {
+    fn drop_envelope(&mut self, id: &MessageId) -> Option<Arc<[u8]>> {
         let (_, env) = self.envelopes.remove(id)?;
         self.bytes -= env.len() as u64;
-        Some(env.to_vec())
+        Some(env)
     }
 }
 
@@ -486,7 +486,7 @@ impl NodeStore for MemStore {
         let mut out = Vec::with_capacity(items.len());
         for (_, id) in items {
             if let Some(e) = self.drop_envelope(&id) {
-                out.push(e);
+                out.push(e.to_vec());
             }
         }
         Ok(out)

@@ -1402,27 +1402,41 @@ fn pump(a: &mut TestNode, b: &mut TestNode, start: Vec<Output>, from_a: bool, no
     steps
 }
 
-#[test]
-fn two_nodes_reconcile_what_each_lacks() {
+/// Two members of one room: `a`, which created it, and `b`.
+fn two_members() -> (TestNode, TestNode, RoomId) {
     let mut a = node(1, None);
     let room = create(&mut a, "camp", T0);
     let secret = secret_of(&a, &room);
     let mut b = node(2, None);
     join(&mut b, &secret, T0);
+    (a, b, room)
+}
+
+/// `a` and `b` meet over Bluetooth at `now`, and the sessions that starts
+/// run to their end. Returns the sync requests `a` sent at the link up.
+fn meet(a: &mut TestNode, b: &mut TestNode, now: u64) -> usize {
+    let up = Input::LinkUp {
+        link: BLE_A,
+        kind: LinkKind::Bluetooth,
+    };
+    let out_a = run(a, up.clone(), now);
+    let asked = sync_requests(&out_a).len();
+    let out_b = run(b, up, now);
+    pump(a, b, out_a, true, now);
+    pump(a, b, out_b, false, now);
+    asked
+}
+
+#[test]
+fn two_nodes_reconcile_what_each_lacks() {
+    let (mut a, mut b, room) = two_members();
     for i in 0..40 {
         send(&mut a, room, &format!("a{i}"), T0 + i);
     }
     for i in 0..25 {
         send(&mut b, room, &format!("b{i}"), T0 + 100 + i);
     }
-    let up = Input::LinkUp {
-        link: BLE_A,
-        kind: LinkKind::Bluetooth,
-    };
-    let out_a = run(&mut a, up.clone(), T0 + 1000);
-    let out_b = run(&mut b, up, T0 + 1000);
-    pump(&mut a, &mut b, out_a, true, T0 + 1000);
-    pump(&mut a, &mut b, out_b, false, T0 + 1000);
+    meet(&mut a, &mut b, T0 + 1000);
     assert_eq!(a.store().message_count(&room), 65);
     assert_eq!(b.store().message_count(&room), 65);
     // What a peer fetched left the outbox on both sides.
@@ -1618,19 +1632,8 @@ fn delivery_never_counts_more_members_than_confirmed_it_nor_fewer_known() {
 
 #[test]
 fn a_rooms_reconciliation_set_is_kept_not_rebuilt_per_session() {
-    let mut a = node(1, None);
-    let room = create(&mut a, "camp", T0);
-    let secret = secret_of(&a, &room);
-    let mut b = node(2, None);
-    join(&mut b, &secret, T0);
-    let up = Input::LinkUp {
-        link: BLE_A,
-        kind: LinkKind::Bluetooth,
-    };
-    let out_a = run(&mut a, up.clone(), T0);
-    let out_b = run(&mut b, up, T0);
-    pump(&mut a, &mut b, out_a, true, T0);
-    pump(&mut a, &mut b, out_b, false, T0);
+    let (mut a, mut b, room) = two_members();
+    meet(&mut a, &mut b, T0);
     let (scans_a, scans_b) = (a.store().item_scans(), b.store().item_scans());
     assert!(scans_a <= 1 && scans_b <= 1, "{scans_a} {scans_b}");
     // Messages stored on both sides between sessions, sessions again.
@@ -1653,21 +1656,9 @@ fn a_rooms_reconciliation_set_is_kept_not_rebuilt_per_session() {
 
 #[test]
 fn a_peer_is_reconciled_with_again_only_once_its_last_session_is_idle_long_enough() {
-    let mut a = node(1, None);
-    let room = create(&mut a, "camp", T0);
-    let secret = secret_of(&a, &room);
-    let mut b = node(2, None);
-    join(&mut b, &secret, T0);
-    let up = Input::LinkUp {
-        link: BLE_A,
-        kind: LinkKind::Bluetooth,
-    };
+    let (mut a, mut b, _) = two_members();
     // A new contact: a session at once.
-    let out_a = run(&mut a, up.clone(), T0);
-    assert_eq!(sync_requests(&out_a).len(), 1);
-    let out_b = run(&mut b, up, T0);
-    pump(&mut a, &mut b, out_a, true, T0);
-    pump(&mut a, &mut b, out_b, false, T0);
+    assert_eq!(meet(&mut a, &mut b, T0), 1);
     assert!(!a.syncing(&PeerRef::link(BLE_A)));
     // Resync ticks while the session is recent: nothing on the air.
     let idle = a.config().resync_idle_ms;
@@ -1686,19 +1677,8 @@ fn a_peer_is_reconciled_with_again_only_once_its_last_session_is_idle_long_enoug
 /// tick instead of `resync_idle_ms` after its last session.
 #[test]
 fn gossip_dropped_to_a_peer_makes_it_due_at_the_next_tick() {
-    let mut a = node(1, None);
-    let room = create(&mut a, "camp", T0);
-    let secret = secret_of(&a, &room);
-    let mut b = node(2, None);
-    join(&mut b, &secret, T0);
-    let up = Input::LinkUp {
-        link: BLE_A,
-        kind: LinkKind::Bluetooth,
-    };
-    let out_a = run(&mut a, up.clone(), T0);
-    let out_b = run(&mut b, up, T0);
-    pump(&mut a, &mut b, out_a, true, T0);
-    pump(&mut a, &mut b, out_b, false, T0);
+    let (mut a, mut b, room) = two_members();
+    meet(&mut a, &mut b, T0);
     let peer = PeerRef::link(BLE_A);
     let tick = |a: &mut TestNode, t: u64| run(a, Input::Timer(Timer::Resync), T0 + t);
     assert!(sync_requests(&tick(&mut a, 30_000)).is_empty());
