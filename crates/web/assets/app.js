@@ -192,6 +192,15 @@ function nearBottom(ol) {
   return ol.scrollHeight - ol.scrollTop - ol.clientHeight < 80;
 }
 
+// Runs `change`, which resizes the list's box (the composer appearing or
+// growing), and keeps the list at its newest message if it was there: a
+// list that shrinks from below would otherwise hide it under the composer.
+function keepingEnd(ol, change) {
+  const stick = nearBottom(ol);
+  change();
+  if (stick) ol.scrollTop = ol.scrollHeight;
+}
+
 // Appends a message <li> before any pending ones, keeping the view on the
 // newest if it was there.
 function appendMessage(ol, li, follow) {
@@ -219,11 +228,12 @@ for (const id of ["messages", "guest-messages"]) {
 
 // A message box: Enter sends, Shift+Enter makes a new line (as does Enter
 // while an input method is composing); it grows with its text.
-function multiline(box, form) {
-  const fit = () => {
-    box.style.height = "auto";
-    box.style.height = `${Math.min(box.scrollHeight + 2, 160)}px`;
-  };
+function multiline(box, form, list) {
+  const fit = () =>
+    keepingEnd(list, () => {
+      box.style.height = "auto";
+      box.style.height = `${Math.min(box.scrollHeight + 2, 160)}px`;
+    });
   box.addEventListener("input", fit);
   box.addEventListener("keydown", (e) => {
     if (e.key === "Enter" && !e.shiftKey && !e.isComposing) {
@@ -307,7 +317,9 @@ function liveStream(path, listeners, caughtUp) {
         }
       });
       const wait = delay * (0.75 + Math.random() * 0.5);
-      delay = Math.min(delay * 2, 30000);
+      // At most 10 s: the daemon is on this machine or the same Wi-Fi, and
+      // a person waits for the page to come back after a restart.
+      delay = Math.min(delay * 2, 10000);
       setLive(false, Date.now() + wait);
       timer = setTimeout(connect, wait);
     };
@@ -563,7 +575,7 @@ $("signout-btn").onclick = async () => {
 
 const ownerOutbox = makeOutbox($("messages"), $("text"));
 
-const clearText = multiline($("text"), $("compose"));
+const clearText = multiline($("text"), $("compose"), $("messages"));
 $("compose").onsubmit = (e) => {
   e.preventDefault();
   const text = $("text").value;
@@ -885,9 +897,11 @@ $("nick-form").onsubmit = async (e) => {
   try {
     const r = await api("POST", "/api/guest/nickname", { nickname: $("nick").value });
     guest.nickname = r.nickname;
-    $("nick-form").hidden = true;
-    $("nick-btn").hidden = false;
-    $("guest-compose").hidden = false;
+    keepingEnd($("guest-messages"), () => {
+      $("nick-form").hidden = true;
+      $("nick-btn").hidden = false;
+      $("guest-compose").hidden = false;
+    });
     $("guest-text").focus();
     showError("");
     await loadGuestMessages();
@@ -900,14 +914,16 @@ $("nick-form").onsubmit = async (e) => {
 // they are signed and gone). Who is "you" does not depend on it.
 $("nick-btn").onclick = () => {
   $("nick").value = guest.nickname || "";
-  $("nick-form").hidden = false;
-  $("nick-btn").hidden = true;
+  keepingEnd($("guest-messages"), () => {
+    $("nick-form").hidden = false;
+    $("nick-btn").hidden = true;
+  });
   $("nick").focus();
 };
 
 const guestOutbox = makeOutbox($("guest-messages"), $("guest-text"));
 
-const clearGuestText = multiline($("guest-text"), $("guest-compose"));
+const clearGuestText = multiline($("guest-text"), $("guest-compose"), $("guest-messages"));
 $("guest-compose").onsubmit = (e) => {
   e.preventDefault();
   const text = $("guest-text").value;
