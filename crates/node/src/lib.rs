@@ -58,7 +58,8 @@
 //!   envelopes not kept go nowhere. An envelope from a mesh is not sent
 //!   back to it (gossip forwards by itself).
 //! - One sync session per peer at a time; a request to sync meanwhile runs
-//!   again when it ends. Sessions start when a peer comes up or joins a
+//!   again when it ends. A session reconciles up to [`SYNC_LANES`] common
+//!   rooms at once, one request in flight each. Sessions start when a peer comes up or joins a
 //!   topic and when a room is joined or taken on; the resync timer starts
 //!   one only with peers whose last complete session is
 //!   [`Config::resync_idle_ms`] old (what arrives meanwhile is forwarded,
@@ -81,7 +82,8 @@ mod types;
 pub use crypto::{Crypto, FastCrypto, RealCrypto};
 pub use node::{
     Config, FETCH_BATCH, Ingested, MAX_FETCHES, MAX_NEED, MAX_RECEIPTS_DUE, MAX_RELAY_PENDING,
-    MAX_ROUNDS, MAX_SESSION_BYTES, Node, OUTBOX_BATCH, Stats, delivery_state, forward_targets,
+    MAX_ROUNDS, MAX_SESSION_BYTES, Node, OUTBOX_BATCH, SYNC_LANES, Stats, delivery_state,
+    forward_targets,
 };
 pub use relay::{Refused, RelayBook, RelayInserted, RelayLimits};
 pub use store::{

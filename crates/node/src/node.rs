@@ -33,6 +33,12 @@ pub const MAX_NEED: usize = 16 * 1024;
 pub const MAX_FETCHES: usize = 2 * MAX_NEED / FETCH_BATCH;
 /// Bytes fetched per session.
 pub const MAX_SESSION_BYTES: usize = 64 * 1024 * 1024;
+/// Common rooms a session reconciles at once, each with one request in
+/// flight: a relay shares a hundred rooms or more with another, and over
+/// Bluetooth one at a time costs a round trip each even when nothing
+/// differs. Below the daemon's 4 waiting answers per peer, so a peer never
+/// refuses one of them as busy.
+pub const SYNC_LANES: usize = 3;
 
 /// Timing and bounds; the defaults are the daemon's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -178,9 +184,9 @@ enum Stage {
 
 struct Session {
     id: u64,
-    stage: Stage,
+    /// The requests in flight, each with the stage its answer moves on.
+    inflight: BTreeMap<SyncId, Stage>,
     rooms: VecDeque<RoomId>,
-    waiting: Option<SyncId>,
     stored: usize,
     fetches: usize,
     fetched_bytes: usize,
@@ -1376,9 +1382,8 @@ impl<S: NodeStore, C: Crypto, R: RngCore> Node<S, C, R> {
             peer,
             Session {
                 id,
-                stage: Stage::Rooms,
+                inflight: BTreeMap::new(),
                 rooms: VecDeque::new(),
-                waiting: None,
                 stored: 0,
                 fetches: 0,
                 fetched_bytes: 0,
@@ -1389,14 +1394,15 @@ impl<S: NodeStore, C: Crypto, R: RngCore> Node<S, C, R> {
             now + self.config.session_timeout_ms,
             Timer::SyncDeadline { peer, session: id },
         );
-        self.ask(peer, SyncRequest::Rooms(mine));
+        self.ask(peer, Stage::Rooms, SyncRequest::Rooms(mine));
     }
 
-    fn ask(&mut self, peer: PeerRef, request: SyncRequest) {
+    /// Sends `request` in `peer`'s session; its answer moves `stage` on.
+    fn ask(&mut self, peer: PeerRef, stage: Stage, request: SyncRequest) {
         self.next_sync += 1;
         let id = SyncId(self.next_sync);
         if let Some(s) = self.sessions.get_mut(&peer) {
-            s.waiting = Some(id);
+            s.inflight.insert(id, stage);
         }
         self.stats.sync_requests += 1;
         self.out.push(Output::SyncRequest { peer, id, request });
@@ -1464,14 +1470,12 @@ impl<S: NodeStore, C: Crypto, R: RngCore> Node<S, C, R> {
         let Some(s) = self.sessions.get_mut(&peer) else {
             return;
         };
-        if s.waiting != Some(id) {
+        let Some(stage) = s.inflight.remove(&id) else {
             return;
-        }
-        s.waiting = None;
+        };
         let Some(response) = response else {
             return self.end_session(peer, now);
         };
-        let stage = std::mem::replace(&mut s.stage, Stage::Rooms);
         match (stage, response) {
             (Stage::Rooms, SyncResponse::Rooms(common)) => {
                 let rooms: VecDeque<RoomId> = common
@@ -1480,7 +1484,9 @@ impl<S: NodeStore, C: Crypto, R: RngCore> Node<S, C, R> {
                     .filter(|r| self.is_member(r) || self.carries(r))
                     .collect();
                 self.sessions.get_mut(&peer).expect("present").rooms = rooms;
-                self.next_room(peer, now);
+                for _ in 0..SYNC_LANES {
+                    self.next_room(peer, now);
+                }
             }
             (
                 Stage::Reconcile {
@@ -1504,13 +1510,13 @@ impl<S: NodeStore, C: Crypto, R: RngCore> Node<S, C, R> {
                             && rounds < MAX_ROUNDS =>
                     {
                         drop(storage);
-                        self.sessions.get_mut(&peer).expect("present").stage = Stage::Reconcile {
-                            room,
-                            rec,
-                            rounds: rounds + 1,
-                        };
                         self.ask(
                             peer,
+                            Stage::Reconcile {
+                                room,
+                                rec,
+                                rounds: rounds + 1,
+                            },
                             SyncRequest::Reconcile {
                                 room: room.0,
                                 message: next.encode(),
@@ -1532,16 +1538,20 @@ impl<S: NodeStore, C: Crypto, R: RngCore> Node<S, C, R> {
         }
     }
 
+    /// Starts reconciling the next common room in one of the session's
+    /// lanes; the last lane to find none left ends the session.
     fn next_room(&mut self, peer: PeerRef, now: Timestamp) {
-        let Some(room) = self
-            .sessions
-            .get_mut(&peer)
-            .and_then(|s| s.rooms.pop_front())
-        else {
-            // Every common room reconciled: the peer is not due again
-            // before `resync_idle_ms`.
-            self.synced_at.insert(peer, now);
-            return self.end_session(peer, now);
+        let Some(s) = self.sessions.get_mut(&peer) else {
+            return;
+        };
+        let Some(room) = s.rooms.pop_front() else {
+            if s.inflight.is_empty() {
+                // Every common room reconciled: the peer is not due again
+                // before `resync_idle_ms`.
+                self.synced_at.insert(peer, now);
+                self.end_session(peer, now);
+            }
+            return;
         };
         let storage = self.sync_storage(&room);
         let mut rec = Reconciler::new();
@@ -1553,13 +1563,13 @@ impl<S: NodeStore, C: Crypto, R: RngCore> Node<S, C, R> {
             _ => rec.initiate(&storage),
         };
         drop(storage);
-        self.sessions.get_mut(&peer).expect("present").stage = Stage::Reconcile {
-            room,
-            rec,
-            rounds: 1,
-        };
         self.ask(
             peer,
+            Stage::Reconcile {
+                room,
+                rec,
+                rounds: 1,
+            },
             SyncRequest::Reconcile {
                 room: room.0,
                 message: msg.encode(),
@@ -1607,13 +1617,13 @@ impl<S: NodeStore, C: Crypto, R: RngCore> Node<S, C, R> {
             return self.end_session(peer, now);
         }
         s.fetches += 1;
-        s.stage = Stage::Fetch {
-            room,
-            asked: asked.clone(),
-            queue,
-        };
         self.ask(
             peer,
+            Stage::Fetch {
+                room,
+                asked: asked.clone(),
+                queue,
+            },
             SyncRequest::Fetch {
                 room: room.0,
                 ids: asked,

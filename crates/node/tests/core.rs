@@ -1428,6 +1428,81 @@ fn meet(a: &mut TestNode, b: &mut TestNode, now: u64) -> usize {
 }
 
 #[test]
+fn a_session_reconciles_several_common_rooms_at_once() {
+    // Seven rooms in common, each with one message `a` lacks. One room at a
+    // time takes a Rooms round trip and then a Reconcile and a Fetch round
+    // trip per room: 15 over Bluetooth. In lanes, 1 + 2 x ceil(7 / lanes).
+    let mut a = node(1, None);
+    let mut b = node(2, None);
+    let rooms: Vec<RoomId> = (0..7)
+        .map(|i| {
+            let r = create(&mut a, &format!("room {i}"), T0);
+            join(&mut b, &secret_of(&a, &r), T0);
+            r
+        })
+        .collect();
+    for (i, r) in rooms.iter().enumerate() {
+        send(&mut b, *r, &format!("b{i}"), T0 + 1);
+    }
+    let peer = PeerRef::link(BLE_A);
+    let up = Input::LinkUp {
+        link: BLE_A,
+        kind: LinkKind::Bluetooth,
+    };
+    // Only a's session is carried; b's own stays waiting.
+    run(&mut b, up.clone(), T0 + 10);
+    let mut asked: Vec<(SyncId, SyncRequest)> = sync_requests(&run(&mut a, up, T0 + 10))
+        .into_iter()
+        .map(|(_, id, r)| (id, r.clone()))
+        .collect();
+    // Every request in flight is answered in one round trip.
+    let (mut round_trips, mut most) = (0, 0);
+    while !asked.is_empty() {
+        round_trips += 1;
+        most = most.max(asked.len());
+        let mut next = Vec::new();
+        for (id, request) in std::mem::take(&mut asked) {
+            let answer = run(
+                &mut b,
+                Input::SyncRequest {
+                    peer,
+                    id: SyncId(1000 + id.0),
+                    request,
+                },
+                T0 + 10,
+            )
+            .into_iter()
+            .find_map(|o| match o {
+                Output::SyncAnswer { response, .. } => Some(response),
+                _ => None,
+            })
+            .expect("b answers");
+            let out = run(
+                &mut a,
+                Input::SyncResponse {
+                    peer,
+                    id,
+                    response: Some(answer),
+                },
+                T0 + 10,
+            );
+            next.extend(
+                sync_requests(&out)
+                    .into_iter()
+                    .map(|(_, id, r)| (id, r.clone())),
+            );
+        }
+        asked = next;
+    }
+    assert_eq!((SYNC_LANES, most), (3, 3), "rooms reconciled at once");
+    assert_eq!(round_trips, 7, "1 + 2 x ceil(7 / 3)");
+    for r in &rooms {
+        assert_eq!(a.store().message_count(r), 1, "a fetched b's message");
+    }
+    assert!(!a.syncing(&peer), "the last lane ended the session");
+}
+
+#[test]
 fn two_nodes_reconcile_what_each_lacks() {
     let (mut a, mut b, room) = two_members();
     for i in 0..40 {

@@ -60,6 +60,11 @@ pub struct Cores {
     free_timers: Vec<usize>,
     started: bool,
     seed: u64,
+    /// A message whose every transfer is logged (`--explain`).
+    watch: Option<u32>,
+    /// Pairs (a < b) whose links and sync traffic are logged too.
+    watch_pairs: std::collections::HashSet<(u32, u32)>,
+    pub watch_log: Vec<String>,
 }
 
 fn identity(seed: u64, x: u32) -> Identity {
@@ -125,7 +130,43 @@ impl Cores {
             free_timers: Vec::new(),
             started: false,
             seed,
+            watch: None,
+            watch_pairs: Default::default(),
+            watch_log: Vec::new(),
         }
+    }
+
+    /// Logs every transfer of scenario message `seq` into
+    /// [`watch_log`](Self::watch_log).
+    pub fn watch(&mut self, seq: u32, pairs: impl IntoIterator<Item = (u32, u32)>) {
+        self.watch = Some(seq);
+        self.watch_pairs = pairs
+            .into_iter()
+            .map(|(a, b)| (a.min(b), a.max(b)))
+            .collect();
+    }
+
+    fn pair_watched(&self, x: u32, y: u32) -> bool {
+        self.watch_pairs.contains(&(x.min(y), x.max(y)))
+    }
+
+    fn log_sync(&mut self, net: &Net<'_, CoreMsg>, x: u32, y: u32, what: String) {
+        if self.pair_watched(x, y) {
+            self.log_send(net, x, y, 0, &what);
+        }
+    }
+
+    fn watched(&self, id: &MessageId) -> bool {
+        self.watch.is_some() && self.msg_of.get(id).copied() == self.watch
+    }
+
+    fn log_send(&mut self, net: &Net<'_, CoreMsg>, x: u32, y: u32, bytes: u64, how: &str) {
+        let start = net.busy_until(x, y);
+        self.watch_log.push(format!(
+            "t={:.1}s {x}->{y} {how}: {bytes} B, link busy for {:.1} s before it",
+            net.now_s(),
+            (start - net.now_us()) as f64 / 1e6
+        ));
     }
 
     fn other(&self, x: u32, link: LinkId) -> Option<u32> {
@@ -156,6 +197,11 @@ impl Cores {
                         let bytes = envelope.len() as u64 + ENVELOPE_FRAME;
                         for link in to {
                             if let Some(y) = self.other(x, link)
+                                && self.watched(&envelope.id())
+                            {
+                                self.log_send(net, x, y, bytes, "forward");
+                            }
+                            if let Some(y) = self.other(x, link)
                                 && net.send(
                                     x,
                                     y,
@@ -180,6 +226,18 @@ impl Cores {
                         }
                     }
                     Output::SyncRequest { peer, id, request } => {
+                        if let Some(y) = self.other(x, peer.link) {
+                            let what = match &request {
+                                SyncRequest::Rooms(r) => format!("sync: rooms ({})", r.len()),
+                                SyncRequest::Reconcile { message, .. } => {
+                                    format!("sync: reconcile ({} B)", message.len())
+                                }
+                                SyncRequest::Fetch { ids, .. } => {
+                                    format!("sync: fetch {} ids", ids.len())
+                                }
+                            };
+                            self.log_sync(net, x, y, what);
+                        }
                         let sent = self.other(x, peer.link).is_some_and(|y| {
                             let bytes = request.encode().len() as u64 + FRAME;
                             net.stats.control_bytes += bytes;
@@ -195,12 +253,27 @@ impl Cores {
                     }
                     Output::SyncAnswer { peer, id, response } => {
                         if let Some(y) = self.other(x, peer.link) {
+                            let what = match &response {
+                                SyncResponse::Rooms(r) => format!("answer: rooms ({})", r.len()),
+                                SyncResponse::Reconcile(m) => format!(
+                                    "answer: reconcile ({} B)",
+                                    m.as_ref().map_or(0, Vec::len)
+                                ),
+                                SyncResponse::Envelopes(e) => {
+                                    format!("answer: {} envelopes", e.len())
+                                }
+                                SyncResponse::Refused(r) => format!("answer: refused {r:?}"),
+                            };
+                            self.log_sync(net, x, y, what);
                             let bytes = response.encode().len() as u64 + FRAME;
                             net.stats.control_bytes += bytes;
                             if let SyncResponse::Envelopes(envs) = &response {
                                 for e in envs {
-                                    *self.env_bytes.entry(message_id(e)).or_default() +=
-                                        e.len() as u64;
+                                    let id = message_id(e);
+                                    if self.watched(&id) {
+                                        self.log_send(net, x, y, bytes, "in a fetch answer of");
+                                    }
+                                    *self.env_bytes.entry(id).or_default() += e.len() as u64;
                                 }
                             }
                             net.send(x, y, bytes, CoreMsg::SyncAnswer { id, response });
@@ -212,6 +285,10 @@ impl Cores {
                         if !view.own
                             && let Some(&seq) = self.msg_of.get(&view.id)
                         {
+                            if self.watch == Some(seq) {
+                                self.watch_log
+                                    .push(format!("t={:.1}s {x} delivered", net.now_s()));
+                            }
                             net.deliver(x, seq);
                         }
                     }
@@ -324,6 +401,10 @@ impl Protocol for Cores {
     }
 
     fn connect(&mut self, net: &mut Net<'_, CoreMsg>, a: u32, b: u32) {
+        if self.pair_watched(a, b) {
+            self.watch_log
+                .push(format!("t={:.1}s {a}-{b} connected", net.now_s()));
+        }
         let link = LinkId(self.next_link);
         self.next_link += 1;
         self.link_of.insert((a, b), link);
@@ -352,6 +433,10 @@ impl Protocol for Cores {
     }
 
     fn disconnect(&mut self, net: &mut Net<'_, CoreMsg>, a: u32, b: u32) {
+        if self.pair_watched(a, b) {
+            self.watch_log
+                .push(format!("t={:.1}s {a}-{b} disconnected", net.now_s()));
+        }
         if let Some(link) = self.link_of.remove(&(a, b)) {
             self.pair_of.remove(&link.0);
             self.kinds.remove(&link.0);
@@ -382,6 +467,20 @@ impl Protocol for Cores {
             return;
         };
         let peer = self.peer_ref(from, link);
+        if self.watch.is_some() {
+            let got = match &m {
+                CoreMsg::Envelope(bytes) => self.watched(&message_id(bytes)),
+                CoreMsg::SyncAnswer {
+                    response: SyncResponse::Envelopes(envs),
+                    ..
+                } => envs.iter().any(|e| self.watched(&message_id(e))),
+                _ => false,
+            };
+            if got {
+                self.watch_log
+                    .push(format!("t={:.1}s {to}<-{from} arrived", net.now_s()));
+            }
+        }
         let input = match m {
             CoreMsg::Envelope(bytes) => Input::Envelope { from: peer, bytes },
             CoreMsg::SyncRequest { id, request } => Input::SyncRequest { peer, id, request },

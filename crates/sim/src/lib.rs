@@ -90,6 +90,93 @@ pub fn run(sc: &Scenario, seed: u64, budgets: Budgets) -> (Report, Prediction) {
     (report, prediction)
 }
 
+/// Runs PeddleNet alone on `sc` and explains where message `seq` went: for
+/// each member the reachability check says it could reach but PeddleNet did
+/// not deliver to, the check's path hop by hop, with the contacts of each
+/// hop's pair; then every transfer of the message PeddleNet made.
+pub fn explain(sc: &Scenario, seed: u64, seq: u32) -> String {
+    use std::fmt::Write;
+    let (hop, settle) = hop_settle(sc.duration_s);
+    let mut out = String::new();
+    let Some(m) = sc.messages.get(seq as usize).copied() else {
+        return format!("no message {seq}: the scenario has {}\n", sc.messages.len());
+    };
+    let members = &sc.rooms[m.room as usize].members;
+    let paths: Vec<(u32, Vec<reach::Hop>)> = members
+        .iter()
+        .filter_map(|&x| Some((x, reach::path(sc, hop, settle, seq, x)?)))
+        .collect();
+    let mut pn = cores::Cores::new(sc, seed);
+    pn.watch(
+        seq,
+        paths
+            .iter()
+            .flat_map(|(_, p)| p.iter().map(|h| (h.from, h.to))),
+    );
+    let s = engine::run(sc, &mut pn);
+    let delivered: std::collections::HashSet<u32> = s
+        .deliveries
+        .iter()
+        .filter(|d| d.0 == seq)
+        .map(|d| d.1)
+        .collect();
+    let _ = writeln!(
+        out,
+        "message {seq}: room {} ({} members), from {} at t={:.1}s; delivered to {}",
+        m.room,
+        sc.rooms[m.room as usize].members.len(),
+        m.from,
+        m.t,
+        delivered.len()
+    );
+    let role = |x: u32| {
+        if sc.is_member(x, m.room) {
+            "member"
+        } else if sc.handheld[x as usize] {
+            "handheld"
+        } else if sc.relay_budget[x as usize] > 0 {
+            "relay"
+        } else {
+            "not relaying"
+        }
+    };
+    for (x, path) in &paths {
+        if *x == m.from || delivered.contains(x) {
+            continue;
+        }
+        let _ = writeln!(out, "missed member {x}; the check's path:");
+        for h in path {
+            let _ = writeln!(
+                out,
+                "  t={:.1}s {} ({}) -> {} ({}) (contact until {:.1}s)",
+                h.t,
+                h.from,
+                role(h.from),
+                h.to,
+                role(h.to),
+                h.until
+            );
+            for c in sc.contacts.iter().filter(|c| {
+                (c.a.min(c.b), c.a.max(c.b)) == (h.from.min(h.to), h.from.max(h.to))
+                    && c.t <= h.until + 1.0
+            }) {
+                let _ = writeln!(
+                    out,
+                    "      t={:.1}s {:?} {}",
+                    c.t,
+                    c.kind,
+                    if c.up { "up" } else { "down" }
+                );
+            }
+        }
+    }
+    let _ = writeln!(out, "PeddleNet's transfers of message {seq}:");
+    for l in &pn.watch_log {
+        let _ = writeln!(out, "  {l}");
+    }
+    out
+}
+
 /// Generates the festival for `params` and runs it.
 pub fn run_festival(
     params: &festival::FestivalParams,

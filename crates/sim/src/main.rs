@@ -35,6 +35,11 @@ struct Args {
     /// Run on this trace instead of generating a festival.
     #[arg(long)]
     trace: Option<std::path::PathBuf>,
+    /// Run PeddleNet alone and explain where this message went: the
+    /// reachability check's path to each member that missed it, and every
+    /// transfer PeddleNet made of it.
+    #[arg(long, value_name = "SEQ")]
+    explain: Option<u32>,
     /// Relay budget of a phone in MiB (0: relaying off). The core's phone
     /// default (`RelayLimits::phone`) is 32.
     #[arg(long, default_value_t = 32)]
@@ -69,6 +74,10 @@ fn main() -> anyhow::Result<()> {
         )?
     };
     let generated = started.elapsed();
+    if let Some(seq) = a.explain {
+        print!("{}", peddlenet_sim::explain(&sc, a.seed, seq));
+        return Ok(());
+    }
     let (report, prediction) = peddlenet_sim::run(&sc, a.seed, budgets);
     let wall = started.elapsed();
     if let Some(path) = &a.svg {

@@ -158,3 +158,56 @@ fn invariant_checks_catch_a_leaky_protocol() {
         assert!(text.contains(what), "{text}");
     }
 }
+
+#[test]
+fn a_reachable_members_path_is_a_chain_of_contacts_from_the_author() {
+    use peddlenet_sim::reach;
+    let sc = Scenario::from_trace(generate(&small(3)), BUDGETS).expect("valid");
+    let (hop, settle) = peddlenet_sim::hop_settle(sc.duration_s);
+    let reach = reach::reachable(&sc, hop, settle);
+    let mut multi_hop = 0;
+    for m in &sc.messages {
+        for &x in &sc.rooms[m.room as usize].members {
+            let path = reach::path(&sc, hop, settle, m.seq, x);
+            assert_eq!(
+                path.is_some(),
+                reach[x as usize].get(m.seq),
+                "message {} to {x}: the path and the reachable set agree",
+                m.seq
+            );
+            let Some(path) = path else { continue };
+            if x == m.from {
+                assert!(path.is_empty());
+                continue;
+            }
+            assert_eq!(path[0].from, m.from, "starts at the author");
+            assert_eq!(path.last().unwrap().to, x, "ends at the member");
+            for w in path.windows(2) {
+                assert_eq!(w[0].to, w[1].from, "hops chain");
+                assert!(w[0].t <= w[1].t, "in time order");
+            }
+            for h in &path {
+                assert!(h.t >= m.t && h.until - h.t >= hop, "{h:?}");
+            }
+            multi_hop += usize::from(path.len() > 1);
+        }
+    }
+    assert!(multi_hop > 0, "some paths have several hops");
+}
+
+#[test]
+fn explain_follows_a_message_through_the_cores() {
+    let sc = Scenario::from_trace(generate(&small(2)), BUDGETS).expect("valid");
+    let text = peddlenet_sim::explain(&sc, 2, 3);
+    let first = text.lines().next().unwrap_or_default();
+    assert!(first.starts_with("message 3: room "), "{text}");
+    assert!(
+        text.contains("PeddleNet's transfers of message 3:"),
+        "{text}"
+    );
+    assert!(text.contains(" delivered"), "{text}");
+    assert!(
+        peddlenet_sim::explain(&sc, 2, u32::MAX).starts_with("no message"),
+        "an unknown message is said so"
+    );
+}
