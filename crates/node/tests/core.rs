@@ -1402,6 +1402,25 @@ fn pump(a: &mut TestNode, b: &mut TestNode, start: Vec<Output>, from_a: bool, no
     steps
 }
 
+/// `n`'s answer to `request` from its peer on `BLE_A`.
+fn answer_of(n: &mut TestNode, request: SyncRequest, now: u64) -> SyncResponse {
+    run(
+        n,
+        Input::SyncRequest {
+            peer: PeerRef::link(BLE_A),
+            id: SyncId(1000),
+            request,
+        },
+        now,
+    )
+    .into_iter()
+    .find_map(|o| match o {
+        Output::SyncAnswer { response, .. } => Some(response),
+        _ => None,
+    })
+    .expect("an answer")
+}
+
 /// Two members of one room: `a`, which created it, and `b`.
 fn two_members() -> (TestNode, TestNode, RoomId) {
     let mut a = node(1, None);
@@ -1462,21 +1481,7 @@ fn a_session_reconciles_several_common_rooms_at_once() {
         most = most.max(asked.len());
         let mut next = Vec::new();
         for (id, request) in std::mem::take(&mut asked) {
-            let answer = run(
-                &mut b,
-                Input::SyncRequest {
-                    peer,
-                    id: SyncId(1000 + id.0),
-                    request,
-                },
-                T0 + 10,
-            )
-            .into_iter()
-            .find_map(|o| match o {
-                Output::SyncAnswer { response, .. } => Some(response),
-                _ => None,
-            })
-            .expect("b answers");
+            let answer = answer_of(&mut b, request, T0 + 10);
             let out = run(
                 &mut a,
                 Input::SyncResponse {
@@ -1562,21 +1567,7 @@ fn a_peer_answering_with_what_was_not_asked_is_reported() {
             assert!(!a.store().contains(&stranger.id()).unwrap(), "nothing kept");
             return;
         }
-        let answer = run(
-            &mut b,
-            Input::SyncRequest {
-                peer,
-                id: SyncId(1000),
-                request,
-            },
-            T0,
-        )
-        .into_iter()
-        .find_map(|o| match o {
-            Output::SyncAnswer { response, .. } => Some(response),
-            _ => None,
-        })
-        .unwrap();
+        let answer = answer_of(&mut b, request, T0);
         let out = run(
             &mut a,
             Input::SyncResponse {

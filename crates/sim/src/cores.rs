@@ -152,21 +152,22 @@ impl Cores {
 
     fn log_sync(&mut self, net: &Net<'_, CoreMsg>, x: u32, y: u32, what: String) {
         if self.pair_watched(x, y) {
-            self.log_send(net, x, y, 0, &what);
+            self.log_line(net, x, y, what);
         }
+    }
+
+    /// Logs a transmission from `x` to `y` queued now.
+    fn log_line(&mut self, net: &Net<'_, CoreMsg>, x: u32, y: u32, what: String) {
+        let start = net.busy_until(x, y);
+        self.watch_log.push(format!(
+            "t={:.1}s {x}->{y} {what}, link busy for {:.1} s before it",
+            net.now_s(),
+            (start - net.now_us()) as f64 / 1e6
+        ));
     }
 
     fn watched(&self, id: &MessageId) -> bool {
         self.watch.is_some() && self.msg_of.get(id).copied() == self.watch
-    }
-
-    fn log_send(&mut self, net: &Net<'_, CoreMsg>, x: u32, y: u32, bytes: u64, how: &str) {
-        let start = net.busy_until(x, y);
-        self.watch_log.push(format!(
-            "t={:.1}s {x}->{y} {how}: {bytes} B, link busy for {:.1} s before it",
-            net.now_s(),
-            (start - net.now_us()) as f64 / 1e6
-        ));
     }
 
     fn other(&self, x: u32, link: LinkId) -> Option<u32> {
@@ -199,7 +200,7 @@ impl Cores {
                             if let Some(y) = self.other(x, link)
                                 && self.watched(&envelope.id())
                             {
-                                self.log_send(net, x, y, bytes, "forward");
+                                self.log_line(net, x, y, format!("forward: {bytes} B"));
                             }
                             if let Some(y) = self.other(x, link)
                                 && net.send(
@@ -271,7 +272,12 @@ impl Cores {
                                 for e in envs {
                                     let id = message_id(e);
                                     if self.watched(&id) {
-                                        self.log_send(net, x, y, bytes, "in a fetch answer of");
+                                        self.log_line(
+                                            net,
+                                            x,
+                                            y,
+                                            format!("in a fetch answer of {bytes} B"),
+                                        );
                                     }
                                     *self.env_bytes.entry(id).or_default() += e.len() as u64;
                                 }

@@ -9,12 +9,9 @@ use std::collections::HashMap;
 use crate::engine::{BitSet, union_pair};
 use crate::scenario::Scenario;
 
-/// Per node, the messages a time-respecting path brought to it.
-pub fn reachable(sc: &Scenario, hop_s: f64, settle_s: f64) -> Vec<BitSet> {
-    let n = sc.nodes as usize;
-    let m = sc.messages.len();
-    let cut = sc.duration_s - settle_s;
-    // When each up contact ends.
+/// When each up contact of the scenario ends (its index's down, else the
+/// end of the run).
+fn contact_ends(sc: &Scenario) -> Vec<f64> {
     let mut ends = vec![sc.duration_s; sc.contacts.len()];
     let mut open: HashMap<(u32, u32, usize), usize> = HashMap::new();
     for (i, c) in sc.contacts.iter().enumerate() {
@@ -25,25 +22,70 @@ pub fn reachable(sc: &Scenario, hop_s: f64, settle_s: f64) -> Vec<BitSet> {
             ends[j] = c.t;
         }
     }
-    let mut reach: Vec<BitSet> = (0..n).map(|_| BitSet::new(m)).collect();
-    let mut until: HashMap<(u32, u32), [f64; 3]> = HashMap::new();
-    let mut nbrs: Vec<Vec<u32>> = vec![Vec::new(); n];
-    let pair_until = |until: &HashMap<(u32, u32), [f64; 3]>, a: u32, b: u32| {
-        until
+    ends
+}
+
+/// The links up as the contacts are played: who neighbours whom, and until
+/// when each pair stays linked.
+struct Links {
+    /// Per pair (a < b), when its link of each kind ends (-inf: down).
+    until: HashMap<(u32, u32), [f64; 3]>,
+    /// Per node, its linked neighbours, sorted.
+    nbrs: Vec<Vec<u32>>,
+}
+
+impl Links {
+    fn new(nodes: u32) -> Self {
+        Self {
+            until: HashMap::new(),
+            nbrs: vec![Vec::new(); nodes as usize],
+        }
+    }
+
+    /// Plays contact event `c`, whose link (if up) lasts until `end`.
+    fn apply(&mut self, c: &crate::scenario::Contact, end: f64) {
+        let (a, b) = (c.a.min(c.b), c.a.max(c.b));
+        let e = self.until.entry((a, b)).or_insert([f64::NEG_INFINITY; 3]);
+        let was = e.iter().any(|x| x.is_finite());
+        e[c.kind.index()] = if c.up { end } else { f64::NEG_INFINITY };
+        let is = e.iter().any(|x| x.is_finite());
+        if !was && is {
+            for (x, y) in [(a, b), (b, a)] {
+                if let Err(i) = self.nbrs[x as usize].binary_search(&y) {
+                    self.nbrs[x as usize].insert(i, y);
+                }
+            }
+        } else if was && !is {
+            for (x, y) in [(a, b), (b, a)] {
+                if let Ok(i) = self.nbrs[x as usize].binary_search(&y) {
+                    self.nbrs[x as usize].remove(i);
+                }
+            }
+        }
+    }
+
+    /// When the last link between `a` and `b` ends.
+    fn until(&self, a: u32, b: u32) -> f64 {
+        self.until
             .get(&(a.min(b), a.max(b)))
             .map(|u| u.iter().copied().fold(f64::NEG_INFINITY, f64::max))
             .unwrap_or(f64::NEG_INFINITY)
-    };
-    let spread = |reach: &mut Vec<BitSet>,
-                  nbrs: &Vec<Vec<u32>>,
-                  until: &HashMap<(u32, u32), [f64; 3]>,
-                  start: Vec<u32>,
-                  t: f64| {
+    }
+}
+
+/// Per node, the messages a time-respecting path brought to it.
+pub fn reachable(sc: &Scenario, hop_s: f64, settle_s: f64) -> Vec<BitSet> {
+    let n = sc.nodes as usize;
+    let m = sc.messages.len();
+    let cut = sc.duration_s - settle_s;
+    let ends = contact_ends(sc);
+    let mut reach: Vec<BitSet> = (0..n).map(|_| BitSet::new(m)).collect();
+    let mut links = Links::new(sc.nodes);
+    let spread = |reach: &mut Vec<BitSet>, links: &Links, start: Vec<u32>, t: f64| {
         let mut work = start;
         while let Some(x) = work.pop() {
-            for &y in &nbrs[x as usize] {
-                if pair_until(until, x, y) - t >= hop_s && union_pair(reach, x as usize, y as usize)
-                {
+            for &y in &links.nbrs[x as usize] {
+                if links.until(x, y) - t >= hop_s && union_pair(reach, x as usize, y as usize) {
                     work.push(y);
                 }
             }
@@ -59,33 +101,16 @@ pub fn reachable(sc: &Scenario, hop_s: f64, settle_s: f64) -> Vec<BitSet> {
         }
         if tc <= tm {
             let c = sc.contacts[ci];
-            let (a, b) = (c.a.min(c.b), c.a.max(c.b));
-            let e = until.entry((a, b)).or_insert([f64::NEG_INFINITY; 3]);
-            let was = e.iter().any(|x| x.is_finite());
-            e[c.kind.index()] = if c.up { ends[ci] } else { f64::NEG_INFINITY };
-            let is = e.iter().any(|x| x.is_finite());
+            links.apply(&c, ends[ci]);
             ci += 1;
-            if !was && is {
-                for (x, y) in [(a, b), (b, a)] {
-                    if let Err(i) = nbrs[x as usize].binary_search(&y) {
-                        nbrs[x as usize].insert(i, y);
-                    }
-                }
-            } else if was && !is {
-                for (x, y) in [(a, b), (b, a)] {
-                    if let Ok(i) = nbrs[x as usize].binary_search(&y) {
-                        nbrs[x as usize].remove(i);
-                    }
-                }
-            }
             if c.up {
-                spread(&mut reach, &nbrs, &until, vec![a, b], t);
+                spread(&mut reach, &links, vec![c.a.min(c.b), c.a.max(c.b)], t);
             }
         } else {
             let msg = sc.messages[mi];
             mi += 1;
             reach[msg.from as usize].set(msg.seq);
-            spread(&mut reach, &nbrs, &until, vec![msg.from], t);
+            spread(&mut reach, &links, vec![msg.from], t);
         }
     }
     reach
@@ -106,46 +131,25 @@ pub struct Hop {
 /// explaining a missed delivery.
 pub fn path(sc: &Scenario, hop_s: f64, settle_s: f64, seq: u32, node: u32) -> Option<Vec<Hop>> {
     let msg = *sc.messages.get(seq as usize)?;
-    let n = sc.nodes as usize;
     let cut = sc.duration_s - settle_s;
-    let mut ends = vec![sc.duration_s; sc.contacts.len()];
-    let mut open: HashMap<(u32, u32, usize), usize> = HashMap::new();
-    for (i, c) in sc.contacts.iter().enumerate() {
-        let k = (c.a.min(c.b), c.a.max(c.b), c.kind.index());
-        if c.up {
-            open.insert(k, i);
-        } else if let Some(j) = open.remove(&k) {
-            ends[j] = c.t;
-        }
-    }
+    let ends = contact_ends(sc);
     // How each node got it: None for the author, Some(hop) for the others.
-    let mut got: Vec<Option<Option<Hop>>> = vec![None; n];
-    let mut until: HashMap<(u32, u32), [f64; 3]> = HashMap::new();
-    let mut nbrs: Vec<Vec<u32>> = vec![Vec::new(); n];
-    let pair_until = |until: &HashMap<(u32, u32), [f64; 3]>, a: u32, b: u32| {
-        until
-            .get(&(a.min(b), a.max(b)))
-            .map(|u| u.iter().copied().fold(f64::NEG_INFINITY, f64::max))
-            .unwrap_or(f64::NEG_INFINITY)
-    };
-    let spread = |got: &mut Vec<Option<Option<Hop>>>,
-                  nbrs: &Vec<Vec<u32>>,
-                  until: &HashMap<(u32, u32), [f64; 3]>,
-                  start: Vec<u32>,
-                  t: f64| {
+    let mut got: Vec<Option<Option<Hop>>> = vec![None; sc.nodes as usize];
+    let mut links = Links::new(sc.nodes);
+    let spread = |got: &mut Vec<Option<Option<Hop>>>, links: &Links, start: Vec<u32>, t: f64| {
         let mut work: Vec<u32> = start
             .into_iter()
             .filter(|&x| got[x as usize].is_some())
             .collect();
         while let Some(x) = work.pop() {
-            for &y in &nbrs[x as usize] {
-                let u = pair_until(until, x, y);
-                if u - t >= hop_s && got[y as usize].is_none() {
+            for &y in &links.nbrs[x as usize] {
+                let until = links.until(x, y);
+                if until - t >= hop_s && got[y as usize].is_none() {
                     got[y as usize] = Some(Some(Hop {
                         t,
                         from: x,
                         to: y,
-                        until: u,
+                        until,
                     }));
                     work.push(y);
                 }
@@ -159,38 +163,21 @@ pub fn path(sc: &Scenario, hop_s: f64, settle_s: f64, seq: u32, node: u32) -> Op
                 break;
             }
             got[msg.from as usize] = Some(None);
-            spread(&mut got, &nbrs, &until, vec![msg.from], msg.t);
+            spread(&mut got, &links, vec![msg.from], msg.t);
             sent = true;
         }
         if c.t > cut {
             break;
         }
-        let (a, b) = (c.a.min(c.b), c.a.max(c.b));
-        let e = until.entry((a, b)).or_insert([f64::NEG_INFINITY; 3]);
-        let was = e.iter().any(|x| x.is_finite());
-        e[c.kind.index()] = if c.up { ends[ci] } else { f64::NEG_INFINITY };
-        let is = e.iter().any(|x| x.is_finite());
-        if !was && is {
-            for (x, y) in [(a, b), (b, a)] {
-                if let Err(i) = nbrs[x as usize].binary_search(&y) {
-                    nbrs[x as usize].insert(i, y);
-                }
-            }
-        } else if was && !is {
-            for (x, y) in [(a, b), (b, a)] {
-                if let Ok(i) = nbrs[x as usize].binary_search(&y) {
-                    nbrs[x as usize].remove(i);
-                }
-            }
-        }
+        links.apply(c, ends[ci]);
         if sent && c.up {
-            spread(&mut got, &nbrs, &until, vec![a, b], c.t);
+            spread(&mut got, &links, vec![c.a, c.b], c.t);
         }
     }
     if !sent && msg.t <= cut {
         // Sent after the last contact event.
         got[msg.from as usize] = Some(None);
-        spread(&mut got, &nbrs, &until, vec![msg.from], msg.t);
+        spread(&mut got, &links, vec![msg.from], msg.t);
     }
     let mut hops = Vec::new();
     let mut x = node;
