@@ -76,6 +76,31 @@ try {
   console.log(`ui: owner list holds ${await owner.locator("#messages li", { hasText: "earlier message 40 of 40" }).count()} copies of the newest`);
   console.log("ui: owner signed in");
 
+  await check("owner: a live message that comes while the room's history is on its way stays in the list", async () => {
+    const path = /^\/api\/rooms\/[^/]+\/messages$/;
+    let release;
+    const held = new Promise((ok) => (release = ok));
+    await owner.route((u) => path.test(u.pathname), async (r) => {
+      if (r.request().method() !== "GET") return r.continue();
+      const read = await r.fetch();
+      await held;
+      await r.fulfill({ response: read });
+    });
+    const reloaded = owner.waitForResponse((r) => path.test(new URL(r.url()).pathname), T);
+    try {
+      await owner.getByRole("button", { name: "camp" }).click();
+      cli("send", "camp", "while the owner's history loads");
+      await owner.locator("#messages li", { hasText: "while the owner's history loads" }).waitFor(T);
+    } finally {
+      release();
+      await owner.unrouteAll({ behavior: "wait" });
+    }
+    await reloaded;
+    await owner.waitForTimeout(300);
+    const li = owner.locator("#messages li", { hasText: "while the owner's history loads" });
+    assert.equal(await li.count(), 1, "the live message is in the list once after the history came");
+  });
+
   // ------------------------------------------------------------ a phone
   const g1Ctx = await browser.newContext(phone);
   const g1 = await g1Ctx.newPage();
@@ -83,11 +108,15 @@ try {
   await g1.goto(env("GUEST_URL"));
   await g1.locator("#guest-messages li", { hasText: "earlier message 40 of 40" }).waitFor(T);
   // A slow link: the history the page reloads once the nickname is taken
-  // comes 2 s late, so the checks below see the page as it is while it
-  // waits (the composer has appeared under the list by then).
+  // is read at once but held back until `release()`, so the checks below
+  // see the page as it is while it waits (the composer has appeared under
+  // the list by then), and a message arrives live before that older page.
+  let release;
+  const held = new Promise((ok) => (release = ok));
   await g1.route("**/api/guest/messages", async (r) => {
-    await new Promise((ok) => setTimeout(ok, 2000));
-    await r.continue();
+    const read = await r.fetch();
+    await held;
+    await r.fulfill({ response: read });
   });
   await g1.getByLabel("Pick a nickname to chat").fill("Sam");
   await g1.getByRole("button", { name: "Start" }).click();
@@ -110,12 +139,20 @@ try {
     const w = await where(g1.locator("#guest-messages li", { hasText: "earlier message 40 of 40" }));
     assert.ok(w.on, `the newest message is on screen: ${JSON.stringify(w)}`);
   });
-  await g1.unrouteAll({ behavior: "wait" });
-  await check("guest page on a phone: a live message arrives on screen", async () => {
-    cli("send", "camp", "a live one for the phone");
-    const li = g1.locator("#guest-messages li", { hasText: "a live one for the phone" });
-    await li.waitFor(T);
+  await check("guest page on a phone: a live message arrives on screen, and stays when an older page of history comes", async () => {
+    const reloaded = g1.waitForResponse((r) => new URL(r.url()).pathname === "/api/guest/messages", T);
+    try {
+      cli("send", "camp", "a live one for the phone");
+      await g1.locator("#guest-messages li", { hasText: "a live one for the phone" }).waitFor(T);
+    } finally {
+      release();
+      await g1.unrouteAll({ behavior: "wait" });
+    }
+    // The page of history read before it came has now replaced the list.
+    await reloaded;
     await g1.waitForTimeout(300);
+    const li = g1.locator("#guest-messages li", { hasText: "a live one for the phone" });
+    assert.equal(await li.count(), 1, "the live message is in the list once after the history reload");
     assert.ok(await onScreen(g1, li), "the live message is on screen");
     // Scrolled up to read: a new one does not pull the list down, but a
     // "New messages" button says it came, and takes the reader there.

@@ -203,6 +203,27 @@ function keepingEnd(ol, change) {
 
 // Appends a message <li> before any pending ones, keeping the view on the
 // newest if it was there.
+// A page of the newest history is read at one moment, and comes back later
+// (a slow link, a busy daemon). Messages that arrive live meanwhile are
+// newer than the page: `newestPage` puts them after it, so the page that
+// replaces the list does not drop them. `state.arrivals` holds one list per
+// page on its way; the live handlers add to each.
+async function newestPage(state, path) {
+  const arrived = [];
+  state.arrivals.add(arrived);
+  let page;
+  try {
+    page = await api("GET", path);
+  } finally {
+    state.arrivals.delete(arrived);
+  }
+  const have = new Set(page.messages.map((m) => m.id));
+  return { msgs: page.messages.slice().reverse().concat(arrived.filter((m) => !have.has(m.id))), next: page.next };
+}
+function arrivedLive(state, m) {
+  for (const a of state.arrivals) a.push(m);
+}
+
 function appendMessage(ol, li, follow) {
   const stick = follow || nearBottom(ol);
   const firstPending = ol.querySelector("li.pending");
@@ -402,7 +423,7 @@ function makeOutbox(list, box) {
 
 // ---------------------------------------------------------------- owner
 
-const owner = { rooms: [], room: null, next: null, view: "chat", msgs: [] };
+const owner = { rooms: [], room: null, next: null, view: "chat", msgs: [], arrivals: new Set() };
 
 // Unread counts and the room last open, kept in this browser across reloads.
 function savedUnread() {
@@ -467,9 +488,9 @@ async function openRoom(id) {
   renderRooms();
   $("room-title").replaceChildren(bdi(owner.room.name));
   for (const b of ["invite-btn", "guest-btn", "leave-btn", "members-btn", "compose"]) $(b).hidden = false;
-  const page = await api("GET", `/api/rooms/${id}/messages`);
+  const page = await newestPage(owner, `/api/rooms/${id}/messages`);
   if (seq !== opening) return;
-  owner.msgs = page.messages.slice().reverse();
+  owner.msgs = page.msgs;
   const ol = $("messages");
   fillList(ol, owner.msgs.map(ownerMessage));
   ol.append(...ownerOutbox.pending(id));
@@ -595,6 +616,7 @@ function addOwnerMessage(m, follow) {
     old.replaceWith(li);
   } else {
     owner.msgs.push(m);
+    arrivedLive(owner, m);
     appendMessage(ol, li, follow);
   }
   return true;
@@ -850,7 +872,7 @@ function sessionLost(err) {
 
 // ---------------------------------------------------------------- guest
 
-const guest = { nickname: null, next: null, msgs: [] };
+const guest = { nickname: null, next: null, msgs: [], arrivals: new Set() };
 
 function guestMessage(m) {
   return messageItem(m, m.mine, m.mine ? ["you"] : [bdi(m.author_name)], "", m.mine ? "me" : m.author_name);
@@ -870,9 +892,9 @@ function guestEnded(reason) {
 }
 
 async function loadGuestMessages() {
-  const page = await api("GET", "/api/guest/messages");
+  const page = await newestPage(guest, "/api/guest/messages");
   const ol = $("guest-messages");
-  guest.msgs = page.messages.slice().reverse();
+  guest.msgs = page.msgs;
   fillList(ol, guest.msgs.map(guestMessage));
   ol.append(...guestOutbox.pending(""));
   guest.next = page.next;
@@ -952,6 +974,7 @@ function addGuestMessage(m, follow) {
     return;
   }
   guest.msgs.push(m);
+  arrivedLive(guest, m);
   appendMessage(ol, guestMessage(m), follow);
 }
 
