@@ -44,6 +44,7 @@ struct Args {
 }
 
 fn main() -> anyhow::Result<()> {
+    peddlenet_store::memory::one_heap();
     let args = Args::parse();
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_new(&args.log).context("bad --log filter")?)
