@@ -65,6 +65,28 @@ async function where(locator) {
   });
 }
 
+// A slow link for the newest page of history: each GET whose path matches
+// is read from the daemon at once and handed to the page only at
+// `release()`, which also removes the hold. `came` resolves once a held
+// page reached the browser.
+async function holdHistory(page, path) {
+  let open;
+  const held = new Promise((ok) => (open = ok));
+  await page.route((u) => path.test(u.pathname), async (r) => {
+    if (r.request().method() !== "GET") return r.continue();
+    const read = await r.fetch();
+    await held;
+    await r.fulfill({ response: read });
+  });
+  return {
+    came: page.waitForResponse((r) => path.test(new URL(r.url()).pathname), T),
+    async release() {
+      open();
+      await page.unrouteAll({ behavior: "wait" });
+    },
+  };
+}
+
 try {
   const ownerCtx = await browser.newContext({ viewport: { width: 1200, height: 800 } });
   const owner = await ownerCtx.newPage();
@@ -77,25 +99,15 @@ try {
   console.log("ui: owner signed in");
 
   await check("owner: a live message that comes while the room's history is on its way stays in the list", async () => {
-    const path = /^\/api\/rooms\/[^/]+\/messages$/;
-    let release;
-    const held = new Promise((ok) => (release = ok));
-    await owner.route((u) => path.test(u.pathname), async (r) => {
-      if (r.request().method() !== "GET") return r.continue();
-      const read = await r.fetch();
-      await held;
-      await r.fulfill({ response: read });
-    });
-    const reloaded = owner.waitForResponse((r) => path.test(new URL(r.url()).pathname), T);
+    const hold = await holdHistory(owner, /^\/api\/rooms\/[^/]+\/messages$/);
     try {
       await owner.getByRole("button", { name: "camp" }).click();
       cli("send", "camp", "while the owner's history loads");
       await owner.locator("#messages li", { hasText: "while the owner's history loads" }).waitFor(T);
     } finally {
-      release();
-      await owner.unrouteAll({ behavior: "wait" });
+      await hold.release();
     }
-    await reloaded;
+    await hold.came;
     await owner.waitForTimeout(300);
     const li = owner.locator("#messages li", { hasText: "while the owner's history loads" });
     assert.equal(await li.count(), 1, "the live message is in the list once after the history came");
@@ -108,16 +120,10 @@ try {
   await g1.goto(env("GUEST_URL"));
   await g1.locator("#guest-messages li", { hasText: "earlier message 40 of 40" }).waitFor(T);
   // A slow link: the history the page reloads once the nickname is taken
-  // is read at once but held back until `release()`, so the checks below
-  // see the page as it is while it waits (the composer has appeared under
-  // the list by then), and a message arrives live before that older page.
-  let release;
-  const held = new Promise((ok) => (release = ok));
-  await g1.route("**/api/guest/messages", async (r) => {
-    const read = await r.fetch();
-    await held;
-    await r.fulfill({ response: read });
-  });
+  // is held back, so the checks below see the page as it is while it
+  // waits (the composer has appeared under the list by then), and a
+  // message arrives live before that older page.
+  const hold = await holdHistory(g1, /^\/api\/guest\/messages$/);
   await g1.getByLabel("Pick a nickname to chat").fill("Sam");
   await g1.getByRole("button", { name: "Start" }).click();
   await g1.locator("#guest-compose").waitFor({ state: "visible", ...T });
@@ -140,16 +146,14 @@ try {
     assert.ok(w.on, `the newest message is on screen: ${JSON.stringify(w)}`);
   });
   await check("guest page on a phone: a live message arrives on screen, and stays when an older page of history comes", async () => {
-    const reloaded = g1.waitForResponse((r) => new URL(r.url()).pathname === "/api/guest/messages", T);
     try {
       cli("send", "camp", "a live one for the phone");
       await g1.locator("#guest-messages li", { hasText: "a live one for the phone" }).waitFor(T);
     } finally {
-      release();
-      await g1.unrouteAll({ behavior: "wait" });
+      await hold.release();
     }
     // The page of history read before it came has now replaced the list.
-    await reloaded;
+    await hold.came;
     await g1.waitForTimeout(300);
     const li = g1.locator("#guest-messages li", { hasText: "a live one for the phone" });
     assert.equal(await li.count(), 1, "the live message is in the list once after the history reload");

@@ -201,8 +201,6 @@ function keepingEnd(ol, change) {
   if (stick) ol.scrollTop = ol.scrollHeight;
 }
 
-// Appends a message <li> before any pending ones, keeping the view on the
-// newest if it was there.
 // A page of the newest history is read at one moment, and comes back later
 // (a slow link, a busy daemon). Messages that arrive live meanwhile are
 // newer than the page: `newestPage` puts them after it, so the page that
@@ -224,6 +222,8 @@ function arrivedLive(state, m) {
   for (const a of state.arrivals) a.push(m);
 }
 
+// Appends a message <li> before any pending ones, keeping the view on the
+// newest if it was there.
 function appendMessage(ol, li, follow) {
   const stick = follow || nearBottom(ol);
   const firstPending = ol.querySelector("li.pending");
