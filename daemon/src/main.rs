@@ -1,4 +1,5 @@
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
@@ -85,11 +86,12 @@ fn main() -> anyhow::Result<()> {
         );
         return Ok(());
     }
+    let store_dir = peddlenetd::store_dir(&cfg);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("peddlenetd")
         .build()?;
-    rt.block_on(async move {
+    let ran = rt.block_on(async move {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
             use tokio::signal::unix::{SignalKind, signal};
@@ -102,8 +104,13 @@ fn main() -> anyhow::Result<()> {
             let _ = stop_tx.send(true);
         });
         peddlenetd::run(cfg, stop_rx).await
-    })
-    .map_err(|e| {
+    });
+    // Every task, and with them the store's last handle, goes here.
+    rt.shutdown_timeout(Duration::from_secs(5));
+    if ran.is_ok() {
+        peddlenetd::checkpoint_store(&store_dir);
+    }
+    ran.map_err(|e| {
         tracing::error!("{e:#}");
         e
     })

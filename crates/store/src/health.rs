@@ -15,6 +15,16 @@
 //! (LE). Updates alternate between the slots and are synced, so one slot
 //! is always whole; the higher valid number counts.
 //!
+//! **A closed store's length.** A store closed cleanly ([`checkpoint`])
+//! has `peddlenet-store.closed` beside it: `closed <db length>
+//! <FNV-1a 64 of "closed <db length>", hex>`. sled changes its file only
+//! while open (it may shorten it then, dropping free segments at its end),
+//! so a `db` found shorter than that at the next open was cut while the
+//! store was closed, and is refused. The open removes the file and syncs
+//! the folder before sled can write; a store that did not close cleanly
+//! has none and is not checked this way. This catches a cut the marker
+//! cannot: one that leaves the last flush's data and takes older pages.
+//!
 //! **Free space.** sled cannot go on after one of its writes failed (it
 //! keeps the error for good), so writes are refused before the disk is
 //! that full: [`Space::check`] wants [`MIN_FREE_BYTES`] free.
@@ -30,6 +40,9 @@ use crate::{Error, Result, Store};
 
 /// The marker file's name inside the store folder.
 pub const MARKER_FILE: &str = "peddlenet-store.marker";
+/// The file [`checkpoint`] leaves beside a cleanly closed store: the `db`
+/// file's length then. Removed (durably) by the next open.
+pub const CLOSED_FILE: &str = "peddlenet-store.closed";
 /// Free bytes a write wants left on the store's file system (sled grows its
 /// file by segments and must be able to finish what it started).
 pub const MIN_FREE_BYTES: u64 = 8 << 20;
@@ -194,6 +207,81 @@ pub(crate) fn check_db_file(dir: &Path) -> Result<()> {
     }
 }
 
+fn closed_path(dir: &Path) -> PathBuf {
+    dir.join(CLOSED_FILE)
+}
+
+fn closed_line(len: u64) -> String {
+    let body = format!("closed {len}");
+    format!("{body} {:016x}\n", fnv(body.as_bytes()))
+}
+
+/// The `db` length recorded when the store was last closed cleanly, if the
+/// record is there and whole. A record that does not read back is ignored
+/// (with a warning): it only ever adds a check.
+fn closed_len(dir: &Path) -> Option<u64> {
+    let path = closed_path(dir);
+    let text = std::fs::read_to_string(&path).ok()?;
+    let len = text
+        .strip_prefix("closed ")
+        .and_then(|t| t.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .filter(|&n| text == closed_line(n));
+    if len.is_none() {
+        tracing::warn!(file = %path.display(), "ignoring an unreadable closed-store record");
+    }
+    len
+}
+
+/// Refuses a `db` shorter than it was when the store was closed cleanly.
+pub(crate) fn check_closed_len(dir: &Path) -> Result<()> {
+    let Some(closed) = closed_len(dir) else {
+        return Ok(());
+    };
+    let db = db_path(dir);
+    let len = std::fs::metadata(&db).map_err(|e| io_err(&db, e))?.len();
+    if len < closed {
+        return Err(Error::Damaged {
+            file: db,
+            what: format!(
+                "it is {len} bytes long but was {closed} when the store was last closed, so it was cut short while closed"
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// Removes the closed-store record of a store just opened, durably, before
+/// sled may shorten its file.
+pub(crate) fn clear_closed_len(dir: &Path) -> Result<()> {
+    let path = closed_path(dir);
+    match std::fs::remove_file(&path) {
+        Ok(()) => sync_dir(dir),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io_err(&path, e)),
+    }
+}
+
+fn record_closed_len(dir: &Path) -> Result<()> {
+    let db = db_path(dir);
+    let len = std::fs::metadata(&db).map_err(|e| io_err(&db, e))?.len();
+    let (tmp, path) = (dir.join(format!("{CLOSED_FILE}.new")), closed_path(dir));
+    let write = || -> std::io::Result<()> {
+        let mut f = File::create(&tmp)?;
+        f.write_all(closed_line(len).as_bytes())?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, &path)
+    };
+    write().map_err(|e| io_err(&path, e))?;
+    sync_dir(dir)
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| io_err(dir, e))
+}
+
 fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
     p.downcast_ref::<&str>()
         .map(|s| s.to_string())
@@ -287,6 +375,57 @@ pub(crate) fn open_sled(dir: &Path, cache_bytes: u64, segment_bytes: usize) -> R
         }
         other => other,
     }
+}
+
+/// Brings sled's snapshot of a closed store up to date, so that the next
+/// open reads none of the log written before it.
+///
+/// sled 0.34 writes its snapshot (its page table, and the log position it
+/// is true at) only while it opens a store: it reads every log entry
+/// written since the snapshot before, then writes the new one. A daemon
+/// that ran from an empty store to a million messages would replay all of
+/// them at its next start (about 0.7–1.8 s on a laptop's disk, more on a
+/// handheld's SD card). Opening the store once more after a clean stop
+/// moves that wait to the stop. A store that did not stop cleanly is
+/// replayed at its next open as before.
+///
+/// A missing store is left missing. sled's own thread may hold the store's
+/// lock a moment after its last handle is dropped: a lock is waited for up
+/// to `wait`, then reported as [`Error::Locked`]. Returns the log position
+/// the snapshot is now true at ([`snapshot_lsn`]).
+pub fn checkpoint(dir: &Path, wait: Duration) -> Result<Option<u64>> {
+    if !db_path(dir).exists() {
+        return Ok(None);
+    }
+    check_closed_len(dir)?;
+    let until = std::time::Instant::now() + wait;
+    loop {
+        // The cache is not used: nothing is read beyond sled's recovery.
+        match open_sled(dir, 1 << 20, DEFAULT_SEGMENT_BYTES) {
+            Ok(db) => {
+                drop(db);
+                record_closed_len(dir)?;
+                return Ok(snapshot_lsn(dir));
+            }
+            Err(Error::Locked(_)) if std::time::Instant::now() < until => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// The log position of sled's newest snapshot in `dir` (from its file
+/// name, `snap.<16 hex digits>`), or `None` before the first.
+pub fn snapshot_lsn(dir: &Path) -> Option<u64> {
+    std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(|e| {
+            let name = e.ok()?.file_name();
+            let hex = name.to_str()?.strip_prefix("snap.")?;
+            (hex.len() == 16).then(|| u64::from_str_radix(hex, 16).ok())?
+        })
+        .max()
 }
 
 fn is_lock_error(e: &std::io::Error) -> bool {
@@ -495,7 +634,7 @@ fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
         let (src, dst) = (e.path(), to.join(e.file_name()));
         if e.file_type()?.is_dir() {
             copy_dir(&src, &dst)?;
-        } else if e.file_name() != MARKER_FILE {
+        } else if e.file_name() != MARKER_FILE && e.file_name() != CLOSED_FILE {
             std::fs::copy(&src, &dst)?;
         }
     }
@@ -516,6 +655,20 @@ mod tests {
         b[..4].copy_from_slice(&i.to_be_bytes());
         b[4] = 0xaa;
         MessageId(b)
+    }
+
+    /// Acknowledged message number `i` of the room.
+    fn message(i: u32) -> StoredMessage {
+        StoredMessage {
+            id: id(i),
+            room_id: ROOM,
+            author: AuthorId([1; 32]),
+            author_name: "a".into(),
+            timestamp_ms: 1000 + i as u64,
+            received_ms: 1000 + i as u64,
+            text: format!("acknowledged message number {i}, with some words"),
+            own: true,
+        }
     }
 
     fn stored_segment_size(dir: &Path) -> usize {
@@ -574,18 +727,9 @@ mod tests {
         // last segment, which loses nothing and is rightly opened).
         let s = Store::open_with_segments(&dir, 1 << 20, 512 << 10).unwrap();
         for i in 0..SENT {
-            let m = StoredMessage {
-                id: id(i),
-                room_id: ROOM,
-                author: AuthorId([1; 32]),
-                author_name: "a".into(),
-                timestamp_ms: 1000 + i as u64,
-                received_ms: 1000 + i as u64,
-                text: format!("acknowledged message number {i}, with some words"),
-                own: true,
-            };
             assert_eq!(
-                s.insert_message(&m, &[i as u8; 200], true).unwrap(),
+                s.insert_message(&message(i), &[i as u8; 200], true)
+                    .unwrap(),
                 Inserted::New
             );
             if i % 50 == 49 {
@@ -597,6 +741,8 @@ mod tests {
         let s = reopen(&dir, 1 << 20).unwrap();
         assert_eq!(s.message_count(&ROOM), SENT as usize);
         drop(s);
+        // As a daemon's clean stop leaves it.
+        checkpoint(&dir, Duration::from_secs(2)).unwrap();
         std::thread::sleep(Duration::from_millis(200));
         (tmp, dir)
     }
@@ -638,6 +784,41 @@ mod tests {
     }
 
     #[test]
+    fn a_checkpointed_store_opens_without_replaying_its_log() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("store");
+        assert_eq!(checkpoint(&dir, Duration::ZERO).unwrap(), None);
+        assert!(!dir.exists(), "a missing store stays missing");
+        let write = |from: u32| {
+            let s = reopen(&dir, 1 << 20).unwrap();
+            for i in from..from + 300 {
+                s.insert_message(&message(i), &[i as u8; 200], true)
+                    .unwrap();
+            }
+            s.flush().unwrap();
+        };
+        write(0);
+        let before = snapshot_lsn(&dir);
+        let wait = Duration::from_secs(2);
+        let after = checkpoint(&dir, wait).unwrap();
+        assert!(after > before, "{after:?} after {before:?}");
+        // Nothing left to replay: the next open writes no newer snapshot.
+        assert_eq!(checkpoint(&dir, wait).unwrap(), after);
+        // More writes, another checkpoint, and everything is there.
+        write(300);
+        let later = checkpoint(&dir, wait).unwrap();
+        assert!(later > after, "{later:?} after {after:?}");
+        let s = reopen(&dir, 1 << 20).unwrap();
+        assert_eq!(s.room_items(&ROOM).unwrap().len(), 600);
+        drop(s);
+        // A store held open elsewhere is not waited for past `wait`.
+        let s = reopen(&dir, 1 << 20).unwrap();
+        let e = checkpoint(&dir, Duration::from_millis(100)).unwrap_err();
+        assert!(matches!(e, Error::Locked(_)), "{e}");
+        drop(s);
+    }
+
+    #[test]
     fn a_store_that_had_data_is_never_opened_empty() {
         for (case, keep) in [("cut to 0%", 0.0), ("cut to 50%", 0.5), ("cut to 90%", 0.9)] {
             let (_tmp, dir) = filled();
@@ -648,6 +829,37 @@ mod tests {
         std::fs::remove_file(db_path(&dir)).unwrap();
         assert!(refused_or_whole(&dir, "deleted"));
         assert!(!db_path(&dir).exists(), "a refused store is not recreated");
+    }
+
+    #[test]
+    fn a_store_cut_while_closed_is_refused_by_its_closed_length() {
+        let (_tmp, dir) = filled();
+        let closed = closed_len(&dir).expect("a checkpoint leaves the record");
+        assert_eq!(closed, std::fs::metadata(db_path(&dir)).unwrap().len());
+        // One byte short is enough, and a checkpoint does not paper over it.
+        cut_to(&dir, |len| len - 1);
+        for e in [
+            reopen(&dir, 1 << 20).err().expect("refused"),
+            checkpoint(&dir, Duration::ZERO).unwrap_err(),
+        ] {
+            let text = e.to_string();
+            assert!(matches!(e, Error::Damaged { .. }), "{text}");
+            assert!(text.contains("cut short while closed"), "{text}");
+            assert!(text.contains("--salvage"), "{text}");
+        }
+        assert_eq!(closed_len(&dir), Some(closed), "the record stays");
+    }
+
+    #[test]
+    fn an_open_store_has_no_closed_length_and_a_bad_record_is_ignored() {
+        let (_tmp, dir) = filled();
+        let s = reopen(&dir, 1 << 20).unwrap();
+        // Open, sled may shorten its file: no record may compare with it.
+        assert!(!closed_path(&dir).exists());
+        drop(s);
+        std::fs::write(closed_path(&dir), "closed 99999999999 0000000000000000\n").unwrap();
+        let s = reopen(&dir, 1 << 20).expect("a record that does not check out is ignored");
+        assert_eq!(s.room_items(&ROOM).unwrap().len(), SENT as usize);
     }
 
     #[test]

@@ -454,7 +454,9 @@ impl Store {
         if prior.is_some() {
             health::check_db_file(dir)?;
         }
+        health::check_closed_len(dir)?;
         let db = health::open_sled(dir, cache_bytes, segment_bytes)?;
+        health::clear_closed_len(dir)?;
         health::catching(dir, || Self::init(db, dir, prior))
     }
 
