@@ -139,15 +139,11 @@ impl Node {
                 )
             })?);
         }
-        if let Some((_, ip)) = &old
-            && Some(*ip) != new_ip
-        {
-            // The hosted Wi-Fi group's listener may be on that address too.
-            let hotspot = self.web_hotspot_base();
-            let base = format!("http://{}", std::net::SocketAddr::new(*ip, extra.port()));
-            if hotspot.as_deref() != Some(base.as_str()) {
-                extra.close(*ip);
-            }
+        // Every open is matched by one close (the same address is opened
+        // again first). A hosted Wi-Fi group's listener on the same address
+        // is counted apart and stays.
+        if let Some((_, ip)) = &old {
+            extra.close(*ip);
         }
         tracing::info!(interface = ?want.as_ref().map(|(n, _)| n), url = ?url, "web UI: LAN mode");
         *self.lan.current.lock() = want;

@@ -133,11 +133,21 @@ fn open_store(cfg: &Config) -> anyhow::Result<Store> {
     })
 }
 
+/// How much longer than its stop timeout the service manager is asked to
+/// wait while the store is checkpointed.
+pub const CHECKPOINT_GRACE: Duration = Duration::from_secs(60);
+
 /// After a clean stop, with the store closed: brings sled's snapshot up to
 /// date, so the next start does not replay the log this run wrote (see
 /// [`peddlenet_store::health::checkpoint`]). A failure costs only that.
 pub fn checkpoint_store(dir: &std::path::Path) {
     let t0 = std::time::Instant::now();
+    // The open reads the log written since the last start: on a slow card
+    // after a long run, longer than the unit's stop timeout would allow.
+    notify::notify(&format!(
+        "EXTEND_TIMEOUT_USEC={}\nSTATUS=checkpointing the store",
+        CHECKPOINT_GRACE.as_micros()
+    ));
     match peddlenet_store::health::checkpoint(dir, Duration::from_secs(5)) {
         Ok(_) => tracing::info!(
             ms = t0.elapsed().as_millis() as u64,
@@ -318,10 +328,30 @@ pub async fn run(cfg: Config, mut stop: watch::Receiver<bool>) -> anyhow::Result
     let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
     let _ = tokio::time::timeout(Duration::from_secs(5), node.stop_wifi()).await;
     let _ = tokio::time::timeout(Duration::from_secs(5), mesh.shutdown()).await;
-    let flushed = store.flush().context("flushing the store at shutdown");
+    // The core writes nothing more: what it wrote is made durable, and its
+    // rooms' sync sets are kept for the next start.
+    let flushed = match node.stop_core(Duration::from_secs(5)).await {
+        Some(sets) => {
+            let sets: Vec<_> = sets.iter().map(|(r, s)| (*r, s.items())).collect();
+            store
+                .keep_items(&sets)
+                .map(|n| {
+                    tracing::info!(
+                        rooms = sets.len(),
+                        items = n,
+                        "sync sets kept for the next start"
+                    )
+                })
+                .context("flushing the store at shutdown")
+        }
+        None => store
+            .flush()
+            .map(|_| ())
+            .context("flushing the store at shutdown"),
+    };
     let _ = std::fs::remove_file(&cfg.socket);
     if let Some(why) = failed {
         bail!("{why}");
     }
-    flushed.map(|_| ())
+    flushed
 }

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use parking_lot::RwLock;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use peddlenet_api::{
     ApiError, ErrorCode, Event, Link, MessageInfo, PeerInfo, Request, Response, RoomInfo, Status,
@@ -301,6 +301,20 @@ impl Node {
             return Default::default();
         }
         rx.await.unwrap_or_default()
+    }
+
+    /// Stops the core after the inputs it has taken; its member rooms' sync
+    /// sets, or `None` when the core is gone or does not answer in time.
+    pub(crate) async fn stop_core(&self, wait: Duration) -> Option<crate::owner::MemberSets> {
+        let tx = self.owner()?;
+        let (reply, rx) = oneshot::channel();
+        tokio::time::timeout(wait, async {
+            tx.send(OwnerInput::Stop(reply)).await.ok()?;
+            rx.await.ok()
+        })
+        .await
+        .ok()
+        .flatten()
     }
 
     /// A request the core answers `Done` (or refuses).

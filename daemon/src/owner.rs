@@ -235,7 +235,17 @@ pub enum OwnerInput<X> {
     Shell(X),
     /// What the core holds, for the daemon's status.
     Status(oneshot::Sender<CoreStatus>),
+    /// The daemon stops: the owner finishes the inputs already taken,
+    /// answers with the member rooms' sync sets (for the store to keep)
+    /// and ends.
+    Stop(oneshot::Sender<MemberSets>),
 }
+
+/// Member rooms' reconciliation sets, as the core holds them.
+pub type MemberSets = Vec<(
+    peddlenet_node::proto::RoomId,
+    std::sync::Arc<peddlenet_node::sync::Storage>,
+)>;
 
 /// The core's state as the daemon's status shows it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -248,7 +258,8 @@ pub struct CoreStatus {
 }
 
 /// The owner task: starts the core, then takes inputs and fires timers
-/// until every sender is gone. `now` is the clock (ms since the epoch).
+/// until every sender is gone or it is told to stop ([`OwnerInput::Stop`]).
+/// `now` is the clock (ms since the epoch).
 pub async fn run<S, C, R, E>(
     mut owner: Owner<S, C, R, E>,
     mut rx: mpsc::Receiver<OwnerInput<E::ShellEvent>>,
@@ -282,14 +293,21 @@ where
         // for all its writes rather than one per input.
         owner.begin_batch();
         let t = now();
-        handle(&mut owner, m, t);
+        let mut stop = handle(&mut owner, m, t);
         for _ in 1..MAX_BATCH {
+            if stop.is_some() {
+                break;
+            }
             match rx.try_recv() {
-                Ok(m) => handle(&mut owner, m, t),
+                Ok(m) => stop = handle(&mut owner, m, t),
                 Err(_) => break,
             }
         }
         owner.end_batch();
+        if let Some(reply) = stop {
+            let _ = reply.send(owner.node.member_sets());
+            return owner;
+        }
         owner.fire_timers(now());
     }
 }
@@ -297,7 +315,12 @@ where
 /// Most inputs handled under one flush (the owner's turn stays short).
 const MAX_BATCH: usize = 256;
 
-fn handle<S, C, R, E>(owner: &mut Owner<S, C, R, E>, m: OwnerInput<E::ShellEvent>, t: Timestamp)
+/// Handles one input; a stop hands back where to send the sets.
+fn handle<S, C, R, E>(
+    owner: &mut Owner<S, C, R, E>,
+    m: OwnerInput<E::ShellEvent>,
+    t: Timestamp,
+) -> Option<oneshot::Sender<MemberSets>>
 where
     S: NodeStore,
     C: Crypto,
@@ -316,7 +339,9 @@ where
         OwnerInput::Status(tx) => {
             let _ = tx.send(owner.status());
         }
+        OwnerInput::Stop(tx) => return Some(tx),
     }
+    None
 }
 
 /// The core knows a mesh's remote peers by number ([`PeerRef::peer`]); this
@@ -713,6 +738,37 @@ mod tests {
         drop(tx);
         let o = task.await.unwrap();
         assert_eq!(o.node().member_rooms().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_stop_ends_the_owner_after_what_was_queued_before_it() {
+        let (tx, rx) = mpsc::channel(8);
+        let (rtx, rrx) = oneshot::channel();
+        let (stx, srx) = oneshot::channel();
+        // Queued together: handled as one batch, the request first.
+        tx.send(OwnerInput::Request {
+            request: Request::CreateRoom {
+                name: "camp".into(),
+            },
+            reply: rtx,
+        })
+        .await
+        .unwrap();
+        tx.send(OwnerInput::Stop(stx)).await.unwrap();
+        let (rtx2, rrx2) = oneshot::channel();
+        tx.send(OwnerInput::Status(rtx2)).await.unwrap();
+        let o = tokio::spawn(run(owner(), rx, crate::node::now_ms))
+            .await
+            .unwrap();
+        assert_eq!(o.node().member_rooms().len(), 1, "the request before it");
+        // No set was built (no peer), so there is nothing to keep.
+        assert!(srx.await.unwrap().is_empty());
+        assert!(rrx2.await.is_err(), "nothing after the stop is handled");
+        // The room's reply waits for its flush; the daemon makes that flush
+        // itself after the stop, with no one left to answer.
+        drop(o);
+        assert!(rrx.await.is_err());
+        drop(tx);
     }
 
     #[test]

@@ -109,7 +109,14 @@ async fn sigterm_shuts_down_cleanly_and_files_are_private() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_clean_stop_leaves_nothing_for_the_next_start_to_replay() {
     let _g = serial();
-    let mut d = Daemon::start(DaemonOpts::loopback("A"));
+    // systemd's notify socket: the stop timeout is extended for the checkpoint.
+    let notify_dir = tempfile::tempdir().unwrap();
+    let notify_path = notify_dir.path().join("notify");
+    let notify = std::os::unix::net::UnixDatagram::bind(&notify_path).unwrap();
+    let mut opts = DaemonOpts::loopback("A");
+    opts.env
+        .push(("NOTIFY_SOCKET".into(), notify_path.display().to_string()));
+    let mut d = Daemon::start(opts);
     let c = d.client().await;
     let room = c.room_create("r").await.unwrap();
     for i in 0..300 {
@@ -120,6 +127,24 @@ async fn a_clean_stop_leaves_nothing_for_the_next_start_to_replay() {
     let written = peddlenet_store::health::snapshot_lsn(&store);
     assert!(d.terminate().success(), "log:\n{}", d.log());
     assert!(d.log().contains("store checkpointed"), "log:\n{}", d.log());
+    notify.set_nonblocking(true).unwrap();
+    let mut said = Vec::new();
+    let mut buf = [0u8; 512];
+    while let Ok(n) = notify.recv(&mut buf) {
+        said.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+    }
+    let at = |what: &str| said.iter().position(|m| m.contains(what));
+    assert!(
+        at("READY=1").is_some() && at("STOPPING=1").is_some(),
+        "{said:?}"
+    );
+    assert!(at("STOPPING=1") < at("EXTEND_TIMEOUT_USEC="), "{said:?}");
+    let grace: u64 = said[at("EXTEND_TIMEOUT_USEC=").unwrap()]
+        .lines()
+        .find_map(|l| l.strip_prefix("EXTEND_TIMEOUT_USEC="))
+        .and_then(|v| v.parse().ok())
+        .expect("a number of microseconds");
+    assert!(grace >= 30_000_000, "{said:?}");
     let stopped = peddlenet_store::health::snapshot_lsn(&store);
     assert!(stopped > written, "{stopped:?} after {written:?}");
     let opened = peddlenet_store::health::checkpoint(&store, Duration::from_secs(2)).unwrap();
@@ -132,6 +157,68 @@ async fn a_clean_stop_leaves_nothing_for_the_next_start_to_replay() {
     let c = d.client().await;
     assert_eq!(message_count(&c, &room.id).await, 300);
     assert!(!closed.exists(), "an open store keeps no closed length");
+}
+
+/// A clean stop keeps the room's sync set beside the store; the restarted
+/// daemon syncs from it instead of reading the room's history again, and
+/// still fetches what was written while it was away.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_after_a_clean_stop_syncs_from_the_kept_set() {
+    let _g = serial();
+    let mut a = Daemon::start(DaemonOpts::loopback("A"));
+    let ca = a.client().await;
+    let room = ca.room_create("kept").await.unwrap().id;
+    let (_, invite) = ca.room_invite(&room).await.unwrap();
+    let b = Daemon::start(DaemonOpts::loopback("B").peer(&a.tcp_addr().await));
+    let cb = b.client().await;
+    cb.room_join(&bare_invite(&invite)).await.unwrap();
+    wait_room_peers(&ca, &room, 1).await;
+    for i in 0..100 {
+        ca.send(&room, &format!("from A {i}")).await.unwrap();
+    }
+    eventually(
+        Duration::from_secs(60),
+        "B to hold A's messages",
+        || async {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            (message_count(&cb, &room).await >= 100).then_some(())
+        },
+    )
+    .await;
+    drop(ca);
+    assert!(a.terminate().success(), "log:\n{}", a.log());
+    let kept = a.data_dir.join("store").join(peddlenet_store::ITEMS_FILE);
+    assert!(
+        a.log()
+            .contains("sync sets kept for the next start rooms=1"),
+        "log:\n{}",
+        a.log()
+    );
+    assert!(kept.exists());
+    // Written while A is away: A must still fetch them after its restart.
+    for i in 0..5 {
+        cb.send(&room, &format!("from B {i}")).await.unwrap();
+    }
+    a.opts.peers = vec![b.tcp_addr().await];
+    a.restart();
+    let ca = a.client().await;
+    eventually(
+        Duration::from_secs(60),
+        "A to hold B's messages",
+        || async {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            (message_count(&ca, &room).await >= 105).then_some(())
+        },
+    )
+    .await;
+    assert!(
+        a.log().contains("sync set read from the last clean stop"),
+        "log:\n{}",
+        a.log()
+    );
+    assert!(!kept.exists(), "used by one start only");
+    let ids: HashSet<String> = history_ids(&ca, &room).await.into_iter().collect();
+    assert_eq!(ids.len(), 105);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

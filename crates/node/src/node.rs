@@ -372,6 +372,21 @@ impl<S: NodeStore, C: Crypto, R: RngCore> Node<S, C, R> {
     pub fn member_rooms(&self) -> Vec<RoomId> {
         self.rooms.keys().copied().collect()
     }
+    /// The reconciliation sets built for member rooms, whole (items stored
+    /// since their last use merged in): what a clean stop keeps so the next
+    /// start need not read those rooms' histories again.
+    pub fn member_sets(&mut self) -> Vec<(RoomId, Arc<Storage>)> {
+        let rooms: Vec<RoomId> = self
+            .sets
+            .keys()
+            .filter(|r| self.rooms.contains_key(r))
+            .copied()
+            .collect();
+        rooms
+            .into_iter()
+            .map(|r| (r, self.sync_storage(&r)))
+            .collect()
+    }
     pub fn room_name(&self, room: &RoomId) -> Option<&str> {
         self.rooms.get(room).map(|r| r.record.name.as_str())
     }

@@ -1721,6 +1721,43 @@ fn a_rooms_reconciliation_set_is_kept_not_rebuilt_per_session() {
 }
 
 #[test]
+fn the_sets_kept_at_a_stop_are_whole_and_of_member_rooms_only() {
+    let (mut a, mut b, room) = two_members();
+    assert!(
+        a.member_sets().is_empty(),
+        "no set built yet: nothing to keep"
+    );
+    meet(&mut a, &mut b, T0);
+    // Stored after the set was last used: merged in.
+    send(&mut a, room, "after the session", T0 + 1_000);
+    send(&mut b, room, "not yet here", T0 + 1_000);
+    let sets = a.member_sets();
+    assert_eq!(sets.len(), 1);
+    assert_eq!(sets[0].0, room);
+    let mut from_store: Vec<(u64, [u8; 32])> = a
+        .store()
+        .room_items(&room)
+        .unwrap()
+        .into_iter()
+        .map(|(ts, id)| (ts, id.0))
+        .collect();
+    from_store.sort();
+    let kept: Vec<(u64, [u8; 32])> = sets[0].1.items().iter().map(|i| (i.ts, i.id)).collect();
+    assert_eq!(kept, from_store);
+    // A room left is not kept.
+    let out = run(
+        &mut a,
+        Input::Request {
+            id: RequestId(99),
+            request: Request::LeaveRoom { room },
+        },
+        T0 + 2_000,
+    );
+    assert!(matches!(reply(&out), Some(Reply::Done)), "{out:?}");
+    assert!(a.member_sets().is_empty());
+}
+
+#[test]
 fn a_peer_is_reconciled_with_again_only_once_its_last_session_is_idle_long_enough() {
     let (mut a, mut b, _) = two_members();
     // A new contact: a session at once.

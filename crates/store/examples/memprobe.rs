@@ -200,26 +200,44 @@ fn main() {
     // reconciliation, read from the store once.
     let before = rss();
     let t = Instant::now();
-    let items = s.sync_items(&room).unwrap().len();
+    let set = s.sync_items(&room).unwrap();
     println!(
-        "| the room's {items} sync items read in {:.1} ms | {before} | RSS after {} KiB | |",
+        "| the room's {} sync items read whole in {:.1} ms | {before} | RSS after {} KiB | |",
+        set.len(),
         t.elapsed().as_secs_f64() * 1e3,
         rss()
     );
     peddlenet_store::memory::trim();
     println!("| after malloc_trim | {} | | |", rss());
-    drop(s);
-    // A daemon's clean stop: the snapshot brought up to date, then the
-    // next start.
+    // A daemon's clean stop: the node's sets kept, the snapshot brought up
+    // to date; then the next start, and its first contact.
+    let t = Instant::now();
+    s.keep_items(&[(room, set.items())]).unwrap();
+    let kept = t.elapsed();
+    drop((s, set));
+    peddlenet_store::memory::trim();
     let wait = std::time::Duration::from_secs(5);
     let t = Instant::now();
     peddlenet_store::health::checkpoint(dir.path(), wait).unwrap();
     let checkpointed = t.elapsed();
+    let kept_bytes = std::fs::metadata(dir.path().join(peddlenet_store::ITEMS_FILE))
+        .map(|m| m.len())
+        .unwrap_or(0);
     let t = Instant::now();
     let s = Store::open(dir.path(), cache_mib << 20).unwrap();
     println!(
-        "| checkpointed in {:.1} ms, then reopened in {:.1} ms | {} | | |",
+        "| sets kept in {:.1} ms ({} KiB), checkpointed in {:.1} ms, then reopened in {:.1} ms | {} | | |",
+        kept.as_secs_f64() * 1e3,
+        kept_bytes / 1024,
         checkpointed.as_secs_f64() * 1e3,
+        t.elapsed().as_secs_f64() * 1e3,
+        rss()
+    );
+    let before = rss();
+    let t = Instant::now();
+    let items = s.room_items(&room).unwrap().len();
+    println!(
+        "| the room's {items} sync items read from the stop in {:.1} ms | {before} | RSS after {} KiB | |",
         t.elapsed().as_secs_f64() * 1e3,
         rss()
     );

@@ -30,7 +30,7 @@
 //! that full: [`Space::check`] wants [`MIN_FREE_BYTES`] free.
 
 use std::fs::File;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::os::unix::fs::FileExt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
@@ -43,6 +43,9 @@ pub const MARKER_FILE: &str = "peddlenet-store.marker";
 /// The file [`checkpoint`] leaves beside a cleanly closed store: the `db`
 /// file's length then. Removed (durably) by the next open.
 pub const CLOSED_FILE: &str = "peddlenet-store.closed";
+
+/// The most a closed-store record may hold; a longer one is ignored unread.
+const CLOSED_MAX: usize = 64;
 /// Free bytes a write wants left on the store's file system (sled grows its
 /// file by segments and must be able to finish what it started).
 pub const MIN_FREE_BYTES: u64 = 8 << 20;
@@ -62,8 +65,16 @@ fn marker_path(dir: &Path) -> PathBuf {
     dir.join(MARKER_FILE)
 }
 
+/// FNV-1a 64's starting value, for [`fnv_extend`].
+pub(crate) const FNV_START: u64 = 0xcbf2_9ce4_8422_2325;
+
+/// FNV-1a 64 of `bytes`.
 fn fnv(bytes: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    fnv_extend(FNV_START, bytes)
+}
+
+/// FNV-1a 64 of what `h` was taken over, followed by `bytes`.
+pub(crate) fn fnv_extend(mut h: u64, bytes: &[u8]) -> u64 {
     for b in bytes {
         h ^= *b as u64;
         h = h.wrapping_mul(0x0100_0000_01b3);
@@ -221,9 +232,16 @@ fn closed_line(len: u64) -> String {
 /// (with a warning): it only ever adds a check.
 fn closed_len(dir: &Path) -> Option<u64> {
     let path = closed_path(dir);
-    let text = std::fs::read_to_string(&path).ok()?;
-    let len = text
-        .strip_prefix("closed ")
+    let mut text = String::new();
+    // A whole record is under 40 bytes: read no more than a little past that.
+    File::open(&path)
+        .ok()?
+        .take(CLOSED_MAX as u64 + 1)
+        .read_to_string(&mut text)
+        .ok();
+    let len = Some(text.as_str())
+        .filter(|t| t.len() <= CLOSED_MAX)
+        .and_then(|t| t.strip_prefix("closed "))
         .and_then(|t| t.split_whitespace().next())
         .and_then(|n| n.parse().ok())
         .filter(|&n| text == closed_line(n));
@@ -234,9 +252,10 @@ fn closed_len(dir: &Path) -> Option<u64> {
 }
 
 /// Refuses a `db` shorter than it was when the store was closed cleanly.
-pub(crate) fn check_closed_len(dir: &Path) -> Result<()> {
+/// True when the store was closed cleanly (its record is there and whole).
+pub(crate) fn check_closed_len(dir: &Path) -> Result<bool> {
     let Some(closed) = closed_len(dir) else {
-        return Ok(());
+        return Ok(false);
     };
     let db = db_path(dir);
     let len = std::fs::metadata(&db).map_err(|e| io_err(&db, e))?.len();
@@ -248,7 +267,7 @@ pub(crate) fn check_closed_len(dir: &Path) -> Result<()> {
             ),
         });
     }
-    Ok(())
+    Ok(true)
 }
 
 /// Removes the closed-store record of a store just opened, durably, before
@@ -276,7 +295,7 @@ fn record_closed_len(dir: &Path) -> Result<()> {
     sync_dir(dir)
 }
 
-fn sync_dir(dir: &Path) -> Result<()> {
+pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(|e| io_err(dir, e))
@@ -634,7 +653,9 @@ fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
         let (src, dst) = (e.path(), to.join(e.file_name()));
         if e.file_type()?.is_dir() {
             copy_dir(&src, &dst)?;
-        } else if e.file_name() != MARKER_FILE && e.file_name() != CLOSED_FILE {
+        } else if ![MARKER_FILE, CLOSED_FILE, crate::kept::ITEMS_FILE]
+            .contains(&e.file_name().to_string_lossy().as_ref())
+        {
             std::fs::copy(&src, &dst)?;
         }
     }
@@ -719,7 +740,20 @@ mod tests {
 
     /// A store holding `SENT` messages, flushed every 50 as acknowledged
     /// sends are. Returns its folder (inside the returned tempdir).
+    /// A store of [`SENT`] messages as a daemon's clean stop leaves it.
     fn filled() -> (tempfile::TempDir, PathBuf) {
+        filled_and(Stop::Clean)
+    }
+
+    #[derive(Clone, Copy, PartialEq)]
+    enum Stop {
+        /// Closed, then checkpointed: the closed-length record is there.
+        Clean,
+        /// Closed without a checkpoint, as after a crash: no record.
+        Crash,
+    }
+
+    fn filled_and(stop: Stop) -> (tempfile::TempDir, PathBuf) {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("store");
         // Segments small enough that the cuts below land in written data
@@ -741,8 +775,9 @@ mod tests {
         let s = reopen(&dir, 1 << 20).unwrap();
         assert_eq!(s.message_count(&ROOM), SENT as usize);
         drop(s);
-        // As a daemon's clean stop leaves it.
-        checkpoint(&dir, Duration::from_secs(2)).unwrap();
+        if stop == Stop::Clean {
+            checkpoint(&dir, Duration::from_secs(2)).unwrap();
+        }
         std::thread::sleep(Duration::from_millis(200));
         (tmp, dir)
     }
@@ -831,6 +866,39 @@ mod tests {
         assert!(!db_path(&dir).exists(), "a refused store is not recreated");
     }
 
+    /// After a crash there is no closed-length record, and what sled's open
+    /// sees of a cut depends on where the cut falls in its file. A cut store
+    /// may then open, but it must never read back as fewer messages than it
+    /// acknowledged: either it is refused, or the read reports the damage.
+    #[test]
+    fn a_store_cut_after_a_crash_never_reads_back_short() {
+        for (case, keep) in [("cut to 0%", 0.0), ("cut to 50%", 0.5), ("cut to 90%", 0.9)] {
+            let (_tmp, dir) = filled_and(Stop::Crash);
+            assert!(!closed_path(&dir).exists());
+            cut_to(&dir, |len| (len as f64 * keep) as u64);
+            match reopen(&dir, 1 << 20) {
+                Err(Error::Damaged { file, what }) => {
+                    assert_eq!(file, db_path(&dir), "{case}: {what}");
+                    eprintln!("{case}: refused: {what}");
+                }
+                Err(e) => panic!("{case}: not reported as damage: {e}"),
+                Ok(s) => {
+                    assert!(keep > 0.0, "{case}: an empty db must be refused");
+                    let read = catch_unwind(AssertUnwindSafe(|| s.room_items(&ROOM)));
+                    match read {
+                        Ok(Ok(items)) => assert_eq!(
+                            items.len(),
+                            SENT as usize,
+                            "{case}: opened with acknowledged messages missing"
+                        ),
+                        Ok(Err(e)) => eprintln!("{case}: opened, the read reports: {e}"),
+                        Err(p) => eprintln!("{case}: opened, the read panics: {}", panic_text(&*p)),
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn a_store_cut_while_closed_is_refused_by_its_closed_length() {
         let (_tmp, dir) = filled();
@@ -859,6 +927,29 @@ mod tests {
         drop(s);
         std::fs::write(closed_path(&dir), "closed 99999999999 0000000000000000\n").unwrap();
         let s = reopen(&dir, 1 << 20).expect("a record that does not check out is ignored");
+        assert_eq!(s.room_items(&ROOM).unwrap().len(), SENT as usize);
+        drop(s);
+        // An overlong record is not read whole (this thread's read bytes
+        // tell): a file of 256 MiB (sparse) costs a few bytes of reading.
+        // One that starts well but runs on is not a record either.
+        let huge = File::create(closed_path(&dir)).unwrap();
+        huge.set_len(256 << 20).unwrap();
+        drop(huge);
+        let read_bytes = || -> u64 {
+            let io = std::fs::read_to_string("/proc/thread-self/io").unwrap();
+            io.lines()
+                .find_map(|l| l.strip_prefix("rchar: "))
+                .and_then(|n| n.trim().parse().ok())
+                .unwrap()
+        };
+        let before = read_bytes();
+        assert_eq!(closed_len(&dir), None);
+        let read = read_bytes() - before;
+        assert!(read <= 4096, "{read} bytes read of an overlong record");
+        let long = format!("{}{}", closed_line(1 << 40), " ".repeat(CLOSED_MAX));
+        std::fs::write(closed_path(&dir), long).unwrap();
+        assert_eq!(closed_len(&dir), None);
+        let s = reopen(&dir, 1 << 20).expect("an overlong record is ignored");
         assert_eq!(s.room_items(&ROOM).unwrap().len(), SENT as usize);
     }
 

@@ -69,9 +69,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use parking_lot::Mutex;
 
 pub mod health;
+mod kept;
 pub mod memory;
 pub mod relay;
 pub use health::{DEFAULT_SEGMENT_BYTES, SalvageReport, salvage};
+pub use kept::ITEMS_FILE;
 pub use relay::{AuthorTag, Refused, RelayInserted, RelayLimits, RelayTotals, RoomUsage};
 
 use peddlenet_proto::{
@@ -217,6 +219,12 @@ pub struct Store {
     /// Member rooms' keys, derived once from their records: history reads
     /// decrypt the stored envelopes with them.
     keys: Arc<Mutex<std::collections::HashMap<RoomId, Arc<RoomKeys>>>>,
+    /// Member rooms' sync sets kept at the last clean stop, until each is
+    /// read once ([`kept`]).
+    kept: Arc<Mutex<kept::Kept>>,
+    /// Whole-room scans of sync items made since the open.
+    item_scans: Arc<AtomicU64>,
+    dir: PathBuf,
 }
 
 /// A room's sync items: the set last handed out, and items stored since,
@@ -454,13 +462,29 @@ impl Store {
         if prior.is_some() {
             health::check_db_file(dir)?;
         }
-        health::check_closed_len(dir)?;
+        let closed_cleanly = health::check_closed_len(dir)?;
+        // Taken away before sled may write, so it serves one open at most.
+        let kept = kept::take(dir);
         let db = health::open_sled(dir, cache_bytes, segment_bytes)?;
         health::clear_closed_len(dir)?;
-        health::catching(dir, || Self::init(db, dir, prior))
+        let kept = kept.filter(|k| {
+            let fits = closed_cleanly && prior == Some(k.flush());
+            if !fits {
+                tracing::info!(
+                    "the kept sync sets are not of this store's last clean stop; rooms are read whole"
+                );
+            }
+            fits
+        });
+        health::catching(dir, || Self::init(db, dir, prior, kept))
     }
 
-    fn init(db: sled::Db, dir: &Path, prior: Option<u64>) -> Result<Self> {
+    fn init(
+        db: sled::Db,
+        dir: &Path,
+        prior: Option<u64>,
+        kept: Option<kept::Taken>,
+    ) -> Result<Self> {
         let meta = db.open_tree("meta")?;
         let flushed: u64 = meta
             .get(FLUSHED)?
@@ -494,6 +518,9 @@ impl Store {
             counts: Default::default(),
             items: Default::default(),
             keys: Default::default(),
+            kept: Default::default(),
+            item_scans: Default::default(),
+            dir: dir.to_owned(),
         };
         match store.meta_get::<u64>("schema")? {
             None => {
@@ -527,6 +554,10 @@ impl Store {
         }
         if repaired > 0 || store.meta.get(COUNTED)?.is_none() {
             store.recount()?;
+        }
+        // Sets kept before a repair may list what it removed.
+        if let Some(k) = kept.filter(|_| repaired == 0) {
+            *store.kept.lock() = kept::Kept::new(k);
         }
         store.load_counts()?;
         // Also creates the marker of a new store (or of one written before
@@ -647,6 +678,7 @@ impl Store {
     /// Forgets a room: its history, envelopes, delivery states and outbox in
     /// one batch, then the room itself (a crash in between leaves an empty room).
     pub fn remove_room(&self, id: &RoomId) -> Result<bool> {
+        self.kept.lock().removed(id);
         let mut batch = sled::Batch::default();
         for k in self.msgs.scan_prefix(room_prefix(HISTORY, id)).keys() {
             let k = k?;
@@ -773,8 +805,10 @@ impl Store {
 
     /// Notes a member room's new item in its sync set, if one is held.
     fn item_added(&self, room: &RoomId, ts: u64, id: &MessageId) {
+        let item = Item { ts, id: id.0 };
+        self.kept.lock().added(room, item);
         if let Some(r) = self.items.lock().get_mut(room) {
-            r.added.push(Item { ts, id: id.0 });
+            r.added.push(item);
         }
     }
 
@@ -933,14 +967,59 @@ impl Store {
     }
 
     /// `(timestamp, id)` of every envelope of a member room (messages and
-    /// receipts), unordered: what reconciliation compares.
+    /// receipts), unordered: what reconciliation compares. A room's first
+    /// read after a clean stop takes the set kept then ([`kept`]); every
+    /// other read scans the room's keys.
     pub fn room_items(&self, room: &RoomId) -> Result<Vec<(u64, MessageId)>> {
+        if let Some(items) = self.kept.lock().take(room) {
+            tracing::info!(
+                room = %hex::encode(&room.0[..4]),
+                items = items.len(),
+                "sync set read from the last clean stop"
+            );
+            return Ok(items.into_iter().map(|i| (i.ts, MessageId(i.id))).collect());
+        }
+        self.item_scans.fetch_add(1, Ordering::Relaxed);
         self.msgs
             .scan_prefix(room_prefix(HISTORY, room))
             .keys()
             .chain(self.msgs.scan_prefix(room_prefix(CONTROL, room)).keys())
             .map(|k| timed_parts(&k?))
             .collect()
+    }
+
+    /// Whole-room scans [`Store::room_items`] made since the open.
+    pub fn item_scans(&self) -> u64 {
+        self.item_scans.load(Ordering::Relaxed)
+    }
+
+    /// At a clean stop, once nothing else writes: makes every write durable,
+    /// then keeps member rooms' sync sets for the next open's first reads
+    /// ([`kept`]): `sets`, whole, as the node holds them, and the rooms kept
+    /// at the last stop that were not read since. Returns the items kept. A
+    /// failure to keep them is only logged: the next open scans instead.
+    pub fn keep_items(&self, sets: &[(RoomId, &[Item])]) -> Result<usize> {
+        let mut kept = self.kept.lock();
+        self.flush()?;
+        let flush = self.flushes.load(Ordering::SeqCst);
+        let unread = kept.drain();
+        let mut rooms = sets.to_vec();
+        rooms.extend(
+            unread
+                .iter()
+                .filter(|(r, _)| !sets.iter().any(|(s, _)| s == r))
+                .map(|(r, items)| (*r, items.as_slice())),
+        );
+        if rooms.is_empty() {
+            return Ok(0);
+        }
+        let path = kept::path(&self.dir);
+        if let Err(e) = kept::write(&self.dir, flush, &rooms) {
+            tracing::warn!(file = %path.display(), "sync sets not kept, the next start reads rooms whole: {e}");
+            return Ok(0);
+        }
+        kept.wrote(path);
+        Ok(rooms.iter().map(|(_, items)| items.len()).sum())
     }
 
     /// Stores a member room's receipt envelope: synced like a message, never

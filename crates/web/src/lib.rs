@@ -167,14 +167,22 @@ type Extra = (TcpListener, watch::Receiver<bool>);
 const MAX_EXTRA: usize = 4;
 
 /// Opens and closes listeners on addresses that come and go while the web UI
-/// runs (a Wi-Fi Direct group this node hosts for phones), on the web UI's
-/// port, and makes their `Host` allowed for as long as they are open.
+/// runs (a Wi-Fi Direct group this node hosts for phones, LAN mode), on the
+/// web UI's port, and makes their `Host` allowed for as long as they are open.
+/// Each address is counted by its users: LAN mode and a hosted group on the
+/// same address share one listener, which stays until both have closed it.
 #[derive(Clone)]
 pub struct ExtraListeners {
     port: u16,
     hosts: Arc<RwLock<AllowedHosts>>,
     tx: mpsc::Sender<Extra>,
-    open: Arc<Mutex<std::collections::HashMap<IpAddr, watch::Sender<bool>>>>,
+    open: Arc<Mutex<std::collections::HashMap<IpAddr, Opened>>>,
+}
+
+/// An extra listener's stop switch and how many users hold it open.
+struct Opened {
+    stop: watch::Sender<bool>,
+    users: usize,
 }
 
 impl ExtraListeners {
@@ -183,10 +191,13 @@ impl ExtraListeners {
         self.port
     }
 
-    /// Starts serving on `ip` (same port as the local address); returns the URL.
+    /// Starts serving on `ip` (same port as the local address), or counts
+    /// one more user of a listener already there; returns the URL. Each
+    /// successful `open` is undone by one [`close`](Self::close).
     pub async fn open(&self, ip: IpAddr) -> Result<String, WebError> {
         let at = SocketAddr::new(ip, self.port);
-        if self.open.lock().expect("lock").contains_key(&ip) {
+        if let Some(o) = self.open.lock().expect("lock").get_mut(&ip) {
+            o.users += 1;
             return Ok(format!("http://{at}"));
         }
         if self.open.lock().expect("lock").len() >= MAX_EXTRA {
@@ -199,8 +210,22 @@ impl ExtraListeners {
             .await
             .map_err(|e| WebError::Bind(at, e))?;
         let (stop_tx, stop_rx) = watch::channel(false);
-        self.hosts.write().expect("lock").add(at);
-        self.open.lock().expect("lock").insert(ip, stop_tx);
+        {
+            let mut open = self.open.lock().expect("lock");
+            if let Some(o) = open.get_mut(&ip) {
+                // Another user opened it while this one was binding.
+                o.users += 1;
+                return Ok(format!("http://{at}"));
+            }
+            self.hosts.write().expect("lock").add(at);
+            open.insert(
+                ip,
+                Opened {
+                    stop: stop_tx,
+                    users: 1,
+                },
+            );
+        }
         if self.tx.send((l, stop_rx)).await.is_err() {
             self.close(ip);
             return Err(WebError::Bind(
@@ -211,10 +236,19 @@ impl ExtraListeners {
         Ok(format!("http://{at}"))
     }
 
-    /// Stops serving on `ip` and forgets its Host.
+    /// One user is done with `ip`: when it was the last, stops serving there
+    /// and forgets its Host.
     pub fn close(&self, ip: IpAddr) {
-        if let Some(stop) = self.open.lock().expect("lock").remove(&ip) {
-            let _ = stop.send(true);
+        let mut open = self.open.lock().expect("lock");
+        let Some(o) = open.get_mut(&ip) else {
+            return;
+        };
+        o.users -= 1;
+        if o.users > 0 {
+            return;
+        }
+        if let Some(o) = open.remove(&ip) {
+            let _ = o.stop.send(true);
         }
         self.hosts
             .write()
@@ -543,6 +577,18 @@ mod tests {
             "other Hosts are still refused"
         );
 
+        // LAN mode on the same address shares the listener: the group's
+        // close leaves it to LAN mode, whose close ends it.
+        assert_eq!(extra.open(group.ip()).await.unwrap(), url);
+        extra.close(group.ip());
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        assert!(
+            get(group, &group.to_string())
+                .await
+                .unwrap()
+                .contains(" 200"),
+            "still open for its other user"
+        );
         extra.close(group.ip());
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         assert!(get(group, &group.to_string()).await.is_err(), "closed");
