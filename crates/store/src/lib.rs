@@ -43,7 +43,9 @@
 //!
 //! Sync items: [`Store::sync_items`] keeps a member room's `(timestamp, id)`
 //! set in memory once asked for it, and adds each message or receipt stored
-//! afterwards to it; no periodic path reads a room's history again.
+//! afterwards to it; no periodic path reads a room's history again. After a
+//! clean stop, a room's first read takes the set kept at that stop
+//! ([`Store::keep_items`], `kept.rs`) instead of scanning the room.
 //! A member room's message (or receipt) is written as one sled batch: its
 //! envelope and every index entry (`H` or `K`, and `D`, `O` for an own
 //! message) land together or not at all, so no crash leaves an index entry

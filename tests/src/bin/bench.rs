@@ -6,14 +6,17 @@
 //!
 //! ```sh
 //! cargo build --release --workspace
-//! target/release/peddlenet-bench [--messages 20000] [--window 512] [--size 256] [--idle 600]
+//! target/release/peddlenet-bench [--messages 20000] [--window 512] [--size 256] [--idle 600] [--kept 1]
 //! ```
 //!
 //! After the load it watches both daemons' memory for `--idle` seconds
 //! (600 by default; a quick run takes 60), then measures B's disk per
 //! message, one `room list` (wall time, B's CPU, B's memory before and
 //! after), and B's start-up with the stored messages (a stop, a start,
-//! the time until it answers, then one `room list` on the fresh process).
+//! the time until it answers, then one `room list` on the fresh process),
+//! and B's memory once it has synced with A again: with the room's sync set
+//! kept at B's stop, or with `--kept 0` read whole from the store as a
+//! start after a crash does.
 //! `--messages 1000000` is the million-message run.
 //!
 //! Latency is measured from just before the client sends on A to the moment
@@ -32,6 +35,8 @@ struct Args {
     window: usize,
     size: usize,
     idle: u64,
+    /// Whether B's restart may use the sync sets kept at its stop.
+    kept: bool,
 }
 
 fn args() -> Args {
@@ -40,6 +45,7 @@ fn args() -> Args {
         window: 512,
         size: 256,
         idle: 600,
+        kept: true,
     };
     let v: Vec<String> = std::env::args().skip(1).collect();
     for pair in v.chunks(2) {
@@ -52,9 +58,10 @@ fn args() -> Args {
             "--window" => a.window = n,
             "--size" => a.size = n,
             "--idle" => a.idle = n as u64,
+            "--kept" => a.kept = n != 0,
             other => {
                 panic!(
-                    "unknown option {other}; options: --messages N --window N --size BYTES --idle SECONDS"
+                    "unknown option {other}; options: --messages N --window N --size BYTES --idle SECONDS --kept 0|1"
                 )
             }
         }
@@ -290,6 +297,11 @@ async fn main() {
     // Start-up with the stored messages, then a room list on the fresh process.
     drop(cb);
     b.terminate();
+    if !args.kept {
+        let _ = std::fs::remove_file(b.data_dir.join("store").join(peddlenet_store::ITEMS_FILE));
+    }
+    // The store says where the room's set came from.
+    b.opts.log = "warn,peddlenet_store=info".into();
     let t0 = Instant::now();
     b.restart();
     let cb = b.client().await;
@@ -308,6 +320,15 @@ async fn main() {
             .map(|r| r.messages)
             .unwrap_or(0);
         (wall, cpu1 - cpu0, rss0, rss1, n)
+    };
+    // B has met A again by now and reconciled the room with it, which
+    // needs the room's set.
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let rss_synced = rss_kib(pb2);
+    let set_from = if b.log().contains("sync set read from the last clean stop") {
+        "kept at its stop"
+    } else {
+        "read whole from the store"
     };
 
     println!(
@@ -402,6 +423,10 @@ async fn main() {
     println!(
         "| B's start-up with {stored} stored messages (start to first answer) | {} |",
         ms(startup)
+    );
+    println!(
+        "| B's RSS 12 s after its restart, synced with A again (the room's set {set_from}) | {} |",
+        mib(rss_synced)
     );
     if got < args.messages {
         println!(
