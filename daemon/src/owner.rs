@@ -720,15 +720,7 @@ mod tests {
     async fn the_owner_task_serves_requests_until_its_senders_are_gone() {
         let (tx, rx) = mpsc::channel(8);
         let task = tokio::spawn(run(owner(), rx, crate::node::now_ms));
-        let (rtx, rrx) = oneshot::channel();
-        tx.send(OwnerInput::Request {
-            request: Request::CreateRoom {
-                name: "camp".into(),
-            },
-            reply: rtx,
-        })
-        .await
-        .unwrap();
+        let rrx = create_room(&tx).await;
         // The flush is reported back as an input, as the flusher will.
         tokio::task::yield_now().await;
         tx.send(OwnerInput::Core(Input::Durable(Epoch(1))))
@@ -740,20 +732,23 @@ mod tests {
         assert_eq!(o.node().member_rooms().len(), 1);
     }
 
+    /// Asks the owner to create a room; the reply comes on the receiver.
+    async fn create_room<X>(tx: &mpsc::Sender<OwnerInput<X>>) -> oneshot::Receiver<Reply> {
+        let (reply, rx) = oneshot::channel();
+        let request = Request::CreateRoom {
+            name: "camp".into(),
+        };
+        let sent = tx.send(OwnerInput::Request { request, reply }).await;
+        assert!(sent.is_ok());
+        rx
+    }
+
     #[tokio::test]
     async fn a_stop_ends_the_owner_after_what_was_queued_before_it() {
         let (tx, rx) = mpsc::channel(8);
-        let (rtx, rrx) = oneshot::channel();
         let (stx, srx) = oneshot::channel();
         // Queued together: handled as one batch, the request first.
-        tx.send(OwnerInput::Request {
-            request: Request::CreateRoom {
-                name: "camp".into(),
-            },
-            reply: rtx,
-        })
-        .await
-        .unwrap();
+        let rrx = create_room(&tx).await;
         tx.send(OwnerInput::Stop(stx)).await.unwrap();
         let (rtx2, rrx2) = oneshot::channel();
         tx.send(OwnerInput::Status(rtx2)).await.unwrap();

@@ -636,7 +636,7 @@ fn copy_tree(dir: &Path, src: &sled::Db, name: &str, to: &sled::Tree) -> (usize,
 
 /// Opens a store that was dropped a moment ago: sled's background thread may
 /// hold its lock briefly after the drop.
-fn reopen(dir: &Path, cache_bytes: u64) -> Result<Store> {
+pub(crate) fn reopen(dir: &Path, cache_bytes: u64) -> Result<Store> {
     for _ in 0..100 {
         match Store::open(dir, cache_bytes) {
             Err(Error::Locked(_)) => std::thread::sleep(Duration::from_millis(20)),

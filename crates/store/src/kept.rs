@@ -19,8 +19,9 @@
 //! - the open repaired nothing;
 //! - its length agrees with its counts, and its check sum holds.
 //!
-//! The open takes the file away (unlinks it, keeping it open) before sled
-//! can write, so it is used by one open at most. An item stored, or a room
+//! The open takes the file away (unlinks it, keeping it open) once sled
+//! holds the store and before the store writes anything, so it is used by
+//! one open at most. An item stored, or a room
 //! removed, after the file was written removes it. Anything else: the file
 //! is ignored (with a warning) and rooms are scanned as before.
 //!
@@ -361,13 +362,16 @@ mod tests {
 
     fn open(dir: &Path) -> Store {
         // sled's thread may hold the lock a moment after the last drop.
-        for _ in 0..100 {
-            match Store::open(dir, 1 << 20) {
-                Err(crate::Error::Locked(_)) => std::thread::sleep(Duration::from_millis(20)),
-                other => return other.unwrap(),
-            }
-        }
-        panic!("still locked");
+        crate::health::reopen(dir, 1 << 20).unwrap()
+    }
+
+    /// `room`'s items as the node holds them.
+    fn items_of(s: &Store, room: &RoomId) -> Vec<Item> {
+        s.room_items(room)
+            .unwrap()
+            .into_iter()
+            .map(|(ts, id)| Item { ts, id: id.0 })
+            .collect()
     }
 
     fn put(s: &Store, room: RoomId, range: std::ops::Range<u32>) {
@@ -384,17 +388,7 @@ mod tests {
 
     /// What a clean stop does: keep the node's sets, close, checkpoint.
     fn stop(s: Store, dir: &Path, sets: &[RoomId]) -> usize {
-        let held: Vec<(RoomId, Vec<Item>)> = sets
-            .iter()
-            .map(|r| {
-                let items = s.room_items(r).unwrap();
-                let items = items
-                    .into_iter()
-                    .map(|(ts, id)| Item { ts, id: id.0 })
-                    .collect();
-                (*r, items)
-            })
-            .collect();
+        let held: Vec<(RoomId, Vec<Item>)> = sets.iter().map(|r| (*r, items_of(&s, r))).collect();
         let view: Vec<(RoomId, &[Item])> = held.iter().map(|(r, i)| (*r, i.as_slice())).collect();
         let n = s.keep_items(&view).unwrap();
         drop(s);
@@ -441,6 +435,21 @@ mod tests {
         assert_eq!(stop(s, &dir, &[A]), 303);
         let s = open(&dir);
         assert_eq!(sorted(s.room_items(&A).unwrap()), sorted(want));
+        assert_eq!(s.item_scans(), 0);
+    }
+
+    #[test]
+    fn an_open_refused_as_locked_leaves_the_sets_for_the_next() {
+        let (_tmp, dir, a) = stopped();
+        let held = crate::health::open_sled(&dir, 1 << 20, crate::DEFAULT_SEGMENT_BYTES).unwrap();
+        assert!(matches!(
+            Store::open(&dir, 1 << 20),
+            Err(crate::Error::Locked(_))
+        ));
+        assert!(path(&dir).exists());
+        drop(held);
+        let s = open(&dir);
+        assert_eq!(sorted(s.room_items(&A).unwrap()), a);
         assert_eq!(s.item_scans(), 0);
     }
 
@@ -513,12 +522,7 @@ mod tests {
         for change in ["an item", "a room removed"] {
             let (_tmp, dir, _) = stopped();
             let s = open(&dir);
-            let items: Vec<Item> = s
-                .room_items(&A)
-                .unwrap()
-                .into_iter()
-                .map(|(ts, id)| Item { ts, id: id.0 })
-                .collect();
+            let items = items_of(&s, &A);
             s.keep_items(&[(A, &items)]).unwrap();
             assert!(path(&dir).exists());
             match change {
@@ -540,12 +544,7 @@ mod tests {
         s.msgs
             .remove(crate::id_key(crate::ENVELOPE, &message(A, 5).id))
             .unwrap();
-        let items: Vec<Item> = s
-            .room_items(&A)
-            .unwrap()
-            .into_iter()
-            .map(|(ts, id)| Item { ts, id: id.0 })
-            .collect();
+        let items = items_of(&s, &A);
         assert_eq!(items.len(), 301, "the index entry is still there");
         s.keep_items(&[(A, &items)]).unwrap();
         drop(s);

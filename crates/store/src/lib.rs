@@ -465,10 +465,11 @@ impl Store {
             health::check_db_file(dir)?;
         }
         let closed_cleanly = health::check_closed_len(dir)?;
-        // Taken away before sled may write, so it serves one open at most.
-        let kept = kept::take(dir);
         let db = health::open_sled(dir, cache_bytes, segment_bytes)?;
         health::clear_closed_len(dir)?;
+        // Taken away once sled holds the store (an open refused as locked
+        // leaves it) and before this store writes: it serves one open at most.
+        let kept = kept::take(dir);
         let kept = kept.filter(|k| {
             let fits = closed_cleanly && prior == Some(k.flush());
             if !fits {
