@@ -565,7 +565,7 @@ pub fn salvage(dir: &Path, cache_bytes: u64) -> Result<SalvageReport> {
                     ("rooms", &mut report.rooms),
                     ("msgs", &mut report.entries),
                 ] {
-                    let to = out.db.open_tree(tree)?;
+                    let to = out.trees()?.db.open_tree(tree)?;
                     let (n, stopped) = copy_tree(&copy, &src, tree, &to);
                     *count += n;
                     if report.stopped.is_none() {
@@ -577,9 +577,9 @@ pub fn salvage(dir: &Path, cache_bytes: u64) -> Result<SalvageReport> {
         }
         // Counts are rebuilt from what was saved, at the reopen below, and
         // are not entries of their own.
-        out.meta.remove(crate::COUNTED)?;
+        out.trees()?.meta.remove(crate::COUNTED)?;
         // And the reopen repairs what the copy lost.
-        out.meta.remove(crate::BATCHED)?;
+        out.trees()?.meta.remove(crate::BATCHED)?;
         report.entries = out.entries();
         out.flush()?;
     }

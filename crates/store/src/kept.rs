@@ -540,8 +540,10 @@ mod tests {
         let (_tmp, dir, _) = stopped();
         // As a store from before batched writes: the open repairs it.
         let s = open(&dir);
-        s.meta.remove(crate::BATCHED).unwrap();
-        s.msgs
+        s.trees().unwrap().meta.remove(crate::BATCHED).unwrap();
+        s.trees()
+            .unwrap()
+            .msgs
             .remove(crate::id_key(crate::ENVELOPE, &message(A, 5).id))
             .unwrap();
         let items = items_of(&s, &A);

@@ -68,7 +68,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use parking_lot::Mutex;
+use parking_lot::{MappedRwLockReadGuard, Mutex, RwLock, RwLockReadGuard};
 
 pub mod health;
 mod kept;
@@ -113,6 +113,9 @@ pub enum Error {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// The store is not open (see [`Store::reopen`]).
+    #[error("the store is closed: {0}")]
+    Closed(String),
     /// Too little free space to write safely.
     #[error("disk full: not stored ({free} bytes free; {needed} needed)")]
     DiskFull { free: u64, needed: u64 },
@@ -202,10 +205,17 @@ pub enum Inserted {
 
 #[derive(Clone)]
 pub struct Store {
-    db: sled::Db,
-    meta: sled::Tree,
-    rooms: sled::Tree,
-    msgs: sled::Tree,
+    /// sled and its trees. `None` only after a failed [`Store::reopen`]
+    /// until the next succeeds. Every method holds a read guard while it
+    /// uses them (taken first, before any other lock of the store), so a
+    /// reopen, which holds the write guard, never runs beside one.
+    trees: Arc<RwLock<Option<Trees>>>,
+    cache_bytes: u64,
+    segment_bytes: usize,
+    /// Entries written or read whole since sled was opened: what a start
+    /// after a power cut would replay, and sled may hold in memory
+    /// ([`Store::reopen`]).
+    touched: Arc<AtomicU64>,
     relay: Arc<Mutex<relay::Usage>>,
     /// Serialises the duplicate check and the batch of inserts of one id.
     stripes: Arc<[Mutex<()>; STRIPES]>,
@@ -227,6 +237,112 @@ pub struct Store {
     /// Whole-room scans of sync items made since the open.
     item_scans: Arc<AtomicU64>,
     dir: PathBuf,
+}
+
+/// sled's handles, dropped together at a [`Store::reopen`].
+pub(crate) struct Trees {
+    pub(crate) db: sled::Db,
+    pub(crate) meta: sled::Tree,
+    pub(crate) rooms: sled::Tree,
+    pub(crate) msgs: sled::Tree,
+}
+
+impl Trees {
+    /// The number of the last flush written into sled.
+    fn flushed(&self) -> Result<u64> {
+        Ok(self
+            .meta
+            .get(FLUSHED)?
+            .map(|v| unjson(FLUSHED, &v))
+            .transpose()?
+            .unwrap_or(0))
+    }
+
+    fn of(db: sled::Db) -> Result<Self> {
+        Ok(Self {
+            meta: db.open_tree("meta")?,
+            rooms: db.open_tree("rooms")?,
+            msgs: db.open_tree("msgs")?,
+            db,
+        })
+    }
+}
+
+fn flush_trees(t: &Trees, marker: &Mutex<health::Marker>, flushes: &AtomicU64) -> Result<usize> {
+    let mut marker = marker.lock();
+    let n = flushes.fetch_add(1, Ordering::SeqCst) + 1;
+    t.meta.insert(FLUSHED, json(&n))?;
+    let bytes = t.db.flush()?;
+    marker.record(n)?;
+    Ok(bytes)
+}
+
+/// Closes and reopens a store's sled in place ([`Store::reopen`]); holds
+/// none of it between runs.
+pub(crate) struct Reopener {
+    trees: std::sync::Weak<RwLock<Option<Trees>>>,
+    marker: Arc<Mutex<health::Marker>>,
+    flushes: Arc<AtomicU64>,
+    touched: Arc<AtomicU64>,
+    dir: PathBuf,
+    cache_bytes: u64,
+    segment_bytes: usize,
+}
+
+impl Reopener {
+    /// Entries written or read whole since sled's open, while the store
+    /// lives.
+    pub(crate) fn touched(&self) -> Option<u64> {
+        (self.trees.strong_count() > 0).then(|| self.touched.load(Ordering::Relaxed))
+    }
+
+    /// The number of the last flush, while the store lives.
+    pub(crate) fn flushes(&self) -> Option<u64> {
+        (self.trees.strong_count() > 0).then(|| self.flushes.load(Ordering::Relaxed))
+    }
+
+    /// Whether the store lives and its sled is closed (a reopen failed).
+    pub(crate) fn closed(&self) -> bool {
+        self.trees.upgrade().is_some_and(|t| t.read().is_none())
+    }
+
+    /// Reopens sled, returning the entries it was opened with in memory, or
+    /// `None` if the store is gone.
+    pub(crate) fn run(&self) -> Result<Option<u64>> {
+        let Some(trees) = self.trees.upgrade() else {
+            return Ok(None);
+        };
+        let mut guard = trees.write();
+        if let Some(t) = guard.as_ref() {
+            flush_trees(t, &self.marker, &self.flushes)?;
+        }
+        drop(guard.take());
+        // sled's own threads hold its lock a moment after the last handle.
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let db = loop {
+            match health::open_sled(&self.dir, self.cache_bytes, self.segment_bytes) {
+                Ok(db) => break db,
+                Err(Error::Locked(_)) if std::time::Instant::now() < until => {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        let trees = health::catching(&self.dir, || Trees::of(db))?;
+        // The flush just made must be there, as at any open.
+        let flushed = trees.flushed()?;
+        let made = self.flushes.load(Ordering::SeqCst);
+        if flushed < made {
+            return Err(Error::Damaged {
+                file: health::db_path(&self.dir),
+                what: format!(
+                    "reopened, it holds the writes of {flushed} flushes but {made} had completed"
+                ),
+            });
+        }
+        *guard = Some(trees);
+        Ok(Some(self.touched.swap(0, Ordering::Relaxed)))
+    }
 }
 
 /// A room's sync items: the set last handed out, and items stored since,
@@ -479,7 +595,9 @@ impl Store {
             }
             fits
         });
-        health::catching(dir, || Self::init(db, dir, prior, kept))
+        health::catching(dir, || {
+            Self::init(db, dir, prior, kept, (cache_bytes, segment_bytes))
+        })
     }
 
     fn init(
@@ -487,13 +605,10 @@ impl Store {
         dir: &Path,
         prior: Option<u64>,
         kept: Option<kept::Taken>,
+        (cache_bytes, segment_bytes): (u64, usize),
     ) -> Result<Self> {
-        let meta = db.open_tree("meta")?;
-        let flushed: u64 = meta
-            .get(FLUSHED)?
-            .map(|v| unjson(FLUSHED, &v))
-            .transpose()?
-            .unwrap_or(0);
+        let trees = Trees::of(db)?;
+        let flushed = trees.flushed()?;
         if let Some(recorded) = prior
             && flushed < recorded
         {
@@ -509,10 +624,10 @@ impl Store {
             None => health::Marker::absent(dir),
         };
         let store = Self {
-            meta,
-            rooms: db.open_tree("rooms")?,
-            msgs: db.open_tree("msgs")?,
-            db,
+            trees: Arc::new(RwLock::new(Some(trees))),
+            cache_bytes,
+            segment_bytes,
+            touched: Default::default(),
             relay: Default::default(),
             stripes: Arc::new(std::array::from_fn(|_| Mutex::new(()))),
             marker: Arc::new(Mutex::new(marker)),
@@ -542,9 +657,9 @@ impl Store {
         // envelope to repair: reading them all again at every open cost
         // start-up time and memory in proportion to the history (seconds
         // and 100 MiB at 100,000 messages). Salvage removes the mark.
-        let repaired = if store.meta.get(BATCHED)?.is_none() {
+        let repaired = if store.trees()?.meta.get(BATCHED)?.is_none() {
             let n = store.repair()?;
-            store.meta.insert(BATCHED, json(&true))?;
+            store.trees()?.meta.insert(BATCHED, json(&true))?;
             n
         } else {
             0
@@ -555,7 +670,7 @@ impl Store {
                 "removed index entries whose envelope a crash left unwritten (none was acknowledged)"
             );
         }
-        if repaired > 0 || store.meta.get(COUNTED)?.is_none() {
+        if repaired > 0 || store.trees()?.meta.get(COUNTED)?.is_none() {
             store.recount()?;
         }
         // Sets kept before a repair may list what it removed.
@@ -572,12 +687,56 @@ impl Store {
     /// Makes every write so far durable, then records in the marker file
     /// that this flush completed. Returns the bytes flushed.
     pub fn flush(&self) -> Result<usize> {
-        let mut marker = self.marker.lock();
-        let n = self.flushes.fetch_add(1, Ordering::SeqCst) + 1;
-        self.meta.insert(FLUSHED, json(&n))?;
-        let bytes = self.db.flush()?;
-        marker.record(n)?;
-        Ok(bytes)
+        let t = self.trees()?;
+        self.flush_trees(&t)
+    }
+
+    fn flush_trees(&self, t: &Trees) -> Result<usize> {
+        flush_trees(t, &self.marker, &self.flushes)
+    }
+
+    /// sled and its trees, for one method's whole use of them.
+    pub(crate) fn trees(&self) -> Result<MappedRwLockReadGuard<'_, Trees>> {
+        // Recursive: a method holding the guard may call another.
+        RwLockReadGuard::try_map(self.trees.read_recursive(), Option::as_ref).map_err(|_| {
+            Error::Closed(
+                "it could not be opened again after releasing its memory (see the log)".into(),
+            )
+        })
+    }
+
+    /// Entries written or read whole since sled was last opened.
+    pub fn touched(&self) -> u64 {
+        self.touched.load(Ordering::Relaxed)
+    }
+
+    /// Closes sled and opens it again in place, once every write so far is
+    /// durable. sled 0.34 writes its snapshot only while opening a store,
+    /// after reading all the log written since the last one, so a start
+    /// after a power cut or `kill -9` reads everything written since the
+    /// daemon started (2.7 s at 695,000 messages); a reopen brings the
+    /// snapshot up to date while the node is idle. sled also keeps in
+    /// memory every page written or read since its open, whatever its cache
+    /// setting (its issue #1036), and gives them back only when closed. Every
+    /// other use of the store waits for it (about 200 ms after 100,000
+    /// messages written). The store's own caches stay: its data is the same.
+    /// If sled cannot be opened again, every use fails with [`Error::Closed`]
+    /// until a later reopen succeeds.
+    pub fn reopen(&self) -> Result<()> {
+        self.reopener().run().map(|_| ())
+    }
+
+    /// What [`Store::reopen`] needs, holding sled only while it runs.
+    pub(crate) fn reopener(&self) -> Reopener {
+        Reopener {
+            trees: Arc::downgrade(&self.trees),
+            marker: self.marker.clone(),
+            flushes: self.flushes.clone(),
+            touched: self.touched.clone(),
+            dir: self.dir.clone(),
+            cache_bytes: self.cache_bytes,
+            segment_bytes: self.segment_bytes,
+        }
     }
 
     /// Refuses a write when the disk is (nearly) full: sled cannot go on
@@ -591,17 +750,20 @@ impl Store {
     }
 
     pub fn meta_get<T: for<'de> Deserialize<'de>>(&self, key: &str) -> Result<Option<T>> {
-        self.meta.get(key)?.map(|v| unjson(key, &v)).transpose()
+        let t = self.trees()?;
+        t.meta.get(key)?.map(|v| unjson(key, &v)).transpose()
     }
 
     pub fn meta_set<T: Serialize>(&self, key: &str, value: &T) -> Result<()> {
-        self.meta.insert(key, json(value))?;
+        let t = self.trees()?;
+        t.meta.insert(key, json(value))?;
         Ok(())
     }
 
     pub fn put_room(&self, room: &RoomRecord) -> Result<()> {
+        let t = self.trees()?;
         self.check_space()?;
-        self.rooms.insert(room.room_id.as_bytes(), json(room))?;
+        t.rooms.insert(room.room_id.as_bytes(), json(room))?;
         self.keys.lock().remove(&room.room_id);
         Ok(())
     }
@@ -664,14 +826,16 @@ impl Store {
     }
 
     pub fn room(&self, id: &RoomId) -> Result<Option<RoomRecord>> {
-        self.rooms
+        let t = self.trees()?;
+        t.rooms
             .get(id.as_bytes())?
             .map(|v| unjson("room", &v))
             .transpose()
     }
 
     pub fn rooms(&self) -> Result<Vec<RoomRecord>> {
-        self.rooms
+        let t = self.trees()?;
+        t.rooms
             .iter()
             .values()
             .map(|v| unjson("room", &v?))
@@ -681,46 +845,49 @@ impl Store {
     /// Forgets a room: its history, envelopes, delivery states and outbox in
     /// one batch, then the room itself (a crash in between leaves an empty room).
     pub fn remove_room(&self, id: &RoomId) -> Result<bool> {
+        let t = self.trees()?;
         self.kept.lock().removed(id);
         let mut batch = sled::Batch::default();
-        for k in self.msgs.scan_prefix(room_prefix(HISTORY, id)).keys() {
+        for k in t.msgs.scan_prefix(room_prefix(HISTORY, id)).keys() {
             let k = k?;
             let (_, mid) = timed_parts(&k)?;
             batch.remove(&id_key(ENVELOPE, &mid)[..]);
             batch.remove(&id_key(DELIVERY, &mid)[..]);
-            for p in self.msgs.scan_prefix(id_key(RECEIPT, &mid)).keys() {
+            for p in t.msgs.scan_prefix(id_key(RECEIPT, &mid)).keys() {
                 batch.remove(p?);
             }
             batch.remove(k);
         }
-        for k in self.msgs.scan_prefix(room_prefix(CONTROL, id)).keys() {
+        for k in t.msgs.scan_prefix(room_prefix(CONTROL, id)).keys() {
             let k = k?;
             let (_, mid) = timed_parts(&k)?;
             batch.remove(&id_key(ENVELOPE, &mid)[..]);
             batch.remove(k);
         }
         for prefix in [OUTBOX, MEMBER] {
-            for k in self.msgs.scan_prefix(room_prefix(prefix, id)).keys() {
+            for k in t.msgs.scan_prefix(room_prefix(prefix, id)).keys() {
                 batch.remove(k?);
             }
         }
         batch.remove(&room_prefix(COUNT, id)[..]);
         {
             let mut counts = self.counts.lock();
-            self.msgs.apply_batch(batch)?;
+            t.msgs.apply_batch(batch)?;
             counts.remove(id);
         }
         self.items.lock().remove(id);
         self.keys.lock().remove(id);
-        Ok(self.rooms.remove(id.as_bytes())?.is_some())
+        Ok(t.rooms.remove(id.as_bytes())?.is_some())
     }
 
     pub fn contains(&self, id: &MessageId) -> Result<bool> {
-        Ok(self.msgs.contains_key(id_key(ENVELOPE, id))?)
+        let t = self.trees()?;
+        Ok(t.msgs.contains_key(id_key(ENVELOPE, id))?)
     }
 
     pub fn envelope(&self, id: &MessageId) -> Result<Option<Vec<u8>>> {
-        match self.msgs.get(id_key(ENVELOPE, id))? {
+        let t = self.trees()?;
+        match t.msgs.get(id_key(ENVELOPE, id))? {
             Some(v) => self.resolve(id, &v).map(Some),
             None => Ok(None),
         }
@@ -729,6 +896,7 @@ impl Store {
     /// An `E` value's envelope: the value itself, or the one held by the
     /// history entry it points to.
     fn resolve(&self, id: &MessageId, v: &[u8]) -> Result<Vec<u8>> {
+        let t = self.trees()?;
         if v.first() != Some(&POINTER) {
             return Ok(v.to_vec());
         }
@@ -740,7 +908,7 @@ impl Store {
         }
         let room = RoomId(v[2..34].try_into().expect("32 bytes"));
         let ts = u64::from_be_bytes(v[34..].try_into().expect("8 bytes"));
-        match self.msgs.get(timed_key(HISTORY, &room, ts, id))? {
+        match t.msgs.get(timed_key(HISTORY, &room, ts, id))? {
             Some(h) if h.first() == Some(&HISTORY_V3) && h.len() > HISTORY_V2_LEN => {
                 Ok(h[HISTORY_V2_LEN..].to_vec())
             }
@@ -764,6 +932,7 @@ impl Store {
         envelope: &[u8],
         outbox: bool,
     ) -> Result<Inserted> {
+        let t = self.trees()?;
         let _one = self.stripe(&msg.id);
         if self.contains(&msg.id)? {
             return Ok(Inserted::Duplicate);
@@ -799,7 +968,7 @@ impl Store {
             let mut counts = self.counts.lock();
             let n = counts.get(&msg.room_id).copied().unwrap_or(0) + 1;
             batch.insert(&room_prefix(COUNT, &msg.room_id)[..], &n.to_be_bytes()[..]);
-            self.msgs.apply_batch(batch)?;
+            t.msgs.apply_batch(batch)?;
             counts.insert(msg.room_id, n);
         }
         self.item_added(&msg.room_id, msg.timestamp_ms, &msg.id);
@@ -808,6 +977,7 @@ impl Store {
 
     /// Notes a member room's new item in its sync set, if one is held.
     fn item_added(&self, room: &RoomId, ts: u64, id: &MessageId) {
+        self.touched.fetch_add(1, Ordering::Relaxed);
         let item = Item { ts, id: id.0 };
         self.kept.lock().added(room, item);
         if let Some(r) = self.items.lock().get_mut(room) {
@@ -850,8 +1020,9 @@ impl Store {
     /// Rewrites every room's `C` entry from its history entries (stores
     /// written before counts, or after a repair), then marks counts right.
     fn recount(&self) -> Result<()> {
+        let t = self.trees()?;
         let mut counts = std::collections::HashMap::<RoomId, u64>::new();
-        for k in self.msgs.scan_prefix([HISTORY]).keys() {
+        for k in t.msgs.scan_prefix([HISTORY]).keys() {
             let k = k?;
             if k.len() != 73 {
                 return Err(Error::Corrupt(format!("history key of {} bytes", k.len())));
@@ -860,22 +1031,23 @@ impl Store {
             *counts.entry(room).or_default() += 1;
         }
         let mut batch = sled::Batch::default();
-        for k in self.msgs.scan_prefix([COUNT]).keys() {
+        for k in t.msgs.scan_prefix([COUNT]).keys() {
             batch.remove(k?);
         }
         for (room, n) in &counts {
             batch.insert(&room_prefix(COUNT, room)[..], &n.to_be_bytes()[..]);
         }
-        self.msgs.apply_batch(batch)?;
-        self.meta.insert(COUNTED, json(&true))?;
+        t.msgs.apply_batch(batch)?;
+        t.meta.insert(COUNTED, json(&true))?;
         tracing::info!(rooms = counts.len(), "counted the rooms' messages");
         Ok(())
     }
 
     fn load_counts(&self) -> Result<()> {
+        let t = self.trees()?;
         let mut counts = self.counts.lock();
         counts.clear();
-        for kv in self.msgs.scan_prefix([COUNT]) {
+        for kv in t.msgs.scan_prefix([COUNT]) {
             let (k, v) = kv?;
             let (Ok(room), Ok(n)) = (<[u8; 32]>::try_from(&k[1..]), <[u8; 8]>::try_from(&v[..]))
             else {
@@ -892,7 +1064,10 @@ impl Store {
 
     /// Entries of `msgs` other than counts: what salvage compares.
     pub(crate) fn entries(&self) -> usize {
-        self.msgs.len() - self.msgs.scan_prefix([COUNT]).count()
+        let Ok(t) = self.trees() else {
+            return 0;
+        };
+        t.msgs.len() - t.msgs.scan_prefix([COUNT]).count()
     }
 
     /// Removes index entries whose envelope is missing: history and receipt
@@ -901,9 +1076,10 @@ impl Store {
     /// before them, or a damaged one being salvaged, may. Returns how many
     /// messages it removed.
     fn repair(&self) -> Result<usize> {
+        let t = self.trees()?;
         let mut broken = Vec::new();
         for prefix in [HISTORY, CONTROL, OUTBOX] {
-            for k in self.msgs.scan_prefix([prefix]).keys() {
+            for k in t.msgs.scan_prefix([prefix]).keys() {
                 let k = k?;
                 let (_, id) = timed_parts(&k)?;
                 if !self.contains(&id)? {
@@ -911,7 +1087,7 @@ impl Store {
                 }
             }
         }
-        for k in self.msgs.scan_prefix([DELIVERY]).keys() {
+        for k in t.msgs.scan_prefix([DELIVERY]).keys() {
             let k = k?;
             if k.len() != 33 {
                 return Err(Error::Corrupt(format!("delivery key of {} bytes", k.len())));
@@ -926,12 +1102,12 @@ impl Store {
         for (k, id) in &broken {
             batch.remove(k.clone());
             if ids.insert(*id) {
-                for p in self.msgs.scan_prefix(id_key(RECEIPT, id)).keys() {
+                for p in t.msgs.scan_prefix(id_key(RECEIPT, id)).keys() {
                     batch.remove(p?);
                 }
             }
         }
-        self.msgs.apply_batch(batch)?;
+        t.msgs.apply_batch(batch)?;
         Ok(ids.len())
     }
 
@@ -943,6 +1119,7 @@ impl Store {
         before: Option<&str>,
         limit: usize,
     ) -> Result<(Vec<StoredMessage>, Option<String>)> {
+        let t = self.trees()?;
         let limit = limit.clamp(1, MAX_PAGE);
         let start = timed_key(HISTORY, room, 0, &MessageId([0; 32]));
         let end = match before {
@@ -951,7 +1128,7 @@ impl Store {
         };
         let mut out = Vec::with_capacity(limit.min(64));
         let mut more = false;
-        for kv in self.msgs.range(start..end).rev() {
+        for kv in t.msgs.range(start..end).rev() {
             let (k, v) = kv?;
             if out.len() == limit {
                 more = true;
@@ -974,6 +1151,7 @@ impl Store {
     /// read after a clean stop takes the set kept then ([`kept`]); every
     /// other read scans the room's keys.
     pub fn room_items(&self, room: &RoomId) -> Result<Vec<(u64, MessageId)>> {
+        let t = self.trees()?;
         if let Some(items) = self.kept.lock().take(room) {
             tracing::info!(
                 room = %hex::encode(&room.0[..4]),
@@ -983,12 +1161,16 @@ impl Store {
             return Ok(items.into_iter().map(|i| (i.ts, MessageId(i.id))).collect());
         }
         self.item_scans.fetch_add(1, Ordering::Relaxed);
-        self.msgs
+        let items: Vec<_> = t
+            .msgs
             .scan_prefix(room_prefix(HISTORY, room))
             .keys()
-            .chain(self.msgs.scan_prefix(room_prefix(CONTROL, room)).keys())
+            .chain(t.msgs.scan_prefix(room_prefix(CONTROL, room)).keys())
             .map(|k| timed_parts(&k?))
-            .collect()
+            .collect::<Result<_>>()?;
+        self.touched
+            .fetch_add(items.len() as u64, Ordering::Relaxed);
+        Ok(items)
     }
 
     /// Whole-room scans [`Store::room_items`] made since the open.
@@ -1034,6 +1216,7 @@ impl Store {
         id: &MessageId,
         envelope: &[u8],
     ) -> Result<Inserted> {
+        let t = self.trees()?;
         let _one = self.stripe(id);
         if self.contains(id)? {
             return Ok(Inserted::Duplicate);
@@ -1042,7 +1225,7 @@ impl Store {
         let mut batch = sled::Batch::default();
         batch.insert(&timed_key(CONTROL, room, ts, id)[..], &[][..]);
         batch.insert(&id_key(ENVELOPE, id)[..], envelope);
-        self.msgs.apply_batch(batch)?;
+        t.msgs.apply_batch(batch)?;
         self.item_added(room, ts, id);
         Ok(Inserted::New)
     }
@@ -1050,29 +1233,35 @@ impl Store {
     /// Records that `member` confirmed the own message `id`. True when this
     /// is news.
     pub fn add_receipt(&self, id: &MessageId, member: &AuthorId) -> Result<bool> {
+        let t = self.trees()?;
         let mut k = [0u8; 65];
         k[..33].copy_from_slice(&id_key(RECEIPT, id));
         k[33..].copy_from_slice(member.as_bytes());
-        Ok(self.msgs.insert(k, &[])?.is_none())
+        Ok(t.msgs.insert(k, &[])?.is_none())
     }
 
     /// Members who confirmed the own message `id`.
     pub fn receipts(&self, id: &MessageId) -> usize {
-        self.msgs.scan_prefix(id_key(RECEIPT, id)).count()
+        let Ok(t) = self.trees() else {
+            return 0;
+        };
+        t.msgs.scan_prefix(id_key(RECEIPT, id)).count()
     }
 
     /// Remembers `author` as a member of `room`. True when this is news.
     pub fn add_member(&self, room: &RoomId, author: &AuthorId, name: &str) -> Result<bool> {
+        let t = self.trees()?;
         let mut k = [0u8; 65];
         k[..33].copy_from_slice(&room_prefix(MEMBER, room));
         k[33..].copy_from_slice(author.as_bytes());
-        Ok(self.msgs.insert(k, json(&name))?.is_none())
+        Ok(t.msgs.insert(k, json(&name))?.is_none())
     }
 
     /// The members of `room` this node has seen (authors of anything in it,
     /// and whoever invited this node), with their last display names.
     pub fn members(&self, room: &RoomId) -> Result<Vec<(AuthorId, String)>> {
-        self.msgs
+        let t = self.trees()?;
+        t.msgs
             .scan_prefix(room_prefix(MEMBER, room))
             .map(|kv| {
                 let (k, v) = kv?;
@@ -1097,9 +1286,10 @@ impl Store {
 
     /// The envelope whose id starts with `prefix`, if this node holds one.
     pub fn envelope_by_prefix(&self, prefix: &[u8]) -> Result<Option<(MessageId, Vec<u8>)>> {
+        let t = self.trees()?;
         let mut start = vec![ENVELOPE];
         start.extend_from_slice(prefix);
-        match self.msgs.range(start.clone()..).next().transpose()? {
+        match t.msgs.range(start.clone()..).next().transpose()? {
             Some((k, v)) if k.starts_with(&start) && k.len() == 33 => {
                 let id = MessageId(k[1..].try_into().expect("32 bytes"));
                 Ok(Some((id, self.resolve(&id, &v)?)))
@@ -1121,9 +1311,10 @@ impl Store {
     /// marked sent still in the outbox: it is published once more (peers
     /// drop it by id) and marked again, never lost from the outbox unsent.
     pub fn mark_sent(&self, room: &RoomId, ts: u64, id: &MessageId, peers: u32) -> Result<()> {
-        self.msgs
+        let t = self.trees()?;
+        t.msgs
             .insert(id_key(DELIVERY, id), json(&Delivery::Sent { peers }))?;
-        self.msgs.remove(timed_key(OUTBOX, room, ts, id))?;
+        t.msgs.remove(timed_key(OUTBOX, room, ts, id))?;
         Ok(())
     }
 
@@ -1144,11 +1335,13 @@ impl Store {
 
     /// Whether `id` is a message this node sent (and still holds).
     pub fn is_own(&self, id: &MessageId) -> Result<bool> {
-        Ok(self.msgs.contains_key(id_key(DELIVERY, id))?)
+        let t = self.trees()?;
+        Ok(t.msgs.contains_key(id_key(DELIVERY, id))?)
     }
 
     pub fn delivery(&self, id: &MessageId) -> Result<Option<Delivery>> {
-        self.msgs
+        let t = self.trees()?;
+        t.msgs
             .get(id_key(DELIVERY, id))?
             .map(|v| unjson("delivery", &v))
             .transpose()
@@ -1157,7 +1350,8 @@ impl Store {
     /// Up to `limit` of a room's own messages no peer has taken, oldest first,
     /// as (timestamp, id).
     pub fn outbox(&self, room: &RoomId, limit: usize) -> Result<Vec<(u64, MessageId)>> {
-        self.msgs
+        let t = self.trees()?;
+        t.msgs
             .scan_prefix(room_prefix(OUTBOX, room))
             .keys()
             .take(limit)
@@ -1167,12 +1361,16 @@ impl Store {
 
     /// Own messages no peer has taken yet, in all rooms.
     pub fn outbox_len(&self) -> usize {
-        self.msgs.scan_prefix([OUTBOX]).count()
+        let Ok(t) = self.trees() else {
+            return 0;
+        };
+        t.msgs.scan_prefix([OUTBOX]).count()
     }
 
     /// Drops an outbox entry whose envelope is gone.
     pub fn outbox_remove(&self, room: &RoomId, ts: u64, id: &MessageId) -> Result<()> {
-        self.msgs.remove(timed_key(OUTBOX, room, ts, id))?;
+        let t = self.trees()?;
+        t.msgs.remove(timed_key(OUTBOX, room, ts, id))?;
         Ok(())
     }
 
@@ -1180,8 +1378,9 @@ impl Store {
     /// bytes (what is stored, before sled's own overhead). Reads every
     /// entry: for benchmarks and diagnostics, not for a periodic path.
     pub fn layout(&self) -> Result<Vec<LayoutRow>> {
+        let t = self.trees()?;
         let mut rows: std::collections::BTreeMap<u8, LayoutRow> = Default::default();
-        for kv in self.msgs.iter() {
+        for kv in t.msgs.iter() {
             let (k, v) = kv?;
             let prefix = k.first().copied().unwrap_or(0);
             let r = rows.entry(prefix).or_insert(LayoutRow {
@@ -1197,7 +1396,10 @@ impl Store {
 
     /// Bytes the database takes on disk.
     pub fn size_on_disk(&self) -> u64 {
-        self.db.size_on_disk().unwrap_or(0)
+        let Ok(t) = self.trees() else {
+            return 0;
+        };
+        t.db.size_on_disk().unwrap_or(0)
     }
 }
 
@@ -1340,20 +1542,24 @@ mod tests {
             let s = Store::open(dir.path(), 1 << 20).unwrap();
             s.insert_message(&whole, b"e", true).unwrap();
             // What insert_message writes before the envelope, then a crash.
-            s.msgs
+            s.trees()
+                .unwrap()
+                .msgs
                 .insert(
                     timed_key(OUTBOX, &cut.room_id, cut.timestamp_ms, &cut.id),
                     &[],
                 )
                 .unwrap();
-            s.msgs
+            s.trees()
+                .unwrap()
+                .msgs
                 .insert(
                     timed_key(HISTORY, &cut.room_id, cut.timestamp_ms, &cut.id),
                     json(&cut),
                 )
                 .unwrap();
             // A store written before batches: never repaired.
-            s.meta.remove(BATCHED).unwrap();
+            s.trees().unwrap().meta.remove(BATCHED).unwrap();
             s.flush().unwrap();
         }
         let s = reopen(dir.path()).unwrap();
@@ -1376,13 +1582,17 @@ mod tests {
         {
             let s = Store::open(dir.path(), 1 << 20).unwrap();
             s.insert_message(&whole, b"e", false).unwrap();
-            s.msgs
+            s.trees()
+                .unwrap()
+                .msgs
                 .insert(
                     timed_key(HISTORY, &cut.room_id, cut.timestamp_ms, &cut.id),
                     json(&cut),
                 )
                 .unwrap();
-            s.msgs
+            s.trees()
+                .unwrap()
+                .msgs
                 .insert(timed_key(CONTROL, &cut.room_id, 12, &receipt), &[])
                 .unwrap();
             s.flush().unwrap();
@@ -1393,7 +1603,7 @@ mod tests {
             let s = reopen(dir.path()).unwrap();
             assert_eq!(s.room_items(&cut.room_id).unwrap().len(), 3);
             // A store written before batches: never repaired.
-            s.meta.remove(BATCHED).unwrap();
+            s.trees().unwrap().meta.remove(BATCHED).unwrap();
             s.flush().unwrap();
         }
         let s = reopen(dir.path()).unwrap();
@@ -1559,12 +1769,19 @@ mod tests {
             // The count is the one stored with the messages: a history
             // entry taken away behind the store's back does not change it,
             // so room lists never read the history.
-            s.msgs
+            s.trees()
+                .unwrap()
+                .msgs
                 .remove(timed_key(HISTORY, &r1, 0, &MessageId([0; 32])))
                 .unwrap();
             assert_eq!(s.message_count(&r1), 30);
             assert_eq!(
-                s.msgs.get(room_prefix(COUNT, &r1)).unwrap().unwrap(),
+                s.trees()
+                    .unwrap()
+                    .msgs
+                    .get(room_prefix(COUNT, &r1))
+                    .unwrap()
+                    .unwrap(),
                 &30u64.to_be_bytes()[..]
             );
             s.remove_room(&r2).unwrap();
@@ -1575,10 +1792,10 @@ mod tests {
             let s = reopen(dir.path()).unwrap();
             assert_eq!(s.message_count(&r1), 30, "kept across a restart");
             // A store written before counts: no `C` entries, no marker.
-            for k in s.msgs.scan_prefix([COUNT]).keys() {
-                s.msgs.remove(k.unwrap()).unwrap();
+            for k in s.trees().unwrap().msgs.scan_prefix([COUNT]).keys() {
+                s.trees().unwrap().msgs.remove(k.unwrap()).unwrap();
             }
-            s.meta.remove(COUNTED).unwrap();
+            s.trees().unwrap().meta.remove(COUNTED).unwrap();
             s.flush().unwrap();
         }
         let s = reopen(dir.path()).unwrap();
@@ -1602,7 +1819,9 @@ mod tests {
         assert_eq!(first.len(), 10);
         // From here on the set is kept, not read: entries removed behind
         // the store's back stay in it.
-        s.msgs
+        s.trees()
+            .unwrap()
+            .msgs
             .remove(timed_key(HISTORY, &room, 100, &MessageId([0; 32])))
             .unwrap();
         s.insert_message(&msg(1, 50, 20), b"e", false).unwrap();
@@ -1650,22 +1869,28 @@ mod tests {
         new.own = true;
         s.insert_message(&new, b"e", false).unwrap();
         let k = timed_key(HISTORY, &new.room_id, 20, &new.id);
-        let v = s.msgs.get(k).unwrap().unwrap();
+        let v = s.trees().unwrap().msgs.get(k).unwrap().unwrap();
         assert_eq!(v.len(), 46 + "Zoë".len() + new.text.len());
         assert!(v.len() < json(&new).len() / 2);
         // As stores before the binary format wrote it.
         let old = msg(1, 10, 1);
-        s.msgs
+        s.trees()
+            .unwrap()
+            .msgs
             .insert(timed_key(HISTORY, &old.room_id, 10, &old.id), json(&old))
             .unwrap();
-        s.msgs.insert(id_key(ENVELOPE, &old.id), b"e").unwrap();
+        s.trees()
+            .unwrap()
+            .msgs
+            .insert(id_key(ENVELOPE, &old.id), b"e")
+            .unwrap();
         assert_eq!(
             s.history(&new.room_id, None, 10).unwrap().0,
             vec![new.clone(), old]
         );
         // A damaged value is an error, not a panic.
         for bad in [&v[..45], &[2u8; 60][..]] {
-            s.msgs.insert(k, bad).unwrap();
+            s.trees().unwrap().msgs.insert(k, bad).unwrap();
             assert!(matches!(
                 s.history(&new.room_id, None, 10),
                 Err(Error::Corrupt(_))
@@ -1719,13 +1944,21 @@ mod tests {
         // The history entry holds what the envelope does not, nothing more:
         // no value but the envelope holds the text.
         let h = s
+            .trees()
+            .unwrap()
             .msgs
             .get(timed_key(HISTORY, &m.room_id, 100, &m.id))
             .unwrap()
             .unwrap();
         assert_eq!(&h[HISTORY_V2_LEN..], &env[..]);
         assert_eq!(
-            s.msgs.get(id_key(ENVELOPE, &m.id)).unwrap().unwrap().len(),
+            s.trees()
+                .unwrap()
+                .msgs
+                .get(id_key(ENVELOPE, &m.id))
+                .unwrap()
+                .unwrap()
+                .len(),
             POINTER_LEN,
             "the id's entry points to the history entry"
         );
@@ -1734,6 +1967,8 @@ mod tests {
             Some((m.id, env.clone()))
         );
         let stored: usize = s
+            .trees()
+            .unwrap()
             .msgs
             .iter()
             .map(|kv| {
@@ -1755,7 +1990,9 @@ mod tests {
         let (page, _) = s.history(&m.room_id, None, 10).unwrap();
         assert!(page.contains(&other) && page.contains(&m));
         // A pointer whose history entry is lost is a clear error.
-        s.msgs
+        s.trees()
+            .unwrap()
+            .msgs
             .remove(timed_key(HISTORY, &m.room_id, 100, &m.id))
             .unwrap();
         assert!(matches!(s.envelope(&m.id), Err(Error::Corrupt(_))));
@@ -1768,13 +2005,19 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = Store::open(dir.path(), 1 << 20).unwrap();
         let (m, env) = sealed(&s, 200, "written apart");
-        s.msgs
+        s.trees()
+            .unwrap()
+            .msgs
             .insert(
                 timed_key(HISTORY, &m.room_id, 200, &m.id),
                 &history_value_v2(&m)[..],
             )
             .unwrap();
-        s.msgs.insert(id_key(ENVELOPE, &m.id), &env[..]).unwrap();
+        s.trees()
+            .unwrap()
+            .msgs
+            .insert(id_key(ENVELOPE, &m.id), &env[..])
+            .unwrap();
         assert_eq!(s.history(&m.room_id, None, 10).unwrap().0, vec![m.clone()]);
         assert_eq!(s.envelope(&m.id).unwrap().unwrap(), env);
     }

@@ -32,6 +32,7 @@
 //! their `A`), and eviction drops an `A` entry it finds without its `R`.
 
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 
 use peddlenet_proto::{MessageId, RoomId};
 
@@ -144,9 +145,10 @@ impl Store {
     /// entry left without its `R` (a crash between the two) is not looked for
     /// here: nothing counts it, and eviction drops it when it comes across it.
     pub(crate) fn relay_load(&self) -> Result<usize> {
+        let t = self.trees()?;
         let mut usage = Usage::default();
         let mut broken = 0;
-        for kv in self.msgs.scan_prefix([RELAY]) {
+        for kv in t.msgs.scan_prefix([RELAY]) {
             let (k, v) = kv?;
             let (ts, id) = timed_parts(&k)?;
             let room = RoomId(k[1..33].try_into().expect("32 bytes"));
@@ -154,8 +156,8 @@ impl Store {
             if self.contains(&id)? {
                 usage.add(room, tag, len);
             } else {
-                self.msgs.remove(&k)?;
-                self.msgs.remove(author_key(&room, &tag, ts, &id))?;
+                t.msgs.remove(&k)?;
+                t.msgs.remove(author_key(&room, &tag, ts, &id))?;
                 broken += 1;
             }
         }
@@ -177,6 +179,7 @@ impl Store {
         now_ms: u64,
         limits: &RelayLimits,
     ) -> Result<RelayInserted> {
+        let t = self.trees()?;
         let mut usage = self.relay.lock();
         if self.contains(id)? {
             return Ok(RelayInserted::Duplicate);
@@ -209,7 +212,7 @@ impl Store {
             .copied()
             .unwrap_or(0);
         if author_used + len > limits.author_bytes {
-            for k in self.msgs.scan_prefix(author_prefix(room, tag)).keys() {
+            for k in t.msgs.scan_prefix(author_prefix(room, tag)).keys() {
                 if author_used - freed_author + len <= limits.author_bytes {
                     break;
                 }
@@ -223,7 +226,7 @@ impl Store {
                 }
                 let Some(e) = self.relay_entry(room, vts, &vid)? else {
                     // Left by a crash between the two index writes: garbage.
-                    self.msgs.remove(&k)?;
+                    t.msgs.remove(&k)?;
                     continue;
                 };
                 freed_author += e.len;
@@ -233,7 +236,7 @@ impl Store {
         }
         let room_used = usage.rooms.get(room).map(|r| r.bytes).unwrap_or(0);
         if room_used - freed_room + len > limits.room_bytes {
-            for k in self.msgs.scan_prefix(room_prefix(RELAY, room)).keys() {
+            for k in t.msgs.scan_prefix(room_prefix(RELAY, room)).keys() {
                 if room_used - freed_room + len <= limits.room_bytes {
                     break;
                 }
@@ -268,7 +271,7 @@ impl Store {
                     .remove(&largest)
                     .unwrap_or_else(|| room_prefix(RELAY, &largest).to_vec());
                 let mut found = None;
-                for k in self.msgs.range(start..).keys() {
+                for k in t.msgs.range(start..).keys() {
                     let k = k?;
                     if !k.starts_with(&room_prefix(RELAY, &largest)) {
                         break;
@@ -299,18 +302,19 @@ impl Store {
         for v in &victims {
             self.relay_remove(&mut usage, v)?;
         }
-        self.msgs.insert(author_key(room, tag, ts, id), &[])?;
-        self.msgs.insert(
+        t.msgs.insert(author_key(room, tag, ts, id), &[])?;
+        t.msgs.insert(
             timed_key(RELAY, room, ts, id),
             &relay_value(tag, len as u32),
         )?;
-        match self.msgs.compare_and_swap(
+        match t.msgs.compare_and_swap(
             id_key(ENVELOPE, id),
             None as Option<&[u8]>,
             Some(envelope),
         )? {
             Ok(()) => {
                 usage.add(*room, *tag, len);
+                self.touched.fetch_add(1, Ordering::Relaxed);
                 Ok(RelayInserted::New {
                     evicted: victims.len(),
                 })
@@ -321,7 +325,8 @@ impl Store {
 
     /// The `R` entry of an envelope, if there is one.
     fn relay_entry(&self, room: &RoomId, ts: u64, id: &MessageId) -> Result<Option<Entry>> {
-        let Some(v) = self.msgs.get(timed_key(RELAY, room, ts, id))? else {
+        let t = self.trees()?;
+        let Some(v) = t.msgs.get(timed_key(RELAY, room, ts, id))? else {
             return Ok(None);
         };
         let (tag, len) = parse_relay_value(&v)?;
@@ -341,21 +346,23 @@ impl Store {
     }
 
     fn relay_remove(&self, usage: &mut Usage, e: &Entry) -> Result<()> {
-        self.msgs.remove(id_key(ENVELOPE, &e.id))?;
-        self.msgs.remove(timed_key(RELAY, &e.room, e.ts, &e.id))?;
-        self.msgs.remove(author_key(&e.room, &e.tag, e.ts, &e.id))?;
+        let t = self.trees()?;
+        t.msgs.remove(id_key(ENVELOPE, &e.id))?;
+        t.msgs.remove(timed_key(RELAY, &e.room, e.ts, &e.id))?;
+        t.msgs.remove(author_key(&e.room, &e.tag, e.ts, &e.id))?;
         usage.sub(&e.room, &e.tag, e.len);
         Ok(())
     }
 
     /// Drops relayed envelopes past the expiry. Returns how many.
     pub fn relay_expire(&self, now_ms: u64, limits: &RelayLimits) -> Result<usize> {
+        let t = self.trees()?;
         let mut usage = self.relay.lock();
         let rooms: Vec<RoomId> = usage.rooms.keys().copied().collect();
         let mut dropped = 0;
         for room in rooms {
             let mut old = Vec::new();
-            for k in self.msgs.scan_prefix(room_prefix(RELAY, &room)).keys() {
+            for k in t.msgs.scan_prefix(room_prefix(RELAY, &room)).keys() {
                 let (ts, id) = timed_parts(&k?)?;
                 if ts.saturating_add(limits.expiry_ms) >= now_ms {
                     break;
@@ -375,6 +382,7 @@ impl Store {
     /// then the largest room while the total is over the budget, gives way
     /// oldest envelope first. Returns how many envelopes were dropped.
     pub fn relay_shrink(&self, limits: &RelayLimits) -> Result<usize> {
+        let t = self.trees()?;
         let mut usage = self.relay.lock();
         let mut dropped = 0;
         loop {
@@ -393,12 +401,7 @@ impl Store {
                 }
                 None => break,
             };
-            let Some(k) = self
-                .msgs
-                .scan_prefix(room_prefix(RELAY, &room))
-                .keys()
-                .next()
-            else {
+            let Some(k) = t.msgs.scan_prefix(room_prefix(RELAY, &room)).keys().next() else {
                 // Counted but not indexed (cannot happen under the lock):
                 // forget the count rather than loop.
                 let gone = usage.rooms.remove(&room).map(|u| u.bytes).unwrap_or(0);
@@ -415,7 +418,8 @@ impl Store {
 
     /// `(timestamp, id)` of every relayed envelope of `room`, oldest first.
     pub fn relay_items(&self, room: &RoomId) -> Result<Vec<(u64, MessageId)>> {
-        self.msgs
+        let t = self.trees()?;
+        t.msgs
             .scan_prefix(room_prefix(RELAY, room))
             .keys()
             .map(|k| timed_parts(&k?))
@@ -451,10 +455,11 @@ impl Store {
     /// a crash before the caller stores them again loses only copies that
     /// the next reconciliation fetches back.
     pub fn relay_take_room(&self, room: &RoomId) -> Result<Vec<Vec<u8>>> {
+        let t = self.trees()?;
         let mut usage = self.relay.lock();
         let mut out = Vec::new();
         let mut entries = Vec::new();
-        for k in self.msgs.scan_prefix(room_prefix(RELAY, room)).keys() {
+        for k in t.msgs.scan_prefix(room_prefix(RELAY, room)).keys() {
             let (ts, id) = timed_parts(&k?)?;
             entries.push(self.indexed_entry(room, ts, &id)?);
         }
@@ -698,14 +703,20 @@ mod tests {
             // A crash between the two index writes: an `A` entry alone, older
             // than everything author 1 has.
             let lone = env(1, 1, now - 5000, 77);
-            s.msgs
+            s.trees()
+                .unwrap()
+                .msgs
                 .insert(author_key(&lone.room, &lone.tag, lone.ts, &lone.id), &[])
                 .unwrap();
             // A crash after the index entries, before the envelope.
-            s.msgs
+            s.trees()
+                .unwrap()
+                .msgs
                 .insert(author_key(&torn.room, &torn.tag, torn.ts, &torn.id), &[])
                 .unwrap();
-            s.msgs
+            s.trees()
+                .unwrap()
+                .msgs
                 .insert(
                     timed_key(RELAY, &torn.room, torn.ts, &torn.id),
                     &relay_value(&torn.tag, 500),
@@ -724,7 +735,9 @@ mod tests {
         );
         assert_eq!(s.relay_items(&RoomId([1; 32])).unwrap().len(), 3);
         assert_eq!(
-            s.msgs
+            s.trees()
+                .unwrap()
+                .msgs
                 .scan_prefix(author_prefix(&torn.room, &torn.tag))
                 .count(),
             0
@@ -740,7 +753,9 @@ mod tests {
             RelayInserted::New { evicted: 1 }
         );
         assert_eq!(
-            s.msgs
+            s.trees()
+                .unwrap()
+                .msgs
                 .scan_prefix(author_prefix(&RoomId([1; 32]), &[1; 16]))
                 .count(),
             4,

@@ -106,12 +106,12 @@ struct Run {
 async fn main() {
     let args = args();
     let a = Daemon::start(DaemonOpts {
-        log: "warn".into(),
+        log: "warn,peddlenet_store=info".into(),
         ..DaemonOpts::loopback("A")
     });
     let ca = a.client().await;
     let mut b = Daemon::start(DaemonOpts {
-        log: "warn".into(),
+        log: "warn,peddlenet_store=info".into(),
         ..DaemonOpts::loopback("B").peer(&a.tcp_addr().await)
     });
     let cb = b.client().await;
@@ -257,6 +257,8 @@ async fn main() {
         idle_rss.push((sec, r.0, r.1));
     }
     let at_end = idle_rss.last().map(|x| (x.1, x.2)).unwrap_or_default();
+    // The store's reopens in place after the load, by now.
+    let reopens = (reopen_times(&a.log()), reopen_times(&b.log()));
     // The spread over the idle time from 60 s on (or all of it, if shorter).
     let steady: Vec<&(u64, u64, u64)> = idle_rss
         .iter()
@@ -394,6 +396,10 @@ async fn main() {
         mib(at_end.1)
     );
     println!(
+        "| the store reopened in place by then (sled's snapshot brought up to date), A / B | {} / {} |",
+        reopens.0, reopens.1
+    );
+    println!(
         "| RSS from {} s to {} s after load, min-max A / B | {}-{} / {}-{} |",
         60.min(args.idle),
         args.idle,
@@ -472,4 +478,22 @@ async fn latencies(run: &Run, range: std::ops::Range<usize>) -> Vec<Duration> {
         .collect();
     v.sort();
     v
+}
+
+/// The daemon's reopens of its store, from its log: "none", or each one's
+/// duration.
+fn reopen_times(log: &str) -> String {
+    let times: Vec<String> = log
+        .lines()
+        .filter(|l| l.contains("store reopened:"))
+        .filter_map(|l| {
+            let ms = l.split("ms=").nth(1)?.split_whitespace().next()?;
+            Some(format!("{ms} ms"))
+        })
+        .collect();
+    if times.is_empty() {
+        "none".into()
+    } else {
+        times.join(", ")
+    }
 }
