@@ -290,10 +290,9 @@ pub(crate) struct Reopener {
 }
 
 impl Reopener {
-    /// Entries written or read whole since sled's open, while the store
-    /// lives.
-    pub(crate) fn touched(&self) -> Option<u64> {
-        (self.trees.strong_count() > 0).then(|| self.touched.load(Ordering::Relaxed))
+    /// Entries written or read whole since sled's open.
+    pub(crate) fn touched(&self) -> u64 {
+        self.touched.load(Ordering::Relaxed)
     }
 
     /// The number of the last flush, while the store lives.
@@ -700,7 +699,8 @@ impl Store {
         // Recursive: a method holding the guard may call another.
         RwLockReadGuard::try_map(self.trees.read_recursive(), Option::as_ref).map_err(|_| {
             Error::Closed(
-                "it could not be opened again after releasing its memory (see the log)".into(),
+                "it could not be opened again after a reopen in place closed it (see the log)"
+                    .into(),
             )
         })
     }
